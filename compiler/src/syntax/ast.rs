@@ -1,0 +1,131 @@
+//! The Dockerfile syntax tree: what the parser produces and everything later reads.
+//!
+//! It mirrors BuildKit's parser `Node` so the two can be compared field by field
+//! (`cmd`, `sub_cmd`, `json`, `flags`, `value`, lines, heredocs), and adds byte spans so
+//! every later diagnostic can point at the exact text. It holds no meaning: variables are
+//! not expanded, flags are not interpreted, instruction names are not validated.
+
+use serde::Serialize;
+
+/// A byte range `[start, end)` in the source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Self {
+        Span { start, end }
+    }
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+impl From<Span> for miette::SourceSpan {
+    fn from(s: Span) -> Self {
+        (s.start, s.end - s.start).into()
+    }
+}
+
+/// A parser directive (`# syntax=...`, `# escape=...`, `# check=...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Directive {
+    /// Lower-cased name.
+    pub name: String,
+    pub value: String,
+    pub span: Span,
+}
+
+/// A heredoc attached to RUN, COPY or ADD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heredoc {
+    /// The delimiter word, quotes removed.
+    pub name: String,
+    /// `3<<EOF` gives 3; 0 when no descriptor was written.
+    pub file_descriptor: u32,
+    /// The body, lines joined with `\n`, ending with `\n` (as BuildKit keeps it).
+    /// For `<<-` the leading tabs are already removed when `chomp` is true.
+    pub content: String,
+    /// False when the delimiter was quoted: no variable expansion in the body.
+    pub expand: bool,
+    /// True for `<<-`: leading tabs stripped from every body line.
+    pub chomp: bool,
+    pub span: Span,
+}
+
+/// One flag word as written, e.g. `--from=build` (raw, unexpanded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flag {
+    pub raw: String,
+    pub span: Span,
+}
+
+/// One instruction (a BuildKit `Node` child of the root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instruction {
+    /// Instruction name upper-cased (`RUN`), or for unknown ones the upper-cased word.
+    pub cmd: String,
+    /// Span of the instruction keyword as written.
+    pub cmd_span: Span,
+    /// For ONBUILD: the inner instruction (its own cmd, flags, value, ...). Else None.
+    pub sub: Option<Box<Instruction>>,
+    /// True when the arguments were a JSON array of strings (exec form).
+    pub json: bool,
+    /// Leading `--k=v` words.
+    pub flags: Vec<Flag>,
+    /// Arguments, split exactly as BuildKit's parser splits them for this instruction.
+    pub value: Vec<String>,
+    /// Span of the argument text after the flags (continuations joined in the source, so
+    /// this range may cover several lines).
+    pub args_span: Span,
+    pub heredocs: Vec<Heredoc>,
+    /// 1-based, continuation and heredoc lines included.
+    pub start_line: usize,
+    pub end_line: usize,
+    /// Whole instruction, keyword to last line (heredoc bodies included).
+    pub span: Span,
+    /// The instruction line as BuildKit's `original`: continuation lines joined.
+    pub original: String,
+}
+
+impl Instruction {
+    /// The span of the first occurrence of `needle` inside this instruction's argument text,
+    /// falling back to the argument span, then to the keyword. Used to point diagnostics at
+    /// one word of an argument.
+    pub fn span_of(&self, source: &str, needle: &str) -> Span {
+        let region = source.get(self.args_span.start..self.args_span.end).unwrap_or("");
+        if !needle.is_empty() {
+            if let Some(i) = region.find(needle) {
+                let start = self.args_span.start + i;
+                return Span::new(start, start + needle.len());
+            }
+        }
+        if !self.args_span.is_empty() {
+            self.args_span
+        } else {
+            self.cmd_span
+        }
+    }
+}
+
+/// A non-fatal finding of the parser (e.g. an empty line inside a continuation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParseWarning {
+    pub message: String,
+    pub span: Span,
+}
+
+/// A parsed Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dockerfile {
+    pub directives: Vec<Directive>,
+    /// `\\` unless an `escape` directive chose `` ` ``.
+    pub escape: char,
+    pub instructions: Vec<Instruction>,
+    pub warnings: Vec<ParseWarning>,
+}
