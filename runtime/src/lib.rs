@@ -1,3 +1,7 @@
 //! kiln-runtime: the image store, deterministic layers, OCI formats, save/load and the builder.
 //!
 //! Must not: parse Dockerfile text (it receives a `kiln_compiler::plan::Plan`).
+
+pub mod layer;
+pub mod oci;
+pub mod store;

@@ -1,0 +1,54 @@
+//! Layers: deterministic layer tars, and the merged filesystem view of a stack of layers.
+//!
+//! Owns the tar encoding of layers (one encoding, set field by field; see
+//! `../shared/spec/oci-and-reproducibility.md` items 7-17), reading layers back with path
+//! safety checks, the overlay view (whiteouts applied) used by `COPY --from` and `--chown`
+//! name lookups, and unpacking of local archives for ADD.
+//! Must not: know about the store's layout, manifests or configs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One entry to put into a layer. Paths are relative, `/`-separated, cleaned, no leading `/`
+/// (e.g. `app/src/main.rs`); the root directory itself is never an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission bits including setuid/setgid/sticky (no file-type bits).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Seconds since the epoch (the build's SOURCE_DATE_EPOCH, or 0).
+    pub mtime: u64,
+    /// Only allow-listed names (`security.capability`) are written.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File { size: u64, source: FileSource },
+    Symlink { target: String },
+    /// A hardlink to another entry of the same layer (relative path of the target).
+    Hardlink { target: String },
+    /// A deletion: written as `<dir>/.wh.<name>` for `path`.
+    Whiteout,
+    /// `path` is a directory whose lower contents are hidden: `<path>/.wh..wh..opq`.
+    OpaqueDir,
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// A file on the host (a build context file). `link_id` is (device, inode) when the file
+    /// has several links, so the writer can emit hardlinks within one layer.
+    Host { path: PathBuf, link_id: Option<(u64, u64)> },
+    /// Bytes in memory (heredocs, generated files).
+    Bytes(Arc<[u8]>),
+    /// A byte range of an uncompressed layer tar (the data of an entry of a lower layer).
+    TarRange { tar: PathBuf, offset: u64 },
+}

@@ -1,0 +1,214 @@
+//! Every command and flag kiln accepts (clap derive). Docker's flag names where Docker has one.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Build container images from Dockerfiles, reproducibly",
+    long_about = "kiln builds OCI images from Dockerfiles. The same inputs give the same image \
+                  digest on any machine.\n\nExit codes: 0 success, 1 build failure or user \
+                  error, 2 bad usage.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Image store directory [default: $KILN_ROOT, else $XDG_DATA_HOME/kiln, else ~/.local/share/kiln]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a Dockerfile's syntax tree
+    Parse(ParseArgs),
+    /// Validate a Dockerfile and run the build checks (warnings)
+    Check(CheckArgs),
+    /// Print the layer plan of a build, with cache keys
+    Plan(PlanArgs),
+    /// Build an image from a Dockerfile and a context directory
+    Build(BuildArgs),
+    /// Write images to a tarball (docker-archive + OCI layout)
+    Save(SaveArgs),
+    /// Load images from a tarball written by `docker save`, `kiln save` or an OCI archive
+    Load(LoadArgs),
+    /// Make a one-layer image from a root filesystem tarball or directory
+    Import(ImportArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Show an image's configuration, manifest and layers as JSON
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag(TagArgs),
+    /// Remove images
+    Rmi(RmiArgs),
+    /// Remove blobs and cache entries that nothing refers to
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// Print JSON: one object per instruction, mirroring BuildKit's parse tree
+    #[arg(long)]
+    pub json: bool,
+    /// The Dockerfile
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Set a build-time variable
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// The Dockerfile
+    pub file: PathBuf,
+}
+
+/// What selects the Dockerfile, its variables and its target: shared by plan and build.
+#[derive(Debug, Args)]
+pub struct FrontendArgs {
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set a build-time variable
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// Build this stage (default: the last one)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub frontend: FrontendArgs,
+    /// Print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// The build context directory
+    pub context: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub frontend: FrontendArgs,
+    /// Name and optionally a tag (NAME[:TAG]); may be repeated
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Do not use the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Set metadata for the image
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Merge the layers this build adds into one
+    #[arg(long)]
+    pub squash: bool,
+    /// Progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Progress,
+    /// Write the image ID to the file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Also write the image as a tarball: type=oci|docker,dest=FILE
+    #[arg(short = 'o', long = "output", value_name = "type=oci|docker,dest=FILE")]
+    pub output: Option<String>,
+    /// Network mode for RUN steps (none, host)
+    #[arg(long, value_name = "MODE", default_value = "default")]
+    pub network: String,
+    /// The build context directory
+    pub context: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to FILE instead of standard output
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Layer compression inside the tarball
+    #[arg(long, value_enum, default_value = "none")]
+    pub compression: Compression,
+    /// Images to save (NAME[:TAG], ID or sha256 digest)
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from FILE instead of standard input
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Print only the loaded image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Root filesystem: a tarball (optionally compressed) or a directory
+    pub source: PathBuf,
+    /// Name the image NAME[:TAG]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The image (NAME[:TAG], ID or digest)
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// The image (NAME[:TAG], ID or digest)
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The existing image
+    pub source: String,
+    /// The new NAME[:TAG]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Images to remove
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {}

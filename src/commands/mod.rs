@@ -1,0 +1,29 @@
+//! One module per command; each turns parsed arguments into library calls and prints.
+
+mod build;
+mod check;
+mod images;
+mod parse;
+mod plan;
+mod transfer;
+
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> miette::Result<()> {
+    let root = cli.root;
+    match cli.command {
+        Command::Parse(a) => parse::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Build(a) => build::run(root, a),
+        Command::Save(a) => transfer::save(root, a),
+        Command::Load(a) => transfer::load(root, a),
+        Command::Import(a) => transfer::import(root, a),
+        Command::Images(a) => images::images(root, a),
+        Command::Inspect(a) => images::inspect(root, a),
+        Command::History(a) => images::history(root, a),
+        Command::Tag(a) => images::tag(root, a),
+        Command::Rmi(a) => images::rmi(root, a),
+        Command::Prune(a) => images::prune(root, a),
+    }
+}
