@@ -98,7 +98,9 @@ impl Instruction {
     /// falling back to the argument span, then to the keyword. Used to point diagnostics at
     /// one word of an argument.
     pub fn span_of(&self, source: &str, needle: &str) -> Span {
-        let region = source.get(self.args_span.start..self.args_span.end).unwrap_or("");
+        let region = source
+            .get(self.args_span.start..self.args_span.end)
+            .unwrap_or("");
         if !needle.is_empty() {
             if let Some(i) = region.find(needle) {
                 let start = self.args_span.start + i;

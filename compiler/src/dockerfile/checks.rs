@@ -1,0 +1,1 @@
+//! Build checks (BuildKit's linter rules), reported as warnings by `kiln check`.
