@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod frontend;
 mod images;
 mod parse;
 mod plan;

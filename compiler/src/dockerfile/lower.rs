@@ -35,6 +35,8 @@ pub struct BuildOptions {
     pub network: String,
     /// `--label K=V`, added to the target's config.
     pub labels: Vec<(String, String)>,
+    /// Lint only: do not resolve COPY/ADD sources against the context.
+    pub skip_context: bool,
 }
 
 /// A base image as the store knows it.
@@ -127,6 +129,27 @@ pub fn lower(
     let result = lw.lower_stage(target)?;
     let image = lw.image_node(target, &result);
     lw.finish(image, stat_cache)
+}
+
+/// Lower every stage (not only the target's chain), for `kiln check`: all errors and the
+/// expansion warnings of the whole file. COPY sources are not looked up.
+pub fn lower_all_stages(
+    df: &Dockerfile,
+    source: &str,
+    opts: &BuildOptions,
+) -> Result<Vec<Warning>, LowerError> {
+    let opts = BuildOptions {
+        skip_context: true,
+        ..opts.clone()
+    };
+    let mut lw = Lowerer::new(df, source, ContextIndex::default(), &opts, &NoImages)?;
+    for i in 0..lw.stages.len() {
+        lw.lower_stage(i)?;
+    }
+    let last = lw.stages.len() - 1;
+    let result = lw.lower_stage(last)?;
+    let image = lw.image_node(last, &result);
+    Ok(lw.finish(image, &StatCache::default())?.warnings)
 }
 
 /// One `FROM` and the instructions after it.
@@ -1142,7 +1165,7 @@ impl<'a> Lowerer<'a> {
         excludes: &[String],
     ) -> Result<Vec<usize>, DockerfileError> {
         let node = &self.typed[idx].node;
-        if local.is_empty() {
+        if local.is_empty() || self.opts.skip_context {
             return Ok(Vec::new());
         }
         let selected = copy::select_sources(&self.context, local).map_err(|e| {
