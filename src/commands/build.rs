@@ -1,7 +1,59 @@
-use std::path::PathBuf;
+//! `kiln build`: plan, run, name the image, optionally write it out.
 
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kiln_compiler::context::StatCache;
+use kiln_runtime::build::{self, BuildSettings};
+use kiln_runtime::image::ImageName;
+use kiln_runtime::store::Store;
+use miette::{IntoDiagnostic, Result};
+
+use super::frontend::{self, key_values};
+use super::progress::Printer;
+use super::transfer;
 use crate::cli::BuildArgs;
 
-pub fn run(_root: Option<PathBuf>, _args: BuildArgs) -> miette::Result<()> {
-    miette::bail!("kiln build is not implemented yet")
+pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
+    let tags = args.tags.iter().map(|t| ImageName::parse(t)).collect::<Result<Vec<_>, _>>()?;
+    let output = args.output.as_deref().map(transfer::parse_output).transpose()?;
+    let network = match args.network.as_str() {
+        "default" | "none" | "host" => args.network.clone(),
+        other => miette::bail!(help = "kiln supports --network none, host or default", "unsupported network mode {other:?}"),
+    };
+    let store = Store::open(kiln_runtime::store::default_root(root)?)?;
+    let (input, mut opts) = frontend::options(&args.frontend, &args.context, &network)?;
+    opts.labels = key_values(&args.labels, "--label")?;
+
+    let state_name = stat_cache_name(&args.context);
+    let stat_cache = store.read_state(&state_name)?.map(|b| StatCache::from_bytes(&b)).unwrap_or_default();
+    let (parsed, lowered) = kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &store)?;
+    for w in &lowered.warnings {
+        let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
+        eprintln!("{:?}", parsed.report(diag));
+    }
+    let printer = Printer::new(args.progress);
+    let settings = BuildSettings { no_cache: args.no_cache, squash: args.squash, tags: tags.clone() };
+    let built = build::build(&store, &lowered.plan, &settings, &printer)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    store.write_state(&state_name, &lowered.plan.context.to_stat_cache(now).to_bytes())?;
+
+    let id = built.image.id().to_string();
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &id).into_diagnostic()?;
+    }
+    if let Some(out) = output {
+        transfer::write_archive(&store, &[built.image.clone()], &out)?;
+    }
+    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    printer.finish(&id, &tag_names, built.steps, built.cached);
+    Ok(())
+}
+
+/// The stat cache is per context directory; its name hashes the absolute path (a path is
+/// never part of a cache key, only of this bookkeeping).
+fn stat_cache_name(context: &std::path::Path) -> String {
+    let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    let h = blake3::hash(abs.as_os_str().as_encoded_bytes());
+    format!("statcache-{}", &h.to_hex()[..24])
 }

@@ -6,6 +6,7 @@ mod frontend;
 mod images;
 mod parse;
 mod plan;
+mod progress;
 mod transfer;
 
 use crate::cli::{Cli, Command};
