@@ -62,6 +62,14 @@ pub enum LayerError {
     #[diagnostic(code(kiln::layer::malformed))]
     Malformed { detail: String },
 
+    #[error("in layer {}", layer.display())]
+    #[diagnostic(code(kiln::layer::in_layer))]
+    InLayer {
+        layer: PathBuf,
+        #[source]
+        source: Box<LayerError>,
+    },
+
     #[error("`{path}` does not exist in the image filesystem")]
     #[diagnostic(code(kiln::layer::not_found))]
     NotFound { path: String },

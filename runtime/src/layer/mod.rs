@@ -75,9 +75,15 @@ mod hashing;
 pub mod header;
 pub mod host;
 pub mod path;
+pub mod reader;
+pub mod unpack;
+pub mod view;
 pub mod writer;
 
 pub use compress::{compress, decompress_auto, BlobDigest, LayerCompression, StreamFormat};
 pub use error::LayerError;
 pub use host::host_entry;
+pub use reader::{scan_layer, ScannedEntry, ScannedKind};
+pub use unpack::{archive_entries, ArchiveMtime, ArchiveOwner, UnpackOptions};
+pub use view::{FsView, ViewEntry, ViewKind};
 pub use writer::{write_layer, LayerDigest};
