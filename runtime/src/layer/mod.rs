@@ -28,16 +28,29 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     Dir,
-    File { size: u64, source: FileSource },
-    Symlink { target: String },
+    File {
+        size: u64,
+        source: FileSource,
+    },
+    Symlink {
+        target: String,
+    },
     /// A hardlink to another entry of the same layer (relative path of the target).
-    Hardlink { target: String },
+    Hardlink {
+        target: String,
+    },
     /// A deletion: written as `<dir>/.wh.<name>` for `path`.
     Whiteout,
     /// `path` is a directory whose lower contents are hidden: `<path>/.wh..wh..opq`.
     OpaqueDir,
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
 }
 
@@ -46,7 +59,10 @@ pub enum EntryKind {
 pub enum FileSource {
     /// A file on the host (a build context file). `link_id` is (device, inode) when the file
     /// has several links, so the writer can emit hardlinks within one layer.
-    Host { path: PathBuf, link_id: Option<(u64, u64)> },
+    Host {
+        path: PathBuf,
+        link_id: Option<(u64, u64)>,
+    },
     /// Bytes in memory (heredocs, generated files).
     Bytes(Arc<[u8]>),
     /// A byte range of an uncompressed layer tar (the data of an entry of a lower layer).
