@@ -1,0 +1,446 @@
+//! The store's image index (`index.json`): which manifests are images, and their tags.
+//! Also turns what a user typed into an image (`Store::image`).
+//!
+//! Rules: one descriptor per tag; an image with no tag has one descriptor without
+//! annotations. Moving a tag to another image leaves the old image untagged (dangling, as in
+//! docker); removing an image's last tag removes the image from the index (its blobs stay
+//! until `prune`). Must not: delete blobs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+
+use super::{io_err, Result, Store, StoreError};
+use crate::image::{ImageName, ImageRef};
+use crate::oci::{
+    self, Compression, Descriptor, Digest, ImageConfig, Index, Manifest, ANNOTATION_IMAGE_NAME,
+    ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST,
+};
+
+/// An image in the store: its manifest, its config and its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub manifest_digest: Digest,
+    pub manifest_size: u64,
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+    /// Sorted; empty for an untagged image.
+    pub tags: Vec<ImageName>,
+}
+
+impl Image {
+    /// The image ID: the config digest, as docker shows it.
+    pub fn id(&self) -> &Digest {
+        &self.manifest.config.digest
+    }
+
+    /// Sum of the layer blob sizes (compressed where the layers are).
+    pub fn size(&self) -> u64 {
+        self.manifest.layers.iter().map(|l| l.size).sum()
+    }
+
+    /// The descriptor that points at this image's manifest.
+    pub fn manifest_descriptor(&self) -> Descriptor {
+        let mut d = Descriptor::new(
+            self.manifest
+                .media_type
+                .as_deref()
+                .unwrap_or(MEDIA_TYPE_OCI_MANIFEST),
+            self.manifest_digest.clone(),
+            self.manifest_size,
+        );
+        d.platform = Some(self.config.platform());
+        d
+    }
+}
+
+/// What `Store::remove` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub untagged: Vec<ImageName>,
+    /// The image ID when the image itself left the index.
+    pub deleted: Option<Digest>,
+}
+
+fn entry_name(d: &Descriptor) -> Option<ImageName> {
+    d.annotations
+        .get(ANNOTATION_IMAGE_NAME)
+        .and_then(|n| ImageName::parse(n).ok())
+}
+
+fn tagged_entry(manifest: &Descriptor, name: &ImageName) -> Descriptor {
+    let mut d = manifest.clone();
+    d.annotations = BTreeMap::from([
+        (ANNOTATION_IMAGE_NAME.to_string(), name.full()),
+        (ANNOTATION_REF_NAME.to_string(), name.tag().to_string()),
+    ]);
+    d
+}
+
+fn untagged_entry(manifest: &Descriptor) -> Descriptor {
+    let mut d = manifest.clone();
+    d.annotations.clear();
+    d
+}
+
+/// Points `name` at `manifest` in `entries`; an image that loses its last tag stays, untagged.
+fn put_tag(entries: &mut Vec<Descriptor>, name: &ImageName, manifest: &Descriptor) {
+    let previous = entries
+        .iter()
+        .position(|e| entry_name(e).as_ref() == Some(name))
+        .map(|i| entries.remove(i));
+    entries.retain(|e| !(e.digest == manifest.digest && entry_name(e).is_none()));
+    entries.push(tagged_entry(manifest, name));
+    if let Some(prev) = previous {
+        if !entries.iter().any(|e| e.digest == prev.digest) {
+            entries.push(untagged_entry(&prev));
+        }
+    }
+}
+
+/// The one order index.json is written in: tagged entries by full name, then untagged ones by
+/// digest.
+fn sort_entries(entries: &mut [Descriptor]) {
+    entries.sort_by_key(|e| {
+        (
+            entry_name(e).map(|n| n.full()).is_none(),
+            entry_name(e).map(|n| n.full()),
+            e.digest.clone(),
+        )
+    });
+}
+
+impl Store {
+    fn index_path(&self) -> std::path::PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// The store's index (empty when the store has no image yet).
+    pub(crate) fn read_index(&self) -> Result<Index> {
+        let path = self.index_path();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::BadJson {
+                what: path.display().to_string(),
+                source,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::new(Vec::new())),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Read-modify-write of the index under the exclusive lock.
+    fn update_index<T>(&self, f: impl FnOnce(&mut Vec<Descriptor>) -> Result<T>) -> Result<T> {
+        self.with_lock(|| {
+            let mut index = self.read_index()?;
+            let out = f(&mut index.manifests)?;
+            sort_entries(&mut index.manifests);
+            self.write_atomic(&self.index_path(), &oci::to_canonical_json(&index))?;
+            Ok(out)
+        })
+    }
+
+    /// Reads and checks an image's manifest and config blobs.
+    fn load_image(&self, manifest_digest: &Digest, tags: Vec<ImageName>) -> Result<Image> {
+        let bytes = self.read_blob(manifest_digest)?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::BadJson {
+                what: format!("manifest {manifest_digest}"),
+                source,
+            })?;
+        let config_bytes = self.read_blob(&manifest.config.digest)?;
+        let config: ImageConfig =
+            serde_json::from_slice(&config_bytes).map_err(|source| StoreError::BadJson {
+                what: format!("image config {}", manifest.config.digest),
+                source,
+            })?;
+        let mut tags = tags;
+        tags.sort();
+        Ok(Image {
+            manifest_digest: manifest_digest.clone(),
+            manifest_size: bytes.len() as u64,
+            manifest,
+            config,
+            tags,
+        })
+    }
+
+    /// Every image in the store (one per manifest), tagged ones first, by name.
+    pub fn images(&self) -> Result<Vec<Image>> {
+        let index = self.read_index()?;
+        let mut order: Vec<Digest> = Vec::new();
+        let mut tags: BTreeMap<Digest, Vec<ImageName>> = BTreeMap::new();
+        for e in &index.manifests {
+            if !tags.contains_key(&e.digest) {
+                order.push(e.digest.clone());
+            }
+            let list = tags.entry(e.digest.clone()).or_default();
+            if let Some(name) = entry_name(e) {
+                list.push(name);
+            }
+        }
+        order
+            .into_iter()
+            .map(|d| {
+                let t = tags.remove(&d).unwrap_or_default();
+                self.load_image(&d, t)
+            })
+            .collect()
+    }
+
+    /// Every tag with the manifest digest it points at, sorted by name.
+    pub fn list_refs(&self) -> Result<Vec<(ImageName, Digest)>> {
+        let index = self.read_index()?;
+        let mut refs: Vec<(ImageName, Digest)> = index
+            .manifests
+            .iter()
+            .filter_map(|e| entry_name(e).map(|n| (n, e.digest.clone())))
+            .collect();
+        refs.sort();
+        Ok(refs)
+    }
+
+    /// The manifest digest a tag points at.
+    pub fn get_ref(&self, name: &ImageName) -> Result<Option<Digest>> {
+        Ok(self
+            .list_refs()?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d))
+    }
+
+    /// Points `name` at the image whose manifest is `manifest` (a stored blob).
+    pub fn set_ref(&self, name: &ImageName, manifest: &Digest) -> Result<()> {
+        let image = self.load_image(manifest, Vec::new())?;
+        let desc = image.manifest_descriptor();
+        self.update_index(|entries| {
+            put_tag(entries, name, &desc);
+            Ok(())
+        })
+    }
+
+    /// Removes a tag. When it was the image's last one, the image leaves the index.
+    /// Returns the manifest digest the tag pointed at.
+    pub fn remove_ref(&self, name: &ImageName) -> Result<Option<Digest>> {
+        self.update_index(|entries| {
+            let Some(i) = entries
+                .iter()
+                .position(|e| entry_name(e).as_ref() == Some(name))
+            else {
+                return Ok(None);
+            };
+            let removed = entries.remove(i);
+            Ok(Some(removed.digest))
+        })
+    }
+
+    /// Adds the image whose manifest and config blobs (and layers) are already stored, with
+    /// these tags (or untagged when `tags` is empty). Checks that every blob is present and
+    /// that layers and diff_ids agree.
+    pub fn register_image(&self, manifest_digest: &Digest, tags: &[ImageName]) -> Result<Image> {
+        let image = self.load_image(manifest_digest, Vec::new())?;
+        check_image(self, &image)?;
+        let desc = image.manifest_descriptor();
+        self.update_index(|entries| {
+            if tags.is_empty() {
+                if !entries.iter().any(|e| e.digest == desc.digest) {
+                    entries.push(untagged_entry(&desc));
+                }
+            } else {
+                for name in tags {
+                    put_tag(entries, name, &desc);
+                }
+            }
+            Ok(())
+        })?;
+        for (layer, diff_id) in image
+            .manifest
+            .layers
+            .iter()
+            .zip(&image.config.rootfs.diff_ids)
+        {
+            if Compression::of_layer_media_type(&layer.media_type) != Some(Compression::None) {
+                self.record_layer_source(diff_id, layer)?;
+            }
+        }
+        let tags = self.tags_of(manifest_digest)?;
+        Ok(Image { tags, ..image })
+    }
+
+    fn tags_of(&self, manifest_digest: &Digest) -> Result<Vec<ImageName>> {
+        let mut tags: Vec<ImageName> = self
+            .list_refs()?
+            .into_iter()
+            .filter(|(_, d)| d == manifest_digest)
+            .map(|(n, _)| n)
+            .collect();
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Writes `config` (deterministic JSON) and an OCI manifest over `layers` (blobs already
+    /// in the store, bottom first, one per `config.rootfs.diff_ids` entry), and adds the image
+    /// with `tags`.
+    pub fn save_image(
+        &self,
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        tags: &[ImageName],
+    ) -> Result<Image> {
+        let config_bytes = oci::to_canonical_json(config);
+        let config_digest = self.put_blob(&config_bytes)?;
+        let manifest = Manifest::oci(
+            Descriptor::new(
+                MEDIA_TYPE_OCI_CONFIG,
+                config_digest,
+                config_bytes.len() as u64,
+            ),
+            layers.to_vec(),
+        );
+        let manifest_digest = self.put_blob(&oci::to_canonical_json(&manifest))?;
+        self.register_image(&manifest_digest, tags)
+    }
+
+    /// Resolves what a user typed: `name[:tag]`, `name@sha256:<manifest>`, `sha256:<manifest
+    /// digest or image ID>`, or a (short) image ID.
+    pub fn image(&self, reference: &str) -> Result<Image> {
+        let parsed = ImageRef::parse(reference)?;
+        self.resolve(&parsed)
+    }
+
+    /// Resolves a parsed reference (see [`Store::image`]).
+    pub fn resolve(&self, reference: &ImageRef) -> Result<Image> {
+        let images = self.images()?;
+        let not_found = || StoreError::NoSuchImage {
+            reference: reference.to_string(),
+            root: self.root.clone(),
+        };
+        let found = match reference {
+            ImageRef::Name { name, .. } => images.into_iter().find(|i| i.tags.contains(name)),
+            ImageRef::NameDigest { digest, .. } => {
+                images.into_iter().find(|i| &i.manifest_digest == digest)
+            }
+            ImageRef::Digest(d) => {
+                let by_manifest = images.iter().position(|i| &i.manifest_digest == d);
+                let by_id = images.iter().position(|i| i.id() == d);
+                by_manifest
+                    .or(by_id)
+                    .and_then(|p| images.into_iter().nth(p))
+            }
+            ImageRef::IdPrefix { prefix, name } => {
+                if let Some(found) = name
+                    .as_ref()
+                    .and_then(|n| images.iter().find(|i| i.tags.contains(n)))
+                {
+                    Some(found.clone())
+                } else {
+                    let ids: BTreeSet<&Digest> = images
+                        .iter()
+                        .map(|i| i.id())
+                        .filter(|id| id.hex().starts_with(prefix.as_str()))
+                        .collect();
+                    if ids.len() > 1 {
+                        return Err(StoreError::AmbiguousId {
+                            prefix: prefix.clone(),
+                            candidates: ids.iter().map(|d| d.short().to_string()).collect(),
+                        });
+                    }
+                    let id = ids.into_iter().next().cloned();
+                    id.and_then(|id| images.into_iter().find(|i| *i.id() == id))
+                }
+            }
+        };
+        found.ok_or_else(not_found)
+    }
+
+    /// Tags the image `source` resolves to as `target`.
+    pub fn tag(&self, source: &str, target: &ImageName) -> Result<Image> {
+        let image = self.image(source)?;
+        self.set_ref(target, &image.manifest_digest)?;
+        let tags = self.tags_of(&image.manifest_digest)?;
+        Ok(Image { tags, ..image })
+    }
+
+    /// `kiln rmi`: by tag, removes that tag (and the image when no tag remains); by ID or
+    /// digest, removes the image when it has at most one tag.
+    pub fn remove(&self, reference: &str) -> Result<Removed> {
+        let parsed = ImageRef::parse(reference)?;
+        let image = self.resolve(&parsed)?;
+        let by_name = match &parsed {
+            ImageRef::Name { name, .. } => Some(name.clone()),
+            ImageRef::IdPrefix { name: Some(n), .. } if image.tags.contains(n) => Some(n.clone()),
+            _ => None,
+        };
+        self.update_index(|entries| {
+            let untagged: Vec<ImageName> = match &by_name {
+                Some(name) => vec![name.clone()],
+                None if image.tags.len() > 1 => {
+                    return Err(StoreError::ImageHasTags {
+                        id: image.id().short().to_string(),
+                        tags: image.tags.iter().map(|t| t.familiar()).collect(),
+                    })
+                }
+                None => image.tags.clone(),
+            };
+            entries.retain(|e| {
+                !(e.digest == image.manifest_digest
+                    && entry_name(e).is_some_and(|n| untagged.contains(&n)))
+            });
+            let remaining_tags = entries
+                .iter()
+                .any(|e| e.digest == image.manifest_digest && entry_name(e).is_some());
+            let deleted = if remaining_tags {
+                None
+            } else {
+                entries.retain(|e| e.digest != image.manifest_digest);
+                Some(image.id().clone())
+            };
+            Ok(Removed { untagged, deleted })
+        })
+    }
+}
+
+/// Checks an image's blobs are present and consistent: one layer per diff_id, sizes as
+/// described, uncompressed layers named by their diff_id.
+fn check_image(store: &Store, image: &Image) -> Result<()> {
+    let invalid = |reason: String| Err(StoreError::InvalidImage { reason });
+    let diff_ids = &image.config.rootfs.diff_ids;
+    if image.manifest.layers.len() != diff_ids.len() {
+        return invalid(format!(
+            "the manifest lists {} layers but the config has {} diff_ids",
+            image.manifest.layers.len(),
+            diff_ids.len()
+        ));
+    }
+    let config_size = store.blob_size(&image.manifest.config.digest)?;
+    if config_size != image.manifest.config.size {
+        return invalid(format!(
+            "config {} is {config_size} bytes, the manifest says {}",
+            image.manifest.config.digest, image.manifest.config.size
+        ));
+    }
+    for (layer, diff_id) in image.manifest.layers.iter().zip(diff_ids) {
+        let size = store.blob_size(&layer.digest)?;
+        if size != layer.size {
+            return invalid(format!(
+                "layer {} is {size} bytes, the manifest says {}",
+                layer.digest, layer.size
+            ));
+        }
+        match Compression::of_layer_media_type(&layer.media_type) {
+            None => {
+                return invalid(format!(
+                    "layer {} has unsupported media type `{}`",
+                    layer.digest, layer.media_type
+                ))
+            }
+            Some(Compression::None) if layer.digest != *diff_id => {
+                return invalid(format!(
+                    "uncompressed layer {} does not match its diff_id {diff_id}",
+                    layer.digest
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
