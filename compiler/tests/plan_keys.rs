@@ -32,8 +32,14 @@ fn context(dir: &Path, dockerfile: &str) {
 }
 
 fn plan(dir: &Path) -> Plan {
-    let input = FrontendInput { context: dir.to_path_buf(), dockerfile: None };
-    let opts = BuildOptions { network: "none".into(), ..Default::default() };
+    let input = FrontendInput {
+        context: dir.to_path_buf(),
+        dockerfile: None,
+    };
+    let opts = BuildOptions {
+        network: "none".into(),
+        ..Default::default()
+    };
     match frontend::plan(&input, &opts, &StatCache::default(), &NoImages) {
         Ok((_, lowered)) => lowered.plan,
         Err(e) => panic!("plan failed: {e:?}"),
@@ -63,15 +69,24 @@ fn same_content_elsewhere_gives_identical_plan_json() {
     let ja = serde_json::to_string(&plan(a.path()).to_json()).unwrap();
     let jb = serde_json::to_string(&plan(b.path()).to_json()).unwrap();
     assert_eq!(ja, jb);
-    assert!(!ja.contains(a.path().to_str().unwrap()), "a host path leaked into the plan");
+    assert!(
+        !ja.contains(a.path().to_str().unwrap()),
+        "a host path leaked into the plan"
+    );
 }
 
 fn keys_by_origin(p: &Plan) -> BTreeMap<String, String> {
     p.nodes
         .iter()
         .map(|n| {
-            let kind = serde_json::to_value(&n.op).unwrap()["kind"].as_str().unwrap().to_string();
-            (format!("{}|{}|{}", n.origin.stage, kind, n.origin.text), n.key.to_hex())
+            let kind = serde_json::to_value(&n.op).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (
+                format!("{}|{}|{}", n.origin.stage, kind, n.origin.text),
+                n.key.to_hex(),
+            )
         })
         .collect()
 }
@@ -92,12 +107,21 @@ fn one_byte_changes_exactly_the_readers_and_their_descendants() {
             changed_expected.insert(n.id.0);
         }
     }
-    let changed: BTreeSet<usize> =
-        before.nodes.iter().zip(&after.nodes).filter(|(a, b)| a.key != b.key).map(|(a, _)| a.id.0).collect();
+    let changed: BTreeSet<usize> = before
+        .nodes
+        .iter()
+        .zip(&after.nodes)
+        .filter(|(a, b)| a.key != b.key)
+        .map(|(a, _)| a.id.0)
+        .collect();
     assert_eq!(changed, changed_expected);
     // And the app side did not move.
     assert!(changed.len() < before.nodes.len());
-    let untouched = before.nodes.iter().find(|n| matches!(&n.op, Op::Context(sel) if sel.patterns == ["app"])).unwrap();
+    let untouched = before
+        .nodes
+        .iter()
+        .find(|n| matches!(&n.op, Op::Context(sel) if sel.patterns == ["app"]))
+        .unwrap();
     assert!(!changed.contains(&untouched.id.0));
 }
 

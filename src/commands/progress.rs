@@ -22,7 +22,11 @@ impl Printer {
             Mode::Auto => Mode::Plain,
             m => m,
         };
-        Printer { mode, started: Instant::now(), lock: Mutex::new(()) }
+        Printer {
+            mode,
+            started: Instant::now(),
+            lock: Mutex::new(()),
+        }
     }
 
     /// A line of summary at the end (`plain`/`auto`), or a JSON event.
@@ -56,11 +60,22 @@ impl Progress for Printer {
             return;
         }
         let tty = self.mode == Mode::Auto;
-        let (bold, dim, blue, reset) = if tty { ("\x1b[1m", "\x1b[2m", "\x1b[34m", "\x1b[0m") } else { ("", "", "", "") };
+        let (bold, dim, blue, reset) = if tty {
+            ("\x1b[1m", "\x1b[2m", "\x1b[34m", "\x1b[0m")
+        } else {
+            ("", "", "", "")
+        };
         let line = match &event {
             Event::Start { id, stage, text } => format!("{bold}#{id} [{stage}] {text}{reset}"),
-            Event::Cached { id, stage, text } => format!("{blue}#{id} [{stage}] {text}{reset}\n#{id} CACHED"),
-            Event::Done { id, seconds, layer_bytes, .. } => match layer_bytes {
+            Event::Cached { id, stage, text } => {
+                format!("{blue}#{id} [{stage}] {text}{reset}\n#{id} CACHED")
+            }
+            Event::Done {
+                id,
+                seconds,
+                layer_bytes,
+                ..
+            } => match layer_bytes {
                 Some(b) => format!("{dim}#{id} DONE {seconds:.2}s ({}){reset}", human_bytes(*b)),
                 None => format!("{dim}#{id} DONE {seconds:.2}s (no changes){reset}"),
             },

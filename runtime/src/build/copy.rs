@@ -16,6 +16,7 @@ use kiln_compiler::plan::CopyOp;
 
 use super::users::Owner;
 use super::BuildError;
+use crate::layer::unpack::{archive_entries, ArchiveMtime, ArchiveOwner, UnpackOptions};
 use crate::layer::{Entry, EntryKind, FileSource};
 
 /// Metadata of one path of a tree.
@@ -34,14 +35,28 @@ pub trait FsTree: SourceTree {
     fn descendants(&self, dir: &str) -> Vec<String>;
     /// The layer entry that reproduces `path` at `dest` (kind, mode, owner, content source).
     fn entry(&self, path: &str, dest: String) -> Result<Option<Entry>, BuildError>;
+    /// The host file behind `path`, for trees that are host directories (ADD unpacking).
+    fn host_path(&self, _path: &str) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 impl FsTree for ContextIndex {
     fn meta(&self, path: &str) -> Option<Meta> {
         if path.is_empty() {
-            return Some(Meta { kind: SourceKind::Dir, mode: 0o755, uid: 0, gid: 0 });
+            return Some(Meta {
+                kind: SourceKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            });
         }
-        self.get(path).map(|f| Meta { kind: f.kind, mode: f.mode, uid: 0, gid: 0 })
+        self.get(path).map(|f| Meta {
+            kind: f.kind,
+            mode: f.mode,
+            uid: 0,
+            gid: 0,
+        })
     }
 
     fn descendants(&self, dir: &str) -> Vec<String> {
@@ -49,11 +64,15 @@ impl FsTree for ContextIndex {
         if !dir.is_empty() && !all.is_empty() {
             all.remove(0);
         }
-        all.into_iter().map(|i| self.files[i].path.clone()).collect()
+        all.into_iter()
+            .map(|i| self.files[i].path.clone())
+            .collect()
     }
 
     fn entry(&self, path: &str, dest: String) -> Result<Option<Entry>, BuildError> {
-        let Some(f) = self.get(path) else { return Ok(None) };
+        let Some(f) = self.get(path) else {
+            return Ok(None);
+        };
         let kind = match f.kind {
             SourceKind::Dir => EntryKind::Dir,
             SourceKind::File => EntryKind::File {
@@ -63,12 +82,27 @@ impl FsTree for ContextIndex {
                     link_id: (f.stat.nlink > 1).then_some((f.stat.dev, f.stat.ino)),
                 },
             },
-            SourceKind::Symlink => EntryKind::Symlink { target: f.link_target.clone().unwrap_or_default() },
+            SourceKind::Symlink => EntryKind::Symlink {
+                target: f.link_target.clone().unwrap_or_default(),
+            },
             SourceKind::Other => {
-                return crate::layer::host_entry(&self.host_path(f), dest, 0, 0, 0).map_err(BuildError::from)
+                return crate::layer::host_entry(&self.host_path(f), dest, 0, 0, 0)
+                    .map_err(BuildError::from)
             }
         };
-        Ok(Some(Entry { path: dest, kind, mode: f.mode, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() }))
+        Ok(Some(Entry {
+            path: dest,
+            kind,
+            mode: f.mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        }))
+    }
+
+    fn host_path(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.get(path).map(|f| self.host_path(f))
     }
 }
 
@@ -90,7 +124,9 @@ impl Chmod {
     pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
         match self {
             Chmod::Octal(m) => *m,
-            Chmod::Symbolic(s) => s.split(',').fold(mode, |m, clause| apply_clause(m, clause, is_dir)),
+            Chmod::Symbolic(s) => s
+                .split(',')
+                .fold(mode, |m, clause| apply_clause(m, clause, is_dir)),
         }
     }
 }
@@ -99,7 +135,11 @@ fn apply_clause(mode: u32, clause: &str, is_dir: bool) -> u32 {
     let who_end = clause.find(['+', '-', '=']).unwrap_or(clause.len());
     let who = &clause[..who_end];
     let mut mask = 0u32;
-    for c in if who.is_empty() { "a".chars() } else { who.chars() } {
+    for c in if who.is_empty() {
+        "a".chars()
+    } else {
+        who.chars()
+    } {
         mask |= match c {
             'u' => 0o4700,
             'g' => 0o2070,
@@ -110,7 +150,10 @@ fn apply_clause(mode: u32, clause: &str, is_dir: bool) -> u32 {
     let mut mode = mode;
     let mut rest = &clause[who_end..];
     while let Some(op) = rest.chars().next() {
-        let perms_end = rest[1..].find(['+', '-', '=']).map(|i| i + 1).unwrap_or(rest.len());
+        let perms_end = rest[1..]
+            .find(['+', '-', '='])
+            .map(|i| i + 1)
+            .unwrap_or(rest.len());
         let perms = &rest[1..perms_end];
         let mut bits = 0u32;
         for p in perms.chars() {
@@ -143,6 +186,8 @@ pub struct CopyInputs<'a> {
     pub owner: Option<Owner>,
     /// Whether `source` is the build context (owners become 0:0 unless --chown).
     pub from_context: bool,
+    /// Where ADD may decompress archives; must outlive the layer write.
+    pub scratch: &'a std::path::Path,
 }
 
 /// The entries of a COPY/ADD layer.
@@ -151,11 +196,16 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
     let excludes = if op.excludes.is_empty() {
         None
     } else {
-        Some(IgnoreFile::parse(&op.excludes.join("\n")).map_err(|e| BuildError::Copy(e.to_string()))?)
+        Some(
+            IgnoreFile::parse(&op.excludes.join("\n"))
+                .map_err(|e| BuildError::Copy(e.to_string()))?,
+        )
     };
     let local: Vec<String> = op.sources.iter().filter(|s| !is_url(s)).cloned().collect();
     if local.len() < op.sources.len() {
-        return Err(BuildError::Unsupported("ADD of a URL (downloads are not supported yet)".into()));
+        return Err(BuildError::Unsupported(
+            "ADD of a URL (downloads are not supported yet)".into(),
+        ));
     }
     let selected = if local.is_empty() {
         Vec::new()
@@ -163,14 +213,17 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         copy::select_sources(inp.source, &local).map_err(|e| BuildError::Copy(e.to_string()))?
     };
     let dest_dir_path = copy::clean(&op.dest);
-    let dest_exists_dir = inp.dest.meta(&dest_dir_path).is_some_and(|m| m.kind == SourceKind::Dir);
+    let dest_exists_dir = inp
+        .dest
+        .meta(&dest_dir_path)
+        .is_some_and(|m| m.kind == SourceKind::Dir);
     let dest_is_dir = op.dest.ends_with('/')
         || selected.len() + op.inline.len() > 1
         || local.iter().any(|s| copy::has_wildcard(s))
         || dest_exists_dir;
 
     let mut out: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut owned = |mut e: Entry, src_meta: Option<Meta>| {
+    let owned = |mut e: Entry, src_meta: Option<Meta>| -> Entry {
         e.mtime = op.mtime;
         match (inp.owner, src_meta) {
             (Some(o), _) => {
@@ -191,21 +244,33 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
                 e.mode = c.apply(e.mode, matches!(e.kind, EntryKind::Dir));
             }
         }
-        out.insert(e.path.clone(), e);
+        e
     };
 
     for src in &selected {
-        let meta = inp.source.meta(src).ok_or_else(|| BuildError::Copy(format!("\"/{src}\": not found")))?;
+        let meta = inp
+            .source
+            .meta(src)
+            .ok_or_else(|| BuildError::Copy(format!("\"/{src}\": not found")))?;
         if meta.kind == SourceKind::Dir {
             let base = copy::dest_for(src, true, &op.dest, dest_is_dir);
             let base_rel = copy::clean(&base);
-            if !base_rel.is_empty() && !inp.dest.meta(&base_rel).is_some_and(|m| m.kind == SourceKind::Dir) {
+            if !base_rel.is_empty()
+                && !inp
+                    .dest
+                    .meta(&base_rel)
+                    .is_some_and(|m| m.kind == SourceKind::Dir)
+            {
                 if let Some(e) = inp.source.entry(src, base_rel.clone())? {
-                    owned(e, Some(meta));
+                    let e = owned(e, Some(meta));
+                    out.insert(e.path.clone(), e);
                 }
             }
             for d in inp.source.descendants(src) {
-                let rel = d.strip_prefix(src.as_str()).unwrap_or(&d).trim_start_matches('/');
+                let rel = d
+                    .strip_prefix(src.as_str())
+                    .unwrap_or(&d)
+                    .trim_start_matches('/');
                 if let Some(x) = &excludes {
                     if x.is_excluded(rel) {
                         continue;
@@ -213,7 +278,8 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
                 }
                 let target = join(&base_rel, rel);
                 if let Some(e) = inp.source.entry(&d, target)? {
-                    owned(e, inp.source.meta(&d));
+                    let e = owned(e, inp.source.meta(&d));
+                    out.insert(e.path.clone(), e);
                 }
             }
         } else {
@@ -224,19 +290,17 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
             }
             if op.add && meta.kind == SourceKind::File {
                 if let Some(entries) = unpack_if_archive(inp, src, &op.dest)? {
+                    // Archive contents keep their own owners (unless --chown), modes and mtimes.
                     for e in entries {
-                        let m = Some(Meta { kind: SourceKind::File, mode: e.mode, uid: e.uid, gid: e.gid });
-                        // Archive contents keep their own owners and modes.
-                        let keep = (e.uid, e.gid, e.mtime);
-                        out.insert(e.path.clone(), Entry { uid: keep.0, gid: keep.1, ..e });
-                        let _ = m;
+                        out.insert(e.path.clone(), e);
                     }
                     continue;
                 }
             }
             let target = copy::clean(&copy::dest_for(src, false, &op.dest, dest_is_dir));
             if let Some(e) = inp.source.entry(src, target)? {
-                owned(e, Some(meta));
+                let e = owned(e, Some(meta));
+                out.insert(e.path.clone(), e);
             }
         }
     }
@@ -245,14 +309,18 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         let bytes: Arc<[u8]> = Arc::from(content.as_bytes());
         let e = Entry {
             path: target,
-            kind: EntryKind::File { size: bytes.len() as u64, source: FileSource::Bytes(bytes) },
+            kind: EntryKind::File {
+                size: bytes.len() as u64,
+                source: FileSource::Bytes(bytes),
+            },
             mode: 0o644,
             uid: 0,
             gid: 0,
             mtime: 0,
             xattrs: Vec::new(),
         };
-        owned(e, None);
+        let e = owned(e, None);
+        out.insert(e.path.clone(), e);
     }
     add_parents(&mut out, inp.dest, op.mtime);
     Ok(out.into_values().collect())
@@ -275,7 +343,15 @@ pub fn add_parents(out: &mut BTreeMap<String, Entry>, lower: &dyn FsTree, mtime:
             };
             out.insert(
                 dir.to_string(),
-                Entry { path: dir.to_string(), kind: EntryKind::Dir, mode, uid, gid, mtime, xattrs: Vec::new() },
+                Entry {
+                    path: dir.to_string(),
+                    kind: EntryKind::Dir,
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                    xattrs: Vec::new(),
+                },
             );
         }
     }
@@ -295,10 +371,28 @@ fn is_url(s: &str) -> bool {
 
 /// ADD of a local archive: its entries under the destination directory, or None when the
 /// file is not an archive.
-fn unpack_if_archive(inp: &CopyInputs<'_>, src: &str, dest: &str) -> Result<Option<Vec<Entry>>, BuildError> {
-    let Some(path) = inp.source.host_path(src) else { return Ok(None) };
+fn unpack_if_archive(
+    inp: &CopyInputs<'_>,
+    src: &str,
+    dest: &str,
+) -> Result<Option<Vec<Entry>>, BuildError> {
+    let Some(path) = inp.source.host_path(src) else {
+        return Ok(None);
+    };
     let dest = copy::clean(dest);
-    crate::layer::unpack::archive_entries(&path, &dest).map_err(BuildError::from)
+    let owner = match inp.owner {
+        Some(o) => ArchiveOwner::Fixed {
+            uid: o.uid,
+            gid: o.gid,
+        },
+        None => ArchiveOwner::Keep,
+    };
+    let options = UnpackOptions {
+        mtime: ArchiveMtime::Keep,
+        owner,
+        scratch: inp.scratch.to_path_buf(),
+    };
+    Ok(archive_entries(&path, &dest, &options)?)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! the final image config and history, and `--squash`. Reports progress as [`Event`]s.
 //! Must not: parse Dockerfiles (it receives a `Plan`) or print (the CLI renders events).
 
+mod config;
 mod copy;
 mod users;
 mod view;
@@ -40,7 +41,9 @@ pub enum BuildError {
     #[error("{0}")]
     Copy(String),
     #[error("{0} is not supported yet")]
-    #[diagnostic(help("this build needs a feature kiln does not have yet; see the README's status section"))]
+    #[diagnostic(help(
+        "this build needs a feature kiln does not have yet; see the README's status section"
+    ))]
     Unsupported(String),
     #[error("no such image: {0}")]
     #[diagnostic(help("kiln builds from images in its store: `kiln load -i image.tar` or `kiln import rootfs.tar NAME` first"))]
@@ -50,7 +53,6 @@ pub enum BuildError {
         id: usize,
         text: String,
         #[source]
-        #[diagnostic_source]
         source: Box<BuildError>,
     },
 }
@@ -67,10 +69,29 @@ pub struct BuildSettings {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Start { id: usize, stage: String, text: String },
-    Cached { id: usize, stage: String, text: String },
-    Done { id: usize, stage: String, text: String, seconds: f64, layer_bytes: Option<u64> },
-    Error { id: usize, stage: String, text: String, message: String },
+    Start {
+        id: usize,
+        stage: String,
+        text: String,
+    },
+    Cached {
+        id: usize,
+        stage: String,
+        text: String,
+    },
+    Done {
+        id: usize,
+        stage: String,
+        text: String,
+        seconds: f64,
+        layer_bytes: Option<u64>,
+    },
+    Error {
+        id: usize,
+        stage: String,
+        text: String,
+        message: String,
+    },
 }
 
 pub trait Progress: Sync {
@@ -106,7 +127,12 @@ pub struct Built {
 }
 
 /// Run `plan` and store the target image.
-pub fn build(store: &Store, plan: &Plan, settings: &BuildSettings, progress: &dyn Progress) -> Result<Built, BuildError> {
+pub fn build(
+    store: &Store,
+    plan: &Plan,
+    settings: &BuildSettings,
+    progress: &dyn Progress,
+) -> Result<Built, BuildError> {
     let levels = levels(plan);
     let mut outputs: Vec<Option<Output>> = vec![None; plan.nodes.len()];
     let cached = std::sync::atomic::AtomicUsize::new(0);
@@ -116,7 +142,13 @@ pub fn build(store: &Store, plan: &Plan, settings: &BuildSettings, progress: &dy
             .par_iter()
             .map(|&id| {
                 let node = plan.node(id);
-                let ctx = Exec { store, plan, settings, outputs: &outputs, progress };
+                let ctx = Exec {
+                    store,
+                    plan,
+                    settings,
+                    outputs: &outputs,
+                    progress,
+                };
                 let r = ctx.run(node, &cached, &steps).map_err(|e| {
                     progress.event(Event::Error {
                         id: id.0,
@@ -124,7 +156,11 @@ pub fn build(store: &Store, plan: &Plan, settings: &BuildSettings, progress: &dy
                         text: node.origin.text.clone(),
                         message: e.to_string(),
                     });
-                    BuildError::Step { id: id.0, text: node.origin.text.clone(), source: Box::new(e) }
+                    BuildError::Step {
+                        id: id.0,
+                        text: node.origin.text.clone(),
+                        source: Box::new(e),
+                    }
                 });
                 (id, r)
             })
@@ -136,7 +172,11 @@ pub fn build(store: &Store, plan: &Plan, settings: &BuildSettings, progress: &dy
     let (target, img) = plan.target_image();
     let out = outputs[target.id.0].take().unwrap_or_default();
     let image = finish_image(store, plan, target, img, &outputs, out, settings)?;
-    Ok(Built { image, steps: steps.into_inner(), cached: cached.into_inner() })
+    Ok(Built {
+        image,
+        steps: steps.into_inner(),
+        cached: cached.into_inner(),
+    })
 }
 
 /// Group nodes into dependency levels: a node's level is one more than its deepest input.
@@ -164,7 +204,10 @@ struct Exec<'a> {
 
 impl Exec<'_> {
     fn input(&self, node: &Node, i: usize) -> Output {
-        node.inputs.get(i).and_then(|id| self.outputs[id.0].clone()).unwrap_or_default()
+        node.inputs
+            .get(i)
+            .and_then(|id| self.outputs[id.0].clone())
+            .unwrap_or_default()
     }
 
     fn run(
@@ -175,16 +218,24 @@ impl Exec<'_> {
     ) -> Result<Output, BuildError> {
         match &node.op {
             Op::Scratch | Op::Context(_) | Op::Image(_) => Ok(Output::default()),
-            Op::BaseImage { reference, digest, .. } => {
+            Op::BaseImage {
+                reference, digest, ..
+            } => {
                 let wanted = digest.as_deref().map(|d| format!("{reference}@{d}"));
                 let image = self
                     .store
                     .image(wanted.as_deref().unwrap_or(reference))
                     .or_else(|_| self.store.image(reference))
                     .map_err(|_| BuildError::NoImage(reference.clone()))?;
-                Ok(Output { layers: image_layers(&image), added: false })
+                Ok(Output {
+                    layers: image_layers(&image),
+                    added: false,
+                })
             }
-            Op::Config { .. } => Ok(Output { layers: self.input(node, 0).layers, added: false }),
+            Op::Config { .. } => Ok(Output {
+                layers: self.input(node, 0).layers,
+                added: false,
+            }),
             Op::Copy(_) | Op::Mkdir { .. } | Op::Run(_) => {
                 steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let base = self.input(node, 0);
@@ -193,11 +244,19 @@ impl Exec<'_> {
                 if !self.settings.no_cache {
                     if let Some(rec) = self.cached(&key)? {
                         cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        self.progress.event(Event::Cached { id: node.id.0, stage, text });
+                        self.progress.event(Event::Cached {
+                            id: node.id.0,
+                            stage,
+                            text,
+                        });
                         return Ok(with_layer(base, rec.layer));
                     }
                 }
-                self.progress.event(Event::Start { id: node.id.0, stage: stage.clone(), text: text.clone() });
+                self.progress.event(Event::Start {
+                    id: node.id.0,
+                    stage: stage.clone(),
+                    text: text.clone(),
+                });
                 let started = Instant::now();
                 let layer = match &node.op {
                     Op::Copy(c) => self.copy(node, c, &base)?,
@@ -210,7 +269,13 @@ impl Exec<'_> {
                     _ => unreachable!("matched above"),
                 };
                 let bytes = layer.as_ref().map(|l| l.blob.size);
-                self.store.put_cache(&key, &serde_json::to_value(CacheRecord { layer: layer.clone() }).unwrap_or_default())?;
+                self.store.put_cache(
+                    &key,
+                    &serde_json::to_value(CacheRecord {
+                        layer: layer.clone(),
+                    })
+                    .unwrap_or_default(),
+                )?;
                 self.progress.event(Event::Done {
                     id: node.id.0,
                     stage,
@@ -225,8 +290,12 @@ impl Exec<'_> {
 
     /// A cache record whose layer blob is still in the store.
     fn cached(&self, key: &str) -> Result<Option<CacheRecord>, BuildError> {
-        let Some(v) = self.store.get_cache(key)? else { return Ok(None) };
-        let Ok(rec) = serde_json::from_value::<CacheRecord>(v) else { return Ok(None) };
+        let Some(v) = self.store.get_cache(key)? else {
+            return Ok(None);
+        };
+        let Ok(rec) = serde_json::from_value::<CacheRecord>(v) else {
+            return Ok(None);
+        };
         match &rec.layer {
             Some(l) if !self.store.has_blob(&l.blob.digest) => Ok(None),
             _ => Ok(Some(rec)),
@@ -237,7 +306,12 @@ impl Exec<'_> {
         LayerTree::open(self.store, layers)
     }
 
-    fn copy(&self, node: &Node, op: &CopyOp, base: &Output) -> Result<Option<LayerRef>, BuildError> {
+    fn copy(
+        &self,
+        node: &Node,
+        op: &CopyOp,
+        base: &Output,
+    ) -> Result<Option<LayerRef>, BuildError> {
         let dest = self.tree(&base.layers)?;
         let owner = match &op.chown {
             Some(spec) => {
@@ -254,7 +328,20 @@ impl Exec<'_> {
             from_tree = self.tree(&self.input(node, 1).layers)?;
             &from_tree
         };
-        let entries = copy::copy_entries(op, &copy::CopyInputs { source, dest: &dest, owner, from_context: op.from_context })?;
+        // ADD decompresses archives here; the layer is written before it is dropped.
+        let scratch = tempfile::tempdir_in(self.store.root().join("tmp")).map_err(|e| {
+            BuildError::Copy(format!(
+                "cannot create a scratch directory in the store: {e}"
+            ))
+        })?;
+        let inputs = copy::CopyInputs {
+            source,
+            dest: &dest,
+            owner,
+            from_context: op.from_context,
+            scratch: scratch.path(),
+        };
+        let entries = copy::copy_entries(op, &inputs)?;
         self.write(entries).map(Some)
     }
 
@@ -268,7 +355,15 @@ impl Exec<'_> {
         let mut entries = BTreeMap::new();
         entries.insert(
             rel.clone(),
-            Entry { path: rel, kind: EntryKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime, xattrs: Vec::new() },
+            Entry {
+                path: rel,
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime,
+                xattrs: Vec::new(),
+            },
         );
         copy::add_parents(&mut entries, &dest, mtime);
         self.write(entries.into_values().collect()).map(Some)
@@ -284,9 +379,15 @@ impl Exec<'_> {
 pub fn write_layer_blob(store: &Store, entries: Vec<Entry>) -> Result<LayerRef, BuildError> {
     let mut w = store.blob_writer()?;
     let d = layer::write_layer(entries, &mut w)?;
-    let diff_id: Digest = d.diff_id.parse().map_err(|e| BuildError::Copy(format!("{e}")))?;
+    let diff_id: Digest = d
+        .diff_id
+        .parse()
+        .map_err(|e| BuildError::Copy(format!("{e}")))?;
     let (digest, size) = w.commit(Some(&diff_id))?;
-    Ok(LayerRef { diff_id, blob: Descriptor::new(oci::MEDIA_TYPE_OCI_LAYER, digest, size) })
+    Ok(LayerRef {
+        diff_id,
+        blob: Descriptor::new(oci::MEDIA_TYPE_OCI_LAYER, digest, size),
+    })
 }
 
 fn with_layer(mut base: Output, layer: Option<LayerRef>) -> Output {
@@ -301,7 +402,10 @@ fn image_layers(image: &Image) -> Vec<LayerRef> {
         .layers
         .iter()
         .zip(&image.config.rootfs.diff_ids)
-        .map(|(blob, diff_id)| LayerRef { diff_id: diff_id.clone(), blob: blob.clone() })
+        .map(|(blob, diff_id)| LayerRef {
+            diff_id: diff_id.clone(),
+            blob: blob.clone(),
+        })
         .collect()
 }
 
@@ -356,8 +460,8 @@ fn finish_image(
             }
         }
     }
-    let config = oci::ImageConfig::for_build(
-        img.config.clone(),
+    let config = config::image_config(
+        &img.config,
         layers.iter().map(|l| l.diff_id.clone()).collect(),
         &history,
         img.created,

@@ -12,7 +12,9 @@ pub struct Owner {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum ChownError {
     #[error("unable to find user {0}: no matching entries in passwd file")]
-    #[diagnostic(help("the name is looked up in the image's /etc/passwd; use a numeric uid or add the user first"))]
+    #[diagnostic(help(
+        "the name is looked up in the image's /etc/passwd; use a numeric uid or add the user first"
+    ))]
     NoUser(String),
     #[error("unable to find group {0}: no matching entries in group file")]
     #[diagnostic(help("the name is looked up in the image's /etc/group; use a numeric gid"))]
@@ -35,7 +37,11 @@ fn lookup(text: Option<&str>, name: &str, field: usize) -> Option<u64> {
 }
 
 /// Resolve `spec` with the image's passwd and group files (None when absent).
-pub fn resolve_chown(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<Owner, ChownError> {
+pub fn resolve_chown(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<Owner, ChownError> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -46,7 +52,8 @@ pub fn resolve_chown(spec: &str, passwd: Option<&str>, group: Option<&str>) -> R
     let (uid, primary_gid) = match user.parse::<u64>() {
         Ok(uid) => (uid, None),
         Err(_) => {
-            let uid = lookup(passwd, user, 2).ok_or_else(|| ChownError::NoUser(user.to_string()))?;
+            let uid =
+                lookup(passwd, user, 2).ok_or_else(|| ChownError::NoUser(user.to_string()))?;
             (uid, lookup(passwd, user, 3))
         }
     };
@@ -69,12 +76,36 @@ mod tests {
 
     #[test]
     fn names_and_numbers() {
-        assert_eq!(resolve_chown("1000", None, None), Ok(Owner { uid: 1000, gid: 1000 }));
-        assert_eq!(resolve_chown("1000:50", None, None), Ok(Owner { uid: 1000, gid: 50 }));
-        assert_eq!(resolve_chown("app", Some(PASSWD), Some(GROUP)), Ok(Owner { uid: 1000, gid: 1001 }));
-        assert_eq!(resolve_chown("app:staff", Some(PASSWD), Some(GROUP)), Ok(Owner { uid: 1000, gid: 50 }));
-        assert_eq!(resolve_chown("nobody", Some(PASSWD), Some(GROUP)), Err(ChownError::NoUser("nobody".into())));
-        assert_eq!(resolve_chown("app:wheel", Some(PASSWD), Some(GROUP)), Err(ChownError::NoGroup("wheel".into())));
+        assert_eq!(
+            resolve_chown("1000", None, None),
+            Ok(Owner {
+                uid: 1000,
+                gid: 1000
+            })
+        );
+        assert_eq!(
+            resolve_chown("1000:50", None, None),
+            Ok(Owner { uid: 1000, gid: 50 })
+        );
+        assert_eq!(
+            resolve_chown("app", Some(PASSWD), Some(GROUP)),
+            Ok(Owner {
+                uid: 1000,
+                gid: 1001
+            })
+        );
+        assert_eq!(
+            resolve_chown("app:staff", Some(PASSWD), Some(GROUP)),
+            Ok(Owner { uid: 1000, gid: 50 })
+        );
+        assert_eq!(
+            resolve_chown("nobody", Some(PASSWD), Some(GROUP)),
+            Err(ChownError::NoUser("nobody".into()))
+        );
+        assert_eq!(
+            resolve_chown("app:wheel", Some(PASSWD), Some(GROUP)),
+            Err(ChownError::NoGroup("wheel".into()))
+        );
         assert!(resolve_chown(":x", None, None).is_err());
     }
 }
