@@ -202,11 +202,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         )
     };
     let local: Vec<String> = op.sources.iter().filter(|s| !is_url(s)).cloned().collect();
-    if local.len() < op.sources.len() {
-        return Err(BuildError::Unsupported(
-            "ADD of a URL (downloads are not supported yet)".into(),
-        ));
-    }
+    let urls: Vec<&String> = op.sources.iter().filter(|s| is_url(s)).collect();
     let selected = if local.is_empty() {
         Vec::new()
     } else {
@@ -218,7 +214,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         .meta(&dest_dir_path)
         .is_some_and(|m| m.kind == SourceKind::Dir);
     let dest_is_dir = op.dest.ends_with('/')
-        || selected.len() + op.inline.len() > 1
+        || selected.len() + op.inline.len() + urls.len() > 1
         || local.iter().any(|s| copy::has_wildcard(s))
         || dest_exists_dir;
 
@@ -303,6 +299,34 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
                 out.insert(e.path.clone(), e);
             }
         }
+    }
+    for (n, url) in urls.iter().enumerate() {
+        let d = super::fetch::download(url, op.checksum.as_deref(), inp.scratch, n)?;
+        let name = match (&d.file_name, dest_is_dir) {
+            (Some(name), _) => name.clone(),
+            (None, false) => String::new(),
+            (None, true) => return Err(BuildError::Copy(format!(
+                "cannot name the file downloaded from {url}: add a file name to the destination"
+            ))),
+        };
+        let target = copy::clean(&copy::dest_for(&name, false, &op.dest, dest_is_dir));
+        let e = Entry {
+            path: target,
+            kind: EntryKind::File {
+                size: d.size,
+                source: FileSource::Host {
+                    path: d.path,
+                    link_id: None,
+                },
+            },
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        };
+        let e = owned(e, None);
+        out.insert(e.path.clone(), e);
     }
     for (name, content) in &op.inline {
         let target = copy::clean(&copy::dest_for(name, false, &op.dest, dest_is_dir));

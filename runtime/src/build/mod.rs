@@ -7,6 +7,7 @@
 
 mod config;
 mod copy;
+mod fetch;
 mod users;
 mod view;
 
@@ -45,6 +46,15 @@ pub enum BuildError {
         "this build needs a feature kiln does not have yet; see the README's status section"
     ))]
     Unsupported(String),
+    #[error("cannot download {url}: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("checksum mismatch for {url}: expected {want}, got {got}")]
+    #[diagnostic(help("the file at the URL changed, or --checksum is wrong"))]
+    Checksum {
+        url: String,
+        want: String,
+        got: String,
+    },
     #[error("no such image: {0}")]
     #[diagnostic(help("kiln builds from images in its store: `kiln load -i image.tar` or `kiln import rootfs.tar NAME` first"))]
     NoImage(String),
@@ -241,7 +251,10 @@ impl Exec<'_> {
                 let base = self.input(node, 0);
                 let key = node.key.to_hex();
                 let (stage, text) = (node.origin.stage.clone(), node.origin.text.clone());
-                if !self.settings.no_cache {
+                // A download without --checksum may change under the same key: fetch it again.
+                let volatile = matches!(&node.op, Op::Copy(c) if c.checksum.is_none()
+                    && c.sources.iter().any(|s| s.starts_with("http://") || s.starts_with("https://")));
+                if !self.settings.no_cache && !volatile {
                     if let Some(rec) = self.cached(&key)? {
                         cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         self.progress.event(Event::Cached {
