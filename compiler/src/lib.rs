@@ -7,4 +7,5 @@
 
 pub mod dockerignore;
 pub mod shell;
+pub mod source;
 pub mod syntax;
