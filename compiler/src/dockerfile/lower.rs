@@ -20,7 +20,7 @@ use crate::plan::{
     self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageConfig, ImageOp, Key, Node,
     NodeId, Op, Origin, Plan, RunOp,
 };
-use crate::shell::{Env, Lexer};
+use crate::shell::Lexer;
 use crate::syntax::{self, Dockerfile, Span};
 
 /// What the user chose on the command line.
@@ -234,19 +234,6 @@ struct Lowerer<'a> {
     epoch: u64,
 }
 
-/// `Env` over (name, value) pairs, the last definition winning.
-struct Pairs<'e>(&'e [(String, String)]);
-
-impl Env for Pairs<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 impl<'a> Lowerer<'a> {
     fn new(
         df: &'a Dockerfile,
@@ -431,7 +418,7 @@ impl<'a> Lowerer<'a> {
         env: &[(String, String)],
     ) -> Result<String, DockerfileError> {
         let node = &self.typed[instr].node;
-        match self.lexer.expand_word(word, &Pairs(env)) {
+        match self.lexer.expand_word(word, &env) {
             Ok(e) => Ok(e.value),
             Err(e) => Err(self.expand_error(node, word, e)),
         }
@@ -451,8 +438,8 @@ impl<'a> Lowerer<'a> {
             base
         };
         let mut err = DockerfileError::at(e.to_string(), span, "in this expansion");
-        if let Some(h) = &e.help {
-            err = err.with_help(h.clone());
+        if let Some(h) = e.help() {
+            err = err.with_help(h);
         }
         err
     }
@@ -465,7 +452,7 @@ impl<'a> Lowerer<'a> {
         env: &[(String, String)],
     ) -> Result<String, DockerfileError> {
         let node = &self.typed[instr].node;
-        match self.lexer.expand_word(word, &Pairs(env)) {
+        match self.lexer.expand_word(word, &env) {
             Ok(e) => {
                 for var in e.unset {
                     let span = node.span_of(self.source, &var);
