@@ -495,7 +495,11 @@ impl<'a> Lowerer<'a> {
     }
 
     fn stage_label(&self, i: usize) -> String {
-        self.stages[i].name.clone().unwrap_or_else(|| i.to_string())
+        // BuildKit calls unnamed stages stage-N.
+        self.stages[i]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{i}"))
     }
 
     /// A base image node (shared by every stage and COPY --from naming the same reference).
@@ -1045,8 +1049,9 @@ impl<'a> Lowerer<'a> {
         let (src_node, from_context) = match &c.from {
             Some(f) => {
                 let from = self.expand_in(idx, &f.value, env)?;
-                (self.copy_from(st, idx, &from, f.span)?, false)
+                (Some(self.copy_from(st, idx, &from, f.span)?), false)
             }
+            None if sources.iter().all(|(_, s)| is_url(s)) => (None, true),
             None => {
                 let local: Vec<String> = sources
                     .iter()
@@ -1061,10 +1066,8 @@ impl<'a> Lowerer<'a> {
                     files,
                     entries,
                 };
-                (
-                    self.push(Op::Context(sel), vec![], vec![], origin.clone()),
-                    true,
-                )
+                let id = self.push(Op::Context(sel), vec![], vec![], origin.clone());
+                (Some(id), true)
             }
         };
         let op = CopyOp {
@@ -1082,7 +1085,8 @@ impl<'a> Lowerer<'a> {
             mtime: self.epoch,
         };
         let text = format!("{} # buildkit", origin.text);
-        st.prev = self.push(Op::Copy(op), vec![st.prev, src_node], reasons, origin);
+        let inputs = std::iter::once(st.prev).chain(src_node).collect();
+        st.prev = self.push(Op::Copy(op), inputs, reasons, origin);
         st.history.push(HistoryEntry {
             created_by: text,
             comment: "buildkit.dockerfile.v0".into(),

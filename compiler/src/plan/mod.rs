@@ -55,7 +55,7 @@ pub struct Origin {
 }
 
 /// What a node does. Filesystem-changing ops (`Copy`, `Mkdir`, `Run`) take the stage's
-/// previous node as input 0; `Copy` takes its source as input 1.
+/// previous node as input 0; `Copy` takes its source as input 1 (none for heredocs and URLs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "definition", rename_all = "snake_case")]
 pub enum Op {

@@ -305,9 +305,11 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         let name = match (&d.file_name, dest_is_dir) {
             (Some(name), _) => name.clone(),
             (None, false) => String::new(),
-            (None, true) => return Err(BuildError::Copy(format!(
+            (None, true) => {
+                return Err(BuildError::Copy(format!(
                 "cannot name the file downloaded from {url}: add a file name to the destination"
-            ))),
+            )))
+            }
         };
         let target = copy::clean(&copy::dest_for(&name, false, &op.dest, dest_is_dir));
         let e = Entry {
