@@ -54,7 +54,8 @@ pub fn compress<R: Read, W: Write>(
     mut reader: R,
     writer: W,
 ) -> Result<BlobDigest, LayerError> {
-    let out = HashingWriter::new(BufWriter::with_capacity(CHUNK, writer));
+    let out = HashingWriter::new(BufWriter::with_capacity(CHUNK, writer))
+        .map_err(|e| LayerError::io("starting the hashing thread", e))?;
     let werr = |e| LayerError::io("writing compressed layer", e);
     let out = match kind {
         LayerCompression::Uncompressed => {

@@ -50,7 +50,8 @@ pub fn write_layer<W: Write>(entries: Vec<Entry>, out: W) -> Result<LayerDigest,
     let records = ordered_records(&entries);
     let groups = LinkGroups::new(&entries, &records)?;
 
-    let mut out = HashingWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER, out));
+    let mut out = HashingWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER, out))
+        .map_err(|e| LayerError::io("starting the hashing thread", e))?;
     let mut data = DataCopier::new();
     let mut header = Vec::with_capacity(4 * BLOCK);
     let mut leaders: HashMap<&Identity<'_>, &str> = HashMap::new();
