@@ -1,23 +1,342 @@
 //! images, inspect, history, tag, rmi, prune: looking after the store's images.
+//! Tables and human-readable sizes and ages follow `docker images` / `docker history`.
 use std::path::PathBuf;
+use std::time::SystemTime;
 
+use kiln_runtime::image::ImageName;
+use kiln_runtime::oci::{time, History};
+use kiln_runtime::store::Image;
+use serde_json::json;
+
+use super::transfer::open_store;
 use crate::cli::{HistoryArgs, ImagesArgs, InspectArgs, PruneArgs, RmiArgs, TagArgs};
 
-pub fn images(_root: Option<PathBuf>, _a: ImagesArgs) -> miette::Result<()> {
-    miette::bail!("kiln images is not implemented yet")
+/// Docker's size format: decimal units, three significant digits (`1.99MB`, `117MB`, `0B`).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit + 1 < UNITS.len() {
+        size /= 1000.0;
+        unit += 1;
+    }
+    let int_digits = if size < 1.0 {
+        1
+    } else {
+        (size.log10().floor() as i32 + 1).max(1)
+    };
+    let decimals = (3 - int_digits).max(0) as usize;
+    let mut text = format!("{size:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", UNITS.get(unit).copied().unwrap_or("B"))
 }
-pub fn inspect(_root: Option<PathBuf>, _a: InspectArgs) -> miette::Result<()> {
-    miette::bail!("kiln inspect is not implemented yet")
+
+/// Docker's age format (`About an hour ago`, `3 days ago`, `56 years ago`).
+fn human_age(created: Option<&str>, now: i64) -> String {
+    let Some(then) = created.and_then(time::parse_rfc3339) else {
+        return "N/A".to_string();
+    };
+    let secs = (now - then).max(0);
+    let (minutes, hours) = (secs / 60, secs / 3600);
+    let text = if secs < 1 {
+        "Less than a second".to_string()
+    } else if secs == 1 {
+        "1 second".to_string()
+    } else if secs < 60 {
+        format!("{secs} seconds")
+    } else if minutes == 1 {
+        "About a minute".to_string()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours == 1 {
+        "About an hour".to_string()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", hours / 24 / 365)
+    };
+    format!("{text} ago")
 }
-pub fn history(_root: Option<PathBuf>, _a: HistoryArgs) -> miette::Result<()> {
-    miette::bail!("kiln history is not implemented yet")
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
-pub fn tag(_root: Option<PathBuf>, _a: TagArgs) -> miette::Result<()> {
-    miette::bail!("kiln tag is not implemented yet")
+
+/// Prints rows as docker's tabwriter does: each column as wide as its widest cell plus three
+/// spaces (at least ten), the last column unpadded.
+fn print_table(rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(10)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let width = widths.get(c).copied().unwrap_or(0);
+                line.push_str(&format!("{cell:<width$}"));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
 }
-pub fn rmi(_root: Option<PathBuf>, _a: RmiArgs) -> miette::Result<()> {
-    miette::bail!("kiln rmi is not implemented yet")
+
+fn created_secs(image: &Image) -> i64 {
+    image
+        .config
+        .created
+        .as_deref()
+        .and_then(time::parse_rfc3339)
+        .unwrap_or(i64::MIN)
 }
-pub fn prune(_root: Option<PathBuf>, _a: PruneArgs) -> miette::Result<()> {
-    miette::bail!("kiln prune is not implemented yet")
+
+pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let mut images = store.images()?;
+    images.sort_by(|x, y| {
+        created_secs(y)
+            .cmp(&created_secs(x))
+            .then_with(|| x.tags.cmp(&y.tags))
+    });
+    if a.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for image in &images {
+            if seen.insert(image.id().clone()) {
+                println!("{}", image.id().short());
+            }
+        }
+        return Ok(());
+    }
+    let now = now();
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+        .map(String::from)
+        .to_vec()];
+    for image in &images {
+        let tail = [
+            image.id().short().to_string(),
+            human_age(image.config.created.as_deref(), now),
+            human_size(image.size()),
+        ];
+        if image.tags.is_empty() {
+            rows.push(
+                ["<none>".to_string(), "<none>".to_string()]
+                    .into_iter()
+                    .chain(tail.clone())
+                    .collect(),
+            );
+        }
+        for tag in &image.tags {
+            rows.push(
+                [tag.repository(), tag.tag().to_string()]
+                    .into_iter()
+                    .chain(tail.clone())
+                    .collect(),
+            );
+        }
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let image = store.image(&a.image)?;
+    let layers: Vec<_> = image
+        .manifest
+        .layers
+        .iter()
+        .zip(&image.config.rootfs.diff_ids)
+        .map(|(l, diff_id)| json!({"Digest": l.digest, "DiffID": diff_id, "MediaType": l.media_type, "Size": l.size}))
+        .collect();
+    let out = json!([{
+        "Id": image.id(),
+        "RepoTags": image.tags.iter().map(ImageName::familiar).collect::<Vec<_>>(),
+        "ManifestDigest": image.manifest_digest,
+        "ManifestSize": image.manifest_size,
+        "Created": image.config.created,
+        "Architecture": image.config.architecture,
+        "Variant": image.config.variant,
+        "Os": image.config.os,
+        "Size": image.size(),
+        "Config": image.config.config,
+        "RootFS": {"Type": image.config.rootfs.kind, "Layers": image.config.rootfs.diff_ids},
+        "History": image.config.history,
+        "Layers": layers,
+        "Manifest": image.manifest,
+    }]);
+    let text = serde_json::to_string_pretty(&out)
+        .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `…`-shortened text of at most `max` characters, as docker truncates CREATED BY.
+fn ellipsis(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+pub fn history(root: Option<PathBuf>, a: HistoryArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let image = store.image(&a.image)?;
+    let now = now();
+    // Non-empty history entries match the layers one to one, bottom first.
+    let mut layer_sizes = image.manifest.layers.iter().map(|l| l.size);
+    let sized: Vec<(&History, u64)> = image
+        .config
+        .history
+        .iter()
+        .map(|h| {
+            (
+                h,
+                if h.empty_layer {
+                    0
+                } else {
+                    layer_sizes.next().unwrap_or(0)
+                },
+            )
+        })
+        .collect();
+    let mut rows = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+        .map(String::from)
+        .to_vec()];
+    for (i, (h, size)) in sized.iter().rev().enumerate() {
+        let id = if i == 0 {
+            if a.no_trunc {
+                image.id().to_string()
+            } else {
+                image.id().short().to_string()
+            }
+        } else {
+            "<missing>".to_string()
+        };
+        let created_by = h.created_by.clone().unwrap_or_default();
+        let created_by = if a.no_trunc {
+            created_by
+        } else {
+            ellipsis(&created_by, 45)
+        };
+        rows.push(vec![
+            id,
+            human_age(h.created.as_deref(), now),
+            created_by,
+            human_size(*size),
+            h.comment.clone().unwrap_or_default(),
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+pub fn tag(root: Option<PathBuf>, a: TagArgs) -> miette::Result<()> {
+    let target = ImageName::parse(&a.target)?;
+    let store = open_store(root)?;
+    store.tag(&a.source, &target)?;
+    Ok(())
+}
+
+pub fn rmi(root: Option<PathBuf>, a: RmiArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let mut failures = Vec::new();
+    for reference in &a.images {
+        match store.remove(reference) {
+            Ok(removed) => {
+                for tag in &removed.untagged {
+                    println!("Untagged: {}", tag.familiar());
+                }
+                if let Some(id) = &removed.deleted {
+                    println!("Deleted: {id}");
+                }
+            }
+            Err(e) => failures.push(miette::Report::from(e)),
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        n => {
+            for f in failures.iter().take(n - 1) {
+                eprintln!("{f:?}");
+            }
+            Err(failures.remove(n - 1))
+        }
+    }
+}
+
+pub fn prune(root: Option<PathBuf>, _a: PruneArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let report = store.prune()?;
+    println!(
+        "Deleted {} blob{} and {} cache entr{}",
+        report.blobs_removed,
+        if report.blobs_removed == 1 { "" } else { "s" },
+        report.cache_entries_removed,
+        if report.cache_entries_removed == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+    );
+    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1986560), "1.99MB");
+        assert_eq!(human_size(117_000_000), "117MB");
+        assert_eq!(human_size(4_000), "4kB");
+        assert_eq!(human_size(1_250_000_000), "1.25GB");
+        assert_eq!(human_size(12_340), "12.3kB");
+    }
+
+    #[test]
+    fn ages_like_docker() {
+        let now = 1_800_000_000;
+        let at = |secs: i64| time::format_rfc3339(now - secs);
+        assert_eq!(human_age(Some(&at(0)), now), "Less than a second ago");
+        assert_eq!(human_age(Some(&at(30)), now), "30 seconds ago");
+        assert_eq!(human_age(Some(&at(90)), now), "About a minute ago");
+        assert_eq!(human_age(Some(&at(3 * 3600)), now), "3 hours ago");
+        assert_eq!(human_age(Some(&at(5 * 86400)), now), "5 days ago");
+        assert_eq!(human_age(Some("1970-01-01T00:00:00Z"), now), "57 years ago");
+        assert_eq!(human_age(None, now), "N/A");
+    }
+
+    #[test]
+    fn ellipsis_like_docker() {
+        assert_eq!(ellipsis("short", 45), "short");
+        assert_eq!(ellipsis(&"x".repeat(50), 45).chars().count(), 45);
+    }
 }

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use blobs::{BlobWriter, StagedBlob};
+pub(crate) use layers::decompressing_reader;
 pub use prune::PruneReport;
 pub use refs::{Image, Removed};
 
