@@ -609,6 +609,7 @@ impl<'l, 's, 'e> Scanner<'l, 's, 'e> {
         }
         let rest = self.rest();
         let Some(close) = rest.find('\'') else {
+            self.pos = self.src.len();
             return Err(ExpandError::new(
                 ExpandErrorKind::UnterminatedSingleQuote,
                 open,
