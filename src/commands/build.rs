@@ -5,7 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_compiler::context::StatCache;
 use kiln_runtime::build::{self, BuildSettings};
-use kiln_runtime::image::ImageName;
+use kiln_runtime::image::{ImageName, ImageRef};
+use kiln_runtime::oci::Compression;
 use kiln_runtime::store::Store;
 use miette::{IntoDiagnostic, Result};
 
@@ -116,6 +117,15 @@ fn parse_output(spec: &str) -> Result<Output> {
 /// Both types get the combined docker-archive + OCI layout, which docker, podman and skopeo
 /// all read.
 fn write_output(store: &Store, image: &kiln_runtime::store::Image, out: &Output) -> Result<()> {
-    let _ = (store, image, out);
-    miette::bail!("writing -o output is not implemented yet")
+    let names: Vec<String> = if image.tags.is_empty() {
+        vec![image.id().to_string()]
+    } else {
+        image.tags.iter().map(|t| t.to_string()).collect()
+    };
+    let refs = names
+        .iter()
+        .map(|n| ImageRef::parse(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    kiln_runtime::archive::save_to_path(store, &refs, &out.dest, Compression::None)?;
+    Ok(())
 }

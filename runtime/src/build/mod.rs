@@ -227,7 +227,11 @@ impl Exec<'_> {
         steps: &std::sync::atomic::AtomicUsize,
     ) -> Result<Output, BuildError> {
         match &node.op {
-            Op::Scratch | Op::Context(_) | Op::Image(_) => Ok(Output::default()),
+            Op::Scratch | Op::Context(_) => Ok(Output::default()),
+            Op::Image(_) => Ok(Output {
+                layers: self.input(node, 0).layers,
+                added: false,
+            }),
             Op::BaseImage {
                 reference, digest, ..
             } => {
