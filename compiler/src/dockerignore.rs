@@ -1,1 +1,0 @@
-//! `.dockerignore` patterns. (Being written: see the shell task.)
