@@ -1,14 +1,13 @@
 //! The subset of Go's `regexp` syntax that moby/patternmatcher can produce from a pattern, as a
-//! boolean, anchored-by-construction matcher.
+//! boolean matcher with Go's `MatchString` (search) semantics.
 //!
 //! patternmatcher turns a `.dockerignore` pattern into Go regexp source and copies the user's
 //! `[...]` classes and `\x` escapes into it unchanged, so their meaning is Go's regexp meaning
 //! (Perl flags: `.` does not match `\n`, negated classes do, `^`/`$` are text anchors, `\d\s\w`
 //! and POSIX classes are ASCII). This module parses that source and simulates it as a Thompson
 //! NFA over bit sets. It supports every construct the conversion can emit plus the escapes and
-//! classes a user can smuggle in; it rejects, with a reason, `\b`/`\B` word boundaries and
-//! Unicode script classes (`\p{Greek}`), which kiln does not implement (Go's own syntax errors
-//! are rejected too).
+//! classes a user can smuggle in; it rejects, with a reason, Unicode script classes
+//! (`\p{Greek}`), which kiln does not implement, and everything Go's parser rejects.
 
 use unicode_properties::{
     GeneralCategory as Gc, GeneralCategoryGroup as Gg, UnicodeGeneralCategory,
@@ -135,6 +134,8 @@ impl Pred {
 enum Anchor {
     Begin,
     End,
+    WordBoundary,
+    NotWordBoundary,
 }
 
 /// The parsed expression.
@@ -360,8 +361,14 @@ impl<'a> Parser<'a> {
                 items.push(Ast::Anchor(Anchor::End));
                 return Ok(());
             }
-            Some('b' | 'B') => {
-                return Err("word boundaries (\\b, \\B) are not supported".to_string())
+            Some(b @ ('b' | 'B')) => {
+                self.pos += 2;
+                items.push(Ast::Anchor(if b == 'b' {
+                    Anchor::WordBoundary
+                } else {
+                    Anchor::NotWordBoundary
+                }));
+                return Ok(());
             }
             Some('C') => return Err("invalid escape sequence \\C".to_string()),
             Some('Q') => {
@@ -624,22 +631,42 @@ enum State {
     Match,
 }
 
-/// A compiled expression: whole-text match of Go regexp source.
+/// Go's `\b` notion of a word character (ASCII only).
+fn is_word(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Where in the text an epsilon closure is taken.
+#[derive(Debug, Clone, Copy)]
+struct Context {
+    at_start: bool,
+    /// When false, `End` assertions stay in the set unresolved (pending) instead of failing,
+    /// so that one pass can test "the text ends here" at every path level.
+    at_end: bool,
+    prev_word: bool,
+    next_word: bool,
+}
+
+/// A compiled expression, matched with Go's `MatchString` (search) semantics.
 #[derive(Debug, Clone)]
 pub(super) struct Regex {
     states: Vec<State>,
     words: usize,
     start_state: usize,
-    /// Closure of each state's successor when not at the start of the text, per consuming state.
+    /// Whether the expression has `\b`/`\B`: then closures depend on the neighbouring
+    /// characters and every table below has one variant per (previous, next) word-ness.
+    word_sensitive: bool,
+    /// Per consuming state and variant (previous = the consumed character, next): the
+    /// closure of its successor.
     follow: Vec<u64>,
-    /// Closure of the start state at position 0.
+    /// Closure of the start state at position 0, per variant of the next character.
     start: Vec<u64>,
-    /// Closure of the start state later on (Go's `MatchString` searches: a match may start
-    /// anywhere).
+    /// Closure of the start state after position 0 (a match may start anywhere), per variant.
     start_later: Vec<u64>,
     /// Whether a match can start after position 0 at all.
     restarts: bool,
-    /// States from which the match state is reachable when the text ends here (not at 0).
+    /// Per variant of the previous character: states from which the match state is
+    /// reachable when the text ends here (not at position 0).
     accept_at_end: Vec<u64>,
     /// A literal every match must start with.
     pub(super) required_prefix: String,
@@ -660,53 +687,96 @@ impl Regex {
         if states.len() > MAX_STATES {
             return Err("expression too large".to_string());
         }
+        let word_sensitive = states.iter().any(|s| {
+            matches!(
+                s,
+                State::Assert {
+                    anchor: Anchor::WordBoundary | Anchor::NotWordBoundary,
+                    ..
+                }
+            )
+        });
         let words = states.len().div_ceil(64).max(1);
+        let variants = if word_sensitive { 4 } else { 1 };
         let mut regex = Regex {
-            follow: vec![0; states.len() * words],
-            start: vec![0; words],
-            start_later: vec![0; words],
+            follow: vec![0; states.len() * words * variants],
+            start: vec![0; words * variants],
+            start_later: vec![0; words * variants],
             restarts: false,
-            accept_at_end: vec![0; words],
+            accept_at_end: vec![0; words * variants],
             states,
             words,
             start_state,
+            word_sensitive,
             required_prefix,
             required_suffix,
         };
-        let mut scratch = Vec::new();
+        let mut stack = Vec::new();
         let mut closure = vec![0u64; words];
-        for s in 0..regex.states.len() {
-            if let Some(State::Consume { next, .. }) = regex.states.get(s) {
-                let next = *next;
+        for v in 0..variants {
+            let (prev_word, next_word) = (v & 2 != 0, v & 1 != 0);
+            let mid = Context {
+                at_start: false,
+                at_end: false,
+                prev_word,
+                next_word,
+            };
+            for s in 0..regex.states.len() {
+                if let Some(State::Consume { next, .. }) = regex.states.get(s) {
+                    let next = *next;
+                    closure.fill(0);
+                    regex.closure(next, mid, &mut closure, &mut stack);
+                    let at = (s * variants + v) * words;
+                    if let Some(slot) = regex.follow.get_mut(at..at + words) {
+                        slot.copy_from_slice(&closure);
+                    }
+                }
+                let end = Context {
+                    at_end: true,
+                    next_word: false,
+                    ..mid
+                };
                 closure.fill(0);
-                regex.closure(next, false, false, &mut closure, &mut scratch);
-                if let Some(slot) = regex.follow.get_mut(s * words..(s + 1) * words) {
-                    slot.copy_from_slice(&closure);
+                regex.closure(s, end, &mut closure, &mut stack);
+                if regex.has(&closure, 0) {
+                    if let Some(slot) = regex.accept_at_end.get_mut(v * words..(v + 1) * words) {
+                        set(slot, s);
+                    }
                 }
             }
             closure.fill(0);
-            regex.closure(s, false, true, &mut closure, &mut scratch);
-            if regex.has(&closure, 0) {
-                set(&mut regex.accept_at_end, s);
+            regex.closure(start_state, mid, &mut closure, &mut stack);
+            if let Some(slot) = regex.start_later.get_mut(v * words..(v + 1) * words) {
+                slot.copy_from_slice(&closure);
+            }
+            let at_zero = Context {
+                at_start: true,
+                prev_word: false,
+                ..mid
+            };
+            closure.fill(0);
+            regex.closure(start_state, at_zero, &mut closure, &mut stack);
+            if let Some(slot) = regex.start.get_mut(v * words..(v + 1) * words) {
+                slot.copy_from_slice(&closure);
             }
         }
-        let mut start = vec![0u64; words];
-        regex.closure(start_state, true, false, &mut start, &mut scratch);
-        regex.start = start;
-        closure.fill(0);
-        regex.closure(start_state, false, false, &mut closure, &mut scratch);
-        regex.restarts = (0..regex.states.len()).any(|s| {
-            regex.has(&closure, s)
-                && matches!(
-                    regex.states.get(s),
-                    Some(State::Consume { .. } | State::Match)
-                        | Some(State::Assert {
-                            anchor: Anchor::End,
-                            ..
-                        })
-                )
+        regex.restarts = (0..variants).any(|v| {
+            let later = regex
+                .start_later
+                .get(v * words..(v + 1) * words)
+                .unwrap_or(&[]);
+            (0..regex.states.len()).any(|s| {
+                regex.has(later, s)
+                    && matches!(
+                        regex.states.get(s),
+                        Some(State::Consume { .. } | State::Match)
+                            | Some(State::Assert {
+                                anchor: Anchor::End,
+                                ..
+                            })
+                    )
+            })
         });
-        regex.start_later = closure;
         Ok(regex)
     }
 
@@ -715,16 +785,8 @@ impl Regex {
             .is_some_and(|w| w & (1 << (state % 64)) != 0)
     }
 
-    /// States reachable from `from` without consuming input. `Begin` passes only `at_start`;
-    /// `End` passes only `at_end`, otherwise the assertion itself stays in the set (pending).
-    fn closure(
-        &self,
-        from: usize,
-        at_start: bool,
-        at_end: bool,
-        out: &mut [u64],
-        stack: &mut Vec<usize>,
-    ) {
+    /// States reachable from `from` without consuming input, in context `at`.
+    fn closure(&self, from: usize, at: Context, out: &mut [u64], stack: &mut Vec<usize>) {
         stack.clear();
         stack.push(from);
         while let Some(s) = stack.pop() {
@@ -739,8 +801,10 @@ impl Regex {
                 }
                 Some(State::Assert { anchor, next }) => {
                     let passes = match anchor {
-                        Anchor::Begin => at_start,
-                        Anchor::End => at_end,
+                        Anchor::Begin => at.at_start,
+                        Anchor::End => at.at_end,
+                        Anchor::WordBoundary => at.prev_word != at.next_word,
+                        Anchor::NotWordBoundary => at.prev_word == at.next_word,
                     };
                     if passes {
                         stack.push(*next);
@@ -749,6 +813,21 @@ impl Regex {
                 _ => {}
             }
         }
+    }
+
+    /// The table slot for a (previous, next) word-ness variant.
+    fn variant(&self, prev: Option<char>, next: Option<char>) -> usize {
+        if self.word_sensitive {
+            usize::from(is_word(prev)) * 2 + usize::from(is_word(next))
+        } else {
+            0
+        }
+    }
+
+    fn slot<'t>(&self, table: &'t [u64], index: usize) -> &'t [u64] {
+        table
+            .get(index * self.words..(index + 1) * self.words)
+            .unwrap_or(&[])
     }
 
     /// Go's `MatchString`: does the expression match somewhere in `text`?
@@ -766,6 +845,21 @@ impl Regex {
     /// Run over `text`, calling `on_match(i)` at every `i` that is a path-level end (just
     /// before a `/`, or the end of the text) where the expression matches in `text[..i]`.
     pub(super) fn run(&self, text: &str, mut on_match: impl FnMut(usize)) {
+        if text.is_empty() {
+            let mut stack = Vec::new();
+            let mut at_end = vec![0u64; self.words];
+            let at = Context {
+                at_start: true,
+                at_end: true,
+                prev_word: false,
+                next_word: false,
+            };
+            self.closure(self.start_state, at, &mut at_end, &mut stack);
+            if self.has(&at_end, 0) {
+                on_match(0);
+            }
+            return;
+        }
         let mut inline = [[0u64; 2]; 2];
         let mut heap: Vec<u64>;
         let (current, next): (&mut [u64], &mut [u64]) = if self.words <= 2 {
@@ -775,27 +869,25 @@ impl Regex {
             heap = vec![0; self.words * 2];
             heap.split_at_mut(self.words)
         };
-        current.copy_from_slice(&self.start);
+        let first = text.chars().next();
+        current.copy_from_slice(self.slot(&self.start, self.variant(None, first)));
         let mut cur = current;
         let mut nxt = next;
-        if text.is_empty() {
-            let mut stack = Vec::new();
-            let mut at_end = vec![0u64; self.words];
-            self.closure(self.start_state, true, true, &mut at_end, &mut stack);
-            if self.has(&at_end, 0) {
-                on_match(0);
-            }
-            return;
-        }
+        let variants = if self.word_sensitive { 4 } else { 1 };
         // A match that needs no end-of-text has been seen: every longer prefix matches too.
         let mut matched_before = self.has(cur, 0);
-        for (i, c) in text.char_indices() {
-            if c == '/' && i > 0 && (matched_before || self.accepts(cur)) {
+        let mut prev: Option<char> = None;
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '/' && i > 0 && (matched_before || self.accepts(cur, prev)) {
                 on_match(i);
             }
+            prev = Some(c);
             if matched_before {
                 continue;
             }
+            let after = chars.peek().map(|&(_, n)| n);
+            let v = self.variant(Some(c), after);
             nxt.fill(0);
             for (w, &word) in cur.iter().enumerate() {
                 let mut bits = word;
@@ -804,17 +896,16 @@ impl Regex {
                     bits &= bits - 1;
                     if let Some(State::Consume { pred, .. }) = self.states.get(s) {
                         if pred.matches(c) {
-                            if let Some(f) = self.follow.get(s * self.words..(s + 1) * self.words) {
-                                for (n, f) in nxt.iter_mut().zip(f) {
-                                    *n |= f;
-                                }
+                            let follow = self.slot(&self.follow, s * variants + v);
+                            for (n, f) in nxt.iter_mut().zip(follow) {
+                                *n |= f;
                             }
                         }
                     }
                 }
             }
             if self.restarts {
-                for (n, f) in nxt.iter_mut().zip(&self.start_later) {
+                for (n, f) in nxt.iter_mut().zip(self.slot(&self.start_later, v)) {
                     *n |= f;
                 }
             } else if nxt.iter().all(|w| *w == 0) {
@@ -823,13 +914,21 @@ impl Regex {
             std::mem::swap(&mut cur, &mut nxt);
             matched_before = self.has(cur, 0);
         }
-        if matched_before || self.accepts(cur) {
+        if matched_before || self.accepts(cur, prev) {
             on_match(text.len());
         }
     }
 
-    fn accepts(&self, set: &[u64]) -> bool {
-        set.iter().zip(&self.accept_at_end).any(|(a, b)| a & b != 0)
+    /// Does the text end here in a match, given the set of states and the last character?
+    fn accepts(&self, set: &[u64], prev: Option<char>) -> bool {
+        let v = if self.word_sensitive {
+            usize::from(is_word(prev)) * 2
+        } else {
+            0
+        };
+        set.iter()
+            .zip(self.slot(&self.accept_at_end, v))
+            .any(|(a, b)| a & b != 0)
     }
 }
 
@@ -978,6 +1077,21 @@ mod tests {
             ("^$", "", true),
             ("^$", "a", false),
             ("^*$", "", true),
+            ("^obj\\bin$", "objin", false),
+            ("^obj\\Bin$", "objin", true),
+            ("^a\\b-$", "a-", true),
+            ("^é\\b$", "é", false),
+            ("^a\\b$", "a", true),
+            ("^a\\b/$", "a/", true),
+            ("^\\b$", "", false),
+            ("^\\B$", "", true),
+            ("x|^y", "ay", false),
+            ("x|^y", "ax", true),
+            ("^a{2}$", "aa", true),
+            ("^a{2,}$", "aaaa", true),
+            ("^a{2,3}$", "aaaa", false),
+            ("^a{,2}$", "a{,2}", true),
+            ("^ab{$", "ab{", true),
             ("^[\\d-z]$", "-", true),
             ("^\\x{D800}$", "a", false),
         ];
@@ -998,7 +1112,6 @@ mod tests {
             "^ab)$",
             "^\\q$",
             "^[[:foo:]]$",
-            "^\\bx$",
             "^\\p{Greek}$",
             "^\\p{}$",
             "^\\8$",
