@@ -22,9 +22,6 @@ pub enum ImportError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    SourceDateEpoch(#[from] time::SourceDateEpochError),
     #[error("cannot read {}: {source}", path.display())]
     #[diagnostic(code(kiln::import::read))]
     Read {
@@ -41,12 +38,14 @@ pub enum ImportError {
 }
 
 /// Makes a one-layer image from `source` and tags it `reference` (untagged when `None`).
+/// `created` is the image's timestamp in seconds (the caller reads SOURCE_DATE_EPOCH with
+/// `oci::time::source_date_epoch`).
 pub fn import(
     store: &Store,
     source: &Path,
     reference: Option<&ImageName>,
+    created: i64,
 ) -> Result<Image, ImportError> {
-    let epoch = time::source_date_epoch()?;
     let meta = std::fs::metadata(source).map_err(|e| ImportError::Read {
         path: source.to_path_buf(),
         source: e,
@@ -62,7 +61,7 @@ pub fn import(
             "Imported from a root filesystem tarball",
         )
     };
-    let created = time::format_rfc3339(epoch);
+    let created = time::format_rfc3339(created);
     let host = Platform::host();
     let config = ImageConfig {
         architecture: host.architecture,
