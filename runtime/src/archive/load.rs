@@ -202,8 +202,8 @@ impl<'s> ArchiveFiles<'s> {
     }
 }
 
-/// Cleans a path inside the tarball: `./a//b` is `a/b`; `None` when it climbs out or is
-/// absolute.
+/// Cleans a path inside the tarball: `./a//b` is `a/b`, `a/../b` is `b`; `None` when it climbs
+/// out or is absolute.
 fn clean_path(path: &str) -> Option<String> {
     if path.starts_with('/') {
         return None;
@@ -212,7 +212,9 @@ fn clean_path(path: &str) -> Option<String> {
     for part in path.split('/') {
         match part {
             "" | "." => {}
-            ".." => return None,
+            ".." => {
+                parts.pop()?;
+            }
             p => parts.push(p),
         }
     }
