@@ -3,6 +3,7 @@
 //! Must not: parse Dockerfile text (it receives a `kiln_compiler::plan::Plan`).
 
 pub mod archive;
+pub mod build;
 pub mod image;
 pub mod layer;
 pub mod oci;

@@ -1,7 +1,131 @@
-use std::path::PathBuf;
+//! `kiln build`: plan, run, name the image, optionally write it out.
 
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kiln_compiler::context::StatCache;
+use kiln_runtime::build::{self, BuildSettings};
+use kiln_runtime::image::{ImageName, ImageRef};
+use kiln_runtime::oci::Compression;
+use kiln_runtime::store::Store;
+use miette::{IntoDiagnostic, Result};
+
+use super::frontend::{self, key_values};
+use super::progress::Printer;
 use crate::cli::BuildArgs;
 
-pub fn run(_root: Option<PathBuf>, _args: BuildArgs) -> miette::Result<()> {
-    miette::bail!("kiln build is not implemented yet")
+pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| ImageName::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let output = args.output.as_deref().map(parse_output).transpose()?;
+    let network = match args.network.as_str() {
+        "default" | "none" | "host" => args.network.clone(),
+        other => miette::bail!(
+            help = "kiln supports --network none, host or default",
+            "unsupported network mode {other:?}"
+        ),
+    };
+    let store = Store::open(kiln_runtime::store::default_root(root)?)?;
+    let (input, mut opts) = frontend::options(&args.frontend, &args.context, &network)?;
+    opts.labels = key_values(&args.labels, "--label")?;
+
+    let state_name = stat_cache_name(&args.context);
+    let stat_cache = store
+        .read_state(&state_name)?
+        .map(|b| StatCache::from_bytes(&b))
+        .unwrap_or_default();
+    let (parsed, lowered) = kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &store)?;
+    for w in &lowered.warnings {
+        let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
+        eprintln!("{:?}", parsed.report(diag));
+    }
+    let printer = Printer::new(args.progress);
+    let settings = BuildSettings {
+        no_cache: args.no_cache,
+        squash: args.squash,
+        tags: tags.clone(),
+    };
+    let built = build::build(&store, &lowered.plan, &settings, &printer)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    store.write_state(
+        &state_name,
+        &lowered.plan.context.to_stat_cache(now).to_bytes(),
+    )?;
+
+    let id = built.image.id().to_string();
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &id).into_diagnostic()?;
+    }
+    if let Some(out) = output {
+        write_output(&store, &built.image, &out)?;
+    }
+    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    printer.finish(&id, &tag_names, built.steps, built.cached);
+    Ok(())
+}
+
+/// The stat cache is per context directory; its name hashes the absolute path (a path is
+/// never part of a cache key, only of this bookkeeping).
+fn stat_cache_name(context: &std::path::Path) -> String {
+    let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    let h = blake3::hash(abs.as_os_str().as_encoded_bytes());
+    format!("statcache-{}", &h.to_hex()[..24])
+}
+
+/// `-o type=oci|docker,dest=FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub kind: String,
+    pub dest: PathBuf,
+}
+
+fn parse_output(spec: &str) -> Result<Output> {
+    let mut kind = None;
+    let mut dest = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", v)) => kind = Some(v.to_string()),
+            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+            _ => miette::bail!(
+                help = "write -o type=oci,dest=image.tar or -o type=docker,dest=image.tar",
+                "invalid --output {spec:?}"
+            ),
+        }
+    }
+    let kind = kind.unwrap_or_else(|| "docker".to_string());
+    if kind != "oci" && kind != "docker" {
+        miette::bail!(
+            help = "kiln writes type=oci or type=docker tarballs",
+            "unsupported output type {kind:?}"
+        );
+    }
+    let Some(dest) = dest else {
+        miette::bail!(
+            help = "add dest=FILE, e.g. -o type={kind},dest=image.tar",
+            "--output needs a destination"
+        );
+    };
+    Ok(Output { kind, dest })
+}
+
+/// Both types get the combined docker-archive + OCI layout, which docker, podman and skopeo
+/// all read.
+fn write_output(store: &Store, image: &kiln_runtime::store::Image, out: &Output) -> Result<()> {
+    let names: Vec<String> = if image.tags.is_empty() {
+        vec![image.id().to_string()]
+    } else {
+        image.tags.iter().map(|t| t.to_string()).collect()
+    };
+    let refs = names
+        .iter()
+        .map(|n| ImageRef::parse(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    kiln_runtime::archive::save_to_path(store, &refs, &out.dest, Compression::None)?;
+    Ok(())
 }

@@ -2,9 +2,11 @@
 
 mod build;
 mod check;
+mod frontend;
 mod images;
 mod parse;
 mod plan;
+mod progress;
 mod transfer;
 
 use crate::cli::{Cli, Command};

@@ -1,5 +1,22 @@
+//! `kiln plan`: print the layer plan of a build.
+
+use kiln_compiler::context::StatCache;
+use kiln_compiler::dockerfile::NoImages;
+use kiln_compiler::plan::render_tree;
+
+use super::frontend;
 use crate::cli::PlanArgs;
 
-pub fn run(_args: PlanArgs) -> miette::Result<()> {
-    miette::bail!("kiln plan is not implemented yet")
+pub fn run(args: PlanArgs) -> miette::Result<()> {
+    let (input, opts) = frontend::options(&args.frontend, &args.context, "default")?;
+    let (_parsed, lowered) =
+        kiln_compiler::frontend::plan(&input, &opts, &StatCache::default(), &NoImages)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&lowered.plan.to_json())
+            .map_err(|e| miette::miette!("{e}"))?;
+        println!("{json}");
+    } else {
+        print!("{}", render_tree(&lowered.plan));
+    }
+    Ok(())
 }

@@ -55,7 +55,10 @@ pub struct Heredoc {
     pub expand: bool,
     /// True for `<<-`: leading tabs stripped from every body line.
     pub chomp: bool,
+    /// The body lines and the terminator line.
     pub span: Span,
+    /// The marker word in the instruction line (`<<EOF`, `3<<-"EOF"`).
+    pub word_span: Span,
 }
 
 /// One flag word as written, e.g. `--from=build` (raw, unexpanded).
@@ -78,7 +81,9 @@ pub struct Instruction {
     pub json: bool,
     /// Leading `--k=v` words.
     pub flags: Vec<Flag>,
-    /// Arguments, split exactly as BuildKit's parser splits them for this instruction.
+    /// Arguments, split exactly as BuildKit's parser splits them for this instruction (its
+    /// node's `Next` chain): for an unknown instruction and for ONBUILD with an inner
+    /// instruction that is one empty string, as in BuildKit.
     pub value: Vec<String>,
     /// Span of the argument text after the flags (continuations joined in the source, so
     /// this range may cover several lines).
@@ -98,7 +103,9 @@ impl Instruction {
     /// falling back to the argument span, then to the keyword. Used to point diagnostics at
     /// one word of an argument.
     pub fn span_of(&self, source: &str, needle: &str) -> Span {
-        let region = source.get(self.args_span.start..self.args_span.end).unwrap_or("");
+        let region = source
+            .get(self.args_span.start..self.args_span.end)
+            .unwrap_or("");
         if !needle.is_empty() {
             if let Some(i) = region.find(needle) {
                 let start = self.args_span.start + i;

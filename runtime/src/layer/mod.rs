@@ -68,3 +68,22 @@ pub enum FileSource {
     /// A byte range of an uncompressed layer tar (the data of an entry of a lower layer).
     TarRange { tar: PathBuf, offset: u64 },
 }
+
+pub mod compress;
+mod error;
+mod hashing;
+pub mod header;
+pub mod host;
+pub mod path;
+pub mod reader;
+pub mod unpack;
+pub mod view;
+pub mod writer;
+
+pub use compress::{compress, decompress_auto, BlobDigest, LayerCompression, StreamFormat};
+pub use error::LayerError;
+pub use host::host_entry;
+pub use reader::{scan_layer, ScannedEntry, ScannedKind};
+pub use unpack::{archive_entries, ArchiveMtime, ArchiveOwner, UnpackOptions};
+pub use view::{FsView, ViewEntry, ViewKind};
+pub use writer::{write_layer, LayerDigest};

@@ -1,0 +1,1405 @@
+//! Lowering: a parsed Dockerfile, its context and build options in, a [`Plan`] out.
+//!
+//! Owns the Dockerfile's meaning: stages by name and index, `--target` pruning (stages the
+//! target does not need are never lowered), global and stage ARG scopes, ENV, one expansion
+//! snapshot per instruction, ONBUILD triggers of base images, the CMD/ENTRYPOINT/SHELL table,
+//! WORKDIR chaining, and COPY/ADD source selection over the context. It computes every node's
+//! cache key and hermeticity last, once all context selections are known and hashed.
+//! Must not: read image blobs or write anything (base images come from an [`ImageResolver`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::context::{ContextError, ContextIndex, StatCache};
+use crate::copy::{self, CopyError};
+use crate::dockerfile::error::DockerfileError;
+use crate::dockerfile::instructions::{
+    self, CommandLine, CopyInstr, FlagValue, Instruction, Located,
+};
+use crate::dockerignore::IgnoreFile;
+use crate::plan::{
+    self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageConfig, ImageOp, Key, Node,
+    NodeId, Op, Origin, Plan, RunOp,
+};
+use crate::shell::Lexer;
+use crate::syntax::{self, Dockerfile, Span};
+
+/// What the user chose on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// `--build-arg K=V`, in order (a later one wins).
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    /// SOURCE_DATE_EPOCH: layer mtimes and `created` timestamps; 0 when unset.
+    pub source_date_epoch: Option<u64>,
+    /// Default network for RUN steps: "default", "none" or "host".
+    pub network: String,
+    /// `--label K=V`, added to the target's config.
+    pub labels: Vec<(String, String)>,
+    /// Lint only: do not resolve COPY/ADD sources against the context.
+    pub skip_context: bool,
+}
+
+/// A base image as the store knows it.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// Manifest digest, `sha256:...`.
+    pub digest: String,
+    pub config: ImageConfig,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Looks up base images by reference (`name`, `name:tag`, `name@sha256:...`).
+pub trait ImageResolver {
+    fn resolve(&self, reference: &str) -> Option<ResolvedImage>;
+}
+
+/// Resolves nothing: for planning without a store.
+pub struct NoImages;
+
+impl ImageResolver for NoImages {
+    fn resolve(&self, _reference: &str) -> Option<ResolvedImage> {
+        None
+    }
+}
+
+/// A finding that does not stop the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub rule: &'static str,
+    pub message: String,
+    pub span: Span,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LowerError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Context(#[from] ContextError),
+}
+
+pub struct Lowered {
+    pub plan: Plan,
+    pub warnings: Vec<Warning>,
+}
+
+/// The platform kiln builds for (the host's; cross builds are not supported).
+pub fn host_platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    };
+    ("linux", arch)
+}
+
+const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Lower a parsed Dockerfile to a plan.
+pub fn lower(
+    df: &Dockerfile,
+    source: &str,
+    context: ContextIndex,
+    stat_cache: &StatCache,
+    opts: &BuildOptions,
+    images: &dyn ImageResolver,
+) -> Result<Lowered, LowerError> {
+    let mut lw = Lowerer::new(df, source, context, opts, images)?;
+    let target = lw.target_stage()?;
+    let result = lw.lower_stage(target)?;
+    let image = lw.image_node(target, &result);
+    lw.finish(image, stat_cache)
+}
+
+/// Lower every stage (not only the target's chain), for `kiln check`: all errors and the
+/// expansion warnings of the whole file. COPY sources are not looked up.
+pub fn lower_all_stages(
+    df: &Dockerfile,
+    source: &str,
+    opts: &BuildOptions,
+) -> Result<Vec<Warning>, LowerError> {
+    let opts = BuildOptions {
+        skip_context: true,
+        ..opts.clone()
+    };
+    let mut lw = Lowerer::new(df, source, ContextIndex::default(), &opts, &NoImages)?;
+    for i in 0..lw.stages.len() {
+        lw.lower_stage(i)?;
+    }
+    let last = lw.stages.len() - 1;
+    let result = lw.lower_stage(last)?;
+    let image = lw.image_node(last, &result);
+    Ok(lw.finish(image, &StatCache::default())?.warnings)
+}
+
+/// One `FROM` and the instructions after it.
+struct StageDef {
+    /// Lower-cased `AS` name.
+    name: Option<String>,
+    from: usize,
+    body: std::ops::Range<usize>,
+}
+
+#[derive(Clone)]
+struct StageResult {
+    last: NodeId,
+    config: ImageConfig,
+    history: Vec<HistoryEntry>,
+}
+
+/// Per-stage state while its instructions are lowered.
+struct StageState {
+    name: String,
+    prev: NodeId,
+    config: ImageConfig,
+    history: Vec<HistoryEntry>,
+    /// Declared ARGs in order; None = declared without a value.
+    args: Vec<(String, Option<String>)>,
+    cmd_set: bool,
+}
+
+impl StageState {
+    /// The expansion environment: stage ARGs overridden by ENV (a snapshot).
+    fn env(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+            .collect();
+        for kv in &self.config.env {
+            let (k, val) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            v.push((k.to_string(), val.to_string()));
+        }
+        v
+    }
+
+    fn workdir(&self) -> String {
+        if self.config.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            self.config.working_dir.clone()
+        }
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+}
+
+struct PendingNode {
+    op: Op,
+    inputs: Vec<NodeId>,
+    reasons: Vec<String>,
+    origin: Origin,
+}
+
+struct Lowerer<'a> {
+    source: &'a str,
+    lexer: Lexer,
+    typed: Vec<Located>,
+    stages: Vec<StageDef>,
+    global_args: Vec<(String, String)>,
+    opts: &'a BuildOptions,
+    images: &'a dyn ImageResolver,
+    context: ContextIndex,
+    nodes: Vec<PendingNode>,
+    done: HashMap<usize, StageResult>,
+    in_progress: HashSet<usize>,
+    base_nodes: HashMap<String, (NodeId, Option<crate::dockerfile::lower::ResolvedImage>)>,
+    consumed_args: HashSet<String>,
+    warnings: Vec<Warning>,
+    epoch: u64,
+}
+
+impl<'a> Lowerer<'a> {
+    fn new(
+        df: &'a Dockerfile,
+        source: &'a str,
+        context: ContextIndex,
+        opts: &'a BuildOptions,
+        images: &'a dyn ImageResolver,
+    ) -> Result<Self, DockerfileError> {
+        let mut typed = Vec::with_capacity(df.instructions.len());
+        for node in &df.instructions {
+            instructions::check_known(node, source)?;
+            let instr = instructions::from_node(node, source)?;
+            typed.push(Located {
+                instr,
+                node: node.clone(),
+            });
+        }
+        let mut lw = Lowerer {
+            source,
+            lexer: Lexer::new(df.escape),
+            typed,
+            stages: Vec::new(),
+            global_args: Vec::new(),
+            opts,
+            images,
+            context,
+            nodes: Vec::new(),
+            done: HashMap::new(),
+            in_progress: HashSet::new(),
+            base_nodes: HashMap::new(),
+            consumed_args: HashSet::new(),
+            warnings: Vec::new(),
+            epoch: opts.source_date_epoch.unwrap_or(0),
+        };
+        lw.split_stages()?;
+        Ok(lw)
+    }
+
+    fn build_arg(&self, name: &str) -> Option<&'a str> {
+        let opts: &'a BuildOptions = self.opts;
+        opts.build_args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Global ARGs (before the first FROM) and stage boundaries, with name checks.
+    fn split_stages(&mut self) -> Result<(), DockerfileError> {
+        let (os, arch) = host_platform();
+        let platform = [
+            ("TARGETPLATFORM", format!("{os}/{arch}")),
+            ("TARGETOS", os.to_string()),
+            ("TARGETARCH", arch.to_string()),
+            ("TARGETVARIANT", String::new()),
+            ("BUILDPLATFORM", format!("{os}/{arch}")),
+            ("BUILDOS", os.to_string()),
+            ("BUILDARCH", arch.to_string()),
+            ("BUILDVARIANT", String::new()),
+        ];
+        for (k, v) in platform {
+            self.global_args.push((k.to_string(), v));
+        }
+        let mut seen: HashMap<String, Span> = HashMap::new();
+        for i in 0..self.typed.len() {
+            match &self.typed[i].instr {
+                Instruction::From(from) => {
+                    let name = match &from.name {
+                        Some(n) => {
+                            let lower = n.to_ascii_lowercase();
+                            let span = self.typed[i].node.span_of(self.source, n);
+                            if !valid_stage_name(&lower) {
+                                return Err(DockerfileError::at(
+                                    format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols"),
+                                    span,
+                                    "invalid stage name",
+                                )
+                                .with_help("stage names match ^[a-z][a-z0-9-_.]*$"));
+                            }
+                            if let Some(prev) = seen.insert(lower.clone(), span) {
+                                let _ = prev;
+                                return Err(DockerfileError::at(
+                                    format!("duplicate stage name {n:?}"),
+                                    span,
+                                    "already used by an earlier stage",
+                                )
+                                .with_help("give each stage its own name"));
+                            }
+                            Some(lower)
+                        }
+                        None => None,
+                    };
+                    if let Some(last) = self.stages.last_mut() {
+                        last.body.end = i;
+                    }
+                    self.stages.push(StageDef {
+                        name,
+                        from: i,
+                        body: i + 1..self.typed.len(),
+                    });
+                }
+                Instruction::Arg(args) if self.stages.is_empty() => {
+                    let args = args.clone();
+                    for (name, default) in args {
+                        let value = match self.build_arg(&name) {
+                            Some(v) => {
+                                self.consumed_args.insert(name.clone());
+                                Some(v.to_string())
+                            }
+                            None => match default {
+                                Some(d) => {
+                                    Some(self.expand_word(i, &d, &self.global_args.clone())?)
+                                }
+                                None => None,
+                            },
+                        };
+                        if let Some(v) = value {
+                            self.global_args.push((name, v));
+                        } else {
+                            self.global_args.retain(|(k, _)| *k != name);
+                        }
+                    }
+                }
+                _ if self.stages.is_empty() => {
+                    let node = &self.typed[i].node;
+                    return Err(DockerfileError::at(
+                        format!("{} is not allowed before the first FROM", node.cmd),
+                        node.cmd_span,
+                        "no build stage yet",
+                    )
+                    .with_help("only ARG may come before FROM"));
+                }
+                _ => {}
+            }
+        }
+        if self.stages.is_empty() {
+            let span = self.typed.first().map(|l| l.node.span).unwrap_or_default();
+            return Err(
+                DockerfileError::at("no build stage in current context", span, "no FROM")
+                    .with_help("a Dockerfile starts with FROM (after optional ARGs)"),
+            );
+        }
+        Ok(())
+    }
+
+    fn target_stage(&self) -> Result<usize, DockerfileError> {
+        let Some(t) = &self.opts.target else {
+            return Ok(self.stages.len() - 1);
+        };
+        let lower = t.to_ascii_lowercase();
+        if let Some(i) = self
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
+            return Ok(i);
+        }
+        let names: Vec<&str> = self
+            .stages
+            .iter()
+            .filter_map(|s| s.name.as_deref())
+            .collect();
+        let mut err = DockerfileError::at(
+            format!("target stage {t:?} could not be found"),
+            Span::default(),
+            "--target",
+        );
+        err = match crate::suggest::closest(&lower, names.iter().copied()) {
+            Some(s) => err.with_help(format!("did you mean {s:?}?")),
+            None if names.is_empty() => {
+                err.with_help("this Dockerfile names no stages (FROM image AS name)")
+            }
+            None => err.with_help(format!("stages: {}", names.join(", "))),
+        };
+        Err(err)
+    }
+
+    fn expand_word(
+        &self,
+        instr: usize,
+        word: &str,
+        env: &[(String, String)],
+    ) -> Result<String, DockerfileError> {
+        let node = &self.typed[instr].node;
+        match self.lexer.expand_word(word, &env) {
+            Ok(e) => Ok(e.value),
+            Err(e) => Err(self.expand_error(node, word, e)),
+        }
+    }
+
+    fn expand_error(
+        &self,
+        node: &syntax::Instruction,
+        word: &str,
+        e: crate::shell::ExpandError,
+    ) -> DockerfileError {
+        let base = node.span_of(self.source, word);
+        let span = if base.len() == word.len() {
+            let start = (base.start + e.offset).min(base.end);
+            Span::new(start, (start + e.len.max(1)).min(base.end.max(start + 1)))
+        } else {
+            base
+        };
+        let mut err = DockerfileError::at(e.to_string(), span, "in this expansion");
+        if let Some(h) = e.help() {
+            err = err.with_help(h);
+        }
+        err
+    }
+
+    /// Expand with the stage snapshot and record unset variables for the UndefinedVar check.
+    fn expand_in(
+        &mut self,
+        instr: usize,
+        word: &str,
+        env: &[(String, String)],
+    ) -> Result<String, DockerfileError> {
+        let node = &self.typed[instr].node;
+        match self.lexer.expand_word(word, &env) {
+            Ok(e) => {
+                for var in e.unset {
+                    let span = node.span_of(self.source, &var);
+                    self.warnings.push(Warning {
+                        rule: "UndefinedVar",
+                        message: format!("Usage of undefined variable '${var}'"),
+                        span,
+                    });
+                }
+                Ok(e.value)
+            }
+            Err(e) => Err(self.expand_error(node, word, e)),
+        }
+    }
+
+    fn push(
+        &mut self,
+        op: Op,
+        inputs: Vec<NodeId>,
+        reasons: Vec<String>,
+        origin: Origin,
+    ) -> NodeId {
+        let id = NodeId(self.nodes.len());
+        self.nodes.push(PendingNode {
+            op,
+            inputs,
+            reasons,
+            origin,
+        });
+        id
+    }
+
+    fn origin(&self, stage: &str, instr: usize) -> Origin {
+        let node = &self.typed[instr].node;
+        Origin {
+            stage: stage.to_string(),
+            line: node.start_line,
+            text: one_line(&node.original),
+        }
+    }
+
+    fn stage_label(&self, i: usize) -> String {
+        // BuildKit calls unnamed stages stage-N.
+        self.stages[i]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{i}"))
+    }
+
+    /// A base image node (shared by every stage and COPY --from naming the same reference).
+    fn base_image(&mut self, reference: &str, origin: Origin) -> (NodeId, Option<ResolvedImage>) {
+        if let Some((id, r)) = self.base_nodes.get(reference) {
+            return (*id, r.clone());
+        }
+        let resolved = self.images.resolve(reference);
+        let (digest, config) = match &resolved {
+            Some(r) => (Some(r.digest.clone()), r.config.clone()),
+            None => (None, ImageConfig::default()),
+        };
+        let mut reasons = Vec::new();
+        if !reference.contains("@sha256:") {
+            reasons.push(format!("base image {reference} is named without a digest"));
+        }
+        let id = self.push(
+            Op::BaseImage {
+                reference: reference.to_string(),
+                digest,
+                config: Box::new(config),
+            },
+            vec![],
+            reasons,
+            origin,
+        );
+        self.base_nodes
+            .insert(reference.to_string(), (id, resolved.clone()));
+        (id, resolved)
+    }
+
+    fn lower_stage(&mut self, i: usize) -> Result<StageResult, DockerfileError> {
+        if let Some(r) = self.done.get(&i) {
+            return Ok(r.clone());
+        }
+        let from_idx = self.stages[i].from;
+        if !self.in_progress.insert(i) {
+            let node = &self.typed[from_idx].node;
+            return Err(DockerfileError::at(
+                "circular dependency between stages",
+                node.span,
+                "this stage depends on itself",
+            ));
+        }
+        let label = self.stage_label(i);
+        let Instruction::From(from) = self.typed[from_idx].instr.clone() else {
+            unreachable!("stage starts at a FROM")
+        };
+        let global = self.global_args.clone();
+        let image = self.expand_in(from_idx, &from.image, &global)?;
+        let from_origin = self.origin(&label, from_idx);
+        if image.is_empty() {
+            let node = &self.typed[from_idx].node;
+            return Err(DockerfileError::at(
+                "base name should not be blank",
+                node.span_of(self.source, &from.image),
+                "expands to nothing",
+            )
+            .with_help("check the ARG used in FROM; global ARGs need a value or --build-arg"));
+        }
+        let lower = image.to_ascii_lowercase();
+        let by_name = self.stages[..i]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()));
+        let (prev, config, history, triggers) = if let Some(j) = by_name {
+            let r = self.lower_stage(j)?;
+            let triggers = Vec::new();
+            (r.last, r.config, r.history, triggers)
+        } else if lower == "scratch" {
+            let id = self.push(Op::Scratch, vec![], vec![], from_origin.clone());
+            (id, ImageConfig::default(), Vec::new(), Vec::new())
+        } else {
+            let (id, resolved) = self.base_image(&image, from_origin.clone());
+            match resolved {
+                Some(r) => {
+                    let mut config = r.config.clone();
+                    let triggers = std::mem::take(&mut config.on_build);
+                    (id, config, r.history.clone(), triggers)
+                }
+                None => (id, ImageConfig::default(), Vec::new(), Vec::new()),
+            }
+        };
+        let mut st = StageState {
+            name: label.clone(),
+            prev,
+            config,
+            history,
+            args: Vec::new(),
+            cmd_set: false,
+        };
+        if st.config.env_get("PATH").is_none() {
+            st.config.env_set("PATH", DEFAULT_PATH);
+        }
+        for trigger in triggers {
+            self.run_trigger(&mut st, from_idx, &trigger)?;
+        }
+        for idx in self.stages[i].body.clone() {
+            let instr = self.typed[idx].instr.clone();
+            self.lower_instruction(&mut st, idx, &instr)?;
+        }
+        self.in_progress.remove(&i);
+        let result = StageResult {
+            last: st.prev,
+            config: st.config,
+            history: st.history,
+        };
+        self.done.insert(i, result.clone());
+        Ok(result)
+    }
+
+    /// Run one ONBUILD trigger of the base image, as if written after FROM.
+    fn run_trigger(
+        &mut self,
+        st: &mut StageState,
+        from_idx: usize,
+        trigger: &str,
+    ) -> Result<(), DockerfileError> {
+        let node = &self.typed[from_idx].node;
+        let span = node.span;
+        let parsed = syntax::parse(trigger).map_err(|e| {
+            DockerfileError::at(
+                format!("invalid ONBUILD trigger {trigger:?} in base image: {e}"),
+                span,
+                "base image",
+            )
+        })?;
+        for t in &parsed.instructions {
+            let instr = instructions::from_node(t, trigger).map_err(|e| {
+                DockerfileError::at(
+                    format!("ONBUILD trigger {trigger:?}: {e}"),
+                    span,
+                    "from this base image",
+                )
+            })?;
+            if matches!(
+                instr,
+                Instruction::Onbuild(_) | Instruction::From(_) | Instruction::Maintainer(_)
+            ) {
+                return Err(DockerfileError::at(
+                    format!("{} isn't allowed as an ONBUILD trigger", t.cmd),
+                    span,
+                    "from this base image",
+                ));
+            }
+            self.lower_instruction(st, from_idx, &instr)?;
+        }
+        Ok(())
+    }
+
+    fn config_node(&mut self, st: &mut StageState, idx: usize, created_by: String) {
+        let origin = self.origin(&st.name, idx);
+        st.prev = self.push(
+            Op::Config {
+                instruction: created_by.clone(),
+            },
+            vec![st.prev],
+            vec![],
+            origin,
+        );
+        st.history.push(HistoryEntry {
+            created_by,
+            comment: String::new(),
+            empty_layer: true,
+        });
+    }
+
+    fn command(&self, st: &StageState, cmd: &CommandLine) -> Vec<String> {
+        match cmd {
+            CommandLine::Exec(v) => v.clone(),
+            CommandLine::Shell(s) => {
+                let mut v = st.shell();
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    fn lower_instruction(
+        &mut self,
+        st: &mut StageState,
+        idx: usize,
+        instr: &Instruction,
+    ) -> Result<(), DockerfileError> {
+        let env = st.env();
+        match instr {
+            Instruction::From(_) => unreachable!("FROM starts a stage"),
+            Instruction::Env(pairs) => {
+                let mut parts = Vec::new();
+                let mut expanded = Vec::new();
+                for (k, v) in pairs {
+                    let k = self.expand_in(idx, k, &env)?;
+                    let v = self.expand_in(idx, v, &env)?;
+                    parts.push(format!("{k}={v}"));
+                    expanded.push((k, v));
+                }
+                for (k, v) in expanded {
+                    st.config.env_set(&k, &v);
+                }
+                self.config_node(st, idx, format!("ENV {}", parts.join(" ")));
+            }
+            Instruction::Label(pairs) => {
+                let mut parts = Vec::new();
+                for (k, v) in pairs {
+                    let k = self.expand_in(idx, k, &env)?;
+                    let v = self.expand_in(idx, v, &env)?;
+                    parts.push(format!("{k}={v}"));
+                    st.config.labels.insert(k, v);
+                }
+                self.config_node(st, idx, format!("LABEL {}", parts.join(" ")));
+            }
+            Instruction::Arg(args) => {
+                for (name, default) in args {
+                    let value = if let Some(v) = self.build_arg(name) {
+                        self.consumed_args.insert(name.clone());
+                        Some(v.to_string())
+                    } else if let Some(d) = default {
+                        Some(self.expand_in(idx, d, &st.env())?)
+                    } else {
+                        self.global_args
+                            .iter()
+                            .rev()
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.clone())
+                    };
+                    st.args.retain(|(k, _)| k != name);
+                    st.args.push((name.clone(), value));
+                }
+            }
+            Instruction::Cmd(c) => {
+                let v = self.command(st, c);
+                st.config.cmd = Some(v.clone());
+                st.cmd_set = true;
+                self.config_node(st, idx, format!("CMD {}", json_list(&v)));
+            }
+            Instruction::Entrypoint(c) => {
+                let v = self.command(st, c);
+                st.config.entrypoint = Some(v.clone());
+                if !st.cmd_set {
+                    st.config.cmd = None;
+                }
+                self.config_node(st, idx, format!("ENTRYPOINT {}", json_list(&v)));
+            }
+            Instruction::Shell(v) => {
+                st.config.shell = Some(v.clone());
+                self.config_node(st, idx, format!("SHELL {}", json_list(v)));
+            }
+            Instruction::Workdir(w) => {
+                let w = self.expand_in(idx, w, &env)?;
+                let path = copy::absolute_dest(&st.workdir(), &w);
+                let path = if path.len() > 1 {
+                    path.trim_end_matches('/').to_string()
+                } else {
+                    path
+                };
+                st.config.working_dir = path.clone();
+                let origin = self.origin(&st.name, idx);
+                st.prev = self.push(
+                    Op::Mkdir { path: path.clone() },
+                    vec![st.prev],
+                    vec![],
+                    origin,
+                );
+                st.history.push(HistoryEntry {
+                    created_by: format!("WORKDIR {path}"),
+                    comment: "buildkit.dockerfile.v0".into(),
+                    empty_layer: false,
+                });
+            }
+            Instruction::User(u) => {
+                let u = self.expand_in(idx, u, &env)?;
+                st.config.user = u.clone();
+                self.config_node(st, idx, format!("USER {u}"));
+            }
+            Instruction::StopSignal(s) => {
+                let s = self.expand_in(idx, s, &env)?;
+                st.config.stop_signal = s.clone();
+                self.config_node(st, idx, format!("STOPSIGNAL {s}"));
+            }
+            Instruction::Maintainer(m) => {
+                st.config.labels.remove("maintainer");
+                self.config_node(st, idx, format!("MAINTAINER {m}"));
+            }
+            Instruction::Expose(ports) => {
+                let mut out = Vec::new();
+                for p in ports {
+                    let p = self.expand_in(idx, p, &env)?;
+                    for port in self.expose_ports(idx, &p)? {
+                        st.config
+                            .exposed_ports
+                            .insert(port.clone(), Default::default());
+                        out.push(port);
+                    }
+                }
+                self.config_node(st, idx, format!("EXPOSE {}", out.join(" ")));
+            }
+            Instruction::Volume(vols) => {
+                let mut out = Vec::new();
+                for v in vols {
+                    let v = self.expand_in(idx, v, &env)?;
+                    if v.trim().is_empty() {
+                        let node = &self.typed[idx].node;
+                        return Err(DockerfileError::at(
+                            "VOLUME specified can not be an empty string",
+                            node.args_span,
+                            "empty after expansion",
+                        ));
+                    }
+                    st.config.volumes.insert(v.clone(), Default::default());
+                    out.push(v);
+                }
+                self.config_node(st, idx, format!("VOLUME {}", json_list(&out)));
+            }
+            Instruction::Healthcheck(h) => {
+                let test = match &h.test {
+                    None => vec!["NONE".to_string()],
+                    Some(CommandLine::Exec(v)) => std::iter::once("CMD".to_string())
+                        .chain(v.iter().cloned())
+                        .collect(),
+                    Some(CommandLine::Shell(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
+                };
+                let hc =
+                    HealthConfig {
+                        test: test.clone(),
+                        interval: self.duration(idx, h.interval.as_ref())?,
+                        timeout: self.duration(idx, h.timeout.as_ref())?,
+                        start_period: self.duration(idx, h.start_period.as_ref())?,
+                        start_interval: self.duration(idx, h.start_interval.as_ref())?,
+                        retries: match &h.retries {
+                            None => 0,
+                            Some(r) => r.value.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(
+                                || {
+                                    DockerfileError::at(
+                                        format!("invalid --retries value {:?}", r.value),
+                                        r.span,
+                                        "not a number",
+                                    )
+                                    .with_help("--retries takes a whole number, e.g. --retries=3")
+                                },
+                            )?,
+                        },
+                    };
+                st.config.healthcheck = Some(hc);
+                self.config_node(st, idx, format!("HEALTHCHECK {}", json_list(&test)));
+            }
+            Instruction::Onbuild(t) => {
+                st.config.on_build.push(t.clone());
+                self.config_node(st, idx, format!("ONBUILD {t}"));
+            }
+            Instruction::Run(run) => {
+                let argv = self.command(st, &run.command);
+                let mut env_list = st.config.env.clone();
+                let env_names: HashSet<String> = st
+                    .config
+                    .env
+                    .iter()
+                    .map(|kv| kv.split('=').next().unwrap_or("").to_string())
+                    .collect();
+                for (k, v) in &st.args {
+                    if let Some(v) = v {
+                        if !env_names.contains(k) {
+                            env_list.push(format!("{k}={v}"));
+                        }
+                    }
+                }
+                for p in PROXY_ARGS {
+                    if let Some(v) = self.build_arg(p) {
+                        self.consumed_args.insert(p.to_string());
+                        env_list.push(format!("{p}={v}"));
+                    }
+                }
+                let network = match &run.network {
+                    Some(n) => self.expand_in(idx, &n.value.clone(), &env)?,
+                    None => self.opts.network.clone(),
+                };
+                let mut reasons = Vec::new();
+                if network != "none" {
+                    reasons.push(format!(
+                        "RUN has network access (--network={network}); use --network=none"
+                    ));
+                }
+                let mut mounts = Vec::new();
+                for m in &run.mounts {
+                    let m = self.expand_in(idx, &m.value.clone(), &env)?;
+                    if m.contains("type=secret") || m.contains("type=ssh") {
+                        reasons.push(format!("RUN uses a host-provided secret ({m})"));
+                    }
+                    mounts.push(m);
+                }
+                let heredocs = run
+                    .heredocs
+                    .iter()
+                    .map(|h| (h.name.clone(), h.content.clone(), h.file_descriptor))
+                    .collect();
+                let op = RunOp {
+                    argv: argv.clone(),
+                    env: env_list,
+                    cwd: st.workdir(),
+                    user: st.config.user.clone(),
+                    network,
+                    mounts,
+                    heredocs,
+                };
+                let origin = self.origin(&st.name, idx);
+                st.prev = self.push(Op::Run(op), vec![st.prev], reasons, origin);
+                st.history.push(HistoryEntry {
+                    created_by: format!("RUN {} # buildkit", argv.join(" ")),
+                    comment: "buildkit.dockerfile.v0".into(),
+                    empty_layer: false,
+                });
+            }
+            Instruction::Copy(c) => self.lower_copy(st, idx, c, &env)?,
+        }
+        Ok(())
+    }
+
+    fn duration(&self, idx: usize, f: Option<&FlagValue>) -> Result<i64, DockerfileError> {
+        let Some(f) = f else { return Ok(0) };
+        parse_go_duration(&f.value).ok_or_else(|| {
+            let _ = idx;
+            DockerfileError::at(
+                format!("invalid duration {:?}", f.value),
+                f.span,
+                "not a duration",
+            )
+            .with_help("durations look like 30s, 1m30s or 500ms")
+        })
+    }
+
+    fn expose_ports(&self, idx: usize, spec: &str) -> Result<Vec<String>, DockerfileError> {
+        let node = &self.typed[idx].node;
+        let bad = || {
+            DockerfileError::at(
+                format!("invalid port {spec:?}"),
+                node.span_of(self.source, spec),
+                "not a port",
+            )
+            .with_help("ports look like 80, 80/tcp, 53/udp or 8000-8010")
+        };
+        let (ports, proto) = match spec.split_once('/') {
+            Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+            None => (spec, "tcp".to_string()),
+        };
+        if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+            return Err(bad());
+        }
+        let (lo, hi) = match ports.split_once('-') {
+            Some((a, b)) => (
+                a.parse::<u16>().map_err(|_| bad())?,
+                b.parse::<u16>().map_err(|_| bad())?,
+            ),
+            None => {
+                let p = ports.parse::<u16>().map_err(|_| bad())?;
+                (p, p)
+            }
+        };
+        if hi < lo {
+            return Err(bad());
+        }
+        Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+    }
+
+    fn lower_copy(
+        &mut self,
+        st: &mut StageState,
+        idx: usize,
+        c: &CopyInstr,
+        env: &[(String, String)],
+    ) -> Result<(), DockerfileError> {
+        let word = if c.is_add { "ADD" } else { "COPY" };
+        let mut sources = Vec::new();
+        let mut inline = Vec::new();
+        for s in &c.sources {
+            if let Some(h) = c
+                .heredocs
+                .iter()
+                .find(|h| heredoc_ref(s) == Some(h.name.as_str()))
+            {
+                let content = if h.expand {
+                    self.expand_in(idx, &h.content, env)?
+                } else {
+                    h.content.clone()
+                };
+                inline.push((h.name.clone(), content));
+                continue;
+            }
+            sources.push((s.clone(), self.expand_in(idx, s, env)?));
+        }
+        let dest_raw = self.expand_in(idx, &c.dest, env)?;
+        let dest = copy::absolute_dest(&st.workdir(), &dest_raw);
+        let several =
+            sources.len() + inline.len() > 1 || sources.iter().any(|(_, s)| copy::has_wildcard(s));
+        if sources.len() + inline.len() > 1 && !dest.ends_with('/') {
+            let node = &self.typed[idx].node;
+            return Err(DockerfileError::at(
+                format!("When using {word} with more than one source file, the destination must be a directory and end with a /"),
+                node.span_of(self.source, &c.dest),
+                "not a directory",
+            )
+            .with_help(format!("write {}/", c.dest)));
+        }
+        let _ = several;
+        let opt =
+            |me: &mut Self, f: &Option<FlagValue>| -> Result<Option<String>, DockerfileError> {
+                match f {
+                    Some(f) => Ok(Some(me.expand_in(idx, &f.value, env)?)),
+                    None => Ok(None),
+                }
+            };
+        let chown = opt(self, &c.chown)?;
+        let chmod = opt(self, &c.chmod)?;
+        if let (Some(m), Some(f)) = (&chmod, &c.chmod) {
+            if !valid_chmod(m) {
+                return Err(DockerfileError::at(
+                    format!("invalid chmod value {m:?}"),
+                    f.span,
+                    "not a mode",
+                )
+                .with_help("--chmod takes an octal mode like 0644 or a symbolic one like u+x"));
+            }
+        }
+        let checksum = opt(self, &c.checksum)?;
+        let mut excludes = Vec::new();
+        for e in &c.excludes {
+            excludes.push(self.expand_in(idx, &e.value.clone(), env)?);
+        }
+        let origin = self.origin(&st.name, idx);
+        let mut reasons = Vec::new();
+        let urls: Vec<&String> = sources
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| is_url(s))
+            .collect();
+        if !c.is_add && !urls.is_empty() {
+            let node = &self.typed[idx].node;
+            return Err(DockerfileError::at(
+                "source can't be a URL for COPY",
+                node.span_of(self.source, urls[0]),
+                "a URL",
+            )
+            .with_help("use ADD to download a URL"));
+        }
+        for u in &urls {
+            if checksum.is_none() {
+                reasons.push(format!("ADD downloads {u} without --checksum"));
+            }
+        }
+        let (src_node, from_context) = match &c.from {
+            Some(f) => {
+                let from = self.expand_in(idx, &f.value, env)?;
+                (Some(self.copy_from(st, idx, &from, f.span)?), false)
+            }
+            None if sources.iter().all(|(_, s)| is_url(s)) => (None, true),
+            None => {
+                let local: Vec<String> = sources
+                    .iter()
+                    .filter(|(_, s)| !is_url(s))
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                let files = self.select_context(idx, &sources, &local, &excludes)?;
+                let entries = files.len();
+                let sel = ContextSelection {
+                    patterns: local.iter().map(|s| copy::clean(s)).collect(),
+                    excludes: excludes.clone(),
+                    files,
+                    entries,
+                };
+                let id = self.push(Op::Context(sel), vec![], vec![], origin.clone());
+                (Some(id), true)
+            }
+        };
+        let op = CopyOp {
+            add: c.is_add,
+            sources: sources.iter().map(|(_, s)| s.clone()).collect(),
+            inline,
+            dest,
+            chown,
+            chmod,
+            link: c.link,
+            parents: c.parents,
+            excludes,
+            checksum,
+            from_context,
+            mtime: self.epoch,
+        };
+        let text = format!("{} # buildkit", origin.text);
+        let inputs = std::iter::once(st.prev).chain(src_node).collect();
+        st.prev = self.push(Op::Copy(op), inputs, reasons, origin);
+        st.history.push(HistoryEntry {
+            created_by: text,
+            comment: "buildkit.dockerfile.v0".into(),
+            empty_layer: false,
+        });
+        Ok(())
+    }
+
+    /// The node a `COPY --from` reads: a stage by name or index, else an image.
+    fn copy_from(
+        &mut self,
+        st: &StageState,
+        idx: usize,
+        from: &str,
+        span: Span,
+    ) -> Result<NodeId, DockerfileError> {
+        let lower = from.to_ascii_lowercase();
+        if let Some(j) = self
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
+            return Ok(self.lower_stage(j)?.last);
+        }
+        if let Ok(n) = from.parse::<usize>() {
+            if n < self.stages.len() && !self.in_progress.contains(&n) {
+                return Ok(self.lower_stage(n)?.last);
+            }
+            return Err(DockerfileError::at(
+                format!("invalid stage index {n} in --from"),
+                span,
+                "no such earlier stage",
+            )
+            .with_help(format!(
+                "stage indexes count FROM lines from 0; this one is in stage {}",
+                st.name
+            )));
+        }
+        let looks_like_image =
+            from.contains(['/', ':', '@']) || self.images.resolve(from).is_some();
+        if !looks_like_image {
+            let names: Vec<&str> = self
+                .stages
+                .iter()
+                .filter_map(|s| s.name.as_deref())
+                .collect();
+            if let Some(s) = crate::suggest::closest(&lower, names.iter().copied()) {
+                return Err(DockerfileError::at(
+                    format!("no stage or image named {from:?}"),
+                    span,
+                    "unknown stage",
+                )
+                .with_help(format!("did you mean the stage {s:?}?")));
+            }
+        }
+        let origin = self.origin(&st.name, idx);
+        Ok(self.base_image(from, origin).0)
+    }
+
+    /// Context entries a COPY/ADD reads: each source resolved against the context, with
+    /// everything below selected directories, minus `--exclude` patterns.
+    fn select_context(
+        &self,
+        idx: usize,
+        raw: &[(String, String)],
+        local: &[String],
+        excludes: &[String],
+    ) -> Result<Vec<usize>, DockerfileError> {
+        let node = &self.typed[idx].node;
+        if local.is_empty() || self.opts.skip_context {
+            return Ok(Vec::new());
+        }
+        let selected = copy::select_sources(&self.context, local).map_err(|e| {
+            let needle = match &e {
+                CopyError::NotFound(p) => raw
+                    .iter()
+                    .find(|(_, s)| copy::clean(s) == *p)
+                    .map(|(r, _)| r.clone()),
+                CopyError::NoMatch(p) => raw
+                    .iter()
+                    .find(|(_, s)| p.contains(s))
+                    .map(|(r, _)| r.clone()),
+                CopyError::BadPattern(p) => Some(p.clone()),
+            }
+            .unwrap_or_default();
+            let help = match &e {
+                CopyError::NotFound(_) => {
+                    Some("the path is relative to the build context; check .dockerignore too")
+                }
+                CopyError::NoMatch(_) => {
+                    Some("the patterns are matched against the build context after .dockerignore")
+                }
+                CopyError::BadPattern(_) => None,
+            };
+            let mut err = DockerfileError::at(
+                format!("failed to compute cache key: {e}"),
+                node.span_of(self.source, &needle),
+                "this source",
+            );
+            if let Some(h) = help {
+                err = err.with_help(h);
+            }
+            err
+        })?;
+        let excl = if excludes.is_empty() {
+            None
+        } else {
+            Some(IgnoreFile::parse(&excludes.join("\n")).map_err(|e| {
+                DockerfileError::at(format!("invalid --exclude pattern: {e}"), node.span, "here")
+            })?)
+        };
+        let mut files = Vec::new();
+        for path in selected {
+            for i in self.context.subtree(&path) {
+                if let Some(x) = &excl {
+                    let rel = &self.context.files[i].path;
+                    let within = rel
+                        .strip_prefix(&path)
+                        .map(|r| r.trim_start_matches('/'))
+                        .unwrap_or(rel);
+                    if x.is_excluded(rel) || (!within.is_empty() && x.is_excluded(within)) {
+                        continue;
+                    }
+                }
+                files.push(i);
+            }
+            // Parent directories of a selected path carry no content of their own.
+        }
+        files.sort_unstable();
+        files.dedup();
+        Ok(files)
+    }
+
+    fn image_node(&mut self, target: usize, r: &StageResult) -> NodeId {
+        let mut config = r.config.clone();
+        for (k, v) in &self.opts.labels {
+            config.labels.insert(k.clone(), v.clone());
+        }
+        let op = ImageOp {
+            config,
+            history: r.history.clone(),
+            created: self.epoch,
+        };
+        let origin = Origin {
+            stage: self.stage_label(target),
+            line: 0,
+            text: "image".into(),
+        };
+        self.push(Op::Image(Box::new(op)), vec![r.last], vec![], origin)
+    }
+
+    /// Hash the selected context files, then compute keys and hermeticity in node order.
+    fn finish(mut self, target: NodeId, stat_cache: &StatCache) -> Result<Lowered, LowerError> {
+        let mut wanted: Vec<usize> = Vec::new();
+        for n in &self.nodes {
+            if let Op::Context(sel) = &n.op {
+                wanted.extend_from_slice(&sel.files);
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        self.context.hash(&wanted, stat_cache)?;
+        let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
+        for (i, p) in self.nodes.into_iter().enumerate() {
+            let input_keys: Vec<Key> = p.inputs.iter().map(|id| nodes[id.0].key).collect();
+            let content = match &p.op {
+                Op::Context(sel) => Some(self.context.content_digest(&sel.files)),
+                _ => None,
+            };
+            let op_json = serde_json::to_value(&p.op).unwrap_or_default();
+            let key = plan::key::node_key(&op_json, &input_keys, content.as_ref());
+            let mut reasons = p.reasons;
+            for id in &p.inputs {
+                if !nodes[id.0].hermetic {
+                    reasons.push(format!("input #{} is not hermetic", id.0));
+                }
+            }
+            nodes.push(Node {
+                id: NodeId(i),
+                hermetic: reasons.is_empty(),
+                reasons,
+                op: p.op,
+                inputs: p.inputs,
+                key,
+                origin: p.origin,
+            });
+        }
+        let unused: BTreeMap<&str, ()> = self
+            .opts
+            .build_args
+            .iter()
+            .filter(|(k, _)| !self.consumed_args.contains(k) && k != "SOURCE_DATE_EPOCH")
+            .map(|(k, _)| (k.as_str(), ()))
+            .collect();
+        let mut warnings = self.warnings;
+        if !unused.is_empty() {
+            warnings.push(Warning {
+                rule: "UnusedBuildArg",
+                message: format!(
+                    "One or more build-args [{}] were not consumed",
+                    unused.keys().copied().collect::<Vec<_>>().join(" ")
+                ),
+                span: Span::default(),
+            });
+        }
+        Ok(Lowered {
+            plan: Plan {
+                nodes,
+                target,
+                context: self.context,
+            },
+            warnings,
+        })
+    }
+}
+
+fn valid_stage_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// `<<EOF` / `<<-EOF` / `<<"EOF"` as a COPY source names the heredoc `EOF`.
+fn heredoc_ref(s: &str) -> Option<&str> {
+    let rest = s.strip_prefix("<<")?;
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    Some(rest.trim_matches(|c| c == '"' || c == '\''))
+}
+
+fn valid_chmod(m: &str) -> bool {
+    if !m.is_empty() && m.chars().all(|c| c.is_digit(8)) {
+        return u32::from_str_radix(m, 8).is_ok_and(|v| v <= 0o7777);
+    }
+    // Symbolic: comma-separated [ugoa]*[+-=][rwxXst]*
+    !m.is_empty()
+        && m.split(',').all(|clause| {
+            let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+            let mut chars = ops.chars();
+            matches!(chars.next(), Some('+' | '-' | '='))
+                && chars.all(|c| matches!(c, 'r' | 'w' | 'x' | 'X' | 's' | 't' | '+' | '-' | '='))
+        })
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Go's time.ParseDuration for the units Dockerfiles use (ns us µs ms s m h), in nanoseconds.
+pub fn parse_go_duration(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut rest = s;
+    let mut total: f64 = 0.0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * mult;
+    }
+    if total > i64::MAX as f64 {
+        return None;
+    }
+    Some(total as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_go_duration("30s"), Some(30_000_000_000));
+        assert_eq!(parse_go_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_go_duration("500ms"), Some(500_000_000));
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn stage_names() {
+        assert!(valid_stage_name("build-env_1.x"));
+        assert!(!valid_stage_name("1build"));
+        assert!(!valid_stage_name("bu ild"));
+    }
+}

@@ -1,0 +1,14 @@
+//! Dockerfile semantics: typed instructions, validation, lowering to the plan, build checks.
+//!
+//! Owns everything that gives a syntax tree meaning. Must not: parse text (that is
+//! `crate::syntax`) or touch files other than through `crate::context`.
+
+pub mod checks;
+pub mod error;
+pub mod instructions;
+pub mod lower;
+
+pub use error::DockerfileError;
+pub use lower::{
+    lower, BuildOptions, ImageResolver, LowerError, Lowered, NoImages, ResolvedImage, Warning,
+};

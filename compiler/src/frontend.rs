@@ -1,0 +1,120 @@
+//! The Dockerfile front end as one call: read the Dockerfile, parse it, pick and read the
+//! ignore file, scan the context, lower to a plan. Errors come back as miette reports with
+//! the Dockerfile's text attached, so they render with file, line, column and label.
+//! Must not: print anything (the CLI decides what to show).
+
+use std::path::{Path, PathBuf};
+
+use miette::{NamedSource, Report};
+
+use crate::context::{ContextIndex, StatCache};
+use crate::dockerfile::{self, BuildOptions, ImageResolver, Lowered};
+use crate::dockerignore::IgnoreFile;
+use crate::source::{self, SourceText};
+use crate::syntax::{self, Dockerfile};
+
+/// Where the Dockerfile and the context are.
+#[derive(Debug, Clone)]
+pub struct FrontendInput {
+    pub context: PathBuf,
+    /// None: CONTEXT/Dockerfile.
+    pub dockerfile: Option<PathBuf>,
+}
+
+/// A parsed Dockerfile with its text (kept for diagnostics).
+pub struct Parsed {
+    pub source: SourceText,
+    pub tree: Dockerfile,
+}
+
+impl Parsed {
+    /// Attach the Dockerfile's text to a diagnostic about it.
+    pub fn report(&self, err: impl miette::Diagnostic + Send + Sync + 'static) -> Report {
+        Report::new(err).with_source_code(NamedSource::new(
+            &self.source.name,
+            self.source.text.clone(),
+        ))
+    }
+}
+
+/// Read and parse a Dockerfile (`-` reads standard input).
+pub fn parse_file(path: &Path) -> Result<Parsed, Report> {
+    let source = source::read_dockerfile(path).map_err(Report::new)?;
+    match syntax::parse(&source.text) {
+        Ok(tree) => Ok(Parsed { source, tree }),
+        Err(e) => {
+            Err(Report::new(e)
+                .with_source_code(NamedSource::new(&source.name, source.text.clone())))
+        }
+    }
+}
+
+pub fn dockerfile_path(input: &FrontendInput) -> PathBuf {
+    input
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| input.context.join("Dockerfile"))
+}
+
+/// The ignore rules: `<Dockerfile>.dockerignore` next to the Dockerfile wins over the
+/// context's `.dockerignore`.
+pub fn read_ignore(input: &FrontendInput) -> Result<IgnoreFile, Report> {
+    let df = dockerfile_path(input);
+    let mut candidates = Vec::new();
+    if df.as_os_str() != "-" {
+        if let Some(name) = df.file_name() {
+            let mut n = name.to_os_string();
+            n.push(".dockerignore");
+            candidates.push(df.with_file_name(n));
+        }
+    }
+    candidates.push(input.context.join(".dockerignore"));
+    for path in candidates {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                return IgnoreFile::parse(&text)
+                    .map_err(|e| miette::miette!("invalid ignore file {}: {e}", path.display()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Report::msg(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+    IgnoreFile::parse("").map_err(|e| miette::miette!("{e}"))
+}
+
+/// Parse, scan the context and lower: the whole front end.
+pub fn plan(
+    input: &FrontendInput,
+    opts: &BuildOptions,
+    stat_cache: &StatCache,
+    images: &dyn ImageResolver,
+) -> Result<(Parsed, Lowered), Report> {
+    let meta = std::fs::metadata(&input.context).map_err(|e| {
+        miette::miette!(
+            help = "the last argument is the build context directory",
+            "cannot use build context {}: {e}",
+            input.context.display()
+        )
+    })?;
+    if !meta.is_dir() {
+        return Err(miette::miette!(
+            help = "the last argument is the build context directory",
+            "build context {} is not a directory",
+            input.context.display()
+        ));
+    }
+    let parsed = parse_file(&dockerfile_path(input))?;
+    let ignore = read_ignore(input)?;
+    let context = ContextIndex::scan(&input.context, &ignore).map_err(Report::new)?;
+    let lowered = dockerfile::lower(
+        &parsed.tree,
+        &parsed.source.text,
+        context,
+        stat_cache,
+        opts,
+        images,
+    )
+    .map_err(|e| parsed.report(e))?;
+    Ok((parsed, lowered))
+}

@@ -1,0 +1,148 @@
+//! The plan's cache-key invariants (issue: the layer plan):
+//! - the same context content in two directories, with different mtimes and umask, gives
+//!   identical plan JSON;
+//! - changing one byte of one context file changes exactly the keys of the nodes that read it
+//!   and their descendants;
+//! - reordering independent stages does not change any key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use kiln_compiler::context::StatCache;
+use kiln_compiler::dockerfile::{BuildOptions, NoImages};
+use kiln_compiler::frontend::{self, FrontendInput};
+use kiln_compiler::plan::{Op, Plan};
+
+fn write(dir: &Path, rel: &str, body: &[u8], mode: u32) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, body).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn context(dir: &Path, dockerfile: &str) {
+    write(dir, "Dockerfile", dockerfile.as_bytes(), 0o644);
+    write(dir, "app/main.txt", b"main\n", 0o644);
+    write(dir, "app/run.sh", b"#!/bin/sh\necho hi\n", 0o755);
+    write(dir, "lib/util.txt", b"util\n", 0o644);
+    write(dir, "docs/readme.md", b"docs\n", 0o644);
+    write(dir, ".dockerignore", b"docs\n", 0o644);
+}
+
+fn plan(dir: &Path) -> Plan {
+    let input = FrontendInput {
+        context: dir.to_path_buf(),
+        dockerfile: None,
+    };
+    let opts = BuildOptions {
+        network: "none".into(),
+        ..Default::default()
+    };
+    match frontend::plan(&input, &opts, &StatCache::default(), &NoImages) {
+        Ok((_, lowered)) => lowered.plan,
+        Err(e) => panic!("plan failed: {e:?}"),
+    }
+}
+
+const MULTI: &str = "FROM scratch AS one\nCOPY app /app\n\nFROM scratch AS two\nCOPY lib /lib\n\nFROM scratch\nCOPY --from=one /app /app\nCOPY --from=two /lib /lib\nENV A=1\n";
+const MULTI_REORDERED: &str = "FROM scratch AS two\nCOPY lib /lib\n\nFROM scratch AS one\nCOPY app /app\n\nFROM scratch\nCOPY --from=one /app /app\nCOPY --from=two /lib /lib\nENV A=1\n";
+
+fn set_mtime(path: &Path, secs: i64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+#[test]
+fn same_content_elsewhere_gives_identical_plan_json() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    context(a.path(), MULTI);
+    context(b.path(), MULTI);
+    // Different mtimes, and a different umask-like effect on a directory's mode is not content:
+    // directory modes do count, so keep them equal and vary only what must not matter.
+    for rel in ["app/main.txt", "lib/util.txt", "Dockerfile"] {
+        set_mtime(&b.path().join(rel), 1_000_000);
+    }
+    let ja = serde_json::to_string(&plan(a.path()).to_json()).unwrap();
+    let jb = serde_json::to_string(&plan(b.path()).to_json()).unwrap();
+    assert_eq!(ja, jb);
+    assert!(
+        !ja.contains(a.path().to_str().unwrap()),
+        "a host path leaked into the plan"
+    );
+}
+
+fn keys_by_origin(p: &Plan) -> BTreeMap<String, String> {
+    p.nodes
+        .iter()
+        .map(|n| {
+            let kind = serde_json::to_value(&n.op).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (
+                format!("{}|{}|{}", n.origin.stage, kind, n.origin.text),
+                n.key.to_hex(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn one_byte_changes_exactly_the_readers_and_their_descendants() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path(), MULTI);
+    let before = plan(d.path());
+    write(d.path(), "lib/util.txt", b"utiL\n", 0o644);
+    let after = plan(d.path());
+    assert_eq!(before.nodes.len(), after.nodes.len());
+    // Expected changed set: the context node selecting lib, and everything downstream of it.
+    let mut changed_expected = BTreeSet::new();
+    for n in &before.nodes {
+        let reads_lib = matches!(&n.op, Op::Context(sel) if sel.patterns == ["lib"]);
+        if reads_lib || n.inputs.iter().any(|i| changed_expected.contains(&i.0)) {
+            changed_expected.insert(n.id.0);
+        }
+    }
+    let changed: BTreeSet<usize> = before
+        .nodes
+        .iter()
+        .zip(&after.nodes)
+        .filter(|(a, b)| a.key != b.key)
+        .map(|(a, _)| a.id.0)
+        .collect();
+    assert_eq!(changed, changed_expected);
+    // And the app side did not move.
+    assert!(changed.len() < before.nodes.len());
+    let untouched = before
+        .nodes
+        .iter()
+        .find(|n| matches!(&n.op, Op::Context(sel) if sel.patterns == ["app"]))
+        .unwrap();
+    assert!(!changed.contains(&untouched.id.0));
+}
+
+#[test]
+fn reordering_independent_stages_keeps_every_key() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    context(a.path(), MULTI);
+    context(b.path(), MULTI_REORDERED);
+    let ka = keys_by_origin(&plan(a.path()));
+    let kb = keys_by_origin(&plan(b.path()));
+    // The Dockerfile itself is a context file and differs; compare nodes not reading it.
+    assert_eq!(ka, kb);
+}
+
+#[test]
+fn ignored_files_do_not_enter_keys() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path(), "FROM scratch\nCOPY . /all\n");
+    let before = plan(d.path());
+    write(d.path(), "docs/readme.md", b"changed\n", 0o644);
+    let after = plan(d.path());
+    assert_eq!(before.to_json(), after.to_json());
+}

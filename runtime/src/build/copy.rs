@@ -1,0 +1,437 @@
+//! COPY and ADD: from a copy node of the plan to the entries of its layer.
+//!
+//! Owns: walking selected sources (the build context or a stage's filesystem, both behind
+//! [`FsTree`]), mapping them under the destination with the compiler's shared rules
+//! (`kiln_compiler::copy`), owners (`--chown`), modes (`--chmod`), parent directories,
+//! `--exclude`, heredoc files, and ADD's unpacking of local archives.
+//! Must not: write layers or touch the store (the executor does).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kiln_compiler::context::ContextIndex;
+use kiln_compiler::copy::{self, SourceKind, SourceTree};
+use kiln_compiler::dockerignore::IgnoreFile;
+use kiln_compiler::plan::CopyOp;
+
+use super::users::Owner;
+use super::BuildError;
+use crate::layer::unpack::{archive_entries, ArchiveMtime, ArchiveOwner, UnpackOptions};
+use crate::layer::{Entry, EntryKind, FileSource};
+
+/// Metadata of one path of a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: SourceKind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// A filesystem COPY reads from or writes over.
+pub trait FsTree: SourceTree {
+    fn meta(&self, path: &str) -> Option<Meta>;
+    /// Every path strictly below `dir` ("" is the root), parents before children.
+    fn descendants(&self, dir: &str) -> Vec<String>;
+    /// The layer entry that reproduces `path` at `dest` (kind, mode, owner, content source).
+    fn entry(&self, path: &str, dest: String) -> Result<Option<Entry>, BuildError>;
+    /// The host file behind `path`, for trees that are host directories (ADD unpacking).
+    fn host_path(&self, _path: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+impl FsTree for ContextIndex {
+    fn meta(&self, path: &str) -> Option<Meta> {
+        if path.is_empty() {
+            return Some(Meta {
+                kind: SourceKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            });
+        }
+        self.get(path).map(|f| Meta {
+            kind: f.kind,
+            mode: f.mode,
+            uid: 0,
+            gid: 0,
+        })
+    }
+
+    fn descendants(&self, dir: &str) -> Vec<String> {
+        let mut all = self.subtree(dir);
+        if !dir.is_empty() && !all.is_empty() {
+            all.remove(0);
+        }
+        all.into_iter()
+            .map(|i| self.files[i].path.clone())
+            .collect()
+    }
+
+    fn entry(&self, path: &str, dest: String) -> Result<Option<Entry>, BuildError> {
+        let Some(f) = self.get(path) else {
+            return Ok(None);
+        };
+        let kind = match f.kind {
+            SourceKind::Dir => EntryKind::Dir,
+            SourceKind::File => EntryKind::File {
+                size: f.size,
+                source: FileSource::Host {
+                    path: self.host_path(f),
+                    link_id: (f.stat.nlink > 1).then_some((f.stat.dev, f.stat.ino)),
+                },
+            },
+            SourceKind::Symlink => EntryKind::Symlink {
+                target: f.link_target.clone().unwrap_or_default(),
+            },
+            SourceKind::Other => {
+                return crate::layer::host_entry(&self.host_path(f), dest, 0, 0, 0)
+                    .map_err(BuildError::from)
+            }
+        };
+        Ok(Some(Entry {
+            path: dest,
+            kind,
+            mode: f.mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        }))
+    }
+
+    fn host_path(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.get(path).map(|f| self.host_path(f))
+    }
+}
+
+/// `--chmod`: an octal mode, or symbolic clauses applied to each entry's mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chmod {
+    Octal(u32),
+    Symbolic(String),
+}
+
+impl Chmod {
+    pub fn parse(s: &str) -> Chmod {
+        match u32::from_str_radix(s, 8) {
+            Ok(m) if s.chars().all(|c| c.is_digit(8)) => Chmod::Octal(m & 0o7777),
+            _ => Chmod::Symbolic(s.to_string()),
+        }
+    }
+
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        match self {
+            Chmod::Octal(m) => *m,
+            Chmod::Symbolic(s) => s
+                .split(',')
+                .fold(mode, |m, clause| apply_clause(m, clause, is_dir)),
+        }
+    }
+}
+
+fn apply_clause(mode: u32, clause: &str, is_dir: bool) -> u32 {
+    let who_end = clause.find(['+', '-', '=']).unwrap_or(clause.len());
+    let who = &clause[..who_end];
+    let mut mask = 0u32;
+    for c in if who.is_empty() {
+        "a".chars()
+    } else {
+        who.chars()
+    } {
+        mask |= match c {
+            'u' => 0o4700,
+            'g' => 0o2070,
+            'o' => 0o1007,
+            _ => 0o7777,
+        };
+    }
+    let mut mode = mode;
+    let mut rest = &clause[who_end..];
+    while let Some(op) = rest.chars().next() {
+        let perms_end = rest[1..]
+            .find(['+', '-', '='])
+            .map(|i| i + 1)
+            .unwrap_or(rest.len());
+        let perms = &rest[1..perms_end];
+        let mut bits = 0u32;
+        for p in perms.chars() {
+            bits |= match p {
+                'r' => 0o444,
+                'w' => 0o222,
+                'x' => 0o111,
+                'X' if is_dir || mode & 0o111 != 0 => 0o111,
+                's' => 0o6000,
+                't' => 0o1000,
+                _ => 0,
+            };
+        }
+        let bits = bits & mask;
+        mode = match op {
+            '+' => mode | bits,
+            '-' => mode & !bits,
+            _ => (mode & !(mask & 0o7777)) | bits,
+        };
+        rest = &rest[perms_end..];
+    }
+    mode
+}
+
+/// Everything a copy needs besides the op.
+pub struct CopyInputs<'a> {
+    pub source: &'a dyn FsTree,
+    /// The filesystem being copied over (for existing directories and their metadata).
+    pub dest: &'a dyn FsTree,
+    pub owner: Option<Owner>,
+    /// Whether `source` is the build context (owners become 0:0 unless --chown).
+    pub from_context: bool,
+    /// Where ADD may decompress archives; must outlive the layer write.
+    pub scratch: &'a std::path::Path,
+}
+
+/// The entries of a COPY/ADD layer.
+pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, BuildError> {
+    let chmod = op.chmod.as_deref().map(Chmod::parse);
+    let excludes = if op.excludes.is_empty() {
+        None
+    } else {
+        Some(
+            IgnoreFile::parse(&op.excludes.join("\n"))
+                .map_err(|e| BuildError::Copy(e.to_string()))?,
+        )
+    };
+    let local: Vec<String> = op.sources.iter().filter(|s| !is_url(s)).cloned().collect();
+    let urls: Vec<&String> = op.sources.iter().filter(|s| is_url(s)).collect();
+    let selected = if local.is_empty() {
+        Vec::new()
+    } else {
+        copy::select_sources(inp.source, &local).map_err(|e| BuildError::Copy(e.to_string()))?
+    };
+    let dest_dir_path = copy::clean(&op.dest);
+    let dest_exists_dir = inp
+        .dest
+        .meta(&dest_dir_path)
+        .is_some_and(|m| m.kind == SourceKind::Dir);
+    let dest_is_dir = op.dest.ends_with('/')
+        || selected.len() + op.inline.len() + urls.len() > 1
+        || local.iter().any(|s| copy::has_wildcard(s))
+        || dest_exists_dir;
+
+    let mut out: BTreeMap<String, Entry> = BTreeMap::new();
+    let owned = |mut e: Entry, src_meta: Option<Meta>| -> Entry {
+        e.mtime = op.mtime;
+        match (inp.owner, src_meta) {
+            (Some(o), _) => {
+                e.uid = o.uid;
+                e.gid = o.gid;
+            }
+            (None, Some(m)) if !inp.from_context => {
+                e.uid = m.uid;
+                e.gid = m.gid;
+            }
+            _ => {
+                e.uid = 0;
+                e.gid = 0;
+            }
+        }
+        if let Some(c) = &chmod {
+            if !matches!(e.kind, EntryKind::Symlink { .. }) {
+                e.mode = c.apply(e.mode, matches!(e.kind, EntryKind::Dir));
+            }
+        }
+        e
+    };
+
+    for src in &selected {
+        let meta = inp
+            .source
+            .meta(src)
+            .ok_or_else(|| BuildError::Copy(format!("\"/{src}\": not found")))?;
+        if meta.kind == SourceKind::Dir {
+            let base = copy::dest_for(src, true, &op.dest, dest_is_dir);
+            let base_rel = copy::clean(&base);
+            if !base_rel.is_empty()
+                && !inp
+                    .dest
+                    .meta(&base_rel)
+                    .is_some_and(|m| m.kind == SourceKind::Dir)
+            {
+                if let Some(e) = inp.source.entry(src, base_rel.clone())? {
+                    let e = owned(e, Some(meta));
+                    out.insert(e.path.clone(), e);
+                }
+            }
+            for d in inp.source.descendants(src) {
+                let rel = d
+                    .strip_prefix(src.as_str())
+                    .unwrap_or(&d)
+                    .trim_start_matches('/');
+                if let Some(x) = &excludes {
+                    if x.is_excluded(rel) {
+                        continue;
+                    }
+                }
+                let target = join(&base_rel, rel);
+                if let Some(e) = inp.source.entry(&d, target)? {
+                    let e = owned(e, inp.source.meta(&d));
+                    out.insert(e.path.clone(), e);
+                }
+            }
+        } else {
+            if let Some(x) = &excludes {
+                if x.is_excluded(src) {
+                    continue;
+                }
+            }
+            if op.add && meta.kind == SourceKind::File {
+                if let Some(entries) = unpack_if_archive(inp, src, &op.dest)? {
+                    // Archive contents keep their own owners (unless --chown), modes and mtimes.
+                    for e in entries {
+                        out.insert(e.path.clone(), e);
+                    }
+                    continue;
+                }
+            }
+            let target = copy::clean(&copy::dest_for(src, false, &op.dest, dest_is_dir));
+            if let Some(e) = inp.source.entry(src, target)? {
+                let e = owned(e, Some(meta));
+                out.insert(e.path.clone(), e);
+            }
+        }
+    }
+    for (n, url) in urls.iter().enumerate() {
+        let d = super::fetch::download(url, op.checksum.as_deref(), inp.scratch, n)?;
+        let name = match (&d.file_name, dest_is_dir) {
+            (Some(name), _) => name.clone(),
+            (None, false) => String::new(),
+            (None, true) => {
+                return Err(BuildError::Copy(format!(
+                "cannot name the file downloaded from {url}: add a file name to the destination"
+            )))
+            }
+        };
+        let target = copy::clean(&copy::dest_for(&name, false, &op.dest, dest_is_dir));
+        let e = Entry {
+            path: target,
+            kind: EntryKind::File {
+                size: d.size,
+                source: FileSource::Host {
+                    path: d.path,
+                    link_id: None,
+                },
+            },
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        };
+        let e = owned(e, None);
+        out.insert(e.path.clone(), e);
+    }
+    for (name, content) in &op.inline {
+        let target = copy::clean(&copy::dest_for(name, false, &op.dest, dest_is_dir));
+        let bytes: Arc<[u8]> = Arc::from(content.as_bytes());
+        let e = Entry {
+            path: target,
+            kind: EntryKind::File {
+                size: bytes.len() as u64,
+                source: FileSource::Bytes(bytes),
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        };
+        let e = owned(e, None);
+        out.insert(e.path.clone(), e);
+    }
+    add_parents(&mut out, inp.dest, op.mtime);
+    Ok(out.into_values().collect())
+}
+
+/// Every ancestor directory of a written entry goes into the layer too: with its existing
+/// metadata when the image has it, else as a new 0755 root-owned directory.
+pub fn add_parents(out: &mut BTreeMap<String, Entry>, lower: &dyn FsTree, mtime: u64) {
+    let paths: Vec<String> = out.keys().cloned().collect();
+    for p in paths {
+        let mut parent = p.as_str();
+        while let Some((dir, _)) = parent.rsplit_once('/') {
+            parent = dir;
+            if out.contains_key(dir) {
+                continue;
+            }
+            let (mode, uid, gid) = match lower.meta(dir) {
+                Some(m) if m.kind == SourceKind::Dir => (m.mode, m.uid, m.gid),
+                _ => (0o755, 0, 0),
+            };
+            out.insert(
+                dir.to_string(),
+                Entry {
+                    path: dir.to_string(),
+                    kind: EntryKind::Dir,
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                    xattrs: Vec::new(),
+                },
+            );
+        }
+    }
+}
+
+fn join(base: &str, rel: &str) -> String {
+    match (base.is_empty(), rel.is_empty()) {
+        (true, _) => rel.to_string(),
+        (_, true) => base.to_string(),
+        _ => format!("{base}/{rel}"),
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// ADD of a local archive: its entries under the destination directory, or None when the
+/// file is not an archive.
+fn unpack_if_archive(
+    inp: &CopyInputs<'_>,
+    src: &str,
+    dest: &str,
+) -> Result<Option<Vec<Entry>>, BuildError> {
+    let Some(path) = inp.source.host_path(src) else {
+        return Ok(None);
+    };
+    let dest = copy::clean(dest);
+    let owner = match inp.owner {
+        Some(o) => ArchiveOwner::Fixed {
+            uid: o.uid,
+            gid: o.gid,
+        },
+        None => ArchiveOwner::Keep,
+    };
+    let options = UnpackOptions {
+        mtime: ArchiveMtime::Keep,
+        owner,
+        scratch: inp.scratch.to_path_buf(),
+    };
+    Ok(archive_entries(&path, &dest, &options)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chmod;
+
+    #[test]
+    fn chmod_forms() {
+        assert_eq!(Chmod::parse("0755").apply(0o644, false), 0o755);
+        assert_eq!(Chmod::parse("u+x").apply(0o644, false), 0o744);
+        assert_eq!(Chmod::parse("go-w").apply(0o666, false), 0o644);
+        assert_eq!(Chmod::parse("a=r").apply(0o777, false), 0o444);
+        assert_eq!(Chmod::parse("+X").apply(0o644, true), 0o755);
+        assert_eq!(Chmod::parse("+X").apply(0o644, false), 0o644);
+    }
+}

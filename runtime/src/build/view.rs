@@ -1,0 +1,122 @@
+//! A stage's filesystem for the builder: the layer module's merged view over the store's
+//! uncompressed layers, seen through the compiler's `SourceTree` and the builder's `FsTree`.
+//! Must not: write layers.
+
+use kiln_compiler::copy::{SourceKind, SourceTree};
+
+use super::copy::{FsTree, Meta};
+use super::{BuildError, LayerRef};
+use crate::layer::view::{FsView, ViewEntry, ViewKind};
+use crate::layer::{Entry, EntryKind};
+use crate::store::Store;
+
+/// The merged filesystem of a stack of layers (empty for none).
+#[derive(Debug, Default)]
+pub struct LayerTree {
+    view: FsView,
+}
+
+impl LayerTree {
+    pub fn open(store: &Store, layers: &[LayerRef]) -> Result<LayerTree, BuildError> {
+        if layers.is_empty() {
+            return Ok(LayerTree::default());
+        }
+        let paths = layers
+            .iter()
+            .map(|l| store.uncompressed_layer(&l.diff_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LayerTree {
+            view: FsView::from_layers(&paths)?,
+        })
+    }
+
+    /// A small text file of the image (passwd, group), when present and readable.
+    pub fn read_text(&self, path: &str) -> Option<String> {
+        let resolved = self.view.resolve(path, true)?;
+        let bytes = self.view.read_file(&resolved).ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    /// Entries that turn `lower` into this tree: changed or new paths, and whiteouts for
+    /// paths `lower` has and this tree does not (for `--squash`).
+    pub fn diff_entries(&self, lower: &LayerTree) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for (path, entry) in self.view.walk("") {
+            if lower.view.get(path) != Some(entry) {
+                out.push(self.view.to_entry(entry, path.to_string()));
+            }
+        }
+        for (path, entry) in lower.view.walk("") {
+            if self.view.get(path).is_none() {
+                let parent_gone = path
+                    .rsplit_once('/')
+                    .is_some_and(|(p, _)| self.view.get(p).is_none());
+                if !parent_gone {
+                    out.push(Entry {
+                        path: path.to_string(),
+                        kind: EntryKind::Whiteout,
+                        mode: 0,
+                        uid: 0,
+                        gid: 0,
+                        mtime: entry.mtime,
+                        xattrs: Vec::new(),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+fn kind_of(e: &ViewEntry) -> SourceKind {
+    match e.kind {
+        ViewKind::Dir => SourceKind::Dir,
+        ViewKind::File { .. } => SourceKind::File,
+        ViewKind::Symlink { .. } => SourceKind::Symlink,
+        _ => SourceKind::Other,
+    }
+}
+
+impl SourceTree for LayerTree {
+    fn kind(&self, path: &str) -> Option<SourceKind> {
+        if path.is_empty() {
+            return Some(SourceKind::Dir);
+        }
+        self.view.get(path).map(kind_of)
+    }
+
+    fn paths_at_depth(&self, depth: usize) -> Vec<String> {
+        self.view
+            .walk("")
+            .filter(|(p, _)| p.split('/').count() == depth)
+            .map(|(p, _)| p.to_string())
+            .collect()
+    }
+}
+
+impl FsTree for LayerTree {
+    fn meta(&self, path: &str) -> Option<Meta> {
+        if path.is_empty() {
+            return Some(Meta {
+                kind: SourceKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            });
+        }
+        self.view.get(path).map(|e| Meta {
+            kind: kind_of(e),
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+        })
+    }
+
+    fn descendants(&self, dir: &str) -> Vec<String> {
+        self.view.walk(dir).map(|(p, _)| p.to_string()).collect()
+    }
+
+    fn entry(&self, path: &str, dest: String) -> Result<Option<Entry>, BuildError> {
+        Ok(self.view.get(path).map(|e| self.view.to_entry(e, dest)))
+    }
+}

@@ -1,0 +1,63 @@
+//! Turning the shared front-end flags (-f, --build-arg, --target) into compiler inputs.
+
+use kiln_compiler::dockerfile::BuildOptions;
+use kiln_compiler::frontend::FrontendInput;
+use miette::Result;
+
+use crate::cli::FrontendArgs;
+
+/// `K=V` pairs; a bare `K` takes the value from kiln's own environment, as docker does.
+pub fn key_values(items: &[String], flag: &str) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .filter_map(|item| match item.split_once('=') {
+            Some((k, _)) if k.is_empty() => Some(Err(miette::miette!(
+                help = format!("write {flag} NAME=VALUE"),
+                "invalid {flag} {item:?}: empty name"
+            ))),
+            Some((k, v)) => Some(Ok((k.to_string(), v.to_string()))),
+            None => std::env::var(item).ok().map(|v| Ok((item.clone(), v))),
+        })
+        .collect()
+}
+
+/// SOURCE_DATE_EPOCH from `--build-arg SOURCE_DATE_EPOCH=...`, else the environment.
+pub fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<u64>> {
+    let raw = build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
+    match raw {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => s.parse::<u64>().map(Some).map_err(|_| {
+            miette::miette!(
+                help = "SOURCE_DATE_EPOCH is a whole number of seconds since 1970",
+                "invalid SOURCE_DATE_EPOCH {s:?}"
+            )
+        }),
+    }
+}
+
+pub fn options(
+    args: &FrontendArgs,
+    context: &std::path::Path,
+    network: &str,
+) -> Result<(FrontendInput, BuildOptions)> {
+    let build_args = key_values(&args.build_args, "--build-arg")?;
+    let opts = BuildOptions {
+        source_date_epoch: source_date_epoch(&build_args)?,
+        build_args,
+        target: args.target.clone(),
+        network: network.to_string(),
+        labels: Vec::new(),
+        skip_context: false,
+    };
+    let input = FrontendInput {
+        context: context.to_path_buf(),
+        dockerfile: args.file.clone(),
+    };
+    Ok((input, opts))
+}
