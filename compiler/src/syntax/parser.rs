@@ -137,25 +137,25 @@ struct Parser<'a> {
     warnings: Vec<ParseWarning>,
 }
 
-/// The logical line of one instruction: pieces of source joined after removing line
-/// continuations, with the source range of every piece for mapping offsets back.
-struct Joined<'a> {
-    text: Cow<'a, str>,
+/// Where the logical line of one instruction comes from: the source range of every piece
+/// joined after removing line continuations, for mapping logical offsets back to the source.
+struct PieceMap {
     pieces: Vec<(usize, usize)>,
 }
 
-impl<'a> Joined<'a> {
-    fn new(source: &'a str, pieces: Vec<(usize, usize)>) -> Self {
-        let text = match pieces.as_slice() {
+impl PieceMap {
+    /// The logical line: the pieces joined (borrowed when there is only one).
+    fn join<'a>(&self, source: &'a str) -> Cow<'a, str> {
+        match self.pieces.as_slice() {
             [(s, e)] => Cow::Borrowed(source.get(*s..*e).unwrap_or("")),
-            _ => Cow::Owned(
-                pieces
-                    .iter()
-                    .map(|&(s, e)| source.get(s..e).unwrap_or(""))
-                    .collect(),
-            ),
-        };
-        Joined { text, pieces }
+            pieces => {
+                let mut joined = String::with_capacity(pieces.iter().map(|p| p.1 - p.0).sum());
+                for &(s, e) in pieces {
+                    joined.push_str(source.get(s..e).unwrap_or(""));
+                }
+                Cow::Owned(joined)
+            }
+        }
     }
 
     /// Source offset of the byte at logical offset `j` (or the end of the last piece).
@@ -326,14 +326,15 @@ impl<'a> Parser<'a> {
             });
         }
 
-        let joined = Joined::new(text, pieces);
-        let chain = split_instruction(&joined.text, self.escape);
+        let map = PieceMap { pieces };
+        let joined = map.join(text);
+        let chain = split_instruction(&joined, self.escape);
         let instr_start = |chain: &[NodeParts]| {
             chain
                 .first()
                 .and_then(|n| n.word_range)
                 .filter(|r| r.0 < r.1)
-                .map_or(stripped_start, |r| joined.source_offset(r.0))
+                .map_or(stripped_start, |r| map.source_offset(r.0))
         };
         let chain = chain.map_err(|e| {
             let start = instr_start(&[]).min(last.content_end);
@@ -359,8 +360,8 @@ impl<'a> Parser<'a> {
             _ => None,
         };
         let mut heredocs = Vec::new();
-        if target.is_some() && joined.text.contains("<<") {
-            let markers = heredoc_markers(&joined.text).map_err(|message| {
+        if target.is_some() && joined.contains("<<") {
+            let markers = heredoc_markers(&joined).map_err(|message| {
                 ParseError::new(
                     message,
                     Span::new(start, last.content_end),
@@ -368,7 +369,7 @@ impl<'a> Parser<'a> {
                 )
             })?;
             for marker in markers {
-                let word_span = joined.span((marker.start, marker.end));
+                let word_span = map.span((marker.start, marker.end));
                 let (heredoc, end_line) = self.heredoc_body(marker, word_span)?;
                 heredocs.push(heredoc);
                 last = end_line;
@@ -380,15 +381,17 @@ impl<'a> Parser<'a> {
         let outer_args = chain
             .first()
             .and_then(|n| n.args_range)
-            .map_or(fallback, |r| joined.span(r));
+            .map_or(fallback, |r| map.span(r));
         let mut built: Option<Instruction> = None;
+        let mut line_text = Some(joined);
         for (i, node) in chain.into_iter().enumerate().rev() {
-            let cmd_span = node.word_range.map_or(fallback, |r| joined.span(r));
+            let cmd_span = node.word_range.map_or(fallback, |r| map.span(r));
+            let original = match node.inner_text {
+                Some(t) => t,
+                None => line_text.take().map(Cow::into_owned).unwrap_or_default(),
+            };
             let instruction = Instruction {
-                cmd: match node.keyword {
-                    Some(k) => k.upper().to_owned(),
-                    None => node.word.to_uppercase(),
-                },
+                cmd: node.cmd,
                 cmd_span,
                 sub: built.take().map(Box::new),
                 json: node.json,
@@ -397,11 +400,11 @@ impl<'a> Parser<'a> {
                     .into_iter()
                     .map(|(raw, r)| Flag {
                         raw,
-                        span: r.map_or(outer_args, |r| joined.span(r)),
+                        span: r.map_or(outer_args, |r| map.span(r)),
                     })
                     .collect(),
                 value: node.value,
-                args_span: node.args_range.map_or(outer_args, |r| joined.span(r)),
+                args_span: node.args_range.map_or(outer_args, |r| map.span(r)),
                 heredocs: if target == Some(i) {
                     std::mem::take(&mut heredocs)
                 } else {
@@ -410,7 +413,7 @@ impl<'a> Parser<'a> {
                 start_line,
                 end_line: last.number,
                 span: Span::new(cmd_span.start.min(span_end), span_end),
-                original: node.original,
+                original,
             };
             built = Some(instruction);
         }
