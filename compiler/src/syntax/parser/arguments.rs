@@ -575,7 +575,7 @@ fn name_values(rest: &str, instruction: &str, escape: char) -> Result<Vec<String
             return Err(ArgumentError::new(
                 format!(
                     "Syntax error - can't find = in {}. Must be of the form: name=value",
-                    go_quote(&word)
+                    go_quote(word)
                 ),
                 "every word here must be name=value",
                 Some(format!(
