@@ -263,7 +263,11 @@ fn is_comment(line: &str) -> bool {
 
 impl<'a> Parser<'a> {
     fn run(mut self) -> Result<Dockerfile, ParseError> {
-        for line in self.lines.by_ref() {
+        // Not a `for` loop: reading an instruction reads further lines itself.
+        loop {
+            let Some(line) = self.lines.next() else {
+                break;
+            };
             self.instruction_from(line)?;
         }
         if self.instructions.is_empty() {
