@@ -264,10 +264,8 @@ fn is_comment(line: &str) -> bool {
 impl<'a> Parser<'a> {
     fn run(mut self) -> Result<Dockerfile, ParseError> {
         // Not a `for` loop: reading an instruction reads further lines itself.
-        loop {
-            let Some(line) = self.lines.next() else {
-                break;
-            };
+        #[allow(clippy::while_let_on_iterator)]
+        while let Some(line) = self.lines.next() {
             self.instruction_from(line)?;
         }
         if self.instructions.is_empty() {
