@@ -146,3 +146,35 @@ fn quote_if_needed(s: &str) -> String {
         s.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(text: &str) -> String {
+        let source = SourceText {
+            name: "Dockerfile".into(),
+            text: text.into(),
+        };
+        let df = syntax::parse(&source.text).expect("test Dockerfile parses");
+        render_tree(&source, &df)
+    }
+
+    #[test]
+    fn one_line_per_instruction_with_flags_forms_and_heredocs() {
+        let out = tree(
+            "# syntax=docker/dockerfile:1\nFROM a AS b\nRUN --mount=type=cache,target=/x \\\n  apt-get update\nCMD [\"a\", \"b c\"]\nONBUILD COPY --chown=\"u g\" x y\nCOPY 3<<-'EOF' /f\n\thello\n\tEOF\n",
+        );
+        let want = "\
+# syntax=docker/dockerfile:1
+  2  FROM \"a\" \"AS\" \"b\"
+3-4  RUN [--mount=type=cache,target=/x] \"apt-get update\"
+  5  CMD [\"a\", \"b c\"]
+  6  ONBUILD COPY [\"--chown=u g\"] \"x\" \"y\"
+7-9  COPY \"3<<-'EOF'\" \"/f\"
+       <<EOF  (fd 3, leading tabs removed, no variable expansion)
+       │ hello
+";
+        assert_eq!(out, want);
+    }
+}
