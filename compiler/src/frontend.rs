@@ -62,14 +62,19 @@ pub fn read_ignore(input: &FrontendInput) -> Result<IgnoreFile, Report> {
     let df = dockerfile_path(input);
     let [beside, in_context] = crate::dockerignore::ignore_file_candidates(&df, &input.context);
     // A Dockerfile read from stdin has no neighbour file.
-    let candidates = if df.as_os_str() == "-" { vec![in_context] } else { vec![beside, in_context] };
+    let candidates = if df.as_os_str() == "-" {
+        vec![in_context]
+    } else {
+        vec![beside, in_context]
+    };
     for path in candidates {
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 let name = path.display().to_string();
-                return IgnoreFile::parse(&text)
-                    .map_err(|e| Report::new(e).with_source_code(NamedSource::new(name, text.clone())));
+                return IgnoreFile::parse(&text).map_err(|e| {
+                    Report::new(e).with_source_code(NamedSource::new(name, text.clone()))
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Report::msg(format!("cannot read {}: {e}", path.display()))),
