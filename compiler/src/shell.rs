@@ -358,12 +358,18 @@ impl Words {
         }
     }
 
+    /// `push_char` for each character of `s`.
     fn push_str(&mut self, s: &str) {
         if !self.on {
             return;
         }
-        for c in s.chars() {
-            self.push_char(c);
+        let mut parts = s.split(char::is_whitespace);
+        if let Some(first) = parts.next() {
+            self.current.push_str(first);
+        }
+        for part in parts {
+            self.flush();
+            self.current.push_str(part);
         }
     }
 
@@ -632,7 +638,23 @@ impl<'l, 's, 'e> Scanner<'l, 's, 'e> {
             out.push('"');
         }
         let escape = self.lexer.escape;
+        let mut lead = [0u8; 4];
+        let escape_lead = escape.encode_utf8(&mut lead).as_bytes()[0];
         loop {
+            // Fast path: copy the run up to the next `"`, `$` or escape character.
+            let bytes = self.src.as_bytes();
+            let start = self.pos;
+            let mut end = start;
+            while let Some(&b) = bytes.get(end) {
+                if b == b'"' || b == b'$' || b == escape_lead {
+                    break;
+                }
+                end += 1;
+            }
+            if end > start {
+                out.push_str(self.src.get(start..end).unwrap_or(""));
+                self.pos = end;
+            }
             let Some(c) = self.peek() else {
                 return Err(ExpandError::new(
                     ExpandErrorKind::UnterminatedDoubleQuote,
