@@ -221,7 +221,8 @@ pub struct Lexer {
     raw_escapes: bool,
     skip_quotes: bool,
     keep_unset: bool,
-    /// Bytes at which the plain-text fast path must stop (first byte of each special char).
+    /// Bytes at which the plain-text fast path must stop (first byte of each special char);
+    /// the current stop character and, when splitting words, `<` are checked separately.
     special: [bool; 256],
 }
 
@@ -275,9 +276,6 @@ impl Lexer {
     fn rebuild_special(&mut self) {
         self.special = [false; 256];
         self.special[usize::from(b'$')] = true;
-        self.special[usize::from(b'<')] = true;
-        self.special[usize::from(b'}')] = true;
-        self.special[usize::from(b'/')] = true;
         if !self.skip_quotes {
             self.special[usize::from(b'\'')] = true;
             self.special[usize::from(b'"')] = true;
@@ -360,12 +358,18 @@ impl Words {
         }
     }
 
+    /// `push_char` for each character of `s`.
     fn push_str(&mut self, s: &str) {
         if !self.on {
             return;
         }
-        for c in s.chars() {
-            self.push_char(c);
+        let mut parts = s.split(char::is_whitespace);
+        if let Some(first) = parts.next() {
+            self.current.push_str(first);
+        }
+        for part in parts {
+            self.flush();
+            self.current.push_str(part);
         }
     }
 
@@ -496,13 +500,16 @@ impl<'l, 's, 'e> Scanner<'l, 's, 'e> {
     ) -> Result<(), ExpandError> {
         let escape = self.lexer.escape;
         let split = outermost && self.words.on;
+        // Bytes that never occur in UTF-8 stand for "no such byte".
+        let stop_byte = stop.map_or(0xFF, |c| u8::try_from(c).unwrap_or(0xFF));
+        let heredoc_byte = if split { b'<' } else { 0xFF };
         loop {
             // Fast path: copy the run of bytes that cannot start anything special.
             let bytes = self.src.as_bytes();
             let start = self.pos;
             let mut end = start;
             while let Some(&b) = bytes.get(end) {
-                if self.lexer.special[usize::from(b)] {
+                if self.lexer.special[usize::from(b)] || b == stop_byte || b == heredoc_byte {
                     break;
                 }
                 end += 1;
@@ -631,7 +638,23 @@ impl<'l, 's, 'e> Scanner<'l, 's, 'e> {
             out.push('"');
         }
         let escape = self.lexer.escape;
+        let mut lead = [0u8; 4];
+        let escape_lead = escape.encode_utf8(&mut lead).as_bytes()[0];
         loop {
+            // Fast path: copy the run up to the next `"`, `$` or escape character.
+            let bytes = self.src.as_bytes();
+            let start = self.pos;
+            let mut end = start;
+            while let Some(&b) = bytes.get(end) {
+                if b == b'"' || b == b'$' || b == escape_lead {
+                    break;
+                }
+                end += 1;
+            }
+            if end > start {
+                out.push_str(self.src.get(start..end).unwrap_or(""));
+                self.pos = end;
+            }
             let Some(c) = self.peek() else {
                 return Err(ExpandError::new(
                     ExpandErrorKind::UnterminatedDoubleQuote,

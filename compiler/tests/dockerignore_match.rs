@@ -395,3 +395,18 @@ fn candidate_ignore_files() {
     let [first, _] = ignore_file_candidates(Path::new("Dockerfile"), Path::new("."));
     assert_eq!(first, PathBuf::from("Dockerfile.dockerignore"));
 }
+
+#[test]
+fn long_patterns_stay_linear() {
+    // 60,000 wildcard states: compiling must not need quadratic memory or time (matching is
+    // O(text x pattern), as in Go, so the texts stay short).
+    let pattern = "a*".repeat(30_000);
+    let file = parse(&pattern);
+    assert!(!file.is_excluded("aaa"));
+    let file = parse(&"a*".repeat(1_000));
+    assert!(file.is_excluded(&"a".repeat(1_000)));
+    assert!(file.is_excluded(&"ab".repeat(1_000)));
+    assert!(!file.is_excluded(&"a".repeat(999)));
+    // A repetition that would expand past kiln's size limit is refused, not built.
+    assert!(IgnoreFile::parse(&"x{1000}".repeat(200).replace("x{1000}x", "x{1000}*x")).is_err());
+}

@@ -657,8 +657,10 @@ pub(super) struct Regex {
     /// characters and every table below has one variant per (previous, next) word-ness.
     word_sensitive: bool,
     /// Per consuming state and variant (previous = the consumed character, next): the
-    /// closure of its successor.
-    follow: Vec<u64>,
+    /// closure of its successor, as a list (`follow_targets[follow_offsets[i]..][..]`), so
+    /// that size stays linear in the expression.
+    follow_offsets: Vec<u32>,
+    follow_targets: Vec<u32>,
     /// Closure of the start state at position 0, per variant of the next character.
     start: Vec<u64>,
     /// Closure of the start state after position 0 (a match may start anywhere), per variant.
@@ -699,7 +701,8 @@ impl Regex {
         let words = states.len().div_ceil(64).max(1);
         let variants = if word_sensitive { 4 } else { 1 };
         let mut regex = Regex {
-            follow: vec![0; states.len() * words * variants],
+            follow_offsets: Vec::with_capacity(states.len() * variants + 1),
+            follow_targets: Vec::new(),
             start: vec![0; words * variants],
             start_later: vec![0; words * variants],
             restarts: false,
@@ -711,53 +714,50 @@ impl Regex {
             required_prefix,
             required_suffix,
         };
-        let mut stack = Vec::new();
-        let mut closure = vec![0u64; words];
-        for v in 0..variants {
-            let (prev_word, next_word) = (v & 2 != 0, v & 1 != 0);
-            let mid = Context {
-                at_start: false,
-                at_end: false,
-                prev_word,
-                next_word,
-            };
-            for s in 0..regex.states.len() {
+        let mut scratch = Scratch::new(regex.states.len());
+        let context = |v: usize| Context {
+            at_start: false,
+            at_end: false,
+            prev_word: v & 2 != 0,
+            next_word: v & 1 != 0,
+        };
+        regex.follow_offsets.push(0);
+        for s in 0..regex.states.len() {
+            for v in 0..variants {
                 if let Some(State::Consume { next, .. }) = regex.states.get(s) {
                     let next = *next;
-                    closure.fill(0);
-                    regex.closure(next, mid, &mut closure, &mut stack);
-                    let at = (s * variants + v) * words;
-                    if let Some(slot) = regex.follow.get_mut(at..at + words) {
-                        slot.copy_from_slice(&closure);
-                    }
+                    regex.closure(next, context(v), &mut scratch);
+                    regex
+                        .follow_targets
+                        .extend(scratch.found.iter().map(|&t| t as u32));
                 }
+                regex.follow_offsets.push(regex.follow_targets.len() as u32);
                 let end = Context {
                     at_end: true,
                     next_word: false,
-                    ..mid
+                    ..context(v)
                 };
-                closure.fill(0);
-                regex.closure(s, end, &mut closure, &mut stack);
-                if regex.has(&closure, 0) {
+                regex.closure(s, end, &mut scratch);
+                if scratch.found.contains(&0) {
                     if let Some(slot) = regex.accept_at_end.get_mut(v * words..(v + 1) * words) {
                         set(slot, s);
                     }
                 }
             }
-            closure.fill(0);
-            regex.closure(start_state, mid, &mut closure, &mut stack);
+        }
+        for v in 0..variants {
+            regex.closure(start_state, context(v), &mut scratch);
             if let Some(slot) = regex.start_later.get_mut(v * words..(v + 1) * words) {
-                slot.copy_from_slice(&closure);
+                scratch.found.iter().for_each(|&t| set(slot, t));
             }
             let at_zero = Context {
                 at_start: true,
                 prev_word: false,
-                ..mid
+                ..context(v)
             };
-            closure.fill(0);
-            regex.closure(start_state, at_zero, &mut closure, &mut stack);
+            regex.closure(start_state, at_zero, &mut scratch);
             if let Some(slot) = regex.start.get_mut(v * words..(v + 1) * words) {
-                slot.copy_from_slice(&closure);
+                scratch.found.iter().for_each(|&t| set(slot, t));
             }
         }
         regex.restarts = (0..variants).any(|v| {
@@ -785,19 +785,20 @@ impl Regex {
             .is_some_and(|w| w & (1 << (state % 64)) != 0)
     }
 
-    /// States reachable from `from` without consuming input, in context `at`.
-    fn closure(&self, from: usize, at: Context, out: &mut [u64], stack: &mut Vec<usize>) {
-        stack.clear();
-        stack.push(from);
-        while let Some(s) = stack.pop() {
-            if self.has(out, s) {
+    /// States reachable from `from` without consuming input, in context `at`, into
+    /// `scratch.found`.
+    fn closure(&self, from: usize, at: Context, scratch: &mut Scratch) {
+        scratch.begin();
+        scratch.stack.push(from);
+        while let Some(s) = scratch.stack.pop() {
+            if !scratch.visit(s) {
                 continue;
             }
-            set(out, s);
+            scratch.found.push(s);
             match self.states.get(s) {
                 Some(State::Split(a, b)) => {
-                    stack.push(*b);
-                    stack.push(*a);
+                    scratch.stack.push(*b);
+                    scratch.stack.push(*a);
                 }
                 Some(State::Assert { anchor, next }) => {
                     let passes = match anchor {
@@ -807,12 +808,18 @@ impl Regex {
                         Anchor::NotWordBoundary => at.prev_word == at.next_word,
                     };
                     if passes {
-                        stack.push(*next);
+                        scratch.stack.push(*next);
                     }
                 }
                 _ => {}
             }
         }
+    }
+
+    fn follow(&self, index: usize) -> &[u32] {
+        let from = self.follow_offsets.get(index).copied().unwrap_or(0) as usize;
+        let to = self.follow_offsets.get(index + 1).copied().unwrap_or(0) as usize;
+        self.follow_targets.get(from..to).unwrap_or(&[])
     }
 
     /// The table slot for a (previous, next) word-ness variant.
@@ -846,16 +853,15 @@ impl Regex {
     /// before a `/`, or the end of the text) where the expression matches in `text[..i]`.
     pub(super) fn run(&self, text: &str, mut on_match: impl FnMut(usize)) {
         if text.is_empty() {
-            let mut stack = Vec::new();
-            let mut at_end = vec![0u64; self.words];
+            let mut scratch = Scratch::new(self.states.len());
             let at = Context {
                 at_start: true,
                 at_end: true,
                 prev_word: false,
                 next_word: false,
             };
-            self.closure(self.start_state, at, &mut at_end, &mut stack);
-            if self.has(&at_end, 0) {
+            self.closure(self.start_state, at, &mut scratch);
+            if scratch.found.contains(&0) {
                 on_match(0);
             }
             return;
@@ -896,9 +902,8 @@ impl Regex {
                     bits &= bits - 1;
                     if let Some(State::Consume { pred, .. }) = self.states.get(s) {
                         if pred.matches(c) {
-                            let follow = self.slot(&self.follow, s * variants + v);
-                            for (n, f) in nxt.iter_mut().zip(follow) {
-                                *n |= f;
+                            for &t in self.follow(s * variants + v) {
+                                set(nxt, t as usize);
                             }
                         }
                     }
@@ -929,6 +934,46 @@ impl Regex {
         set.iter()
             .zip(self.slot(&self.accept_at_end, v))
             .any(|(a, b)| a & b != 0)
+    }
+}
+
+/// Epsilon-closure work space: generation-stamped marks, so no clearing between closures.
+struct Scratch {
+    mark: Vec<u32>,
+    generation: u32,
+    stack: Vec<usize>,
+    found: Vec<usize>,
+}
+
+impl Scratch {
+    fn new(states: usize) -> Self {
+        Scratch {
+            mark: vec![0; states],
+            generation: 0,
+            stack: Vec::new(),
+            found: Vec::new(),
+        }
+    }
+
+    fn begin(&mut self) {
+        if self.generation == u32::MAX {
+            self.mark.fill(0);
+            self.generation = 0;
+        }
+        self.generation += 1;
+        self.stack.clear();
+        self.found.clear();
+    }
+
+    /// Mark `state` visited; false when it already was.
+    fn visit(&mut self, state: usize) -> bool {
+        match self.mark.get_mut(state) {
+            Some(m) if *m != self.generation => {
+                *m = self.generation;
+                true
+            }
+            _ => false,
+        }
     }
 }
 

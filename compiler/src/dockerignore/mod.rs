@@ -17,9 +17,9 @@
 //! below is excluded whatever later patterns say.
 //!
 //! Divergence, on purpose: a pattern Go's regexp would reject (such as `[z-a]`) fails
-//! [`IgnoreFile::parse`]; BuildKit only fails once the pattern is first evaluated. Word
-//! boundaries (`\b`) and Unicode script classes (`\p{Greek}`) inside patterns are rejected
-//! as unsupported.
+//! [`IgnoreFile::parse`]; BuildKit only fails once the pattern is first evaluated.
+//! Unicode script classes (`\p{Greek}`) inside patterns are rejected as unsupported, and so
+//! is a pattern whose regexp would exceed 100,000 states (Go's limit is higher).
 
 mod goregex;
 mod pattern;
