@@ -68,93 +68,17 @@ pub enum ContextError {
 pub struct ContextIndex {
     pub root: PathBuf,
     pub files: Vec<ContextFile>,
+    /// Files hashed by reading them (not taken from the stat cache) so far.
+    pub fresh_hashes: usize,
     by_path: HashMap<String, usize>,
 }
 
 impl ContextIndex {
-    /// Walk `root` (metadata only), leaving out what `ignore` excludes.
+    /// Walk `root` (metadata only), leaving out what `ignore` excludes. Directories are read
+    /// in parallel (one lstat per entry, nothing more), then entries are sorted by path.
     pub fn scan(root: &Path, ignore: &IgnoreFile) -> Result<ContextIndex, ContextError> {
-        let mut files = Vec::new();
-        let mut walk = walkdir::WalkDir::new(root)
-            .follow_links(false)
-            .sort_by(|a, b| a.file_name().cmp(b.file_name()))
-            .min_depth(1)
-            .into_iter();
-        while let Some(item) = walk.next() {
-            let entry = item.map_err(|e| ContextError::Walk {
-                path: e.path().unwrap_or(root).to_path_buf(),
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-            })?;
-            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-            let rel = rel
-                .to_str()
-                .ok_or_else(|| ContextError::NotUtf8(entry.path().to_path_buf()))?;
-            let is_dir = entry.file_type().is_dir();
-            if ignore.is_excluded(rel) {
-                if is_dir && !ignore.may_reinclude_below(rel) {
-                    walk.skip_current_dir();
-                }
-                if !is_dir {
-                    continue;
-                }
-                if !ignore.may_reinclude_below(rel) {
-                    continue;
-                }
-            }
-            let md = entry.metadata().map_err(|e| ContextError::Walk {
-                path: entry.path().to_path_buf(),
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("metadata")),
-            })?;
-            let ft = md.file_type();
-            let kind = if ft.is_dir() {
-                SourceKind::Dir
-            } else if ft.is_file() {
-                SourceKind::File
-            } else if ft.is_symlink() {
-                SourceKind::Symlink
-            } else {
-                SourceKind::Other
-            };
-            let link_target = if kind == SourceKind::Symlink {
-                let t = std::fs::read_link(entry.path()).map_err(|source| ContextError::Walk {
-                    path: entry.path().to_path_buf(),
-                    source,
-                })?;
-                Some(
-                    t.to_str()
-                        .ok_or_else(|| ContextError::NotUtf8(t.clone()))?
-                        .to_string(),
-                )
-            } else {
-                None
-            };
-            files.push(ContextFile {
-                path: rel.to_string(),
-                kind,
-                mode: md.permissions().mode() & 0o7777,
-                size: if kind == SourceKind::File {
-                    md.len()
-                } else {
-                    0
-                },
-                link_target,
-                hash: None,
-                stat: Stat {
-                    size: md.len(),
-                    mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-                    ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
-                    ino: md.ino(),
-                    dev: md.dev(),
-                    nlink: md.nlink(),
-                },
-            });
-        }
-        // walkdir sorts siblings by name; a full-path bytewise order makes lookups simple.
-        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut files = scan_dir(root, "", ignore)?;
+        files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         let by_path = files
             .iter()
             .enumerate()
@@ -164,6 +88,7 @@ impl ContextIndex {
             root: root.to_path_buf(),
             files,
             by_path,
+            fresh_hashes: 0,
         })
     }
 
@@ -213,12 +138,12 @@ impl ContextIndex {
             .copied()
             .filter(|&i| self.files[i].kind == SourceKind::File && self.files[i].hash.is_none())
             .collect();
-        let hashes: Vec<(usize, [u8; 32])> = todo
+        let hashes: Vec<(usize, [u8; 32], bool)> = todo
             .par_iter()
             .map(|&i| {
                 let f = &self.files[i];
                 if let Some(h) = cache.lookup(&f.path, &f.stat) {
-                    return Ok((i, h));
+                    return Ok((i, h, false));
                 }
                 let path = root.join(&f.path);
                 let mut hasher = blake3::Hasher::new();
@@ -233,11 +158,12 @@ impl ContextIndex {
                     path: path.clone(),
                     source,
                 })?;
-                Ok((i, *hasher.finalize().as_bytes()))
+                Ok((i, *hasher.finalize().as_bytes(), true))
             })
             .collect::<Result<_, ContextError>>()?;
-        for (i, h) in hashes {
+        for (i, h, fresh) in hashes {
             self.files[i].hash = Some(h);
+            self.fresh_hashes += usize::from(fresh);
         }
         Ok(())
     }
@@ -274,13 +200,118 @@ impl ContextIndex {
         let entries = self
             .files
             .iter()
-            .filter_map(|f| f.hash.map(|h| (f.path.clone(), (f.stat, hex::encode(h)))))
+            .filter_map(|f| f.hash.map(|h| (f.path.clone(), (f.stat, h))))
             .collect();
         StatCache {
             written_at: now_secs,
             entries,
         }
     }
+}
+
+/// The entries of one directory of the context and everything below it (unsorted).
+fn scan_dir(
+    root: &Path,
+    rel_dir: &str,
+    ignore: &IgnoreFile,
+) -> Result<Vec<ContextFile>, ContextError> {
+    let dir = if rel_dir.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel_dir)
+    };
+    let walk_err = |path: &Path, source: std::io::Error| ContextError::Walk {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| walk_err(&dir, e))? {
+        let entry = entry.map_err(|e| walk_err(&dir, e))?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|_| ContextError::NotUtf8(entry.path()))?;
+        names.push(name);
+    }
+    let per_entry: Vec<Result<Vec<ContextFile>, ContextError>> = names
+        .par_iter()
+        .map(|name| {
+            let rel = if rel_dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            let path = root.join(&rel);
+            let md = std::fs::symlink_metadata(&path).map_err(|e| walk_err(&path, e))?;
+            let is_dir = md.is_dir();
+            let excluded = ignore.is_excluded(&rel);
+            // An excluded directory is entered only when a `!` pattern may re-include below it.
+            if excluded && !(is_dir && ignore.may_reinclude_below(&rel)) {
+                return Ok(Vec::new());
+            }
+            let file = context_file(&path, rel.clone(), &md)?;
+            let mut out = vec![file];
+            if is_dir {
+                out.extend(scan_dir(root, &rel, ignore)?);
+            }
+            Ok(out)
+        })
+        .collect();
+    let mut files = Vec::new();
+    for r in per_entry {
+        files.extend(r?);
+    }
+    Ok(files)
+}
+
+fn context_file(
+    path: &Path,
+    rel: String,
+    md: &std::fs::Metadata,
+) -> Result<ContextFile, ContextError> {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        SourceKind::Dir
+    } else if ft.is_file() {
+        SourceKind::File
+    } else if ft.is_symlink() {
+        SourceKind::Symlink
+    } else {
+        SourceKind::Other
+    };
+    let link_target = if kind == SourceKind::Symlink {
+        let t = std::fs::read_link(path).map_err(|source| ContextError::Walk {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Some(
+            t.to_str()
+                .ok_or_else(|| ContextError::NotUtf8(t.clone()))?
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    Ok(ContextFile {
+        path: rel,
+        kind,
+        mode: md.permissions().mode() & 0o7777,
+        size: if kind == SourceKind::File {
+            md.len()
+        } else {
+            0
+        },
+        link_target,
+        hash: None,
+        stat: Stat {
+            size: md.len(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            ino: md.ino(),
+            dev: md.dev(),
+            nlink: md.nlink(),
+        },
+    })
 }
 
 impl SourceTree for ContextIndex {
@@ -304,12 +335,14 @@ impl SourceTree for ContextIndex {
 /// device match, and only for files last modified at least one second before the cache was
 /// written (a file changed within that second could change again unseen, as git's racy-clean
 /// rule has it).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatCache {
     /// Seconds since the epoch when the cache was written.
     pub written_at: i64,
-    pub entries: HashMap<String, (Stat, String)>,
+    pub entries: HashMap<String, (Stat, [u8; 32])>,
 }
+
+const STAT_CACHE_MAGIC: &[u8; 8] = b"KILNSC1\n";
 
 impl StatCache {
     pub fn lookup(&self, path: &str, stat: &Stat) -> Option<[u8; 32]> {
@@ -317,17 +350,121 @@ impl StatCache {
         if cached != stat || stat.mtime_ns.div_euclid(1_000_000_000) >= self.written_at {
             return None;
         }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hash, &mut out).ok()?;
-        Some(out)
+        Some(*hash)
     }
 
+    /// A compact binary encoding (it is read and written on every build): the magic, then
+    /// `written_at`, then per entry the path (u32 length + bytes), six u64/i64 stat fields and
+    /// the 32-byte hash, all little-endian.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(16 + self.entries.len() * 120);
+        out.extend_from_slice(STAT_CACHE_MAGIC);
+        out.extend_from_slice(&self.written_at.to_le_bytes());
+        let mut paths: Vec<&String> = self.entries.keys().collect();
+        paths.sort();
+        for path in paths {
+            let (st, hash) = &self.entries[path];
+            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            out.extend_from_slice(path.as_bytes());
+            for v in [
+                st.size,
+                st.mtime_ns as u64,
+                st.ctime_ns as u64,
+                st.ino,
+                st.dev,
+                st.nlink,
+            ] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(hash);
+        }
+        out
     }
 
     /// A damaged or foreign cache is treated as empty: it only ever saves work.
     pub fn from_bytes(bytes: &[u8]) -> StatCache {
-        serde_json::from_slice(bytes).unwrap_or_default()
+        Self::decode(bytes).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<StatCache> {
+        let mut r = Reader(bytes);
+        if r.take(8)? != STAT_CACHE_MAGIC {
+            return None;
+        }
+        let written_at = r.u64()? as i64;
+        let mut entries = HashMap::new();
+        while !r.0.is_empty() {
+            let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
+            let path = std::str::from_utf8(r.take(len)?).ok()?.to_string();
+            let stat = Stat {
+                size: r.u64()?,
+                mtime_ns: r.u64()? as i64,
+                ctime_ns: r.u64()? as i64,
+                ino: r.u64()?,
+                dev: r.u64()?,
+                nlink: r.u64()?,
+            };
+            let hash: [u8; 32] = r.take(32)?.try_into().ok()?;
+            entries.insert(path, (stat, hash));
+        }
+        Some(StatCache {
+            written_at,
+            entries,
+        })
+    }
+}
+
+struct Reader<'b>(&'b [u8]);
+
+impl<'b> Reader<'b> {
+    fn take(&mut self, n: usize) -> Option<&'b [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cache_round_trips_and_rejects_junk() {
+        let mut c = StatCache {
+            written_at: 1_700_000_000,
+            entries: HashMap::new(),
+        };
+        let st = Stat {
+            size: 5,
+            mtime_ns: 1_600_000_000_000_000_000,
+            ctime_ns: 1,
+            ino: 7,
+            dev: 8,
+            nlink: 1,
+        };
+        c.entries.insert("a/b.txt".into(), (st, [3u8; 32]));
+        let bytes = c.to_bytes();
+        assert_eq!(StatCache::from_bytes(&bytes), c);
+        assert_eq!(c.lookup("a/b.txt", &st), Some([3u8; 32]));
+        assert_eq!(c.lookup("a/b.txt", &Stat { ino: 9, ..st }), None);
+        // Modified in the second the cache was written: not trusted.
+        let racy = Stat {
+            mtime_ns: 1_700_000_000_500_000_000,
+            ..st
+        };
+        c.entries.insert("r".into(), (racy, [1u8; 32]));
+        assert_eq!(c.lookup("r", &racy), None);
+        assert_eq!(
+            StatCache::from_bytes(&bytes[..bytes.len() - 1]),
+            StatCache::default()
+        );
+        assert_eq!(StatCache::from_bytes(b"junk"), StatCache::default());
     }
 }

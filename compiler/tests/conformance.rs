@@ -8,8 +8,8 @@
 //! are collected and reported together.
 //!
 //! The oracle's documented limits (corpus README), each handled below where it applies:
-//! - `cmd` keeps the source's case (we upper-case): compared case-insensitively, and an empty
-//!   keyword is `null` there.
+//! - `cmd` keeps the source's case (we upper-case): compared after Go's lower-casing, and an
+//!   empty keyword is `null` there.
 //! - heredoc `expand`/`chomp` are not exposed and `<<-` bodies keep their leading tabs (ours are
 //!   chomped): the oracle's content is chomped before comparing when our heredoc says chomp.
 //! - the oracle passes strings through C strings, so a NUL character (e.g. from a JSON `\u0000`
@@ -82,6 +82,17 @@ fn hand_written_cases() -> Vec<Case> {
             name: dir.file_name().unwrap().to_string_lossy().into_owned(),
             dockerfile: dir.join("Dockerfile"),
             expected: dir.join("expected.json"),
+        })
+        .collect()
+}
+
+/// Go's `strings.ToLower` (simple case mapping), which BuildKit uses to recognise keywords:
+/// our canonical upper-case names compare equal to the oracle's source spelling under it.
+fn go_lowercase(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '\u{130}' => 'i'.to_lowercase(),
+            c => c.to_lowercase(),
         })
         .collect()
 }
@@ -160,7 +171,7 @@ fn differences(case: &Case) -> Vec<String> {
     }
     for (n, (g, w)) in got.iter().zip(&want).enumerate() {
         let at = format!("instruction {} (line {})", n + 1, w["start_line"]);
-        let cmd_of = |v: &Value| v.as_str().unwrap_or("").to_uppercase();
+        let cmd_of = |v: &Value| go_lowercase(v.as_str().unwrap_or(""));
         if cmd_of(&g["cmd"]) != cmd_of(&w["cmd"]) {
             out.push(format!("{at}: cmd {} vs {}", g["cmd"], w["cmd"]));
         }
@@ -245,7 +256,14 @@ fn corpus_matches_buildkit() {
         println!("skipped: KILN_CONFORMANCE_CORPUS is not set (e.g. ../shared/corpus)");
         return;
     };
-    let cases = corpus_cases(Path::new(&root));
+    // CI gives a path relative to the workspace root; tests run in the crate directory.
+    let given = PathBuf::from(&root);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = [given.clone(), workspace.join(&given)]
+        .into_iter()
+        .find(|p| p.join("expected").is_dir())
+        .unwrap_or_else(|| panic!("KILN_CONFORMANCE_CORPUS={given:?}: no corpus there"));
+    let cases = corpus_cases(&root);
     assert!(!cases.is_empty(), "no corpus files under {root:?}");
     check_all(&cases);
 }

@@ -48,7 +48,8 @@ pub struct Heredoc {
     pub name: String,
     /// `3<<EOF` gives 3; 0 when no descriptor was written.
     pub file_descriptor: u32,
-    /// The body, lines joined with `\n`, ending with `\n` (as BuildKit keeps it).
+    /// The body lines as written, each with its line ending (so it ends with `\n`; a CRLF
+    /// file keeps its `\r\n`), as BuildKit keeps it.
     /// For `<<-` the leading tabs are already removed when `chomp` is true.
     pub content: String,
     /// False when the delimiter was quoted: no variable expansion in the body.

@@ -17,7 +17,7 @@ mod heredoc_words;
 use std::borrow::Cow;
 
 use super::ast::*;
-use arguments::{split_instruction, NodeParts};
+use arguments::{split_instruction, Keyword, NodeParts};
 use heredoc_words::heredoc_markers;
 
 /// A Dockerfile BuildKit's parser would reject, with the place to point at.
@@ -137,25 +137,25 @@ struct Parser<'a> {
     warnings: Vec<ParseWarning>,
 }
 
-/// The logical line of one instruction: pieces of source joined after removing line
-/// continuations, with the source range of every piece for mapping offsets back.
-struct Joined<'a> {
-    text: Cow<'a, str>,
+/// Where the logical line of one instruction comes from: the source range of every piece
+/// joined after removing line continuations, for mapping logical offsets back to the source.
+struct PieceMap {
     pieces: Vec<(usize, usize)>,
 }
 
-impl<'a> Joined<'a> {
-    fn new(source: &'a str, pieces: Vec<(usize, usize)>) -> Self {
-        let text = match pieces.as_slice() {
+impl PieceMap {
+    /// The logical line: the pieces joined (borrowed when there is only one).
+    fn join<'a>(&self, source: &'a str) -> Cow<'a, str> {
+        match self.pieces.as_slice() {
             [(s, e)] => Cow::Borrowed(source.get(*s..*e).unwrap_or("")),
-            _ => Cow::Owned(
-                pieces
-                    .iter()
-                    .map(|&(s, e)| source.get(s..e).unwrap_or(""))
-                    .collect(),
-            ),
-        };
-        Joined { text, pieces }
+            pieces => {
+                let mut joined = String::with_capacity(pieces.iter().map(|p| p.1 - p.0).sum());
+                for &(s, e) in pieces {
+                    joined.push_str(source.get(s..e).unwrap_or(""));
+                }
+                Cow::Owned(joined)
+            }
+        }
     }
 
     /// Source offset of the byte at logical offset `j` (or the end of the last piece).
@@ -179,6 +179,26 @@ impl<'a> Joined<'a> {
             return Span::new(start, start);
         }
         Span::new(start, self.source_offset(e - 1) + 1)
+    }
+}
+
+/// One instruction's lines before splitting: the source pieces to join, where it starts, and
+/// the last physical line it took.
+struct LogicalLine {
+    pieces: Vec<(usize, usize)>,
+    start: usize,
+    start_line: usize,
+    last: Line,
+}
+
+/// Which node of an instruction gets heredocs: RUN, COPY or ADD in shell form, directly or
+/// as the instruction of an ONBUILD (BuildKit's `canContainHeredoc`).
+fn heredoc_target(chain: &[NodeParts]) -> Option<usize> {
+    let takes = |n: &NodeParts| n.keyword.is_some_and(|k| k.takes_heredocs()) && !n.json;
+    match chain {
+        [n, ..] if takes(n) => Some(0),
+        [o, n, ..] if o.keyword == Some(Keyword::Onbuild) && takes(n) => Some(1),
+        _ => None,
     }
 }
 
@@ -243,6 +263,8 @@ fn is_comment(line: &str) -> bool {
 
 impl<'a> Parser<'a> {
     fn run(mut self) -> Result<Dockerfile, ParseError> {
+        // Not a `for` loop: reading an instruction reads further lines itself.
+        #[allow(clippy::while_let_on_iterator)]
         while let Some(line) = self.lines.next() {
             self.instruction_from(line)?;
         }
@@ -255,7 +277,11 @@ impl<'a> Parser<'a> {
             .with_help("a Dockerfile needs at least one instruction, such as FROM"));
         }
         if let Some((number, start)) = self.lines.too_long {
-            let first_char = self.text[start..].chars().next().map_or(0, char::len_utf8);
+            let first_char = self
+                .text
+                .get(start..)
+                .and_then(|t| t.chars().next())
+                .map_or(0, char::len_utf8);
             return Err(ParseError::new(
                 format!(
                     "dockerfile line greater than max allowed size of {}",
@@ -277,12 +303,106 @@ impl<'a> Parser<'a> {
     /// Handle one line read at instruction level: a directive, comment or blank line, or the
     /// start of an instruction (then read its continuation and heredoc lines too).
     fn instruction_from(&mut self, line: Line) -> Result<(), ParseError> {
+        let Some(logical) = self.logical_line(line)? else {
+            return Ok(());
+        };
+        let map = PieceMap {
+            pieces: logical.pieces,
+        };
+        let joined = map.join(self.text);
+        let instruction_start = |chain: &[NodeParts]| {
+            chain
+                .first()
+                .and_then(|n| n.word_range)
+                .filter(|r| r.0 < r.1)
+                .map_or(logical.start, |r| map.source_offset(r.0))
+        };
+        let chain = split_instruction(&joined, self.escape).map_err(|e| ParseError {
+            message: e.message,
+            span: Span::new(
+                logical.start.min(logical.last.content_end),
+                logical.last.content_end,
+            ),
+            label: e.label.into(),
+            help: e.help,
+        })?;
+        let start = instruction_start(&chain);
+
+        // Heredocs: RUN/COPY/ADD (directly or right under ONBUILD) in shell form.
+        let target = heredoc_target(&chain);
+        let mut last = logical.last;
+        let mut heredocs = Vec::new();
+        if target.is_some() && joined.contains("<<") {
+            let markers = heredoc_markers(&joined).map_err(|message| {
+                ParseError::new(
+                    message,
+                    Span::new(start, last.content_end),
+                    "cannot read this heredoc delimiter",
+                )
+            })?;
+            for marker in markers {
+                let word_span = map.span((marker.start, marker.end));
+                let (heredoc, terminator) = self.heredoc_body(marker, word_span)?;
+                heredocs.push(heredoc);
+                last = terminator;
+            }
+        }
+
+        // Build the instruction from the innermost ONBUILD level outwards.
+        let span_end = last.content_end.max(start);
+        let fallback = Span::new(start, span_end);
+        let outer_args = chain
+            .first()
+            .and_then(|n| n.args_range)
+            .map_or(fallback, |r| map.span(r));
+        let mut built: Option<Instruction> = None;
+        let mut line_text = Some(joined);
+        for (level, node) in chain.into_iter().enumerate().rev() {
+            let cmd_span = node.word_range.map_or(fallback, |r| map.span(r));
+            let original = match node.inner_text {
+                Some(t) => t,
+                None => line_text.take().map(Cow::into_owned).unwrap_or_default(),
+            };
+            built = Some(Instruction {
+                cmd: node.cmd,
+                cmd_span,
+                sub: built.take().map(Box::new),
+                json: node.json,
+                flags: node
+                    .flags
+                    .into_iter()
+                    .map(|(raw, r)| Flag {
+                        raw,
+                        span: r.map_or(outer_args, |r| map.span(r)),
+                    })
+                    .collect(),
+                value: node.value,
+                args_span: node.args_range.map_or(outer_args, |r| map.span(r)),
+                heredocs: if target == Some(level) {
+                    std::mem::take(&mut heredocs)
+                } else {
+                    Vec::new()
+                },
+                start_line: logical.start_line,
+                end_line: last.number,
+                span: Span::new(cmd_span.start.min(span_end), span_end),
+                original,
+            });
+        }
+        self.instructions.extend(built);
+        Ok(())
+    }
+
+    /// Read one logical line starting at `line`: check it for a directive, skip it when it is
+    /// blank or a comment, else follow its continuations (dropping comment lines and warning
+    /// about empty ones). `None` when the line starts no instruction.
+    fn logical_line(&mut self, line: Line) -> Result<Option<LogicalLine>, ParseError> {
         let text = self.text;
         let mut start = line.start;
-        if line.number == 1 && text[start..line.content_end].starts_with('\u{FEFF}') {
+        if line.number == 1 && text.get(start..).is_some_and(|t| t.starts_with('\u{FEFF}')) {
             start += '\u{FEFF}'.len_utf8();
         }
-        let content = &text[start..line.content_end];
+        let content = text.get(start..line.content_end).unwrap_or("");
         let stripped = content.trim_start();
         let stripped_start = line.content_end - stripped.len();
         if !self.directives_done {
@@ -295,10 +415,9 @@ impl<'a> Parser<'a> {
         };
         let (piece, mut ends) = trim_continuation(first, self.escape);
         if ends && piece.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
 
-        let start_line = line.number;
         let mut last = line;
         let mut pieces = vec![(stripped_start, stripped_start + piece.len())];
         let mut empty_continuation: Option<Span> = None;
@@ -307,7 +426,7 @@ impl<'a> Parser<'a> {
                 break;
             };
             last = next;
-            let raw = &text[next.start..next.content_end];
+            let raw = text.get(next.start..next.content_end).unwrap_or("");
             if is_comment(raw) {
                 continue;
             }
@@ -325,99 +444,12 @@ impl<'a> Parser<'a> {
                 span,
             });
         }
-
-        let joined = Joined::new(text, pieces);
-        let chain = split_instruction(&joined.text, self.escape);
-        let instr_start = |chain: &[NodeParts]| {
-            chain
-                .first()
-                .and_then(|n| n.word_range)
-                .filter(|r| r.0 < r.1)
-                .map_or(stripped_start, |r| joined.source_offset(r.0))
-        };
-        let chain = chain.map_err(|e| {
-            let start = instr_start(&[]).min(last.content_end);
-            ParseError {
-                message: e.message,
-                span: Span::new(start, last.content_end),
-                label: e.label.into(),
-                help: e.help,
-            }
-        })?;
-        let start = instr_start(&chain);
-
-        // Heredocs: RUN/COPY/ADD (directly or right under ONBUILD) in shell form.
-        let target = match chain.as_slice() {
-            [n, ..] if n.keyword.is_some_and(|k| k.takes_heredocs()) && !n.json => Some(0),
-            [o, n, ..]
-                if o.keyword == Some(arguments::Keyword::Onbuild)
-                    && n.keyword.is_some_and(|k| k.takes_heredocs())
-                    && !n.json =>
-            {
-                Some(1)
-            }
-            _ => None,
-        };
-        let mut heredocs = Vec::new();
-        if target.is_some() && joined.text.contains("<<") {
-            let markers = heredoc_markers(&joined.text).map_err(|message| {
-                ParseError::new(
-                    message,
-                    Span::new(start, last.content_end),
-                    "cannot read this heredoc delimiter",
-                )
-            })?;
-            for marker in markers {
-                let word_span = joined.span((marker.start, marker.end));
-                let (heredoc, end_line) = self.heredoc_body(marker, word_span)?;
-                heredocs.push(heredoc);
-                last = end_line;
-            }
-        }
-
-        let span_end = last.content_end.max(start);
-        let fallback = Span::new(start, span_end);
-        let outer_args = chain
-            .first()
-            .and_then(|n| n.args_range)
-            .map_or(fallback, |r| joined.span(r));
-        let mut built: Option<Instruction> = None;
-        for (i, node) in chain.into_iter().enumerate().rev() {
-            let cmd_span = node.word_range.map_or(fallback, |r| joined.span(r));
-            let instruction = Instruction {
-                cmd: match node.keyword {
-                    Some(k) => k.upper().to_owned(),
-                    None => node.word.to_uppercase(),
-                },
-                cmd_span,
-                sub: built.take().map(Box::new),
-                json: node.json,
-                flags: node
-                    .flags
-                    .into_iter()
-                    .map(|(raw, r)| Flag {
-                        raw,
-                        span: r.map_or(outer_args, |r| joined.span(r)),
-                    })
-                    .collect(),
-                value: node.value,
-                args_span: node.args_range.map_or(outer_args, |r| joined.span(r)),
-                heredocs: if target == Some(i) {
-                    std::mem::take(&mut heredocs)
-                } else {
-                    Vec::new()
-                },
-                start_line,
-                end_line: last.number,
-                span: Span::new(cmd_span.start.min(span_end), span_end),
-                original: node.original,
-            };
-            built = Some(instruction);
-        }
-        if let Some(instruction) = built {
-            self.instructions.push(instruction);
-        }
-        Ok(())
+        Ok(Some(LogicalLine {
+            pieces,
+            start: stripped_start,
+            start_line: line.number,
+            last,
+        }))
     }
 
     /// Check one top line for a parser directive; the first line that is not one ends them.
@@ -449,7 +481,7 @@ impl<'a> Parser<'a> {
                         span,
                         "not a valid escape character",
                     )
-                    .with_help("use `# escape=\\` (the default) or `# escape=``"))
+                    .with_help("the escape character is \\ (the default) or ` (backtick)"))
                 }
             };
         }
@@ -471,9 +503,9 @@ impl<'a> Parser<'a> {
         let text = self.text;
         let mut content = String::new();
         let mut body_start: Option<usize> = None;
-        while let Some(line) = self.lines.next() {
+        for line in self.lines.by_ref() {
             body_start.get_or_insert(line.start);
-            let mut candidate = &text[line.start..line.content_end];
+            let mut candidate = text.get(line.start..line.content_end).unwrap_or("");
             if marker.chomp {
                 candidate = candidate.trim_start_matches('\t');
             }
@@ -494,7 +526,7 @@ impl<'a> Parser<'a> {
                 };
                 return Ok((heredoc, line));
             }
-            content.push_str(&text[line.start..line.end]);
+            content.push_str(text.get(line.start..line.end).unwrap_or(""));
         }
         Err(ParseError::new(
             "unterminated heredoc",

@@ -554,6 +554,16 @@ fn verify_layer(staged: &StagedBlob<'_>, path: &str) -> Result<(Compression, Dig
         path: path.to_string(),
         detail,
     };
+    let mut head = [0u8; 512];
+    let mut probe = staged.open()?;
+    let n = read_up_to(&mut probe, &mut head).map_err(|e| bad(e.to_string()))?;
+    if layer::compress::detect_format(&head[..n]) == StreamFormat::Plain {
+        // An uncompressed layer's diff_id is its blob digest, already computed while it was
+        // staged: only the headers need reading, for the path checks.
+        let file = BufReader::with_capacity(1 << 16, staged.open()?);
+        layer::scan_layer_seekable(file).map_err(|e| bad(e.to_string()))?;
+        return Ok((Compression::None, staged.digest().clone()));
+    }
     let file = BufReader::with_capacity(READ_BUFFER, staged.open()?);
     let (format, reader) = layer::decompress_auto(file).map_err(|e| bad(e.to_string()))?;
     let compression =
@@ -575,6 +585,18 @@ fn verify_layer(staged: &StagedBlob<'_>, path: &str) -> Result<(Compression, Dig
     layer::scan_layer(&mut hashed).map_err(|e| bad(e.to_string()))?;
     let (diff_id, _) = hashed.finish_to_end().map_err(|e| bad(e.to_string()))?;
     Ok((compression, diff_id))
+}
+
+/// Fill `buf` as far as the reader allows (short only at end of input).
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// Loads every image of the tarball `input` into `store`. Nothing is added unless everything

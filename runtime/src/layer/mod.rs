@@ -83,7 +83,7 @@ pub mod writer;
 pub use compress::{compress, decompress_auto, BlobDigest, LayerCompression, StreamFormat};
 pub use error::LayerError;
 pub use host::host_entry;
-pub use reader::{scan_layer, ScannedEntry, ScannedKind};
+pub use reader::{scan_layer, scan_layer_seekable, ScannedEntry, ScannedKind};
 pub use unpack::{archive_entries, ArchiveMtime, ArchiveOwner, UnpackOptions};
 pub use view::{FsView, ViewEntry, ViewKind};
 pub use writer::{write_layer, LayerDigest};

@@ -115,6 +115,20 @@ impl ScannedEntry {
 pub fn scan_layer<R: Read>(reader: R) -> Result<Vec<ScannedEntry>, LayerError> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| malformed("", &e))?;
+    scan_entries(entries)
+}
+
+/// [`scan_layer`] for a seekable layer (a file): file data is skipped, not read, so only the
+/// headers are read from disk.
+pub fn scan_layer_seekable<R: Read + std::io::Seek>(
+    reader: R,
+) -> Result<Vec<ScannedEntry>, LayerError> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries_with_seek().map_err(|e| malformed("", &e))?;
+    scan_entries(entries)
+}
+
+fn scan_entries<R: Read>(entries: tar::Entries<'_, R>) -> Result<Vec<ScannedEntry>, LayerError> {
     let mut symlinks: HashSet<String> = HashSet::new();
     let mut scanned = Vec::new();
     let mut last_path = String::new();

@@ -18,7 +18,7 @@
 //!   metadata; the writer re-links files that share a data location.
 
 use super::path::{join, parent};
-use super::reader::{scan_layer, ScannedKind};
+use super::reader::{scan_layer_seekable, ScannedKind};
 use super::{Entry, EntryKind, FileSource, LayerError};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -102,7 +102,7 @@ impl FsView {
     fn apply_layer(&mut self, layer: &Path) -> Result<(), LayerError> {
         let file = File::open(layer)
             .map_err(|e| LayerError::io(format!("opening {}", layer.display()), e))?;
-        let scanned = scan_layer(BufReader::with_capacity(1 << 16, file))?;
+        let scanned = scan_layer_seekable(BufReader::with_capacity(1 << 16, file))?;
         let tar: Arc<Path> = Arc::from(layer);
 
         for item in &scanned {

@@ -7,8 +7,6 @@
 //! `parseIgnore`), including their byte-wise quirks.
 //! Must not: interpret flags or arguments, expand variables, or look at other lines.
 
-use std::borrow::Cow;
-
 use super::exec_json::{read_exec_form, ExecForm};
 use super::go_text::{
     ascii_keyword_lowercase, bytes_to_text, go_quote, is_space_byte, push_byte_as_char,
@@ -93,6 +91,11 @@ impl Keyword {
         if word.len() < 3 || word.len() > 32 {
             return None;
         }
+        if word.is_ascii() {
+            return Keyword::ALL
+                .into_iter()
+                .find(|k| k.upper().eq_ignore_ascii_case(word));
+        }
         let lower = ascii_keyword_lowercase(word)?;
         Keyword::ALL
             .into_iter()
@@ -113,8 +116,8 @@ pub(super) type LineRange = Option<(usize, usize)>;
 /// the chain returned by [`split_instruction`].
 #[derive(Debug)]
 pub(super) struct NodeParts {
-    /// The keyword as written.
-    pub word: String,
+    /// The keyword upper-cased (canonical for known instructions).
+    pub cmd: String,
     pub keyword: Option<Keyword>,
     pub word_range: LineRange,
     pub flags: Vec<(String, LineRange)>,
@@ -122,8 +125,8 @@ pub(super) struct NodeParts {
     /// BuildKit's `Next` chain values.
     pub value: Vec<String>,
     pub json: bool,
-    /// The text this node was parsed from (the whole line for the outermost node).
-    pub original: String,
+    /// For an inner node, the text it was parsed from (the outermost node's is the line).
+    pub inner_text: Option<String>,
 }
 
 /// A BuildKit parse error for one instruction.
@@ -147,9 +150,10 @@ impl ArgumentError {
 /// Split one logical line into BuildKit nodes: one element, or for `ONBUILD X ...` the outer
 /// node followed by the inner ones.
 pub(super) fn split_instruction(line: &str, escape: char) -> Result<Vec<NodeParts>, ArgumentError> {
-    let mut chain = Vec::new();
-    // The text still to parse and where it sits in `line` (None once rebuilt).
-    let mut text: Cow<'_, str> = Cow::Borrowed(line);
+    let mut chain = Vec::with_capacity(1);
+    // The text still to parse (None: the line itself) and where it sits in `line` (None once
+    // rebuilt, see `SplitCommand::rest_rebuilt`).
+    let mut inner_text: Option<String> = None;
     let mut base: Option<usize> = Some(0);
     loop {
         if chain.len() > MAX_ONBUILD_NESTING {
@@ -159,38 +163,34 @@ pub(super) fn split_instruction(line: &str, escape: char) -> Result<Vec<NodePart
                 Some("ONBUILD cannot contain ONBUILD".into()),
             ));
         }
-        let split = split_command(&text);
-        let shift = |r: Option<(usize, usize)>| -> LineRange {
-            let (s, e) = r?;
-            base.map(|b| (b + s, b + e))
-        };
+        let text: &str = inner_text.as_deref().unwrap_or(line);
+        let split = split_command(text);
+        let shift = |(s, e): (usize, usize)| -> LineRange { base.map(|b| (b + s, b + e)) };
         let keyword = Keyword::lookup(split.word);
-        let rest_range = split.rest_range;
-        let rest_owned: Option<String> = split.rest_rebuilt.clone();
-        let rest: &str = match &rest_owned {
+        let rest: &str = match &split.rest_rebuilt {
             Some(r) => r,
-            None => &text[rest_range.0..rest_range.1],
+            None => text
+                .get(split.rest_range.0..split.rest_range.1)
+                .unwrap_or(""),
         };
-        let args_range = if rest_owned.is_some() {
-            None
-        } else {
-            shift(Some(rest_range))
+        let args_range = match split.rest_rebuilt {
+            Some(_) => None,
+            None => shift(split.rest_range),
         };
         let mut node = NodeParts {
-            word: split.word.to_owned(),
+            cmd: match keyword {
+                Some(k) => k.upper().to_owned(),
+                None => split.word.to_uppercase(),
+            },
             keyword,
-            word_range: shift(Some(split.word_range)),
-            flags: split
-                .flags
-                .iter()
-                .map(|(f, s, e)| (f.clone(), shift(Some((*s, *e)))))
-                .collect(),
+            word_range: shift(split.word_range),
+            flags: Vec::new(),
             args_range,
             value: Vec::new(),
             json: false,
-            original: text.clone().into_owned(),
+            inner_text: None,
         };
-        let inner = match keyword {
+        let next = match keyword {
             Some(Keyword::Onbuild) if !rest.is_empty() => {
                 // parseSubCommand: the rest is a whole instruction of its own.
                 node.value = vec![String::new()];
@@ -208,10 +208,16 @@ pub(super) fn split_instruction(line: &str, escape: char) -> Result<Vec<NodePart
                 None
             }
         };
+        node.flags = split
+            .flags
+            .into_iter()
+            .map(|(f, s, e)| (f, shift((s, e))))
+            .collect();
+        node.inner_text = inner_text.take();
         chain.push(node);
-        match inner {
+        match next {
             Some((rest, rest_base)) => {
-                text = Cow::Owned(rest);
+                inner_text = Some(rest);
                 base = rest_base;
             }
             None => return Ok(chain),
@@ -247,10 +253,12 @@ fn split_command(line: &str) -> SplitCommand<'_> {
     let word_range = (t_start, t_start + word.len());
     let after_start = t_end - after.len();
     let (flags, args_at) = extract_builder_flags(after.as_bytes());
+    // BuildKit's byte-wise scan can end a flag inside a UTF-8 sequence: widen such ranges to
+    // whole characters.
     let mut flags_abs: Vec<(String, usize, usize)> = flags;
     for f in &mut flags_abs {
-        f.1 += after_start;
-        f.2 += after_start;
+        f.1 = after_start + floor_char_boundary(after, f.1);
+        f.2 = after_start + ceil_char_boundary(after, f.2);
     }
     let (rest_range, rest_rebuilt) = match args_at {
         None => ((t_end, t_end), None),
@@ -272,6 +280,20 @@ fn split_command(line: &str) -> SplitCommand<'_> {
         rest_range,
         rest_rebuilt,
     }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i.min(s.len())
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i.min(s.len())
 }
 
 /// `extractBuilderFlags`, byte by byte as BuildKit does it: the leading `--name=value` words
@@ -379,7 +401,10 @@ fn split_arguments(
     match keyword {
         Keyword::Add | Keyword::Copy | Keyword::Volume => maybe_json_to_list(rest),
         Keyword::Cmd | Keyword::Entrypoint | Keyword::Run | Keyword::Shell => maybe_json(rest),
-        Keyword::Arg => Ok((words(rest, escape), false)),
+        Keyword::Arg => Ok((
+            words(rest, escape).into_iter().map(str::to_owned).collect(),
+            false,
+        )),
         Keyword::Env => name_values(rest, "ENV", escape).map(|v| (v, false)),
         Keyword::Label => name_values(rest, "LABEL", escape).map(|v| (v, false)),
         Keyword::Expose | Keyword::From => Ok((split_on_separators(rest), false)),
@@ -450,7 +475,9 @@ fn health_config(rest: &str) -> Result<(Vec<String>, bool), ArgumentError> {
 }
 
 /// `parseWords`: words split at white space outside quotes; quotes and escapes are kept.
-fn words(rest: &str, escape: char) -> Vec<String> {
+/// Every word is a slice of `rest` (BuildKit copies characters one by one, but only ever drops
+/// an escape character that ends the text).
+fn words(rest: &str, escape: char) -> Vec<&str> {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -459,29 +486,25 @@ fn words(rest: &str, escape: char) -> Vec<String> {
     }
     let mut words = Vec::new();
     let mut phase = Phase::Spaces;
-    let mut word = String::new();
+    let mut start = 0;
     let mut quote = '\0';
     let mut blank_ok = false;
-    let mut chars = rest.chars().peekable();
-    loop {
-        let Some(mut ch) = chars.next() else {
-            if phase != Phase::Spaces && (blank_ok || !word.is_empty()) {
-                words.push(word);
-            }
-            return words;
-        };
+    let mut dropped_final_escape = false;
+    let mut chars = rest.char_indices().peekable();
+    while let Some((pos, ch)) = chars.next() {
         let is_last = chars.peek().is_none();
         if phase == Phase::Spaces {
             if ch.is_whitespace() {
                 continue;
             }
             phase = Phase::Word;
+            start = pos;
         }
         if phase == Phase::Word {
             if ch.is_whitespace() {
                 phase = Phase::Spaces;
-                if blank_ok || !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
+                if blank_ok || pos > start {
+                    words.push(&rest[start..pos]);
                 }
                 blank_ok = false;
                 continue;
@@ -493,13 +516,12 @@ fn words(rest: &str, escape: char) -> Vec<String> {
             }
             if ch == escape {
                 if is_last {
+                    dropped_final_escape = true;
                     continue;
                 }
-                word.push(ch);
-                // Not the last character, so there is a next one.
-                ch = chars.next().unwrap_or(ch);
+                // The escaped character belongs to the word, whatever it is.
+                chars.next();
             }
-            word.push(ch);
             continue;
         }
         // Phase::Quote
@@ -509,13 +531,23 @@ fn words(rest: &str, escape: char) -> Vec<String> {
         if ch == escape && quote != '\'' {
             if is_last {
                 phase = Phase::Word;
+                dropped_final_escape = true;
                 continue;
             }
-            word.push(ch);
-            ch = chars.next().unwrap_or(ch);
+            chars.next();
         }
-        word.push(ch);
     }
+    if phase != Phase::Spaces {
+        let end = if dropped_final_escape {
+            rest.len() - escape.len_utf8()
+        } else {
+            rest.len()
+        };
+        if blank_ok || end > start {
+            words.push(&rest[start..end]);
+        }
+    }
+    words
 }
 
 /// `parseNameVal` (ENV, LABEL): `key value...` (old form, one pair) or `k=v k2=v2 ...`,
@@ -543,7 +575,7 @@ fn name_values(rest: &str, instruction: &str, escape: char) -> Result<Vec<String
             return Err(ArgumentError::new(
                 format!(
                     "Syntax error - can't find = in {}. Must be of the form: name=value",
-                    go_quote(&word)
+                    go_quote(word)
                 ),
                 "every word here must be name=value",
                 Some(format!(
@@ -620,6 +652,10 @@ mod tests {
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[0].flags[0].0, "--x=1");
         assert_eq!(chain[1].keyword, Some(Keyword::Run));
+        assert_eq!(
+            chain[1].inner_text.as_deref(),
+            Some("RUN --mount=a echo hi")
+        );
         assert_eq!(chain[1].value, v(&["echo hi"]));
         let line = "ONBUILD --x=1 RUN --mount=a echo hi";
         let (s, e) = chain[1].word_range.unwrap();
