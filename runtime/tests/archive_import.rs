@@ -12,7 +12,10 @@ use kiln_runtime::oci::Digest;
 use kiln_runtime::store::Store;
 use store_support::*;
 
-fn compressors() -> Vec<(&'static str, Box<dyn Fn(&[u8]) -> Vec<u8>>)> {
+/// A compressor by name.
+type Compressor = (&'static str, Box<dyn Fn(&[u8]) -> Vec<u8>>);
+
+fn compressors() -> Vec<Compressor> {
     vec![
         ("plain", Box::new(|b: &[u8]| b.to_vec())),
         (

@@ -444,4 +444,6 @@ fn refuses_things_that_are_not_image_archives() {
         &["manifest.json"],
     );
     assert_refused(b"", &["neither"]);
+    let err = assert_refused(&[0x55u8; 4096], &["not a tar archive"]);
+    assert!(matches!(err, LoadError::NotATar), "{err:?}");
 }

@@ -175,7 +175,6 @@ pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
         "ManifestSize": image.manifest_size,
         "Created": image.config.created,
         "Architecture": image.config.architecture,
-        "Variant": image.config.variant,
         "Os": image.config.os,
         "Size": image.size(),
         "Config": image.config.config,
@@ -184,6 +183,13 @@ pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
         "Layers": layers,
         "Manifest": image.manifest,
     }]);
+    let mut out = out;
+    if let (Some(variant), Some(obj)) = (
+        &image.config.variant,
+        out.get_mut(0).and_then(|o| o.as_object_mut()),
+    ) {
+        obj.insert("Variant".to_string(), json!(variant));
+    }
     let text = serde_json::to_string_pretty(&out)
         .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
     println!("{text}");

@@ -33,16 +33,12 @@ pub enum ImportError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Layer(#[from] LayerError),
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     #[diagnostic(
         code(kiln::import::read),
         help("give an existing tarball or directory")
     )]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    Read { path: PathBuf, error: io::Error },
     #[error("{} is not a usable root filesystem tarball: {detail}", path.display())]
     #[diagnostic(
         code(kiln::import::bad_tarball),
@@ -66,9 +62,9 @@ pub fn import(
     reference: Option<&ImageName>,
     created: i64,
 ) -> Result<Image, ImportError> {
-    let meta = std::fs::metadata(source).map_err(|e| ImportError::Read {
+    let meta = std::fs::metadata(source).map_err(|error| ImportError::Read {
         path: source.to_path_buf(),
-        source: e,
+        error,
     })?;
     let (layer, comment) = if meta.is_dir() {
         (
@@ -105,15 +101,15 @@ pub fn import(
 
 /// Stores the decompressed tarball as an uncompressed layer blob after checking its entries.
 fn import_tarball(store: &Store, path: &Path) -> Result<Descriptor, ImportError> {
-    let file = File::open(path).map_err(|source| ImportError::Read {
+    let file = File::open(path).map_err(|error| ImportError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let (_, mut reader) = layer::decompress_auto(BufReader::with_capacity(READ_BUFFER, file))?;
     let mut w = store.blob_writer()?;
-    io::copy(&mut reader, &mut w).map_err(|source| ImportError::Read {
+    io::copy(&mut reader, &mut w).map_err(|error| ImportError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let staged = w.stage()?;
     let check = BufReader::with_capacity(READ_BUFFER, staged.open()?);
@@ -131,7 +127,7 @@ fn import_directory(store: &Store, dir: &Path, mtime: u64) -> Result<Descriptor,
     for item in walkdir::WalkDir::new(dir).follow_links(false).min_depth(1) {
         let item = item.map_err(|e| ImportError::Read {
             path: e.path().unwrap_or(dir).to_path_buf(),
-            source: e.into(),
+            error: e.into(),
         })?;
         let rel = item
             .path()
@@ -144,7 +140,7 @@ fn import_directory(store: &Store, dir: &Path, mtime: u64) -> Result<Descriptor,
             .to_string();
         let meta = item.metadata().map_err(|e| ImportError::Read {
             path: item.path().to_path_buf(),
-            source: e.into(),
+            error: e.into(),
         })?;
         let entry = layer::host_entry(
             item.path(),

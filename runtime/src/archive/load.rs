@@ -37,15 +37,18 @@ pub enum LoadError {
         help("the file ends in the middle of an entry; was it copied or downloaded completely?")
     )]
     Truncated { detail: String },
-    #[error("cannot read the tarball: {source}")]
+    #[error("cannot read the tarball: {error}")]
     #[diagnostic(
         code(kiln::load::read),
         help("is the input a tar archive written by `docker save`, `kiln save` or an OCI tool?")
     )]
-    Read {
-        #[source]
-        source: io::Error,
-    },
+    Read { error: io::Error },
+    #[error("the input is not a tar archive")]
+    #[diagnostic(
+        code(kiln::load::not_a_tar),
+        help("kiln load reads tarballs (optionally gzip, bzip2, xz or zstd compressed) written by `docker save`, `kiln save` or OCI tools")
+    )]
+    NotATar,
     #[error("tarball entry `{path}` escapes the archive root")]
     #[diagnostic(
         code(kiln::load::entry_escapes),
@@ -173,7 +176,7 @@ impl<'s> ArchiveFiles<'s> {
         staged
             .open()?
             .read_to_end(&mut bytes)
-            .map_err(|source| LoadError::Read { source })?;
+            .map_err(|error| LoadError::Read { error })?;
         Ok(bytes)
     }
 
@@ -229,14 +232,20 @@ fn read_archive<'s>(
 ) -> Result<ArchiveFiles<'s>, LoadError> {
     let buffered = BufReader::with_capacity(READ_BUFFER, input);
     let (_, reader) = layer::decompress_auto(buffered).map_err(|e| LoadError::Read {
-        source: io::Error::other(e.to_string()),
+        error: io::Error::other(e.to_string()),
     })?;
     let mut archive = tar::Archive::new(reader);
     let mut files = BTreeMap::new();
     let entries = archive.entries().map_err(read_error)?;
     let mut buffer = vec![0u8; READ_BUFFER];
+    let mut first = true;
     for entry in entries {
-        let mut entry = entry.map_err(read_error)?;
+        let mut entry = entry.map_err(|e| match read_error(e) {
+            // A first header that does not parse: this is not a tarball at all.
+            LoadError::Read { .. } if first => LoadError::NotATar,
+            other => other,
+        })?;
+        first = false;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let path = clean_path(&raw).ok_or_else(|| LoadError::EntryEscapes { path: raw.clone() })?;
         let kind = entry.header().entry_type();
@@ -251,10 +260,10 @@ fn read_archive<'s>(
                     Err(e) => return Err(read_error(e)),
                 };
                 w.write_all(buffer.get(..n).unwrap_or(&[]))
-                    .map_err(|source| StoreError::Io {
+                    .map_err(|error| StoreError::Io {
                         action: "write a staged blob for",
                         path: raw.clone().into(),
-                        source,
+                        error,
                     })?;
             }
             if w.size() != expected {
@@ -295,7 +304,7 @@ fn read_error(e: io::Error) -> LoadError {
     if e.kind() == io::ErrorKind::UnexpectedEof || text.contains("failed to read entire block") {
         LoadError::Truncated { detail: text }
     } else {
-        LoadError::Read { source: e }
+        LoadError::Read { error: e }
     }
 }
 
@@ -567,6 +576,11 @@ fn verify_layer(staged: &StagedBlob<'_>, path: &str) -> Result<(Compression, Dig
                     .into(),
             )),
         };
+    if compression == Compression::None {
+        // The tar is the blob: its diff_id is the digest computed while it was staged.
+        layer::scan_layer(reader).map_err(|e| bad(e.to_string()))?;
+        return Ok((compression, staged.digest().clone()));
+    }
     let mut hashed = DigestReader::new(reader);
     layer::scan_layer(&mut hashed).map_err(|e| bad(e.to_string()))?;
     let (diff_id, _) = hashed.finish_to_end().map_err(|e| bad(e.to_string()))?;

@@ -32,7 +32,7 @@ pub enum SaveError {
         code(kiln::save::write),
         help("check the output file's disk space, or the reader of the pipe")
     )]
-    Write(#[source] std::io::Error),
+    Write(std::io::Error),
     #[error("no images to save")]
     #[diagnostic(
         code(kiln::save::nothing),

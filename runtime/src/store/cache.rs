@@ -80,9 +80,9 @@ impl Store {
             key: key.to_string(),
             value: value.clone(),
         };
-        let bytes = serde_json::to_vec(&entry).map_err(|source| StoreError::BadJson {
+        let bytes = serde_json::to_vec(&entry).map_err(|error| StoreError::BadJson {
             what: format!("the cache value for `{key}`"),
-            source,
+            error,
         })?;
         self.write_atomic(&self.cache_path(key), &bytes)
     }

@@ -50,13 +50,12 @@ const STALE_SESSION_AGE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StoreError {
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {error}", path.display())]
     #[diagnostic(code(kiln::store::io))]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     #[error("no image store location: neither --root, KILN_ROOT, XDG_DATA_HOME nor HOME is set")]
     #[diagnostic(code(kiln::store::no_root), help("pass --root DIR or set KILN_ROOT"))]
@@ -104,12 +103,11 @@ pub enum StoreError {
     #[error("image {id} has several tags ({}); refusing to remove it by ID", tags.join(", "))]
     #[diagnostic(code(kiln::store::image_has_tags), help("remove the tags one by one: `kiln rmi {}`", tags.join(" ")))]
     ImageHasTags { id: String, tags: Vec<String> },
-    #[error("{what} is not valid JSON of the expected shape: {source}")]
+    #[error("{what} is not valid JSON of the expected shape: {error}")]
     #[diagnostic(code(kiln::store::bad_json))]
     BadJson {
         what: String,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("invalid image: {reason}")]
     #[diagnostic(code(kiln::store::invalid_image))]
@@ -147,10 +145,10 @@ pub(crate) fn io_err<'a>(
     action: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         action,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

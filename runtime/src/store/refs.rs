@@ -119,9 +119,9 @@ impl Store {
     pub(crate) fn read_index(&self) -> Result<Index> {
         let path = self.index_path();
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::BadJson {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| StoreError::BadJson {
                 what: path.display().to_string(),
-                source,
+                error,
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::new(Vec::new())),
             Err(e) => Err(io_err("read", &path)(e)),
@@ -143,15 +143,15 @@ impl Store {
     fn load_image(&self, manifest_digest: &Digest, tags: Vec<ImageName>) -> Result<Image> {
         let bytes = self.read_blob(manifest_digest)?;
         let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::BadJson {
+            serde_json::from_slice(&bytes).map_err(|error| StoreError::BadJson {
                 what: format!("manifest {manifest_digest}"),
-                source,
+                error,
             })?;
         let config_bytes = self.read_blob(&manifest.config.digest)?;
         let config: ImageConfig =
-            serde_json::from_slice(&config_bytes).map_err(|source| StoreError::BadJson {
+            serde_json::from_slice(&config_bytes).map_err(|error| StoreError::BadJson {
                 what: format!("image config {}", manifest.config.digest),
-                source,
+                error,
             })?;
         let mut tags = tags;
         tags.sort();
