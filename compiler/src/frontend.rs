@@ -60,27 +60,22 @@ pub fn dockerfile_path(input: &FrontendInput) -> PathBuf {
 /// context's `.dockerignore`.
 pub fn read_ignore(input: &FrontendInput) -> Result<IgnoreFile, Report> {
     let df = dockerfile_path(input);
-    let mut candidates = Vec::new();
-    if df.as_os_str() != "-" {
-        if let Some(name) = df.file_name() {
-            let mut n = name.to_os_string();
-            n.push(".dockerignore");
-            candidates.push(df.with_file_name(n));
-        }
-    }
-    candidates.push(input.context.join(".dockerignore"));
+    let [beside, in_context] = crate::dockerignore::ignore_file_candidates(&df, &input.context);
+    // A Dockerfile read from stdin has no neighbour file.
+    let candidates = if df.as_os_str() == "-" { vec![in_context] } else { vec![beside, in_context] };
     for path in candidates {
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
+                let name = path.display().to_string();
                 return IgnoreFile::parse(&text)
-                    .map_err(|e| miette::miette!("invalid ignore file {}: {e}", path.display()));
+                    .map_err(|e| Report::new(e).with_source_code(NamedSource::new(name, text.clone())));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Report::msg(format!("cannot read {}: {e}", path.display()))),
         }
     }
-    IgnoreFile::parse("").map_err(|e| miette::miette!("{e}"))
+    IgnoreFile::parse("").map_err(Report::new)
 }
 
 /// Parse, scan the context and lower: the whole front end.

@@ -75,7 +75,13 @@ pub fn load(root: Option<PathBuf>, args: LoadArgs) -> miette::Result<()> {
             if stdin.is_terminal() {
                 return Err(TransferError::StdinIsTerminal.into());
             }
-            archive::load(&store, stdin.lock())?
+            // A File on fd 0: read in big blocks, without Stdin's own buffer.
+            let fd = stdin
+                .as_fd()
+                .try_clone_to_owned()
+                .into_diagnostic()
+                .wrap_err("cannot use standard input")?;
+            archive::load(&store, File::from(fd))?
         }
     };
     for image in &loaded {
@@ -98,8 +104,9 @@ pub fn import(root: Option<PathBuf>, args: ImportArgs) -> miette::Result<()> {
         .as_deref()
         .map(ImageName::parse)
         .transpose()?;
+    let created = kiln_runtime::oci::time::source_date_epoch()?;
     let store = open_store(root)?;
-    let image = archive::import(&store, &args.source, reference.as_ref())?;
+    let image = archive::import(&store, &args.source, reference.as_ref(), created)?;
     println!("{}", image.id());
     Ok(())
 }

@@ -449,7 +449,7 @@ impl<'a> Parser<'a> {
                         span,
                         "not a valid escape character",
                     )
-                    .with_help("use `# escape=\\` (the default) or `# escape=``"))
+                    .with_help("the escape character is \\ (the default) or ` (backtick)"))
                 }
             };
         }

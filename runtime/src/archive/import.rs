@@ -2,20 +2,28 @@
 //!
 //! A tarball is kept as given: its decompressed bytes (plain, gzip, bzip2, xz or zstd) become
 //! the layer, never re-tarred, so the image depends only on those bytes; its entries are
-//! checked with the layer module's path-safety rules first. A directory is written as a
-//! deterministic layer by the layer module. The config: `os` linux, the host's architecture,
-//! `created` from SOURCE_DATE_EPOCH (1970-01-01T00:00:00Z when unset), one history entry, no
-//! source path. Must not: follow symlinks out of a source directory.
+//! checked with the layer module's path-safety rules (`layer::scan_layer`) first. A directory
+//! becomes a deterministic layer (`layer::write_layer`): every file with its mode and numeric
+//! owner as on disk (as `tar --numeric-owner` would keep them), every mtime set to the
+//! image's `created` time, symlinks stored as links (never followed).
+//!
+//! The config: `os` linux, the host's architecture, `created` from the caller (the build's
+//! SOURCE_DATE_EPOCH, 1970-01-01T00:00:00Z when unset), one history entry, no source path.
+//! Must not: follow symlinks out of a source directory.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufReader};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::image::ImageName;
+use crate::layer::{self, LayerError};
 use crate::oci::{
-    time, Compression, Descriptor, History, ImageConfig, Platform, RootFs, MEDIA_TYPE_OCI_LAYER,
+    time, Descriptor, Digest, History, ImageConfig, Platform, RootFs, MEDIA_TYPE_OCI_LAYER,
 };
 use crate::store::{Image, Store, StoreError};
+
+const READ_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ImportError {
@@ -24,9 +32,12 @@ pub enum ImportError {
     Store(#[from] StoreError),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    SourceDateEpoch(#[from] time::SourceDateEpochError),
+    Layer(#[from] LayerError),
     #[error("cannot read {}: {source}", path.display())]
-    #[diagnostic(code(kiln::import::read))]
+    #[diagnostic(
+        code(kiln::import::read),
+        help("give an existing tarball or directory")
+    )]
     Read {
         path: PathBuf,
         #[source]
@@ -38,31 +49,39 @@ pub enum ImportError {
         help("give a tar archive (plain, gzip, bzip2, xz or zstd) or a directory; entries must stay inside the root")
     )]
     BadTarball { path: PathBuf, detail: String },
+    #[error("{} has a name that is not valid UTF-8", path.display())]
+    #[diagnostic(
+        code(kiln::import::file_name),
+        help("rename the file; layer paths are UTF-8")
+    )]
+    FileName { path: PathBuf },
 }
 
 /// Makes a one-layer image from `source` and tags it `reference` (untagged when `None`).
+/// `created` is the image's timestamp in seconds (the caller reads SOURCE_DATE_EPOCH with
+/// `oci::time::source_date_epoch`).
 pub fn import(
     store: &Store,
     source: &Path,
     reference: Option<&ImageName>,
+    created: i64,
 ) -> Result<Image, ImportError> {
-    let epoch = time::source_date_epoch()?;
     let meta = std::fs::metadata(source).map_err(|e| ImportError::Read {
         path: source.to_path_buf(),
         source: e,
     })?;
     let (layer, comment) = if meta.is_dir() {
-        return Err(ImportError::BadTarball {
-            path: source.to_path_buf(),
-            detail: "importing a directory needs the layer writer".into(),
-        });
+        (
+            import_directory(store, source, u64::try_from(created).unwrap_or(0))?,
+            "Imported from a root filesystem directory",
+        )
     } else {
         (
             import_tarball(store, source)?,
             "Imported from a root filesystem tarball",
         )
     };
-    let created = time::format_rfc3339(epoch);
+    let created = time::format_rfc3339(created);
     let host = Platform::host();
     let config = ImageConfig {
         architecture: host.architecture,
@@ -86,21 +105,65 @@ pub fn import(
 
 /// Stores the decompressed tarball as an uncompressed layer blob after checking its entries.
 fn import_tarball(store: &Store, path: &Path) -> Result<Descriptor, ImportError> {
-    let read_err = |source: io::Error| ImportError::Read {
+    let file = File::open(path).map_err(|source| ImportError::Read {
         path: path.to_path_buf(),
         source,
-    };
-    let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(read_err)?);
-    let compression = Compression::sniff(file.fill_buf().map_err(read_err)?);
-    let mut reader = crate::store::decompressing_reader(file, compression).map_err(read_err)?;
+    })?;
+    let (_, mut reader) = layer::decompress_auto(BufReader::with_capacity(READ_BUFFER, file))?;
     let mut w = store.blob_writer()?;
-    io::copy(&mut reader, &mut w).map_err(read_err)?;
-    let staged = w.stage()?;
-    let mut check = BufReader::with_capacity(1 << 20, staged.open()?);
-    super::check_layer_entries(&mut check).map_err(|detail| ImportError::BadTarball {
+    io::copy(&mut reader, &mut w).map_err(|source| ImportError::Read {
         path: path.to_path_buf(),
-        detail,
+        source,
+    })?;
+    let staged = w.stage()?;
+    let check = BufReader::with_capacity(READ_BUFFER, staged.open()?);
+    layer::scan_layer(check).map_err(|e| ImportError::BadTarball {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
     })?;
     let (digest, size) = staged.commit(None)?;
+    Ok(Descriptor::new(MEDIA_TYPE_OCI_LAYER, digest, size))
+}
+
+/// Writes the directory tree under `dir` as a deterministic layer blob.
+fn import_directory(store: &Store, dir: &Path, mtime: u64) -> Result<Descriptor, ImportError> {
+    let mut entries = Vec::new();
+    for item in walkdir::WalkDir::new(dir).follow_links(false).min_depth(1) {
+        let item = item.map_err(|e| ImportError::Read {
+            path: e.path().unwrap_or(dir).to_path_buf(),
+            source: e.into(),
+        })?;
+        let rel = item
+            .path()
+            .strip_prefix(dir)
+            .ok()
+            .and_then(|r| r.to_str())
+            .ok_or_else(|| ImportError::FileName {
+                path: item.path().to_path_buf(),
+            })?
+            .to_string();
+        let meta = item.metadata().map_err(|e| ImportError::Read {
+            path: item.path().to_path_buf(),
+            source: e.into(),
+        })?;
+        let entry = layer::host_entry(
+            item.path(),
+            rel,
+            u64::from(meta.uid()),
+            u64::from(meta.gid()),
+            mtime,
+        )?;
+        entries.extend(entry);
+    }
+    let mut w = store.blob_writer()?;
+    let written = layer::write_layer(entries, &mut w)?;
+    let diff_id: Digest = written
+        .diff_id
+        .parse()
+        .map_err(|e: crate::oci::DigestError| ImportError::BadTarball {
+            path: dir.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    let (digest, size) = w.commit(Some(&diff_id))?;
     Ok(Descriptor::new(MEDIA_TYPE_OCI_LAYER, digest, size))
 }

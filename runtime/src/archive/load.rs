@@ -10,11 +10,12 @@
 //! Must not: unpack layers anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 
 use serde::Deserialize;
 
 use crate::image::ImageName;
+use crate::layer::{self, StreamFormat};
 use crate::oci::{
     self, Compression, Descriptor, Digest, DigestReader, ImageConfig, Index, Manifest, Platform,
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_CONFIG,
@@ -202,8 +203,8 @@ impl<'s> ArchiveFiles<'s> {
     }
 }
 
-/// Cleans a path inside the tarball: `./a//b` is `a/b`; `None` when it climbs out or is
-/// absolute.
+/// Cleans a path inside the tarball: `./a//b` is `a/b`, `a/../b` is `b`; `None` when it climbs
+/// out or is absolute.
 fn clean_path(path: &str) -> Option<String> {
     if path.starts_with('/') {
         return None;
@@ -212,7 +213,9 @@ fn clean_path(path: &str) -> Option<String> {
     for part in path.split('/') {
         match part {
             "" | "." => {}
-            ".." => return None,
+            ".." => {
+                parts.pop()?;
+            }
             p => parts.push(p),
         }
     }
@@ -220,14 +223,14 @@ fn clean_path(path: &str) -> Option<String> {
 }
 
 /// Streams every file entry of the tarball into staged blobs.
-fn read_archive<'s>(store: &'s Store, input: impl Read) -> Result<ArchiveFiles<'s>, LoadError> {
-    let mut buffered = BufReader::with_capacity(READ_BUFFER, input);
-    let head = buffered
-        .fill_buf()
-        .map_err(|source| LoadError::Read { source })?;
-    let compression = Compression::sniff(head);
-    let reader = crate::store::decompressing_reader(buffered, compression)
-        .map_err(|source| LoadError::Read { source })?;
+fn read_archive<'s>(
+    store: &'s Store,
+    input: impl Read + Send,
+) -> Result<ArchiveFiles<'s>, LoadError> {
+    let buffered = BufReader::with_capacity(READ_BUFFER, input);
+    let (_, reader) = layer::decompress_auto(buffered).map_err(|e| LoadError::Read {
+        source: io::Error::other(e.to_string()),
+    })?;
     let mut archive = tar::Archive::new(reader);
     let mut files = BTreeMap::new();
     let entries = archive.entries().map_err(read_error)?;
@@ -266,7 +269,7 @@ fn read_archive<'s>(store: &'s Store, input: impl Read) -> Result<ArchiveFiles<'
         } else if kind.is_symlink() || kind.is_hard_link() {
             let target = entry
                 .link_name_bytes()
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .map(|t| String::from_utf8_lossy(t.as_ref()).into_owned())
                 .unwrap_or_default();
             let joined = if kind.is_symlink() {
                 match path.rsplit_once('/') {
@@ -536,26 +539,33 @@ fn collect_manifests(
 }
 
 /// Reads a layer (decompressing as its first bytes say), checks every entry's path with the
-/// layer module's safety rules, and returns its compression and diff_id.
+/// layer module's safety rules (`layer::scan_layer`), and returns its compression and diff_id.
 fn verify_layer(staged: &StagedBlob<'_>, path: &str) -> Result<(Compression, Digest), LoadError> {
     let bad = |detail: String| LoadError::BadLayer {
         path: path.to_string(),
         detail,
     };
-    let mut file = BufReader::with_capacity(READ_BUFFER, staged.open()?);
-    let head = file.fill_buf().map_err(|e| bad(e.to_string()))?;
-    let compression = Compression::sniff(head);
-    let reader =
-        crate::store::decompressing_reader(file, compression).map_err(|e| bad(e.to_string()))?;
+    let file = BufReader::with_capacity(READ_BUFFER, staged.open()?);
+    let (format, reader) = layer::decompress_auto(file).map_err(|e| bad(e.to_string()))?;
+    let compression =
+        match format {
+            StreamFormat::Plain => Compression::None,
+            StreamFormat::Gzip => Compression::Gzip,
+            StreamFormat::Zstd => Compression::Zstd,
+            StreamFormat::Bzip2 | StreamFormat::Xz => return Err(bad(
+                "bzip2 and xz compressed layers have no OCI media type; decompress the layer first"
+                    .into(),
+            )),
+        };
     let mut hashed = DigestReader::new(reader);
-    super::check_layer_entries(&mut hashed).map_err(bad)?;
+    layer::scan_layer(&mut hashed).map_err(|e| bad(e.to_string()))?;
     let (diff_id, _) = hashed.finish_to_end().map_err(|e| bad(e.to_string()))?;
     Ok((compression, diff_id))
 }
 
 /// Loads every image of the tarball `input` into `store`. Nothing is added unless everything
 /// verifies.
-pub fn load(store: &Store, input: impl Read) -> Result<Vec<LoadedImage>, LoadError> {
+pub fn load(store: &Store, input: impl Read + Send) -> Result<Vec<LoadedImage>, LoadError> {
     let mut files = read_archive(store, input)?;
     let has = |p: &str| files.files.contains_key(p);
     let planned = if has("index.json") {

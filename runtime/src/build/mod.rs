@@ -346,11 +346,7 @@ impl Exec<'_> {
             &from_tree
         };
         // ADD decompresses archives here; the layer is written before it is dropped.
-        let scratch = tempfile::tempdir_in(self.store.root().join("tmp")).map_err(|e| {
-            BuildError::Copy(format!(
-                "cannot create a scratch directory in the store: {e}"
-            ))
-        })?;
+        let scratch = self.store.scratch_dir()?;
         let inputs = copy::CopyInputs {
             source,
             dest: &dest,

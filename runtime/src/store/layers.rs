@@ -4,61 +4,25 @@
 //! An uncompressed layer tar is simply the blob named by its diff_id. `layers/source/<hex>`
 //! remembers a compressed blob that decompresses to that diff_id, so the tar can be made once
 //! when first needed; `layers/{gzip,zstd}/<hex>` remember kiln's deterministic compression of
-//! it. Must not: read tar entries.
+//! it (the layer module's encoders, see `layer::compress`). Must not: read tar entries.
 
 use std::fs;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader};
 use std::path::PathBuf;
 
 use super::{io_err, Result, Store, StoreError};
+use crate::layer::{self, LayerCompression};
 use crate::oci::{Compression, Descriptor, Digest};
 
-/// gzip level for layers kiln compresses (fixed: a different level gives different bytes).
-const GZIP_LEVEL: u32 = 6;
-/// zstd level for layers kiln compresses.
-const ZSTD_LEVEL: i32 = 3;
+const READ_BUFFER: usize = 256 * 1024;
 
-/// A reader that decompresses `reader` (a layer blob with `compression`).
-pub fn decompressing_reader<'r>(
-    reader: impl Read + 'r,
-    compression: Compression,
-) -> io::Result<Box<dyn Read + 'r>> {
-    Ok(match compression {
-        Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(reader))),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
-    })
-}
-
-/// Compresses everything `reader` yields into `out`, deterministically: gzip with mtime 0, no
-/// file name, OS byte "unknown" (255) and a fixed level from the pinned miniz_oxide backend;
-/// zstd with a fixed level, checksum on and no content size in the frame header.
-pub fn compress(
-    reader: &mut impl Read,
-    out: &mut impl Write,
-    compression: Compression,
-) -> io::Result<()> {
+/// The layer module's encoder for a compression.
+pub(crate) fn layer_compression(compression: Compression) -> LayerCompression {
     match compression {
-        Compression::None => {
-            io::copy(reader, out)?;
-        }
-        Compression::Gzip => {
-            let mut gz = flate2::GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(out, flate2::Compression::new(GZIP_LEVEL));
-            io::copy(reader, &mut gz)?;
-            gz.finish()?;
-        }
-        Compression::Zstd => {
-            let mut z = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
-            z.include_checksum(true)?;
-            z.include_contentsize(false)?;
-            io::copy(reader, &mut z)?;
-            z.finish()?;
-        }
+        Compression::None => LayerCompression::Uncompressed,
+        Compression::Gzip => LayerCompression::Gzip,
+        Compression::Zstd => LayerCompression::Zstd,
     }
-    Ok(())
 }
 
 impl Store {
@@ -105,16 +69,9 @@ impl Store {
                 diff_id: diff_id.clone(),
             });
         };
-        let compression =
-            Compression::of_layer_media_type(&source.media_type).ok_or_else(|| {
-                StoreError::UnknownLayer {
-                    diff_id: diff_id.clone(),
-                }
-            })?;
         let blob = self.open_blob(&source.digest)?;
+        let (_, mut reader) = layer::decompress_auto(BufReader::with_capacity(READ_BUFFER, blob))?;
         let source_path = self.blob_path(&source.digest);
-        let mut reader =
-            decompressing_reader(blob, compression).map_err(io_err("decompress", &source_path))?;
         let mut w = self.blob_writer()?;
         io::copy(&mut reader, &mut w).map_err(io_err("decompress", &source_path))?;
         w.commit(Some(diff_id)).map_err(|e| match e {
@@ -155,12 +112,11 @@ impl Store {
         let tar_path = self.uncompressed_layer(diff_id)?;
         let tar = fs::File::open(&tar_path).map_err(io_err("open", &tar_path))?;
         let mut w = self.blob_writer()?;
-        compress(
-            &mut BufReader::with_capacity(256 * 1024, tar),
+        layer::compress(
+            layer_compression(compression),
+            BufReader::with_capacity(READ_BUFFER, tar),
             &mut w,
-            compression,
-        )
-        .map_err(io_err("compress", &tar_path))?;
+        )?;
         let (digest, size) = w.commit(None)?;
         let desc = Descriptor::new(media_type, digest, size);
         self.write_atomic(

@@ -37,7 +37,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use blobs::{BlobWriter, StagedBlob};
-pub(crate) use layers::decompressing_reader;
 pub use prune::PruneReport;
 pub use refs::{Image, Removed};
 
@@ -136,6 +135,9 @@ pub enum StoreError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Layer(#[from] crate::layer::LayerError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -251,6 +253,16 @@ impl Store {
             .prefix("t")
             .tempfile_in(&self.session_dir)
             .map_err(io_err("create a temporary file in", &self.session_dir))
+    }
+
+    /// A private scratch directory for this process (in the Store's tmp session), deleted
+    /// when dropped; if the process dies, the next `Store::open` removes it. Nothing else in
+    /// tmp/ is safe from that cleanup.
+    pub fn scratch_dir(&self) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("scratch")
+            .tempdir_in(&self.session_dir)
+            .map_err(io_err("create a scratch directory in", &self.session_dir))
     }
 
     /// Writes `bytes` to `dest` atomically: temp file, fsync, rename, fsync of the directory.

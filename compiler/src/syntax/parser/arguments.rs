@@ -247,10 +247,12 @@ fn split_command(line: &str) -> SplitCommand<'_> {
     let word_range = (t_start, t_start + word.len());
     let after_start = t_end - after.len();
     let (flags, args_at) = extract_builder_flags(after.as_bytes());
+    // BuildKit's byte-wise scan can end a flag inside a UTF-8 sequence: widen such ranges to
+    // whole characters.
     let mut flags_abs: Vec<(String, usize, usize)> = flags;
     for f in &mut flags_abs {
-        f.1 += after_start;
-        f.2 += after_start;
+        f.1 = after_start + floor_char_boundary(after, f.1);
+        f.2 = after_start + ceil_char_boundary(after, f.2);
     }
     let (rest_range, rest_rebuilt) = match args_at {
         None => ((t_end, t_end), None),
@@ -272,6 +274,20 @@ fn split_command(line: &str) -> SplitCommand<'_> {
         rest_range,
         rest_rebuilt,
     }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i.min(s.len())
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i.min(s.len())
 }
 
 /// `extractBuilderFlags`, byte by byte as BuildKit does it: the leading `--name=value` words

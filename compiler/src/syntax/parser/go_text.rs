@@ -81,7 +81,7 @@ pub(super) fn go_quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
                 out.push_str(&format!("\\x{:02x}", c as u32));
             }
-            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
+            c if c.is_control() || (c.is_whitespace() && c != ' ') || is_format_or_private(c) => {
                 if (c as u32) <= 0xFFFF {
                     out.push_str(&format!("\\u{:04x}", c as u32));
                 } else {
@@ -93,6 +93,17 @@ pub(super) fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Format characters (category Cf) and private-use characters, which Go's `strconv.Quote`
+/// escapes as not printable.
+fn is_format_or_private(c: char) -> bool {
+    matches!(c as u32,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F | 0xE000..=0xF8FF
+        | 0xF0000..=0x10FFFF)
 }
 
 /// Go's `strings.ToLower` restricted to what can matter when comparing with ASCII keywords:
