@@ -31,6 +31,8 @@ struct Case<'a> {
     build_args: &'a [&'a str],
     target: Option<&'a str>,
     setup: fn(&Path),
+    /// A fixture built first, by both builders, under this tag (a base image for the case).
+    parent: Option<(&'a str, &'a str)>,
 }
 
 impl Default for Case<'_> {
@@ -41,6 +43,7 @@ impl Default for Case<'_> {
             build_args: &[],
             target: None,
             setup: |_| {},
+            parent: None,
         }
     }
 }
@@ -61,6 +64,22 @@ fn check(case: Case) {
         docker_busybox();
     }
     let store = shared_store();
+    if let Some((parent_fixture, parent_tag)) = case.parent {
+        docker_busybox();
+        let parent_ctx = work.path().join("parent");
+        copy_fixture(&fixture(&format!("diff/{parent_fixture}")), &parent_ctx);
+        run_ok(
+            docker()
+                .args(["build", "--network", "none", "-q", "-t", parent_tag])
+                .arg(&parent_ctx),
+        );
+        store.kiln_ok([
+            "build".as_ref(),
+            "-t".as_ref(),
+            parent_tag.as_ref(),
+            parent_ctx.as_os_str(),
+        ]);
+    }
 
     let mut flags: Vec<String> = Vec::new();
     for a in case.build_args {
@@ -82,6 +101,9 @@ fn check(case: Case) {
     assert_success(&format!("docker build of case {name}"), &built);
     docker_save(&tag, &docker_tar);
     docker_rmi(&tag);
+    if let Some((_, parent_tag)) = case.parent {
+        docker_rmi(parent_tag);
+    }
 
     // kiln
     let kiln_tar = work.path().join("kiln.tar");
@@ -283,6 +305,11 @@ case!(workdir, fixture: "workdir");
 // two are checked in tests/cli.rs, not here.)
 case!(wildcard_no_match, fixture: "wildcard_no_match");
 case!(onbuild_triggers, fixture: "onbuild");
+case!(
+    onbuild_triggers_from_image,
+    fixture: "onbuild_image_child",
+    parent: Some(("onbuild_image_parent", "kiln-e2e/onbuild-parent:1")),
+);
 case!(
     symlinks_in_context,
     fixture: "symlinks",
