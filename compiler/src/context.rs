@@ -329,6 +329,10 @@ impl SourceTree for ContextIndex {
             .map(|f| f.path.clone())
             .collect()
     }
+
+    fn link_target(&self, path: &str) -> Option<String> {
+        self.get(path)?.link_target.clone()
+    }
 }
 
 /// Hashes from an earlier build, trusted only while a file's size, mtime, ctime, inode and

@@ -23,14 +23,40 @@ pub trait SourceTree {
     fn kind(&self, path: &str) -> Option<SourceKind>;
     /// All paths of the tree with `depth` components (for wildcard matching), in sorted order.
     fn paths_at_depth(&self, depth: usize) -> Vec<String>;
+    /// The target of the symlink at `path`, as stored.
+    fn link_target(&self, path: &str) -> Option<String>;
+}
+
+/// Follow symlinks at `path` (and in its parents' targets) inside the tree, the way BuildKit
+/// follows a COPY source: relative targets from the link's directory, absolute ones from the
+/// tree's root, `..` clamped at the root, at most 40 links. None for a dangling link or a loop.
+pub fn follow_symlinks(tree: &dyn SourceTree, path: &str) -> Option<String> {
+    let mut current = clean(path);
+    for _ in 0..40 {
+        match tree.kind(&current) {
+            Some(SourceKind::Symlink) => {
+                let target = tree.link_target(&current)?;
+                let base = if target.starts_with('/') {
+                    String::new()
+                } else {
+                    current
+                        .rsplit_once('/')
+                        .map(|(d, _)| d.to_string())
+                        .unwrap_or_default()
+                };
+                current = clean(&format!("{base}/{target}"));
+            }
+            Some(_) => return Some(current),
+            None => return None,
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyError {
     /// A literal source that does not exist.
     NotFound(String),
-    /// Wildcards that matched nothing, and nothing else matched either.
-    NoMatch(Vec<String>),
     BadPattern(String),
 }
 
@@ -38,11 +64,6 @@ impl fmt::Display for CopyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CopyError::NotFound(p) => write!(f, "\"/{p}\": not found"),
-            CopyError::NoMatch(p) => write!(
-                f,
-                "no source files were specified: {} matched nothing",
-                p.join(", ")
-            ),
             CopyError::BadPattern(p) => write!(f, "syntax error in pattern {p:?}"),
         }
     }
@@ -84,27 +105,21 @@ pub fn has_wildcard(p: &str) -> bool {
     p.contains(['*', '?', '['])
 }
 
-/// Resolve source patterns against a tree: every literal source must exist; wildcards may
-/// match nothing as long as something was selected overall. Returns clean paths in order,
-/// without duplicates.
+/// Resolve source patterns against a tree: every literal source must exist; a wildcard may
+/// match nothing (BuildKit copies with AllowEmptyWildcard, so `docker build` accepts it).
+/// Returns clean paths in order, without duplicates.
 pub fn select_sources(tree: &dyn SourceTree, sources: &[String]) -> Result<Vec<String>, CopyError> {
     let mut out: Vec<String> = Vec::new();
-    let mut unmatched = Vec::new();
     for src in sources {
         let c = clean(src);
         if has_wildcard(&c) {
             let depth = c.split('/').count();
-            let mut any = false;
             for p in tree.paths_at_depth(depth) {
                 if glob_match(&c, &p).map_err(|_| CopyError::BadPattern(src.clone()))? {
-                    any = true;
                     if !out.contains(&p) {
                         out.push(p);
                     }
                 }
-            }
-            if !any {
-                unmatched.push(src.clone());
             }
         } else {
             if tree.kind(&c).is_none() {
@@ -114,9 +129,6 @@ pub fn select_sources(tree: &dyn SourceTree, sources: &[String]) -> Result<Vec<S
                 out.push(c);
             }
         }
-    }
-    if out.is_empty() && !unmatched.is_empty() {
-        return Err(CopyError::NoMatch(unmatched));
     }
     Ok(out)
 }

@@ -566,11 +566,18 @@ impl<'a> Lowerer<'a> {
             .position(|s| s.name.as_deref() == Some(lower.as_str()));
         let (prev, config, history, triggers) = if let Some(j) = by_name {
             let r = self.lower_stage(j)?;
-            let triggers = Vec::new();
-            (r.last, r.config, r.history, triggers)
+            let mut config = r.config;
+            // A stage's ONBUILD triggers fire in the stages built FROM it, as an image's do.
+            let triggers = std::mem::take(&mut config.on_build);
+            (r.last, config, r.history, triggers)
         } else if lower == "scratch" {
             let id = self.push(Op::Scratch, vec![], vec![], from_origin.clone());
-            (id, ImageConfig::default(), Vec::new(), Vec::new())
+            // BuildKit gives a stage from scratch the working directory "/".
+            let config = ImageConfig {
+                working_dir: "/".into(),
+                ..Default::default()
+            };
+            (id, config, Vec::new(), Vec::new())
         } else {
             let (id, resolved) = self.base_image(&image, from_origin.clone());
             match resolved {
@@ -1165,19 +1172,12 @@ impl<'a> Lowerer<'a> {
                     .iter()
                     .find(|(_, s)| copy::clean(s) == *p)
                     .map(|(r, _)| r.clone()),
-                CopyError::NoMatch(p) => raw
-                    .iter()
-                    .find(|(_, s)| p.contains(s))
-                    .map(|(r, _)| r.clone()),
                 CopyError::BadPattern(p) => Some(p.clone()),
             }
             .unwrap_or_default();
             let help = match &e {
                 CopyError::NotFound(_) => {
                     Some("the path is relative to the build context; check .dockerignore too")
-                }
-                CopyError::NoMatch(_) => {
-                    Some("the patterns are matched against the build context after .dockerignore")
                 }
                 CopyError::BadPattern(_) => None,
             };
@@ -1199,7 +1199,22 @@ impl<'a> Lowerer<'a> {
             })?)
         };
         let mut files = Vec::new();
+        // A source that is a symlink is followed (BuildKit copies what it points at), so the
+        // key covers the link and its target.
+        let mut roots = Vec::new();
         for path in selected {
+            if let Some(target) = copy::follow_symlinks(&self.context, &path) {
+                if target != path {
+                    if let Some(i) = self.context.index_of(&path) {
+                        files.push(i);
+                    }
+                    roots.push(target);
+                    continue;
+                }
+            }
+            roots.push(path);
+        }
+        for path in roots {
             for i in self.context.subtree(&path) {
                 if let Some(x) = &excl {
                     let rel = &self.context.files[i].path;

@@ -219,6 +219,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         || dest_exists_dir;
 
     let mut out: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut created_dirs: Vec<String> = Vec::new();
     let owned = |mut e: Entry, src_meta: Option<Meta>| -> Entry {
         e.mtime = op.mtime;
         match (inp.owner, src_meta) {
@@ -244,27 +245,22 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
     };
 
     for src in &selected {
+        // A source symlink is followed; the copy keeps the name the source was given by.
+        let resolved = copy::follow_symlinks(inp.source, src).unwrap_or_else(|| src.clone());
         let meta = inp
             .source
-            .meta(src)
+            .meta(&resolved)
             .ok_or_else(|| BuildError::Copy(format!("\"/{src}\": not found")))?;
         if meta.kind == SourceKind::Dir {
-            let base = copy::dest_for(src, true, &op.dest, dest_is_dir);
-            let base_rel = copy::clean(&base);
-            if !base_rel.is_empty()
-                && !inp
-                    .dest
-                    .meta(&base_rel)
-                    .is_some_and(|m| m.kind == SourceKind::Dir)
-            {
-                if let Some(e) = inp.source.entry(src, base_rel.clone())? {
-                    let e = owned(e, Some(meta));
-                    out.insert(e.path.clone(), e);
-                }
+            // The directory's contents go into the destination; the destination itself is
+            // an existing directory or a new one, made like any missing parent.
+            let base_rel = copy::clean(&copy::dest_for(src, true, &op.dest, dest_is_dir));
+            if !base_rel.is_empty() {
+                created_dirs.push(base_rel.clone());
             }
-            for d in inp.source.descendants(src) {
+            for d in inp.source.descendants(&resolved) {
                 let rel = d
-                    .strip_prefix(src.as_str())
+                    .strip_prefix(resolved.as_str())
                     .unwrap_or(&d)
                     .trim_start_matches('/');
                 if let Some(x) = &excludes {
@@ -285,7 +281,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
                 }
             }
             if op.add && meta.kind == SourceKind::File {
-                if let Some(entries) = unpack_if_archive(inp, src, &op.dest)? {
+                if let Some(entries) = unpack_if_archive(inp, &resolved, &op.dest)? {
                     // Archive contents keep their own owners (unless --chown), modes and mtimes.
                     for e in entries {
                         out.insert(e.path.clone(), e);
@@ -294,7 +290,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
                 }
             }
             let target = copy::clean(&copy::dest_for(src, false, &op.dest, dest_is_dir));
-            if let Some(e) = inp.source.entry(src, target)? {
+            if let Some(e) = inp.source.entry(&resolved, target)? {
                 let e = owned(e, Some(meta));
                 out.insert(e.path.clone(), e);
             }
@@ -348,39 +344,59 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         let e = owned(e, None);
         out.insert(e.path.clone(), e);
     }
-    add_parents(&mut out, inp.dest, op.mtime);
+    let new_dir_owner = inp.owner.unwrap_or(Owner { uid: 0, gid: 0 });
+    for dir in created_dirs {
+        add_dir(&mut out, inp.dest, &dir, op.mtime, new_dir_owner);
+    }
+    add_parents(&mut out, inp.dest, op.mtime, new_dir_owner);
     Ok(out.into_values().collect())
 }
 
 /// Every ancestor directory of a written entry goes into the layer too: with its existing
-/// metadata when the image has it, else as a new 0755 root-owned directory.
-pub fn add_parents(out: &mut BTreeMap<String, Entry>, lower: &dyn FsTree, mtime: u64) {
+/// metadata when the image has it, else as a new 0755 directory owned by `owner` (root, or the
+/// `--chown` user, as BuildKit creates missing destination directories).
+pub fn add_parents(
+    out: &mut BTreeMap<String, Entry>,
+    lower: &dyn FsTree,
+    mtime: u64,
+    owner: Owner,
+) {
     let paths: Vec<String> = out.keys().cloned().collect();
     for p in paths {
         let mut parent = p.as_str();
         while let Some((dir, _)) = parent.rsplit_once('/') {
             parent = dir;
-            if out.contains_key(dir) {
-                continue;
-            }
-            let (mode, uid, gid) = match lower.meta(dir) {
-                Some(m) if m.kind == SourceKind::Dir => (m.mode, m.uid, m.gid),
-                _ => (0o755, 0, 0),
-            };
-            out.insert(
-                dir.to_string(),
-                Entry {
-                    path: dir.to_string(),
-                    kind: EntryKind::Dir,
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                    xattrs: Vec::new(),
-                },
-            );
+            add_dir(out, lower, dir, mtime, owner);
         }
     }
+}
+
+/// Put directory `dir` into the layer (unless it already is): existing metadata from `lower`,
+/// or a new 0755 directory owned by `owner`.
+fn add_dir(
+    out: &mut BTreeMap<String, Entry>,
+    lower: &dyn FsTree,
+    dir: &str,
+    mtime: u64,
+    owner: Owner,
+) {
+    if out.contains_key(dir) {
+        return;
+    }
+    let (mode, uid, gid) = match lower.meta(dir) {
+        Some(m) if m.kind == SourceKind::Dir => (m.mode, m.uid, m.gid),
+        _ => (0o755, owner.uid, owner.gid),
+    };
+    let entry = Entry {
+        path: dir.to_string(),
+        kind: EntryKind::Dir,
+        mode,
+        uid,
+        gid,
+        mtime,
+        xattrs: Vec::new(),
+    };
+    out.insert(dir.to_string(), entry);
 }
 
 fn join(base: &str, rel: &str) -> String {

@@ -378,7 +378,7 @@ impl Exec<'_> {
                 xattrs: Vec::new(),
             },
         );
-        copy::add_parents(&mut entries, &dest, mtime);
+        copy::add_parents(&mut entries, &dest, mtime, Owner { uid: 0, gid: 0 });
         self.write(entries.into_values().collect()).map(Some)
     }
 

@@ -85,6 +85,13 @@ impl SourceTree for LayerTree {
         self.view.get(path).map(kind_of)
     }
 
+    fn link_target(&self, path: &str) -> Option<String> {
+        match &self.view.get(path)?.kind {
+            ViewKind::Symlink { target } => Some(target.clone()),
+            _ => None,
+        }
+    }
+
     fn paths_at_depth(&self, depth: usize) -> Vec<String> {
         self.view
             .walk("")
