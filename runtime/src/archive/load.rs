@@ -576,11 +576,6 @@ fn verify_layer(staged: &StagedBlob<'_>, path: &str) -> Result<(Compression, Dig
                     .into(),
             )),
         };
-    if compression == Compression::None {
-        // The tar is the blob: its diff_id is the digest computed while it was staged.
-        layer::scan_layer(reader).map_err(|e| bad(e.to_string()))?;
-        return Ok((compression, staged.digest().clone()));
-    }
     let mut hashed = DigestReader::new(reader);
     layer::scan_layer(&mut hashed).map_err(|e| bad(e.to_string()))?;
     let (diff_id, _) = hashed.finish_to_end().map_err(|e| bad(e.to_string()))?;
