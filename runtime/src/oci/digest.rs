@@ -191,11 +191,6 @@ impl<R: Read> Read for DigestReader<R> {
     }
 }
 
-/// The sha256 digest and size of everything `reader` yields.
-pub fn digest_reader(reader: impl Read) -> io::Result<(Digest, u64)> {
-    DigestReader::new(reader).finish_to_end()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +235,9 @@ mod tests {
         let (bytes, d, n) = w.finish();
         assert_eq!(n, 11);
         assert_eq!(d, Digest::of_bytes(b"hello world"));
-        assert_eq!(digest_reader(&bytes[..]).unwrap(), (d, 11));
+        assert_eq!(
+            DigestReader::new(&bytes[..]).finish_to_end().unwrap(),
+            (d, 11)
+        );
     }
 }

@@ -71,17 +71,6 @@ impl Compression {
         }
     }
 
-    /// Recognises a compressed stream by its first bytes (gzip and zstd magic numbers).
-    pub fn sniff(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
     /// The media type of a layer with this compression, in the OCI or docker v2 family.
     /// Docker v2 has no zstd layer type; zstd layers always use the OCI one.
     pub fn layer_media_type(self, docker: bool) -> &'static str {
@@ -251,12 +240,6 @@ impl Manifest {
             layers,
             annotations: BTreeMap::new(),
         }
-    }
-
-    /// True when this is a docker v2 schema 2 manifest (docker media types).
-    pub fn is_docker(&self) -> bool {
-        self.media_type.as_deref() == Some(MEDIA_TYPE_DOCKER_MANIFEST)
-            || self.config.media_type == MEDIA_TYPE_DOCKER_CONFIG
     }
 }
 
@@ -587,7 +570,7 @@ mod tests {
     }
 
     #[test]
-    fn media_types_and_sniffing() {
+    fn layer_media_types() {
         assert_eq!(
             Compression::of_layer_media_type(MEDIA_TYPE_DOCKER_LAYER_GZIP),
             Some(Compression::Gzip)
@@ -600,11 +583,5 @@ mod tests {
             Compression::of_layer_media_type("application/x-unknown"),
             None
         );
-        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::sniff(b"app/"), Compression::None);
     }
 }

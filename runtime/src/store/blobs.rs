@@ -145,18 +145,6 @@ impl Store {
         Ok(w.commit(Some(&digest))?.0)
     }
 
-    /// Copies everything `reader` yields into a new blob.
-    pub fn put_blob_from(
-        &self,
-        reader: &mut impl Read,
-        expected: Option<&Digest>,
-    ) -> Result<(Digest, u64)> {
-        let mut w = self.blob_writer()?;
-        let path = w.path.clone();
-        io::copy(reader, &mut w).map_err(io_err("write", &path))?;
-        w.commit(expected)
-    }
-
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
     }
