@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use miette::{NamedSource, Report};
+use miette::Report;
 
 use crate::context::{ContextIndex, StatCache};
 use crate::dockerfile::{self, BuildOptions, ImageResolver, Lowered};
@@ -30,10 +30,7 @@ pub struct Parsed {
 impl Parsed {
     /// Attach the Dockerfile's text to a diagnostic about it.
     pub fn report(&self, err: impl miette::Diagnostic + Send + Sync + 'static) -> Report {
-        Report::new(err).with_source_code(NamedSource::new(
-            &self.source.name,
-            self.source.text.clone(),
-        ))
+        Report::new(err).with_source_code(self.source.named_source())
     }
 }
 
@@ -42,10 +39,7 @@ pub fn parse_file(path: &Path) -> Result<Parsed, Report> {
     let source = source::read_dockerfile(path).map_err(Report::new)?;
     match syntax::parse(&source.text) {
         Ok(tree) => Ok(Parsed { source, tree }),
-        Err(e) => {
-            Err(Report::new(e)
-                .with_source_code(NamedSource::new(&source.name, source.text.clone())))
-        }
+        Err(e) => Err(Report::new(e).with_source_code(source.named_source())),
     }
 }
 
@@ -73,7 +67,7 @@ pub fn read_ignore(input: &FrontendInput) -> Result<IgnoreFile, Report> {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 let name = path.display().to_string();
                 return IgnoreFile::parse(&text).map_err(|e| {
-                    Report::new(e).with_source_code(NamedSource::new(name, text.clone()))
+                    Report::new(e).with_source_code(crate::source::diagnostic_source(&name, &text))
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -25,8 +25,8 @@ pub struct SourceText {
 
 impl SourceText {
     /// The text for miette diagnostics: `Report::new(e).with_source_code(src.named_source())`.
-    pub fn named_source(&self) -> miette::NamedSource<String> {
-        miette::NamedSource::new(&self.name, self.text.clone())
+    pub fn named_source(&self) -> miette::NamedSource<ClippedSource> {
+        diagnostic_source(&self.name, &self.text)
     }
 }
 
@@ -259,5 +259,62 @@ mod tests {
         let ok = dir.path().join("Dockerfile");
         std::fs::write(&ok, "FROM a\n").unwrap();
         assert_eq!(read_dockerfile(&ok).unwrap().text, "FROM a\n");
+    }
+}
+
+/// Source text for diagnostics whose snippets never exceed [`SNIPPET_LIMIT`] bytes a line: a
+/// label on a 9 MB line shows the neighbourhood of the label, not the megabytes around it.
+#[derive(Debug, Clone)]
+pub struct ClippedSource {
+    text: String,
+}
+
+/// The widest stretch of one line a diagnostic snippet shows.
+pub const SNIPPET_LIMIT: usize = 512;
+
+/// A named source for miette that clips very long lines around the label.
+pub fn diagnostic_source(name: &str, text: &str) -> miette::NamedSource<ClippedSource> {
+    miette::NamedSource::new(
+        name,
+        ClippedSource {
+            text: text.to_string(),
+        },
+    )
+}
+
+impl miette::SourceCode for ClippedSource {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let full = self.text.read_span(span, before, after)?;
+        if full.data().len() <= SNIPPET_LIMIT * (before + after + 1) {
+            return Ok(full);
+        }
+        // Show only the label's own line, cut to a window around the label.
+        let text = self.text.as_str();
+        let start = span.offset().min(text.len());
+        let end = (start + span.len()).min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+        let mut from = start.saturating_sub(SNIPPET_LIMIT / 2).max(line_start);
+        let mut to = (end + SNIPPET_LIMIT / 2).min(line_end).max(from);
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        while !text.is_char_boundary(to) {
+            to += 1;
+        }
+        let line = text[..line_start].matches('\n').count();
+        let column = text[line_start..from].chars().count();
+        Ok(Box::new(miette::MietteSpanContents::new(
+            text[from..to].as_bytes(),
+            (from, to - from).into(),
+            line,
+            column,
+            1,
+        )))
     }
 }
