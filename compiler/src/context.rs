@@ -224,31 +224,36 @@ fn scan_dir(
         path: path.to_path_buf(),
         source,
     };
-    let mut names = Vec::new();
+    let mut entries = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(|e| walk_err(&dir, e))? {
-        let entry = entry.map_err(|e| walk_err(&dir, e))?;
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| ContextError::NotUtf8(entry.path()))?;
-        names.push(name);
+        entries.push(entry.map_err(|e| walk_err(&dir, e))?);
     }
-    let per_entry: Vec<Result<Vec<ContextFile>, ContextError>> = names
+    let per_entry: Vec<Result<Vec<ContextFile>, ContextError>> = entries
         .par_iter()
-        .map(|name| {
+        .map(|entry| {
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|_| ContextError::NotUtf8(entry.path()))?;
             let rel = if rel_dir.is_empty() {
-                name.clone()
+                name
             } else {
                 format!("{rel_dir}/{name}")
             };
-            let path = root.join(&rel);
-            let md = std::fs::symlink_metadata(&path).map_err(|e| walk_err(&path, e))?;
-            let is_dir = md.is_dir();
+            // DirEntry::metadata is an fstatat relative to the open directory (no symlinks
+            // followed, no full path lookup).
+            // The type comes from readdir (d_type), so excluded entries are never stat'ed.
+            let is_dir = entry
+                .file_type()
+                .map_err(|e| walk_err(&entry.path(), e))?
+                .is_dir();
             let excluded = ignore.is_excluded(&rel);
             // An excluded directory is entered only when a `!` pattern may re-include below it.
             if excluded && !(is_dir && ignore.may_reinclude_below(&rel)) {
                 return Ok(Vec::new());
             }
+            let md = entry.metadata().map_err(|e| walk_err(&entry.path(), e))?;
+            let path = entry.path();
             let file = context_file(&path, rel.clone(), &md)?;
             let mut out = vec![file];
             if is_dir {

@@ -132,9 +132,13 @@ impl Store {
     fn update_index<T>(&self, f: impl FnOnce(&mut Vec<Descriptor>) -> Result<T>) -> Result<T> {
         self.with_lock(|| {
             let mut index = self.read_index()?;
+            let before = index.manifests.clone();
             let out = f(&mut index.manifests)?;
             sort_entries(&mut index.manifests);
-            self.write_atomic(&self.index_path(), &oci::to_canonical_json(&index))?;
+            // Re-tagging an image with the tags it has (a cached rebuild) writes nothing.
+            if index.manifests != before {
+                self.write_atomic(&self.index_path(), &oci::to_canonical_json(&index))?;
+            }
             Ok(out)
         })
     }
