@@ -5,38 +5,90 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The `config` object of an OCI image configuration (Docker field names).
-/// Empty fields are omitted, which keeps the JSON canonical.
+/// The `config` object of an OCI image configuration (Docker field names), the one model of
+/// it in kiln: the planner fills it in, the runtime writes and reads it inside image configs.
+/// Empty fields are omitted when written, and `null` reads as empty (docker writes
+/// `"Env": null`); unknown fields (`Hostname`, ...) are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ImageConfig {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub user: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub exposed_ports: BTreeMap<String, Empty>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub env: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub entrypoint: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub cmd: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub volumes: BTreeMap<String, Empty>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub working_dir: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub stop_signal: String,
+    /// Set when CMD/ENTRYPOINT came from a Windows shell form; kept for round trips.
+    #[serde(
+        default,
+        skip_serializing_if = "std::ops::Not::not",
+        deserialize_with = "null_as_default"
+    )]
+    pub args_escaped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shell: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub on_build: Vec<String>,
-    /// Set (true) when CMD/ENTRYPOINT came from a shell form on Windows; kept for round trips.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub args_escaped: bool,
+    #[serde(default, skip_serializing_if = "none_or_empty")]
+    pub shell: Option<Vec<String>>,
+}
+
+/// Docker (Go's `omitempty`) never writes an empty list: `CMD []` leaves `Cmd` out.
+fn none_or_empty(v: &Option<Vec<String>>) -> bool {
+    v.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// `null` in JSON reads as the type's empty value.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `{}` in JSON (the value type of ExposedPorts and Volumes).
@@ -48,16 +100,41 @@ pub struct Empty {}
 #[serde(rename_all = "PascalCase")]
 pub struct HealthConfig {
     /// `["NONE"]`, `["CMD", args...]` or `["CMD-SHELL", command]`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub test: Vec<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "null_as_default"
+    )]
     pub interval: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "null_as_default"
+    )]
     pub timeout: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "null_as_default"
+    )]
     pub start_period: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "null_as_default"
+    )]
     pub start_interval: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "null_as_default"
+    )]
     pub retries: i64,
 }
 
@@ -86,6 +163,11 @@ impl ImageConfig {
                 None if kv == name => Some(""),
                 _ => None,
             })
+    }
+
+    /// Nothing set at all (the `config` object is then left out of an image config).
+    pub fn is_empty(&self) -> bool {
+        *self == ImageConfig::default()
     }
 
     /// Set an environment variable, replacing an earlier definition in place.

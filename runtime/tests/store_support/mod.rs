@@ -86,7 +86,7 @@ pub fn config_for(diff_ids: Vec<Digest>, cmd: &str) -> ImageConfig {
             ..History::default()
         });
     }
-    config.config.cmd = vec![cmd.to_string()];
+    config.config.cmd = Some(vec![cmd.to_string()]);
     config.history.push(History {
         created: Some(oci::time::format_rfc3339(0)),
         created_by: Some(format!("CMD [\"{cmd}\"]")),
