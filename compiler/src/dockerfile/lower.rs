@@ -345,7 +345,7 @@ impl<'a> Lowerer<'a> {
                             }
                             None => match default {
                                 Some(d) => {
-                                    Some(self.expand_word(i, &d, &self.global_args.clone())?)
+                                    Some(self.expand_in(i, &d, &self.global_args.clone())?)
                                 }
                                 None => None,
                             },
@@ -409,19 +409,6 @@ impl<'a> Lowerer<'a> {
             None => err.with_help(format!("stages: {}", names.join(", "))),
         };
         Err(err)
-    }
-
-    fn expand_word(
-        &self,
-        instr: usize,
-        word: &str,
-        env: &[(String, String)],
-    ) -> Result<String, DockerfileError> {
-        let node = &self.typed[instr].node;
-        match self.lexer.expand_word(word, &env) {
-            Ok(e) => Ok(e.value),
-            Err(e) => Err(self.expand_error(node, word, e)),
-        }
     }
 
     fn expand_error(
