@@ -91,9 +91,9 @@ pub enum Instruction {
 
 /// An instruction with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Located {
+pub struct Located<'a> {
     pub instr: Instruction,
-    pub node: syntax::Instruction,
+    pub node: &'a syntax::Instruction,
 }
 
 pub const KNOWN: &[&str] = &[

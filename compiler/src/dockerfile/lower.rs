@@ -219,7 +219,7 @@ struct PendingNode {
 struct Lowerer<'a> {
     source: &'a str,
     lexer: Lexer,
-    typed: Vec<Located>,
+    typed: Vec<Located<'a>>,
     stages: Vec<StageDef>,
     global_args: Vec<(String, String)>,
     opts: &'a BuildOptions,
@@ -246,10 +246,7 @@ impl<'a> Lowerer<'a> {
         for node in &df.instructions {
             instructions::check_known(node, source)?;
             let instr = instructions::from_node(node, source)?;
-            typed.push(Located {
-                instr,
-                node: node.clone(),
-            });
+            typed.push(Located { instr, node });
         }
         let mut lw = Lowerer {
             source,
@@ -677,7 +674,19 @@ impl<'a> Lowerer<'a> {
         idx: usize,
         instr: &Instruction,
     ) -> Result<(), DockerfileError> {
-        let env = st.env();
+        // The expansion snapshot, built only for instructions that expand something.
+        let expands = match instr {
+            Instruction::Cmd(_)
+            | Instruction::Entrypoint(_)
+            | Instruction::Shell(_)
+            | Instruction::Healthcheck(_)
+            | Instruction::Onbuild(_)
+            | Instruction::Maintainer(_)
+            | Instruction::Arg(_) => false,
+            Instruction::Run(r) => r.network.is_some() || !r.mounts.is_empty(),
+            _ => true,
+        };
+        let env = if expands { st.env() } else { Vec::new() };
         match instr {
             Instruction::From(_) => unreachable!("FROM starts a stage"),
             Instruction::Env(pairs) => {
@@ -1258,8 +1267,7 @@ impl<'a> Lowerer<'a> {
                 Op::Context(sel) => Some(self.context.content_digest(&sel.files)),
                 _ => None,
             };
-            let op_json = serde_json::to_value(&p.op).unwrap_or_default();
-            let key = plan::key::node_key(&op_json, &input_keys, content.as_ref());
+            let key = plan::key::node_key(&p.op, &input_keys, content.as_ref());
             let mut reasons = p.reasons;
             for id in &p.inputs {
                 if !nodes[id.0].hermetic {
@@ -1341,7 +1349,12 @@ fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// An instruction's text on one line with runs of whitespace collapsed (most are already).
 fn one_line(s: &str) -> String {
+    let collapsed = s.contains(['\n', '\t', '\r']) || s.contains("  ") || s != s.trim();
+    if !collapsed {
+        return s.to_string();
+    }
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -1,9 +1,9 @@
 //! Cache keys, spec v1 (docs/cache-keys.md is the normative text; keep the two in step).
 //!
-//! key(node) = blake3( canonical_json({"v": 1, "op": <op JSON>, "inputs": [<input keys>],
-//!                                     "content": <context content digest or null>}) )
-//! where canonical JSON has object keys sorted bytewise, no insignificant whitespace, and
-//! serde_json's string escaping. Node ids, line numbers and host paths never enter a key.
+//! key(node) = blake3( {"content":<digest or null>,"inputs":[<input keys>],"op":<op>,"v":1} )
+//! with the op as compact JSON, members in the order docs/cache-keys.md lists them, maps
+//! sorted, serde_json's string escaping. Node ids, line numbers and host paths never enter a
+//! key.
 
 use std::fmt;
 
@@ -17,7 +17,7 @@ pub const SPEC_VERSION: u64 = 1;
 
 impl Key {
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        blake3::Hash::from(self.0).to_hex().to_string()
     }
     /// The first 12 hex digits, for humans.
     pub fn short(&self) -> String {
@@ -43,19 +43,41 @@ impl Serialize for Key {
     }
 }
 
-/// The key of a node from its op (as JSON), its inputs' keys, and for context selections the
-/// digest of the selected content.
-pub fn node_key(op: &serde_json::Value, inputs: &[Key], content: Option<&Key>) -> Key {
-    let doc = serde_json::json!({
-        "v": SPEC_VERSION,
-        "op": op,
-        "inputs": inputs.iter().map(Key::to_hex).collect::<Vec<_>>(),
-        "content": content.map(Key::to_hex),
-    });
-    // serde_json's Value keeps objects in a BTreeMap (no preserve_order feature), so this
-    // serialization is canonical: sorted keys, compact.
-    let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-    Key(*blake3::hash(&bytes).as_bytes())
+/// The key of a node from its op, its inputs' keys, and for context selections the digest
+/// of the selected content. The document is streamed into the hasher (no JSON tree is built):
+/// `{"content":…,"inputs":[…],"op":<op as kiln serializes it>,"v":1}`.
+pub fn node_key(op: &impl Serialize, inputs: &[Key], content: Option<&Key>) -> Key {
+    let mut h = blake3::Hasher::new();
+    h.update(b"{\"content\":");
+    match content {
+        Some(k) => {
+            h.update(b"\"");
+            h.update(blake3::Hash::from(k.0).to_hex().as_bytes());
+            h.update(b"\"");
+        }
+        None => {
+            h.update(b"null");
+        }
+    }
+    h.update(b",\"inputs\":[");
+    for (i, k) in inputs.iter().enumerate() {
+        if i > 0 {
+            h.update(b",");
+        }
+        h.update(b"\"");
+        h.update(blake3::Hash::from(k.0).to_hex().as_bytes());
+        h.update(b"\"");
+    }
+    h.update(b"],\"op\":");
+    // serde_json writes token by token; batching the tokens before hashing them is what
+    // makes this cheap. Writing into a hasher cannot fail, and every op serializes.
+    {
+        let mut w = std::io::BufWriter::with_capacity(8192, &mut h);
+        let _ = serde_json::to_writer(&mut w, op);
+        let _ = std::io::Write::flush(&mut w);
+    }
+    h.update(format!(",\"v\":{SPEC_VERSION}}}").as_bytes());
+    Key(*h.finalize().as_bytes())
 }
 
 #[cfg(test)]
