@@ -115,10 +115,9 @@ pub fn select_sources(tree: &dyn SourceTree, sources: &[String]) -> Result<Vec<S
         if has_wildcard(&c) {
             let depth = c.split('/').count();
             for p in tree.paths_at_depth(depth) {
-                if glob_match(&c, &p).map_err(|_| CopyError::BadPattern(src.clone()))? {
-                    if !out.contains(&p) {
-                        out.push(p);
-                    }
+                let matched = glob_match(&c, &p).map_err(|_| CopyError::BadPattern(src.clone()))?;
+                if matched && !out.contains(&p) {
+                    out.push(p);
                 }
             }
         } else {
@@ -154,15 +153,19 @@ pub fn dest_for(source: &str, source_is_dir: bool, dest: &str, dest_is_dir: bool
     }
 }
 
+/// A malformed wildcard pattern (Go's `filepath.ErrBadPattern`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadPattern;
+
 /// Go's `path/filepath.Match` on `/`-separated paths: `*` and `?` never match `/`,
 /// `[...]` classes with ranges and `^` negation, `\` escapes. Err on a malformed pattern.
-pub fn glob_match(pattern: &str, name: &str) -> Result<bool, ()> {
+pub fn glob_match(pattern: &str, name: &str) -> Result<bool, BadPattern> {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     match_from(&p, &n)
 }
 
-fn match_from(p: &[char], n: &[char]) -> Result<bool, ()> {
+fn match_from(p: &[char], n: &[char]) -> Result<bool, BadPattern> {
     let (mut pi, mut ni) = (0, 0);
     // Backtracking point for the last `*`: (pattern index after it, name index).
     let mut star: Option<(usize, usize)> = None;
@@ -188,7 +191,7 @@ fn match_from(p: &[char], n: &[char]) -> Result<bool, ()> {
                     }
                 }
                 '\\' => {
-                    let lit = *p.get(pi + 1).ok_or(())?;
+                    let lit = *p.get(pi + 1).ok_or(BadPattern)?;
                     if n.get(ni) == Some(&lit) {
                         pi += 2;
                         ni += 1;
@@ -223,7 +226,7 @@ fn match_from(p: &[char], n: &[char]) -> Result<bool, ()> {
 
 /// Match a `[...]` class starting at `p[start] == '['` against `c`.
 /// Returns (matched, index after the class).
-fn match_class(p: &[char], start: usize, c: Option<char>) -> Result<(bool, usize), ()> {
+fn match_class(p: &[char], start: usize, c: Option<char>) -> Result<(bool, usize), BadPattern> {
     let mut i = start + 1;
     let negate = p.get(i) == Some(&'^');
     if negate {
@@ -232,7 +235,7 @@ fn match_class(p: &[char], start: usize, c: Option<char>) -> Result<(bool, usize
     let mut matched = false;
     let mut first = true;
     loop {
-        let ch = *p.get(i).ok_or(())?;
+        let ch = *p.get(i).ok_or(BadPattern)?;
         if ch == ']' && !first {
             i += 1;
             break;
@@ -257,23 +260,23 @@ fn match_class(p: &[char], start: usize, c: Option<char>) -> Result<(bool, usize
     }
 }
 
-fn class_char(p: &[char], i: &mut usize) -> Result<char, ()> {
-    let mut ch = *p.get(*i).ok_or(())?;
+fn class_char(p: &[char], i: &mut usize) -> Result<char, BadPattern> {
+    let mut ch = *p.get(*i).ok_or(BadPattern)?;
     if ch == '\\' {
         *i += 1;
-        ch = *p.get(*i).ok_or(())?;
+        ch = *p.get(*i).ok_or(BadPattern)?;
     }
     *i += 1;
     Ok(ch)
 }
 
-fn validate(p: &[char]) -> Result<(), ()> {
+fn validate(p: &[char]) -> Result<(), BadPattern> {
     let mut i = 0;
     while i < p.len() {
         match p[i] {
             '\\' => {
                 if i + 1 >= p.len() {
-                    return Err(());
+                    return Err(BadPattern);
                 }
                 i += 2;
             }

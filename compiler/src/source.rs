@@ -310,7 +310,7 @@ impl miette::SourceCode for ClippedSource {
         let line = text[..line_start].matches('\n').count();
         let column = text[line_start..from].chars().count();
         Ok(Box::new(miette::MietteSpanContents::new(
-            text[from..to].as_bytes(),
+            &text.as_bytes()[from..to],
             (from, to - from).into(),
             line,
             column,

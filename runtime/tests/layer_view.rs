@@ -177,7 +177,7 @@ fn broken_layers_are_reported_with_the_layer() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.tar");
     std::fs::write(&bad, raw_tar(&[("../x", b'0', "", b"")])).unwrap();
-    let err = FsView::from_layers(&[bad.clone()]).unwrap_err();
+    let err = FsView::from_layers(std::slice::from_ref(&bad)).unwrap_err();
     assert!(
         matches!(&err, LayerError::InLayer { layer, .. } if *layer == bad),
         "{err}"

@@ -11,7 +11,7 @@ pub fn key_values(items: &[String], flag: &str) -> Result<Vec<(String, String)>>
     items
         .iter()
         .filter_map(|item| match item.split_once('=') {
-            Some((k, _)) if k.is_empty() => Some(Err(miette::miette!(
+            Some(("", _)) => Some(Err(miette::miette!(
                 help = format!("write {flag} NAME=VALUE"),
                 "invalid {flag} {item:?}: empty name"
             ))),
