@@ -220,57 +220,49 @@ fn scan_dir(
     } else {
         root.join(rel_dir)
     };
-    let walk_err = |path: &Path, source: std::io::Error| ContextError::Walk {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(|e| walk_err(&dir, e))? {
-        entries.push(entry.map_err(|e| walk_err(&dir, e))?);
-    }
-    let per_entry: Vec<Result<Vec<ContextFile>, ContextError>> = entries
-        .par_iter()
-        .map(|entry| {
-            let name = entry
-                .file_name()
-                .into_string()
-                .map_err(|_| ContextError::NotUtf8(entry.path()))?;
-            let rel = if rel_dir.is_empty() {
-                name
-            } else {
-                format!("{rel_dir}/{name}")
-            };
-            // DirEntry::metadata is an fstatat relative to the open directory (no symlinks
-            // followed, no full path lookup).
-            // The type comes from readdir (d_type), so excluded entries are never stat'ed.
-            let is_dir = entry
-                .file_type()
-                .map_err(|e| walk_err(&entry.path(), e))?
-                .is_dir();
-            let excluded = ignore.is_excluded(&rel);
-            // An excluded directory is entered only when a `!` pattern may re-include below it.
-            if excluded && !(is_dir && ignore.may_reinclude_below(&rel)) {
-                return Ok(Vec::new());
-            }
-            let md = entry.metadata().map_err(|e| walk_err(&entry.path(), e))?;
-            let path = entry.path();
-            let file = context_file(&path, rel.clone(), &md)?;
-            let mut out = vec![file];
-            if is_dir {
-                out.extend(scan_dir(root, &rel, ignore)?);
-            }
-            Ok(out)
-        })
-        .collect();
+    let walk_err = |path: PathBuf, source: std::io::Error| ContextError::Walk { path, source };
     let mut files = Vec::new();
-    for r in per_entry {
-        files.extend(r?);
+    let mut subdirs = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| walk_err(dir.clone(), e))? {
+        let entry = entry.map_err(|e| walk_err(dir.clone(), e))?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|_| ContextError::NotUtf8(entry.path()))?;
+        let rel = if rel_dir.is_empty() {
+            name
+        } else {
+            format!("{rel_dir}/{name}")
+        };
+        // The type comes from readdir (d_type), so excluded entries are never stat'ed.
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| walk_err(entry.path(), e))?
+            .is_dir();
+        // An excluded directory is entered only when a `!` pattern may re-include below it.
+        if ignore.is_excluded(&rel) && !(is_dir && ignore.may_reinclude_below(&rel)) {
+            continue;
+        }
+        // DirEntry::metadata is an fstatat relative to the open directory: no path lookup.
+        let md = entry.metadata().map_err(|e| walk_err(entry.path(), e))?;
+        files.push(context_file(&entry, rel.clone(), &md)?);
+        if is_dir {
+            subdirs.push(rel);
+        }
+    }
+    // Directories are the unit of parallel work (one task per directory, not per file).
+    let below: Vec<Result<Vec<ContextFile>, ContextError>> = subdirs
+        .par_iter()
+        .map(|rel| scan_dir(root, rel, ignore))
+        .collect();
+    for b in below {
+        files.extend(b?);
     }
     Ok(files)
 }
 
 fn context_file(
-    path: &Path,
+    entry: &std::fs::DirEntry,
     rel: String,
     md: &std::fs::Metadata,
 ) -> Result<ContextFile, ContextError> {
@@ -285,10 +277,8 @@ fn context_file(
         SourceKind::Other
     };
     let link_target = if kind == SourceKind::Symlink {
-        let t = std::fs::read_link(path).map_err(|source| ContextError::Walk {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let path = entry.path();
+        let t = std::fs::read_link(&path).map_err(|source| ContextError::Walk { path, source })?;
         Some(
             t.to_str()
                 .ok_or_else(|| ContextError::NotUtf8(t.clone()))?
