@@ -28,6 +28,14 @@ pub struct Meta {
     pub gid: u64,
 }
 
+/// What every tree says of its root directory.
+pub const ROOT_META: Meta = Meta {
+    kind: SourceKind::Dir,
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+};
+
 /// A filesystem COPY reads from or writes over.
 pub trait FsTree: SourceTree {
     fn meta(&self, path: &str) -> Option<Meta>;
@@ -44,12 +52,7 @@ pub trait FsTree: SourceTree {
 impl FsTree for ContextIndex {
     fn meta(&self, path: &str) -> Option<Meta> {
         if path.is_empty() {
-            return Some(Meta {
-                kind: SourceKind::Dir,
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-            });
+            return Some(ROOT_META);
         }
         self.get(path).map(|f| Meta {
             kind: f.kind,

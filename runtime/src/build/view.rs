@@ -4,7 +4,7 @@
 
 use kiln_compiler::copy::{SourceKind, SourceTree};
 
-use super::copy::{FsTree, Meta};
+use super::copy::{FsTree, Meta, ROOT_META};
 use super::{BuildError, LayerRef};
 use crate::layer::view::{FsView, ViewEntry, ViewKind};
 use crate::layer::{Entry, EntryKind};
@@ -104,12 +104,7 @@ impl SourceTree for LayerTree {
 impl FsTree for LayerTree {
     fn meta(&self, path: &str) -> Option<Meta> {
         if path.is_empty() {
-            return Some(Meta {
-                kind: SourceKind::Dir,
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-            });
+            return Some(ROOT_META);
         }
         self.view.get(path).map(|e| Meta {
             kind: kind_of(e),
