@@ -1,18 +1,28 @@
-//! Rendering build progress: live lines on a terminal, plain lines otherwise, JSON events
-//! with `--progress json`.
+//! Rendering build progress: on a terminal, a live block of the steps in flight with running
+//! timers above which finished steps scroll (like BuildKit's display); plain lines when not a
+//! terminal or with `--progress plain`; JSON events, one a line, with `--progress json`.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kiln_runtime::build::{Event, Progress};
 
 use crate::cli::Progress as Mode;
 
+/// Steps in flight, and how many lines of the live block are on screen.
+#[derive(Default)]
+struct Live {
+    running: Vec<(usize, String, Instant)>,
+    drawn: usize,
+}
+
 pub struct Printer {
     mode: Mode,
     started: Instant,
-    lock: Mutex<()>,
+    live: Arc<Mutex<Live>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Printer {
@@ -22,16 +32,33 @@ impl Printer {
             Mode::Auto => Mode::Plain,
             m => m,
         };
-        Printer {
+        let printer = Printer {
             mode,
             started: Instant::now(),
-            lock: Mutex::new(()),
+            live: Arc::new(Mutex::new(Live::default())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        if mode == Mode::Auto {
+            // Redraw the running timers while long steps (a big COPY) work.
+            let (live, stop) = (printer.live.clone(), printer.stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if let Ok(mut l) = live.lock() {
+                        if !l.running.is_empty() && !stop.load(Ordering::Relaxed) {
+                            redraw(&mut l, None);
+                        }
+                    }
+                }
+            });
         }
+        printer
     }
 
-    /// A line of summary at the end (`plain`/`auto`), or a JSON event.
+    /// The summary at the end (`plain`/`auto`), or a final JSON event.
     pub fn finish(&self, id: &str, tags: &[String], steps: usize, cached: usize) {
-        let _g = self.lock.lock();
+        self.stop.store(true, Ordering::Relaxed);
+        let _guard = self.live.lock();
         let secs = self.started.elapsed().as_secs_f64();
         match self.mode {
             Mode::Json => {
@@ -49,39 +76,124 @@ impl Printer {
     }
 }
 
+impl Drop for Printer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The line a finished (or cached, or failed) step leaves behind.
+fn final_line(event: &Event, color: bool) -> Option<String> {
+    let (dim, blue, red, reset) = if color {
+        ("\x1b[2m", "\x1b[34m", "\x1b[31m", "\x1b[0m")
+    } else {
+        ("", "", "", "")
+    };
+    Some(match event {
+        Event::Start { .. } => return None,
+        Event::Cached { id, stage, text } => format!("{blue}#{id} [{stage}] {text} CACHED{reset}"),
+        Event::Done {
+            id,
+            stage,
+            text,
+            seconds,
+            layer_bytes,
+        } => {
+            let size = layer_bytes
+                .map(human_bytes)
+                .unwrap_or_else(|| "no changes".into());
+            format!("#{id} [{stage}] {text} {dim}DONE {seconds:.2}s ({size}){reset}")
+        }
+        Event::Error {
+            id,
+            stage,
+            text,
+            message,
+        } => format!("{red}#{id} [{stage}] {text} ERROR: {message}{reset}"),
+    })
+}
+
+/// Characters of an instruction shown in the live block (fits an 80-column terminal).
+const LIVE_WIDTH: usize = 64;
+
+/// Erase the live block, print `done` above it, draw the running steps again.
+fn redraw(live: &mut Live, done: Option<&str>) {
+    let mut err = std::io::stderr().lock();
+    let mut out = String::new();
+    if live.drawn > 0 {
+        out.push_str(&format!("\x1b[{}F\x1b[J", live.drawn));
+    }
+    if let Some(line) = done {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for (id, label, since) in &live.running {
+        // One terminal row per step, or the block's height would be miscounted: cut long
+        // instructions (finished lines above the block may wrap freely).
+        let short: String = if label.chars().count() > LIVE_WIDTH {
+            label
+                .chars()
+                .take(LIVE_WIDTH - 1)
+                .chain(std::iter::once('…'))
+                .collect()
+        } else {
+            label.clone()
+        };
+        out.push_str(&format!(
+            "\x1b[1m#{id} {short}\x1b[0m {:.1}s\n",
+            since.elapsed().as_secs_f64()
+        ));
+    }
+    live.drawn = live.running.len();
+    let _ = err.write_all(out.as_bytes());
+    let _ = err.flush();
+}
+
 impl Progress for Printer {
     fn event(&self, event: Event) {
-        let _g = self.lock.lock();
-        if self.mode == Mode::Json {
-            if let Ok(line) = serde_json::to_string(&event) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-            }
+        let Ok(mut live) = self.live.lock() else {
             return;
-        }
-        let tty = self.mode == Mode::Auto;
-        let (bold, dim, blue, reset) = if tty {
-            ("\x1b[1m", "\x1b[2m", "\x1b[34m", "\x1b[0m")
-        } else {
-            ("", "", "", "")
         };
-        let line = match &event {
-            Event::Start { id, stage, text } => format!("{bold}#{id} [{stage}] {text}{reset}"),
-            Event::Cached { id, stage, text } => {
-                format!("{blue}#{id} [{stage}] {text}{reset}\n#{id} CACHED")
+        match self.mode {
+            Mode::Json => {
+                if let Ok(line) = serde_json::to_string(&event) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                }
             }
-            Event::Done {
-                id,
-                seconds,
-                layer_bytes,
-                ..
-            } => match layer_bytes {
-                Some(b) => format!("{dim}#{id} DONE {seconds:.2}s ({}){reset}", human_bytes(*b)),
-                None => format!("{dim}#{id} DONE {seconds:.2}s (no changes){reset}"),
-            },
-            Event::Error { id, message, .. } => format!("#{id} ERROR: {message}"),
-        };
-        eprintln!("{line}");
+            Mode::Plain => {
+                let line = match &event {
+                    Event::Start { id, stage, text } => format!("#{id} [{stage}] {text}"),
+                    Event::Cached { id, stage, text } => {
+                        format!("#{id} [{stage}] {text}\n#{id} CACHED")
+                    }
+                    Event::Done {
+                        id,
+                        seconds,
+                        layer_bytes,
+                        ..
+                    } => match layer_bytes {
+                        Some(b) => format!("#{id} DONE {seconds:.2}s ({})", human_bytes(*b)),
+                        None => format!("#{id} DONE {seconds:.2}s (no changes)"),
+                    },
+                    Event::Error { id, message, .. } => format!("#{id} ERROR: {message}"),
+                };
+                eprintln!("{line}");
+            }
+            Mode::Auto => {
+                match &event {
+                    Event::Start { id, stage, text } => {
+                        live.running
+                            .push((*id, format!("[{stage}] {text}"), Instant::now()))
+                    }
+                    Event::Cached { id, .. } | Event::Done { id, .. } | Event::Error { id, .. } => {
+                        live.running.retain(|(r, _, _)| r != id)
+                    }
+                }
+                let done = final_line(&event, true);
+                redraw(&mut live, done.as_deref());
+            }
+        }
     }
 }
 
