@@ -171,10 +171,13 @@ impl ContextIndex {
     /// The digest of a selection's content (spec v1, docs/cache-keys.md): blake3 over one
     /// record per entry, in path order: `path \0 kind \0 mode(octal) \0 link \0 hash(hex) \n`.
     pub fn content_digest(&self, which: &[usize]) -> Key {
+        use std::io::Write;
+        // Entries are sorted by path, so index order is path order.
         let mut sorted: Vec<usize> = which.to_vec();
-        sorted.sort_by(|&a, &b| self.files[a].path.cmp(&self.files[b].path));
+        sorted.sort_unstable();
         sorted.dedup();
         let mut h = blake3::Hasher::new();
+        let mut record = Vec::with_capacity(256);
         for i in sorted {
             let f = &self.files[i];
             let kind = match f.kind {
@@ -183,14 +186,15 @@ impl ContextIndex {
                 SourceKind::Symlink => "symlink",
                 SourceKind::Other => "other",
             };
-            h.update(f.path.as_bytes());
-            h.update(b"\0");
-            h.update(kind.as_bytes());
-            h.update(format!("\0{:o}\0", f.mode).as_bytes());
-            h.update(f.link_target.as_deref().unwrap_or("").as_bytes());
-            h.update(b"\0");
-            h.update(f.hash.map(hex::encode).unwrap_or_default().as_bytes());
-            h.update(b"\n");
+            record.clear();
+            let link = f.link_target.as_deref().unwrap_or("");
+            // Writing into a Vec cannot fail.
+            let _ = write!(record, "{}\0{kind}\0{:o}\0{link}\0", f.path, f.mode);
+            if let Some(hash) = f.hash {
+                record.extend_from_slice(blake3::Hash::from(hash).to_hex().as_bytes());
+            }
+            record.push(b'\n');
+            h.update(&record);
         }
         Key(*h.finalize().as_bytes())
     }
