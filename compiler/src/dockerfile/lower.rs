@@ -8,6 +8,7 @@
 //! Must not: read image blobs or write anything (base images come from an [`ImageResolver`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 use crate::context::{ContextError, ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
@@ -160,7 +161,6 @@ struct StageDef {
     body: std::ops::Range<usize>,
 }
 
-#[derive(Clone)]
 struct StageResult {
     last: NodeId,
     config: ImageConfig,
@@ -176,11 +176,17 @@ struct StageState {
     /// Declared ARGs in order; None = declared without a value.
     args: Vec<(String, Option<String>)>,
     cmd_set: bool,
+    /// The last expansion snapshot, until ARG or ENV changes `args` or `config.env`.
+    env_snapshot: Option<Rc<Vec<(String, String)>>>,
 }
 
 impl StageState {
-    /// The expansion environment: stage ARGs overridden by ENV (a snapshot).
-    fn env(&self) -> Vec<(String, String)> {
+    /// The expansion environment: stage ARGs overridden by ENV (a snapshot, shared by the
+    /// instructions until ARG or ENV changes it).
+    fn env(&mut self) -> Rc<Vec<(String, String)>> {
+        if let Some(env) = &self.env_snapshot {
+            return Rc::clone(env);
+        }
         let mut v: Vec<(String, String)> = self
             .args
             .iter()
@@ -190,7 +196,9 @@ impl StageState {
             let (k, val) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
             v.push((k.to_string(), val.to_string()));
         }
-        v
+        let env = Rc::new(v);
+        self.env_snapshot = Some(Rc::clone(&env));
+        env
     }
 
     fn workdir(&self) -> String {
@@ -219,14 +227,15 @@ struct PendingNode {
 struct Lowerer<'a> {
     source: &'a str,
     lexer: Lexer,
-    typed: Vec<Located<'a>>,
+    /// Shared so an instruction can be read while `self` is lowered mutably.
+    typed: Rc<Vec<Located<'a>>>,
     stages: Vec<StageDef>,
     global_args: Vec<(String, String)>,
     opts: &'a BuildOptions,
     images: &'a dyn ImageResolver,
     context: ContextIndex,
     nodes: Vec<PendingNode>,
-    done: HashMap<usize, StageResult>,
+    done: HashMap<usize, Rc<StageResult>>,
     in_progress: HashSet<usize>,
     base_nodes: HashMap<String, (NodeId, Option<crate::dockerfile::lower::ResolvedImage>)>,
     consumed_args: HashSet<String>,
@@ -251,7 +260,7 @@ impl<'a> Lowerer<'a> {
         let mut lw = Lowerer {
             source,
             lexer: Lexer::new(df.escape),
-            typed,
+            typed: Rc::new(typed),
             stages: Vec::new(),
             global_args: Vec::new(),
             opts,
@@ -515,9 +524,9 @@ impl<'a> Lowerer<'a> {
         (id, resolved)
     }
 
-    fn lower_stage(&mut self, i: usize) -> Result<StageResult, DockerfileError> {
+    fn lower_stage(&mut self, i: usize) -> Result<Rc<StageResult>, DockerfileError> {
         if let Some(r) = self.done.get(&i) {
-            return Ok(r.clone());
+            return Ok(Rc::clone(r));
         }
         let from_idx = self.stages[i].from;
         if !self.in_progress.insert(i) {
@@ -529,7 +538,8 @@ impl<'a> Lowerer<'a> {
             ));
         }
         let label = self.stage_label(i);
-        let Instruction::From(from) = self.typed[from_idx].instr.clone() else {
+        let typed = Rc::clone(&self.typed);
+        let Instruction::From(from) = &typed[from_idx].instr else {
             unreachable!("stage starts at a FROM")
         };
         let global = self.global_args.clone();
@@ -550,10 +560,10 @@ impl<'a> Lowerer<'a> {
             .position(|s| s.name.as_deref() == Some(lower.as_str()));
         let (prev, config, history, triggers) = if let Some(j) = by_name {
             let r = self.lower_stage(j)?;
-            let mut config = r.config;
+            let mut config = r.config.clone();
             // A stage's ONBUILD triggers fire in the stages built FROM it, as an image's do.
             let triggers = std::mem::take(&mut config.on_build);
-            (r.last, config, r.history, triggers)
+            (r.last, config, r.history.clone(), triggers)
         } else if lower == "scratch" {
             let id = self.push(Op::Scratch, vec![], vec![], from_origin.clone());
             // BuildKit gives a stage from scratch the working directory "/".
@@ -580,6 +590,7 @@ impl<'a> Lowerer<'a> {
             history,
             args: Vec::new(),
             cmd_set: false,
+            env_snapshot: None,
         };
         if st.config.env_get("PATH").is_none() {
             st.config.env_set("PATH", DEFAULT_PATH);
@@ -588,16 +599,15 @@ impl<'a> Lowerer<'a> {
             self.run_trigger(&mut st, from_idx, &trigger)?;
         }
         for idx in self.stages[i].body.clone() {
-            let instr = self.typed[idx].instr.clone();
-            self.lower_instruction(&mut st, idx, &instr)?;
+            self.lower_instruction(&mut st, idx, &typed[idx].instr)?;
         }
         self.in_progress.remove(&i);
-        let result = StageResult {
+        let result = Rc::new(StageResult {
             last: st.prev,
             config: st.config,
             history: st.history,
-        };
-        self.done.insert(i, result.clone());
+        });
+        self.done.insert(i, Rc::clone(&result));
         Ok(result)
     }
 
@@ -686,7 +696,7 @@ impl<'a> Lowerer<'a> {
             Instruction::Run(r) => r.network.is_some() || !r.mounts.is_empty(),
             _ => true,
         };
-        let env = if expands { st.env() } else { Vec::new() };
+        let env = if expands { st.env() } else { Rc::default() };
         match instr {
             Instruction::From(_) => unreachable!("FROM starts a stage"),
             Instruction::Env(pairs) => {
@@ -701,6 +711,7 @@ impl<'a> Lowerer<'a> {
                 for (k, v) in expanded {
                     st.config.env_set(&k, &v);
                 }
+                st.env_snapshot = None;
                 self.config_node(st, idx, format!("ENV {}", parts.join(" ")));
             }
             Instruction::Label(pairs) => {
@@ -729,6 +740,7 @@ impl<'a> Lowerer<'a> {
                     };
                     st.args.retain(|(k, _)| k != name);
                     st.args.push((name.clone(), value));
+                    st.env_snapshot = None;
                 }
             }
             Instruction::Cmd(c) => {
@@ -854,15 +866,14 @@ impl<'a> Lowerer<'a> {
             Instruction::Run(run) => {
                 let argv = self.command(st, &run.command);
                 let mut env_list = st.config.env.clone();
-                let env_names: HashSet<String> = st
-                    .config
-                    .env
-                    .iter()
-                    .map(|kv| kv.split('=').next().unwrap_or("").to_string())
-                    .collect();
                 for (k, v) in &st.args {
                     if let Some(v) = v {
-                        if !env_names.contains(k) {
+                        let in_env = st
+                            .config
+                            .env
+                            .iter()
+                            .any(|kv| kv.split('=').next() == Some(k.as_str()));
+                        if !in_env {
                             env_list.push(format!("{k}={v}"));
                         }
                     }
@@ -896,8 +907,9 @@ impl<'a> Lowerer<'a> {
                     .iter()
                     .map(|h| (h.name.clone(), h.content.clone(), h.file_descriptor))
                     .collect();
+                let created_by = format!("RUN {} # buildkit", argv.join(" "));
                 let op = RunOp {
-                    argv: argv.clone(),
+                    argv,
                     env: env_list,
                     cwd: st.workdir(),
                     user: st.config.user.clone(),
@@ -908,7 +920,7 @@ impl<'a> Lowerer<'a> {
                 let origin = self.origin(&st.name, idx);
                 st.prev = self.push(Op::Run(op), vec![st.prev], reasons, origin);
                 st.history.push(HistoryEntry {
-                    created_by: format!("RUN {} # buildkit", argv.join(" ")),
+                    created_by,
                     comment: "buildkit.dockerfile.v0".into(),
                     empty_layer: false,
                 });
@@ -1261,13 +1273,16 @@ impl<'a> Lowerer<'a> {
         wanted.dedup();
         self.context.hash(&wanted, stat_cache)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
+        let mut encoder = plan::key::KeyEncoder::default();
+        let mut input_keys: Vec<Key> = Vec::new();
         for (i, p) in self.nodes.into_iter().enumerate() {
-            let input_keys: Vec<Key> = p.inputs.iter().map(|id| nodes[id.0].key).collect();
+            input_keys.clear();
+            input_keys.extend(p.inputs.iter().map(|id| nodes[id.0].key));
             let content = match &p.op {
                 Op::Context(sel) => Some(self.context.content_digest(&sel.files)),
                 _ => None,
             };
-            let key = plan::key::node_key(&p.op, &input_keys, content.as_ref());
+            let key = encoder.key(&p.op, &input_keys, content.as_ref());
             let mut reasons = p.reasons;
             for id in &p.inputs {
                 if !nodes[id.0].hermetic {
@@ -1351,11 +1366,25 @@ fn json_list(v: &[String]) -> String {
 
 /// An instruction's text on one line with runs of whitespace collapsed (most are already).
 fn one_line(s: &str) -> String {
-    let collapsed = s.contains(['\n', '\t', '\r']) || s.contains("  ") || s != s.trim();
-    if !collapsed {
+    // One pass over the bytes decides whether anything needs collapsing: a line break or
+    // tab, two spaces in a row, or whitespace at either end.
+    let bytes = s.as_bytes();
+    let inner = bytes
+        .iter()
+        .zip(bytes.iter().skip(1).chain(Some(&0)))
+        .any(|(&b, &next)| matches!(b, b'\n' | b'\t' | b'\r') || (b == b' ' && next == b' '));
+    let at_ends = s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace);
+    if !(inner || at_ends) {
         return s.to_string();
     }
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 /// Go's time.ParseDuration for the units Dockerfiles use (ns us µs ms s m h), in nanoseconds.
