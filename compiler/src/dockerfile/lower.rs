@@ -542,8 +542,11 @@ impl<'a> Lowerer<'a> {
         let Instruction::From(from) = &typed[from_idx].instr else {
             unreachable!("stage starts at a FROM")
         };
-        let global = self.global_args.clone();
-        let image = self.expand_in(from_idx, &from.image, &global)?;
+        // Taken out for the call (expansion never reads `global_args` itself), not cloned.
+        let global = std::mem::take(&mut self.global_args);
+        let image = self.expand_in(from_idx, &from.image, &global);
+        self.global_args = global;
+        let image = image?;
         let from_origin = self.origin(&label, from_idx);
         if image.is_empty() {
             let node = &self.typed[from_idx].node;
@@ -1377,14 +1380,21 @@ fn one_line(s: &str) -> String {
     if !(inner || at_ends) {
         return s.to_string();
     }
-    let mut out = String::with_capacity(s.len());
-    for word in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
+    if s.is_ascii() {
+        // Split the bytes on the ASCII characters `char::is_whitespace` accepts.
+        let mut out = Vec::with_capacity(s.len());
+        let words = bytes
+            .split(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+            .filter(|w| !w.is_empty());
+        for word in words {
+            if !out.is_empty() {
+                out.push(b' ');
+            }
+            out.extend_from_slice(word);
         }
-        out.push_str(word);
+        return String::from_utf8(out).unwrap_or_default();
     }
-    out
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Go's time.ParseDuration for the units Dockerfiles use (ns us µs ms s m h), in nanoseconds.
@@ -1438,6 +1448,25 @@ mod tests {
         assert_eq!(parse_go_duration("500ms"), Some(500_000_000));
         assert_eq!(parse_go_duration("5"), None);
         assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn one_line_collapses_as_split_whitespace_does() {
+        let reference = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        for s in [
+            "RUN a \\\n    && b",
+            " RUN x",
+            "RUN x\t",
+            "RUN a\x0bb  c",
+            "RUN a\x0cb\r\nc",
+            "RUN caf\u{e9}\u{a0}x  y",
+            "RUN \u{3000}x\n",
+        ] {
+            assert_eq!(one_line(s), reference(s), "{s:?}");
+        }
+        // Nothing to collapse: kept as written, odd whitespace included.
+        assert_eq!(one_line("RUN a\u{a0}b"), "RUN a\u{a0}b");
+        assert_eq!(one_line("COPY . /app"), "COPY . /app");
     }
 
     #[test]
