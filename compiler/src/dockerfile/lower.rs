@@ -304,8 +304,9 @@ impl<'a> Lowerer<'a> {
             self.global_args.push((k.to_string(), v));
         }
         let mut seen: HashMap<String, Span> = HashMap::new();
-        for i in 0..self.typed.len() {
-            match &self.typed[i].instr {
+        let typed = Rc::clone(&self.typed);
+        for (i, located) in typed.iter().enumerate() {
+            match &located.instr {
                 Instruction::From(from) => {
                     let name = match &from.name {
                         Some(n) => {
@@ -342,24 +343,27 @@ impl<'a> Lowerer<'a> {
                     });
                 }
                 Instruction::Arg(args) if self.stages.is_empty() => {
-                    let args = args.clone();
                     for (name, default) in args {
-                        let value = match self.build_arg(&name) {
+                        let value = match self.build_arg(name) {
                             Some(v) => {
                                 self.consumed_args.insert(name.clone());
                                 Some(v.to_string())
                             }
                             None => match default {
                                 Some(d) => {
-                                    Some(self.expand_in(i, &d, &self.global_args.clone())?)
+                                    // Taken out for the call, not cloned.
+                                    let global = std::mem::take(&mut self.global_args);
+                                    let value = self.expand_in(i, d, &global);
+                                    self.global_args = global;
+                                    Some(value?)
                                 }
                                 None => None,
                             },
                         };
                         if let Some(v) = value {
-                            self.global_args.push((name, v));
+                            self.global_args.push((name.clone(), v));
                         } else {
-                            self.global_args.retain(|(k, _)| *k != name);
+                            self.global_args.retain(|(k, _)| k != name);
                         }
                     }
                 }
@@ -507,7 +511,7 @@ impl<'a> Lowerer<'a> {
         };
         let mut reasons = Vec::new();
         if !reference.contains("@sha256:") {
-            reasons.push(format!("base image {reference} is named without a digest"));
+            reasons.push(["base image ", reference, " is named without a digest"].concat());
         }
         let id = self.push(
             Op::BaseImage {
@@ -708,24 +712,24 @@ impl<'a> Lowerer<'a> {
                 for (k, v) in pairs {
                     let k = self.expand_in(idx, k, &env)?;
                     let v = self.expand_in(idx, v, &env)?;
-                    parts.push(format!("{k}={v}"));
+                    parts.push([k.as_str(), "=", v.as_str()].concat());
                     expanded.push((k, v));
                 }
                 for (k, v) in expanded {
                     st.config.env_set(&k, &v);
                 }
                 st.env_snapshot = None;
-                self.config_node(st, idx, format!("ENV {}", parts.join(" ")));
+                self.config_node(st, idx, ["ENV ", &parts.join(" ")].concat());
             }
             Instruction::Label(pairs) => {
                 let mut parts = Vec::new();
                 for (k, v) in pairs {
                     let k = self.expand_in(idx, k, &env)?;
                     let v = self.expand_in(idx, v, &env)?;
-                    parts.push(format!("{k}={v}"));
+                    parts.push([k.as_str(), "=", v.as_str()].concat());
                     st.config.labels.insert(k, v);
                 }
-                self.config_node(st, idx, format!("LABEL {}", parts.join(" ")));
+                self.config_node(st, idx, ["LABEL ", &parts.join(" ")].concat());
             }
             Instruction::Arg(args) => {
                 for (name, default) in args {
@@ -781,7 +785,7 @@ impl<'a> Lowerer<'a> {
                     origin,
                 );
                 st.history.push(HistoryEntry {
-                    created_by: format!("WORKDIR {path}"),
+                    created_by: ["WORKDIR ", &path].concat(),
                     comment: "buildkit.dockerfile.v0".into(),
                     empty_layer: false,
                 });
@@ -789,7 +793,7 @@ impl<'a> Lowerer<'a> {
             Instruction::User(u) => {
                 let u = self.expand_in(idx, u, &env)?;
                 st.config.user = u.clone();
-                self.config_node(st, idx, format!("USER {u}"));
+                self.config_node(st, idx, ["USER ", &u].concat());
             }
             Instruction::StopSignal(s) => {
                 let s = self.expand_in(idx, s, &env)?;
@@ -877,14 +881,14 @@ impl<'a> Lowerer<'a> {
                             .iter()
                             .any(|kv| kv.split('=').next() == Some(k.as_str()));
                         if !in_env {
-                            env_list.push(format!("{k}={v}"));
+                            env_list.push([k.as_str(), "=", v.as_str()].concat());
                         }
                     }
                 }
                 for p in PROXY_ARGS {
                     if let Some(v) = self.build_arg(p) {
                         self.consumed_args.insert(p.to_string());
-                        env_list.push(format!("{p}={v}"));
+                        env_list.push([p, "=", v].concat());
                     }
                 }
                 let network = match &run.network {
@@ -893,9 +897,14 @@ impl<'a> Lowerer<'a> {
                 };
                 let mut reasons = Vec::new();
                 if network != "none" {
-                    reasons.push(format!(
-                        "RUN has network access (--network={network}); use --network=none"
-                    ));
+                    reasons.push(
+                        [
+                            "RUN has network access (--network=",
+                            &network,
+                            "); use --network=none",
+                        ]
+                        .concat(),
+                    );
                 }
                 let mut mounts = Vec::new();
                 for m in &run.mounts {
@@ -910,7 +919,14 @@ impl<'a> Lowerer<'a> {
                     .iter()
                     .map(|h| (h.name.clone(), h.content.clone(), h.file_descriptor))
                     .collect();
-                let created_by = format!("RUN {} # buildkit", argv.join(" "));
+                let mut created_by = String::from("RUN ");
+                for (i, arg) in argv.iter().enumerate() {
+                    if i > 0 {
+                        created_by.push(' ');
+                    }
+                    created_by.push_str(arg);
+                }
+                created_by.push_str(" # buildkit");
                 let op = RunOp {
                     argv,
                     env: env_list,
@@ -1102,7 +1118,7 @@ impl<'a> Lowerer<'a> {
             from_context,
             mtime: self.epoch,
         };
-        let text = format!("{} # buildkit", origin.text);
+        let text = [origin.text.as_str(), " # buildkit"].concat();
         let inputs = std::iter::once(st.prev).chain(src_node).collect();
         st.prev = self.push(Op::Copy(op), inputs, reasons, origin);
         st.history.push(HistoryEntry {
@@ -1278,6 +1294,8 @@ impl<'a> Lowerer<'a> {
         let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
         let mut encoder = plan::key::KeyEncoder::default();
         let mut input_keys: Vec<Key> = Vec::new();
+        // "input #N is not hermetic", made once per node N.
+        let mut not_hermetic: Vec<Option<String>> = vec![None; self.nodes.len()];
         for (i, p) in self.nodes.into_iter().enumerate() {
             input_keys.clear();
             input_keys.extend(p.inputs.iter().map(|id| nodes[id.0].key));
@@ -1289,7 +1307,9 @@ impl<'a> Lowerer<'a> {
             let mut reasons = p.reasons;
             for id in &p.inputs {
                 if !nodes[id.0].hermetic {
-                    reasons.push(format!("input #{} is not hermetic", id.0));
+                    let reason = not_hermetic[id.0]
+                        .get_or_insert_with(|| format!("input #{} is not hermetic", id.0));
+                    reasons.push(reason.clone());
                 }
             }
             nodes.push(Node {
