@@ -128,7 +128,7 @@ pub fn lower(
     let mut lw = Lowerer::new(df, source, context, opts, images)?;
     let target = lw.target_stage()?;
     let result = lw.lower_stage(target)?;
-    let image = lw.image_node(target, &result);
+    let image = lw.image_node(target, result);
     lw.finish(image, stat_cache)
 }
 
@@ -149,7 +149,7 @@ pub fn lower_all_stages(
     }
     let last = lw.stages.len() - 1;
     let result = lw.lower_stage(last)?;
-    let image = lw.image_node(last, &result);
+    let image = lw.image_node(last, result);
     Ok(lw.finish(image, &StatCache::default())?.warnings)
 }
 
@@ -201,19 +201,23 @@ impl StageState {
         env
     }
 
-    fn workdir(&self) -> String {
+    fn workdir(&self) -> &str {
         if self.config.working_dir.is_empty() {
-            "/".to_string()
+            "/"
         } else {
-            self.config.working_dir.clone()
+            &self.config.working_dir
         }
     }
 
-    fn shell(&self) -> Vec<String> {
-        self.config
-            .shell
-            .clone()
-            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    /// The shell form's argv: SHELL (or `/bin/sh -c`) and the command.
+    fn shell_argv(&self, command: &str) -> Vec<String> {
+        let mut argv = Vec::with_capacity(3);
+        match &self.config.shell {
+            Some(shell) => argv.extend(shell.iter().cloned()),
+            None => argv.extend(["/bin/sh".to_string(), "-c".to_string()]),
+        }
+        argv.push(command.to_string());
+        argv
     }
 }
 
@@ -677,11 +681,7 @@ impl<'a> Lowerer<'a> {
     fn command(&self, st: &StageState, cmd: &CommandLine) -> Vec<String> {
         match cmd {
             CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => {
-                let mut v = st.shell();
-                v.push(s.clone());
-                v
-            }
+            CommandLine::Shell(s) => st.shell_argv(s),
         }
     }
 
@@ -770,7 +770,7 @@ impl<'a> Lowerer<'a> {
             }
             Instruction::Workdir(w) => {
                 let w = self.expand_in(idx, w, &env)?;
-                let path = copy::absolute_dest(&st.workdir(), &w);
+                let path = copy::absolute_dest(st.workdir(), &w);
                 let path = if path.len() > 1 {
                     path.trim_end_matches('/').to_string()
                 } else {
@@ -930,7 +930,7 @@ impl<'a> Lowerer<'a> {
                 let op = RunOp {
                     argv,
                     env: env_list,
-                    cwd: st.workdir(),
+                    cwd: st.workdir().to_string(),
                     user: st.config.user.clone(),
                     network,
                     mounts,
@@ -1022,7 +1022,7 @@ impl<'a> Lowerer<'a> {
             sources.push((s.clone(), self.expand_in(idx, s, env)?));
         }
         let dest_raw = self.expand_in(idx, &c.dest, env)?;
-        let dest = copy::absolute_dest(&st.workdir(), &dest_raw);
+        let dest = copy::absolute_dest(st.workdir(), &dest_raw);
         let several =
             sources.len() + inline.len() > 1 || sources.iter().any(|(_, s)| copy::has_wildcard(s));
         if sources.len() + inline.len() > 1 && !dest.ends_with('/') {
@@ -1262,14 +1262,25 @@ impl<'a> Lowerer<'a> {
         Ok(files)
     }
 
-    fn image_node(&mut self, target: usize, r: &StageResult) -> NodeId {
-        let mut config = r.config.clone();
+    /// The target's image node; the last call to need the stage's result, so it moves the
+    /// config and history out of it unless another holder remains.
+    fn image_node(&mut self, target: usize, r: Rc<StageResult>) -> NodeId {
+        self.done.remove(&target);
+        let StageResult {
+            last,
+            mut config,
+            history,
+        } = Rc::try_unwrap(r).unwrap_or_else(|shared| StageResult {
+            last: shared.last,
+            config: shared.config.clone(),
+            history: shared.history.clone(),
+        });
         for (k, v) in &self.opts.labels {
             config.labels.insert(k.clone(), v.clone());
         }
         let op = ImageOp {
             config,
-            history: r.history.clone(),
+            history,
             created: self.epoch,
         };
         let origin = Origin {
@@ -1277,7 +1288,7 @@ impl<'a> Lowerer<'a> {
             line: 0,
             text: "image".into(),
         };
-        self.push(Op::Image(Box::new(op)), vec![r.last], vec![], origin)
+        self.push(Op::Image(Box::new(op)), vec![last], vec![], origin)
     }
 
     /// Hash the selected context files, then compute keys and hermeticity in node order.
