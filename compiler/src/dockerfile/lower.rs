@@ -1492,6 +1492,12 @@ mod tests {
             "RUN a\x0cb\r\nc",
             "RUN caf\u{e9}\u{a0}x  y",
             "RUN \u{3000}x\n",
+            "RUN a b  c d\te f \n",
+            "  a",
+            "a  ",
+            " ",
+            "\n\t",
+            "RUN set -e \\\n    && apt-get update  && x y z",
         ] {
             assert_eq!(one_line(s), reference(s), "{s:?}");
         }
