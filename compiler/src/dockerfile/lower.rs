@@ -8,6 +8,7 @@
 //! Must not: read image blobs or write anything (base images come from an [`ImageResolver`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 use crate::context::{ContextError, ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
@@ -127,7 +128,7 @@ pub fn lower(
     let mut lw = Lowerer::new(df, source, context, opts, images)?;
     let target = lw.target_stage()?;
     let result = lw.lower_stage(target)?;
-    let image = lw.image_node(target, &result);
+    let image = lw.image_node(target, result);
     lw.finish(image, stat_cache)
 }
 
@@ -148,7 +149,7 @@ pub fn lower_all_stages(
     }
     let last = lw.stages.len() - 1;
     let result = lw.lower_stage(last)?;
-    let image = lw.image_node(last, &result);
+    let image = lw.image_node(last, result);
     Ok(lw.finish(image, &StatCache::default())?.warnings)
 }
 
@@ -160,7 +161,6 @@ struct StageDef {
     body: std::ops::Range<usize>,
 }
 
-#[derive(Clone)]
 struct StageResult {
     last: NodeId,
     config: ImageConfig,
@@ -176,11 +176,17 @@ struct StageState {
     /// Declared ARGs in order; None = declared without a value.
     args: Vec<(String, Option<String>)>,
     cmd_set: bool,
+    /// The last expansion snapshot, until ARG or ENV changes `args` or `config.env`.
+    env_snapshot: Option<Rc<Vec<(String, String)>>>,
 }
 
 impl StageState {
-    /// The expansion environment: stage ARGs overridden by ENV (a snapshot).
-    fn env(&self) -> Vec<(String, String)> {
+    /// The expansion environment: stage ARGs overridden by ENV (a snapshot, shared by the
+    /// instructions until ARG or ENV changes it).
+    fn env(&mut self) -> Rc<Vec<(String, String)>> {
+        if let Some(env) = &self.env_snapshot {
+            return Rc::clone(env);
+        }
         let mut v: Vec<(String, String)> = self
             .args
             .iter()
@@ -190,22 +196,28 @@ impl StageState {
             let (k, val) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
             v.push((k.to_string(), val.to_string()));
         }
-        v
+        let env = Rc::new(v);
+        self.env_snapshot = Some(Rc::clone(&env));
+        env
     }
 
-    fn workdir(&self) -> String {
+    fn workdir(&self) -> &str {
         if self.config.working_dir.is_empty() {
-            "/".to_string()
+            "/"
         } else {
-            self.config.working_dir.clone()
+            &self.config.working_dir
         }
     }
 
-    fn shell(&self) -> Vec<String> {
-        self.config
-            .shell
-            .clone()
-            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    /// The shell form's argv: SHELL (or `/bin/sh -c`) and the command.
+    fn shell_argv(&self, command: &str) -> Vec<String> {
+        let mut argv = Vec::with_capacity(3);
+        match &self.config.shell {
+            Some(shell) => argv.extend(shell.iter().cloned()),
+            None => argv.extend(["/bin/sh".to_string(), "-c".to_string()]),
+        }
+        argv.push(command.to_string());
+        argv
     }
 }
 
@@ -219,14 +231,15 @@ struct PendingNode {
 struct Lowerer<'a> {
     source: &'a str,
     lexer: Lexer,
-    typed: Vec<Located<'a>>,
+    /// Shared so an instruction can be read while `self` is lowered mutably.
+    typed: Rc<Vec<Located<'a>>>,
     stages: Vec<StageDef>,
     global_args: Vec<(String, String)>,
     opts: &'a BuildOptions,
     images: &'a dyn ImageResolver,
     context: ContextIndex,
     nodes: Vec<PendingNode>,
-    done: HashMap<usize, StageResult>,
+    done: HashMap<usize, Rc<StageResult>>,
     in_progress: HashSet<usize>,
     base_nodes: HashMap<String, (NodeId, Option<crate::dockerfile::lower::ResolvedImage>)>,
     consumed_args: HashSet<String>,
@@ -251,7 +264,7 @@ impl<'a> Lowerer<'a> {
         let mut lw = Lowerer {
             source,
             lexer: Lexer::new(df.escape),
-            typed,
+            typed: Rc::new(typed),
             stages: Vec::new(),
             global_args: Vec::new(),
             opts,
@@ -295,8 +308,9 @@ impl<'a> Lowerer<'a> {
             self.global_args.push((k.to_string(), v));
         }
         let mut seen: HashMap<String, Span> = HashMap::new();
-        for i in 0..self.typed.len() {
-            match &self.typed[i].instr {
+        let typed = Rc::clone(&self.typed);
+        for (i, located) in typed.iter().enumerate() {
+            match &located.instr {
                 Instruction::From(from) => {
                     let name = match &from.name {
                         Some(n) => {
@@ -333,24 +347,27 @@ impl<'a> Lowerer<'a> {
                     });
                 }
                 Instruction::Arg(args) if self.stages.is_empty() => {
-                    let args = args.clone();
                     for (name, default) in args {
-                        let value = match self.build_arg(&name) {
+                        let value = match self.build_arg(name) {
                             Some(v) => {
                                 self.consumed_args.insert(name.clone());
                                 Some(v.to_string())
                             }
                             None => match default {
                                 Some(d) => {
-                                    Some(self.expand_in(i, &d, &self.global_args.clone())?)
+                                    // Taken out for the call, not cloned.
+                                    let global = std::mem::take(&mut self.global_args);
+                                    let value = self.expand_in(i, d, &global);
+                                    self.global_args = global;
+                                    Some(value?)
                                 }
                                 None => None,
                             },
                         };
                         if let Some(v) = value {
-                            self.global_args.push((name, v));
+                            self.global_args.push((name.clone(), v));
                         } else {
-                            self.global_args.retain(|(k, _)| *k != name);
+                            self.global_args.retain(|(k, _)| k != name);
                         }
                     }
                 }
@@ -498,7 +515,7 @@ impl<'a> Lowerer<'a> {
         };
         let mut reasons = Vec::new();
         if !reference.contains("@sha256:") {
-            reasons.push(format!("base image {reference} is named without a digest"));
+            reasons.push(["base image ", reference, " is named without a digest"].concat());
         }
         let id = self.push(
             Op::BaseImage {
@@ -515,9 +532,9 @@ impl<'a> Lowerer<'a> {
         (id, resolved)
     }
 
-    fn lower_stage(&mut self, i: usize) -> Result<StageResult, DockerfileError> {
+    fn lower_stage(&mut self, i: usize) -> Result<Rc<StageResult>, DockerfileError> {
         if let Some(r) = self.done.get(&i) {
-            return Ok(r.clone());
+            return Ok(Rc::clone(r));
         }
         let from_idx = self.stages[i].from;
         if !self.in_progress.insert(i) {
@@ -529,11 +546,15 @@ impl<'a> Lowerer<'a> {
             ));
         }
         let label = self.stage_label(i);
-        let Instruction::From(from) = self.typed[from_idx].instr.clone() else {
+        let typed = Rc::clone(&self.typed);
+        let Instruction::From(from) = &typed[from_idx].instr else {
             unreachable!("stage starts at a FROM")
         };
-        let global = self.global_args.clone();
-        let image = self.expand_in(from_idx, &from.image, &global)?;
+        // Taken out for the call (expansion never reads `global_args` itself), not cloned.
+        let global = std::mem::take(&mut self.global_args);
+        let image = self.expand_in(from_idx, &from.image, &global);
+        self.global_args = global;
+        let image = image?;
         let from_origin = self.origin(&label, from_idx);
         if image.is_empty() {
             let node = &self.typed[from_idx].node;
@@ -550,10 +571,10 @@ impl<'a> Lowerer<'a> {
             .position(|s| s.name.as_deref() == Some(lower.as_str()));
         let (prev, config, history, triggers) = if let Some(j) = by_name {
             let r = self.lower_stage(j)?;
-            let mut config = r.config;
+            let mut config = r.config.clone();
             // A stage's ONBUILD triggers fire in the stages built FROM it, as an image's do.
             let triggers = std::mem::take(&mut config.on_build);
-            (r.last, config, r.history, triggers)
+            (r.last, config, r.history.clone(), triggers)
         } else if lower == "scratch" {
             let id = self.push(Op::Scratch, vec![], vec![], from_origin.clone());
             // BuildKit gives a stage from scratch the working directory "/".
@@ -580,6 +601,7 @@ impl<'a> Lowerer<'a> {
             history,
             args: Vec::new(),
             cmd_set: false,
+            env_snapshot: None,
         };
         if st.config.env_get("PATH").is_none() {
             st.config.env_set("PATH", DEFAULT_PATH);
@@ -588,16 +610,15 @@ impl<'a> Lowerer<'a> {
             self.run_trigger(&mut st, from_idx, &trigger)?;
         }
         for idx in self.stages[i].body.clone() {
-            let instr = self.typed[idx].instr.clone();
-            self.lower_instruction(&mut st, idx, &instr)?;
+            self.lower_instruction(&mut st, idx, &typed[idx].instr)?;
         }
         self.in_progress.remove(&i);
-        let result = StageResult {
+        let result = Rc::new(StageResult {
             last: st.prev,
             config: st.config,
             history: st.history,
-        };
-        self.done.insert(i, result.clone());
+        });
+        self.done.insert(i, Rc::clone(&result));
         Ok(result)
     }
 
@@ -660,11 +681,7 @@ impl<'a> Lowerer<'a> {
     fn command(&self, st: &StageState, cmd: &CommandLine) -> Vec<String> {
         match cmd {
             CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => {
-                let mut v = st.shell();
-                v.push(s.clone());
-                v
-            }
+            CommandLine::Shell(s) => st.shell_argv(s),
         }
     }
 
@@ -686,7 +703,7 @@ impl<'a> Lowerer<'a> {
             Instruction::Run(r) => r.network.is_some() || !r.mounts.is_empty(),
             _ => true,
         };
-        let env = if expands { st.env() } else { Vec::new() };
+        let env = if expands { st.env() } else { Rc::default() };
         match instr {
             Instruction::From(_) => unreachable!("FROM starts a stage"),
             Instruction::Env(pairs) => {
@@ -695,23 +712,24 @@ impl<'a> Lowerer<'a> {
                 for (k, v) in pairs {
                     let k = self.expand_in(idx, k, &env)?;
                     let v = self.expand_in(idx, v, &env)?;
-                    parts.push(format!("{k}={v}"));
+                    parts.push([k.as_str(), "=", v.as_str()].concat());
                     expanded.push((k, v));
                 }
                 for (k, v) in expanded {
                     st.config.env_set(&k, &v);
                 }
-                self.config_node(st, idx, format!("ENV {}", parts.join(" ")));
+                st.env_snapshot = None;
+                self.config_node(st, idx, ["ENV ", &parts.join(" ")].concat());
             }
             Instruction::Label(pairs) => {
                 let mut parts = Vec::new();
                 for (k, v) in pairs {
                     let k = self.expand_in(idx, k, &env)?;
                     let v = self.expand_in(idx, v, &env)?;
-                    parts.push(format!("{k}={v}"));
+                    parts.push([k.as_str(), "=", v.as_str()].concat());
                     st.config.labels.insert(k, v);
                 }
-                self.config_node(st, idx, format!("LABEL {}", parts.join(" ")));
+                self.config_node(st, idx, ["LABEL ", &parts.join(" ")].concat());
             }
             Instruction::Arg(args) => {
                 for (name, default) in args {
@@ -729,6 +747,7 @@ impl<'a> Lowerer<'a> {
                     };
                     st.args.retain(|(k, _)| k != name);
                     st.args.push((name.clone(), value));
+                    st.env_snapshot = None;
                 }
             }
             Instruction::Cmd(c) => {
@@ -751,7 +770,7 @@ impl<'a> Lowerer<'a> {
             }
             Instruction::Workdir(w) => {
                 let w = self.expand_in(idx, w, &env)?;
-                let path = copy::absolute_dest(&st.workdir(), &w);
+                let path = copy::absolute_dest(st.workdir(), &w);
                 let path = if path.len() > 1 {
                     path.trim_end_matches('/').to_string()
                 } else {
@@ -766,7 +785,7 @@ impl<'a> Lowerer<'a> {
                     origin,
                 );
                 st.history.push(HistoryEntry {
-                    created_by: format!("WORKDIR {path}"),
+                    created_by: ["WORKDIR ", &path].concat(),
                     comment: "buildkit.dockerfile.v0".into(),
                     empty_layer: false,
                 });
@@ -774,7 +793,7 @@ impl<'a> Lowerer<'a> {
             Instruction::User(u) => {
                 let u = self.expand_in(idx, u, &env)?;
                 st.config.user = u.clone();
-                self.config_node(st, idx, format!("USER {u}"));
+                self.config_node(st, idx, ["USER ", &u].concat());
             }
             Instruction::StopSignal(s) => {
                 let s = self.expand_in(idx, s, &env)?;
@@ -854,23 +873,22 @@ impl<'a> Lowerer<'a> {
             Instruction::Run(run) => {
                 let argv = self.command(st, &run.command);
                 let mut env_list = st.config.env.clone();
-                let env_names: HashSet<String> = st
-                    .config
-                    .env
-                    .iter()
-                    .map(|kv| kv.split('=').next().unwrap_or("").to_string())
-                    .collect();
                 for (k, v) in &st.args {
                     if let Some(v) = v {
-                        if !env_names.contains(k) {
-                            env_list.push(format!("{k}={v}"));
+                        let in_env = st
+                            .config
+                            .env
+                            .iter()
+                            .any(|kv| kv.split('=').next() == Some(k.as_str()));
+                        if !in_env {
+                            env_list.push([k.as_str(), "=", v.as_str()].concat());
                         }
                     }
                 }
                 for p in PROXY_ARGS {
                     if let Some(v) = self.build_arg(p) {
                         self.consumed_args.insert(p.to_string());
-                        env_list.push(format!("{p}={v}"));
+                        env_list.push([p, "=", v].concat());
                     }
                 }
                 let network = match &run.network {
@@ -879,9 +897,14 @@ impl<'a> Lowerer<'a> {
                 };
                 let mut reasons = Vec::new();
                 if network != "none" {
-                    reasons.push(format!(
-                        "RUN has network access (--network={network}); use --network=none"
-                    ));
+                    reasons.push(
+                        [
+                            "RUN has network access (--network=",
+                            &network,
+                            "); use --network=none",
+                        ]
+                        .concat(),
+                    );
                 }
                 let mut mounts = Vec::new();
                 for m in &run.mounts {
@@ -896,10 +919,18 @@ impl<'a> Lowerer<'a> {
                     .iter()
                     .map(|h| (h.name.clone(), h.content.clone(), h.file_descriptor))
                     .collect();
+                let mut created_by = String::from("RUN ");
+                for (i, arg) in argv.iter().enumerate() {
+                    if i > 0 {
+                        created_by.push(' ');
+                    }
+                    created_by.push_str(arg);
+                }
+                created_by.push_str(" # buildkit");
                 let op = RunOp {
-                    argv: argv.clone(),
+                    argv,
                     env: env_list,
-                    cwd: st.workdir(),
+                    cwd: st.workdir().to_string(),
                     user: st.config.user.clone(),
                     network,
                     mounts,
@@ -908,7 +939,7 @@ impl<'a> Lowerer<'a> {
                 let origin = self.origin(&st.name, idx);
                 st.prev = self.push(Op::Run(op), vec![st.prev], reasons, origin);
                 st.history.push(HistoryEntry {
-                    created_by: format!("RUN {} # buildkit", argv.join(" ")),
+                    created_by,
                     comment: "buildkit.dockerfile.v0".into(),
                     empty_layer: false,
                 });
@@ -991,7 +1022,7 @@ impl<'a> Lowerer<'a> {
             sources.push((s.clone(), self.expand_in(idx, s, env)?));
         }
         let dest_raw = self.expand_in(idx, &c.dest, env)?;
-        let dest = copy::absolute_dest(&st.workdir(), &dest_raw);
+        let dest = copy::absolute_dest(st.workdir(), &dest_raw);
         let several =
             sources.len() + inline.len() > 1 || sources.iter().any(|(_, s)| copy::has_wildcard(s));
         if sources.len() + inline.len() > 1 && !dest.ends_with('/') {
@@ -1087,7 +1118,7 @@ impl<'a> Lowerer<'a> {
             from_context,
             mtime: self.epoch,
         };
-        let text = format!("{} # buildkit", origin.text);
+        let text = [origin.text.as_str(), " # buildkit"].concat();
         let inputs = std::iter::once(st.prev).chain(src_node).collect();
         st.prev = self.push(Op::Copy(op), inputs, reasons, origin);
         st.history.push(HistoryEntry {
@@ -1231,14 +1262,25 @@ impl<'a> Lowerer<'a> {
         Ok(files)
     }
 
-    fn image_node(&mut self, target: usize, r: &StageResult) -> NodeId {
-        let mut config = r.config.clone();
+    /// The target's image node; the last call to need the stage's result, so it moves the
+    /// config and history out of it unless another holder remains.
+    fn image_node(&mut self, target: usize, r: Rc<StageResult>) -> NodeId {
+        self.done.remove(&target);
+        let StageResult {
+            last,
+            mut config,
+            history,
+        } = Rc::try_unwrap(r).unwrap_or_else(|shared| StageResult {
+            last: shared.last,
+            config: shared.config.clone(),
+            history: shared.history.clone(),
+        });
         for (k, v) in &self.opts.labels {
             config.labels.insert(k.clone(), v.clone());
         }
         let op = ImageOp {
             config,
-            history: r.history.clone(),
+            history,
             created: self.epoch,
         };
         let origin = Origin {
@@ -1246,7 +1288,7 @@ impl<'a> Lowerer<'a> {
             line: 0,
             text: "image".into(),
         };
-        self.push(Op::Image(Box::new(op)), vec![r.last], vec![], origin)
+        self.push(Op::Image(Box::new(op)), vec![last], vec![], origin)
     }
 
     /// Hash the selected context files, then compute keys and hermeticity in node order.
@@ -1261,17 +1303,24 @@ impl<'a> Lowerer<'a> {
         wanted.dedup();
         self.context.hash(&wanted, stat_cache)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
+        let mut encoder = plan::key::KeyEncoder::default();
+        let mut input_keys: Vec<Key> = Vec::new();
+        // "input #N is not hermetic", made once per node N.
+        let mut not_hermetic: Vec<Option<String>> = vec![None; self.nodes.len()];
         for (i, p) in self.nodes.into_iter().enumerate() {
-            let input_keys: Vec<Key> = p.inputs.iter().map(|id| nodes[id.0].key).collect();
+            input_keys.clear();
+            input_keys.extend(p.inputs.iter().map(|id| nodes[id.0].key));
             let content = match &p.op {
                 Op::Context(sel) => Some(self.context.content_digest(&sel.files)),
                 _ => None,
             };
-            let key = plan::key::node_key(&p.op, &input_keys, content.as_ref());
+            let key = encoder.key(&p.op, &input_keys, content.as_ref());
             let mut reasons = p.reasons;
             for id in &p.inputs {
                 if !nodes[id.0].hermetic {
-                    reasons.push(format!("input #{} is not hermetic", id.0));
+                    let reason = not_hermetic[id.0]
+                        .get_or_insert_with(|| format!("input #{} is not hermetic", id.0));
+                    reasons.push(reason.clone());
                 }
             }
             nodes.push(Node {
@@ -1351,9 +1400,30 @@ fn json_list(v: &[String]) -> String {
 
 /// An instruction's text on one line with runs of whitespace collapsed (most are already).
 fn one_line(s: &str) -> String {
-    let collapsed = s.contains(['\n', '\t', '\r']) || s.contains("  ") || s != s.trim();
-    if !collapsed {
+    // One pass over the bytes decides whether anything needs collapsing: a line break or
+    // tab, two spaces in a row, or whitespace at either end.
+    let bytes = s.as_bytes();
+    let inner = bytes
+        .iter()
+        .zip(bytes.iter().skip(1).chain(Some(&0)))
+        .any(|(&b, &next)| matches!(b, b'\n' | b'\t' | b'\r') || (b == b' ' && next == b' '));
+    let at_ends = s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace);
+    if !(inner || at_ends) {
         return s.to_string();
+    }
+    if s.is_ascii() {
+        // Split the bytes on the ASCII characters `char::is_whitespace` accepts.
+        let mut out = Vec::with_capacity(s.len());
+        let words = bytes
+            .split(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+            .filter(|w| !w.is_empty());
+        for word in words {
+            if !out.is_empty() {
+                out.push(b' ');
+            }
+            out.extend_from_slice(word);
+        }
+        return String::from_utf8(out).unwrap_or_default();
     }
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -1409,6 +1479,31 @@ mod tests {
         assert_eq!(parse_go_duration("500ms"), Some(500_000_000));
         assert_eq!(parse_go_duration("5"), None);
         assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn one_line_collapses_as_split_whitespace_does() {
+        let reference = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        for s in [
+            "RUN a \\\n    && b",
+            " RUN x",
+            "RUN x\t",
+            "RUN a\x0bb  c",
+            "RUN a\x0cb\r\nc",
+            "RUN caf\u{e9}\u{a0}x  y",
+            "RUN \u{3000}x\n",
+            "RUN a b  c d\te f \n",
+            "  a",
+            "a  ",
+            " ",
+            "\n\t",
+            "RUN set -e \\\n    && apt-get update  && x y z",
+        ] {
+            assert_eq!(one_line(s), reference(s), "{s:?}");
+        }
+        // Nothing to collapse: kept as written, odd whitespace included.
+        assert_eq!(one_line("RUN a\u{a0}b"), "RUN a\u{a0}b");
+        assert_eq!(one_line("COPY . /app"), "COPY . /app");
     }
 
     #[test]

@@ -172,7 +172,7 @@ impl ImageConfig {
 
     /// Set an environment variable, replacing an earlier definition in place.
     pub fn env_set(&mut self, name: &str, value: &str) {
-        let entry = format!("{name}={value}");
+        let entry = [name, "=", value].concat();
         match self
             .env
             .iter_mut()

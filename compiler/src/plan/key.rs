@@ -6,6 +6,7 @@
 //! key.
 
 use std::fmt;
+use std::io::Write;
 
 use serde::{Serialize, Serializer};
 
@@ -44,40 +45,49 @@ impl Serialize for Key {
 }
 
 /// The key of a node from its op, its inputs' keys, and for context selections the digest
-/// of the selected content. The document is streamed into the hasher (no JSON tree is built):
-/// `{"content":…,"inputs":[…],"op":<op as kiln serializes it>,"v":1}`.
+/// of the selected content (a one-off [`KeyEncoder`]; reuse one to key many nodes).
 pub fn node_key(op: &impl Serialize, inputs: &[Key], content: Option<&Key>) -> Key {
-    let mut h = blake3::Hasher::new();
-    h.update(b"{\"content\":");
-    match content {
-        Some(k) => {
-            h.update(b"\"");
-            h.update(blake3::Hash::from(k.0).to_hex().as_bytes());
-            h.update(b"\"");
+    KeyEncoder::default().key(op, inputs, content)
+}
+
+/// Computes node keys, reusing one buffer for the documents they hash.
+#[derive(Debug, Default)]
+pub struct KeyEncoder {
+    doc: Vec<u8>,
+}
+
+impl KeyEncoder {
+    /// The key of a node: blake3 over
+    /// `{"content":…,"inputs":[…],"op":<op as kiln serializes it>,"v":1}`, written whole
+    /// into the reused buffer (no JSON tree is built) and hashed in one call.
+    pub fn key(&mut self, op: &impl Serialize, inputs: &[Key], content: Option<&Key>) -> Key {
+        let doc = &mut self.doc;
+        doc.clear();
+        doc.extend_from_slice(b"{\"content\":");
+        match content {
+            Some(k) => push_quoted_hex(doc, k),
+            None => doc.extend_from_slice(b"null"),
         }
-        None => {
-            h.update(b"null");
+        doc.extend_from_slice(b",\"inputs\":[");
+        for (i, k) in inputs.iter().enumerate() {
+            if i > 0 {
+                doc.push(b',');
+            }
+            push_quoted_hex(doc, k);
         }
+        doc.extend_from_slice(b"],\"op\":");
+        // Writing into a Vec cannot fail, and every op serializes.
+        let _ = serde_json::to_writer(&mut *doc, op);
+        let _ = write!(doc, ",\"v\":{SPEC_VERSION}}}");
+        Key(*blake3::hash(doc).as_bytes())
     }
-    h.update(b",\"inputs\":[");
-    for (i, k) in inputs.iter().enumerate() {
-        if i > 0 {
-            h.update(b",");
-        }
-        h.update(b"\"");
-        h.update(blake3::Hash::from(k.0).to_hex().as_bytes());
-        h.update(b"\"");
-    }
-    h.update(b"],\"op\":");
-    // serde_json writes token by token; batching the tokens before hashing them is what
-    // makes this cheap. Writing into a hasher cannot fail, and every op serializes.
-    {
-        let mut w = std::io::BufWriter::with_capacity(8192, &mut h);
-        let _ = serde_json::to_writer(&mut w, op);
-        let _ = std::io::Write::flush(&mut w);
-    }
-    h.update(format!(",\"v\":{SPEC_VERSION}}}").as_bytes());
-    Key(*h.finalize().as_bytes())
+}
+
+/// `"<64 hex>"` of a key.
+fn push_quoted_hex(doc: &mut Vec<u8>, k: &Key) {
+    doc.push(b'"');
+    doc.extend_from_slice(blake3::Hash::from(k.0).to_hex().as_bytes());
+    doc.push(b'"');
 }
 
 #[cfg(test)]
@@ -92,6 +102,20 @@ mod tests {
         assert_ne!(
             node_key(&a, &[Key::default()], None),
             node_key(&a, &[], None)
+        );
+    }
+
+    #[test]
+    fn a_reused_encoder_keys_like_a_fresh_one() {
+        let big = serde_json::json!({"kind": "run", "definition": {"argv": ["x".repeat(3000)]}});
+        let small = serde_json::json!({"kind": "scratch"});
+        let mut enc = KeyEncoder::default();
+        let inputs = [Key([7; 32])];
+        assert_eq!(enc.key(&big, &inputs, None), node_key(&big, &inputs, None));
+        assert_eq!(enc.key(&small, &[], None), node_key(&small, &[], None));
+        assert_eq!(
+            enc.key(&small, &[], Some(&Key([1; 32]))),
+            node_key(&small, &[], Some(&Key([1; 32])))
         );
     }
 
