@@ -55,18 +55,3 @@ fn writes_a_415_mib_context_quickly() {
     assert!(digest.size > total);
     assert!(mib / secs > 100.0);
 }
-
-#[test]
-#[ignore]
-fn sha256_speed() {
-    use sha2::Digest;
-    let data = vec![7u8; 256 << 20];
-    let start = Instant::now();
-    let d = sha2::Sha256::digest(&data);
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "sha256 of 256 MiB in {secs:.3} s ({:.0} MiB/s) {}",
-        256.0 / secs,
-        hex::encode(d)
-    );
-}
