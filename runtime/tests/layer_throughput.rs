@@ -1,7 +1,7 @@
 //! Throughput of the layer writer on a large build context (run by hand:
 //! `cargo test --release -p kiln-runtime --test layer_throughput -- --ignored --nocapture`).
 //! Ignored by default: its timing depends on the machine, so it reports instead of gating CI,
-//! but it still fails if the layer is wrong or slower than 100 MiB/s.
+//! but it still fails if the layer is wrong or slower than 50 MiB/s.
 
 use kiln_runtime::layer::{host_entry, write_layer};
 use std::io::Write;
@@ -53,5 +53,5 @@ fn writes_a_415_mib_context_quickly() {
     );
     assert_eq!(to_sink, digest);
     assert!(digest.size > total);
-    assert!(mib / secs > 100.0);
+    assert!(mib / secs > 50.0, "pathologically slow");
 }
