@@ -159,6 +159,23 @@ pub fn decompress_auto<'a, R: Read + Send + 'a>(
     Ok((format, decoded))
 }
 
+/// Decompresses `blob` (any `StreamFormat`, detected) into `out` and returns the detected
+/// format with the sha256 and size of the decompressed bytes: for a layer blob that is its
+/// diff_id, to compare with the config's `rootfs.diff_ids` (spec item 25).
+pub fn decompress_into<R: Read + Send, W: Write>(
+    blob: R,
+    out: W,
+) -> Result<(StreamFormat, BlobDigest), LayerError> {
+    let (format, mut reader) = decompress_auto(blob)?;
+    let mut out = HashingWriter::new(BufWriter::with_capacity(CHUNK, out))
+        .map_err(|e| LayerError::io("starting the hashing thread", e))?;
+    std::io::copy(&mut reader, &mut out).map_err(|e| LayerError::io("decompressing a layer", e))?;
+    let (digest, size, _) = out
+        .finish()
+        .map_err(|e| LayerError::io("writing a decompressed layer", e))?;
+    Ok((format, BlobDigest { digest, size }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +279,12 @@ mod tests {
             let mut back = Vec::new();
             reader.read_to_end(&mut back).unwrap();
             assert_eq!(back, tar);
+            let mut into = Vec::new();
+            let (found, digest) = decompress_into(&blob[..], &mut into).unwrap();
+            assert_eq!(
+                (found, digest.digest.as_str(), into),
+                (format, GOLDEN_TAR, tar.clone())
+            );
         }
     }
 

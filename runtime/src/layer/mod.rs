@@ -5,6 +5,12 @@
 //! safety checks, the overlay view (whiteouts applied) used by `COPY --from` and `--chown`
 //! name lookups, and unpacking of local archives for ADD.
 //! Must not: know about the store's layout, manifests or configs.
+//!
+//! Files: `writer` (entry order, hardlinks, whiteouts, data streaming, diff_id), `header`
+//! (the byte layout of one header: ustar + PAX when needed), `compress` (gzip/zstd settings,
+//! format detection), `reader` (scanning a layer with escape checks), `view` (merged
+//! filesystem), `unpack` (ADD of local archives), `host` (all host-file syscalls), `path`
+//! (path spelling rules), `hashing` (sha256 on a helper thread), `error`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,7 +86,9 @@ pub mod unpack;
 pub mod view;
 pub mod writer;
 
-pub use compress::{compress, decompress_auto, BlobDigest, LayerCompression, StreamFormat};
+pub use compress::{
+    compress, decompress_auto, decompress_into, BlobDigest, LayerCompression, StreamFormat,
+};
 pub use error::LayerError;
 pub use host::host_entry;
 pub use reader::{scan_layer, scan_layer_seekable, ScannedEntry, ScannedKind};

@@ -20,14 +20,14 @@
 //! (an ADD must not delete lower content). A path that appears twice keeps its last entry,
 //! as extraction would.
 
-use super::compress::{decompress_auto, StreamFormat};
+use super::compress::{decompress_auto, decompress_into, StreamFormat};
 use super::header::BLOCK;
 use super::path::join;
 use super::reader::{scan_layer, ScannedKind};
 use super::{Entry, EntryKind, LayerError};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Cursor, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Which mtime unpacked entries get.
@@ -66,15 +66,12 @@ pub fn archive_entries(
     dest: &str,
     options: &UnpackOptions,
 ) -> Result<Option<Vec<Entry>>, LayerError> {
-    let Some((format, first_block, rest)) = sniff_archive(path)? else {
+    let Some(format) = sniff_archive(path)? else {
         return Ok(None);
     };
     let (tar_path, tar_file) = match format {
-        StreamFormat::Plain => {
-            let file = open(path)?;
-            (path.to_path_buf(), file)
-        }
-        _ => decompress_to_scratch(path, &first_block, rest, &options.scratch)?,
+        StreamFormat::Plain => (path.to_path_buf(), open(path)?),
+        _ => decompress_to_scratch(path, &options.scratch)?,
     };
     let scanned = scan_layer(BufReader::with_capacity(1 << 16, tar_file))?;
 
@@ -116,11 +113,8 @@ pub fn archive_entries(
     Ok(Some(entries))
 }
 
-type Sniffed = (StreamFormat, Vec<u8>, Box<dyn Read + Send>);
-
-/// Decides whether `path` is a (possibly compressed) tar: returns its format, its first
-/// decompressed block and the rest of the decompressed stream, or `None`.
-fn sniff_archive(path: &Path) -> Result<Option<Sniffed>, LayerError> {
+/// Decides whether `path` is a (possibly compressed) tar: returns its compression, or `None`.
+fn sniff_archive(path: &Path) -> Result<Option<StreamFormat>, LayerError> {
     let file = open(path)?;
     let (format, mut reader) = decompress_auto(BufReader::with_capacity(1 << 16, file))?;
     let mut block = vec![0u8; BLOCK];
@@ -138,7 +132,7 @@ fn sniff_archive(path: &Path) -> Result<Option<Sniffed>, LayerError> {
     if filled < BLOCK || !is_tar_header(&block) {
         return Ok(None);
     }
-    Ok(Some((format, block, reader)))
+    Ok(Some(format))
 }
 
 /// A non-zero 512-byte block whose checksum field matches its bytes.
@@ -164,12 +158,7 @@ pub fn is_tar_header(block: &[u8]) -> bool {
     recorded == computed
 }
 
-fn decompress_to_scratch(
-    path: &Path,
-    first_block: &[u8],
-    rest: Box<dyn Read + Send>,
-    scratch: &Path,
-) -> Result<(PathBuf, File), LayerError> {
+fn decompress_to_scratch(path: &Path, scratch: &Path) -> Result<(PathBuf, File), LayerError> {
     let context = || {
         format!(
             "decompressing {} into {}",
@@ -182,12 +171,10 @@ fn decompress_to_scratch(
         .suffix(".tar")
         .tempfile_in(scratch)
         .map_err(|e| LayerError::io(context(), e))?;
-    {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-        std::io::copy(&mut Cursor::new(first_block).chain(rest), &mut out)
-            .map_err(|e| LayerError::io(context(), e))?;
-        out.flush().map_err(|e| LayerError::io(context(), e))?;
-    }
+    decompress_into(
+        BufReader::with_capacity(1 << 16, open(path)?),
+        temp.as_file_mut(),
+    )?;
     let (mut file, kept) = temp
         .keep()
         .map_err(|e| LayerError::io(context(), e.error))?;

@@ -10,14 +10,15 @@
 //! - a layer's whiteouts and opaque markers apply to the layers below it only, whatever
 //!   their position in the tar;
 //! - parents a layer omits exist implicitly as directories (mode 0755, 0:0, mtime 0), as
-//!   extractors create them;
-//! - an entry whose parent is a symlink from a lower layer lands where the symlink leads
-//!   (resolved inside the image, as docker's chrooted extraction does); a parent that is a
-//!   regular file is an error;
+//!   docker's overlay2 driver creates them when it extracts the layer into its own empty
+//!   directory: such a parent replaces a lower non-directory at that path, symlinks
+//!   included (so an entry never lands "through" a lower symlink), and leaves a lower
+//!   directory as it is (overlay2 would show the implicit 0755 directory's metadata instead;
+//!   kiln's own layers never omit parents);
 //! - a hardlink becomes a second file sharing the target's data location, with its own
 //!   metadata; the writer re-links files that share a data location.
 
-use super::path::{join, parent};
+use super::path::{ancestors, join};
 use super::reader::{scan_layer_seekable, ScannedKind};
 use super::{Entry, EntryKind, FileSource, LayerError};
 use std::collections::BTreeMap;
@@ -149,62 +150,30 @@ impl FsView {
                 mtime: item.mtime,
                 xattrs: item.xattrs,
             };
-            self.insert(item.path, entry)?;
+            self.insert(item.path, entry);
         }
         Ok(())
     }
 
-    /// Puts `entry` at `path`, creating missing parents and following lower symlinks.
-    fn insert(&mut self, path: String, entry: ViewEntry) -> Result<(), LayerError> {
-        let dir = self.make_parent_dirs(&path)?;
-        let name = super::path::file_name(&path);
-        let path = join(&dir, name);
+    /// Puts `entry` at `path`, creating missing parents (see the module docs).
+    fn insert(&mut self, path: String, entry: ViewEntry) {
+        self.ensure_parent_dirs(&path);
         let merges = entry.is_dir() && self.entries.get(&path).is_some_and(ViewEntry::is_dir);
         if !merges {
             self.remove_tree(&path, false);
         }
         self.entries.insert(path, entry);
-        Ok(())
     }
 
-    /// Makes sure the parent directory of `path` exists and returns its real path (lower
-    /// symlinks on the way followed).
-    fn make_parent_dirs(&mut self, path: &str) -> Result<String, LayerError> {
-        let mut real = String::new();
-        let dir = parent(path);
-        if dir.is_empty() {
-            return Ok(real);
-        }
-        for component in dir.split('/') {
-            let next = join(&real, component);
-            match self.entries.get(&next).map(|e| &e.kind) {
-                None => {
-                    self.entries.insert(next.clone(), ViewEntry::implicit_dir());
-                    real = next;
-                }
-                Some(ViewKind::Dir) => real = next,
-                Some(ViewKind::Symlink { .. }) => {
-                    real = match self.resolve(&next, true) {
-                        Some(target) if self.get(&target).is_some_and(ViewEntry::is_dir) => target,
-                        _ => {
-                            return Err(LayerError::Malformed {
-                                detail: format!(
-                                    "entry `{path}` goes through symlink `{next}`, which does not lead to a directory"
-                                ),
-                            })
-                        }
-                    };
-                }
-                Some(_) => {
-                    return Err(LayerError::Malformed {
-                        detail: format!(
-                            "entry `{path}` is below `{next}`, which is not a directory"
-                        ),
-                    })
-                }
+    /// Makes every ancestor of `path` a directory: missing ones are created, lower
+    /// non-directories (symlinks included) are replaced, existing directories are kept.
+    fn ensure_parent_dirs(&mut self, path: &str) {
+        for ancestor in ancestors(path) {
+            if !self.entries.get(ancestor).is_some_and(ViewEntry::is_dir) {
+                self.entries
+                    .insert(ancestor.to_string(), ViewEntry::implicit_dir());
             }
         }
-        Ok(real)
     }
 
     /// Removes everything below `path`, and `path` itself when `itself` (the root when empty).

@@ -445,15 +445,16 @@ fn open_cached<'c>(
     cache: &'c mut Option<(PathBuf, File)>,
     tar: &Path,
 ) -> Result<&'c mut File, LayerError> {
-    let cached = matches!(cache, Some((open, _)) if open == tar);
-    if !cached {
-        let file =
-            File::open(tar).map_err(|e| LayerError::io(format!("opening {}", tar.display()), e))?;
-        *cache = Some((tar.to_path_buf(), file));
+    if matches!(cache, Some((open, _)) if open != tar) {
+        *cache = None;
     }
     match cache {
         Some((_, file)) => Ok(file),
-        None => unreachable!("the cache was filled above"),
+        None => {
+            let file = File::open(tar)
+                .map_err(|e| LayerError::io(format!("opening {}", tar.display()), e))?;
+            Ok(&mut cache.insert((tar.to_path_buf(), file)).1)
+        }
     }
 }
 
