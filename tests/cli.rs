@@ -163,6 +163,7 @@ fn bad_usage_exits_2() {
 /// Two COPY forms docker 20.10 accepts but later BuildKit refuses (and so does kiln).
 #[test]
 fn copy_mistakes_fail_the_build() {
+    require_peer!("busybox");
     let dir = temp_dir();
     let store = KilnStore::with_busybox();
     let cases = [
@@ -337,6 +338,7 @@ fn build_id(store: &KilnStore, args: &[&std::ffi::OsStr], dir: &Path) -> String 
 
 #[test]
 fn build_reads_dockerfile_from_stdin() {
+    require_peer!("busybox");
     let dir = temp_dir();
     let dockerfile = "FROM busybox:test\nCOPY a /a\nCMD [\"/bin/cat\", \"/a\"]\n";
     let ctx = context(
@@ -429,6 +431,7 @@ fn build_output_flag_writes_the_saved_tarball() {
 /// rebuilds and still gives the same image.
 #[test]
 fn second_build_is_cached_and_identical() {
+    require_peer!("busybox");
     let dir = temp_dir();
     let ctx = context(
         dir.path(),
@@ -476,6 +479,7 @@ fn second_build_is_cached_and_identical() {
 
 #[test]
 fn images_inspect_history_tag_rmi_prune() {
+    require_peer!("busybox");
     let dir = temp_dir();
     let ctx = context(
         dir.path(),
@@ -651,6 +655,7 @@ fn saved_image(dir: &Path) -> Vec<u8> {
 
 #[test]
 fn load_refuses_truncated_tarball() {
+    require_peer!("busybox");
     let dir = temp_dir();
     let bytes = saved_image(dir.path());
     // Cuts inside an entry: in the middle of the big layer, inside manifest.json's data,
@@ -681,6 +686,7 @@ fn load_refuses_truncated_tarball() {
 
 #[test]
 fn load_refuses_flipped_byte_in_a_layer() {
+    require_peer!("busybox");
     let dir = temp_dir();
     let bytes = saved_image(dir.path());
     // Flip a byte inside the busybox binary, the largest blob's data.
@@ -741,6 +747,7 @@ fn escaping_layer_archive() -> Vec<u8> {
 
 #[test]
 fn load_refuses_layer_entry_escaping_the_root() {
+    require_peer!("busybox");
     let dir = temp_dir();
     let path = dir.path().join("hostile.tar");
     std::fs::write(&path, escaping_layer_archive()).expect("write");
@@ -757,6 +764,7 @@ fn load_refuses_layer_entry_escaping_the_root() {
 
 #[test]
 fn load_refuses_archive_entry_escaping_the_root() {
+    require_peer!("busybox");
     let dir = temp_dir();
     let mut bytes = saved_image(dir.path());
     // Append a hostile entry to a valid archive (before its end-of-archive blocks).

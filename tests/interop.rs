@@ -235,9 +235,15 @@ fn umoci_unpacks_kiln_image() {
             .arg(&layout),
     );
     let bundle = dir.path().join("bundle");
+    let am_root = running_as_root();
     run_ok(
         std::process::Command::new("umoci")
             .arg("unpack")
+            .args(if am_root {
+                &[][..]
+            } else {
+                &["--rootless"][..]
+            })
             .arg("--image")
             .arg(format!("{}:1.0", layout.display()))
             .arg(&bundle),

@@ -80,9 +80,7 @@ fn make_context(dir: &Path, host: &Host) -> std::path::PathBuf {
         .arg(&ctx)
         .args(["-exec", "touch", "-h", "-d", host.mtime, "{}", "+"]));
     assert_success("touch the context", &touched);
-    let am_root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
+    let am_root = running_as_root();
     if let (Some(owner), true) = (host.owner, am_root) {
         run_ok(Command::new("chown").args(["-hR", owner]).arg(&ctx));
     }

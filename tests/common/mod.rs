@@ -158,6 +158,13 @@ pub fn assert_success(what: &str, out: &Output) {
     }
 }
 
+/// Whether this process runs as root (the owner of /proc/self is the effective uid).
+pub fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
 pub fn stdout_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -557,9 +564,7 @@ pub fn busybox() -> &'static Busybox {
         std::fs::set_permissions(&rootfs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let tarball = dir.join("rootfs.tar");
         let mut tar = tar::Builder::new(Vec::new());
-        let am_root = std::fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false);
+        let am_root = running_as_root();
         for s in &spec {
             let mut h = tar::Header::new_ustar();
             h.set_mtime(0);
