@@ -157,3 +157,35 @@ fn independent_stages_build_and_meet_in_the_final_stage() {
     let fs = read_saved_image(&tar).fs();
     assert!(fs.contains_key("a") && fs.contains_key("b") && !fs.contains_key("x"));
 }
+
+#[test]
+fn a_cached_rebuild_with_another_source_date_epoch_matches_a_fresh_build() {
+    let ctx = temp_dir();
+    context(
+        ctx.path(),
+        "FROM scratch\nWORKDIR /srv/app\nCOPY a.txt .\n",
+        &[("a.txt", b"a\n")],
+    );
+    let ctx_arg = ctx.path().to_str().unwrap();
+    let build = |store: &KilnStore, epoch: &str| {
+        let out = common::run(
+            store
+                .cmd()
+                .env("SOURCE_DATE_EPOCH", epoch)
+                .args(["build", "-t", "sde:1", ctx_arg]),
+        );
+        common::assert_success("kiln build", &out);
+    };
+    // Same store, first epoch 0 then another: every layer whose bytes carry the epoch must be
+    // rebuilt, not taken from the cache.
+    let reused = KilnStore::new();
+    build(&reused, "0");
+    build(&reused, "1700000000");
+    let fresh = KilnStore::new();
+    build(&fresh, "1700000000");
+    let out = temp_dir();
+    let (a, b) = (out.path().join("reused.tar"), out.path().join("fresh.tar"));
+    reused.save("sde:1", &a);
+    fresh.save("sde:1", &b);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}

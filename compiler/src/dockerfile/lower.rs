@@ -241,7 +241,7 @@ struct Lowerer<'a> {
     nodes: Vec<PendingNode>,
     done: HashMap<usize, Rc<StageResult>>,
     in_progress: HashSet<usize>,
-    base_nodes: HashMap<String, (NodeId, Option<crate::dockerfile::lower::ResolvedImage>)>,
+    base_nodes: HashMap<String, (NodeId, Option<ResolvedImage>)>,
     consumed_args: HashSet<String>,
     warnings: Vec<Warning>,
     epoch: u64,
@@ -324,8 +324,7 @@ impl<'a> Lowerer<'a> {
                                 )
                                 .with_help("stage names match ^[a-z][a-z0-9-_.]*$"));
                             }
-                            if let Some(prev) = seen.insert(lower.clone(), span) {
-                                let _ = prev;
+                            if seen.insert(lower.clone(), span).is_some() {
                                 return Err(DockerfileError::at(
                                     format!("duplicate stage name {n:?}"),
                                     span,
@@ -779,7 +778,10 @@ impl<'a> Lowerer<'a> {
                 st.config.working_dir = path.clone();
                 let origin = self.origin(&st.name, idx);
                 st.prev = self.push(
-                    Op::Mkdir { path: path.clone() },
+                    Op::Mkdir {
+                        path: path.clone(),
+                        mtime: self.epoch,
+                    },
                     vec![st.prev],
                     vec![],
                     origin,
@@ -845,10 +847,10 @@ impl<'a> Lowerer<'a> {
                 let hc =
                     HealthConfig {
                         test: test.clone(),
-                        interval: self.duration(idx, h.interval.as_ref())?,
-                        timeout: self.duration(idx, h.timeout.as_ref())?,
-                        start_period: self.duration(idx, h.start_period.as_ref())?,
-                        start_interval: self.duration(idx, h.start_interval.as_ref())?,
+                        interval: Self::duration(h.interval.as_ref())?,
+                        timeout: Self::duration(h.timeout.as_ref())?,
+                        start_period: Self::duration(h.start_period.as_ref())?,
+                        start_interval: Self::duration(h.start_interval.as_ref())?,
                         retries: match &h.retries {
                             None => 0,
                             Some(r) => r.value.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(
@@ -949,10 +951,9 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
-    fn duration(&self, idx: usize, f: Option<&FlagValue>) -> Result<i64, DockerfileError> {
+    fn duration(f: Option<&FlagValue>) -> Result<i64, DockerfileError> {
         let Some(f) = f else { return Ok(0) };
         parse_go_duration(&f.value).ok_or_else(|| {
-            let _ = idx;
             DockerfileError::at(
                 format!("invalid duration {:?}", f.value),
                 f.span,
@@ -1023,8 +1024,6 @@ impl<'a> Lowerer<'a> {
         }
         let dest_raw = self.expand_in(idx, &c.dest, env)?;
         let dest = copy::absolute_dest(st.workdir(), &dest_raw);
-        let several =
-            sources.len() + inline.len() > 1 || sources.iter().any(|(_, s)| copy::has_wildcard(s));
         if sources.len() + inline.len() > 1 && !dest.ends_with('/') {
             let node = &self.typed[idx].node;
             return Err(DockerfileError::at(
@@ -1034,7 +1033,6 @@ impl<'a> Lowerer<'a> {
             )
             .with_help(format!("write {}/", c.dest)));
         }
-        let _ = several;
         let opt =
             |me: &mut Self, f: &Option<FlagValue>| -> Result<Option<String>, DockerfileError> {
                 match f {
@@ -1159,9 +1157,11 @@ impl<'a> Lowerer<'a> {
                 st.name
             )));
         }
-        let looks_like_image =
-            from.contains(['/', ':', '@']) || self.images.resolve(from).is_some();
-        if !looks_like_image {
+        // Anything else is an image; one the store does not have, named like a stage that
+        // exists, is far more likely a misspelt stage.
+        let origin = self.origin(&st.name, idx);
+        let (id, resolved) = self.base_image(from, origin);
+        if resolved.is_none() && !from.contains(['/', ':', '@']) {
             let names: Vec<&str> = self
                 .stages
                 .iter()
@@ -1176,8 +1176,7 @@ impl<'a> Lowerer<'a> {
                 .with_help(format!("did you mean the stage {s:?}?")));
             }
         }
-        let origin = self.origin(&st.name, idx);
-        Ok(self.base_image(from, origin).0)
+        Ok(id)
     }
 
     /// Context entries a COPY/ADD reads: each source resolved against the context, with

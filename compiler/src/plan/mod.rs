@@ -72,7 +72,7 @@ pub enum Op {
     /// COPY or ADD into the filesystem of input 0, from input 1.
     Copy(CopyOp),
     /// Create a directory (WORKDIR) if it does not exist.
-    Mkdir { path: String },
+    Mkdir { path: String, mtime: u64 },
     /// A RUN step.
     Run(RunOp),
     /// A metadata-only instruction; the change is already folded into the image config.

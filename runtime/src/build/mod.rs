@@ -277,7 +277,7 @@ impl Exec<'_> {
                 let started = Instant::now();
                 let layer = match &node.op {
                     Op::Copy(c) => self.copy(node, c, &base)?,
-                    Op::Mkdir { path } => self.mkdir(path, &base)?,
+                    Op::Mkdir { path, mtime } => self.mkdir(path, *mtime, &base)?,
                     Op::Run(_) => {
                         return Err(BuildError::Unsupported(
                             "RUN (the build sandbox is the next milestone; RUN-free Dockerfiles build today)".into(),
@@ -358,13 +358,12 @@ impl Exec<'_> {
         self.write(entries).map(Some)
     }
 
-    fn mkdir(&self, path: &str, base: &Output) -> Result<Option<LayerRef>, BuildError> {
+    fn mkdir(&self, path: &str, mtime: u64, base: &Output) -> Result<Option<LayerRef>, BuildError> {
         let dest = self.tree(&base.layers)?;
         let rel = kiln_compiler::copy::clean(path);
         if rel.is_empty() || dest.meta(&rel).is_some_and(|m| m.kind == SourceKind::Dir) {
             return Ok(None);
         }
-        let mtime = self.plan.target_image().1.created;
         let mut entries = BTreeMap::new();
         entries.insert(
             rel.clone(),
