@@ -51,6 +51,101 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Remove blobs and cache entries that nothing refers to
     Prune(PruneArgs),
+    /// Run a command in a new container
+    Run(RunArgs),
+    /// Manage named volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Remove containers
+    Rm(RmArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep standard input open (its end reaches the container)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (K=V, or K to pass kiln's own value)
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (K=V lines, # comments)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Bind a host path or a named volume: SRC:DST[:ro|rw]
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
+    /// Attach a mount: type=bind|volume|tmpfs,source=..,target=..[,readonly]
+    #[arg(long = "mount", value_name = "type=..,target=..")]
+    pub mounts: Vec<String>,
+    /// Mount a tmpfs: DST[:size=..,mode=..]
+    #[arg(long = "tmpfs", value_name = "DST[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (name or uid, optionally :group or :gid)
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Override the image's ENTRYPOINT
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Network: none (a private loopback) or host
+    #[arg(long, value_name = "MODE", default_value = "none")]
+    pub network: String,
+    /// Publish a container port on the host: [IP:]HOST:CONTAINER[/udp]
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CONTAINER")]
+    pub publish: Vec<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Container host name
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Assign a name to the container
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Run kiln's init as PID 1 (forwards signals, reaps zombies)
+    #[arg(long)]
+    pub init: bool,
+    /// The image, then the command and its arguments
+    #[arg(required = true, value_name = "IMAGE [COMMAND] [ARG...]", allow_hyphen_values = true)]
+    pub image_and_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create { name: String },
+    /// List volumes
+    Ls {
+        /// Only show names
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Show a volume as JSON
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Containers (name or id)
+    #[arg(required = true)]
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -128,9 +223,12 @@ pub struct BuildArgs {
     /// Also write the image as a tarball: type=oci|docker,dest=FILE
     #[arg(short = 'o', long = "output", value_name = "type=oci|docker,dest=FILE")]
     pub output: Option<String>,
-    /// Network mode for RUN steps (none, host)
+    /// Network mode for RUN steps: host (the default, as Docker gives RUN a network) or none
     #[arg(long, value_name = "MODE", default_value = "default")]
     pub network: String,
+    /// Expose a secret to RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
+    #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
     /// The build context directory
     pub context: PathBuf,
 }

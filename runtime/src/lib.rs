@@ -4,7 +4,9 @@
 
 pub mod archive;
 pub mod build;
+pub mod container;
 pub mod image;
 pub mod layer;
 pub mod oci;
+pub mod sandbox;
 pub mod store;

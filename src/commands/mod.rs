@@ -7,6 +7,7 @@ mod images;
 mod parse;
 mod plan;
 mod progress;
+mod run;
 mod transfer;
 
 use crate::cli::{Cli, Command};
@@ -27,5 +28,8 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Tag(a) => images::tag(root, a),
         Command::Rmi(a) => images::rmi(root, a),
         Command::Prune(a) => images::prune(root, a),
+        Command::Run(a) => run::run(root, a),
+        Command::Volume(c) => run::volume(root, c),
+        Command::Rm(a) => run::rm(root, a),
     }
 }

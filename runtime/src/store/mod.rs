@@ -30,6 +30,7 @@ mod cache;
 mod layers;
 mod prune;
 mod refs;
+mod unpacked;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -1,0 +1,370 @@
+//! Containers of `kiln run`: a record in the store for each (id, name, image, spec, state,
+//! exit code), its directories (the overlay's upper and work directories, the mount point,
+//! the private tmpfs's directory), and named volumes. Detached containers, `ps`, `logs`,
+//! `stop` and `exec` build on these records; the process model is the sandbox's monitor,
+//! which can supervise a container without kiln in the foreground.
+//!
+//! Store layout: `containers/<id>/{container.json,upper,work,merged,scratch}`,
+//! `volumes/<name>/_data` (see `volume`).
+//! Must not: parse flags or text (the CLI gives typed [`RunOptions`]); run anything outside
+//! the sandbox.
+
+pub mod volume;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::oci::Digest;
+use crate::sandbox::spec::{self, ContainerSpec, Mount, MountKind, Network, Port, Process, Rootfs};
+use crate::sandbox::{caps, Exit, SandboxError};
+use crate::store::{Image, Store, StoreError};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ContainerError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the container name {0:?} is already in use")]
+    #[diagnostic(help("remove that container first, or choose another --name"))]
+    NameInUse(String),
+    #[error("invalid container name {0:?}")]
+    #[diagnostic(help("names are letters, digits, and _ . - after the first character ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"))]
+    BadName(String),
+    #[error("no such container: {0}")]
+    NoContainer(String),
+    #[error("{0}")]
+    #[diagnostic(help("the mount's source must be an absolute host path or a volume name"))]
+    BadMount(String),
+    #[error("no such volume: {0}")]
+    NoVolume(String),
+    #[error("volume {name} is in use by {containers}")]
+    #[diagnostic(help("remove those containers first (they keep a record until removed)"))]
+    VolumeInUse { name: String, containers: String },
+    #[error("no command given: the image has neither ENTRYPOINT nor CMD")]
+    #[diagnostic(help("name the command after the image: kiln run IMAGE COMMAND..."))]
+    NoCommand,
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let path = path.to_path_buf();
+    move |source| ContainerError::Io { action, path, source }
+}
+
+/// A mount asked for with `-v`, `--mount` or `--tmpfs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountRequest {
+    Bind { source: PathBuf, target: String, readonly: bool },
+    Volume { name: String, target: String, readonly: bool },
+    Tmpfs { target: String, size: Option<u64>, mode: u32 },
+}
+
+/// `kiln run`'s flags, typed.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub args: Vec<String>,
+    pub name: Option<String>,
+    /// `K=V` pairs, in order, after `--env-file` and `-e` are resolved.
+    pub env: Vec<String>,
+    pub mounts: Vec<MountRequest>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub entrypoint: Option<String>,
+    pub host_network: bool,
+    pub ports: Vec<Port>,
+    pub read_only: bool,
+    pub hostname: Option<String>,
+    pub init: bool,
+    pub tty: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Created,
+    Running,
+    Exited,
+}
+
+/// A container's record (`containers/<id>/container.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it, and its ID.
+    pub image: String,
+    pub image_id: Digest,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub state: State,
+    pub exit_code: Option<i32>,
+    /// The monitor's pid while running.
+    pub pid: Option<u32>,
+    pub spec: ContainerSpec,
+}
+
+impl Record {
+    pub fn dir(&self, store: &Store) -> PathBuf {
+        containers_dir(store).join(&self.id)
+    }
+}
+
+fn containers_dir(store: &Store) -> PathBuf {
+    store.root().join("containers")
+}
+
+/// The unpacked directories of an image's layers, lowest first (each unpacked once).
+pub fn layer_dirs(store: &Store, diff_ids: &[Digest]) -> Result<Vec<PathBuf>, StoreError> {
+    use rayon::prelude::*;
+    diff_ids.par_iter().map(|d| store.unpacked_layer(d)).collect()
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+fn new_id() -> String {
+    let mut bytes = [0u8; 32];
+    if fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes = *blake3::hash(format!("{t:?}{}", std::process::id()).as_bytes()).as_bytes();
+    }
+    hex::encode(bytes)
+}
+
+/// Every container record in the store.
+pub fn list(store: &Store) -> Result<Vec<Record>, ContainerError> {
+    let dir = containers_dir(store);
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io("read", &dir)(e)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path().join("container.json");
+        if let Ok(bytes) = fs::read(&path) {
+            if let Ok(rec) = serde_json::from_slice::<Record>(&bytes) {
+                out.push(rec);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// A container by name, full id or unique id prefix.
+pub fn find(store: &Store, wanted: &str) -> Result<Record, ContainerError> {
+    let all = list(store)?;
+    if let Some(r) = all.iter().find(|r| r.name == wanted || r.id == wanted) {
+        return Ok(r.clone());
+    }
+    let mut prefixed = all.into_iter().filter(|r| r.id.starts_with(wanted));
+    match (prefixed.next(), prefixed.next()) {
+        (Some(r), None) if !wanted.is_empty() => Ok(r),
+        _ => Err(ContainerError::NoContainer(wanted.to_string())),
+    }
+}
+
+pub fn save(store: &Store, record: &Record) -> Result<(), ContainerError> {
+    let path = record.dir(store).join("container.json");
+    let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+    store.write_atomic(&path, &bytes)?;
+    Ok(())
+}
+
+/// Create a container from `image` (named `reference` by the user): its record, directories
+/// and spec. Nothing runs yet.
+pub fn create(
+    store: &Store,
+    reference: &str,
+    image: &Image,
+    opts: &RunOptions,
+) -> Result<Record, ContainerError> {
+    let id = new_id();
+    let existing = list(store)?;
+    let name = match &opts.name {
+        Some(n) if !valid_name(n) => return Err(ContainerError::BadName(n.clone())),
+        Some(n) if existing.iter().any(|r| &r.name == n) => {
+            return Err(ContainerError::NameInUse(n.clone()))
+        }
+        Some(n) => n.clone(),
+        None => format!("kiln_{}", &id[..12]),
+    };
+    let dir = containers_dir(store).join(&id);
+    let [upper, work, merged, scratch] = ["upper", "work", "merged", "scratch"].map(|d| dir.join(d));
+    for d in [&upper, &work, &merged, &scratch] {
+        fs::create_dir_all(d).map_err(io("create", d))?;
+    }
+    let config = &image.config.config;
+    let network = if opts.host_network { Network::Host } else { Network::None };
+    let hostname = match (&opts.hostname, network) {
+        (Some(h), _) => h.clone(),
+        (None, Network::Host) => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        (None, Network::None) => id[..12].to_string(),
+    };
+    let args = spec::command_line(
+        config.entrypoint.as_deref().unwrap_or(&[]),
+        config.cmd.as_deref().unwrap_or(&[]),
+        opts.entrypoint.as_deref(),
+        &opts.args,
+    );
+    if args.is_empty() {
+        return Err(ContainerError::NoCommand);
+    }
+    let mut layers = layer_dirs(store, &image.config.rootfs.diff_ids)?;
+    if layers.is_empty() {
+        let empty = dir.join("empty");
+        fs::create_dir_all(&empty).map_err(io("create", &empty))?;
+        layers.push(empty);
+    }
+    let mut mounts = crate::sandbox::net::etc_files(&hostname, network);
+    for m in &opts.mounts {
+        mounts.push(mount_for(store, m)?);
+    }
+    let cwd = opts
+        .workdir
+        .clone()
+        .or_else(|| (!config.working_dir.is_empty()).then(|| config.working_dir.clone()))
+        .unwrap_or_else(|| "/".into());
+    let spec = ContainerSpec {
+        id: id.clone(),
+        rootfs: Rootfs {
+            layers,
+            upper,
+            work,
+            merged,
+            scratch,
+            readonly: opts.read_only,
+        },
+        process: Process {
+            args,
+            env: spec::container_env(&config.env, &opts.env, &hostname),
+            cwd,
+            user: opts.user.clone().unwrap_or_else(|| config.user.clone()),
+            terminal: opts.tty,
+        },
+        hostname,
+        network,
+        mounts,
+        init: opts.init,
+        capabilities: caps::DOCKER_DEFAULT,
+        seccomp: true,
+        ports: opts.ports.clone(),
+    };
+    let record = Record {
+        id,
+        name,
+        image: reference.to_string(),
+        image_id: image.id().clone(),
+        created: crate::oci::time::format_rfc3339(now_secs()),
+        state: State::Created,
+        exit_code: None,
+        pid: None,
+        spec,
+    };
+    save(store, &record)?;
+    Ok(record)
+}
+
+fn mount_for(store: &Store, m: &MountRequest) -> Result<Mount, ContainerError> {
+    Ok(match m {
+        MountRequest::Bind { source, target, readonly } => {
+            if !source.exists() {
+                // Docker creates a missing -v host directory.
+                fs::create_dir_all(source).map_err(io("create", source))?;
+            }
+            Mount {
+                target: target.clone(),
+                kind: MountKind::Bind { source: source.clone(), fill: false },
+                readonly: *readonly,
+            }
+        }
+        MountRequest::Volume { name, target, readonly } => {
+            let data = volume::create(store, name)?.mountpoint;
+            Mount {
+                target: target.clone(),
+                kind: MountKind::Bind { source: data, fill: true },
+                readonly: *readonly,
+            }
+        }
+        MountRequest::Tmpfs { target, size, mode } => Mount {
+            target: target.clone(),
+            kind: MountKind::Tmpfs { size: *size, mode: *mode },
+            readonly: false,
+        },
+    })
+}
+
+/// Run a created container in the foreground: start it, mark it running, wait, record the
+/// exit. `on_start` gets the running container (to relay a terminal, forward signals).
+pub fn run_foreground(
+    store: &Store,
+    mut record: Record,
+    streams: crate::sandbox::Streams,
+    on_start: impl FnOnce(&mut crate::sandbox::Container),
+) -> Result<(Record, Exit), ContainerError> {
+    let launcher = crate::sandbox::Launcher::current()?;
+    let mut container = match launcher.start(&record.spec, streams) {
+        Ok(c) => c,
+        Err(e) => {
+            record.state = State::Exited;
+            record.exit_code = Some(match &e {
+                SandboxError::Start { code, .. } => *code,
+                SandboxError::Spawn(_) => 125,
+            });
+            save(store, &record)?;
+            return Err(e.into());
+        }
+    };
+    record.state = State::Running;
+    record.pid = Some(container.pid());
+    save(store, &record)?;
+    on_start(&mut container);
+    let result = container.wait();
+    record.state = State::Exited;
+    record.pid = None;
+    record.exit_code = Some(match &result {
+        Ok(exit) => exit.code,
+        Err(SandboxError::Start { code, .. }) => *code,
+        Err(SandboxError::Spawn(_)) => 125,
+    });
+    save(store, &record)?;
+    Ok((record, result?))
+}
+
+/// Remove a container that is not running: its record and directories.
+pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
+    let dir = record.dir(store);
+    fs::remove_dir_all(&dir).map_err(io("remove", &dir))
+}
+
+/// `IMAGE` as the user wrote it, resolved in the store.
+pub fn image(store: &Store, reference: &str) -> Result<Image, ContainerError> {
+    Ok(store.image(reference)?)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,36 @@
+//! kiln's Linux sandbox: one way to run a process in a container, used by RUN steps and by
+//! `kiln run`. Namespaces (mount, pid, uts, ipc, cgroup, and net unless the host's), an
+//! overlayfs root over layers unpacked once in the store, Docker's standard mounts, default
+//! capabilities and seccomp profile; no runc, no daemon.
+//!
+//! Files: `spec` (the typed container description), `launch` (kiln's side: start, report,
+//! wait), `channel` (the control socket), `init` (the re-executed monitor, PID 1 and the
+//! payload's last steps), `rootfs` (mounts and pivot_root), `syscall` (the kernel behind a
+//! trait), `user` (passwd/group), `security` (identity, capabilities, seccomp in order),
+//! `caps`, `seccomp`, `net` (loopback and published ports), `tty`.
+//! Must not: read plans or parse Dockerfiles; know the store's layout (callers give paths).
+
+pub mod caps;
+mod channel;
+pub mod init;
+pub mod launch;
+pub mod net;
+pub mod rootfs;
+pub mod seccomp;
+mod security;
+pub mod spec;
+pub mod syscall;
+pub mod tty;
+pub mod user;
+
+pub use launch::{Container, Exit, Launcher, Streams};
+pub use spec::ContainerSpec;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SandboxError {
+    #[error("cannot start the container: {0}")]
+    Spawn(String),
+    /// The container could not start its payload; `code` is Docker's status for it.
+    #[error("{message}")]
+    Start { message: String, code: i32 },
+}

@@ -1,0 +1,342 @@
+//! The container's filesystem, set up inside its new mount namespace: the overlay root, the
+//! standard mounts (/proc, /dev and its nodes, /dev/pts, /dev/shm, /dev/mqueue, /sys), the
+//! spec's mounts, Docker's masked and read-only /proc and /sys paths, then `pivot_root`.
+//!
+//! Every mount target inside the root is resolved inside the root (never following a symlink
+//! out of it) and mounted through the descriptor it resolved to. Everything goes through the
+//! [`Syscall`] trait, so the order and arguments are unit-tested with the recorder.
+//! Must not: start processes, touch users or capabilities, or read the store.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use nix::sys::stat::SFlag;
+
+use super::spec::{ContainerSpec, Mount, MountKind};
+use super::syscall::{Create, Syscall};
+
+/// A failed set-up step: what was being done, and the kernel's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupFailure {
+    pub step: String,
+    pub errno: nix::errno::Errno,
+}
+
+impl std::fmt::Display for SetupFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.errno.desc())
+    }
+}
+
+type Result<T> = std::result::Result<T, SetupFailure>;
+
+fn at(step: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> SetupFailure {
+    let step = step.into();
+    move |errno| SetupFailure { step, errno }
+}
+
+/// Files in the private tmpfs, for [`MountKind::File`] mounts.
+pub struct FileStage {
+    pub dir: PathBuf,
+}
+
+const OVERLAY_OPTIONS: &str = "index=off,metacopy=off,redirect_dir=off";
+/// The kernel's limit on mount data is a page; stay below it with room for the other options.
+const MAX_LOWERDIR: usize = 3500;
+
+/// Mount the overlay root at `spec.rootfs.merged` and everything inside it, then pivot into
+/// it. Returns the paths (inside the root) that set-up had to create as mount points, so a
+/// build step can remove them from its layer again.
+pub fn setup(sys: &dyn Syscall, spec: &ContainerSpec, files: &FileStage) -> Result<Vec<String>> {
+    let root = spec.rootfs.merged.as_path();
+    sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+        .map_err(at("making / private"))?;
+    mount_overlay(sys, &spec.rootfs.layers, Some((&spec.rootfs.upper, &spec.rootfs.work)), root)?;
+    let mut stubs = Vec::new();
+    standard_mounts(sys, root, &mut stubs)?;
+    for (i, m) in spec.mounts.iter().enumerate() {
+        user_mount(sys, root, m, files, i, &mut stubs)?;
+    }
+    mask_paths(sys, root)?;
+    if spec.rootfs.readonly {
+        sys.mount(
+            None,
+            root,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )
+        .map_err(at("making the root read-only"))?;
+    }
+    sys.pivot_root(root).map_err(at("pivot_root"))?;
+    if !spec.hostname.is_empty() {
+        sys.sethostname(&spec.hostname).map_err(at("sethostname"))?;
+    }
+    Ok(stubs)
+}
+
+/// Overlay `layers` (lowest first) at `target`; writable when `upper` is given.
+fn mount_overlay(
+    sys: &dyn Syscall,
+    layers: &[PathBuf],
+    upper: Option<(&PathBuf, &PathBuf)>,
+    target: &Path,
+) -> Result<()> {
+    let lower = lowerdir(sys, layers)?;
+    let mut data = format!("lowerdir={lower}");
+    if let Some((upper, work)) = upper {
+        data.push_str(&format!(",upperdir={},workdir={}", upper.display(), work.display()));
+    }
+    data.push(',');
+    data.push_str(OVERLAY_OPTIONS);
+    let flags = if upper.is_some() {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
+    sys.mount(Some("overlay"), target, Some("overlay"), flags, Some(&data))
+        .map_err(at(format!("mounting the overlay at {}", target.display())))
+}
+
+/// The `lowerdir=` value, topmost layer first. Long stacks are named relative to their common
+/// directory (the store's unpacked-layer directory), which set-up makes the working directory.
+fn lowerdir(sys: &dyn Syscall, layers: &[PathBuf]) -> Result<String> {
+    let join = |names: Vec<String>| names.join(":");
+    let absolute = join(layers.iter().rev().map(|p| p.display().to_string()).collect());
+    if absolute.len() <= MAX_LOWERDIR {
+        return Ok(absolute);
+    }
+    let parent = layers.first().and_then(|p| p.parent()).unwrap_or(Path::new("/"));
+    if layers.iter().all(|p| p.parent() == Some(parent)) {
+        sys.chdir(parent).map_err(at("entering the layer directory"))?;
+        let relative = join(
+            layers
+                .iter()
+                .rev()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect(),
+        );
+        if relative.len() <= MAX_LOWERDIR {
+            return Ok(relative);
+        }
+    }
+    Err(SetupFailure {
+        step: format!("stacking {} layers (more than overlayfs takes in one mount)", layers.len()),
+        errno: nix::errno::Errno::E2BIG,
+    })
+}
+
+fn resolve(
+    sys: &dyn Syscall,
+    root: &Path,
+    inside: &str,
+    create: Create,
+    stubs: &mut Vec<String>,
+) -> Result<super::syscall::Resolved> {
+    let (r, created) = sys
+        .resolve_in_root(root, inside, create)
+        .map_err(at(format!("resolving {inside} inside the root")))?;
+    stubs.extend(created);
+    Ok(r)
+}
+
+/// Docker's standard mounts and device nodes.
+fn standard_mounts(sys: &dyn Syscall, root: &Path, stubs: &mut Vec<String>) -> Result<()> {
+    let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let table: [(&str, &str, MsFlags, &str); 6] = [
+        ("/proc", "proc", nosuid_noexec_nodev, ""),
+        ("/dev", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, "mode=755,size=65536k"),
+        (
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5",
+        ),
+        ("/dev/shm", "tmpfs", nosuid_noexec_nodev, "mode=1777,size=65536k"),
+        ("/dev/mqueue", "mqueue", nosuid_noexec_nodev, ""),
+        ("/sys", "sysfs", nosuid_noexec_nodev | MsFlags::MS_RDONLY, ""),
+    ];
+    for (target, fstype, flags, data) in table {
+        let at_path = resolve(sys, root, target, Create::Dir, stubs)?;
+        let data = (!data.is_empty()).then_some(data);
+        sys.mount(Some(fstype), &at_path.proc_path(), Some(fstype), flags, data)
+            .map_err(at(format!("mounting {fstype} at {target}")))?;
+        if target == "/dev" {
+            // The nodes go into the fresh tmpfs: resolve /dev again to reach it.
+            let dev = resolve(sys, root, "/dev", Create::Nothing, stubs)?;
+            device_nodes(sys, &dev.proc_path())?;
+        }
+    }
+    Ok(())
+}
+
+fn device_nodes(sys: &dyn Syscall, dev: &Path) -> Result<()> {
+    let nodes: [(&str, u64, u64); 6] = [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ];
+    for (name, major, minor) in nodes {
+        let path = dev.join(name);
+        sys.mknod(&path, SFlag::S_IFCHR, 0o666, nix::sys::stat::makedev(major, minor))
+            .map_err(at(format!("creating /dev/{name}")))?;
+    }
+    for (name, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        sys.symlink(target, &dev.join(name))
+            .map_err(at(format!("linking /dev/{name}")))?;
+    }
+    for dir in ["pts", "shm", "mqueue"] {
+        sys.mkdir(&dev.join(dir), 0o755).map_err(at(format!("creating /dev/{dir}")))?;
+    }
+    Ok(())
+}
+
+fn user_mount(
+    sys: &dyn Syscall,
+    root: &Path,
+    m: &Mount,
+    files: &FileStage,
+    index: usize,
+    stubs: &mut Vec<String>,
+) -> Result<()> {
+    let what = format!("mounting {}", m.target);
+    let mut readonly_remount = m.readonly;
+    match &m.kind {
+        MountKind::Bind { source, fill } => {
+            if *fill {
+                if let Ok((from, _)) = sys.resolve_in_root(root, &m.target, Create::Nothing) {
+                    sys.fill_empty_dir(&from.proc_path(), source)
+                        .map_err(at(format!("copying the image's {} into the volume", m.target)))?;
+                }
+            }
+            let create = if source.is_dir() { Create::Dir } else { Create::File };
+            let target = resolve(sys, root, &m.target, create, stubs)?;
+            let src = source.display().to_string();
+            sys.mount(Some(&src), &target.proc_path(), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+                .map_err(at(what.clone()))?;
+        }
+        MountKind::Tmpfs { size, mode } => {
+            let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
+            let mut data = format!("mode={mode:o}");
+            if let Some(size) = size {
+                data.push_str(&format!(",size={size}"));
+            }
+            let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            if m.readonly {
+                flags |= MsFlags::MS_RDONLY;
+                readonly_remount = false;
+            }
+            sys.mount(Some("tmpfs"), &target.proc_path(), Some("tmpfs"), flags, Some(&data))
+                .map_err(at(what.clone()))?;
+        }
+        MountKind::File {
+            content,
+            mode,
+            uid,
+            gid,
+        } => {
+            let staged = files.dir.join(format!("f{index}"));
+            sys.write_file(&staged, content, *mode, *uid, *gid)
+                .map_err(at(format!("writing the file for {}", m.target)))?;
+            let target = resolve(sys, root, &m.target, Create::File, stubs)?;
+            let src = staged.display().to_string();
+            sys.mount(Some(&src), &target.proc_path(), None, MsFlags::MS_BIND, None)
+                .map_err(at(what.clone()))?;
+        }
+        MountKind::Layers { layers, upper } => {
+            let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
+            mount_overlay(sys, layers, upper.as_ref().map(|(u, w)| (u, w)), &target.proc_path())?;
+            readonly_remount = false;
+        }
+    }
+    if readonly_remount {
+        // A bind mount takes MS_RDONLY only on a remount of the new mount: resolve it again.
+        let target = resolve(sys, root, &m.target, Create::Nothing, stubs)?;
+        sys.mount(
+            None,
+            &target.proc_path(),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(at(format!("making {} read-only", m.target)))?;
+    }
+    Ok(())
+}
+
+/// Docker's masked paths (hidden behind /dev/null or an empty read-only tmpfs) and read-only
+/// paths under /proc and /sys. Paths the kernel does not have are skipped.
+const MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn mask_paths(sys: &dyn Syscall, root: &Path) -> Result<()> {
+    let mut none = Vec::new();
+    for path in MASKED {
+        let Ok((target, _)) = sys.resolve_in_root(root, path, Create::Nothing) else {
+            continue;
+        };
+        let target_path = target.proc_path();
+        let is_dir = target_path.is_dir();
+        let r = if is_dir {
+            sys.mount(Some("tmpfs"), &target_path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+        } else {
+            let null = resolve(sys, root, "/dev/null", Create::Nothing, &mut none)?;
+            let null = null.proc_path().display().to_string();
+            sys.mount(Some(&null), &target_path, None, MsFlags::MS_BIND, None)
+        };
+        r.map_err(at(format!("masking {path}")))?;
+    }
+    for path in READ_ONLY {
+        let Ok((target, _)) = sys.resolve_in_root(root, path, Create::Nothing) else {
+            continue;
+        };
+        let target_path = target.proc_path();
+        sys.mount(
+            Some(&target_path.display().to_string()),
+            &target_path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .and_then(|()| {
+            let (again, _) = sys.resolve_in_root(root, path, Create::Nothing)?;
+            sys.mount(
+                None,
+                &again.proc_path(),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                None,
+            )
+        })
+        .map_err(at(format!("making {path} read-only")))?;
+    }
+    Ok(())
+}

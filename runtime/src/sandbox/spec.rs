@@ -1,0 +1,202 @@
+//! The container spec: one typed description of a container, the same for a RUN step and for
+//! `kiln run` (modelled on the fields of OCI runtime-spec's `config.json`).
+//!
+//! Owns the types and the pure rules that derive values from them (the environment's
+//! defaults, the combination of ENTRYPOINT/CMD/arguments). The spec is serialised to JSON to
+//! cross from kiln to its init process, so every field is plain data.
+//! Must not: touch the kernel or the store; build a spec from a plan (the builder does) or
+//! from flags (the CLI does).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The default PATH of a container whose image sets none (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Identifies the container in messages and in its hostname default.
+    pub id: String,
+    pub rootfs: Rootfs,
+    pub process: Process,
+    pub hostname: String,
+    pub network: Network,
+    /// Mounts beyond the standard set (/proc, /dev, /sys, ...), applied in order.
+    pub mounts: Vec<Mount>,
+    /// `--init`: kiln's init is PID 1 and the payload its child; otherwise the payload is PID 1.
+    pub init: bool,
+    /// Capabilities of a root payload, as a bit mask (bit n = capability n).
+    pub capabilities: u64,
+    /// Docker's default seccomp profile.
+    pub seccomp: bool,
+    /// Ports published from the host into the container's own loopback.
+    pub ports: Vec<Port>,
+}
+
+/// The root filesystem: an overlay of unpacked layers with a writable upper directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rootfs {
+    /// Unpacked layer directories, lowest first. Empty for a scratch image.
+    pub layers: Vec<PathBuf>,
+    /// The overlay's upper and work directories (same filesystem), and where it is mounted.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub merged: PathBuf,
+    /// An empty directory where the container's private tmpfs goes (files made for it).
+    pub scratch: PathBuf,
+    /// `--read-only`: the root is remounted read-only once everything is mounted.
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    /// argv; `args[0]` is looked up in the container's PATH when it has no `/`.
+    pub args: Vec<String>,
+    /// The complete environment (`K=V`); nothing of kiln's own environment is added.
+    pub env: Vec<String>,
+    /// Working directory inside the container (absolute); created when missing.
+    pub cwd: String,
+    /// `user[:group]`, names or numbers, resolved in the container's /etc/passwd and /etc/group.
+    /// Empty means root.
+    pub user: String,
+    /// `-t`: a pseudo-terminal from the container's own devpts becomes stdin/out/err.
+    pub terminal: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// A private network namespace with only a loopback interface (up).
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Absolute path inside the container, resolved inside the root.
+    pub target: String,
+    pub kind: MountKind,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum MountKind {
+    /// A host file or directory (a `-v` path, a named volume, a cache directory). With
+    /// `fill`, an empty source directory first gets a copy of what the root has at the target
+    /// (a named volume's first use).
+    Bind {
+        source: PathBuf,
+        #[serde(default)]
+        fill: bool,
+    },
+    Tmpfs { size: Option<u64>, mode: u32 },
+    /// A file made for this container in a private tmpfs (secrets, /etc/hosts, heredoc
+    /// scripts): its bytes never touch a disk.
+    File {
+        content: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// Read-only layers stacked at the target (a stage's filesystem for `--mount=from=`);
+    /// with `upper`, writable into that directory.
+    Layers {
+        layers: Vec<PathBuf>,
+        upper: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+/// The environment a container starts with: the image's (or step's) variables, then
+/// `overrides` replacing or adding by name; PATH defaults to Docker's, HOSTNAME is the
+/// container's, and HOME is filled in by the init from the user's passwd entry when unset.
+pub fn container_env(image_env: &[String], overrides: &[String], hostname: &str) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |kv: &str| {
+        let name = kv.split('=').next().unwrap_or(kv);
+        match env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(name))
+        {
+            Some(slot) => *slot = kv.to_string(),
+            None => env.push(kv.to_string()),
+        }
+    };
+    if !image_env.iter().any(|e| e.starts_with("PATH=")) {
+        set(&format!("PATH={DEFAULT_PATH}"));
+    }
+    if !hostname.is_empty() {
+        set(&format!("HOSTNAME={hostname}"));
+    }
+    for kv in image_env.iter().chain(overrides) {
+        set(kv);
+    }
+    env
+}
+
+/// Docker's combination of an image's ENTRYPOINT and CMD with `--entrypoint` and the
+/// arguments after the image name: an `--entrypoint` drops the image's CMD; arguments
+/// replace CMD.
+pub fn command_line(
+    entrypoint: &[String],
+    cmd: &[String],
+    entrypoint_flag: Option<&str>,
+    args: &[String],
+) -> Vec<String> {
+    let (entry, default_cmd): (Vec<String>, &[String]) = match entrypoint_flag {
+        Some("") => (Vec::new(), &[]),
+        Some(e) => (vec![e.to_string()], &[]),
+        None => (entrypoint.to_vec(), cmd),
+    };
+    let rest = if args.is_empty() { default_cmd } else { args };
+    entry.into_iter().chain(rest.iter().cloned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn env_defaults_and_overrides() {
+        let env = container_env(&v(&["A=1", "B=2"]), &v(&["B=3", "C=4"]), "h");
+        assert_eq!(
+            env,
+            v(&[&format!("PATH={DEFAULT_PATH}"), "HOSTNAME=h", "A=1", "B=3", "C=4"])
+        );
+        let env = container_env(&v(&["PATH=/x"]), &[], "");
+        assert_eq!(env, v(&["PATH=/x"]));
+    }
+
+    #[test]
+    fn docker_command_combination() {
+        let ep = v(&["/entry"]);
+        let cmd = v(&["a", "b"]);
+        assert_eq!(command_line(&ep, &cmd, None, &[]), v(&["/entry", "a", "b"]));
+        assert_eq!(command_line(&ep, &cmd, None, &v(&["x"])), v(&["/entry", "x"]));
+        assert_eq!(command_line(&ep, &cmd, Some("/e2"), &[]), v(&["/e2"]));
+        assert_eq!(command_line(&ep, &cmd, Some("/e2"), &v(&["y"])), v(&["/e2", "y"]));
+        assert_eq!(command_line(&ep, &cmd, Some(""), &v(&["sh"])), v(&["sh"]));
+        assert_eq!(command_line(&[], &cmd, None, &[]), v(&["a", "b"]));
+    }
+}

@@ -1,0 +1,460 @@
+//! run, rm, volume: containers in the foreground, as `docker run` runs them. Turns docker's
+//! flag spellings (`-v`, `--mount`, `--tmpfs`, `-p`, `-e`, `--env-file`) into typed options,
+//! forwards signals and the terminal, and exits with the container's status.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use kiln_runtime::container::{self, volume, MountRequest, RunOptions};
+use kiln_runtime::sandbox::spec::{Port, Protocol};
+use kiln_runtime::sandbox::{tty, SandboxError, Streams};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+use super::transfer::open_store;
+use crate::cli::{RmArgs, RunArgs, VolumeCommand};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+enum RunError {
+    #[error("invalid {flag} value {value:?}: {why}")]
+    #[diagnostic(help("{help}"))]
+    Flag {
+        flag: &'static str,
+        value: String,
+        why: String,
+        help: &'static str,
+    },
+    #[error("unable to find image {0:?} in the store")]
+    #[diagnostic(help(
+        "kiln has no registry yet: `kiln build`, `kiln load -i image.tar` or `kiln import rootfs.tar NAME` first"
+    ))]
+    NoImage(String),
+    #[error("cannot read --env-file {}: {source}", path.display())]
+    EnvFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("container {0} is running")]
+    #[diagnostic(help("stop it first"))]
+    Running(String),
+}
+
+fn flag_error(flag: &'static str, value: &str, why: &str, help: &'static str) -> RunError {
+    RunError::Flag {
+        flag,
+        value: value.to_string(),
+        why: why.to_string(),
+        help,
+    }
+}
+
+/// `-e K=V`, or `-e K` (kiln's own value, left out when unset), as docker does.
+fn env_entry(entry: &str) -> Option<String> {
+    if entry.contains('=') {
+        Some(entry.to_string())
+    } else {
+        std::env::var(entry).ok().map(|v| format!("{entry}={v}"))
+    }
+}
+
+fn env_file(path: &PathBuf) -> Result<Vec<String>, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::EnvFile {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .map(|l| l.trim_start())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(env_entry)
+        .collect())
+}
+
+const VOLUME_HELP: &str = "write -v /host/path:/container/path[:ro] or -v VOLUME:/container/path";
+
+/// `-v SRC:DST[:OPTS]`: an absolute SRC is a host path, anything else a volume name.
+fn parse_volume(v: &str) -> Result<MountRequest, RunError> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [src, dst] => (*src, *dst, ""),
+        [src, dst, opts] => (*src, *dst, *opts),
+        _ => return Err(flag_error("-v", v, "expected SRC:DST[:OPTIONS]", VOLUME_HELP)),
+    };
+    if !dst.starts_with('/') {
+        return Err(flag_error("-v", v, "the destination must be an absolute path", VOLUME_HELP));
+    }
+    let mut readonly = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => readonly = true,
+            "rw" | "z" | "Z" | "rprivate" | "private" | "rslave" | "slave" | "nocopy" => {}
+            _ => return Err(flag_error("-v", v, &format!("unknown option {o:?}"), VOLUME_HELP)),
+        }
+    }
+    if src.starts_with('/') {
+        Ok(MountRequest::Bind {
+            source: PathBuf::from(src),
+            target: dst.to_string(),
+            readonly,
+        })
+    } else if src.contains('/') || src.is_empty() {
+        Err(flag_error(
+            "-v",
+            v,
+            "a host path must be absolute; a volume name has no '/'",
+            VOLUME_HELP,
+        ))
+    } else {
+        Ok(MountRequest::Volume {
+            name: src.to_string(),
+            target: dst.to_string(),
+            readonly,
+        })
+    }
+}
+
+const MOUNT_HELP: &str =
+    "write --mount type=bind,source=/host,target=/dst[,readonly], type=volume,source=NAME,target=/dst or type=tmpfs,target=/dst[,tmpfs-size=BYTES]";
+
+fn parse_mount(v: &str) -> Result<MountRequest, RunError> {
+    let (mut kind, mut source, mut target, mut readonly) = ("volume", None, None, false);
+    let (mut size, mut mode) = (None, 0o1777);
+    for field in v.split(',') {
+        let (k, val) = field.split_once('=').unwrap_or((field, ""));
+        match k {
+            "type" => kind = val,
+            "source" | "src" => source = Some(val),
+            "target" | "destination" | "dst" => target = Some(val),
+            "readonly" | "ro" => readonly = matches!(val, "" | "true" | "1"),
+            "tmpfs-size" => {
+                size = Some(
+                    parse_size(val).ok_or_else(|| flag_error("--mount", v, "bad tmpfs-size", MOUNT_HELP))?,
+                )
+            }
+            "tmpfs-mode" => {
+                mode = u32::from_str_radix(val, 8)
+                    .map_err(|_| flag_error("--mount", v, "bad tmpfs-mode (octal)", MOUNT_HELP))?
+            }
+            "bind-propagation" | "volume-nocopy" | "consistency" => {}
+            _ => return Err(flag_error("--mount", v, &format!("unknown field {k:?}"), MOUNT_HELP)),
+        }
+    }
+    let target = target
+        .filter(|t| t.starts_with('/'))
+        .ok_or_else(|| flag_error("--mount", v, "an absolute target is required", MOUNT_HELP))?
+        .to_string();
+    match (kind, source) {
+        ("bind", Some(src)) if src.starts_with('/') => Ok(MountRequest::Bind {
+            source: PathBuf::from(src),
+            target,
+            readonly,
+        }),
+        ("bind", _) => Err(flag_error("--mount", v, "a bind mount needs an absolute source", MOUNT_HELP)),
+        ("volume", Some(name)) if !name.is_empty() => Ok(MountRequest::Volume {
+            name: name.to_string(),
+            target,
+            readonly,
+        }),
+        ("volume", _) => Err(flag_error("--mount", v, "a volume mount needs source=NAME", MOUNT_HELP)),
+        ("tmpfs", _) => Ok(MountRequest::Tmpfs { target, size, mode }),
+        (other, _) => Err(flag_error("--mount", v, &format!("unknown type {other:?}"), MOUNT_HELP)),
+    }
+}
+
+/// `1024`, `64k`, `64m`, `1g` (docker's tmpfs sizes).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.to_ascii_lowercase();
+    let (num, mult) = match s.trim_end_matches('b').chars().last()? {
+        'k' => (&s[..s.trim_end_matches('b').len() - 1], 1u64 << 10),
+        'm' => (&s[..s.trim_end_matches('b').len() - 1], 1 << 20),
+        'g' => (&s[..s.trim_end_matches('b').len() - 1], 1 << 30),
+        _ => (s.as_str(), 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+fn parse_tmpfs(v: &str) -> Result<MountRequest, RunError> {
+    let (target, opts) = v.split_once(':').unwrap_or((v, ""));
+    let help = "write --tmpfs /dst[:size=64m,mode=1777]";
+    if !target.starts_with('/') {
+        return Err(flag_error("--tmpfs", v, "the destination must be absolute", help));
+    }
+    let (mut size, mut mode) = (None, 0o1777);
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o.split_once('=') {
+            Some(("size", s)) => size = Some(parse_size(s).ok_or_else(|| flag_error("--tmpfs", v, "bad size", help))?),
+            Some(("mode", m)) => {
+                mode = u32::from_str_radix(m, 8).map_err(|_| flag_error("--tmpfs", v, "bad mode", help))?
+            }
+            _ => {}
+        }
+    }
+    Ok(MountRequest::Tmpfs {
+        target: target.to_string(),
+        size,
+        mode,
+    })
+}
+
+const PUBLISH_HELP: &str = "write -p HOST_PORT:CONTAINER_PORT, -p 127.0.0.1:8080:80 or -p 53:53/udp";
+
+fn parse_publish(v: &str) -> Result<Port, RunError> {
+    let (spec, protocol) = match v.rsplit_once('/') {
+        Some((s, "tcp")) => (s, Protocol::Tcp),
+        Some((s, "udp")) => (s, Protocol::Udp),
+        Some(_) => return Err(flag_error("-p", v, "the protocol is tcp or udp", PUBLISH_HELP)),
+        None => (v, Protocol::Tcp),
+    };
+    let (ip, host, container) = match spec.rsplitn(3, ':').collect::<Vec<_>>().as_slice() {
+        [c, h] => (String::new(), *h, *c),
+        [c, h, ip] => (ip.trim_matches(['[', ']']).to_string(), *h, *c),
+        _ => {
+            return Err(flag_error(
+                "-p",
+                v,
+                "kiln needs both ports (a port on the host is never picked at random)",
+                PUBLISH_HELP,
+            ))
+        }
+    };
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0);
+    match (port(host), port(container)) {
+        (Some(host_port), Some(container_port)) => Ok(Port {
+            host_ip: ip,
+            host_port,
+            container_port,
+            protocol,
+        }),
+        _ => Err(flag_error("-p", v, "ports are numbers from 1 to 65535", PUBLISH_HELP)),
+    }
+}
+
+fn options(a: &RunArgs) -> miette::Result<RunOptions> {
+    let mut env = Vec::new();
+    for f in &a.env_files {
+        env.extend(env_file(f)?);
+    }
+    env.extend(a.env.iter().filter_map(|e| env_entry(e)));
+    let mut mounts = Vec::new();
+    for v in &a.volumes {
+        mounts.push(parse_volume(v)?);
+    }
+    for m in &a.mounts {
+        mounts.push(parse_mount(m)?);
+    }
+    for t in &a.tmpfs {
+        mounts.push(parse_tmpfs(t)?);
+    }
+    let host_network = match a.network.as_str() {
+        "none" => false,
+        "host" => true,
+        other => {
+            return Err(flag_error(
+                "--network",
+                other,
+                "kiln creates no bridges",
+                "use --network none (a private loopback; publish ports with -p) or --network host",
+            )
+            .into())
+        }
+    };
+    let ports = a
+        .publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RunOptions {
+        args: a.image_and_args[1..].to_vec(),
+        name: a.name.clone(),
+        env,
+        mounts,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        entrypoint: a.entrypoint.clone(),
+        host_network,
+        ports,
+        read_only: a.read_only,
+        hostname: a.hostname.clone(),
+        init: a.init,
+        tty: a.tty,
+    })
+}
+
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
+    // Signals are taken by one thread (they are blocked here, before any other thread exists,
+    // so every later thread inherits the mask) and passed to the container.
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.add(Signal::SIGWINCH);
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    let monitor = Arc::new(AtomicU32::new(0));
+    let terminal = Arc::new(AtomicI32::new(-1));
+    {
+        let (monitor, terminal) = (Arc::clone(&monitor), Arc::clone(&terminal));
+        std::thread::spawn(move || loop {
+            let Ok(sig) = mask.wait() else { continue };
+            if sig == Signal::SIGWINCH {
+                let fd = terminal.load(Ordering::SeqCst);
+                if fd >= 0 {
+                    tty::copy_window_size(0, fd);
+                }
+                continue;
+            }
+            let pid = monitor.load(Ordering::SeqCst);
+            if pid != 0 {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+            }
+        });
+    }
+    let store = open_store(root)?;
+    let reference = &a.image_and_args[0];
+    let image = store
+        .image(reference)
+        .map_err(|_| RunError::NoImage(reference.clone()))?;
+    let opts = options(&a)?;
+    let record = container::create(&store, reference, &image, &opts)?;
+    let streams = if a.tty {
+        Streams {
+            stdin: std::process::Stdio::null(),
+            stdout: std::process::Stdio::inherit(),
+            stderr: std::process::Stdio::inherit(),
+        }
+    } else {
+        Streams {
+            stdin: if a.interactive {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            },
+            stdout: std::process::Stdio::inherit(),
+            stderr: std::process::Stdio::inherit(),
+        }
+    };
+    let mut relay = None;
+    let mut raw = None;
+    let result = container::run_foreground(&store, record.clone(), streams, |c| {
+        monitor.store(c.pid(), Ordering::SeqCst);
+        if let Some(master) = c.terminal.take() {
+            use std::os::fd::AsRawFd;
+            terminal.store(master.as_raw_fd(), Ordering::SeqCst);
+            raw = tty::RawMode::enter(0);
+            let input = a.interactive;
+            relay = Some(std::thread::spawn(move || tty::relay(master, input)));
+        }
+    });
+    if let Some(r) = relay {
+        let _ = r.join();
+    }
+    terminal.store(-1, Ordering::SeqCst);
+    drop(raw);
+    let code = match &result {
+        Ok((_, exit)) => exit.code,
+        Err(container::ContainerError::Sandbox(SandboxError::Start { code, .. })) => *code,
+        Err(_) => 125,
+    };
+    if a.rm {
+        container::remove(&store, &record)?;
+    }
+    if let Err(e) = result {
+        eprintln!("{:?}", miette::Report::new(e));
+    }
+    std::process::exit(code);
+}
+
+pub fn rm(root: Option<PathBuf>, a: RmArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    for name in &a.containers {
+        let record = container::find(&store, name)?;
+        if record.state == container::State::Running
+            && record
+                .pid
+                .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_ok())
+        {
+            return Err(RunError::Running(name.clone()).into());
+        }
+        container::remove(&store, &record)?;
+        println!("{name}");
+    }
+    Ok(())
+}
+
+pub fn volume(root: Option<PathBuf>, c: VolumeCommand) -> miette::Result<()> {
+    let store = open_store(root)?;
+    match c {
+        VolumeCommand::Create { name } => {
+            volume::create(&store, &name)?;
+            println!("{name}");
+        }
+        VolumeCommand::Ls { quiet } => {
+            let all = volume::list_volumes(&store)?;
+            if !quiet {
+                println!("{:<15} VOLUME NAME", "DRIVER");
+            }
+            for v in all {
+                if quiet {
+                    println!("{}", v.name);
+                } else {
+                    println!("{:<15} {}", v.driver, v.name);
+                }
+            }
+        }
+        VolumeCommand::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(volume::inspect(&store, n)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+        VolumeCommand::Rm { names } => {
+            for n in &names {
+                volume::remove(&store, n)?;
+                println!("{n}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_flag_spellings() {
+        assert_eq!(
+            parse_volume("/h:/c:ro").unwrap(),
+            MountRequest::Bind { source: "/h".into(), target: "/c".into(), readonly: true }
+        );
+        assert_eq!(
+            parse_volume("data:/c").unwrap(),
+            MountRequest::Volume { name: "data".into(), target: "/c".into(), readonly: false }
+        );
+        assert!(parse_volume("rel/x:/c").is_err());
+        assert!(parse_volume("/h:c").is_err());
+        assert_eq!(
+            parse_mount("type=tmpfs,target=/t,tmpfs-size=64m").unwrap(),
+            MountRequest::Tmpfs { target: "/t".into(), size: Some(64 << 20), mode: 0o1777 }
+        );
+        assert_eq!(
+            parse_mount("type=bind,src=/a,dst=/b,readonly").unwrap(),
+            MountRequest::Bind { source: "/a".into(), target: "/b".into(), readonly: true }
+        );
+        assert!(parse_mount("type=nfs,target=/x").is_err());
+        let p = parse_publish("127.0.0.1:8080:80").unwrap();
+        assert_eq!((p.host_ip.as_str(), p.host_port, p.container_port, p.protocol), ("127.0.0.1", 8080, 80, Protocol::Tcp));
+        assert_eq!(parse_publish("53:53/udp").unwrap().protocol, Protocol::Udp);
+        assert!(parse_publish("80").is_err());
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+    }
+}
