@@ -8,6 +8,7 @@
 mod config;
 mod copy;
 mod fetch;
+mod run;
 mod users;
 mod view;
 
@@ -20,6 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use copy::{Chmod, FsTree, Meta};
+pub use run::{SandboxRunner, Secrets, StepExit, StepRunner};
 pub use users::{resolve_chown, ChownError, Owner};
 pub use view::LayerTree;
 
@@ -58,6 +60,20 @@ pub enum BuildError {
     #[error("no such image: {0}")]
     #[diagnostic(help("kiln builds from images in its store: `kiln load -i image.tar` or `kiln import rootfs.tar NAME` first"))]
     NoImage(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error("RUN step: {0}")]
+    Run(String),
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}{}", if tail.is_empty() { String::new() } else { format!("\n--- last lines of its output:\n{tail}") })]
+    RunFailed {
+        command: String,
+        code: i32,
+        tail: String,
+    },
+    #[error("secret {0} not found")]
+    #[diagnostic(help("pass it to the build: kiln build --secret id={0},src=FILE (or env=VAR)"))]
+    MissingSecret(String),
     #[error("step #{id} failed: {text}")]
     Step {
         id: usize,
@@ -70,6 +86,7 @@ pub enum BuildError {
 /// What the user asked of this build beyond the plan.
 #[derive(Debug, Clone, Default)]
 pub struct BuildSettings {
+    pub secrets: Secrets,
     pub no_cache: bool,
     pub squash: bool,
     pub tags: Vec<ImageName>,
@@ -102,6 +119,8 @@ pub enum Event {
         text: String,
         message: String,
     },
+    /// A line of a running step's output.
+    Log { id: usize, line: String },
 }
 
 pub trait Progress: Sync {
@@ -141,6 +160,7 @@ pub fn build(
     store: &Store,
     plan: &Plan,
     settings: &BuildSettings,
+    runner: &dyn StepRunner,
     progress: &dyn Progress,
 ) -> Result<Built, BuildError> {
     let levels = levels(plan);
@@ -157,6 +177,7 @@ pub fn build(
                     plan,
                     settings,
                     outputs: &outputs,
+                    runner,
                     progress,
                 };
                 let r = ctx.run(node, &cached, &steps).map_err(|e| {
@@ -209,6 +230,7 @@ struct Exec<'a> {
     plan: &'a Plan,
     settings: &'a BuildSettings,
     outputs: &'a [Option<Output>],
+    runner: &'a dyn StepRunner,
     progress: &'a dyn Progress,
 }
 
@@ -278,11 +300,7 @@ impl Exec<'_> {
                 let layer = match &node.op {
                     Op::Copy(c) => self.copy(node, c, &base)?,
                     Op::Mkdir { path, mtime } => self.mkdir(path, *mtime, &base)?,
-                    Op::Run(_) => {
-                        return Err(BuildError::Unsupported(
-                            "RUN (the build sandbox is the next milestone; RUN-free Dockerfiles build today)".into(),
-                        ))
-                    }
+                    Op::Run(r) => self.run_step(node, r, &base)?,
                     _ => unreachable!("matched above"),
                 };
                 let bytes = layer.as_ref().map(|l| l.blob.size);

@@ -31,6 +31,11 @@ impl LayerTree {
     }
 
     /// A small text file of the image (passwd, group), when present and readable.
+    /// The merged view itself.
+    pub fn view(&self) -> &crate::layer::FsView {
+        &self.view
+    }
+
     pub fn read_text(&self, path: &str) -> Option<String> {
         let resolved = self.view.resolve(path, true)?;
         let bytes = self.view.read_file(&resolved).ok()?;

@@ -253,10 +253,26 @@ fn user_mount(
             sys.mount(Some(&src), &target.proc_path(), None, MsFlags::MS_BIND, None)
                 .map_err(at(what.clone()))?;
         }
-        MountKind::Layers { layers, upper } => {
-            let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
-            mount_overlay(sys, layers, upper.as_ref().map(|(u, w)| (u, w)), &target.proc_path())?;
-            readonly_remount = false;
+        MountKind::Layers { layers, upper, subpath } => {
+            let upper = upper.as_ref().map(|(u, w)| (u, w));
+            let whole = subpath.trim_matches('/').is_empty();
+            if whole {
+                let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
+                mount_overlay(sys, layers, upper, &target.proc_path())?;
+                readonly_remount = false;
+            } else {
+                // Stack the layers in the private tmpfs, then bind the part asked for.
+                let stack = files.dir.join(format!("m{index}"));
+                sys.mkdir(&stack, 0o755).map_err(at(format!("staging {}", m.target)))?;
+                mount_overlay(sys, layers, upper, &stack)?;
+                let mut none = Vec::new();
+                let source = resolve(sys, &stack, subpath, Create::Nothing, &mut none)?;
+                let create = if source.proc_path().is_dir() { Create::Dir } else { Create::File };
+                let target = resolve(sys, root, &m.target, create, stubs)?;
+                let src = source.proc_path().display().to_string();
+                sys.mount(Some(&src), &target.proc_path(), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+                    .map_err(at(what.clone()))?;
+            }
         }
     }
     if readonly_remount {

@@ -101,11 +101,13 @@ pub enum MountKind {
         uid: u32,
         gid: u32,
     },
-    /// Read-only layers stacked at the target (a stage's filesystem for `--mount=from=`);
-    /// with `upper`, writable into that directory.
+    /// Layers stacked (lowest first) and `subpath` of them mounted at the target (a stage's
+    /// filesystem or context files for `RUN --mount=type=bind`); with `upper` (upper and work
+    /// directories) writable, the writes landing there.
     Layers {
         layers: Vec<PathBuf>,
         upper: Option<(PathBuf, PathBuf)>,
+        subpath: String,
     },
 }
 

@@ -27,10 +27,10 @@
 
 mod blobs;
 mod cache;
+mod cache_mounts;
 mod layers;
 mod prune;
 mod refs;
-mod unpacked;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
