@@ -77,6 +77,7 @@ pub enum FileSource {
 
 pub mod compress;
 mod error;
+pub mod extract;
 mod hashing;
 pub mod header;
 pub mod host;
@@ -90,6 +91,7 @@ pub use compress::{
     compress, decompress_auto, decompress_into, BlobDigest, LayerCompression, StreamFormat,
 };
 pub use error::LayerError;
+pub use extract::extract_layer;
 pub use host::host_entry;
 pub use reader::{scan_layer, scan_layer_seekable, ScannedEntry, ScannedKind};
 pub use unpack::{archive_entries, ArchiveMtime, ArchiveOwner, UnpackOptions};
