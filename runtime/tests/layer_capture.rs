@@ -114,7 +114,11 @@ fn run_scenario(work: &Path) -> (BTreeMap<String, Entry>, Vec<u8>, Vec<PathBuf>)
     for d in [&upper, &workdir, &merged] {
         fs::create_dir(d).unwrap();
     }
-    let lowerdir: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
+    let lowerdir: Vec<String> = lowers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
     let options = format!(
         "lowerdir={},upperdir={},workdir={},index=off,metacopy=off,redirect_dir=off",
         lowerdir.join(":"),
@@ -168,7 +172,9 @@ fn run_scenario(work: &Path) -> (BTreeMap<String, Entry>, Vec<u8>, Vec<PathBuf>)
         fs::remove_file(m("touched/tmp")).unwrap();
         // A capability on a new file.
         fs::write(m("ping"), b"ping").unwrap();
-        let cap = [1u8, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let cap = [
+            1u8, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         xattr::set(m("ping"), "security.capability", &cap).unwrap();
         xattr::set(m("new.txt"), "user.note", b"not kept").unwrap();
     })
@@ -244,7 +250,12 @@ fn overlay_changes_become_layer_entries() {
 
     // The writer makes hardlinks of them, whiteouts and the opaque marker.
     let listed = list(&bytes);
-    let find = |name: &str| listed.iter().find(|l| l.path == name).unwrap_or_else(|| panic!("{name}"));
+    let find = |name: &str| {
+        listed
+            .iter()
+            .find(|l| l.path == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
     assert_eq!(find("new.txt").kind, '1');
     assert_eq!(find("new.txt").link.as_deref(), Some("new-link"));
     assert_eq!(find("etc/motd.link").kind, '1');
@@ -259,7 +270,10 @@ fn overlay_changes_become_layer_entries() {
     assert!(view.get("etc/passwd").is_none());
     assert!(view.get("data/a").is_none() && view.get("data/sub").is_none());
     assert_eq!(view.read_file("data/fresh").unwrap(), b"fresh");
-    assert_eq!(view.read_file("etc/hosts").unwrap(), b"127.0.0.1 localhost kiln\n");
+    assert_eq!(
+        view.read_file("etc/hosts").unwrap(),
+        b"127.0.0.1 localhost kiln\n"
+    );
     assert_eq!(view.read_file("touched/y").unwrap(), b"y");
     assert_eq!(view.read_file("usr/bin/other").unwrap(), b"other");
 }
@@ -286,7 +300,12 @@ fn upper_dirs_made_by_hand() {
     let tar = work.path().join("lower.tar");
     write_tar(
         &tar,
-        vec![dir("same"), owned_mode(dir("chmod"), 0o755), dir("owner"), dir("was-file-dir")],
+        vec![
+            dir("same"),
+            owned_mode(dir("chmod"), 0o755),
+            dir("owner"),
+            dir("was-file-dir"),
+        ],
     );
     let view = FsView::from_layers(&[tar]).unwrap();
     let upper = work.path().join("upper");
@@ -326,10 +345,23 @@ fn upper_dirs_made_by_hand() {
     let paths: Vec<&str> = entries.keys().map(String::as_str).collect();
     assert_eq!(
         paths,
-        ["chmod", "gone", "link", "new-empty", "not-opaque", "null", "origin", "owner", "user-opaque"]
+        [
+            "chmod",
+            "gone",
+            "link",
+            "new-empty",
+            "not-opaque",
+            "null",
+            "origin",
+            "owner",
+            "user-opaque"
+        ]
     );
     assert_eq!(entries["gone"].kind, EntryKind::Whiteout);
-    assert_eq!(entries["null"].kind, EntryKind::CharDevice { major: 1, minor: 3 });
+    assert_eq!(
+        entries["null"].kind,
+        EntryKind::CharDevice { major: 1, minor: 3 }
+    );
     assert_eq!(entries["null"].mode, 0o666);
     assert_eq!(entries["user-opaque"].kind, EntryKind::OpaqueDir);
     assert_eq!(entries["not-opaque"].kind, EntryKind::Dir);

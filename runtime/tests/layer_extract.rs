@@ -50,7 +50,12 @@ fn inner(result: Result<(), LayerError>) -> LayerError {
     }
 }
 
-fn owned(mut e: kiln_runtime::layer::Entry, mode: u32, uid: u64, gid: u64) -> kiln_runtime::layer::Entry {
+fn owned(
+    mut e: kiln_runtime::layer::Entry,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+) -> kiln_runtime::layer::Entry {
     e.mode = mode;
     e.uid = uid;
     e.gid = gid;
@@ -78,7 +83,12 @@ fn round_trip_of_a_written_layer() {
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
     let mut cap = file("app/bin/ping", b"ping");
     cap.mode = 0o755;
-    cap.xattrs = vec![("security.capability".to_string(), vec![1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])];
+    cap.xattrs = vec![(
+        "security.capability".to_string(),
+        vec![
+            1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    )];
     let mut link = symlink("app/current", "bin/ping");
     link.uid = 7;
     link.gid = 8;
@@ -93,8 +103,16 @@ fn round_trip_of_a_written_layer() {
         link,
         hardlink("app/bin/ping-again", "app/bin/ping"),
         dir("dev"),
-        entry("dev/null", EntryKind::CharDevice { major: 1, minor: 3 }, 0o666),
-        entry("dev/sda", EntryKind::BlockDevice { major: 8, minor: 0 }, 0o660),
+        entry(
+            "dev/null",
+            EntryKind::CharDevice { major: 1, minor: 3 },
+            0o666,
+        ),
+        entry(
+            "dev/sda",
+            EntryKind::BlockDevice { major: 8, minor: 0 },
+            0o660,
+        ),
         entry("dev/fifo", EntryKind::Fifo, 0o600),
         whiteout("app/removed"),
         whiteout("gone"),
@@ -110,22 +128,44 @@ fn round_trip_of_a_written_layer() {
 
     let app = meta("app");
     assert!(app.is_dir());
-    assert_eq!((app.mode() & 0o7777, app.uid(), app.gid()), (0o750, 1000, 1001));
-    assert_eq!(app.mtime(), MTIME as i64, "directory mtime set after its children");
+    assert_eq!(
+        (app.mode() & 0o7777, app.uid(), app.gid()),
+        (0o750, 1000, 1001)
+    );
+    assert_eq!(
+        app.mtime(),
+        MTIME as i64,
+        "directory mtime set after its children"
+    );
     assert_eq!(meta("app/bin/su").mode() & 0o7777, 0o4755);
-    assert_eq!((meta("app/bin/wall").mode() & 0o7777, meta("app/bin/wall").gid()), (0o2711, 5));
+    assert_eq!(
+        (
+            meta("app/bin/wall").mode() & 0o7777,
+            meta("app/bin/wall").gid()
+        ),
+        (0o2711, 5)
+    );
     assert_eq!(meta("app/tmp").mode() & 0o7777, 0o1777);
     assert_eq!(fs::read(root.join("app/big")).unwrap(), big);
     assert_eq!(meta("app/big").mtime(), MTIME as i64);
     assert_eq!(
-        xattr::get(root.join("app/bin/ping"), "security.capability").unwrap().unwrap()[..4],
+        xattr::get(root.join("app/bin/ping"), "security.capability")
+            .unwrap()
+            .unwrap()[..4],
         [1, 0, 0, 2]
     );
     let current = meta("app/current");
     assert!(current.file_type().is_symlink());
     assert_eq!((current.uid(), current.gid()), (7, 8));
-    assert_eq!(current.mtime(), MTIME as i64, "symlink mtime set without following it");
-    assert_eq!(fs::read_link(root.join("app/current")).unwrap(), Path::new("bin/ping"));
+    assert_eq!(
+        current.mtime(),
+        MTIME as i64,
+        "symlink mtime set without following it"
+    );
+    assert_eq!(
+        fs::read_link(root.join("app/current")).unwrap(),
+        Path::new("bin/ping")
+    );
     assert_eq!(meta("app/bin/ping").ino(), meta("app/bin/ping-again").ino());
     assert_eq!(meta("app/bin/ping").nlink(), 2);
 
@@ -135,17 +175,25 @@ fn round_trip_of_a_written_layer() {
     assert_eq!(null.mode() & 0o7777, 0o666);
     let sda = meta("dev/sda");
     assert!(sda.file_type().is_block_device());
-    assert_eq!((sda.rdev(), sda.mode() & 0o7777), (nix::sys::stat::makedev(8, 0), 0o660));
+    assert_eq!(
+        (sda.rdev(), sda.mode() & 0o7777),
+        (nix::sys::stat::makedev(8, 0), 0o660)
+    );
     assert!(meta("dev/fifo").file_type().is_fifo());
     assert_eq!(meta("dev/fifo").mode() & 0o7777, 0o600);
 
     for gone in ["app/removed", "gone"] {
         let w = meta(gone);
-        assert!(w.file_type().is_char_device(), "{gone} is a whiteout device");
+        assert!(
+            w.file_type().is_char_device(),
+            "{gone} is a whiteout device"
+        );
         assert_eq!(w.rdev(), 0);
     }
     assert_eq!(
-        xattr::get(root.join("cache"), "trusted.overlay.opaque").unwrap().as_deref(),
+        xattr::get(root.join("cache"), "trusted.overlay.opaque")
+            .unwrap()
+            .as_deref(),
         Some(&b"y"[..])
     );
     let names = listing(&root);
@@ -153,7 +201,10 @@ fn round_trip_of_a_written_layer() {
     assert!(names.contains(&"cache/fresh".to_string()));
 
     let implicit = meta("implicit/parents");
-    assert_eq!((implicit.mode() & 0o7777, implicit.uid(), implicit.gid()), (0o755, 0, 0));
+    assert_eq!(
+        (implicit.mode() & 0o7777, implicit.uid(), implicit.gid()),
+        (0o755, 0, 0)
+    );
     assert_eq!(implicit.mtime(), 0);
 }
 
@@ -183,8 +234,14 @@ fn pax_xattrs_are_applied_except_overlay_ones() {
     let (tmp, result) = extract(&tar);
     result.unwrap();
     let f = root_of(&tmp).join("f");
-    assert_eq!(xattr::get(&f, "user.comment").unwrap().as_deref(), Some(&b"hello"[..]));
-    assert_eq!(xattr::get(&f, "trusted.note").unwrap().as_deref(), Some(&b"t"[..]));
+    assert_eq!(
+        xattr::get(&f, "user.comment").unwrap().as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(
+        xattr::get(&f, "trusted.note").unwrap().as_deref(),
+        Some(&b"t"[..])
+    );
     assert_eq!(xattr::get(&f, "trusted.overlay.redirect").unwrap(), None);
     assert_eq!(xattr::get(&f, "user.overlay.opaque").unwrap(), None);
     assert_eq!(fs::symlink_metadata(&f).unwrap().mtime(), 5);
@@ -219,7 +276,10 @@ fn later_entries_replace_earlier_ones() {
     assert_eq!(fs::read(root.join("f")).unwrap(), b"two");
     assert_eq!(fs::read(root.join("g/kept")).unwrap(), b"k");
     assert!(fs::symlink_metadata(root.join("s")).unwrap().is_file());
-    assert_eq!(listing(&root), ["d", "e", "e/y", "f", "g", "g/kept", "h", "h/inner", "s"]);
+    assert_eq!(
+        listing(&root),
+        ["d", "e", "e/y", "f", "g", "g/kept", "h", "h/inner", "s"]
+    );
 }
 
 #[test]
@@ -242,8 +302,12 @@ fn a_directory_entry_after_its_children_sets_its_metadata() {
     child.set_gid(0);
     child.set_mtime(1);
     child.set_size(1);
-    builder.append_data(&mut child, "late/child", &b"c"[..]).unwrap();
-    builder.append_data(&mut late_dir, "late/", &b""[..]).unwrap();
+    builder
+        .append_data(&mut child, "late/child", &b"c"[..])
+        .unwrap();
+    builder
+        .append_data(&mut late_dir, "late/", &b""[..])
+        .unwrap();
     let (tmp, result) = extract(&builder.into_inner().unwrap());
     result.unwrap();
     let late = fs::symlink_metadata(root_of(&tmp).join("late")).unwrap();
@@ -259,9 +323,15 @@ fn a_symlink_is_never_written_through() {
     let target = outside.path().display().to_string();
     for items in [
         // The classic: a symlink to a host directory, then a file below it.
-        vec![("a", b'2', target.as_str(), &b""[..]), ("a/passwd", b'0', "", &b"pwned"[..])],
+        vec![
+            ("a", b'2', target.as_str(), &b""[..]),
+            ("a/passwd", b'0', "", &b"pwned"[..]),
+        ],
         // Relative climbing symlink as parent.
-        vec![("b", b'2', "../../../../../../..", &b""[..]), ("b/tmp/x", b'0', "", &b"x"[..])],
+        vec![
+            ("b", b'2', "../../../../../../..", &b""[..]),
+            ("b/tmp/x", b'0', "", &b"x"[..]),
+        ],
         // The symlink replaced by a directory before the write does not make it safe.
         vec![
             ("c", b'2', target.as_str(), &b""[..]),
@@ -269,13 +339,19 @@ fn a_symlink_is_never_written_through() {
             ("c/f", b'0', "", &b"x"[..]),
         ],
         // A hardlink through a symlink parent.
-        vec![("d", b'2', "/etc", &b""[..]), ("h", b'1', "d/passwd", &b""[..])],
+        vec![
+            ("d", b'2', "/etc", &b""[..]),
+            ("h", b'1', "d/passwd", &b""[..]),
+        ],
     ] {
         let (tmp, result) = extract(&raw_tar(&items));
         let reason = escape_reason(result);
         assert!(reason.contains("symlink"), "{reason}");
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
-        assert!(listing(&root_of(&tmp)).is_empty(), "a refused tar writes nothing");
+        assert!(
+            listing(&root_of(&tmp)).is_empty(),
+            "a refused tar writes nothing"
+        );
     }
 }
 
@@ -299,7 +375,10 @@ fn absolute_paths_land_inside() {
     let (tmp, result) = extract(&raw_tar(&[(name.as_str(), b'0', "", b"in")]));
     result.unwrap();
     assert!(!Path::new("/tmp").join(&marker).exists());
-    assert_eq!(fs::read(root_of(&tmp).join("tmp").join(marker).join("f")).unwrap(), b"in");
+    assert_eq!(
+        fs::read(root_of(&tmp).join("tmp").join(marker).join("f")).unwrap(),
+        b"in"
+    );
 }
 
 #[test]
@@ -330,12 +409,20 @@ fn hardlinks_to_outside_or_to_non_files_are_refused() {
         let err = inner(result);
         assert!(matches!(err, LayerError::HardlinkTarget { .. }), "{err:?}");
     }
-    assert_eq!(fs::metadata("/etc/passwd").map(|m| m.nlink()).ok(), passwd_links);
+    assert_eq!(
+        fs::metadata("/etc/passwd").map(|m| m.nlink()).ok(),
+        passwd_links
+    );
 }
 
 #[test]
 fn whiteout_and_device_names_are_checked() {
-    for (name, flag) in [(".wh..", b'0'), ("d/.wh.", b'0'), ("d/.wh...", b'0'), ("../dev/x", b'3')] {
+    for (name, flag) in [
+        (".wh..", b'0'),
+        ("d/.wh.", b'0'),
+        ("d/.wh...", b'0'),
+        ("../dev/x", b'3'),
+    ] {
         let (tmp, result) = extract(&raw_tar(&[(name, flag, "", b"")]));
         escape_reason(result);
         assert!(listing(&root_of(&tmp)).is_empty());
@@ -348,7 +435,10 @@ fn whiteout_and_device_names_are_checked() {
     result.unwrap();
     let root = root_of(&tmp);
     assert_eq!(listing(&root), ["deep", "deep/dir", "deep/dir/gone"]);
-    assert!(fs::symlink_metadata(root.join("deep/dir/gone")).unwrap().file_type().is_char_device());
+    assert!(fs::symlink_metadata(root.join("deep/dir/gone"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
 }
 
 #[test]
@@ -396,7 +486,11 @@ fn no_descriptor_leaks() {
             0o644,
         ),
     ]);
-    let hostile = raw_tar(&[("d/", b'5', "", b""), ("d", b'0', "", b"x"), ("h", b'1', "nope", b"")]);
+    let hostile = raw_tar(&[
+        ("d/", b'5', "", b""),
+        ("d", b'0', "", b"x"),
+        ("h", b'1', "nope", b""),
+    ]);
     let before = count();
     for _ in 0..40 {
         extract(&tar).1.unwrap();
@@ -404,5 +498,8 @@ fn no_descriptor_leaks() {
     }
     // Other tests run in parallel and open descriptors too; a leak would add 40 or more.
     let after = count();
-    assert!(after < before + 20, "descriptors: {before} before, {after} after");
+    assert!(
+        after < before + 20,
+        "descriptors: {before} before, {after} after"
+    );
 }

@@ -44,15 +44,18 @@ fn capture_dir(
     mtime: u64,
     out: &mut Vec<Entry>,
 ) -> Result<(), LayerError> {
-    let listing =
-        std::fs::read_dir(dir).map_err(|e| LayerError::io(format!("reading {}", dir.display()), e))?;
+    let listing = std::fs::read_dir(dir)
+        .map_err(|e| LayerError::io(format!("reading {}", dir.display()), e))?;
     let mut names = Vec::new();
     for item in listing {
         let item = item.map_err(|e| LayerError::io(format!("reading {}", dir.display()), e))?;
-        let name = item.file_name().into_string().map_err(|raw| LayerError::InvalidEntry {
-            path: join(rel, &raw.to_string_lossy()),
-            reason: "the name is not valid UTF-8".to_string(),
-        })?;
+        let name = item
+            .file_name()
+            .into_string()
+            .map_err(|raw| LayerError::InvalidEntry {
+                path: join(rel, &raw.to_string_lossy()),
+                reason: "the name is not valid UTF-8".to_string(),
+            })?;
         names.push(name);
     }
     names.sort();
@@ -82,9 +85,9 @@ fn capture_dir(
             let mode = meta.mode() & 0o7777;
             let copied_up = !opaque
                 && out.len() == before
-                && lower.get(&rel_path).is_some_and(|l| {
-                    l.is_dir() && l.mode == mode && l.uid == uid && l.gid == gid
-                });
+                && lower
+                    .get(&rel_path)
+                    .is_some_and(|l| l.is_dir() && l.mode == mode && l.uid == uid && l.gid == gid);
             if copied_up {
                 continue;
             }

@@ -38,8 +38,8 @@
 //! bounded by the process's descriptor limit (one descriptor per open level): a deeper tree
 //! fails with an error, it does not crash.
 
-use super::reader::{scan_layer_seekable, ScannedEntry, ScannedKind};
 use super::path::{file_name, parent};
+use super::reader::{scan_layer_seekable, ScannedEntry, ScannedKind};
 use super::LayerError;
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -198,7 +198,9 @@ impl Extractor<'_> {
                     .map_err(sys(|| format!("setting the mtime of `{path}`")))
             }
             ScannedKind::Symlink { target } => {
-                self.create(at, name, path, || symlinkat(target.as_str(), Some(at), name))?;
+                self.create(at, name, path, || {
+                    symlinkat(target.as_str(), Some(at), name)
+                })?;
                 self.finish_node(at, name, path, uid, gid, None, &time)
             }
             ScannedKind::Hardlink { target } => self.hardlink(&dir, name, path, target),
@@ -209,7 +211,15 @@ impl Extractor<'_> {
                 })?;
                 let root = Uid::from_raw(0);
                 let wheel = Gid::from_raw(0);
-                self.finish_node(at, name, path, root, wheel, Some((Mode::empty(), None)), &time)
+                self.finish_node(
+                    at,
+                    name,
+                    path,
+                    root,
+                    wheel,
+                    Some((Mode::empty(), None)),
+                    &time,
+                )
             }
             ScannedKind::CharDevice { major, minor }
             | ScannedKind::BlockDevice { major, minor } => {
@@ -393,8 +403,12 @@ impl Extractor<'_> {
     /// Creates a missing parent directory: 0755, 0:0, mtime 0 (set at the end).
     fn implicit_dir(&mut self, at: RawFd, name: &str, path: &str) -> Result<OwnedFd, LayerError> {
         let fd = self.make_dir(at, name, path)?;
-        fchown(fd.as_raw_fd(), Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
-            .map_err(sys(|| format!("changing the owner of `{path}`")))?;
+        fchown(
+            fd.as_raw_fd(),
+            Some(Uid::from_raw(0)),
+            Some(Gid::from_raw(0)),
+        )
+        .map_err(sys(|| format!("changing the owner of `{path}`")))?;
         fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(0o755))
             .map_err(sys(|| format!("changing the mode of `{path}`")))?;
         self.dir_times.insert(path.to_string(), 0);

@@ -37,8 +37,11 @@ impl Store {
         layer::extract_layer(&tar, &staging)?;
         // The lowerdir's root is the container's root directory when this layer is on top.
         std::os::unix::fs::chown(&staging, Some(0), Some(0)).map_err(io_err("chown", &staging))?;
-        fs::set_permissions(&staging, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(io_err("chmod", &staging))?;
+        fs::set_permissions(
+            &staging,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .map_err(io_err("chmod", &staging))?;
         // One flush of the filesystem instead of an fsync per extracted file.
         let handle = fs::File::open(&staging).map_err(io_err("open", &staging))?;
         nix::unistd::syncfs(handle.as_raw_fd())
