@@ -267,6 +267,10 @@ fn later_entries_replace_earlier_ones() {
         ("s", b'2', "f", b""),
         ("s", b'0', "", b"not a link"),
         ("h/inner", b'0', "", b"i"),
+        ("w", b'0', "", b"kept"),
+        (".wh.w", b'0', "", b""),
+        (".wh.v", b'0', "", b""),
+        ("v", b'0', "", b"replaces the whiteout"),
     ]);
     let (tmp, result) = extract(&tar);
     result.unwrap();
@@ -276,9 +280,11 @@ fn later_entries_replace_earlier_ones() {
     assert_eq!(fs::read(root.join("f")).unwrap(), b"two");
     assert_eq!(fs::read(root.join("g/kept")).unwrap(), b"k");
     assert!(fs::symlink_metadata(root.join("s")).unwrap().is_file());
+    assert_eq!(fs::read(root.join("w")).unwrap(), b"kept");
+    assert_eq!(fs::read(root.join("v")).unwrap(), b"replaces the whiteout");
     assert_eq!(
         listing(&root),
-        ["d", "e", "e/y", "f", "g", "g/kept", "h", "h/inner", "s"]
+        ["d", "e", "e/y", "f", "g", "g/kept", "h", "h/inner", "s", "v", "w"]
     );
 }
 

@@ -21,7 +21,9 @@
 //!
 //! Semantics (docker's, and `view`'s):
 //! - a later entry replaces an earlier one at the same path; a directory entry over an
-//!   existing directory only updates its metadata (their contents merge);
+//!   existing directory only updates its metadata (their contents merge); a whiteout never
+//!   replaces an entry of its own layer (it hides lower layers only, whatever its position
+//!   in the tar, as in `view`), while an entry after a whiteout replaces it;
 //! - a missing parent is created as a directory 0755, 0:0, mtime 0; a non-directory where a
 //!   parent is needed is replaced by such a directory (as `view` does);
 //! - directory mtimes are set after everything else, so creating children does not undo
@@ -205,6 +207,11 @@ impl Extractor<'_> {
             }
             ScannedKind::Hardlink { target } => self.hardlink(&dir, name, path, target),
             ScannedKind::Whiteout => {
+                let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+                if fstatat(Some(at), name, nofollow).is_ok() {
+                    // This layer has its own entry here: a whiteout only hides lower layers.
+                    return Ok(());
+                }
                 let dev = makedev(0, 0);
                 self.create(at, name, path, || {
                     mknodat(Some(at), name, SFlag::S_IFCHR, Mode::empty(), dev)
