@@ -74,6 +74,13 @@ pub enum LayerError {
     #[diagnostic(code(kiln::layer::not_found))]
     NotFound { path: String },
 
+    #[error("{} is not empty", path.display())]
+    #[diagnostic(
+        code(kiln::layer::not_empty),
+        help("layers are extracted into a new, empty directory")
+    )]
+    NotEmpty { path: PathBuf },
+
     #[error("`{path}` is not a regular file")]
     #[diagnostic(code(kiln::layer::not_a_file))]
     NotAFile { path: String },

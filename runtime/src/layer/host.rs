@@ -1,5 +1,6 @@
 //! Host files as layer entries: the only place of the layer module that asks the host
-//! filesystem about files (lstat, readlink, xattrs, open for copying).
+//! filesystem about files (lstat, readlink, xattrs, open for copying); `extract` makes
+//! files, through directory descriptors, and asks only about what it made.
 //!
 //! Owns: turning one host path into an `Entry` and opening a host file for the writer with
 //! the checks that keep a header's size true.
@@ -8,7 +9,7 @@
 
 use super::header::ALLOWED_XATTRS;
 use super::{Entry, EntryKind, FileSource, LayerError};
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -25,8 +26,25 @@ pub fn host_entry(
     gid: u64,
     mtime: u64,
 ) -> Result<Option<Entry>, LayerError> {
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| LayerError::io(format!("reading metadata of {}", path.display()), e))?;
+    let meta = lstat(path)?;
+    entry_from_metadata(path, &meta, rel, uid, gid, mtime)
+}
+
+/// The lstat of a host file (symlinks not followed).
+pub(crate) fn lstat(path: &Path) -> Result<Metadata, LayerError> {
+    std::fs::symlink_metadata(path)
+        .map_err(|e| LayerError::io(format!("reading metadata of {}", path.display()), e))
+}
+
+/// [`host_entry`] for a file whose lstat the caller already has.
+pub(crate) fn entry_from_metadata(
+    path: &Path,
+    meta: &Metadata,
+    rel: String,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+) -> Result<Option<Entry>, LayerError> {
     let file_type = meta.file_type();
     let kind = if file_type.is_dir() {
         EntryKind::Dir
@@ -81,6 +99,25 @@ pub fn host_entry(
         mtime,
         xattrs,
     }))
+}
+
+/// Whether the host directory `path` is an overlayfs opaque directory: its
+/// `trusted.overlay.opaque` (or, for `userxattr` mounts, `user.overlay.opaque`) is `y`.
+pub(crate) fn overlay_opaque(path: &Path) -> Result<bool, LayerError> {
+    for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        match xattr::get(path, name) {
+            Ok(Some(value)) if value == b"y" => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => {}
+            Err(e) => {
+                return Err(LayerError::io(
+                    format!("reading extended attribute {name} of {}", path.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Reads the allow-listed extended attributes of a host file, sorted by name.

@@ -3,14 +3,16 @@
 //! Owns the tar encoding of layers (one encoding, set field by field; see
 //! `../shared/spec/oci-and-reproducibility.md` items 7-17), reading layers back with path
 //! safety checks, the overlay view (whiteouts applied) used by `COPY --from` and `--chown`
-//! name lookups, and unpacking of local archives for ADD.
+//! name lookups, unpacking of local archives for ADD, and the on-disk overlayfs forms of
+//! layers (lowerdirs extracted from tars, upperdirs captured into entries).
 //! Must not: know about the store's layout, manifests or configs.
 //!
 //! Files: `writer` (entry order, hardlinks, whiteouts, data streaming, diff_id), `header`
 //! (the byte layout of one header: ustar + PAX when needed), `compress` (gzip/zstd settings,
 //! format detection), `reader` (scanning a layer with escape checks), `view` (merged
 //! filesystem), `unpack` (ADD of local archives), `host` (all host-file syscalls), `path`
-//! (path spelling rules), `hashing` (sha256 on a helper thread), `error`.
+//! (path spelling rules), `hashing` (sha256 on a helper thread), `extract` (a layer tar to an
+//! overlayfs lowerdir on disk), `capture` (an overlayfs upperdir back to entries), `error`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,8 +77,10 @@ pub enum FileSource {
     TarRange { tar: PathBuf, offset: u64 },
 }
 
+pub mod capture;
 pub mod compress;
 mod error;
+pub mod extract;
 mod hashing;
 pub mod header;
 pub mod host;
@@ -86,10 +90,12 @@ pub mod unpack;
 pub mod view;
 pub mod writer;
 
+pub use capture::capture_upper;
 pub use compress::{
     compress, decompress_auto, decompress_into, BlobDigest, LayerCompression, StreamFormat,
 };
 pub use error::LayerError;
+pub use extract::extract_layer;
 pub use host::host_entry;
 pub use reader::{scan_layer, scan_layer_seekable, ScannedEntry, ScannedKind};
 pub use unpack::{archive_entries, ArchiveMtime, ArchiveOwner, UnpackOptions};

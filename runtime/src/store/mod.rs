@@ -12,6 +12,8 @@
 //! <root>/layers/source/<hex>     diff_id -> a compressed blob that decompresses to it
 //! <root>/layers/gzip/<hex>       diff_id -> kiln's deterministic gzip of it (save cache)
 //! <root>/layers/zstd/<hex>       diff_id -> kiln's deterministic zstd of it (save cache)
+//! <root>/layers/unpacked/<hex>/  the layer extracted as an overlayfs lowerdir (whiteouts as
+//!                                0/0 devices, opaque xattrs), made once, renamed in whole
 //! <root>/cache/<sha256(key)>.json  build cache entries {"key":..., "value":...}
 //! <root>/state/<name>            small state files (e.g. the context stat cache)
 //! <root>/lock                    flock: held exclusively while index.json is rewritten
@@ -31,6 +33,7 @@ mod cache_mounts;
 mod layers;
 mod prune;
 mod refs;
+mod unpacked;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -215,6 +218,7 @@ impl Store {
             "layers/source",
             "layers/gzip",
             "layers/zstd",
+            "layers/unpacked",
             "cache",
             "state",
             "tmp",

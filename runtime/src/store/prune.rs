@@ -3,7 +3,8 @@
 //! Live: each image's manifest, config and layer blobs, and the uncompressed tars of its
 //! layers (blobs named by its diff_ids). A cache entry survives when every blob it names is
 //! live (its results still belong to an image); other entries are deleted, and so are blobs
-//! nothing live names, and layer mappings whose blobs are gone. Runs only when no other kiln
+//! nothing live names, layer mappings whose blobs are gone, and unpacked layers
+//! (`layers/unpacked/<hex>`) whose diff_id no live image has (decided like the mappings). Runs only when no other kiln
 //! process has the store open (it takes `gc.lock` exclusively, without waiting).
 //! Must not: change the index.
 
@@ -20,6 +21,8 @@ use crate::oci::Digest;
 pub struct PruneReport {
     pub blobs_removed: usize,
     pub cache_entries_removed: usize,
+    /// Unpacked layer directories removed (their bytes are not counted in `bytes_freed`).
+    pub unpacked_removed: usize,
     pub bytes_freed: u64,
 }
 
@@ -82,6 +85,24 @@ impl Store {
                 if !diff_live || !target.is_some_and(|t| self.has_blob(&t.digest)) {
                     remove_file(&path)?;
                 }
+            }
+        }
+        let unpacked = self.unpacked_dir();
+        let listing = match fs::read_dir(&unpacked) {
+            Ok(listing) => Some(listing),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("read", &unpacked)(e)),
+        };
+        for entry in listing.into_iter().flatten() {
+            let path = entry.map_err(io_err("read", &unpacked))?.path();
+            let diff_live = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| Digest::from_hex(n).ok())
+                .is_some_and(|d| live.contains(&d));
+            if !diff_live {
+                self.remove_unpacked(&path)?;
+                report.unpacked_removed += 1;
             }
         }
         Ok(report)
