@@ -37,7 +37,7 @@ fn plan(dir: &Path) -> Plan {
         dockerfile: None,
     };
     let opts = BuildOptions {
-        network: "none".into(),
+        network: kiln_compiler::plan::RunNetwork::None,
         ..Default::default()
     };
     match frontend::plan(&input, &opts, &StatCache::default(), &NoImages) {

@@ -21,15 +21,16 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         .map(|t| ImageName::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
     let output = args.output.as_deref().map(parse_output).transpose()?;
-    let network = match args.network.as_str() {
-        "default" | "none" | "host" => args.network.clone(),
-        other => miette::bail!(
+    let network = match kiln_compiler::plan::RunNetwork::parse(&args.network) {
+        Some(n) => n,
+        None => miette::bail!(
             help = "kiln supports --network none, host or default",
-            "unsupported network mode {other:?}"
+            "unsupported network mode {:?}",
+            args.network
         ),
     };
     let store = Store::open(kiln_runtime::store::default_root(root)?)?;
-    let (input, mut opts) = frontend::options(&args.frontend, &args.context, &network)?;
+    let (input, mut opts) = frontend::options(&args.frontend, &args.context, network)?;
     opts.labels = key_values(&args.labels, "--label")?;
 
     let state_name = stat_cache_name(&args.context);

@@ -44,14 +44,14 @@ pub fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<u64>>
 pub fn options(
     args: &FrontendArgs,
     context: &std::path::Path,
-    network: &str,
+    network: kiln_compiler::plan::RunNetwork,
 ) -> Result<(FrontendInput, BuildOptions)> {
     let build_args = key_values(&args.build_args, "--build-arg")?;
     let opts = BuildOptions {
         source_date_epoch: source_date_epoch(&build_args)?,
         build_args,
         target: args.target.clone(),
-        network: network.to_string(),
+        network,
         labels: Vec::new(),
         skip_context: false,
     };

@@ -8,7 +8,11 @@ use super::frontend;
 use crate::cli::PlanArgs;
 
 pub fn run(args: PlanArgs) -> miette::Result<()> {
-    let (input, opts) = frontend::options(&args.frontend, &args.context, "default")?;
+    let (input, opts) = frontend::options(
+        &args.frontend,
+        &args.context,
+        kiln_compiler::plan::RunNetwork::Default,
+    )?;
     let (_parsed, lowered) =
         kiln_compiler::frontend::plan(&input, &opts, &StatCache::default(), &NoImages)?;
     if args.json {

@@ -367,10 +367,26 @@ pub fn from_node(node: &syntax::Instruction, source: &str) -> Result<Instruction
             if node.value.is_empty() && node.heredocs.is_empty() {
                 at_least_one(node, "a command")?;
             }
+            let network = flags.one("network");
+            if let Some(n) = &network {
+                // BuildKit checks the mode as written (no variable expansion) at parse time.
+                if crate::plan::RunNetwork::parse(&n.value).is_none() {
+                    return Err(DockerfileError::at(
+                        format!("invalid network mode {:?}", n.value),
+                        n.span,
+                        "unknown network mode",
+                    )
+                    .with_help("RUN --network takes default, none or host"));
+                }
+            }
+            let mounts = flags.all("mount");
+            for m in &mounts {
+                crate::dockerfile::mounts::check_unexpanded(&m.value, m.span)?;
+            }
             Instruction::Run(RunInstr {
                 command: command_line(node),
-                mounts: flags.all("mount"),
-                network: flags.one("network"),
+                mounts,
+                network,
                 security: flags.one("security"),
                 heredocs: node.heredocs.clone(),
             })

@@ -14,12 +14,13 @@ use crate::context::{ContextError, ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
 use crate::dockerfile::error::DockerfileError;
 use crate::dockerfile::instructions::{
-    self, CommandLine, CopyInstr, FlagValue, Instruction, Located,
+    self, CommandLine, CopyInstr, FlagValue, Instruction, Located, RunInstr,
 };
+use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
 use crate::dockerignore::IgnoreFile;
 use crate::plan::{
     self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageConfig, ImageOp, Key, Node,
-    NodeId, Op, Origin, Plan, RunOp,
+    MountKind, MountSource, NodeId, Op, Origin, Plan, RunMount, RunNetwork, RunOp,
 };
 use crate::shell::Lexer;
 use crate::syntax::{self, Dockerfile, Span};
@@ -32,8 +33,9 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// SOURCE_DATE_EPOCH: layer mtimes and `created` timestamps; 0 when unset.
     pub source_date_epoch: Option<u64>,
-    /// Default network for RUN steps: "default", "none" or "host".
-    pub network: String,
+    /// `--network`: the network of RUN steps that do not choose one (`RUN --network=default`
+    /// or no flag). Lowering writes it into each RUN op, so their keys follow it.
+    pub network: RunNetwork,
     /// `--label K=V`, added to the target's config.
     pub labels: Vec<(String, String)>,
     /// Lint only: do not resolve COPY/ADD sources against the context.
@@ -699,7 +701,7 @@ impl<'a> Lowerer<'a> {
             | Instruction::Onbuild(_)
             | Instruction::Maintainer(_)
             | Instruction::Arg(_) => false,
-            Instruction::Run(r) => r.network.is_some() || !r.mounts.is_empty(),
+            Instruction::Run(r) => !r.mounts.is_empty(),
             _ => true,
         };
         let env = if expands { st.env() } else { Rc::default() };
@@ -872,83 +874,319 @@ impl<'a> Lowerer<'a> {
                 st.config.on_build.push(t.clone());
                 self.config_node(st, idx, format!("ONBUILD {t}"));
             }
-            Instruction::Run(run) => {
-                let argv = self.command(st, &run.command);
-                let mut env_list = st.config.env.clone();
-                for (k, v) in &st.args {
-                    if let Some(v) = v {
-                        let in_env = st
-                            .config
-                            .env
-                            .iter()
-                            .any(|kv| kv.split('=').next() == Some(k.as_str()));
-                        if !in_env {
-                            env_list.push([k.as_str(), "=", v.as_str()].concat());
-                        }
-                    }
-                }
-                for p in PROXY_ARGS {
-                    if let Some(v) = self.build_arg(p) {
-                        self.consumed_args.insert(p.to_string());
-                        env_list.push([p, "=", v].concat());
-                    }
-                }
-                let network = match &run.network {
-                    Some(n) => self.expand_in(idx, &n.value.clone(), &env)?,
-                    None => self.opts.network.clone(),
-                };
-                let mut reasons = Vec::new();
-                if network != "none" {
-                    reasons.push(
-                        [
-                            "RUN has network access (--network=",
-                            &network,
-                            "); use --network=none",
-                        ]
-                        .concat(),
-                    );
-                }
-                let mut mounts = Vec::new();
-                for m in &run.mounts {
-                    let m = self.expand_in(idx, &m.value.clone(), &env)?;
-                    if m.contains("type=secret") || m.contains("type=ssh") {
-                        reasons.push(format!("RUN uses a host-provided secret ({m})"));
-                    }
-                    mounts.push(m);
-                }
-                let heredocs = run
-                    .heredocs
-                    .iter()
-                    .map(|h| (h.name.clone(), h.content.clone(), h.file_descriptor))
-                    .collect();
-                let mut created_by = String::from("RUN ");
-                for (i, arg) in argv.iter().enumerate() {
-                    if i > 0 {
-                        created_by.push(' ');
-                    }
-                    created_by.push_str(arg);
-                }
-                created_by.push_str(" # buildkit");
-                let op = RunOp {
-                    argv,
-                    env: env_list,
-                    cwd: st.workdir().to_string(),
-                    user: st.config.user.clone(),
-                    network,
-                    mounts,
-                    heredocs,
-                };
-                let origin = self.origin(&st.name, idx);
-                st.prev = self.push(Op::Run(op), vec![st.prev], reasons, origin);
-                st.history.push(HistoryEntry {
-                    created_by,
-                    comment: "buildkit.dockerfile.v0".into(),
-                    empty_layer: false,
-                });
-            }
+            Instruction::Run(run) => self.lower_run(st, idx, run, &env)?,
             Instruction::Copy(c) => self.lower_copy(st, idx, c, &env)?,
         }
         Ok(())
+    }
+
+    fn lower_run(
+        &mut self,
+        st: &mut StageState,
+        idx: usize,
+        run: &RunInstr,
+        env: &[(String, String)],
+    ) -> Result<(), DockerfileError> {
+        let mut script_file = None;
+        let argv = match &run.command {
+            CommandLine::Exec(v) => v.clone(),
+            CommandLine::Shell(cmd) => {
+                let script = self.run_script(idx, cmd, &run.heredocs, &mut script_file);
+                st.shell_argv(&script)
+            }
+        };
+        let mut env_list = st.config.env.clone();
+        for (k, v) in &st.args {
+            if let Some(v) = v {
+                let in_env = st
+                    .config
+                    .env
+                    .iter()
+                    .any(|kv| kv.split('=').next() == Some(k.as_str()));
+                if !in_env {
+                    env_list.push([k.as_str(), "=", v.as_str()].concat());
+                }
+            }
+        }
+        for p in PROXY_ARGS {
+            if let Some(v) = self.build_arg(p) {
+                self.consumed_args.insert(p.to_string());
+                env_list.push([p, "=", v].concat());
+            }
+        }
+        // `RUN --network=default` (or none given) is the build's choice.
+        let network = match run.network.as_ref().and_then(|n| RunNetwork::parse(&n.value)) {
+            None | Some(RunNetwork::Default) => self.opts.network,
+            Some(n) => n,
+        };
+        let mut reasons = Vec::new();
+        if network != RunNetwork::None {
+            reasons.push(
+                [
+                    "RUN has network access (--network=",
+                    network.as_str(),
+                    "); use --network=none",
+                ]
+                .concat(),
+            );
+        }
+        let mut inputs = vec![st.prev];
+        let mut run_mounts = Vec::with_capacity(run.mounts.len() + 1);
+        for flag in &run.mounts {
+            let m = mounts::parse_mount(&flag.value, flag.span, |v| self.expand_in(idx, v, env))?;
+            let mount = self.run_mount(st, idx, flag, m, &mut inputs, &mut reasons)?;
+            run_mounts.push(mount);
+        }
+        run_mounts.extend(script_file);
+        let mut created_by = String::from("RUN ");
+        for (i, arg) in argv.iter().enumerate() {
+            if i > 0 {
+                created_by.push(' ');
+            }
+            created_by.push_str(arg);
+        }
+        created_by.push_str(" # buildkit");
+        let op = RunOp {
+            argv,
+            env: env_list,
+            cwd: st.workdir().to_string(),
+            user: st.config.user.clone(),
+            network,
+            mounts: run_mounts,
+        };
+        let origin = self.origin(&st.name, idx);
+        st.prev = self.push(Op::Run(op), inputs, reasons, origin);
+        st.history.push(HistoryEntry {
+            created_by,
+            comment: "buildkit.dockerfile.v0".into(),
+            empty_layer: false,
+        });
+        Ok(())
+    }
+
+    /// The shell script of a shell-form RUN, as BuildKit's `dispatchRun` feeds heredocs:
+    /// a command that is one heredoc and nothing else runs the body itself (a body starting
+    /// with `#!` is written to `/dev/pipes/<name>`, mode 0755, and that file is run); any
+    /// other command with heredocs is reconstituted (command line, then each body as
+    /// written and its delimiter) for the shell to read.
+    fn run_script(
+        &self,
+        idx: usize,
+        cmd: &str,
+        heredocs: &[syntax::Heredoc],
+        file: &mut Option<RunMount>,
+    ) -> String {
+        if heredocs.is_empty() {
+            return cmd.to_string();
+        }
+        if let [h] = heredocs {
+            if syntax::is_whole_line_heredoc(cmd) {
+                // The body is already chomped for `<<-`; it is never expanded here.
+                if h.content.starts_with("#!") {
+                    let target = path_clean(&["/dev/pipes/", &h.name].concat());
+                    *file = Some(RunMount {
+                        target: Some(target.clone()),
+                        kind: MountKind::File {
+                            content: h.content.clone(),
+                            mode: 0o755,
+                        },
+                    });
+                    return target;
+                }
+                return h.content.clone();
+            }
+        }
+        let mut script = cmd.to_string();
+        for h in heredocs {
+            script.push('\n');
+            script.push_str(self.raw_heredoc_body(idx, h));
+            script.push_str(&h.name);
+        }
+        script
+    }
+
+    /// A heredoc body as written: for `<<-` the tabs the parser removed are back, since the
+    /// shell reading a reconstituted script removes them itself.
+    fn raw_heredoc_body<'h>(&'h self, idx: usize, h: &'h syntax::Heredoc) -> &'h str {
+        if !h.chomp {
+            return &h.content;
+        }
+        let node = &self.typed[idx].node;
+        let inside = node.span.start <= h.span.start && h.span.end <= node.span.end;
+        let Some(text) = self
+            .source
+            .get(h.span.start..h.span.end)
+            .filter(|_| inside)
+        else {
+            return &h.content;
+        };
+        let raw = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        let chomped: String = raw
+            .split_inclusive('\n')
+            .map(|l| l.trim_start_matches('\t'))
+            .collect();
+        if chomped == h.content {
+            raw
+        } else {
+            &h.content
+        }
+    }
+
+    /// One `--mount`, resolved: its target against WORKDIR, `from=` as `COPY --from`
+    /// resolves it, a context bind as a context selection; each source node becomes an
+    /// input of the RUN node (once, in order of first use).
+    fn run_mount(
+        &mut self,
+        st: &StageState,
+        idx: usize,
+        flag: &FlagValue,
+        m: mounts::ParsedMount,
+        inputs: &mut Vec<NodeId>,
+        reasons: &mut Vec<String>,
+    ) -> Result<RunMount, DockerfileError> {
+        fn input_of(inputs: &mut Vec<NodeId>, id: NodeId) -> usize {
+            match inputs.iter().position(|i| *i == id) {
+                Some(i) => i,
+                None => {
+                    inputs.push(id);
+                    inputs.len() - 1
+                }
+            }
+        }
+        match m.kind {
+            MountType::Ssh => {
+                return Err(DockerfileError::at(
+                    "ssh mounts are not supported yet",
+                    flag.span,
+                    "type=ssh",
+                )
+                .with_help(
+                    "kiln cannot forward an SSH agent into RUN yet; fetch with a secret mount (type=secret) instead",
+                ))
+            }
+            MountType::Secret => {
+                let id = if !m.source.is_empty() {
+                    m.source.clone()
+                } else if !m.id.is_empty() {
+                    m.id.clone()
+                } else {
+                    path_base(&m.target)
+                };
+                // BuildKit does not join a secret's target with WORKDIR; it is cleaned
+                // below `/` here.
+                let target = match (&m.env, m.target.is_empty()) {
+                    (Some(_), true) => None,
+                    (_, false) => Some(path_clean(&["/", &m.target].concat())),
+                    (None, true) => Some(["/run/secrets/", &path_base(&id)].concat()),
+                };
+                reasons.push(format!(
+                    "RUN mounts the secret {id:?} (its value comes from the host)"
+                ));
+                return Ok(RunMount {
+                    target,
+                    kind: MountKind::Secret {
+                        id,
+                        required: m.required,
+                        mode: m.mode.unwrap_or(0o400),
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                        env: m.env,
+                    },
+                });
+            }
+            _ => {}
+        }
+        // BuildKit: a relative (or missing) target is below the working directory, and `/`
+        // itself is refused.
+        let target = if path_clean(&m.target).starts_with('/') {
+            path_clean(&m.target)
+        } else {
+            path_clean(&["/", st.workdir(), "/", &m.target].concat())
+        };
+        if target == "/" {
+            let help = if m.target.is_empty() {
+                "no target= given, so the mount would cover the working directory /; add target=/path".to_string()
+            } else {
+                "mount somewhere below /, e.g. target=/mnt".to_string()
+            };
+            return Err(DockerfileError::at(
+                format!("invalid mount target {target:?}"),
+                flag.span,
+                "mount target",
+            )
+            .with_help(help));
+        }
+        let source = path_clean(&["/", &m.source].concat());
+        // tmpfs ignores from= (BuildKit mounts it over scratch).
+        let from = if m.from.is_empty() || m.kind == MountType::Tmpfs {
+            None
+        } else {
+            let node = self.copy_from(st, idx, &m.from, flag.span)?;
+            Some(MountSource::Node {
+                input: input_of(inputs, node),
+            })
+        };
+        let kind = match m.kind {
+            MountType::Bind => {
+                let from = match from {
+                    Some(f) => f,
+                    None => {
+                        let rel = copy::clean(&source);
+                        let raw = [(m.source.clone(), rel.clone())];
+                        let local = [rel.clone()];
+                        let files = self.select_context(idx, &raw, &local, &[])?;
+                        let entries = files.len();
+                        let sel = ContextSelection {
+                            patterns: vec![rel],
+                            excludes: Vec::new(),
+                            files,
+                            entries,
+                        };
+                        let origin = self.origin(&st.name, idx);
+                        let id = self.push(Op::Context(sel), vec![], vec![], origin);
+                        MountSource::Context {
+                            input: input_of(inputs, id),
+                        }
+                    }
+                };
+                MountKind::Bind {
+                    source,
+                    from,
+                    readonly: m.readonly,
+                }
+            }
+            MountType::Cache => {
+                let id = if m.id.is_empty() {
+                    path_clean(&m.target)
+                } else {
+                    m.id
+                };
+                reasons.push(format!(
+                    "RUN mounts the cache {id:?} (its contents persist between builds)"
+                ));
+                MountKind::Cache {
+                    id,
+                    source,
+                    from,
+                    sharing: m.sharing.unwrap_or_default(),
+                    readonly: m.readonly,
+                    mode: m.mode.unwrap_or(0o755),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                }
+            }
+            _ => MountKind::Tmpfs {
+                size: (m.size > 0).then_some(m.size),
+                readonly: m.readonly,
+            },
+        };
+        Ok(RunMount {
+            target: Some(target),
+            kind,
+        })
     }
 
     fn duration(f: Option<&FlagValue>) -> Result<i64, DockerfileError> {

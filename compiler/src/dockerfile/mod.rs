@@ -7,6 +7,7 @@ pub mod checks;
 pub mod error;
 pub mod instructions;
 pub mod lower;
+pub mod mounts;
 
 pub use error::DockerfileError;
 pub use lower::{

@@ -55,7 +55,8 @@ pub struct Origin {
 }
 
 /// What a node does. Filesystem-changing ops (`Copy`, `Mkdir`, `Run`) take the stage's
-/// previous node as input 0; `Copy` takes its source as input 1 (none for heredocs and URLs).
+/// previous node as input 0; `Copy` takes its source as input 1 (none for heredocs and URLs);
+/// `Run` takes one more input per distinct mount source ([`MountSource`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "definition", rename_all = "snake_case")]
 pub enum Op {
@@ -118,16 +119,144 @@ pub struct CopyOp {
     pub mtime: u64,
 }
 
+/// A RUN step: the command, its environment, and everything the sandbox provides to it.
+/// Input 0 is the stage's previous node; every [`MountSource`] names a further input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunOp {
+    /// The full command: SHELL (or `/bin/sh -c`) and the script for the shell form.
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
     pub user: String,
-    pub network: String,
-    pub mounts: Vec<String>,
-    /// Heredoc bodies the command reads: (name, content, fd).
-    pub heredocs: Vec<(String, String, u32)>,
+    /// `RUN --network`, else the build's `--network` (lowering resolves it into the op, so
+    /// the key follows the build option).
+    pub network: RunNetwork,
+    /// `RUN --mount`s in the order written, then the heredoc script file, if any.
+    pub mounts: Vec<RunMount>,
+}
+
+/// The network a RUN step sees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunNetwork {
+    /// Neither the step nor the build chose (`RUN --network=default` under
+    /// `kiln build --network=default`): the sandbox's default, which gives RUN a network as
+    /// Docker does.
+    #[default]
+    Default,
+    /// No network: only a loopback interface.
+    None,
+    /// The host's network.
+    Host,
+}
+
+impl RunNetwork {
+    /// `default`, `none` or `host`, as `--network` spells them.
+    pub fn parse(s: &str) -> Option<RunNetwork> {
+        match s {
+            "default" => Some(RunNetwork::Default),
+            "none" => Some(RunNetwork::None),
+            "host" => Some(RunNetwork::Host),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunNetwork::Default => "default",
+            RunNetwork::None => "none",
+            RunNetwork::Host => "host",
+        }
+    }
+}
+
+/// One filesystem (or secret) a RUN step sees besides its root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunMount {
+    /// Absolute and cleaned. None only for a secret given only as an environment variable
+    /// (`type=secret,id=x,env=X` without `target=`).
+    pub target: Option<String>,
+    #[serde(flatten)]
+    pub kind: MountKind,
+}
+
+/// BuildKit's `--mount` types, with their defaults applied, plus the heredoc script file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MountKind {
+    /// A directory of another filesystem. Read-only unless `rw`; writes are discarded.
+    Bind {
+        /// Absolute and cleaned path inside the source filesystem (`/` for all of it).
+        source: String,
+        from: MountSource,
+        readonly: bool,
+    },
+    /// A persistent cache directory, shared between builds by `id`; its contents never
+    /// enter a key.
+    Cache {
+        /// Defaults to the target as written, cleaned (BuildKit's `path.Clean(target)`).
+        id: String,
+        /// Absolute and cleaned path inside the seeding filesystem.
+        source: String,
+        /// What seeds a new cache: None for an empty directory.
+        from: Option<MountSource>,
+        sharing: Sharing,
+        readonly: bool,
+        /// Mode, owner and group of a new cache directory (0755, 0, 0 by default).
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// An empty tmpfs; `size` in bytes, None for no limit.
+    Tmpfs { size: Option<u64>, readonly: bool },
+    /// A build secret by id. Its value comes from the host at run time and is never part
+    /// of the plan, a key or history.
+    Secret {
+        id: String,
+        required: bool,
+        /// Mode, owner and group of the secret file (0400, 0, 0 by default).
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        /// Also (or only, without a target) expose it as this environment variable.
+        env: Option<String>,
+    },
+    /// A file the plan itself provides, mounted read-only: the script of a RUN heredoc that
+    /// starts with `#!`, at `/dev/pipes/<name>` (BuildKit mounts a directory holding only
+    /// that file at `/dev/pipes`).
+    File { content: String, mode: u32 },
+}
+
+/// Where a bind or cache mount's source filesystem comes from: an index into the RUN
+/// node's `inputs` (never 0, the stage's own previous node, unless that is the source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountSource {
+    /// The build context: the input is a `Context` selection of the bound path.
+    Context { input: usize },
+    /// `from=`: the last node of a stage, or a base image.
+    Node { input: usize },
+}
+
+impl MountSource {
+    pub fn input(self) -> usize {
+        match self {
+            MountSource::Context { input } | MountSource::Node { input } => input,
+        }
+    }
+}
+
+/// Cache mount sharing between concurrent builds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sharing {
+    /// Concurrent writers share one directory.
+    #[default]
+    Shared,
+    /// A concurrent writer gets its own new directory.
+    Private,
+    /// A concurrent writer waits for the directory.
+    Locked,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

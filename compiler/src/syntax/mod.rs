@@ -10,3 +10,4 @@ mod parser;
 
 pub use ast::*;
 pub use parser::{parse, ParseError};
+pub(crate) use parser::is_whole_line_heredoc;

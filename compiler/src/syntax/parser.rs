@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use super::ast::*;
 use arguments::{split_instruction, Keyword, NodeParts};
 use heredoc_words::heredoc_markers;
+pub(crate) use heredoc_words::is_whole_line_heredoc;
 
 /// A Dockerfile BuildKit's parser would reject, with the place to point at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]

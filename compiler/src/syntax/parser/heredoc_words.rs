@@ -85,6 +85,23 @@ fn marker_from_word(word: &Word) -> Result<Option<HeredocMarker>, String> {
     }))
 }
 
+/// BuildKit's `MustParseHeredoc` on a whole RUN command line (`^(\d*)<<(-?)\s*([^<]*)$` with
+/// a delimiter that lexes to one word): whether the line is nothing but one heredoc marker.
+/// A lexing failure means "no" there too.
+pub(crate) fn is_whole_line_heredoc(line: &str) -> bool {
+    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+    let Some(after) = line[digits..].strip_prefix("<<") else {
+        return false;
+    };
+    let after = after.strip_prefix('-').unwrap_or(after);
+    // Go's `\s`: ASCII space, tab, newline, form feed, carriage return.
+    let rest = after.trim_start_matches([' ', '\t', '\n', '\x0c', '\r']);
+    if rest.is_empty() || rest.contains('<') {
+        return false;
+    }
+    matches!(Lexer::new(rest, false, false).words(), Ok(w) if w.len() == 1)
+}
+
 fn failed_to_process(source: &str, err: &str) -> String {
     format!("failed to process {}: {}", go_quote(source), err)
 }
