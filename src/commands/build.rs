@@ -45,11 +45,15 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     }
     let printer = Printer::new(args.progress);
     let settings = BuildSettings {
+        secrets: secrets(&args.secrets)?,
         no_cache: args.no_cache,
         squash: args.squash,
         tags: tags.clone(),
     };
-    let built = build::build(&store, &lowered.plan, &settings, &printer)?;
+    let runner = build::SandboxRunner {
+        launcher: kiln_runtime::sandbox::Launcher::current()?,
+    };
+    let built = build::build(&store, &lowered.plan, &settings, &runner, &printer)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -69,6 +73,46 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     printer.finish(&id, &tag_names, built.steps, built.cached);
     Ok(())
+}
+
+/// `--secret id=ID[,src=PATH|,env=VAR][,type=file|env]`, as buildx reads it: without a
+/// source, the environment variable named like the id.
+fn secrets(flags: &[String]) -> Result<build::Secrets> {
+    let mut out = build::Secrets::default();
+    for flag in flags {
+        let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+        for field in flag.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(v.to_string()),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", v)) => kind = Some(v.to_string()),
+                _ => miette::bail!(
+                    help = "write --secret id=ID,src=FILE or --secret id=ID,env=VAR",
+                    "invalid --secret field {field:?}"
+                ),
+            }
+        }
+        let Some(id) = id else {
+            miette::bail!(help = "write --secret id=ID,src=FILE", "--secret {flag:?} has no id");
+        };
+        let value: Vec<u8> = match (src, env, kind.as_deref()) {
+            (Some(path), _, Some("env")) | (None, Some(path), _) => std::env::var(&path)
+                .map_err(|_| miette::miette!("--secret {id}: environment variable {path} is not set"))?
+                .into_bytes(),
+            (Some(path), _, _) => std::fs::read(&path)
+                .map_err(|e| miette::miette!("--secret {id}: cannot read {path}: {e}"))?,
+            (None, None, _) => match std::env::var(&id) {
+                Ok(v) => v.into_bytes(),
+                Err(_) => miette::bail!(
+                    help = "add src=FILE or env=VAR",
+                    "--secret {id}: no source given and no environment variable {id}"
+                ),
+            },
+        };
+        out.0.insert(id, value.into());
+    }
+    Ok(out)
 }
 
 /// The stat cache is per context directory; its name hashes the absolute path (a path is

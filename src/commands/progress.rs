@@ -15,8 +15,13 @@ use crate::cli::Progress as Mode;
 #[derive(Default)]
 struct Live {
     running: Vec<(usize, String, Instant)>,
+    /// The last lines of output of each running step, shown under it.
+    tails: std::collections::HashMap<usize, Vec<String>>,
     drawn: usize,
 }
+
+/// Lines of a running step's output kept in the live block.
+const TAIL: usize = 4;
 
 pub struct Printer {
     mode: Mode,
@@ -90,7 +95,7 @@ fn final_line(event: &Event, color: bool) -> Option<String> {
         ("", "", "", "")
     };
     Some(match event {
-        Event::Start { .. } => return None,
+        Event::Start { .. } | Event::Log { .. } => return None,
         Event::Cached { id, stage, text } => format!("{blue}#{id} [{stage}] {text} CACHED{reset}"),
         Event::Done {
             id,
@@ -127,6 +132,7 @@ fn redraw(live: &mut Live, done: Option<&str>) {
         out.push_str(line);
         out.push('\n');
     }
+    let mut rows = 0;
     for (id, label, since) in &live.running {
         // One terminal row per step, or the block's height would be miscounted: cut long
         // instructions (finished lines above the block may wrap freely).
@@ -143,8 +149,14 @@ fn redraw(live: &mut Live, done: Option<&str>) {
             "\x1b[1m#{id} {short}\x1b[0m {:.1}s\n",
             since.elapsed().as_secs_f64()
         ));
+        rows += 1;
+        for line in live.tails.get(id).into_iter().flatten() {
+            let short: String = line.chars().filter(|c| !c.is_control()).take(LIVE_WIDTH + 8).collect();
+            out.push_str(&format!("\x1b[2m  {short}\x1b[0m\n"));
+            rows += 1;
+        }
     }
-    live.drawn = live.running.len();
+    live.drawn = rows;
     let _ = err.write_all(out.as_bytes());
     let _ = err.flush();
 }
@@ -177,6 +189,9 @@ impl Progress for Printer {
                         None => format!("#{id} DONE {seconds:.2}s (no changes)"),
                     },
                     Event::Error { id, message, .. } => format!("#{id} ERROR: {message}"),
+                    Event::Log { id, line } => {
+                        format!("#{id} {:.3} {line}", self.started.elapsed().as_secs_f64())
+                    }
                 };
                 eprintln!("{line}");
             }
@@ -187,7 +202,15 @@ impl Progress for Printer {
                             .push((*id, format!("[{stage}] {text}"), Instant::now()))
                     }
                     Event::Cached { id, .. } | Event::Done { id, .. } | Event::Error { id, .. } => {
-                        live.running.retain(|(r, _, _)| r != id)
+                        live.running.retain(|(r, _, _)| r != id);
+                        live.tails.remove(id);
+                    }
+                    Event::Log { id, line } => {
+                        let tail = live.tails.entry(*id).or_default();
+                        if tail.len() == TAIL {
+                            tail.remove(0);
+                        }
+                        tail.push(line.clone());
                     }
                 }
                 let done = final_line(&event, true);

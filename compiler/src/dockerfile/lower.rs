@@ -953,6 +953,7 @@ impl<'a> Lowerer<'a> {
             user: st.config.user.clone(),
             network,
             mounts: run_mounts,
+            mtime: self.epoch,
         };
         let origin = self.origin(&st.name, idx);
         st.prev = self.push(Op::Run(op), inputs, reasons, origin);

@@ -133,6 +133,8 @@ pub struct RunOp {
     pub network: RunNetwork,
     /// `RUN --mount`s in the order written, then the heredoc script file, if any.
     pub mounts: Vec<RunMount>,
+    /// The mtime every entry of the step's layer gets (SOURCE_DATE_EPOCH, or 0).
+    pub mtime: u64,
 }
 
 /// The network a RUN step sees.

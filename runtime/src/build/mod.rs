@@ -261,8 +261,7 @@ impl Exec<'_> {
                 let image = self
                     .store
                     .image(wanted.as_deref().unwrap_or(reference))
-                    .or_else(|_| self.store.image(reference))
-                    .map_err(|_| BuildError::NoImage(reference.clone()))?;
+                    .or_else(|_| self.store.image(reference))?;
                 Ok(Output {
                     layers: image_layers(&image),
                     added: false,

@@ -75,13 +75,22 @@ pub fn setup(sys: &dyn Syscall, spec: &ContainerSpec, files: &FileStage) -> Resu
     Ok(stubs)
 }
 
-/// Overlay `layers` (lowest first) at `target`; writable when `upper` is given.
+/// Overlay `layers` (lowest first) at `target`; writable when `upper` is given. True when a
+/// single read-only layer was bound instead, which the caller must remount read-only.
 fn mount_overlay(
     sys: &dyn Syscall,
     layers: &[PathBuf],
     upper: Option<(&PathBuf, &PathBuf)>,
     target: &Path,
-) -> Result<()> {
+) -> Result<bool> {
+    if let ([only], None) = (layers, upper) {
+        // overlayfs wants two lower layers when it has no upper one: bind the one instead;
+        // the caller remounts it read-only (through a fresh resolution of the target).
+        let src = only.display().to_string();
+        sys.mount(Some(&src), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+            .map_err(at(format!("mounting {} at {}", src, target.display())))?;
+        return Ok(true);
+    }
     let lower = lowerdir(sys, layers)?;
     let mut data = format!("lowerdir={lower}");
     if let Some((upper, work)) = upper {
@@ -89,13 +98,16 @@ fn mount_overlay(
     }
     data.push(',');
     data.push_str(OVERLAY_OPTIONS);
+    // nodev: a device node that came with an image (or that the payload makes) opens nothing;
+    // the container's devices are those of its own /dev tmpfs.
     let flags = if upper.is_some() {
-        MsFlags::empty()
+        MsFlags::MS_NODEV
     } else {
-        MsFlags::MS_RDONLY
+        MsFlags::MS_NODEV | MsFlags::MS_RDONLY
     };
     sys.mount(Some("overlay"), target, Some("overlay"), flags, Some(&data))
-        .map_err(at(format!("mounting the overlay at {}", target.display())))
+        .map_err(at(format!("mounting the overlay at {}", target.display())))?;
+    Ok(false)
 }
 
 /// The `lowerdir=` value, topmost layer first. Long stacks are named relative to their common
@@ -258,13 +270,22 @@ fn user_mount(
             let whole = subpath.trim_matches('/').is_empty();
             if whole {
                 let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
-                mount_overlay(sys, layers, upper, &target.proc_path())?;
-                readonly_remount = false;
+                let plain = mount_overlay(sys, layers, upper, &target.proc_path())?;
+                readonly_remount = plain && m.readonly;
             } else {
                 // Stack the layers in the private tmpfs, then bind the part asked for.
                 let stack = files.dir.join(format!("m{index}"));
                 sys.mkdir(&stack, 0o755).map_err(at(format!("staging {}", m.target)))?;
-                mount_overlay(sys, layers, upper, &stack)?;
+                if mount_overlay(sys, layers, upper, &stack)? {
+                    sys.mount(
+                        None,
+                        &stack,
+                        None,
+                        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+                        None,
+                    )
+                    .map_err(at(format!("making {} read-only", m.target)))?;
+                }
                 let mut none = Vec::new();
                 let source = resolve(sys, &stack, subpath, Create::Nothing, &mut none)?;
                 let create = if source.proc_path().is_dir() { Create::Dir } else { Create::File };

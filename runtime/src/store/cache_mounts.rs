@@ -53,7 +53,7 @@ impl Store {
                 }
             };
             if !dir.exists() {
-                let staging = self.scratch_dir()?.into_path();
+                let staging = self.scratch_dir()?.keep();
                 fs::set_permissions(&staging, fs::Permissions::from_mode(mode))
                     .map_err(io_err("chmod", &staging))?;
                 std::os::unix::fs::chown(&staging, Some(uid), Some(gid)).map_err(io_err("chown", &staging))?;
