@@ -377,3 +377,105 @@ fn mask_paths(sys: &dyn Syscall, root: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::spec::{Network, Process, Rootfs};
+    use crate::sandbox::syscall::Recorder;
+
+    fn spec(mounts: Vec<Mount>, readonly: bool) -> ContainerSpec {
+        ContainerSpec {
+            id: "c".into(),
+            rootfs: Rootfs {
+                layers: vec!["/s/l/a".into(), "/s/l/b".into()],
+                upper: "/b/upper".into(),
+                work: "/b/work".into(),
+                merged: "/b/merged".into(),
+                scratch: "/b/scratch".into(),
+                readonly,
+            },
+            process: Process {
+                args: vec!["true".into()],
+                env: vec![],
+                cwd: "/".into(),
+                user: String::new(),
+                terminal: false,
+            },
+            hostname: "h".into(),
+            network: Network::None,
+            mounts,
+            init: false,
+            capabilities: 0,
+            seccomp: true,
+            ports: vec![],
+        }
+    }
+
+    fn lines(spec: &ContainerSpec) -> Vec<String> {
+        let rec = Recorder::default();
+        setup(&rec, spec, &FileStage { dir: "/b/scratch".into() }).unwrap();
+        rec.lines()
+    }
+
+    #[test]
+    fn order_of_set_up() {
+        let l = lines(&spec(vec![], false));
+        assert!(l[0].starts_with("mount - / - MS_REC | MS_PRIVATE"), "{}", l[0]);
+        // The topmost layer comes first in lowerdir.
+        assert!(
+            l[1].contains("overlay /b/merged overlay MS_NODEV lowerdir=/s/l/b:/s/l/a,upperdir=/b/upper,workdir=/b/work,index=off,metacopy=off,redirect_dir=off"),
+            "{}",
+            l[1]
+        );
+        let pos = |needle: &str| l.iter().position(|x| x.contains(needle)).unwrap_or_else(|| panic!("{needle} missing: {l:#?}"));
+        assert!(pos("resolve /proc Dir") < pos("resolve /dev Dir"));
+        assert!(pos("mknod <root>/dev/null") > pos("tmpfs <root>/dev tmpfs"));
+        assert!(pos("symlink pts/ptmx <root>/dev/ptmx") > 0);
+        assert!(pos("newinstance,ptmxmode=0666") > pos("mknod <root>/dev/null"));
+        assert!(pos("sysfs <root>/sys sysfs MS_RDONLY") > 0);
+        // Masking comes after every mount, pivot_root last, then the hostname.
+        assert!(pos("resolve /proc/kcore Nothing") > pos("sysfs"));
+        let pivot = pos("pivot_root /b/merged");
+        assert_eq!(l[pivot + 1], "sethostname h");
+        assert!(!l.iter().any(|x| x.contains("MS_REMOUNT | MS_RDONLY") && x.contains("/b/merged")));
+    }
+
+    #[test]
+    fn read_only_root_is_remounted_before_pivot() {
+        let l = lines(&spec(vec![], true));
+        let ro = l.iter().position(|x| x.starts_with("mount - /b/merged - MS_RDONLY | MS_REMOUNT | MS_BIND")).expect("remount");
+        let pivot = l.iter().position(|x| x.starts_with("pivot_root")).unwrap();
+        assert!(ro < pivot);
+    }
+
+    #[test]
+    fn user_mounts_are_resolved_inside_the_root_and_remounted_read_only() {
+        let mounts = vec![
+            Mount { target: "/data".into(), kind: MountKind::Bind { source: "/nonexistent-host-dir".into(), fill: false }, readonly: true },
+            Mount { target: "/etc/hosts".into(), kind: MountKind::File { content: b"x".to_vec(), mode: 0o644, uid: 0, gid: 0 }, readonly: false },
+            Mount { target: "/t".into(), kind: MountKind::Tmpfs { size: Some(1024), mode: 0o1777 }, readonly: false },
+        ];
+        let l = lines(&spec(mounts, false));
+        let bind = l.iter().position(|x| x == "mount /nonexistent-host-dir <root>/data - MS_BIND | MS_REC -").expect("bind");
+        assert_eq!(l[bind - 1], "resolve /data File");
+        assert_eq!(l[bind + 1], "resolve /data Nothing");
+        assert_eq!(l[bind + 2], "mount - <root>/data - MS_RDONLY | MS_REMOUNT | MS_BIND | MS_REC -");
+        assert!(l.contains(&"write /b/scratch/f1 1 bytes 644 0:0".to_string()));
+        assert!(l.contains(&"mount /b/scratch/f1 <root>/etc/hosts - MS_BIND -".to_string()));
+        assert!(l.contains(&"mount tmpfs <root>/t tmpfs MS_NOSUID | MS_NODEV mode=1777,size=1024".to_string()));
+    }
+
+    #[test]
+    fn long_layer_stacks_are_named_relative_to_their_directory() {
+        let mut s = spec(vec![], false);
+        s.rootfs.layers = (0..50).map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}"))).collect();
+        let l = lines(&s);
+        assert_eq!(l[1], "chdir /store/layers/unpacked");
+        assert!(l[2].contains(&format!("lowerdir={:064}:", 49)), "{}", l[2]);
+        s.rootfs.layers = (0..200).map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}"))).collect();
+        let rec = Recorder::default();
+        let err = setup(&rec, &s, &FileStage { dir: "/b/scratch".into() }).unwrap_err();
+        assert_eq!(err.errno, nix::errno::Errno::E2BIG);
+    }
+}

@@ -339,12 +339,17 @@ impl Syscall for Recorder {
         flags: MsFlags,
         data: Option<&str>,
     ) -> nix::Result<()> {
+        let flags = format!("{flags:?}");
+        let flags = flags
+            .strip_prefix("MsFlags(")
+            .and_then(|f| f.strip_suffix(')'))
+            .unwrap_or(&flags);
+        let flags = if flags.is_empty() { "-" } else { flags };
         self.log(format!(
-            "mount {} {} {} {:?} {}",
+            "mount {} {} {} {flags} {}",
             source.unwrap_or("-"),
             target.display(),
             fstype.unwrap_or("-"),
-            flags,
             data.unwrap_or("-")
         ))
     }
