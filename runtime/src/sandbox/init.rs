@@ -85,21 +85,27 @@ fn monitor() -> i32 {
         Ok(l) => l,
         Err(e) => return fail(e, 125),
     };
-    let mut flags = CloneFlags::CLONE_NEWNS
+    if spec.network == Network::None {
+        if let Err(e) = Linux.unshare(CloneFlags::CLONE_NEWNET) {
+            return fail(format!("creating the network namespace: {}", e.desc()), 125);
+        }
+        if let Err(e) = super::net::loopback_up() {
+            return fail(format!("bringing up the loopback interface: {}", e.desc()), 125);
+        }
+    }
+    // The relays need threads, which a process cannot start once it has unshared its pid
+    // namespace: they get a process of their own, in the container's network namespace.
+    let relay = match relay_process(listeners) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("starting the port relays: {}", e.desc()), 125),
+    };
+    let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWCGROUP;
-    if spec.network == Network::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
     if let Err(e) = Linux.unshare(flags) {
         return fail(format!("creating the namespaces: {}", e.desc()), 125);
-    }
-    if spec.network == Network::None {
-        if let Err(e) = super::net::loopback_up() {
-            return fail(format!("bringing up the loopback interface: {}", e.desc()), 125);
-        }
     }
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -120,7 +126,6 @@ fn monitor() -> i32 {
         }
         Ok(ForkResult::Parent { child }) => child,
     };
-    super::net::start_relays(listeners);
     let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
         Ok(s) => s,
         Err(e) => {
@@ -153,6 +158,9 @@ fn monitor() -> i32 {
             }
         }
         if let Some(code) = reap(pid1) {
+            if let Some(r) = relay {
+                let _ = kill(r, Signal::SIGKILL);
+            }
             return code;
         }
         if kiln_gone {
@@ -162,6 +170,26 @@ fn monitor() -> i32 {
                 Err(_) => return 137,
             }
         }
+    }
+}
+
+/// Fork the process that relays published ports (none when nothing is published). It dies
+/// with the monitor.
+fn relay_process(listeners: Vec<super::net::Listener>) -> nix::Result<Option<Pid>> {
+    if listeners.is_empty() {
+        return Ok(None);
+    }
+    // SAFETY: the monitor is single-threaded here.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let _ = nix::sys::prctl::set_dumpable(false);
+            super::net::start_relays(listeners);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        ForkResult::Parent { child } => Ok(Some(child)),
     }
 }
 
