@@ -163,11 +163,7 @@ fn golden_run_key_follows_the_spec() {
         .iter()
         .find(|n| matches!(&n.op, Op::Context(sel) if sel.patterns == ["app"]))
         .unwrap();
-    let run = p
-        .nodes
-        .iter()
-        .find(|n| matches!(n.op, Op::Run(_)))
-        .unwrap();
+    let run = p.nodes.iter().find(|n| matches!(n.op, Op::Run(_))).unwrap();
     let doc = format!(
         concat!(
             r#"{{"content":null,"inputs":["{}","{}"],"op":{{"kind":"run","definition":{{"#,
@@ -184,5 +180,8 @@ fn golden_run_key_follows_the_spec() {
         ctx.key.to_hex()
     );
     assert_eq!(run.inputs, [p.nodes[0].id, ctx.id]);
-    assert_eq!(run.key.to_hex(), blake3::hash(doc.as_bytes()).to_hex().to_string());
+    assert_eq!(
+        run.key.to_hex(),
+        blake3::hash(doc.as_bytes()).to_hex().to_string()
+    );
 }

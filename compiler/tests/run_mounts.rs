@@ -81,7 +81,13 @@ fn bind_defaults_to_read_only_context() {
             "FROM scratch\nRUN --mount=type=bind,target=/x,{flag} true\n"
         ));
         assert!(
-            matches!(m.kind, MountKind::Bind { readonly: false, .. }),
+            matches!(
+                m.kind,
+                MountKind::Bind {
+                    readonly: false,
+                    ..
+                }
+            ),
             "{flag}"
         );
     }
@@ -196,7 +202,9 @@ fn secret_defaults() {
 
 #[test]
 fn mount_values_are_expanded_keys_are_not() {
-    let m = one("FROM scratch\nARG T=/cache\nARG K=id\nRUN --mount=type=cache,target=$T,id=${T}-x true\n");
+    let m = one(
+        "FROM scratch\nARG T=/cache\nARG K=id\nRUN --mount=type=cache,target=$T,id=${T}-x true\n",
+    );
     assert_eq!(m.target.as_deref(), Some("/cache"));
     assert!(matches!(m.kind, MountKind::Cache { ref id, .. } if id == "/cache-x"));
     let e = error("FROM scratch\nARG K=id\nRUN --mount=type=cache,target=/c,$K=x true\n");
@@ -406,7 +414,9 @@ fn from_stage_adds_an_input_and_its_key_follows_the_stage() {
     // An image reference becomes a base image input.
     let p = plan("FROM scratch\nRUN --mount=from=alpine:3.19,target=/m true\n");
     let (node, _) = last_run(&p);
-    assert!(matches!(&p.node(node.inputs[1]).op, Op::BaseImage { reference, .. } if reference == "alpine:3.19"));
+    assert!(
+        matches!(&p.node(node.inputs[1]).op, Op::BaseImage { reference, .. } if reference == "alpine:3.19")
+    );
 }
 
 #[test]
@@ -416,7 +426,11 @@ fn context_bind_key_follows_the_bound_files() {
     fs::write(dir.path().join("src/a.txt"), "one").unwrap();
     fs::write(dir.path().join("other.txt"), "x").unwrap();
     let df = "FROM scratch\nRUN --mount=source=src,target=/src cat /src/a.txt\n";
-    let key = || last_run(&lower_in(dir.path(), df, RunNetwork::None).unwrap()).0.key;
+    let key = || {
+        last_run(&lower_in(dir.path(), df, RunNetwork::None).unwrap())
+            .0
+            .key
+    };
     let k1 = key();
     fs::write(dir.path().join("other.txt"), "y").unwrap();
     assert_eq!(key(), k1, "a file outside the bind does not move the key");
@@ -472,7 +486,13 @@ fn mount_json_shape() {
 }
 
 fn history(p: &Plan) -> String {
-    p.target_image().1.history.last().unwrap().created_by.clone()
+    p.target_image()
+        .1
+        .history
+        .last()
+        .unwrap()
+        .created_by
+        .clone()
 }
 
 #[test]
@@ -481,7 +501,10 @@ fn heredoc_single_runs_its_body() {
     let (_, run) = last_run(&p);
     assert_eq!(run.argv, ["/bin/sh", "-c", "echo a\necho $HOME\n"]);
     assert!(run.mounts.is_empty());
-    assert_eq!(history(&p), "RUN /bin/sh -c echo a\necho $HOME\n # buildkit");
+    assert_eq!(
+        history(&p),
+        "RUN /bin/sh -c echo a\necho $HOME\n # buildkit"
+    );
     // `<<-` strips leading tabs; a quoted delimiter changes nothing here (never expanded).
     let p = plan("FROM scratch\nRUN <<-'EOF'\n\techo a\n\t\techo b\n\tEOF\n");
     assert_eq!(last_run(&p).1.argv[2], "echo a\necho b\n");
@@ -511,7 +534,9 @@ fn heredoc_shebang_becomes_a_file() {
     let (_, run) = last_run(&p);
     assert_eq!(run.mounts.len(), 2);
     assert_eq!(run.mounts[1].target.as_deref(), Some("/dev/pipes/X"));
-    assert!(matches!(&run.mounts[1].kind, MountKind::File { content, .. } if content == "#!/bin/sh\necho\n"));
+    assert!(
+        matches!(&run.mounts[1].kind, MountKind::File { content, .. } if content == "#!/bin/sh\necho\n")
+    );
 }
 
 #[test]
@@ -527,10 +552,7 @@ fn heredoc_with_a_command_is_reconstituted() {
     );
     // Two heredocs; `<<-` bodies keep their tabs for the shell to strip.
     let p = plan("FROM scratch\nRUN cat <<A <<-B > /x\na\nA\n\tb\n\tB\n");
-    assert_eq!(
-        last_run(&p).1.argv[2],
-        "cat <<A <<-B > /x\na\nA\n\tb\nB"
-    );
+    assert_eq!(last_run(&p).1.argv[2], "cat <<A <<-B > /x\na\nA\n\tb\nB");
     // A shebang body with a command is not a file.
     let p = plan("FROM scratch\nRUN sh <<EOF\n#!/bin/sh\nEOF\n");
     assert!(last_run(&p).1.mounts.is_empty());
@@ -577,9 +599,12 @@ fn corpus_mounts_parse() {
                     continue;
                 };
                 checked += 1;
-                let r = kiln_compiler::dockerfile::mounts::parse_mount(v, f.span, |s| {
-                    Ok(s.to_string())
-                });
+                let r =
+                    kiln_compiler::dockerfile::mounts::parse_mount(
+                        v,
+                        f.span,
+                        |s| Ok(s.to_string()),
+                    );
                 if let Err(e) = r {
                     failures.push(format!("{}: --mount={v}: {}", path.display(), e.message));
                 }
@@ -588,6 +613,9 @@ fn corpus_mounts_parse() {
     }
     assert!(checked > 100, "only {checked} mounts in the corpus");
     // buildah's own `z` (SELinux relabel) option, which BuildKit rejects with this message too.
-    failures.retain(|f| !(f.contains("containers__buildah") && f.contains("invalid field 'z' must be a key=value pair")));
+    failures.retain(|f| {
+        !(f.contains("containers__buildah")
+            && f.contains("invalid field 'z' must be a key=value pair"))
+    });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
