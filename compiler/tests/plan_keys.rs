@@ -146,3 +146,42 @@ fn ignored_files_do_not_enter_keys() {
     let after = plan(d.path());
     assert_eq!(before.to_json(), after.to_json());
 }
+
+/// Pins the `run` row of docs/cache-keys.md: a RUN node's key is blake3 over the envelope with
+/// the op written exactly as the spec lists its members (mounts included, modes in decimal).
+#[test]
+fn golden_run_key_follows_the_spec() {
+    let d = tempfile::tempdir().unwrap();
+    context(
+        d.path(),
+        "FROM scratch\nRUN --mount=type=cache,target=/c,sharing=locked --mount=type=secret,id=s,env=S --mount=type=tmpfs,target=/t,size=1k --mount=target=/b,source=app true\n",
+    );
+    let p = plan(d.path());
+    let scratch = blake3::hash(br#"{"content":null,"inputs":[],"op":{"kind":"scratch"},"v":1}"#);
+    let ctx = p
+        .nodes
+        .iter()
+        .find(|n| matches!(&n.op, Op::Context(sel) if sel.patterns == ["app"]))
+        .unwrap();
+    let run = p.nodes.iter().find(|n| matches!(n.op, Op::Run(_))).unwrap();
+    let doc = format!(
+        concat!(
+            r#"{{"content":null,"inputs":["{}","{}"],"op":{{"kind":"run","definition":{{"#,
+            r#""argv":["/bin/sh","-c","true"],"#,
+            r#""env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"#,
+            r#""cwd":"/","user":"","network":"none","mounts":["#,
+            r#"{{"target":"/c","type":"cache","id":"/c","source":"/","from":null,"sharing":"locked","readonly":false,"mode":493,"uid":0,"gid":0}},"#,
+            r#"{{"target":null,"type":"secret","id":"s","required":false,"mode":256,"uid":0,"gid":0,"env":"S"}},"#,
+            r#"{{"target":"/t","type":"tmpfs","size":1024,"readonly":false}},"#,
+            r#"{{"target":"/b","type":"bind","source":"/app","from":{{"context":{{"input":1}}}},"readonly":true}}"#,
+            r#"]}}}},"v":1}}"#
+        ),
+        scratch.to_hex(),
+        ctx.key.to_hex()
+    );
+    assert_eq!(run.inputs, [p.nodes[0].id, ctx.id]);
+    assert_eq!(
+        run.key.to_hex(),
+        blake3::hash(doc.as_bytes()).to_hex().to_string()
+    );
+}

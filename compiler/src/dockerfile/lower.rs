@@ -19,8 +19,8 @@ use crate::dockerfile::instructions::{
 use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
 use crate::dockerignore::IgnoreFile;
 use crate::plan::{
-    self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageConfig, ImageOp, Key, Node,
-    MountKind, MountSource, NodeId, Op, Origin, Plan, RunMount, RunNetwork, RunOp,
+    self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageConfig, ImageOp, Key,
+    MountKind, MountSource, Node, NodeId, Op, Origin, Plan, RunMount, RunNetwork, RunOp,
 };
 use crate::shell::Lexer;
 use crate::syntax::{self, Dockerfile, Span};
@@ -915,7 +915,11 @@ impl<'a> Lowerer<'a> {
             }
         }
         // `RUN --network=default` (or none given) is the build's choice.
-        let network = match run.network.as_ref().and_then(|n| RunNetwork::parse(&n.value)) {
+        let network = match run
+            .network
+            .as_ref()
+            .and_then(|n| RunNetwork::parse(&n.value))
+        {
             None | Some(RunNetwork::Default) => self.opts.network,
             Some(n) => n,
         };
@@ -1014,11 +1018,7 @@ impl<'a> Lowerer<'a> {
         }
         let node = &self.typed[idx].node;
         let inside = node.span.start <= h.span.start && h.span.end <= node.span.end;
-        let Some(text) = self
-            .source
-            .get(h.span.start..h.span.end)
-            .filter(|_| inside)
-        else {
+        let Some(text) = self.source.get(h.span.start..h.span.end).filter(|_| inside) else {
             return &h.content;
         };
         let raw = match text.rfind('\n') {

@@ -137,9 +137,7 @@ pub fn check_unexpanded(raw: &str, span: Span) -> Result<(), DockerfileError> {
                             span,
                             "variable in from=",
                         )
-                        .with_help(
-                            "add a stage `FROM ${VAR} AS alias` and mount from=alias",
-                        ));
+                        .with_help("add a stage `FROM ${VAR} AS alias` and mount from=alias"));
                     }
                 }
             }
@@ -264,7 +262,10 @@ pub fn parse_mount(
                 }
                 "required" => {
                     return Err(err(
-                        format!("unexpected key '{key}' for mount type '{}'", m.kind.as_str()),
+                        format!(
+                            "unexpected key '{key}' for mount type '{}'",
+                            m.kind.as_str()
+                        ),
                         "not for this type",
                         "required applies to secret and ssh mounts; put type= before it".into(),
                     ))
@@ -301,11 +302,14 @@ pub fn parse_mount(
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
                     _ => {
-                        let help = match crate::suggest::closest(&lower, MOUNT_TYPES.iter().copied())
-                        {
-                            Some(s) => format!("did you mean type={s}? valid types: {}", MOUNT_TYPES.join(", ")),
-                            None => format!("valid types: {}", MOUNT_TYPES.join(", ")),
-                        };
+                        let help =
+                            match crate::suggest::closest(&lower, MOUNT_TYPES.iter().copied()) {
+                                Some(s) => format!(
+                                    "did you mean type={s}? valid types: {}",
+                                    MOUNT_TYPES.join(", ")
+                                ),
+                                None => format!("valid types: {}", MOUNT_TYPES.join(", ")),
+                            };
                         return Err(err(
                             format!("unsupported mount type {value:?}"),
                             "unknown mount type",
@@ -328,7 +332,10 @@ pub fn parse_mount(
             "required" => {
                 if !matches!(m.kind, MountType::Secret | MountType::Ssh) {
                     return Err(err(
-                        format!("unexpected key '{key}' for mount type '{}'", m.kind.as_str()),
+                        format!(
+                            "unexpected key '{key}' for mount type '{}'",
+                            m.kind.as_str()
+                        ),
                         "not for this type",
                         "required applies to secret and ssh mounts; put type= before it".into(),
                     ));
@@ -338,7 +345,10 @@ pub fn parse_mount(
             "size" => {
                 if m.kind != MountType::Tmpfs {
                     return Err(err(
-                        format!("unexpected key '{key}' for mount type '{}'", m.kind.as_str()),
+                        format!(
+                            "unexpected key '{key}' for mount type '{}'",
+                            m.kind.as_str()
+                        ),
                         "not for this type",
                         "size applies to tmpfs mounts; put type=tmpfs before it".into(),
                     ));
@@ -360,7 +370,9 @@ pub fn parse_mount(
                     other => {
                         let modes = ["shared", "private", "locked"];
                         let help = match crate::suggest::closest(other, modes) {
-                            Some(s) => format!("did you mean sharing={s}? valid: shared, private, locked"),
+                            Some(s) => {
+                                format!("did you mean sharing={s}? valid: shared, private, locked")
+                            }
                             None => "valid: shared, private, locked".into(),
                         };
                         return Err(err(

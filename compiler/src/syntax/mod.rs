@@ -9,5 +9,5 @@ pub mod json;
 mod parser;
 
 pub use ast::*;
-pub use parser::{parse, ParseError};
 pub(crate) use parser::is_whole_line_heredoc;
+pub use parser::{parse, ParseError};
