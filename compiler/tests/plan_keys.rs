@@ -174,7 +174,7 @@ fn golden_run_key_follows_the_spec() {
             r#"{{"target":null,"type":"secret","id":"s","required":false,"mode":256,"uid":0,"gid":0,"env":"S"}},"#,
             r#"{{"target":"/t","type":"tmpfs","size":1024,"readonly":false}},"#,
             r#"{{"target":"/b","type":"bind","source":"/app","from":{{"context":{{"input":1}}}},"readonly":true}}"#,
-            r#"]}}}},"v":1}}"#
+            r#"],"mtime":0}}}},"v":1}}"#
         ),
         scratch.to_hex(),
         ctx.key.to_hex()
