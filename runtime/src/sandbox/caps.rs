@@ -1,19 +1,187 @@
-//! PLACEHOLDER until the capabilities module lands.
-#[derive(Debug, Clone, Copy)]
-pub struct CapabilitySet(u64);
-pub const DOCKER_DEFAULT: u64 = 0xa80425fb;
-impl CapabilitySet {
-    pub fn from_bits(b: u64) -> Self { CapabilitySet(b) }
+//! Linux capabilities of a container's processes: the set (Docker's 14 by default), and the
+//! calls that give a process exactly that set.
+//!
+//! Order (see `security`): [`drop_bounding`] → seccomp (needs CAP_SYS_ADMIN) →
+//! [`keep_across_user_switch`] → setgroups, setgid, setuid → [`apply`]. A root payload ends with permitted = effective = bounding = the set; a non-root
+//! one keeps only the bounding set, the kernel clearing the others at exec (no file caps),
+//! exactly as under Docker. Raw `capset(2)`: two words of version 3, nothing a crate adds.
+//! Must not: decide the set (the spec carries it).
+
+/// Capabilities kiln names (the numbers are the kernel's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Capability {
+    Chown = 0,
+    DacOverride = 1,
+    DacReadSearch = 2,
+    Fowner = 3,
+    Fsetid = 4,
+    Kill = 5,
+    Setgid = 6,
+    Setuid = 7,
+    Setpcap = 8,
+    LinuxImmutable = 9,
+    NetBindService = 10,
+    NetBroadcast = 11,
+    NetAdmin = 12,
+    NetRaw = 13,
+    IpcLock = 14,
+    IpcOwner = 15,
+    SysModule = 16,
+    SysRawio = 17,
+    SysChroot = 18,
+    SysPtrace = 19,
+    SysPacct = 20,
+    SysAdmin = 21,
+    SysBoot = 22,
+    SysNice = 23,
+    SysResource = 24,
+    SysTime = 25,
+    SysTtyConfig = 26,
+    Mknod = 27,
+    Lease = 28,
+    AuditWrite = 29,
+    AuditControl = 30,
+    Setfcap = 31,
+    MacOverride = 32,
+    MacAdmin = 33,
+    Syslog = 34,
+    WakeAlarm = 35,
+    BlockSuspend = 36,
+    AuditRead = 37,
+    Perfmon = 38,
+    Bpf = 39,
+    CheckpointRestore = 40,
 }
-pub fn drop_bounding(set: CapabilitySet) -> Result<(), String> {
-    for cap in 0..64u64 {
-        if set.0 & (1 << cap) == 0 {
-            // SAFETY: prctl with integer arguments.
-            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-            if r != 0 && nix::errno::Errno::last() == nix::errno::Errno::EINVAL { break; }
+
+/// The highest capability number kiln knows.
+const LAST_CAP: u8 = 40;
+
+/// Docker's default set: CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP
+/// SETPCAP NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE (CapEff 00000000a80425fb).
+pub const DOCKER_DEFAULT: u64 = 0x0000_0000_a804_25fb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapabilitySet(u64);
+
+impl CapabilitySet {
+    pub fn from_bits(bits: u64) -> CapabilitySet {
+        CapabilitySet(bits)
+    }
+
+    pub fn docker_default() -> CapabilitySet {
+        CapabilitySet(DOCKER_DEFAULT)
+    }
+
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+
+    pub fn contains(self, cap: Capability) -> bool {
+        self.0 & (1 << cap as u8) != 0
+    }
+
+    pub fn insert(&mut self, cap: Capability) {
+        self.0 |= 1 << cap as u8;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct CapsError {
+    what: &'static str,
+    source: std::io::Error,
+}
+
+fn check(rc: libc::c_long, what: &'static str) -> Result<(), CapsError> {
+    if rc < 0 {
+        return Err(CapsError {
+            what,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Remove every capability outside `set` from the bounding set (needs CAP_SETPCAP).
+pub fn drop_bounding(set: CapabilitySet) -> Result<(), CapsError> {
+    for cap in 0..=63u8 {
+        if set.0 & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc < 0 {
+            // EINVAL: beyond the kernel's last capability; nothing more to drop.
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) && cap > LAST_CAP {
+                break;
+            }
+            check(rc as libc::c_long, "dropping a capability from the bounding set")?;
         }
     }
     Ok(())
 }
-pub fn prepare_user_switch() -> Result<(), String> { Ok(()) }
-pub fn apply(_set: CapabilitySet, _uid: u32) -> Result<(), String> { Ok(()) }
+
+/// Keep permitted capabilities across the switch to a non-root uid (until exec).
+pub fn keep_across_user_switch() -> Result<(), CapsError> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    check(rc as libc::c_long, "PR_SET_KEEPCAPS")
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Permitted and effective = `set`, inheritable and ambient empty. (For a non-root uid the
+/// exec that follows clears permitted and effective, as the kernel does under Docker.)
+pub fn apply(set: CapabilitySet) -> Result<(), CapsError> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    check(rc as libc::c_long, "clearing ambient capabilities")?;
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let words = [set.0 as u32, (set.0 >> 32) as u32];
+    let data = words.map(|w| CapData {
+        effective: w,
+        permitted: w,
+        inheritable: 0,
+    });
+    // SAFETY: capset reads one header and two data structs of the layout declared above.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    check(rc, "capset")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_default_is_the_fourteen() {
+        use Capability::*;
+        let mut s = CapabilitySet::from_bits(0);
+        for c in [
+            Chown, DacOverride, Fsetid, Fowner, Mknod, NetRaw, Setgid, Setuid, Setfcap, Setpcap,
+            NetBindService, SysChroot, Kill, AuditWrite,
+        ] {
+            s.insert(c);
+        }
+        assert_eq!(s.bits(), DOCKER_DEFAULT);
+        assert_eq!(format!("{:016x}", DOCKER_DEFAULT), "00000000a80425fb");
+        assert!(!s.contains(SysAdmin));
+    }
+}

@@ -1,7 +1,7 @@
 //! The payload's identity and confinement, applied in the order the kernel requires:
-//! capability bounding set → keep capabilities across the user switch → supplementary
-//! groups, gid, uid → seccomp filter (installing it needs CAP_SYS_ADMIN, still permitted
-//! thanks to keep-caps, because Docker does not set no_new_privs) → final capability sets.
+//! capability bounding set → seccomp filter (installing it needs CAP_SYS_ADMIN, as root still
+//! has, because Docker does not set no_new_privs) → keep capabilities across the user switch
+//! → supplementary groups, gid, uid → final capability sets → (the caller) exec.
 //! Must not: resolve names (callers pass a resolved [`Identity`]).
 
 use nix::unistd::{Gid, Uid};
@@ -24,14 +24,23 @@ pub fn switch_user(id: &Identity) -> Result<(), String> {
 /// and Docker's seccomp profile.
 pub fn confine(spec: &ContainerSpec, id: &Identity) -> Result<(), String> {
     let caps = super::caps::CapabilitySet::from_bits(spec.capabilities);
+    // Compiled before anything is dropped, so a failure leaves nothing half-applied.
+    let programs = if spec.seccomp {
+        Some(
+            super::seccomp::docker_default(&caps)
+                .and_then(|p| p.compile())
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
     super::caps::drop_bounding(caps).map_err(|e| e.to_string())?;
-    super::caps::prepare_user_switch().map_err(|e| e.to_string())?;
-    switch_user(id)?;
-    if spec.seccomp {
-        let program = super::seccomp::docker_default(&caps)
-            .compile()
-            .map_err(|e| e.to_string())?;
-        super::seccomp::install(&program).map_err(|e| e.to_string())?;
+    // Still root with every capability effective: installing needs CAP_SYS_ADMIN. The
+    // profile allows everything that follows (setgroups, setresuid, capset, execve).
+    if let Some(programs) = &programs {
+        super::seccomp::install(programs).map_err(|e| e.to_string())?;
     }
-    super::caps::apply(caps, id.uid).map_err(|e| e.to_string())
+    super::caps::keep_across_user_switch().map_err(|e| e.to_string())?;
+    switch_user(id)?;
+    super::caps::apply(caps).map_err(|e| e.to_string())
 }
