@@ -1,6 +1,6 @@
 //! Build features docker's differential cases cannot cover here: `--squash` (dockerd 20.10
 //! needs experimental mode for it), `ADD` of an http URL (served on loopback by the test), and
-//! `RUN` being refused with a clear error until the sandbox lands.
+//! a failing `RUN` step reported with its command, exit code and output.
 
 mod common;
 
@@ -130,17 +130,20 @@ fn add_url_downloads_verifies_checksum_and_sets_mode_0600() {
 }
 
 #[test]
-fn run_steps_are_refused_clearly_until_the_sandbox_exists() {
+fn a_failing_run_step_shows_its_command_exit_code_and_last_output() {
     let store = KilnStore::with_busybox();
     let ctx = temp_dir();
-    context(ctx.path(), "FROM busybox:test\nRUN echo hi\n", &[]);
-    let out = store.kiln(["build", "--network", "none", ctx.path().to_str().unwrap()]);
+    context(
+        ctx.path(),
+        "FROM busybox:test\nRUN echo first-line && echo the-last-words >&2 && exit 3\n",
+        &[],
+    );
+    let out = store.kiln(["build", "--progress", "plain", "--network", "none", ctx.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_text(&out);
-    assert!(
-        err.contains("RUN") && err.contains("not supported yet"),
-        "{err}"
-    );
+    assert!(err.contains("exit code: 3"), "{err}");
+    assert!(err.contains("echo first-line"), "{err}");
+    assert!(err.contains("the-last-words"), "{err}");
 }
 
 #[test]

@@ -149,6 +149,7 @@ struct CacheRecord {
     layer: Option<LayerRef>,
 }
 
+#[derive(Debug)]
 pub struct Built {
     pub image: Image,
     pub steps: usize,

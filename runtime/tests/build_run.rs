@@ -1,0 +1,135 @@
+//! The builder's RUN logic with a fake step runner (no sandbox, no root): the spec it is
+//! handed, the layer made from what the step leaves in the upper directory, the cache, a
+//! failing step, and secrets that never reach the store.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use kiln_compiler::context::StatCache;
+use kiln_compiler::dockerfile::BuildOptions;
+use kiln_compiler::frontend::FrontendInput;
+use kiln_compiler::plan::RunNetwork;
+use kiln_runtime::build::{self, BuildError, BuildSettings, Event, Progress, StepExit, StepRunner};
+use kiln_runtime::sandbox::spec::{ContainerSpec, MountKind, Network};
+use kiln_runtime::store::Store;
+
+struct Quiet;
+impl Progress for Quiet {
+    fn event(&self, _: Event) {}
+}
+
+/// Plays the step: records the spec, then writes into the upper directory what `effect`
+/// says, and exits with `code`.
+struct Fake {
+    specs: Mutex<Vec<ContainerSpec>>,
+    code: i32,
+}
+
+impl StepRunner for Fake {
+    fn run(&self, spec: &ContainerSpec, output: &mut dyn FnMut(&str)) -> Result<StepExit, BuildError> {
+        output("fake output line");
+        let upper = &spec.rootfs.upper;
+        std::fs::create_dir_all(upper.join("app")).unwrap();
+        std::fs::write(upper.join("app/made-by-run"), spec.process.args.join(" ")).unwrap();
+        std::fs::set_permissions(upper.join("app"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        // A mount point set-up would have created: it must not reach the layer.
+        std::fs::create_dir_all(upper.join("run/secrets")).unwrap();
+        std::fs::write(upper.join("run/secrets/tok"), b"").unwrap();
+        self.specs.lock().unwrap().push(spec.clone());
+        Ok(StepExit {
+            code: self.code,
+            stubs: vec!["/run".into(), "/run/secrets".into(), "/run/secrets/tok".into()],
+        })
+    }
+}
+
+fn plan(ctx: &Path, dockerfile: &str, store: &Store) -> kiln_compiler::plan::Plan {
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let input = FrontendInput { context: ctx.to_path_buf(), dockerfile: None };
+    let opts = BuildOptions {
+        network: RunNetwork::None,
+        source_date_epoch: Some(1_700_000_000),
+        ..Default::default()
+    };
+    let (_, lowered) = kiln_compiler::frontend::plan(&input, &opts, &StatCache::default(), store)
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    lowered.plan
+}
+
+fn layer_paths(store: &Store, image: &kiln_runtime::store::Image) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for l in &image.manifest.layers {
+        let mut a = tar::Archive::new(store.open_blob(&l.digest).unwrap());
+        for e in a.entries().unwrap() {
+            let e = e.unwrap();
+            out.push((e.path().unwrap().display().to_string(), e.header().mtime().unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_run_step_becomes_a_layer_of_its_upper_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let p = plan(ctx.path(), "FROM scratch\nRUN --mount=type=secret,id=tok make all\n", &store);
+    let fake = Fake { specs: Mutex::new(Vec::new()), code: 0 };
+    let mut settings = BuildSettings::default();
+    settings.secrets.0.insert("tok".into(), b"hunter2-secret".to_vec().into());
+    let built = build::build(&store, &p, &settings, &fake, &Quiet).unwrap();
+    let specs = fake.specs.lock().unwrap().clone();
+    assert_eq!(specs.len(), 1);
+    let spec = &specs[0];
+    assert_eq!(spec.process.args, ["/bin/sh", "-c", "make all"]);
+    assert_eq!(spec.network, Network::None);
+    assert_eq!(spec.capabilities, 0xa80425fb);
+    assert!(spec.seccomp);
+    assert!(spec
+        .mounts
+        .iter()
+        .any(|m| m.target == "/run/secrets/tok" && matches!(&m.kind, MountKind::File { content, mode: 0o400, .. } if content == b"hunter2-secret")));
+    let paths = layer_paths(&store, &built.image);
+    let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, ["app/", "app/made-by-run"], "mount stubs must not reach the layer");
+    assert!(paths.iter().all(|(_, m)| *m == 1_700_000_000));
+
+    // Cached: the runner is not called again.
+    let again = build::build(&store, &p, &settings, &fake, &Quiet).unwrap();
+    assert_eq!(again.cached, 1);
+    assert_eq!(fake.specs.lock().unwrap().len(), 1);
+
+    // The secret's bytes are nowhere in the store.
+    for entry in walkdir::WalkDir::new(root.path()).into_iter().flatten() {
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            assert!(!bytes.windows(14).any(|w| w == b"hunter2-secret"), "secret in {}", entry.path().display());
+        }
+    }
+}
+
+#[test]
+fn a_failing_step_fails_the_build_with_its_code_and_output() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let p = plan(ctx.path(), "FROM scratch\nRUN false\n", &store);
+    let fake = Fake { specs: Mutex::new(Vec::new()), code: 3 };
+    let err = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap_err();
+    let text = format!("{:?}", miette::Report::new(err));
+    assert!(text.contains("exit code: 3") && text.contains("fake output line"), "{text}");
+}
+
+#[test]
+fn a_required_secret_that_was_not_given_is_an_error() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let p = plan(ctx.path(), "FROM scratch\nRUN --mount=type=secret,id=x,required=true true\n", &store);
+    let fake = Fake { specs: Mutex::new(Vec::new()), code: 0 };
+    let err = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap_err();
+    assert!(format!("{:?}", miette::Report::new(err)).contains("secret x not found"));
+    assert!(fake.specs.lock().unwrap().is_empty());
+}
