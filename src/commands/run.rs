@@ -277,6 +277,7 @@ fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         hostname: a.hostname.clone(),
         init: a.init,
         tty: a.tty,
+        remove: a.rm,
     })
 }
 

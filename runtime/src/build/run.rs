@@ -123,6 +123,7 @@ impl Exec<'_> {
                 merged,
                 scratch,
                 readonly: false,
+                ephemeral: true,
             },
             process: Process {
                 args: op.argv.clone(),

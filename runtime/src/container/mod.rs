@@ -86,6 +86,8 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     pub init: bool,
     pub tty: bool,
+    /// `--rm`: the container is removed when it ends.
+    pub remove: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,7 +188,7 @@ pub fn find(store: &Store, wanted: &str) -> Result<Record, ContainerError> {
 pub fn save(store: &Store, record: &Record) -> Result<(), ContainerError> {
     let path = record.dir(store).join("container.json");
     let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
-    store.write_atomic(&path, &bytes)?;
+    store.write_atomic_volatile(&path, &bytes)?;
     Ok(())
 }
 
@@ -255,6 +257,7 @@ pub fn create(
             merged,
             scratch,
             readonly: opts.read_only,
+            ephemeral: opts.remove,
         },
         process: Process {
             args,

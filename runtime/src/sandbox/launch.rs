@@ -83,7 +83,8 @@ impl Launcher {
             .stdout(streams.stdout)
             .stderr(streams.stderr);
         // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-        // functions (fcntl, dup2, setpgid, prctl) on descriptors that stay open until exec.
+        // functions (fcntl, dup2, sigprocmask, setpgid, prctl) on descriptors that stay open
+        // until exec.
         unsafe {
             cmd.pre_exec(move || {
                 let a = dup_high(inner_fd);
@@ -91,6 +92,10 @@ impl Launcher {
                 if a < 0 || b < 0 || libc::dup2(a, CONTROL_FD) < 0 || libc::dup2(b, LIVENESS_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // kiln may block signals it forwards; the container starts with none blocked.
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
                 // Terminal signals reach kiln, which forwards them; not the monitor directly.
                 libc::setpgid(0, 0);
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);

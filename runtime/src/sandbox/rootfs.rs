@@ -51,7 +51,13 @@ pub fn setup(sys: &dyn Syscall, spec: &ContainerSpec, files: &FileStage) -> Resu
     let root = spec.rootfs.merged.as_path();
     sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
         .map_err(at("making / private"))?;
-    mount_overlay(sys, &spec.rootfs.layers, Some((&spec.rootfs.upper, &spec.rootfs.work)), root)?;
+    mount_overlay(
+        sys,
+        &spec.rootfs.layers,
+        Some((&spec.rootfs.upper, &spec.rootfs.work)),
+        root,
+        spec.rootfs.ephemeral,
+    )?;
     let mut stubs = Vec::new();
     standard_mounts(sys, root, &mut stubs)?;
     for (i, m) in spec.mounts.iter().enumerate() {
@@ -82,6 +88,7 @@ fn mount_overlay(
     layers: &[PathBuf],
     upper: Option<(&PathBuf, &PathBuf)>,
     target: &Path,
+    volatile: bool,
 ) -> Result<bool> {
     if let ([only], None) = (layers, upper) {
         // overlayfs wants two lower layers when it has no upper one: bind the one instead;
@@ -98,6 +105,9 @@ fn mount_overlay(
     }
     data.push(',');
     data.push_str(OVERLAY_OPTIONS);
+    if volatile && upper.is_some() {
+        data.push_str(",volatile");
+    }
     // nodev: a device node that came with an image (or that the payload makes) opens nothing;
     // the container's devices are those of its own /dev tmpfs.
     let flags = if upper.is_some() {
@@ -270,13 +280,13 @@ fn user_mount(
             let whole = subpath.trim_matches('/').is_empty();
             if whole {
                 let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
-                let plain = mount_overlay(sys, layers, upper, &target.proc_path())?;
+                let plain = mount_overlay(sys, layers, upper, &target.proc_path(), true)?;
                 readonly_remount = plain && m.readonly;
             } else {
                 // Stack the layers in the private tmpfs, then bind the part asked for.
                 let stack = files.dir.join(format!("m{index}"));
                 sys.mkdir(&stack, 0o755).map_err(at(format!("staging {}", m.target)))?;
-                if mount_overlay(sys, layers, upper, &stack)? {
+                if mount_overlay(sys, layers, upper, &stack, true)? {
                     sys.mount(
                         None,
                         &stack,
@@ -394,6 +404,7 @@ mod tests {
                 merged: "/b/merged".into(),
                 scratch: "/b/scratch".into(),
                 readonly,
+                ephemeral: false,
             },
             process: Process {
                 args: vec!["true".into()],

@@ -47,6 +47,10 @@ pub struct Rootfs {
     pub scratch: PathBuf,
     /// `--read-only`: the root is remounted read-only once everything is mounted.
     pub readonly: bool,
+    /// The upper directory is thrown away or captured right after the run (RUN steps,
+    /// `--rm`): the overlay need not sync it to disk (overlayfs `volatile`).
+    #[serde(default)]
+    pub ephemeral: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -268,6 +268,16 @@ impl Store {
             .map_err(io_err("create a scratch directory in", &self.session_dir))
     }
 
+    /// Writes `bytes` to `dest` atomically (temp file, rename) but without waiting for the
+    /// disk: for run-time state (container records) that a crash may lose but never tear.
+    pub(crate) fn write_atomic_volatile(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
+        tmp.persist(dest)
+            .map_err(|e| io_err("rename a temporary file to", dest)(e.error))?;
+        Ok(())
+    }
+
     /// Writes `bytes` to `dest` atomically: temp file, fsync, rename, fsync of the directory.
     pub(crate) fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
         let mut tmp = self.temp_file()?;
