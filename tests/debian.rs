@@ -89,8 +89,7 @@ fn minbase_tarball() -> Result<PathBuf, String> {
     if !out.status.success() {
         return Err(format!("tar of the rootfs failed: {}", stderr_text(&out)));
     }
-    std::fs::rename(&tmp, &tarball)
-        .map_err(|e| format!("rename to {}: {e}", tarball.display()))?;
+    std::fs::rename(&tmp, &tarball).map_err(|e| format!("rename to {}: {e}", tarball.display()))?;
     Ok(tarball)
 }
 

@@ -9,6 +9,19 @@
 //! points of /proc, /dev, /sys, /etc/hosts, /etc/resolv.conf, mount targets) must be the same
 //! on both sides.
 //!
+//! Differences found against dockerd 20.10 (BuildKit 0.8, moby exporter), left asserting
+//! docker's behaviour:
+//! - mount points: docker's RUN layers keep the empty directories the sandbox created as
+//!   mount targets (`/src`, `/o`, `/tmp/o`, `/c`, `/mnt/etc`) and, over a base without them,
+//!   `/dev`, `/proc`, `/sys` and `/etc`; kiln removes them (newer BuildKit removes mount-target
+//!   stubs too);
+//! - a RUN that changes nothing: docker still writes a layer (holding the copied-up `etc/`),
+//!   kiln writes none and marks the history entry `empty_layer` (BuildKit's own image
+//!   exporter drops empty layers too; the moby exporter does not);
+//! - history: docker records `ARG` instructions and prefixes RUN with the build args in use
+//!   (`RUN |3 A=.. B= E=.. /bin/sh -c ..`), writes `SHELL [/bin/sh -ec]` (Go's `%v`) and
+//!   `COPY /bin /bin` without `--from=`; kiln does none of these.
+//!
 //! Must not: use a registry or the network (both builders run steps with `--network none`).
 
 mod common;
@@ -492,7 +505,9 @@ fn run_build_is_deterministic() {
         store.save("kiln-e2e/det:1", &tar);
         saved.push(tar);
     }
-    let out = run(std::process::Command::new("cmp").arg(&saved[0]).arg(&saved[1]));
+    let out = run(std::process::Command::new("cmp")
+        .arg(&saved[0])
+        .arg(&saved[1]));
     assert!(
         out.status.success(),
         "two builds of the same RUN Dockerfile differ: {}",
