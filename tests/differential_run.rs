@@ -111,20 +111,29 @@ fn kiln_build(store: &KilnStore, ctx: &Path, case: &Case) -> std::process::Outpu
 /// Build the case with both, compare, and return both images (docker's, kiln's) for the
 /// case's own further checks.
 fn check(case: Case) -> (SavedImage, SavedImage) {
+    let (d, k, problems) = compare(&case);
+    if !problems.is_empty() {
+        panic!("{problems}");
+    }
+    (d, k)
+}
+
+/// Build the case with both and compare: both images and the differences (empty when none).
+fn compare(case: &Case) -> (SavedImage, SavedImage, String) {
     docker_busybox();
     let work = temp_dir();
     let ctx = work.path().join("context");
-    write_context(&ctx, &case);
-    let tag = tag_of(&case);
+    write_context(&ctx, case);
+    let tag = tag_of(case);
 
-    let built = docker_build(&ctx, &case);
+    let built = docker_build(&ctx, case);
     assert_success(&format!("docker build of case {}", case.name), &built);
     let docker_tar = work.path().join("docker.tar");
     docker_save(&tag, &docker_tar);
     docker_rmi(&tag);
 
     let store = shared_store();
-    let built = kiln_build(store, &ctx, &case);
+    let built = kiln_build(store, &ctx, case);
     assert_success(&format!("kiln build of case {}", case.name), &built);
     let kiln_tar = work.path().join("kiln.tar");
     store.save(&tag, &kiln_tar);
@@ -137,16 +146,18 @@ fn check(case: Case) -> (SavedImage, SavedImage) {
         (0, 0)
     };
     let problems = diff_images("docker", &d, skip_d, "kiln", &k, skip_k);
-    if !problems.is_empty() {
-        panic!(
+    let report = if problems.is_empty() {
+        String::new()
+    } else {
+        format!(
             "case {}: docker and kiln disagree ({} differences)\n{}\n--- Dockerfile\n{}",
             case.name,
             problems.len(),
             problems.join("\n"),
             case.dockerfile
-        );
-    }
-    (d, k)
+        )
+    };
+    (d, k, report)
 }
 
 fn file_content(tree: &FsTree, path: &str, expected: &str) {
@@ -308,7 +319,8 @@ fn cache_mount() {
         "FROM busybox:test\n\
          RUN --mount=type=cache,id={id},target=/c echo cached > /c/f && echo image > /img\n"
     );
-    let (d, k) = check(Case {
+    // Both builds run and are checked before any difference is reported.
+    let (d, k, mut problems) = compare(&Case {
         name: "cache_mount_first",
         dockerfile: &first,
         ..Case::default()
@@ -325,7 +337,7 @@ fn cache_mount() {
         "FROM busybox:test\n\
          RUN --mount=type=cache,id={id},target=/c cat /c/f > /seen && echo more >> /c/f\n"
     );
-    let (d, k) = check(Case {
+    let (d, k, more) = compare(&Case {
         name: "cache_mount_second",
         dockerfile: &second,
         ..Case::default()
@@ -333,6 +345,11 @@ fn cache_mount() {
     for img in [&d, &k] {
         file_content(&img.fs(), "seen", "cached\n");
     }
+    if !problems.is_empty() && !more.is_empty() {
+        problems.push('\n');
+    }
+    problems.push_str(&more);
+    assert!(problems.is_empty(), "{problems}");
 }
 
 #[test]
