@@ -1153,3 +1153,144 @@ pub fn diff_configs(
     }
     out
 }
+
+/// Groups of paths (sorted, two or more each) that are hard links of one file in an image's
+/// final file system. Hard links exist only within a layer; a later layer that rewrites one
+/// name takes it out of its group (a copy-up), and whiteouts remove names.
+pub fn hardlink_groups(layers: &[Vec<u8>]) -> std::collections::BTreeSet<Vec<String>> {
+    let mut node: BTreeMap<String, u64> = BTreeMap::new();
+    let mut next = 0u64;
+    for layer in layers {
+        let mut ar = tar::Archive::new(layer.as_slice());
+        let mut items = Vec::new();
+        for entry in ar.entries().expect("layer entries") {
+            let entry = entry.expect("layer entry");
+            let path = normalize(&entry.path().expect("path").to_string_lossy());
+            let kind = entry.header().entry_type();
+            let link = entry
+                .link_name()
+                .expect("link name")
+                .map(|l| normalize(&l.to_string_lossy()));
+            items.push((path, kind, link));
+        }
+        for (path, _, _) in &items {
+            let (parent, base) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let prefix = if parent.is_empty() {
+                String::new()
+            } else {
+                format!("{parent}/")
+            };
+            if base == ".wh..wh..opq" {
+                node.retain(|k, _| !(k.starts_with(&prefix) && k.len() > prefix.len()));
+            } else if let Some(hidden) = base.strip_prefix(".wh.") {
+                let victim = format!("{prefix}{hidden}");
+                let under = format!("{victim}/");
+                node.retain(|k, _| k != &victim && !k.starts_with(&under));
+            }
+        }
+        for (path, kind, link) in items {
+            if path.rsplit('/').next().unwrap_or("").starts_with(".wh.") {
+                continue;
+            }
+            match kind {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    next += 1;
+                    node.insert(path, next);
+                }
+                tar::EntryType::Link => {
+                    let target = link.unwrap_or_default();
+                    let id = *node
+                        .get(&target)
+                        .unwrap_or_else(|| panic!("hardlink {path} to missing {target}"));
+                    node.insert(path, id);
+                }
+                tar::EntryType::Directory => {}
+                _ => {
+                    node.remove(&path);
+                }
+            }
+        }
+    }
+    let mut by_node: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (path, id) in node {
+        by_node.entry(id).or_default().push(path);
+    }
+    by_node.into_values().filter(|g| g.len() > 1).collect()
+}
+
+/// One `history` entry's comparable fields: `created_by` (absent counts as "") and
+/// `empty_layer` (absent counts as false).
+pub fn history_fields(config: &Value) -> Vec<(String, bool)> {
+    config["history"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| {
+                    (
+                        h["created_by"].as_str().unwrap_or_default().to_string(),
+                        h["empty_layer"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Everything the differential tests compare between two saved images: the final file
+/// trees, the hard-link groups, the runtime config, the number of layers, and the history
+/// entries (`created_by`, `empty_layer`) after each side's first `skip_left`/`skip_right`
+/// entries (those of a base image, which each tool records its own way on import).
+pub fn diff_images(
+    left_name: &str,
+    left: &SavedImage,
+    skip_left: usize,
+    right_name: &str,
+    right: &SavedImage,
+    skip_right: usize,
+) -> Vec<String> {
+    let mut out = diff_trees(left_name, &left.fs(), right_name, &right.fs());
+    let (lg, rg) = (
+        hardlink_groups(&left.layers()),
+        hardlink_groups(&right.layers()),
+    );
+    for g in lg.difference(&rg) {
+        out.push(format!("hardlink group {g:?}: only in {left_name}"));
+    }
+    for g in rg.difference(&lg) {
+        out.push(format!("hardlink group {g:?}: only in {right_name}"));
+    }
+    out.extend(diff_configs(
+        left_name,
+        &left.runtime_config(),
+        right_name,
+        &right.runtime_config(),
+    ));
+    let (ln, rn) = (left.diff_ids().len(), right.diff_ids().len());
+    if ln != rn {
+        out.push(format!(
+            "layers: {left_name} has {ln}, {right_name} has {rn}"
+        ));
+    }
+    let lh: Vec<_> = history_fields(&left.config)
+        .into_iter()
+        .skip(skip_left)
+        .collect();
+    let rh: Vec<_> = history_fields(&right.config)
+        .into_iter()
+        .skip(skip_right)
+        .collect();
+    for i in 0..lh.len().max(rh.len()) {
+        let show = |e: Option<&(String, bool)>| match e {
+            Some((c, empty)) => format!("{c:?} empty_layer={empty}"),
+            None => "(none)".to_string(),
+        };
+        if lh.get(i) != rh.get(i) {
+            out.push(format!(
+                "history[+{i}]: {left_name} has {}, {right_name} has {}",
+                show(lh.get(i)),
+                show(rh.get(i))
+            ));
+        }
+    }
+    out
+}

@@ -127,7 +127,10 @@ impl Exec<'_> {
             },
             process: Process {
                 args: op.argv.clone(),
-                env: spec::container_env(&env, &[], HOSTNAME),
+                // BuildKit sets the sandbox's host name but no HOSTNAME variable (that is
+                // dockerd's, for `docker run`): a step's environment is the image's and the
+                // build's, PATH defaulted.
+                env: spec::container_env(&env, &[], ""),
                 cwd: if op.cwd.is_empty() { "/".into() } else { op.cwd.clone() },
                 user: op.user.clone(),
                 terminal: false,
