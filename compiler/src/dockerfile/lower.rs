@@ -733,12 +733,24 @@ impl<'a> Lowerer<'a> {
                 self.config_node(st, idx, ["LABEL ", &parts.join(" ")].concat());
             }
             Instruction::Arg(args) => {
+                // BuildKit's history entry: each name with its default as written (expanded).
+                let mut created_by = String::from("ARG");
                 for (name, default) in args {
+                    let expanded_default = match default {
+                        Some(d) => Some(self.expand_in(idx, d, &st.env())?),
+                        None => None,
+                    };
+                    created_by.push(' ');
+                    created_by.push_str(name);
+                    if let Some(d) = &expanded_default {
+                        created_by.push('=');
+                        created_by.push_str(d);
+                    }
                     let value = if let Some(v) = self.build_arg(name) {
                         self.consumed_args.insert(name.clone());
                         Some(v.to_string())
-                    } else if let Some(d) = default {
-                        Some(self.expand_in(idx, d, &st.env())?)
+                    } else if let Some(d) = expanded_default {
+                        Some(d)
                     } else {
                         self.global_args
                             .iter()
@@ -750,6 +762,7 @@ impl<'a> Lowerer<'a> {
                     st.args.push((name.clone(), value));
                     st.env_snapshot = None;
                 }
+                self.config_node(st, idx, created_by);
             }
             Instruction::Cmd(c) => {
                 let v = self.command(st, c);
@@ -767,7 +780,8 @@ impl<'a> Lowerer<'a> {
             }
             Instruction::Shell(v) => {
                 st.config.shell = Some(v.clone());
-                self.config_node(st, idx, format!("SHELL {}", json_list(v)));
+                // Go's `%v` of the list, as BuildKit writes it: `SHELL [/bin/sh -ec]`.
+                self.config_node(st, idx, ["SHELL [", &v.join(" "), "]"].concat());
             }
             Instruction::Workdir(w) => {
                 let w = self.expand_in(idx, w, &env)?;
@@ -942,7 +956,25 @@ impl<'a> Lowerer<'a> {
             run_mounts.push(mount);
         }
         run_mounts.extend(script_file);
+        // BuildKit's runCommandString: `|N K=V ...` for the stage's ARGs (an ENV of the same
+        // name shows its value instead), then the command.
         let mut created_by = String::from("RUN ");
+        if !st.args.is_empty() {
+            created_by.push('|');
+            created_by.push_str(&st.args.len().to_string());
+            for (k, v) in &st.args {
+                let env_value = st
+                    .config
+                    .env
+                    .iter()
+                    .find_map(|kv| kv.strip_prefix(k.as_str()).and_then(|r| r.strip_prefix('=')));
+                created_by.push(' ');
+                created_by.push_str(k);
+                created_by.push('=');
+                created_by.push_str(env_value.or(v.as_deref()).unwrap_or(""));
+            }
+            created_by.push(' ');
+        }
         for (i, arg) in argv.iter().enumerate() {
             if i > 0 {
                 created_by.push(' ');
