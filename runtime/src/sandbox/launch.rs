@@ -83,7 +83,7 @@ impl Launcher {
             .stdout(streams.stdout)
             .stderr(streams.stderr);
         // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-        // functions (fcntl, dup2, setpgid, prctl) on descriptors that stay open until exec.
+        // functions (fcntl, dup2, setpgid, prctl, sigprocmask) on descriptors that stay open until exec.
         unsafe {
             cmd.pre_exec(move || {
                 let a = dup_high(inner_fd);
@@ -93,6 +93,12 @@ impl Launcher {
                 }
                 // Terminal signals reach kiln, which forwards them; not the monitor directly.
                 libc::setpgid(0, 0);
+                // kiln blocks the signals it forwards (one thread takes them); the monitor
+                // must start with none blocked, or the payload inherits the block and never
+                // sees SIGTERM/SIGINT.
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
                 Ok(())
             });
