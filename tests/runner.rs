@@ -882,7 +882,7 @@ fn publish_port(ctx: &Ctx) {
     let tag = marker("nc");
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:8080");
-    let r = spawn_running(
+    let mut r = spawn_running(
         ctx,
         &[
             "--rm",
@@ -904,9 +904,15 @@ fn publish_port(ctx: &Ctx) {
     );
     let want = format!("hi {tag}");
     let mut reply = String::new();
+    let mut ended_early = false;
     let got = wait_until(Duration::from_secs(20), || {
+        if matches!(r.child.try_wait(), Ok(Some(_))) {
+            // kiln is gone: no point in waiting for a reply (one last try below).
+            ended_early = true;
+        }
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
+            std::thread::sleep(Duration::from_millis(50));
+            return ended_early;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let mut buf = String::new();
@@ -917,9 +923,10 @@ fn publish_port(ctx: &Ctx) {
             true
         } else {
             std::thread::sleep(Duration::from_millis(100));
-            false
+            ended_early
         }
     });
+    let got = got && !reply.is_empty();
     if !got {
         let _ = kill(r.child.id(), libc_sig::TERM);
     }
