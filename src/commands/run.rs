@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kiln_runtime::container::{self, volume, MountRequest, RunOptions};
 use kiln_runtime::sandbox::spec::{Port, Protocol};
@@ -301,8 +301,12 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
     let monitor = Arc::new(AtomicU32::new(0));
     let terminal = Arc::new(AtomicI32::new(-1));
+    // Signals that arrive before the monitor's pid is known wait here (the payload may
+    // already run when they come), delivered once it is.
+    let pending: Arc<Mutex<Vec<Signal>>> = Arc::new(Mutex::new(Vec::new()));
     {
         let (monitor, terminal) = (Arc::clone(&monitor), Arc::clone(&terminal));
+        let pending = Arc::clone(&pending);
         std::thread::spawn(move || loop {
             let Ok(sig) = mask.wait() else { continue };
             if sig == Signal::SIGWINCH {
@@ -312,9 +316,12 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
                 }
                 continue;
             }
+            let mut waiting = pending.lock().unwrap_or_else(|p| p.into_inner());
             let pid = monitor.load(Ordering::SeqCst);
             if pid != 0 {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+            } else {
+                waiting.push(sig);
             }
         });
     }
@@ -345,7 +352,13 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
     let mut relay = None;
     let mut raw = None;
     let result = container::run_foreground(&store, record.clone(), streams, |c| {
-        monitor.store(c.pid(), Ordering::SeqCst);
+        {
+            let mut waiting = pending.lock().unwrap_or_else(|p| p.into_inner());
+            monitor.store(c.pid(), Ordering::SeqCst);
+            for sig in waiting.drain(..) {
+                c.signal(sig);
+            }
+        }
         if let Some(master) = c.terminal.take() {
             use std::os::fd::AsRawFd;
             terminal.store(master.as_raw_fd(), Ordering::SeqCst);
