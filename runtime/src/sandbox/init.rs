@@ -383,6 +383,8 @@ fn prepare_and_exec(
         .iter()
         .filter_map(|e| CString::new(e.as_bytes()).ok())
         .collect();
+    // Changing credentials clears the parent-death signal: set it again, last.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let err = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
     let code = if err == Errno::ENOENT { 127 } else { 126 };
     Err((format!("exec {:?}: {}", p.args[0], err.desc()), code))

@@ -229,11 +229,16 @@ impl Syscall for Linux {
             )?);
             let d = dirfd.as_raw_fd();
             if last && create == Create::File {
-                let f = nix::fcntl::openat(
-                    Some(d),
-                    *part,
-                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o644),
+                // Created through the root like any other resolution: a dangling symlink in
+                // the image (`/etc/hosts -> /../../tmp/x`) gets its target made inside the
+                // root, as Docker does, never outside it.
+                let f = nix::fcntl::openat2(
+                    root_fd.as_raw_fd(),
+                    &so_far[1..],
+                    OpenHow::new()
+                        .flags(OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC)
+                        .mode(Mode::from_bits_truncate(0o644))
+                        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS),
                 )?;
                 let _ = nix::unistd::close(f);
             } else {
