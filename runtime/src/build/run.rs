@@ -38,6 +38,10 @@ pub struct StepExit {
 /// Runs one RUN step's container. `output` receives the payload's stdout and stderr, a line
 /// at a time.
 pub trait StepRunner: Sync {
+    /// Whether steps can run here at all (checked before a step's root is prepared).
+    fn check(&self) -> Result<(), BuildError> {
+        Ok(())
+    }
     fn run(&self, spec: &ContainerSpec, output: &mut dyn FnMut(&str)) -> Result<StepExit, BuildError>;
 }
 
@@ -47,6 +51,10 @@ pub struct SandboxRunner {
 }
 
 impl StepRunner for SandboxRunner {
+    fn check(&self) -> Result<(), BuildError> {
+        Ok(crate::sandbox::require_root()?)
+    }
+
     fn run(&self, spec: &ContainerSpec, output: &mut dyn FnMut(&str)) -> Result<StepExit, BuildError> {
         let (read, write) = std::io::pipe().map_err(|e| BuildError::Run(format!("pipe: {e}")))?;
         let write2 = write
@@ -92,6 +100,7 @@ impl Exec<'_> {
         op: &RunOp,
         base: &Output,
     ) -> Result<Option<LayerRef>, BuildError> {
+        self.runner.check()?;
         let bundle = self.store.scratch_dir()?;
         let dirs = ["upper", "work", "merged", "scratch", "empty"].map(|d| bundle.path().join(d));
         for d in &dirs {

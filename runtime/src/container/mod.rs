@@ -200,6 +200,7 @@ pub fn create(
     image: &Image,
     opts: &RunOptions,
 ) -> Result<Record, ContainerError> {
+    crate::sandbox::require_root()?;
     let id = new_id();
     let existing = list(store)?;
     let name = match &opts.name {
@@ -333,7 +334,7 @@ pub fn run_foreground(
             record.state = State::Exited;
             record.exit_code = Some(match &e {
                 SandboxError::Start { code, .. } => *code,
-                SandboxError::Spawn(_) => 125,
+                SandboxError::Spawn(_) | SandboxError::NotRoot(_) => 125,
             });
             save(store, &record)?;
             return Err(e.into());
@@ -349,7 +350,7 @@ pub fn run_foreground(
     record.exit_code = Some(match &result {
         Ok(exit) => exit.code,
         Err(SandboxError::Start { code, .. }) => *code,
-        Err(SandboxError::Spawn(_)) => 125,
+        Err(SandboxError::Spawn(_)) | Err(SandboxError::NotRoot(_)) => 125,
     });
     save(store, &record)?;
     Ok((record, result?))

@@ -66,6 +66,7 @@ impl Launcher {
     /// Start `spec`. Returns once the root is set up (and, with a terminal, once the terminal
     /// exists); a failure before the payload starts is an error with Docker's status code.
     pub fn start(&self, spec: &ContainerSpec, streams: Streams) -> Result<Container, SandboxError> {
+        super::require_root()?;
         let (host, inner) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
             nix::sys::socket::SockType::Stream,

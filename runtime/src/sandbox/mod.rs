@@ -30,7 +30,22 @@ pub use spec::ContainerSpec;
 pub enum SandboxError {
     #[error("cannot start the container: {0}")]
     Spawn(String),
+    #[error("containers need root: kiln is running as uid {0}")]
+    #[diagnostic(help(
+        "run kiln as root (RUN steps and `kiln run` use namespaces and overlayfs directly; rootless mode is planned)"
+    ))]
+    NotRoot(u32),
     /// The container could not start its payload; `code` is Docker's status for it.
     #[error("{message}")]
     Start { message: String, code: i32 },
+}
+
+/// Containers need root for now (namespaces, overlayfs and layer extraction as the image's
+/// owners); the clear error comes before any work.
+pub fn require_root() -> Result<(), SandboxError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid != 0 {
+        return Err(SandboxError::NotRoot(uid));
+    }
+    Ok(())
 }
