@@ -115,7 +115,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub init: bool,
     /// The image, then the command and its arguments
-    #[arg(required = true, value_name = "IMAGE [COMMAND] [ARG...]", allow_hyphen_values = true)]
+    #[arg(
+        required = true,
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        allow_hyphen_values = true
+    )]
     pub image_and_args: Vec<String>,
 }
 

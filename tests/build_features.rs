@@ -138,7 +138,14 @@ fn a_failing_run_step_shows_its_command_exit_code_and_last_output() {
         "FROM busybox:test\nRUN echo first-line && echo the-last-words >&2 && exit 3\n",
         &[],
     );
-    let out = store.kiln(["build", "--progress", "plain", "--network", "none", ctx.path().to_str().unwrap()]);
+    let out = store.kiln([
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "none",
+        ctx.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_text(&out);
     assert!(err.contains("exit code: 3"), "{err}");

@@ -160,7 +160,9 @@ fn compare(case: &Case) -> (SavedImage, SavedImage, String) {
         .collect();
     for expected in case.docker_20_10_only {
         if !found.iter().any(|p| p == expected) {
-            problems.push(format!("expected dockerd 20.10 difference not seen: {expected}"));
+            problems.push(format!(
+                "expected dockerd 20.10 difference not seen: {expected}"
+            ));
         }
     }
     let report = if problems.is_empty() {

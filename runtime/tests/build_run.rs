@@ -27,26 +27,38 @@ struct Fake {
 }
 
 impl StepRunner for Fake {
-    fn run(&self, spec: &ContainerSpec, output: &mut dyn FnMut(&str)) -> Result<StepExit, BuildError> {
+    fn run(
+        &self,
+        spec: &ContainerSpec,
+        output: &mut dyn FnMut(&str),
+    ) -> Result<StepExit, BuildError> {
         output("fake output line");
         let upper = &spec.rootfs.upper;
         std::fs::create_dir_all(upper.join("app")).unwrap();
         std::fs::write(upper.join("app/made-by-run"), spec.process.args.join(" ")).unwrap();
-        std::fs::set_permissions(upper.join("app"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::set_permissions(upper.join("app"), std::fs::Permissions::from_mode(0o750))
+            .unwrap();
         // A mount point set-up would have created: it must not reach the layer.
         std::fs::create_dir_all(upper.join("run/secrets")).unwrap();
         std::fs::write(upper.join("run/secrets/tok"), b"").unwrap();
         self.specs.lock().unwrap().push(spec.clone());
         Ok(StepExit {
             code: self.code,
-            stubs: vec!["/run".into(), "/run/secrets".into(), "/run/secrets/tok".into()],
+            stubs: vec![
+                "/run".into(),
+                "/run/secrets".into(),
+                "/run/secrets/tok".into(),
+            ],
         })
     }
 }
 
 fn plan(ctx: &Path, dockerfile: &str, store: &Store) -> kiln_compiler::plan::Plan {
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-    let input = FrontendInput { context: ctx.to_path_buf(), dockerfile: None };
+    let input = FrontendInput {
+        context: ctx.to_path_buf(),
+        dockerfile: None,
+    };
     let opts = BuildOptions {
         network: RunNetwork::None,
         source_date_epoch: Some(1_700_000_000),
@@ -64,7 +76,10 @@ fn layer_paths(store: &Store, image: &kiln_runtime::store::Image) -> Vec<(String
         let mut a = tar::Archive::new(store.open_blob(&l.digest).unwrap());
         for e in a.entries().unwrap() {
             let e = e.unwrap();
-            out.push((e.path().unwrap().display().to_string(), e.header().mtime().unwrap()));
+            out.push((
+                e.path().unwrap().display().to_string(),
+                e.header().mtime().unwrap(),
+            ));
         }
     }
     out
@@ -75,10 +90,20 @@ fn a_run_step_becomes_a_layer_of_its_upper_directory() {
     let root = tempfile::tempdir().unwrap();
     let ctx = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
-    let p = plan(ctx.path(), "FROM scratch\nRUN --mount=type=secret,id=tok make all\n", &store);
-    let fake = Fake { specs: Mutex::new(Vec::new()), code: 0 };
+    let p = plan(
+        ctx.path(),
+        "FROM scratch\nRUN --mount=type=secret,id=tok make all\n",
+        &store,
+    );
+    let fake = Fake {
+        specs: Mutex::new(Vec::new()),
+        code: 0,
+    };
     let mut settings = BuildSettings::default();
-    settings.secrets.0.insert("tok".into(), b"hunter2-secret".to_vec().into());
+    settings
+        .secrets
+        .0
+        .insert("tok".into(), b"hunter2-secret".to_vec().into());
     let built = build::build(&store, &p, &settings, &fake, &Quiet).unwrap();
     let specs = fake.specs.lock().unwrap().clone();
     assert_eq!(specs.len(), 1);
@@ -93,7 +118,11 @@ fn a_run_step_becomes_a_layer_of_its_upper_directory() {
         .any(|m| m.target == "/run/secrets/tok" && matches!(&m.kind, MountKind::File { content, mode: 0o400, .. } if content == b"hunter2-secret")));
     let paths = layer_paths(&store, &built.image);
     let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(names, ["app/", "app/made-by-run"], "mount stubs must not reach the layer");
+    assert_eq!(
+        names,
+        ["app/", "app/made-by-run"],
+        "mount stubs must not reach the layer"
+    );
     assert!(paths.iter().all(|(_, m)| *m == 1_700_000_000));
 
     // Cached: the runner is not called again.
@@ -105,7 +134,11 @@ fn a_run_step_becomes_a_layer_of_its_upper_directory() {
     for entry in walkdir::WalkDir::new(root.path()).into_iter().flatten() {
         if entry.file_type().is_file() {
             let bytes = std::fs::read(entry.path()).unwrap_or_default();
-            assert!(!bytes.windows(14).any(|w| w == b"hunter2-secret"), "secret in {}", entry.path().display());
+            assert!(
+                !bytes.windows(14).any(|w| w == b"hunter2-secret"),
+                "secret in {}",
+                entry.path().display()
+            );
         }
     }
 }
@@ -116,10 +149,16 @@ fn a_failing_step_fails_the_build_with_its_code_and_output() {
     let ctx = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let p = plan(ctx.path(), "FROM scratch\nRUN false\n", &store);
-    let fake = Fake { specs: Mutex::new(Vec::new()), code: 3 };
+    let fake = Fake {
+        specs: Mutex::new(Vec::new()),
+        code: 3,
+    };
     let err = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap_err();
     let text = format!("{:?}", miette::Report::new(err));
-    assert!(text.contains("exit code: 3") && text.contains("fake output line"), "{text}");
+    assert!(
+        text.contains("exit code: 3") && text.contains("fake output line"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -127,8 +166,15 @@ fn a_required_secret_that_was_not_given_is_an_error() {
     let root = tempfile::tempdir().unwrap();
     let ctx = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
-    let p = plan(ctx.path(), "FROM scratch\nRUN --mount=type=secret,id=x,required=true true\n", &store);
-    let fake = Fake { specs: Mutex::new(Vec::new()), code: 0 };
+    let p = plan(
+        ctx.path(),
+        "FROM scratch\nRUN --mount=type=secret,id=x,required=true true\n",
+        &store,
+    );
+    let fake = Fake {
+        specs: Mutex::new(Vec::new()),
+        code: 0,
+    };
     let err = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap_err();
     assert!(format!("{:?}", miette::Report::new(err)).contains("secret x not found"));
     assert!(fake.specs.lock().unwrap().is_empty());

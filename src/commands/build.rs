@@ -94,11 +94,16 @@ fn secrets(flags: &[String]) -> Result<build::Secrets> {
             }
         }
         let Some(id) = id else {
-            miette::bail!(help = "write --secret id=ID,src=FILE", "--secret {flag:?} has no id");
+            miette::bail!(
+                help = "write --secret id=ID,src=FILE",
+                "--secret {flag:?} has no id"
+            );
         };
         let value: Vec<u8> = match (src, env, kind.as_deref()) {
             (Some(path), _, Some("env")) | (None, Some(path), _) => std::env::var(&path)
-                .map_err(|_| miette::miette!("--secret {id}: environment variable {path} is not set"))?
+                .map_err(|_| {
+                    miette::miette!("--secret {id}: environment variable {path} is not set")
+                })?
                 .into_bytes(),
             (Some(path), _, _) => std::fs::read(&path)
                 .map_err(|e| miette::miette!("--secret {id}: cannot read {path}: {e}"))?,

@@ -151,7 +151,11 @@ fn redraw(live: &mut Live, done: Option<&str>) {
         ));
         rows += 1;
         for line in live.tails.get(id).into_iter().flatten() {
-            let short: String = line.chars().filter(|c| !c.is_control()).take(LIVE_WIDTH + 8).collect();
+            let short: String = line
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(LIVE_WIDTH + 8)
+                .collect();
             out.push_str(&format!("\x1b[2m  {short}\x1b[0m\n"));
             rows += 1;
         }

@@ -78,17 +78,36 @@ fn parse_volume(v: &str) -> Result<MountRequest, RunError> {
     let (src, dst, opts) = match parts.as_slice() {
         [src, dst] => (*src, *dst, ""),
         [src, dst, opts] => (*src, *dst, *opts),
-        _ => return Err(flag_error("-v", v, "expected SRC:DST[:OPTIONS]", VOLUME_HELP)),
+        _ => {
+            return Err(flag_error(
+                "-v",
+                v,
+                "expected SRC:DST[:OPTIONS]",
+                VOLUME_HELP,
+            ))
+        }
     };
     if !dst.starts_with('/') {
-        return Err(flag_error("-v", v, "the destination must be an absolute path", VOLUME_HELP));
+        return Err(flag_error(
+            "-v",
+            v,
+            "the destination must be an absolute path",
+            VOLUME_HELP,
+        ));
     }
     let mut readonly = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => readonly = true,
             "rw" | "z" | "Z" | "rprivate" | "private" | "rslave" | "slave" | "nocopy" => {}
-            _ => return Err(flag_error("-v", v, &format!("unknown option {o:?}"), VOLUME_HELP)),
+            _ => {
+                return Err(flag_error(
+                    "-v",
+                    v,
+                    &format!("unknown option {o:?}"),
+                    VOLUME_HELP,
+                ))
+            }
         }
     }
     if src.starts_with('/') {
@@ -128,7 +147,8 @@ fn parse_mount(v: &str) -> Result<MountRequest, RunError> {
             "readonly" | "ro" => readonly = matches!(val, "" | "true" | "1"),
             "tmpfs-size" => {
                 size = Some(
-                    parse_size(val).ok_or_else(|| flag_error("--mount", v, "bad tmpfs-size", MOUNT_HELP))?,
+                    parse_size(val)
+                        .ok_or_else(|| flag_error("--mount", v, "bad tmpfs-size", MOUNT_HELP))?,
                 )
             }
             "tmpfs-mode" => {
@@ -136,7 +156,14 @@ fn parse_mount(v: &str) -> Result<MountRequest, RunError> {
                     .map_err(|_| flag_error("--mount", v, "bad tmpfs-mode (octal)", MOUNT_HELP))?
             }
             "bind-propagation" | "volume-nocopy" | "consistency" => {}
-            _ => return Err(flag_error("--mount", v, &format!("unknown field {k:?}"), MOUNT_HELP)),
+            _ => {
+                return Err(flag_error(
+                    "--mount",
+                    v,
+                    &format!("unknown field {k:?}"),
+                    MOUNT_HELP,
+                ))
+            }
         }
     }
     let target = target
@@ -149,15 +176,30 @@ fn parse_mount(v: &str) -> Result<MountRequest, RunError> {
             target,
             readonly,
         }),
-        ("bind", _) => Err(flag_error("--mount", v, "a bind mount needs an absolute source", MOUNT_HELP)),
+        ("bind", _) => Err(flag_error(
+            "--mount",
+            v,
+            "a bind mount needs an absolute source",
+            MOUNT_HELP,
+        )),
         ("volume", Some(name)) if !name.is_empty() => Ok(MountRequest::Volume {
             name: name.to_string(),
             target,
             readonly,
         }),
-        ("volume", _) => Err(flag_error("--mount", v, "a volume mount needs source=NAME", MOUNT_HELP)),
+        ("volume", _) => Err(flag_error(
+            "--mount",
+            v,
+            "a volume mount needs source=NAME",
+            MOUNT_HELP,
+        )),
         ("tmpfs", _) => Ok(MountRequest::Tmpfs { target, size, mode }),
-        (other, _) => Err(flag_error("--mount", v, &format!("unknown type {other:?}"), MOUNT_HELP)),
+        (other, _) => Err(flag_error(
+            "--mount",
+            v,
+            &format!("unknown type {other:?}"),
+            MOUNT_HELP,
+        )),
     }
 }
 
@@ -177,14 +219,23 @@ fn parse_tmpfs(v: &str) -> Result<MountRequest, RunError> {
     let (target, opts) = v.split_once(':').unwrap_or((v, ""));
     let help = "write --tmpfs /dst[:size=64m,mode=1777]";
     if !target.starts_with('/') {
-        return Err(flag_error("--tmpfs", v, "the destination must be absolute", help));
+        return Err(flag_error(
+            "--tmpfs",
+            v,
+            "the destination must be absolute",
+            help,
+        ));
     }
     let (mut size, mut mode) = (None, 0o1777);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o.split_once('=') {
-            Some(("size", s)) => size = Some(parse_size(s).ok_or_else(|| flag_error("--tmpfs", v, "bad size", help))?),
+            Some(("size", s)) => {
+                size =
+                    Some(parse_size(s).ok_or_else(|| flag_error("--tmpfs", v, "bad size", help))?)
+            }
             Some(("mode", m)) => {
-                mode = u32::from_str_radix(m, 8).map_err(|_| flag_error("--tmpfs", v, "bad mode", help))?
+                mode = u32::from_str_radix(m, 8)
+                    .map_err(|_| flag_error("--tmpfs", v, "bad mode", help))?
             }
             _ => {}
         }
@@ -196,13 +247,21 @@ fn parse_tmpfs(v: &str) -> Result<MountRequest, RunError> {
     })
 }
 
-const PUBLISH_HELP: &str = "write -p HOST_PORT:CONTAINER_PORT, -p 127.0.0.1:8080:80 or -p 53:53/udp";
+const PUBLISH_HELP: &str =
+    "write -p HOST_PORT:CONTAINER_PORT, -p 127.0.0.1:8080:80 or -p 53:53/udp";
 
 fn parse_publish(v: &str) -> Result<Port, RunError> {
     let (spec, protocol) = match v.rsplit_once('/') {
         Some((s, "tcp")) => (s, Protocol::Tcp),
         Some((s, "udp")) => (s, Protocol::Udp),
-        Some(_) => return Err(flag_error("-p", v, "the protocol is tcp or udp", PUBLISH_HELP)),
+        Some(_) => {
+            return Err(flag_error(
+                "-p",
+                v,
+                "the protocol is tcp or udp",
+                PUBLISH_HELP,
+            ))
+        }
         None => (v, Protocol::Tcp),
     };
     let (ip, host, container) = match spec.rsplitn(3, ':').collect::<Vec<_>>().as_slice() {
@@ -225,7 +284,12 @@ fn parse_publish(v: &str) -> Result<Port, RunError> {
             container_port,
             protocol,
         }),
-        _ => Err(flag_error("-p", v, "ports are numbers from 1 to 65535", PUBLISH_HELP)),
+        _ => Err(flag_error(
+            "-p",
+            v,
+            "ports are numbers from 1 to 65535",
+            PUBLISH_HELP,
+        )),
     }
 }
 
@@ -245,19 +309,18 @@ fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     for t in &a.tmpfs {
         mounts.push(parse_tmpfs(t)?);
     }
-    let host_network = match a.network.as_str() {
-        "none" => false,
-        "host" => true,
-        other => {
-            return Err(flag_error(
+    let host_network =
+        match a.network.as_str() {
+            "none" => false,
+            "host" => true,
+            other => return Err(flag_error(
                 "--network",
                 other,
                 "kiln creates no bridges",
                 "use --network none (a private loopback; publish ports with -p) or --network host",
             )
-            .into())
-        }
-    };
+            .into()),
+        };
     let ports = a
         .publish
         .iter()
@@ -281,23 +344,13 @@ fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     })
 }
 
-const FORWARDED: [Signal; 6] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
-
 pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
     // Signals are taken by one thread (they are blocked here, before any other thread exists,
     // so every later thread inherits the mask) and passed to the container.
     let mut mask = SigSet::empty();
-    for s in FORWARDED {
+    for s in kiln_runtime::sandbox::init::FORWARDED {
         mask.add(s);
     }
-    mask.add(Signal::SIGWINCH);
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
     let monitor = Arc::new(AtomicU32::new(0));
     let terminal = Arc::new(AtomicI32::new(-1));
@@ -391,9 +444,9 @@ pub fn rm(root: Option<PathBuf>, a: RmArgs) -> miette::Result<()> {
     for name in &a.containers {
         let record = container::find(&store, name)?;
         if record.state == container::State::Running
-            && record
-                .pid
-                .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_ok())
+            && record.pid.is_some_and(|p| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_ok()
+            })
         {
             return Err(RunError::Running(name.clone()).into());
         }
@@ -448,25 +501,49 @@ mod tests {
     fn docker_flag_spellings() {
         assert_eq!(
             parse_volume("/h:/c:ro").unwrap(),
-            MountRequest::Bind { source: "/h".into(), target: "/c".into(), readonly: true }
+            MountRequest::Bind {
+                source: "/h".into(),
+                target: "/c".into(),
+                readonly: true
+            }
         );
         assert_eq!(
             parse_volume("data:/c").unwrap(),
-            MountRequest::Volume { name: "data".into(), target: "/c".into(), readonly: false }
+            MountRequest::Volume {
+                name: "data".into(),
+                target: "/c".into(),
+                readonly: false
+            }
         );
         assert!(parse_volume("rel/x:/c").is_err());
         assert!(parse_volume("/h:c").is_err());
         assert_eq!(
             parse_mount("type=tmpfs,target=/t,tmpfs-size=64m").unwrap(),
-            MountRequest::Tmpfs { target: "/t".into(), size: Some(64 << 20), mode: 0o1777 }
+            MountRequest::Tmpfs {
+                target: "/t".into(),
+                size: Some(64 << 20),
+                mode: 0o1777
+            }
         );
         assert_eq!(
             parse_mount("type=bind,src=/a,dst=/b,readonly").unwrap(),
-            MountRequest::Bind { source: "/a".into(), target: "/b".into(), readonly: true }
+            MountRequest::Bind {
+                source: "/a".into(),
+                target: "/b".into(),
+                readonly: true
+            }
         );
         assert!(parse_mount("type=nfs,target=/x").is_err());
         let p = parse_publish("127.0.0.1:8080:80").unwrap();
-        assert_eq!((p.host_ip.as_str(), p.host_port, p.container_port, p.protocol), ("127.0.0.1", 8080, 80, Protocol::Tcp));
+        assert_eq!(
+            (
+                p.host_ip.as_str(),
+                p.host_port,
+                p.container_port,
+                p.protocol
+            ),
+            ("127.0.0.1", 8080, 80, Protocol::Tcp)
+        );
         assert_eq!(parse_publish("53:53/udp").unwrap().protocol, Protocol::Udp);
         assert!(parse_publish("80").is_err());
         assert_eq!(parse_size("1g"), Some(1 << 30));

@@ -963,11 +963,10 @@ impl<'a> Lowerer<'a> {
             created_by.push('|');
             created_by.push_str(&st.args.len().to_string());
             for (k, v) in &st.args {
-                let env_value = st
-                    .config
-                    .env
-                    .iter()
-                    .find_map(|kv| kv.strip_prefix(k.as_str()).and_then(|r| r.strip_prefix('=')));
+                let env_value = st.config.env.iter().find_map(|kv| {
+                    kv.strip_prefix(k.as_str())
+                        .and_then(|r| r.strip_prefix('='))
+                });
                 created_by.push(' ');
                 created_by.push_str(k);
                 created_by.push('=');

@@ -42,7 +42,11 @@ pub trait StepRunner: Sync {
     fn check(&self) -> Result<(), BuildError> {
         Ok(())
     }
-    fn run(&self, spec: &ContainerSpec, output: &mut dyn FnMut(&str)) -> Result<StepExit, BuildError>;
+    fn run(
+        &self,
+        spec: &ContainerSpec,
+        output: &mut dyn FnMut(&str),
+    ) -> Result<StepExit, BuildError>;
 }
 
 /// The real runner: kiln's sandbox.
@@ -55,7 +59,11 @@ impl StepRunner for SandboxRunner {
         Ok(crate::sandbox::require_root()?)
     }
 
-    fn run(&self, spec: &ContainerSpec, output: &mut dyn FnMut(&str)) -> Result<StepExit, BuildError> {
+    fn run(
+        &self,
+        spec: &ContainerSpec,
+        output: &mut dyn FnMut(&str),
+    ) -> Result<StepExit, BuildError> {
         let (read, write) = std::io::pipe().map_err(|e| BuildError::Run(format!("pipe: {e}")))?;
         let write2 = write
             .try_clone()
@@ -119,7 +127,9 @@ impl Exec<'_> {
         let mut mounts = crate::sandbox::net::etc_files(HOSTNAME, network);
         let mut cache_locks = Vec::new();
         for (i, m) in op.mounts.iter().enumerate() {
-            if let Some(mount) = self.mount(node, m, i, bundle.path(), &mut env, &mut cache_locks)? {
+            if let Some(mount) =
+                self.mount(node, m, i, bundle.path(), &mut env, &mut cache_locks)?
+            {
                 mounts.push(mount);
             }
         }
@@ -140,7 +150,11 @@ impl Exec<'_> {
                 // dockerd's, for `docker run`): a step's environment is the image's and the
                 // build's, PATH defaulted.
                 env: spec::container_env(&env, &[], ""),
-                cwd: if op.cwd.is_empty() { "/".into() } else { op.cwd.clone() },
+                cwd: if op.cwd.is_empty() {
+                    "/".into()
+                } else {
+                    op.cwd.clone()
+                },
                 user: op.user.clone(),
                 terminal: false,
             },
@@ -209,9 +223,13 @@ impl Exec<'_> {
                 let upper = if *readonly {
                     None
                 } else {
-                    let (u, w) = (bundle.join(format!("m{index}-upper")), bundle.join(format!("m{index}-work")));
+                    let (u, w) = (
+                        bundle.join(format!("m{index}-upper")),
+                        bundle.join(format!("m{index}-work")),
+                    );
                     for d in [&u, &w] {
-                        std::fs::create_dir(d).map_err(|e| BuildError::Run(format!("{}: {e}", d.display())))?;
+                        std::fs::create_dir(d)
+                            .map_err(|e| BuildError::Run(format!("{}: {e}", d.display())))?;
                     }
                     Some((u, w))
                 };
@@ -230,7 +248,9 @@ impl Exec<'_> {
                 gid,
                 ..
             } => {
-                let (dir, lock) = self.store.cache_mount_dir(id, *sharing, *mode, *uid, *gid)?;
+                let (dir, lock) = self
+                    .store
+                    .cache_mount_dir(id, *sharing, *mode, *uid, *gid)?;
                 cache_locks.extend(lock);
                 return Ok(Some(Mount {
                     target,
@@ -306,7 +326,8 @@ impl Exec<'_> {
                 let mut dirs = self.unpacked(&self.input(node, input).layers)?;
                 if dirs.is_empty() {
                     let empty = bundle.join(format!("m{index}-empty"));
-                    std::fs::create_dir(&empty).map_err(|e| BuildError::Run(format!("{}: {e}", empty.display())))?;
+                    std::fs::create_dir(&empty)
+                        .map_err(|e| BuildError::Run(format!("{}: {e}", empty.display())))?;
                     dirs.push(empty);
                 }
                 Ok(dirs)
@@ -315,7 +336,9 @@ impl Exec<'_> {
                 let Some(kiln_compiler::plan::Op::Context(sel)) =
                     node.inputs.get(input).map(|id| &self.plan.node(*id).op)
                 else {
-                    return Err(BuildError::Run("a context bind mount without its context input".into()));
+                    return Err(BuildError::Run(
+                        "a context bind mount without its context input".into(),
+                    ));
                 };
                 let ctx = &self.plan.context;
                 let mut entries: Vec<Entry> = Vec::new();
@@ -326,10 +349,12 @@ impl Exec<'_> {
                     }
                 }
                 let tar = bundle.join(format!("m{index}.tar"));
-                let file = std::fs::File::create(&tar).map_err(|e| BuildError::Run(format!("{}: {e}", tar.display())))?;
+                let file = std::fs::File::create(&tar)
+                    .map_err(|e| BuildError::Run(format!("{}: {e}", tar.display())))?;
                 layer::write_layer(entries, std::io::BufWriter::new(file))?;
                 let dir = bundle.join(format!("m{index}-context"));
-                std::fs::create_dir(&dir).map_err(|e| BuildError::Run(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir(&dir)
+                    .map_err(|e| BuildError::Run(format!("{}: {e}", dir.display())))?;
                 layer::extract_layer(&tar, &dir)?;
                 Ok(vec![dir])
             }

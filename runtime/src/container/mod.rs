@@ -58,15 +58,31 @@ pub enum ContainerError {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError {
     let path = path.to_path_buf();
-    move |source| ContainerError::Io { action, path, source }
+    move |source| ContainerError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// A mount asked for with `-v`, `--mount` or `--tmpfs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountRequest {
-    Bind { source: PathBuf, target: String, readonly: bool },
-    Volume { name: String, target: String, readonly: bool },
-    Tmpfs { target: String, size: Option<u64>, mode: u32 },
+    Bind {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+    },
+    Volume {
+        name: String,
+        target: String,
+        readonly: bool,
+    },
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+        mode: u32,
+    },
 }
 
 /// `kiln run`'s flags, typed.
@@ -128,7 +144,10 @@ fn containers_dir(store: &Store) -> PathBuf {
 /// The unpacked directories of an image's layers, lowest first (each unpacked once).
 pub fn layer_dirs(store: &Store, diff_ids: &[Digest]) -> Result<Vec<PathBuf>, StoreError> {
     use rayon::prelude::*;
-    diff_ids.par_iter().map(|d| store.unpacked_layer(d)).collect()
+    diff_ids
+        .par_iter()
+        .map(|d| store.unpacked_layer(d))
+        .collect()
 }
 
 fn valid_name(name: &str) -> bool {
@@ -212,12 +231,17 @@ pub fn create(
         None => format!("kiln_{}", &id[..12]),
     };
     let dir = containers_dir(store).join(&id);
-    let [upper, work, merged, scratch] = ["upper", "work", "merged", "scratch"].map(|d| dir.join(d));
+    let [upper, work, merged, scratch] =
+        ["upper", "work", "merged", "scratch"].map(|d| dir.join(d));
     for d in [&upper, &work, &merged, &scratch] {
         fs::create_dir_all(d).map_err(io("create", d))?;
     }
     let config = &image.config.config;
-    let network = if opts.host_network { Network::Host } else { Network::None };
+    let network = if opts.host_network {
+        Network::Host
+    } else {
+        Network::None
+    };
     let hostname = match (&opts.hostname, network) {
         (Some(h), _) => h.clone(),
         (None, Network::Host) => nix::unistd::gethostname()
@@ -292,28 +316,45 @@ pub fn create(
 
 fn mount_for(store: &Store, m: &MountRequest) -> Result<Mount, ContainerError> {
     Ok(match m {
-        MountRequest::Bind { source, target, readonly } => {
+        MountRequest::Bind {
+            source,
+            target,
+            readonly,
+        } => {
             if !source.exists() {
                 // Docker creates a missing -v host directory.
                 fs::create_dir_all(source).map_err(io("create", source))?;
             }
             Mount {
                 target: target.clone(),
-                kind: MountKind::Bind { source: source.clone(), fill: false },
+                kind: MountKind::Bind {
+                    source: source.clone(),
+                    fill: false,
+                },
                 readonly: *readonly,
             }
         }
-        MountRequest::Volume { name, target, readonly } => {
+        MountRequest::Volume {
+            name,
+            target,
+            readonly,
+        } => {
             let data = volume::create(store, name)?.mountpoint;
             Mount {
                 target: target.clone(),
-                kind: MountKind::Bind { source: data, fill: true },
+                kind: MountKind::Bind {
+                    source: data,
+                    fill: true,
+                },
                 readonly: *readonly,
             }
         }
         MountRequest::Tmpfs { target, size, mode } => Mount {
             target: target.clone(),
-            kind: MountKind::Tmpfs { size: *size, mode: *mode },
+            kind: MountKind::Tmpfs {
+                size: *size,
+                mode: *mode,
+            },
             readonly: false,
         },
     })

@@ -41,7 +41,10 @@ pub fn create(store: &Store, name: &str) -> Result<Volume, ContainerError> {
         mountpoint: data,
         created: crate::oci::time::format_rfc3339(super::now_secs()),
     };
-    store.write_atomic(&dir.join("volume.json"), &serde_json::to_vec_pretty(&v).unwrap_or_default())?;
+    store.write_atomic(
+        &dir.join("volume.json"),
+        &serde_json::to_vec_pretty(&v).unwrap_or_default(),
+    )?;
     Ok(v)
 }
 

@@ -113,10 +113,15 @@ pub fn drop_bounding(set: CapabilitySet) -> Result<(), CapsError> {
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         if rc < 0 {
             // EINVAL: beyond the kernel's last capability; nothing more to drop.
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) && cap > LAST_CAP {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
+                && cap > LAST_CAP
+            {
                 break;
             }
-            check(rc as libc::c_long, "dropping a capability from the bounding set")?;
+            check(
+                rc as libc::c_long,
+                "dropping a capability from the bounding set",
+            )?;
         }
     }
     Ok(())
@@ -149,7 +154,15 @@ const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// exec that follows clears permitted and effective, as the kernel does under Docker.)
 pub fn apply(set: CapabilitySet) -> Result<(), CapsError> {
     // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
     check(rc as libc::c_long, "clearing ambient capabilities")?;
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
@@ -162,7 +175,13 @@ pub fn apply(set: CapabilitySet) -> Result<(), CapsError> {
         inheritable: 0,
     });
     // SAFETY: capset reads one header and two data structs of the layout declared above.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
     check(rc, "capset")
 }
 
@@ -175,8 +194,20 @@ mod tests {
         use Capability::*;
         let mut s = CapabilitySet::from_bits(0);
         for c in [
-            Chown, DacOverride, Fsetid, Fowner, Mknod, NetRaw, Setgid, Setuid, Setfcap, Setpcap,
-            NetBindService, SysChroot, Kill, AuditWrite,
+            Chown,
+            DacOverride,
+            Fsetid,
+            Fowner,
+            Mknod,
+            NetRaw,
+            Setgid,
+            Setuid,
+            Setfcap,
+            Setpcap,
+            NetBindService,
+            SysChroot,
+            Kill,
+            AuditWrite,
         ] {
             s.insert(c);
         }

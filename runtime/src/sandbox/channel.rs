@@ -131,6 +131,8 @@ impl Reports {
 
     /// Send kiln's one-byte answer (after a [`Report::Tty`]).
     pub fn ack(&self) -> std::io::Result<()> {
-        nix::unistd::write(&self.sock, b"k").map(|_| ()).map_err(Into::into)
+        nix::unistd::write(&self.sock, b"k")
+            .map(|_| ())
+            .map_err(Into::into)
     }
 }

@@ -41,8 +41,8 @@ pub const INIT_ARG: &str = "__kiln-sandbox-init";
 /// The descriptor of the liveness pipe's read end in the monitor.
 pub const LIVENESS_FD: RawFd = 4;
 
-/// Signals the monitor (and the `--init` PID 1) pass on to the payload.
-const FORWARDED: [Signal; 7] = [
+/// Signals kiln, the monitor and the `--init` PID 1 pass on to the payload.
+pub const FORWARDED: [Signal; 7] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -90,7 +90,10 @@ fn monitor() -> i32 {
             return fail(format!("creating the network namespace: {}", e.desc()), 125);
         }
         if let Err(e) = super::net::loopback_up() {
-            return fail(format!("bringing up the loopback interface: {}", e.desc()), 125);
+            return fail(
+                format!("bringing up the loopback interface: {}", e.desc()),
+                125,
+            );
         }
     }
     // The relays need threads, which a process cannot start once it has unshared its pid
@@ -113,7 +116,9 @@ fn monitor() -> i32 {
         mask.add(s);
     }
     let mut old = SigSet::empty();
-    if nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).is_err() {
+    if nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
+        .is_err()
+    {
         return fail("blocking signals".into(), 125);
     }
     // SAFETY: this process is single-threaded (a fresh exec; the relays start after the fork).
@@ -142,16 +147,20 @@ fn monitor() -> i32 {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => {}
         }
-        let kiln_gone = fds[1]
-            .revents()
-            .is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLIN));
+        let kiln_gone = fds[1].revents().is_some_and(|r| {
+            r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLIN)
+        });
         if kiln_gone {
             let _ = kill(pid1, Signal::SIGKILL);
         }
-        let ready = fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
+        let ready = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
         if ready {
             while let Ok(Some(info)) = sfd.read_signal() {
-                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
                 if sig != Signal::SIGCHLD {
                     let _ = kill(pid1, sig);
                 }
@@ -254,7 +263,9 @@ fn pid1(spec: &ContainerSpec, old_mask: &SigSet) -> i32 {
     ) {
         return fail(format!("mounting the private tmpfs: {}", e.desc()), 125);
     }
-    let files = rootfs::FileStage { dir: scratch.clone() };
+    let files = rootfs::FileStage {
+        dir: scratch.clone(),
+    };
     let stubs = match rootfs::setup(&sys, spec, &files) {
         Ok(s) => s,
         Err(e) => return fail(format!("setting up the root filesystem: {e}"), 125),
@@ -264,7 +275,12 @@ fn pid1(spec: &ContainerSpec, old_mask: &SigSet) -> i32 {
         return payload(spec, old_mask, true);
     }
     // --init: harden PID 1 as much as the payload, so the payload gains nothing through it.
-    let root = user::Identity { uid: 0, gid: 0, groups: Vec::new(), home: "/".into() };
+    let root = user::Identity {
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+        home: "/".into(),
+    };
     if let Err(e) = security::confine(spec, &root) {
         return fail(e, 125);
     }
@@ -323,9 +339,14 @@ fn payload(spec: &ContainerSpec, old_mask: &SigSet, confine: bool) -> i32 {
 }
 
 fn read_inside(path: &str) -> Option<String> {
-    let (r, _) = Linux.resolve_in_root(Path::new("/"), path, Create::Nothing).ok()?;
+    let (r, _) = Linux
+        .resolve_in_root(Path::new("/"), path, Create::Nothing)
+        .ok()?;
     let mut s = String::new();
-    std::fs::File::open(r.proc_path()).ok()?.read_to_string(&mut s).ok()?;
+    std::fs::File::open(r.proc_path())
+        .ok()?
+        .read_to_string(&mut s)
+        .ok()?;
     Some(s)
 }
 
@@ -349,16 +370,29 @@ fn prepare_and_exec(
     // No descriptor of kiln's may reach the payload (CVE-2024-21626): everything above the
     // standard three closes on exec; the control socket stays until then to report failures.
     close_range_cloexec(CONTROL_FD as u32);
-    let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
+    let cwd = if p.cwd.is_empty() {
+        "/"
+    } else {
+        p.cwd.as_str()
+    };
     let (dir, _) = Linux
         .resolve_in_root(Path::new("/"), cwd, Create::Dir)
         .map_err(|e| (format!("working directory {cwd}: {}", e.desc()), 125))?;
-    nix::unistd::chdir(&dir.proc_path())
-        .map_err(|e| (format!("entering the working directory {cwd}: {}", e.desc()), 125))?;
+    nix::unistd::chdir(&dir.proc_path()).map_err(|e| {
+        (
+            format!("entering the working directory {cwd}: {}", e.desc()),
+            125,
+        )
+    })?;
     drop(dir);
     match nix::unistd::getcwd() {
         Ok(d) if d.starts_with("/") => {}
-        _ => return Err((format!("working directory {cwd} is outside the container"), 125)),
+        _ => {
+            return Err((
+                format!("working directory {cwd} is outside the container"),
+                125,
+            ))
+        }
     }
     let exe = find_executable(&p.args, &env)?;
     if confine {
@@ -367,7 +401,13 @@ fn prepare_and_exec(
         security::switch_user(&id).map_err(|e| (e, 125))?;
     }
     // Give the payload default signal handling and the mask kiln started with.
-    for s in [Signal::SIGPIPE, Signal::SIGINT, Signal::SIGTERM, Signal::SIGQUIT, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGPIPE,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+    ] {
         // SAFETY: restoring default dispositions in a single-threaded process before exec.
         unsafe {
             let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl);
@@ -439,7 +479,10 @@ fn close_range_cloexec(first: u32) {
     if r != 0 {
         // Older kernels: mark them one by one.
         for fd in first as RawFd..1024 {
-            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
         }
     }
 }

@@ -90,7 +90,8 @@ impl Launcher {
             cmd.pre_exec(move || {
                 let a = dup_high(inner_fd);
                 let b = dup_high(live_fd);
-                if a < 0 || b < 0 || libc::dup2(a, CONTROL_FD) < 0 || libc::dup2(b, LIVENESS_FD) < 0 {
+                if a < 0 || b < 0 || libc::dup2(a, CONTROL_FD) < 0 || libc::dup2(b, LIVENESS_FD) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 // kiln may block signals it forwards; the container starts with none blocked.
@@ -180,7 +181,9 @@ impl Container {
         let mut failed = None;
         loop {
             match self.reports.next() {
-                Ok(Some((Report::Exited { code, signal }, _))) => exit = Some(Exit { code, signal }),
+                Ok(Some((Report::Exited { code, signal }, _))) => {
+                    exit = Some(Exit { code, signal })
+                }
                 Ok(Some((Report::Failed { message, code }, _))) => failed = Some((message, code)),
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,

@@ -22,7 +22,11 @@ pub fn bind_ports(spec: &ContainerSpec) -> Result<Vec<Listener>, String> {
     }
     let mut out = Vec::new();
     for p in &spec.ports {
-        let ip = if p.host_ip.is_empty() { "0.0.0.0" } else { p.host_ip.as_str() };
+        let ip = if p.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            p.host_ip.as_str()
+        };
         let addr = format!("{ip}:{}", p.host_port);
         let listener = match p.protocol {
             Protocol::Tcp => TcpListener::bind(&addr).map(|l| Listener::Tcp(l, p.container_port)),
@@ -106,7 +110,9 @@ fn relay_udp(outer: UdpSocket, port: u16) {
         let inner = match peers.get(&from) {
             Some(s) => s,
             None => {
-                let Ok(s) = UdpSocket::bind("127.0.0.1:0") else { continue };
+                let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
+                    continue;
+                };
                 if s.connect(("127.0.0.1", port)).is_err() {
                     continue;
                 }
@@ -146,7 +152,12 @@ pub fn etc_files(hostname: &str, network: Network) -> Vec<super::spec::Mount> {
     let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     let file = |target: &str, content: Vec<u8>| Mount {
         target: target.to_string(),
-        kind: MountKind::File { content, mode: 0o644, uid: 0, gid: 0 },
+        kind: MountKind::File {
+            content,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        },
         readonly: false,
     };
     vec![

@@ -49,8 +49,14 @@ const MAX_LOWERDIR: usize = 3500;
 /// build step can remove them from its layer again.
 pub fn setup(sys: &dyn Syscall, spec: &ContainerSpec, files: &FileStage) -> Result<Vec<String>> {
     let root = spec.rootfs.merged.as_path();
-    sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
-        .map_err(at("making / private"))?;
+    sys.mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )
+    .map_err(at("making / private"))?;
     mount_overlay(
         sys,
         &spec.rootfs.layers,
@@ -94,14 +100,24 @@ fn mount_overlay(
         // overlayfs wants two lower layers when it has no upper one: bind the one instead;
         // the caller remounts it read-only (through a fresh resolution of the target).
         let src = only.display().to_string();
-        sys.mount(Some(&src), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-            .map_err(at(format!("mounting {} at {}", src, target.display())))?;
+        sys.mount(
+            Some(&src),
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(at(format!("mounting {} at {}", src, target.display())))?;
         return Ok(true);
     }
     let lower = lowerdir(sys, layers)?;
     let mut data = format!("lowerdir={lower}");
     if let Some((upper, work)) = upper {
-        data.push_str(&format!(",upperdir={},workdir={}", upper.display(), work.display()));
+        data.push_str(&format!(
+            ",upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        ));
     }
     data.push(',');
     data.push_str(OVERLAY_OPTIONS);
@@ -124,13 +140,23 @@ fn mount_overlay(
 /// directory (the store's unpacked-layer directory), which set-up makes the working directory.
 fn lowerdir(sys: &dyn Syscall, layers: &[PathBuf]) -> Result<String> {
     let join = |names: Vec<String>| names.join(":");
-    let absolute = join(layers.iter().rev().map(|p| p.display().to_string()).collect());
+    let absolute = join(
+        layers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect(),
+    );
     if absolute.len() <= MAX_LOWERDIR {
         return Ok(absolute);
     }
-    let parent = layers.first().and_then(|p| p.parent()).unwrap_or(Path::new("/"));
+    let parent = layers
+        .first()
+        .and_then(|p| p.parent())
+        .unwrap_or(Path::new("/"));
     if layers.iter().all(|p| p.parent() == Some(parent)) {
-        sys.chdir(parent).map_err(at("entering the layer directory"))?;
+        sys.chdir(parent)
+            .map_err(at("entering the layer directory"))?;
         let relative = join(
             layers
                 .iter()
@@ -143,7 +169,10 @@ fn lowerdir(sys: &dyn Syscall, layers: &[PathBuf]) -> Result<String> {
         }
     }
     Err(SetupFailure {
-        step: format!("stacking {} layers (more than overlayfs takes in one mount)", layers.len()),
+        step: format!(
+            "stacking {} layers (more than overlayfs takes in one mount)",
+            layers.len()
+        ),
         errno: nix::errno::Errno::E2BIG,
     })
 }
@@ -167,22 +196,43 @@ fn standard_mounts(sys: &dyn Syscall, root: &Path, stubs: &mut Vec<String>) -> R
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let table: [(&str, &str, MsFlags, &str); 6] = [
         ("/proc", "proc", nosuid_noexec_nodev, ""),
-        ("/dev", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, "mode=755,size=65536k"),
+        (
+            "/dev",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            "mode=755,size=65536k",
+        ),
         (
             "/dev/pts",
             "devpts",
             MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
             "newinstance,ptmxmode=0666,mode=0620,gid=5",
         ),
-        ("/dev/shm", "tmpfs", nosuid_noexec_nodev, "mode=1777,size=65536k"),
+        (
+            "/dev/shm",
+            "tmpfs",
+            nosuid_noexec_nodev,
+            "mode=1777,size=65536k",
+        ),
         ("/dev/mqueue", "mqueue", nosuid_noexec_nodev, ""),
-        ("/sys", "sysfs", nosuid_noexec_nodev | MsFlags::MS_RDONLY, ""),
+        (
+            "/sys",
+            "sysfs",
+            nosuid_noexec_nodev | MsFlags::MS_RDONLY,
+            "",
+        ),
     ];
     for (target, fstype, flags, data) in table {
         let at_path = resolve(sys, root, target, Create::Dir, stubs)?;
         let data = (!data.is_empty()).then_some(data);
-        sys.mount(Some(fstype), &at_path.proc_path(), Some(fstype), flags, data)
-            .map_err(at(format!("mounting {fstype} at {target}")))?;
+        sys.mount(
+            Some(fstype),
+            &at_path.proc_path(),
+            Some(fstype),
+            flags,
+            data,
+        )
+        .map_err(at(format!("mounting {fstype} at {target}")))?;
         if target == "/dev" {
             // The nodes go into the fresh tmpfs: resolve /dev again to reach it.
             let dev = resolve(sys, root, "/dev", Create::Nothing, stubs)?;
@@ -203,8 +253,13 @@ fn device_nodes(sys: &dyn Syscall, dev: &Path) -> Result<()> {
     ];
     for (name, major, minor) in nodes {
         let path = dev.join(name);
-        sys.mknod(&path, SFlag::S_IFCHR, 0o666, nix::sys::stat::makedev(major, minor))
-            .map_err(at(format!("creating /dev/{name}")))?;
+        sys.mknod(
+            &path,
+            SFlag::S_IFCHR,
+            0o666,
+            nix::sys::stat::makedev(major, minor),
+        )
+        .map_err(at(format!("creating /dev/{name}")))?;
     }
     for (name, target) in [
         ("ptmx", "pts/ptmx"),
@@ -218,7 +273,8 @@ fn device_nodes(sys: &dyn Syscall, dev: &Path) -> Result<()> {
             .map_err(at(format!("linking /dev/{name}")))?;
     }
     for dir in ["pts", "shm", "mqueue"] {
-        sys.mkdir(&dev.join(dir), 0o755).map_err(at(format!("creating /dev/{dir}")))?;
+        sys.mkdir(&dev.join(dir), 0o755)
+            .map_err(at(format!("creating /dev/{dir}")))?;
     }
     Ok(())
 }
@@ -238,14 +294,27 @@ fn user_mount(
             if *fill {
                 if let Ok((from, _)) = sys.resolve_in_root(root, &m.target, Create::Nothing) {
                     sys.fill_empty_dir(&from.proc_path(), source)
-                        .map_err(at(format!("copying the image's {} into the volume", m.target)))?;
+                        .map_err(at(format!(
+                            "copying the image's {} into the volume",
+                            m.target
+                        )))?;
                 }
             }
-            let create = if source.is_dir() { Create::Dir } else { Create::File };
+            let create = if source.is_dir() {
+                Create::Dir
+            } else {
+                Create::File
+            };
             let target = resolve(sys, root, &m.target, create, stubs)?;
             let src = source.display().to_string();
-            sys.mount(Some(&src), &target.proc_path(), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-                .map_err(at(what.clone()))?;
+            sys.mount(
+                Some(&src),
+                &target.proc_path(),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(at(what.clone()))?;
         }
         MountKind::Tmpfs { size, mode } => {
             let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
@@ -258,8 +327,14 @@ fn user_mount(
                 flags |= MsFlags::MS_RDONLY;
                 readonly_remount = false;
             }
-            sys.mount(Some("tmpfs"), &target.proc_path(), Some("tmpfs"), flags, Some(&data))
-                .map_err(at(what.clone()))?;
+            sys.mount(
+                Some("tmpfs"),
+                &target.proc_path(),
+                Some("tmpfs"),
+                flags,
+                Some(&data),
+            )
+            .map_err(at(what.clone()))?;
         }
         MountKind::File {
             content,
@@ -272,10 +347,20 @@ fn user_mount(
                 .map_err(at(format!("writing the file for {}", m.target)))?;
             let target = resolve(sys, root, &m.target, Create::File, stubs)?;
             let src = staged.display().to_string();
-            sys.mount(Some(&src), &target.proc_path(), None, MsFlags::MS_BIND, None)
-                .map_err(at(what.clone()))?;
+            sys.mount(
+                Some(&src),
+                &target.proc_path(),
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .map_err(at(what.clone()))?;
         }
-        MountKind::Layers { layers, upper, subpath } => {
+        MountKind::Layers {
+            layers,
+            upper,
+            subpath,
+        } => {
             let upper = upper.as_ref().map(|(u, w)| (u, w));
             let whole = subpath.trim_matches('/').is_empty();
             if whole {
@@ -285,24 +370,38 @@ fn user_mount(
             } else {
                 // Stack the layers in the private tmpfs, then bind the part asked for.
                 let stack = files.dir.join(format!("m{index}"));
-                sys.mkdir(&stack, 0o755).map_err(at(format!("staging {}", m.target)))?;
+                sys.mkdir(&stack, 0o755)
+                    .map_err(at(format!("staging {}", m.target)))?;
                 if mount_overlay(sys, layers, upper, &stack, true)? {
                     sys.mount(
                         None,
                         &stack,
                         None,
-                        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+                        MsFlags::MS_BIND
+                            | MsFlags::MS_REMOUNT
+                            | MsFlags::MS_RDONLY
+                            | MsFlags::MS_NODEV,
                         None,
                     )
                     .map_err(at(format!("making {} read-only", m.target)))?;
                 }
                 let mut none = Vec::new();
                 let source = resolve(sys, &stack, subpath, Create::Nothing, &mut none)?;
-                let create = if source.proc_path().is_dir() { Create::Dir } else { Create::File };
+                let create = if source.proc_path().is_dir() {
+                    Create::Dir
+                } else {
+                    Create::File
+                };
                 let target = resolve(sys, root, &m.target, create, stubs)?;
                 let src = source.proc_path().display().to_string();
-                sys.mount(Some(&src), &target.proc_path(), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-                    .map_err(at(what.clone()))?;
+                sys.mount(
+                    Some(&src),
+                    &target.proc_path(),
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .map_err(at(what.clone()))?;
             }
         }
     }
@@ -353,7 +452,13 @@ fn mask_paths(sys: &dyn Syscall, root: &Path) -> Result<()> {
         let target_path = target.proc_path();
         let is_dir = target_path.is_dir();
         let r = if is_dir {
-            sys.mount(Some("tmpfs"), &target_path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+            sys.mount(
+                Some("tmpfs"),
+                &target_path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0"),
+            )
         } else {
             let null = resolve(sys, root, "/dev/null", Create::Nothing, &mut none)?;
             let null = null.proc_path().display().to_string();
@@ -425,21 +530,36 @@ mod tests {
 
     fn lines(spec: &ContainerSpec) -> Vec<String> {
         let rec = Recorder::default();
-        setup(&rec, spec, &FileStage { dir: "/b/scratch".into() }).unwrap();
+        setup(
+            &rec,
+            spec,
+            &FileStage {
+                dir: "/b/scratch".into(),
+            },
+        )
+        .unwrap();
         rec.lines()
     }
 
     #[test]
     fn order_of_set_up() {
         let l = lines(&spec(vec![], false));
-        assert!(l[0].starts_with("mount - / - MS_REC | MS_PRIVATE"), "{}", l[0]);
+        assert!(
+            l[0].starts_with("mount - / - MS_REC | MS_PRIVATE"),
+            "{}",
+            l[0]
+        );
         // The topmost layer comes first in lowerdir.
         assert!(
             l[1].contains("overlay /b/merged overlay MS_NODEV lowerdir=/s/l/b:/s/l/a,upperdir=/b/upper,workdir=/b/work,index=off,metacopy=off,redirect_dir=off"),
             "{}",
             l[1]
         );
-        let pos = |needle: &str| l.iter().position(|x| x.contains(needle)).unwrap_or_else(|| panic!("{needle} missing: {l:#?}"));
+        let pos = |needle: &str| {
+            l.iter()
+                .position(|x| x.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} missing: {l:#?}"))
+        };
         assert!(pos("resolve /proc Dir") < pos("resolve /dev Dir"));
         assert!(pos("mknod <root>/dev/null") > pos("tmpfs <root>/dev tmpfs"));
         assert!(pos("symlink pts/ptmx <root>/dev/ptmx") > 0);
@@ -449,13 +569,18 @@ mod tests {
         assert!(pos("resolve /proc/kcore Nothing") > pos("sysfs"));
         let pivot = pos("pivot_root /b/merged");
         assert_eq!(l[pivot + 1], "sethostname h");
-        assert!(!l.iter().any(|x| x.contains("MS_REMOUNT | MS_RDONLY") && x.contains("/b/merged")));
+        assert!(!l
+            .iter()
+            .any(|x| x.contains("MS_REMOUNT | MS_RDONLY") && x.contains("/b/merged")));
     }
 
     #[test]
     fn read_only_root_is_remounted_before_pivot() {
         let l = lines(&spec(vec![], true));
-        let ro = l.iter().position(|x| x.starts_with("mount - /b/merged - MS_RDONLY | MS_REMOUNT | MS_BIND")).expect("remount");
+        let ro = l
+            .iter()
+            .position(|x| x.starts_with("mount - /b/merged - MS_RDONLY | MS_REMOUNT | MS_BIND"))
+            .expect("remount");
         let pivot = l.iter().position(|x| x.starts_with("pivot_root")).unwrap();
         assert!(ro < pivot);
     }
@@ -463,30 +588,72 @@ mod tests {
     #[test]
     fn user_mounts_are_resolved_inside_the_root_and_remounted_read_only() {
         let mounts = vec![
-            Mount { target: "/data".into(), kind: MountKind::Bind { source: "/nonexistent-host-dir".into(), fill: false }, readonly: true },
-            Mount { target: "/etc/hosts".into(), kind: MountKind::File { content: b"x".to_vec(), mode: 0o644, uid: 0, gid: 0 }, readonly: false },
-            Mount { target: "/t".into(), kind: MountKind::Tmpfs { size: Some(1024), mode: 0o1777 }, readonly: false },
+            Mount {
+                target: "/data".into(),
+                kind: MountKind::Bind {
+                    source: "/nonexistent-host-dir".into(),
+                    fill: false,
+                },
+                readonly: true,
+            },
+            Mount {
+                target: "/etc/hosts".into(),
+                kind: MountKind::File {
+                    content: b"x".to_vec(),
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                },
+                readonly: false,
+            },
+            Mount {
+                target: "/t".into(),
+                kind: MountKind::Tmpfs {
+                    size: Some(1024),
+                    mode: 0o1777,
+                },
+                readonly: false,
+            },
         ];
         let l = lines(&spec(mounts, false));
-        let bind = l.iter().position(|x| x == "mount /nonexistent-host-dir <root>/data - MS_BIND | MS_REC -").expect("bind");
+        let bind = l
+            .iter()
+            .position(|x| x == "mount /nonexistent-host-dir <root>/data - MS_BIND | MS_REC -")
+            .expect("bind");
         assert_eq!(l[bind - 1], "resolve /data File");
         assert_eq!(l[bind + 1], "resolve /data Nothing");
-        assert_eq!(l[bind + 2], "mount - <root>/data - MS_RDONLY | MS_REMOUNT | MS_BIND | MS_REC -");
+        assert_eq!(
+            l[bind + 2],
+            "mount - <root>/data - MS_RDONLY | MS_REMOUNT | MS_BIND | MS_REC -"
+        );
         assert!(l.contains(&"write /b/scratch/f1 1 bytes 644 0:0".to_string()));
         assert!(l.contains(&"mount /b/scratch/f1 <root>/etc/hosts - MS_BIND -".to_string()));
-        assert!(l.contains(&"mount tmpfs <root>/t tmpfs MS_NOSUID | MS_NODEV mode=1777,size=1024".to_string()));
+        assert!(l.contains(
+            &"mount tmpfs <root>/t tmpfs MS_NOSUID | MS_NODEV mode=1777,size=1024".to_string()
+        ));
     }
 
     #[test]
     fn long_layer_stacks_are_named_relative_to_their_directory() {
         let mut s = spec(vec![], false);
-        s.rootfs.layers = (0..50).map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}"))).collect();
+        s.rootfs.layers = (0..50)
+            .map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}")))
+            .collect();
         let l = lines(&s);
         assert_eq!(l[1], "chdir /store/layers/unpacked");
         assert!(l[2].contains(&format!("lowerdir={:064}:", 49)), "{}", l[2]);
-        s.rootfs.layers = (0..200).map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}"))).collect();
+        s.rootfs.layers = (0..200)
+            .map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}")))
+            .collect();
         let rec = Recorder::default();
-        let err = setup(&rec, &s, &FileStage { dir: "/b/scratch".into() }).unwrap_err();
+        let err = setup(
+            &rec,
+            &s,
+            &FileStage {
+                dir: "/b/scratch".into(),
+            },
+        )
+        .unwrap_err();
         assert_eq!(err.errno, nix::errno::Errno::E2BIG);
     }
 }

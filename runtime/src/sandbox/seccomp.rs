@@ -362,16 +362,44 @@ fn by_capability() -> Vec<(Capability, &'static [i64])> {
             ],
         ),
         (SysBoot, &[libc::SYS_reboot]),
-        (SysModule, &[libc::SYS_delete_module, libc::SYS_init_module, libc::SYS_finit_module]),
+        (
+            SysModule,
+            &[
+                libc::SYS_delete_module,
+                libc::SYS_init_module,
+                libc::SYS_finit_module,
+            ],
+        ),
         (SysPacct, &[libc::SYS_acct]),
         (
             SysPtrace,
-            &[libc::SYS_kcmp, libc::SYS_pidfd_getfd, libc::SYS_process_madvise, libc::SYS_process_vm_readv, libc::SYS_process_vm_writev],
+            &[
+                libc::SYS_kcmp,
+                libc::SYS_pidfd_getfd,
+                libc::SYS_process_madvise,
+                libc::SYS_process_vm_readv,
+                libc::SYS_process_vm_writev,
+            ],
         ),
         (SysRawio, &[libc::SYS_iopl, libc::SYS_ioperm]),
-        (SysTime, &[libc::SYS_settimeofday, libc::SYS_clock_settime, libc::SYS_adjtimex]),
+        (
+            SysTime,
+            &[
+                libc::SYS_settimeofday,
+                libc::SYS_clock_settime,
+                libc::SYS_adjtimex,
+            ],
+        ),
         (SysTtyConfig, &[libc::SYS_vhangup]),
-        (SysNice, &[libc::SYS_get_mempolicy, libc::SYS_mbind, libc::SYS_set_mempolicy, libc::SYS_set_mempolicy_home_node]),
+        (
+            SysNice,
+            &[
+                libc::SYS_get_mempolicy,
+                libc::SYS_mbind,
+                libc::SYS_set_mempolicy,
+                libc::SYS_set_mempolicy_home_node,
+            ],
+        ),
         (Syslog, &[libc::SYS_syslog]),
     ]
 }
@@ -390,7 +418,8 @@ pub struct SeccompProfile {
 }
 
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value).map_err(|e| SeccompError::Build(e.to_string()))
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
+        .map_err(|e| SeccompError::Build(e.to_string()))
 }
 
 fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SeccompError> {
@@ -415,7 +444,11 @@ pub fn docker_default(caps: &CapabilitySet) -> Result<SeccompProfile, SeccompErr
     } else {
         rules.insert(
             libc::SYS_clone,
-            vec![rule(vec![cond(0, SeccompCmpOp::MaskedEq(CLONE_NAMESPACE_FLAGS), 0)?])?],
+            vec![rule(vec![cond(
+                0,
+                SeccompCmpOp::MaskedEq(CLONE_NAMESPACE_FLAGS),
+                0,
+            )?])?],
         );
     }
     rules.insert(
@@ -425,7 +458,10 @@ pub fn docker_default(caps: &CapabilitySet) -> Result<SeccompProfile, SeccompErr
             .map(|&p| rule(vec![cond(0, SeccompCmpOp::Eq, p)?]))
             .collect::<Result<_, _>>()?,
     );
-    rules.insert(libc::SYS_socket, vec![rule(vec![cond(0, SeccompCmpOp::Ne, AF_VSOCK)?])?]);
+    rules.insert(
+        libc::SYS_socket,
+        vec![rule(vec![cond(0, SeccompCmpOp::Ne, AF_VSOCK)?])?],
+    );
     Ok(SeccompProfile { rules })
 }
 
@@ -449,13 +485,21 @@ impl SeccompProfile {
                 .and_then(|f| f.try_into())
                 .map_err(|e: seccompiler::BackendError| SeccompError::Build(e.to_string()))
         };
-        let allow_list = build(self.rules, SeccompAction::Errno(libc::EPERM as u32), SeccompAction::Allow)?;
+        let allow_list = build(
+            self.rules,
+            SeccompAction::Errno(libc::EPERM as u32),
+            SeccompAction::Allow,
+        )?;
         let clone3 = if clone3_free {
             None
         } else {
             let mut r = BTreeMap::new();
             r.insert(libc::SYS_clone3, Vec::new());
-            Some(build(r, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32))?)
+            Some(build(
+                r,
+                SeccompAction::Allow,
+                SeccompAction::Errno(libc::ENOSYS as u32),
+            )?)
         };
         Ok(SeccompPrograms { allow_list, clone3 })
     }
@@ -491,7 +535,10 @@ mod tests {
     #[test]
     fn default_profile_compiles_quickly() {
         let t = std::time::Instant::now();
-        let progs = docker_default(&CapabilitySet::docker_default()).unwrap().compile().unwrap();
+        let progs = docker_default(&CapabilitySet::docker_default())
+            .unwrap()
+            .compile()
+            .unwrap();
         assert!(progs.allow_list.len() > 300);
         assert!(progs.clone3.is_some());
         // Compiled per container start: keep it cheap (it is, by a wide margin).

@@ -15,7 +15,8 @@ pub fn switch_user(id: &Identity) -> Result<(), String> {
     let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {}", e.desc()))?;
     let gid = Gid::from_raw(id.gid);
-    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setgid {}: {}", id.gid, e.desc()))?;
+    nix::unistd::setresgid(gid, gid, gid)
+        .map_err(|e| format!("setgid {}: {}", id.gid, e.desc()))?;
     let uid = Uid::from_raw(id.uid);
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setuid {}: {}", id.uid, e.desc()))
 }

@@ -96,7 +96,10 @@ pub enum MountKind {
         #[serde(default)]
         fill: bool,
     },
-    Tmpfs { size: Option<u64>, mode: u32 },
+    Tmpfs {
+        size: Option<u64>,
+        mode: u32,
+    },
     /// A file made for this container in a private tmpfs (secrets, /etc/hosts, heredoc
     /// scripts): its bytes never touch a disk.
     File {
@@ -137,10 +140,7 @@ pub fn container_env(image_env: &[String], overrides: &[String], hostname: &str)
     let mut env: Vec<String> = Vec::new();
     let mut set = |kv: &str| {
         let name = kv.split('=').next().unwrap_or(kv);
-        match env
-            .iter_mut()
-            .find(|e| e.split('=').next() == Some(name))
-        {
+        match env.iter_mut().find(|e| e.split('=').next() == Some(name)) {
             Some(slot) => *slot = kv.to_string(),
             None => env.push(kv.to_string()),
         }
@@ -188,7 +188,13 @@ mod tests {
         let env = container_env(&v(&["A=1", "B=2"]), &v(&["B=3", "C=4"]), "h");
         assert_eq!(
             env,
-            v(&[&format!("PATH={DEFAULT_PATH}"), "HOSTNAME=h", "A=1", "B=3", "C=4"])
+            v(&[
+                &format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=h",
+                "A=1",
+                "B=3",
+                "C=4"
+            ])
         );
         let env = container_env(&v(&["PATH=/x"]), &[], "");
         assert_eq!(env, v(&["PATH=/x"]));
@@ -199,9 +205,15 @@ mod tests {
         let ep = v(&["/entry"]);
         let cmd = v(&["a", "b"]);
         assert_eq!(command_line(&ep, &cmd, None, &[]), v(&["/entry", "a", "b"]));
-        assert_eq!(command_line(&ep, &cmd, None, &v(&["x"])), v(&["/entry", "x"]));
+        assert_eq!(
+            command_line(&ep, &cmd, None, &v(&["x"])),
+            v(&["/entry", "x"])
+        );
         assert_eq!(command_line(&ep, &cmd, Some("/e2"), &[]), v(&["/e2"]));
-        assert_eq!(command_line(&ep, &cmd, Some("/e2"), &v(&["y"])), v(&["/e2", "y"]));
+        assert_eq!(
+            command_line(&ep, &cmd, Some("/e2"), &v(&["y"])),
+            v(&["/e2", "y"])
+        );
         assert_eq!(command_line(&ep, &cmd, Some(""), &v(&["sh"])), v(&["sh"]));
         assert_eq!(command_line(&[], &cmd, None, &[]), v(&["a", "b"]));
     }

@@ -62,8 +62,14 @@ pub trait Syscall {
     fn mknod(&self, path: &Path, kind: SFlag, mode: u32, dev: u64) -> nix::Result<()>;
     fn symlink(&self, target: &str, link: &Path) -> nix::Result<()>;
     fn mkdir(&self, path: &Path, mode: u32) -> nix::Result<()>;
-    fn write_file(&self, path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32)
-        -> nix::Result<()>;
+    fn write_file(
+        &self,
+        path: &Path,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> nix::Result<()>;
     /// Copy the tree at `from` into `to` when `to` is an empty directory (modes, owners and
     /// symlinks kept; symlinks are never followed).
     fn fill_empty_dir(&self, from: &Path, to: &Path) -> nix::Result<()>;
@@ -150,7 +156,11 @@ impl Syscall for Linux {
     ) -> nix::Result<()> {
         let fd = nix::fcntl::open(
             path,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_TRUNC
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOFOLLOW,
             Mode::from_bits_truncate(0o600),
         )?;
         // SAFETY: `open` just returned this descriptor and nothing else owns it.
@@ -174,7 +184,8 @@ impl Syscall for Linux {
             .next()
             .is_none();
         if empty && from.is_dir() {
-            copy_tree(from, to).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            copy_tree(from, to)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
         }
         Ok(())
     }
@@ -194,8 +205,12 @@ impl Syscall for Linux {
         };
         let rel = inside.trim_start_matches('/');
         let open = |p: &str| {
-            nix::fcntl::openat2(root_fd.as_raw_fd(), if p.is_empty() { "." } else { p }, how(OFlag::O_PATH))
-                .map(own)
+            nix::fcntl::openat2(
+                root_fd.as_raw_fd(),
+                if p.is_empty() { "." } else { p },
+                how(OFlag::O_PATH),
+            )
+            .map(own)
         };
         match open(rel) {
             Ok(fd) => return Ok((resolved(fd, inside), created)),
@@ -206,7 +221,10 @@ impl Syscall for Linux {
         // parent (never by a path string that a symlink could redirect).
         let mut parent = open("")?;
         let mut so_far = String::new();
-        let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let parts: Vec<&str> = rel
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
         for (i, part) in parts.iter().enumerate() {
             if *part == ".." {
                 return Err(Errno::EINVAL);

@@ -24,8 +24,12 @@ pub fn attach_container_side() -> Result<(), String> {
     nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {}", e.desc()))?;
     nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {}", e.desc()))?;
     let name = nix::pty::ptsname_r(&master).map_err(|e| format!("ptsname: {}", e.desc()))?;
-    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, nix::sys::stat::Mode::empty())
-        .map_err(|e| format!("opening {name}: {}", e.desc()))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("opening {name}: {}", e.desc()))?;
     channel::send(CONTROL_FD, &Report::Tty, Some(master.as_raw_fd()))
         .map_err(|e| format!("sending the terminal to kiln: {}", e.desc()))?;
     // Wait until kiln has set the window size, so the payload starts with the right one.

@@ -54,7 +54,11 @@ fn group_entries(text: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
 }
 
 /// Resolve `spec` (`""`, `name`, `uid`, `name:group`, `uid:gid`, ...).
-pub fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<Identity, UserError> {
+pub fn resolve(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<Identity, UserError> {
     let passwd = passwd.unwrap_or("");
     let group = group.unwrap_or("");
     let (user, grp) = match spec.split_once(':') {
@@ -122,9 +126,20 @@ mod tests {
 
     #[test]
     fn names_numbers_and_groups() {
-        assert_eq!(id("").unwrap(), Identity { uid: 0, gid: 0, groups: vec![10], home: "/root".into() });
+        assert_eq!(
+            id("").unwrap(),
+            Identity {
+                uid: 0,
+                gid: 0,
+                groups: vec![10],
+                home: "/root".into()
+            }
+        );
         let app = id("app").unwrap();
-        assert_eq!((app.uid, app.gid, app.groups, app.home.as_str()), (1000, 1000, vec![10, 29], "/home/app"));
+        assert_eq!(
+            (app.uid, app.gid, app.groups, app.home.as_str()),
+            (1000, 1000, vec![10, 29], "/home/app")
+        );
         assert_eq!(id("app:wheel").unwrap().gid, 10);
         assert!(id("app:wheel").unwrap().groups.is_empty());
         let n = id("4242").unwrap();

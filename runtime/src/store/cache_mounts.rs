@@ -28,7 +28,11 @@ impl Store {
         fs::create_dir_all(&base).map_err(io_err("create", &base))?;
         let name = blake3::hash(id.as_bytes()).to_hex().to_string();
         for n in 0.. {
-            let stem = if n == 0 { name.clone() } else { format!("{name}-{n}") };
+            let stem = if n == 0 {
+                name.clone()
+            } else {
+                format!("{name}-{n}")
+            };
             let dir = base.join(&stem);
             let lock = match sharing {
                 Sharing::Shared => None,
@@ -56,7 +60,8 @@ impl Store {
                 let staging = self.scratch_dir()?.keep();
                 fs::set_permissions(&staging, fs::Permissions::from_mode(mode))
                     .map_err(io_err("chmod", &staging))?;
-                std::os::unix::fs::chown(&staging, Some(uid), Some(gid)).map_err(io_err("chown", &staging))?;
+                std::os::unix::fs::chown(&staging, Some(uid), Some(gid))
+                    .map_err(io_err("chown", &staging))?;
                 if fs::rename(&staging, &dir).is_err() {
                     let _ = fs::remove_dir(&staging);
                 }
