@@ -71,14 +71,8 @@ pub fn setup(sys: &dyn Syscall, spec: &ContainerSpec, files: &FileStage) -> Resu
     }
     mask_paths(sys, root)?;
     if spec.rootfs.readonly {
-        sys.mount(
-            None,
-            root,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None,
-        )
-        .map_err(at("making the root read-only"))?;
+        sys.remount_read_only(root)
+            .map_err(at("making the root read-only"))?;
     }
     sys.pivot_root(root).map_err(at("pivot_root"))?;
     if !spec.hostname.is_empty() {
@@ -300,21 +294,7 @@ fn user_mount(
                         )))?;
                 }
             }
-            let create = if source.is_dir() {
-                Create::Dir
-            } else {
-                Create::File
-            };
-            let target = resolve(sys, root, &m.target, create, stubs)?;
-            let src = source.display().to_string();
-            sys.mount(
-                Some(&src),
-                &target.proc_path(),
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )
-            .map_err(at(what.clone()))?;
+            bind_into_root(sys, root, source, &m.target, stubs)?;
         }
         MountKind::Tmpfs { size, mode } => {
             let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
@@ -345,16 +325,7 @@ fn user_mount(
             let staged = files.dir.join(format!("f{index}"));
             sys.write_file(&staged, content, *mode, *uid, *gid)
                 .map_err(at(format!("writing the file for {}", m.target)))?;
-            let target = resolve(sys, root, &m.target, Create::File, stubs)?;
-            let src = staged.display().to_string();
-            sys.mount(
-                Some(&src),
-                &target.proc_path(),
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )
-            .map_err(at(what.clone()))?;
+            bind_into_root(sys, root, &staged, &m.target, stubs)?;
         }
         MountKind::Layers {
             layers,
@@ -373,51 +344,48 @@ fn user_mount(
                 sys.mkdir(&stack, 0o755)
                     .map_err(at(format!("staging {}", m.target)))?;
                 if mount_overlay(sys, layers, upper, &stack, true)? {
-                    sys.mount(
-                        None,
-                        &stack,
-                        None,
-                        MsFlags::MS_BIND
-                            | MsFlags::MS_REMOUNT
-                            | MsFlags::MS_RDONLY
-                            | MsFlags::MS_NODEV,
-                        None,
-                    )
-                    .map_err(at(format!("making {} read-only", m.target)))?;
+                    sys.remount_read_only(&stack)
+                        .map_err(at(format!("making {} read-only", m.target)))?;
                 }
                 let mut none = Vec::new();
                 let source = resolve(sys, &stack, subpath, Create::Nothing, &mut none)?;
-                let create = if source.proc_path().is_dir() {
-                    Create::Dir
-                } else {
-                    Create::File
-                };
-                let target = resolve(sys, root, &m.target, create, stubs)?;
-                let src = source.proc_path().display().to_string();
-                sys.mount(
-                    Some(&src),
-                    &target.proc_path(),
-                    None,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None,
-                )
-                .map_err(at(what.clone()))?;
+                bind_into_root(sys, root, &source.proc_path(), &m.target, stubs)?;
             }
         }
     }
     if readonly_remount {
         // A bind mount takes MS_RDONLY only on a remount of the new mount: resolve it again.
         let target = resolve(sys, root, &m.target, Create::Nothing, stubs)?;
-        sys.mount(
-            None,
-            &target.proc_path(),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
-            None,
-        )
-        .map_err(at(format!("making {} read-only", m.target)))?;
+        sys.remount_read_only(&target.proc_path())
+            .map_err(at(format!("making {} read-only", m.target)))?;
     }
     Ok(())
+}
+
+/// Bind `source` at `target` inside the root, the mount point made a directory or a file to
+/// match the source.
+fn bind_into_root(
+    sys: &dyn Syscall,
+    root: &Path,
+    source: &Path,
+    target: &str,
+    stubs: &mut Vec<String>,
+) -> Result<()> {
+    let create = if source.is_dir() {
+        Create::Dir
+    } else {
+        Create::File
+    };
+    let at_target = resolve(sys, root, target, create, stubs)?;
+    let src = source.display().to_string();
+    sys.mount(
+        Some(&src),
+        &at_target.proc_path(),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(at(format!("mounting {target}")))
 }
 
 /// Docker's masked paths (hidden behind /dev/null or an empty read-only tmpfs) and read-only
@@ -480,13 +448,7 @@ fn mask_paths(sys: &dyn Syscall, root: &Path) -> Result<()> {
         )
         .and_then(|()| {
             let (again, _) = sys.resolve_in_root(root, path, Create::Nothing)?;
-            sys.mount(
-                None,
-                &again.proc_path(),
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
-                None,
-            )
+            sys.remount_read_only(&again.proc_path())
         })
         .map_err(at(format!("making {path} read-only")))?;
     }
@@ -569,9 +531,8 @@ mod tests {
         assert!(pos("resolve /proc/kcore Nothing") > pos("sysfs"));
         let pivot = pos("pivot_root /b/merged");
         assert_eq!(l[pivot + 1], "sethostname h");
-        assert!(!l
-            .iter()
-            .any(|x| x.contains("MS_REMOUNT | MS_RDONLY") && x.contains("/b/merged")));
+        // A writable root is never remounted read-only.
+        assert!(!l.contains(&"remount-ro /b/merged".to_string()));
     }
 
     #[test]
@@ -579,7 +540,7 @@ mod tests {
         let l = lines(&spec(vec![], true));
         let ro = l
             .iter()
-            .position(|x| x.starts_with("mount - /b/merged - MS_RDONLY | MS_REMOUNT | MS_BIND"))
+            .position(|x| x == "remount-ro /b/merged")
             .expect("remount");
         let pivot = l.iter().position(|x| x.starts_with("pivot_root")).unwrap();
         assert!(ro < pivot);
@@ -622,12 +583,11 @@ mod tests {
             .expect("bind");
         assert_eq!(l[bind - 1], "resolve /data File");
         assert_eq!(l[bind + 1], "resolve /data Nothing");
-        assert_eq!(
-            l[bind + 2],
-            "mount - <root>/data - MS_RDONLY | MS_REMOUNT | MS_BIND | MS_REC -"
-        );
+        assert_eq!(l[bind + 2], "remount-ro <root>/data");
         assert!(l.contains(&"write /b/scratch/f1 1 bytes 644 0:0".to_string()));
-        assert!(l.contains(&"mount /b/scratch/f1 <root>/etc/hosts - MS_BIND -".to_string()));
+        assert!(
+            l.contains(&"mount /b/scratch/f1 <root>/etc/hosts - MS_BIND | MS_REC -".to_string())
+        );
         assert!(l.contains(
             &"mount tmpfs <root>/t tmpfs MS_NOSUID | MS_NODEV mode=1777,size=1024".to_string()
         ));

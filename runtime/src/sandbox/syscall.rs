@@ -56,6 +56,9 @@ pub trait Syscall {
         data: Option<&str>,
     ) -> nix::Result<()>;
     fn umount(&self, target: &Path, flags: MntFlags) -> nix::Result<()>;
+    /// Make the mount at `target` read-only, keeping its other flags (nosuid, nodev, noexec:
+    /// a bind remount replaces them all, so they are read back first).
+    fn remount_read_only(&self, target: &Path) -> nix::Result<()>;
     fn pivot_root(&self, new_root: &Path) -> nix::Result<()>;
     fn chdir(&self, path: &Path) -> nix::Result<()>;
     fn sethostname(&self, name: &str) -> nix::Result<()>;
@@ -105,6 +108,25 @@ impl Syscall for Linux {
 
     fn umount(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
         nix::mount::umount2(target, flags)
+    }
+
+    fn remount_read_only(&self, target: &Path) -> nix::Result<()> {
+        use nix::sys::statvfs::FsFlags;
+        let current = nix::sys::statvfs::statvfs(target)?.flags();
+        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        for (have, keep) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if current.contains(have) {
+                flags |= keep;
+            }
+        }
+        nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
     }
 
     fn pivot_root(&self, new_root: &Path) -> nix::Result<()> {
@@ -379,6 +401,10 @@ impl Syscall for Recorder {
 
     fn umount(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
         self.log(format!("umount {} {flags:?}", target.display()))
+    }
+
+    fn remount_read_only(&self, target: &Path) -> nix::Result<()> {
+        self.log(format!("remount-ro {}", target.display()))
     }
 
     fn pivot_root(&self, new_root: &Path) -> nix::Result<()> {
