@@ -241,6 +241,14 @@ pub fn parse_mount(
     let err = |msg: String, label: &str, help: String| {
         DockerfileError::at(msg, span, label).with_help(help)
     };
+    // BuildKit's refusal of a key the mount's type does not take.
+    let wrong_type = |key: &str, kind: MountType, help: &str| {
+        err(
+            format!("unexpected key '{key}' for mount type '{}'", kind.as_str()),
+            "not for this type",
+            help.to_string(),
+        )
+    };
     let mut ro_auto = true;
     for field in &fields {
         let (key, value) = match field.split_once('=') {
@@ -261,13 +269,10 @@ pub fn parse_mount(
                     m.required = true;
                 }
                 "required" => {
-                    return Err(err(
-                        format!(
-                            "unexpected key '{key}' for mount type '{}'",
-                            m.kind.as_str()
-                        ),
-                        "not for this type",
-                        "required applies to secret and ssh mounts; put type= before it".into(),
+                    return Err(wrong_type(
+                        &key,
+                        m.kind,
+                        "required applies to secret and ssh mounts; put type= before it",
                     ))
                 }
                 _ => {
@@ -331,26 +336,20 @@ pub fn parse_mount(
             }
             "required" => {
                 if !matches!(m.kind, MountType::Secret | MountType::Ssh) {
-                    return Err(err(
-                        format!(
-                            "unexpected key '{key}' for mount type '{}'",
-                            m.kind.as_str()
-                        ),
-                        "not for this type",
-                        "required applies to secret and ssh mounts; put type= before it".into(),
+                    return Err(wrong_type(
+                        &key,
+                        m.kind,
+                        "required applies to secret and ssh mounts; put type= before it",
                     ));
                 }
                 m.required = parse_bool(&value).ok_or_else(|| bad_bool(&key, &value))?;
             }
             "size" => {
                 if m.kind != MountType::Tmpfs {
-                    return Err(err(
-                        format!(
-                            "unexpected key '{key}' for mount type '{}'",
-                            m.kind.as_str()
-                        ),
-                        "not for this type",
-                        "size applies to tmpfs mounts; put type=tmpfs before it".into(),
+                    return Err(wrong_type(
+                        &key,
+                        m.kind,
+                        "size applies to tmpfs mounts; put type=tmpfs before it",
                     ));
                 }
                 m.size = ram_in_bytes(&value).ok_or_else(|| {
