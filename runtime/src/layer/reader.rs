@@ -13,17 +13,28 @@
 //! - symlink targets are kept as written: they are resolved inside the image, clamped to its
 //!   root (see `view::FsView::resolve`), never on the host.
 //!
+//! Structure rules (what `kiln import` and `kiln load` refuse, and what extraction needs):
+//! - every entry's data lies inside the tar: a tar that ends inside an entry, or a header
+//!   whose size runs past the end, is `Malformed` naming the entry (the seekable scan, which
+//!   skips data, checks this against the length of the input);
+//! - a hardlink names a regular file (or a hardlink to one) that appears earlier in the same
+//!   layer and was not replaced since: a hardlink to a missing path, a symlink, a directory
+//!   or a device is `HardlinkTarget`.
+//!
+//! Every check is linear in the size of the tar: symlinks are looked up component by
+//! component (`SymlinkIndex`), never by hashing each ancestor path anew.
+//!
 //! Whiteouts: `<dir>/.wh.<name>` is `Whiteout` at `<dir>/<name>`, `<dir>/.wh..wh..opq` is
 //! `OpaqueDir` at `<dir>` (the empty path for the root), other `.wh..wh.*` names (AUFS
 //! metadata) are skipped as docker does. The root directory entry (`./`) is skipped.
 
 use super::path::{
-    ancestors, clean_archive_path, file_name, join, parent, OPAQUE_MARKER, WHITEOUT_META_PREFIX,
+    clean_archive_path, file_name, join, parent, OPAQUE_MARKER, WHITEOUT_META_PREFIX,
     WHITEOUT_PREFIX,
 };
 use super::{Entry, EntryKind, FileSource, LayerError};
-use std::collections::HashSet;
-use std::io::Read;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// One entry of a layer tar as read back.
@@ -111,7 +122,9 @@ impl ScannedEntry {
     }
 }
 
-/// Reads every entry of an uncompressed layer tar, in archive order, refusing unsafe ones.
+/// Reads every entry of an uncompressed layer tar, in archive order, refusing unsafe ones
+/// and malformed ones (see the module docs). Reads the whole input, data included, so a
+/// caller can hash the same bytes as they pass (one pass over the layer).
 pub fn scan_layer<R: Read>(reader: R) -> Result<Vec<ScannedEntry>, LayerError> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| malformed("", &e))?;
@@ -119,17 +132,40 @@ pub fn scan_layer<R: Read>(reader: R) -> Result<Vec<ScannedEntry>, LayerError> {
 }
 
 /// [`scan_layer`] for a seekable layer (a file): file data is skipped, not read, so only the
-/// headers are read from disk.
-pub fn scan_layer_seekable<R: Read + std::io::Seek>(
-    reader: R,
-) -> Result<Vec<ScannedEntry>, LayerError> {
+/// headers are read from disk; every entry's data is checked to end inside the input.
+pub fn scan_layer_seekable<R: Read + Seek>(reader: R) -> Result<Vec<ScannedEntry>, LayerError> {
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries_with_seek().map_err(|e| malformed("", &e))?;
-    scan_entries(entries)
+    let scanned = {
+        let entries = archive.entries_with_seek().map_err(|e| malformed("", &e))?;
+        scan_entries(entries)?
+    };
+    let length = archive
+        .into_inner()
+        .seek(SeekFrom::End(0))
+        .map_err(|e| malformed("", &e))?;
+    // Skipping data seeks, and a seek past the end succeeds: a size past the end shows only
+    // here (the tar crate then reads no further header and stops as if the archive ended).
+    for entry in &scanned {
+        if let ScannedKind::File { size, data_offset } = entry.kind {
+            let end = data_offset.saturating_add(size);
+            if end > length {
+                return Err(LayerError::Malformed {
+                    detail: format!(
+                        "entry `{}` claims {size} bytes of data, but the tar ends {} bytes \
+                         after its header",
+                        entry.path,
+                        length.saturating_sub(data_offset)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(scanned)
 }
 
 fn scan_entries<R: Read>(entries: tar::Entries<'_, R>) -> Result<Vec<ScannedEntry>, LayerError> {
-    let mut symlinks: HashSet<String> = HashSet::new();
+    let mut symlinks = SymlinkIndex::default();
+    let mut files = RegularFiles::default();
     let mut scanned = Vec::new();
     let mut last_path = String::new();
     for item in entries {
@@ -137,17 +173,115 @@ fn scan_entries<R: Read>(entries: tar::Entries<'_, R>) -> Result<Vec<ScannedEntr
         let raw_path = entry.path_bytes().into_owned();
         last_path = String::from_utf8_lossy(&raw_path).into_owned();
         if let Some(found) = scan_one(&mut entry, &raw_path, &last_path, &mut symlinks)? {
+            files.record(&found)?;
             scanned.push(found);
         }
     }
     Ok(scanned)
 }
 
+/// The paths of a layer that are regular files so far, in archive order: what a hardlink
+/// may name.
+#[derive(Default)]
+struct RegularFiles {
+    paths: BTreeSet<String>,
+}
+
+impl RegularFiles {
+    fn record(&mut self, entry: &ScannedEntry) -> Result<(), LayerError> {
+        match &entry.kind {
+            // A whiteout or an opaque marker hides lower layers only, never this layer's
+            // own entries.
+            ScannedKind::Whiteout | ScannedKind::OpaqueDir => return Ok(()),
+            ScannedKind::Hardlink { target } if !self.paths.contains(target) => {
+                return Err(LayerError::HardlinkTarget {
+                    path: entry.path.clone(),
+                    target: target.clone(),
+                })
+            }
+            _ => {}
+        }
+        let path = &entry.path;
+        match &entry.kind {
+            ScannedKind::Dir => {
+                self.paths.remove(path);
+            }
+            ScannedKind::File { .. } | ScannedKind::Hardlink { .. } => {
+                self.remove_below(path);
+                self.paths.insert(path.clone());
+            }
+            _ => {
+                self.remove_below(path);
+                self.paths.remove(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// A non-directory replaces a directory and everything below it.
+    fn remove_below(&mut self, path: &str) {
+        let below: Vec<String> = self
+            .paths
+            .range(format!("{path}/")..format!("{path}0"))
+            .cloned()
+            .collect();
+        for gone in below {
+            self.paths.remove(&gone);
+        }
+    }
+}
+
+/// The symlinks seen so far in a layer, as a tree of path components, so that finding
+/// whether any ancestor of a path is one costs one lookup per component.
+#[derive(Default)]
+struct SymlinkIndex {
+    /// Node 0 is the root; each node's children by component name.
+    children: Vec<HashMap<Box<str>, usize>>,
+    is_symlink: Vec<bool>,
+}
+
+impl SymlinkIndex {
+    fn insert(&mut self, path: &str) {
+        if self.children.is_empty() {
+            self.children.push(HashMap::new());
+            self.is_symlink.push(false);
+        }
+        let mut node = 0;
+        for component in path.split('/') {
+            let next = self.children.len();
+            let Some(children) = self.children.get_mut(node) else {
+                return;
+            };
+            node = *children.entry(component.into()).or_insert(next);
+            if node == next {
+                self.children.push(HashMap::new());
+                self.is_symlink.push(false);
+            }
+        }
+        if let Some(flag) = self.is_symlink.get_mut(node) {
+            *flag = true;
+        }
+    }
+
+    /// The first proper ancestor of `path` that is a symlink.
+    fn symlink_ancestor<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let mut node = 0;
+        for (end, _) in path.match_indices('/') {
+            let component = file_name(path.get(..end)?);
+            node = *self.children.get(node)?.get(component)?;
+            if self.is_symlink.get(node).copied().unwrap_or(false) {
+                return path.get(..end);
+            }
+        }
+        None
+    }
+}
+
 fn scan_one<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     raw_path: &[u8],
     shown: &str,
-    symlinks: &mut HashSet<String>,
+    symlinks: &mut SymlinkIndex,
 ) -> Result<Option<ScannedEntry>, LayerError> {
     let entry_type = entry.header().entry_type();
     if entry_type.is_pax_global_extensions() {
@@ -194,7 +328,7 @@ fn scan_one<R: Read>(
             tar::EntryType::Directory => ScannedKind::Dir,
             tar::EntryType::Symlink => {
                 let target = link_text(entry, shown)?;
-                symlinks.insert(cleaned.clone());
+                symlinks.insert(&cleaned);
                 ScannedKind::Symlink { target }
             }
             tar::EntryType::Link => {
@@ -249,9 +383,9 @@ fn scan_one<R: Read>(
 fn refuse_symlink_parent(
     shown: &str,
     path: &str,
-    symlinks: &HashSet<String>,
+    symlinks: &SymlinkIndex,
 ) -> Result<(), LayerError> {
-    match ancestors(path).find(|a| symlinks.contains(*a)) {
+    match symlinks.symlink_ancestor(path) {
         Some(link) => Err(LayerError::Escape {
             entry: shown.to_string(),
             reason: format!("its path goes through `{link}`, a symlink of the same layer"),

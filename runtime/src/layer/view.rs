@@ -18,7 +18,7 @@
 //! - a hardlink becomes a second file sharing the target's data location, with its own
 //!   metadata; the writer re-links files that share a data location.
 
-use super::path::{ancestors, join};
+use super::path::parent;
 use super::reader::{scan_layer_seekable, ScannedKind};
 use super::{Entry, EntryKind, FileSource, LayerError};
 use std::collections::BTreeMap;
@@ -167,12 +167,16 @@ impl FsView {
 
     /// Makes every ancestor of `path` a directory: missing ones are created, lower
     /// non-directories (symlinks included) are replaced, existing directories are kept.
+    ///
+    /// Every path in the view has directories for all its ancestors (inserting keeps this,
+    /// and removing takes whole subtrees), so the walk up stops at the first directory it
+    /// finds: the cost is one lookup per parent created, not one per ancestor of every path.
     fn ensure_parent_dirs(&mut self, path: &str) {
-        for ancestor in ancestors(path) {
-            if !self.entries.get(ancestor).is_some_and(ViewEntry::is_dir) {
-                self.entries
-                    .insert(ancestor.to_string(), ViewEntry::implicit_dir());
-            }
+        let mut dir = parent(path);
+        while !dir.is_empty() && !self.entries.get(dir).is_some_and(ViewEntry::is_dir) {
+            // A non-directory has nothing below it: replacing it removes nothing else.
+            self.entries.insert(dir.to_string(), ViewEntry::implicit_dir());
+            dir = parent(dir);
         }
     }
 
@@ -206,34 +210,43 @@ impl FsView {
     /// relative path (empty for the root), or `None` when a component does not exist, a
     /// parent is not a directory, or more than `MAX_SYMLINKS` symlinks were followed.
     pub fn resolve(&self, path: &str, follow_final_symlink: bool) -> Option<String> {
-        let mut done: Vec<String> = Vec::new();
+        // The real path so far, and where each of its components starts (so `..` and a
+        // failed step cost the length of one component, not of the whole path).
+        let mut done = String::new();
+        let mut starts: Vec<usize> = Vec::new();
         let mut todo: Vec<String> = components(path).rev().map(str::to_string).collect();
         let mut followed = 0;
         while let Some(component) = todo.pop() {
             if component == ".." {
-                done.pop();
+                done.truncate(starts.pop().unwrap_or(0));
                 continue;
             }
-            let candidate = join(&done.join("/"), &component);
-            let entry = self.entries.get(&candidate)?;
+            let start = done.len();
+            if !done.is_empty() {
+                done.push('/');
+            }
+            done.push_str(&component);
+            let entry = self.entries.get(&done)?;
             let is_final = todo.is_empty();
             match &entry.kind {
                 ViewKind::Symlink { target } if !is_final || follow_final_symlink => {
+                    done.truncate(start);
                     followed += 1;
                     if followed > MAX_SYMLINKS {
                         return None;
                     }
                     if target.starts_with('/') {
                         done.clear();
+                        starts.clear();
                     }
                     todo.extend(components(target).rev().map(str::to_string));
                 }
-                ViewKind::Dir => done.push(component),
-                _ if is_final => done.push(component),
+                ViewKind::Dir => starts.push(start),
+                _ if is_final => starts.push(start),
                 _ => return None,
             }
         }
-        Some(done.join("/"))
+        Some(done)
     }
 
     /// Reads the whole content of the regular file at `path` (symlinks followed).
