@@ -186,3 +186,20 @@ fn refuses_unsafe_or_broken_tarballs_and_leaves_the_store_alone() {
     assert!(matches!(err, ImportError::Read { .. }), "{err:?}");
     assert_eq!(listing(&dir.path().join("store")), before);
 }
+
+/// The structure checks `kiln load` shares: each broken layer is refused naming its entry.
+#[test]
+fn refuses_tarballs_with_broken_structure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let before = listing(&dir.path().join("store"));
+    for (what, layer, entry) in hostile_layers() {
+        let path = dir.path().join("bad.tar");
+        std::fs::write(&path, &layer).unwrap();
+        let err = import(&store, &path, None, 0).unwrap_err();
+        assert!(matches!(err, ImportError::BadTarball { .. }), "{what}: {err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("`{entry}`")), "{what}: {text}");
+    }
+    assert_eq!(listing(&dir.path().join("store")), before);
+}

@@ -447,3 +447,48 @@ fn refuses_things_that_are_not_image_archives() {
     let err = assert_refused(&[0x55u8; 4096], &["not a tar archive"]);
     assert!(matches!(err, LoadError::NotATar), "{err:?}");
 }
+
+/// A layer whose digest matches but whose tar structure is broken is refused, naming the
+/// layer and the entry, as `kiln import` refuses the same bytes.
+#[test]
+fn refuses_layers_with_broken_structure_even_when_the_digest_matches() {
+    for (what, layer, entry) in hostile_layers() {
+        let (tar, _) = legacy_archive(std::slice::from_ref(&layer), &["bad:1"], None);
+        let err = assert_refused(&tar, &["layer.tar", &format!("`{entry}`")]);
+        assert!(matches!(err, LoadError::BadLayer { .. }), "{what}: {err:?}");
+    }
+}
+
+/// Entry names are compared as bytes: `\xff/layer.tar` is not the manifest's
+/// `\u{fffd}/layer.tar`.
+#[test]
+fn entry_names_are_compared_as_bytes() {
+    let layer = layer_tar(&[("f", b"f")]);
+    let named = "\u{fffd}/layer.tar";
+    let (tar, _) = legacy_archive(std::slice::from_ref(&layer), &["n:1"], Some(vec![named.into()]));
+    // The archive has `<dir>/layer.tar`; add `\xff/layer.tar` with the layer's bytes.
+    let mut raw = tar[..tar.len() - 1024].to_vec();
+    let mut entry = raw_entry("X/layer.tar", b'0', "", &layer);
+    entry[0] = 0xff;
+    entry[148..156].copy_from_slice(b"        ");
+    let sum: u32 = entry[..512].iter().map(|&b| u32::from(b)).sum();
+    entry[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    raw.extend(entry);
+    let err = assert_refused(&raw_end(raw), &[named, "not in the tarball"]);
+    assert!(matches!(err, LoadError::MissingFile { .. }), "{err:?}");
+}
+
+#[test]
+fn a_symlink_loop_is_named_as_one() {
+    let layer = layer_tar(&[("f", b"f")]);
+    let (tar, _) = legacy_archive(
+        std::slice::from_ref(&layer),
+        &["l:1"],
+        Some(vec!["loop/a".into()]),
+    );
+    let mut raw = tar[..tar.len() - 1024].to_vec();
+    raw.extend(raw_entry("loop/a", b'2', "b", b""));
+    raw.extend(raw_entry("loop/b", b'2', "a", b""));
+    let err = assert_refused(&raw_end(raw), &["loop/a", "symlink", "loop"]);
+    assert!(matches!(err, LoadError::LinkLoop { .. }), "{err:?}");
+}

@@ -2,7 +2,8 @@
 //!
 //! A tarball is kept as given: its decompressed bytes (plain, gzip, bzip2, xz or zstd) become
 //! the layer, never re-tarred, so the image depends only on those bytes; its entries are
-//! checked with the layer module's path-safety rules (`layer::scan_layer`) first. A directory
+//! checked with the layer module's path-safety and structure rules (`layer::scan_layer`) in
+//! the same single pass that writes and hashes them (nothing is stored when they fail). A directory
 //! becomes a deterministic layer (`layer::write_layer`): every file with its mode and numeric
 //! owner as on disk (as `tar --numeric-owner` would keep them), every mtime set to the
 //! image's `created` time, symlinks stored as links (never followed).
@@ -12,7 +13,7 @@
 //! Must not: follow symlinks out of a source directory.
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,7 @@ use crate::layer::{self, LayerError};
 use crate::oci::{
     time, Descriptor, Digest, History, ImageConfig, Platform, RootFs, MEDIA_TYPE_OCI_LAYER,
 };
-use crate::store::{Image, Store, StoreError};
+use crate::store::{BlobWriter, Image, Store, StoreError};
 
 const READ_BUFFER: usize = 1 << 20;
 
@@ -99,26 +100,69 @@ pub fn import(
     Ok(store.save_image(&config, &[layer], &tags)?)
 }
 
-/// Stores the decompressed tarball as an uncompressed layer blob after checking its entries.
+/// Stores the decompressed tarball as an uncompressed layer blob, checking its entries
+/// (`layer::scan_layer`) in the same pass that writes and hashes it.
 fn import_tarball(store: &Store, path: &Path) -> Result<Descriptor, ImportError> {
     let file = File::open(path).map_err(|error| ImportError::Read {
         path: path.to_path_buf(),
         error,
     })?;
-    let (_, mut reader) = layer::decompress_auto(BufReader::with_capacity(READ_BUFFER, file))?;
-    let mut w = store.blob_writer()?;
-    io::copy(&mut reader, &mut w).map_err(|error| ImportError::Read {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let staged = w.stage()?;
-    let check = BufReader::with_capacity(READ_BUFFER, staged.open()?);
-    layer::scan_layer(check).map_err(|e| ImportError::BadTarball {
+    let (_, reader) = layer::decompress_auto(BufReader::with_capacity(READ_BUFFER, file))?;
+    let mut copying = CopyingReader {
+        inner: reader,
+        out: store.blob_writer()?,
+        write_error: None,
+    };
+    let scanned = layer::scan_layer(&mut copying);
+    // The bytes after the last entry (the end-of-archive blocks) belong to the layer too.
+    let rest = scanned
+        .as_ref()
+        .ok()
+        .map(|_| io::copy(&mut copying, &mut io::sink()));
+    let CopyingReader {
+        out, write_error, ..
+    } = copying;
+    // A failed write (a full disk) is the store's error, not the input's.
+    if let Some(error) = write_error {
+        return Err(StoreError::Io {
+            action: "write a staged layer for",
+            path: out.path().to_path_buf(),
+            error,
+        }
+        .into());
+    }
+    scanned.map_err(|e| ImportError::BadTarball {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
-    let (digest, size) = staged.commit(None)?;
+    if let Some(Err(error)) = rest {
+        return Err(ImportError::Read {
+            path: path.to_path_buf(),
+            error,
+        });
+    }
+    let (digest, size) = out.commit(None)?;
     Ok(Descriptor::new(MEDIA_TYPE_OCI_LAYER, digest, size))
+}
+
+/// A reader that writes everything read through it to `out`, keeping the first write
+/// error apart from read errors.
+struct CopyingReader<'s, R> {
+    inner: R,
+    out: BlobWriter<'s>,
+    write_error: Option<io::Error>,
+}
+
+impl<R: Read> Read for CopyingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(error) = self.out.write_all(buf.get(..n).unwrap_or(&[])) {
+            let shown = io::Error::new(error.kind(), error.to_string());
+            self.write_error = Some(error);
+            return Err(shown);
+        }
+        Ok(n)
+    }
 }
 
 /// Writes the directory tree under `dir` as a deterministic layer blob.

@@ -67,6 +67,16 @@ pub enum LoadError {
         help("the tarball is incomplete or was edited by hand")
     )]
     MissingFile { path: String, referenced_by: String },
+    #[error("`{path}`, named in {referenced_by}, is a symlink that does not reach a file within {hops} links (a loop?)")]
+    #[diagnostic(
+        code(kiln::load::link_loop),
+        help("the tarball's symlinks point at each other; it is corrupt or crafted")
+    )]
+    LinkLoop {
+        path: String,
+        referenced_by: String,
+        hops: usize,
+    },
     #[error("blob `{path}` has digest {actual}, but {expected} was expected")]
     #[diagnostic(
         code(kiln::load::blob_digest),
@@ -156,7 +166,11 @@ impl<'s> ArchiveFiles<'s> {
                 None => return Err(missing()),
             }
         }
-        Err(missing())
+        Err(LoadError::LinkLoop {
+            path: path.to_string(),
+            referenced_by: referenced_by.to_string(),
+            hops: MAX_LINK_HOPS,
+        })
     }
 
     fn staged(&self, path: &str) -> Option<&StagedBlob<'s>> {
@@ -246,7 +260,13 @@ fn read_archive<'s>(
             other => other,
         })?;
         first = false;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        // Names are compared as bytes: every name the JSON files give is UTF-8, so an entry
+        // whose name is not (`\xff/layer.tar`) can be named by none of them (decoding it
+        // lossily would make it `\u{fffd}/layer.tar`, which a manifest can name). It is
+        // skipped, and so is a link to such a name.
+        let Ok(raw) = String::from_utf8(entry.path_bytes().into_owned()) else {
+            continue;
+        };
         let path = clean_path(&raw).ok_or_else(|| LoadError::EntryEscapes { path: raw.clone() })?;
         let kind = entry.header().entry_type();
         if kind.is_file() {
@@ -276,10 +296,12 @@ fn read_archive<'s>(
             }
             files.insert(path, ArchiveFile::Staged(w.stage()?));
         } else if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry
+            let Some(Ok(target)) = entry
                 .link_name_bytes()
-                .map(|t| String::from_utf8_lossy(t.as_ref()).into_owned())
-                .unwrap_or_default();
+                .map(|t| String::from_utf8(t.into_owned()))
+            else {
+                continue;
+            };
             let joined = if kind.is_symlink() {
                 match path.rsplit_once('/') {
                     Some((dir, _)) => format!("{dir}/{target}"),
@@ -547,8 +569,11 @@ fn collect_manifests(
     Ok(())
 }
 
-/// Reads a layer (decompressing as its first bytes say), checks every entry's path with the
-/// layer module's safety rules (`layer::scan_layer`), and returns its compression and diff_id.
+/// Reads a layer (decompressing as its first bytes say), checks every entry with the layer
+/// module's path-safety and structure rules (`layer::scan_layer`: data inside the tar,
+/// hardlinks to earlier regular files), and returns its compression and diff_id. A
+/// compressed layer is decompressed, hashed and checked in one pass; an uncompressed one was
+/// hashed while it was staged, and its headers are checked against its length here.
 fn verify_layer(staged: &StagedBlob<'_>, path: &str) -> Result<(Compression, Digest), LoadError> {
     let bad = |detail: String| LoadError::BadLayer {
         path: path.to_string(),

@@ -61,6 +61,19 @@ pub fn clean_archive_path(raw: &[u8]) -> Result<String, LayerError> {
             reason: "contains a NUL byte",
         });
     }
+    // Most paths are clean already (at most a leading `/` or `./` and a trailing `/`):
+    // return them without rebuilding, as rebuilding costs a copy per component.
+    let trimmed = text
+        .strip_prefix("./")
+        .unwrap_or(text)
+        .trim_start_matches('/')
+        .trim_end_matches('/');
+    if !trimmed
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Ok(trimmed.to_string());
+    }
     let mut parts: Vec<&str> = Vec::new();
     for component in text.split('/') {
         match component {

@@ -28,6 +28,11 @@ impl<'s> BlobWriter<'s> {
         self.out.size()
     }
 
+    /// The staging file in the store's tmp directory (for messages about writing it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Finishes writing and keeps the data staged (not yet in the store): its digest is known
     /// and it can be read back, then committed or dropped.
     pub fn stage(self) -> Result<StagedBlob<'s>> {

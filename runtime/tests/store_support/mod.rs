@@ -188,3 +188,26 @@ pub fn run(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Layer tars that are broken in structure, each with the entry a refusal must name:
+/// truncated inside a file's data, a header whose size runs far past the end, a hardlink to
+/// a missing entry, a hardlink to a symlink.
+pub fn hostile_layers() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let whole = raw_end(raw_entry("big", b'0', "", &[7u8; 5000]));
+    let truncated = whole[..512 + 1000].to_vec();
+    let mut past_end = raw_end(raw_entry("huge", b'0', "", b"small"));
+    past_end[124..135].copy_from_slice(format!("{:011o}", 1u64 << 32).as_bytes());
+    past_end[148..156].copy_from_slice(b"        ");
+    let sum: u32 = past_end[..512].iter().map(|&b| u32::from(b)).sum();
+    past_end[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut to_missing = raw_entry("a", b'0', "", b"x");
+    to_missing.extend(raw_entry("link", b'1', "nothere", b""));
+    let mut to_symlink = raw_entry("s", b'2', "/etc/passwd", b"");
+    to_symlink.extend(raw_entry("link", b'1', "s", b""));
+    vec![
+        ("truncated", truncated, "big"),
+        ("size past the end", past_end, "huge"),
+        ("hardlink to a missing entry", raw_end(to_missing), "link"),
+        ("hardlink to a symlink", raw_end(to_symlink), "link"),
+    ]
+}
