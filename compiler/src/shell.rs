@@ -113,7 +113,14 @@ pub enum ExpandErrorKind {
     Required { name: String, message: String },
     /// A `#`, `%` or `/` pattern with an escape other than `\*`, `\?`, `\\`.
     InvalidPattern { pattern: String, reason: String },
+    /// The expanded word would be longer than `limit` bytes (see [`MAX_EXPANSION`]).
+    TooLong { limit: usize },
 }
+
+/// The most bytes one expanded word may have: far above any real Dockerfile (whose source
+/// may have at most 10 MiB), and low enough that variables doubling at every level
+/// (`ARG A2=${A1}${A1}`) stop within a few steps instead of exhausting memory.
+pub const MAX_EXPANSION: usize = 1 << 20;
 
 impl fmt::Display for ExpandErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -134,6 +141,11 @@ impl fmt::Display for ExpandErrorKind {
             ExpandErrorKind::InvalidPattern { pattern, reason } => {
                 write!(f, "invalid pattern ({pattern}) in substitution: {reason}")
             }
+            ExpandErrorKind::TooLong { limit } => write!(
+                f,
+                "this expansion produces more than {} MiB, the most one word may expand to",
+                limit >> 20
+            ),
         }
     }
 }
@@ -162,6 +174,11 @@ impl ExpandErrorKind {
             ExpandErrorKind::InvalidPattern { .. } => {
                 Some("in patterns only '*', '?' and '\\' can be escaped".to_string())
             }
+            ExpandErrorKind::TooLong { .. } => Some(
+                "variables that reference each other several times grow with every level; \
+                 pass large values as files (COPY) instead"
+                    .to_string(),
+            ),
         }
     }
 }
@@ -735,8 +752,26 @@ impl<'l, 's, 'e> Scanner<'l, 's, 'e> {
         }
     }
 
-    /// BuildKit's `processDollar`; the cursor is on the `$`.
+    /// [`Scanner::expand_dollar`], then the bound on what one expansion may produce: a
+    /// word longer than [`MAX_EXPANSION`] is an error at the `$` that made it so (values
+    /// fed in are bounded the same way, so `out` never grows past twice the bound).
     fn dollar(&mut self, out: &mut String) -> Result<(), ExpandError> {
+        let dollar = self.pos;
+        self.expand_dollar(out)?;
+        if out.len() + self.words.current.len() > MAX_EXPANSION {
+            return Err(ExpandError::new(
+                ExpandErrorKind::TooLong {
+                    limit: MAX_EXPANSION,
+                },
+                dollar,
+                self.pos,
+            ));
+        }
+        Ok(())
+    }
+
+    /// BuildKit's `processDollar`; the cursor is on the `$`.
+    fn expand_dollar(&mut self, out: &mut String) -> Result<(), ExpandError> {
         let dollar = self.pos;
         self.pos += 1;
         if self.peek() != Some('{') {

@@ -600,3 +600,22 @@ fn lexer_is_reusable_and_shareable() {
         assert_eq!(h.join().ok(), Some(true));
     }
 }
+
+/// One word may expand to at most `MAX_EXPANSION` bytes; the error points at the `$` that
+/// crosses the bound, and a value just under the bound is kept whole.
+#[test]
+fn expansion_is_bounded() {
+    use kiln_compiler::shell::MAX_EXPANSION;
+    let half = "x".repeat(MAX_EXPANSION / 2);
+    let env = vec![("H".to_string(), half.clone())];
+    let lexer = Lexer::default();
+    let whole = lexer.expand_word("${H}$H", &env).unwrap();
+    assert_eq!(whole.value.len(), MAX_EXPANSION);
+    let err = lexer.expand_word("ab${H}$H$H", &env).unwrap_err();
+    assert_eq!(err.kind, ExpandErrorKind::TooLong { limit: MAX_EXPANSION });
+    // `ab` and two halves already pass the bound: the second `$H` crosses it.
+    assert_eq!((err.offset, err.len), (6, 2), "{err:?}");
+    assert!(err.to_string().contains("1 MiB"), "{err}");
+    let nested = lexer.expand_word("${U:-$H$H$H}", &env).unwrap_err();
+    assert!(matches!(nested.kind, ExpandErrorKind::TooLong { .. }), "{nested:?}");
+}

@@ -230,6 +230,11 @@ struct PendingNode {
     origin: Origin,
 }
 
+/// The most bytes all the variable expansions of one Dockerfile may produce together (one
+/// word may produce at most `shell::MAX_EXPANSION`): far above any real Dockerfile, and a
+/// bound on what chained ARGs can make the planner allocate.
+pub const MAX_EXPANDED_TOTAL: usize = 64 << 20;
+
 struct Lowerer<'a> {
     source: &'a str,
     lexer: Lexer,
@@ -246,6 +251,8 @@ struct Lowerer<'a> {
     base_nodes: HashMap<String, (NodeId, Option<ResolvedImage>)>,
     consumed_args: HashSet<String>,
     warnings: Vec<Warning>,
+    /// Bytes produced by expansions so far (bounded by `MAX_EXPANDED_TOTAL`).
+    expanded: usize,
     epoch: u64,
 }
 
@@ -278,6 +285,7 @@ impl<'a> Lowerer<'a> {
             base_nodes: HashMap::new(),
             consumed_args: HashSet::new(),
             warnings: Vec::new(),
+            expanded: 0,
             epoch: opts.source_date_epoch.unwrap_or(0),
         };
         lw.split_stages()?;
@@ -456,6 +464,22 @@ impl<'a> Lowerer<'a> {
         let node = &self.typed[instr].node;
         match self.lexer.expand_word(word, &env) {
             Ok(e) => {
+                self.expanded = self.expanded.saturating_add(e.value.len());
+                if self.expanded > MAX_EXPANDED_TOTAL {
+                    let span = node.span_of(self.source, word);
+                    return Err(DockerfileError::at(
+                        format!(
+                            "the Dockerfile's variable expansions produce more than {} MiB in all",
+                            MAX_EXPANDED_TOTAL >> 20
+                        ),
+                        span,
+                        "this expansion crosses the bound",
+                    )
+                    .with_help(
+                        "variables that reference each other several times grow with every \
+                         level; pass large values as files (COPY) instead",
+                    ));
+                }
                 for var in e.unset {
                     let span = node.span_of(self.source, &var);
                     self.warnings.push(Warning {
