@@ -1,6 +1,9 @@
 //! The builder's RUN logic with a fake step runner (no sandbox, no root): the spec it is
 //! handed, the layer made from what the step leaves in the upper directory, the cache, a
-//! failing step, and secrets that never reach the store.
+//! failing step, secrets that never reach the store, and the base image a plan names being
+//! the one built from even when its tag moves between planning and building.
+
+mod store_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -178,4 +181,67 @@ fn a_required_secret_that_was_not_given_is_an_error() {
     let err = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap_err();
     assert!(format!("{:?}", miette::Report::new(err)).contains("secret x not found"));
     assert!(fake.specs.lock().unwrap().is_empty());
+}
+
+/// The plan names its base image by manifest digest: re-tagging the base between planning
+/// and building changes nothing, and once the planned image is gone the build fails (it
+/// never falls back to whatever the tag names now).
+#[test]
+fn a_base_image_retagged_between_plan_and_build_is_not_used() {
+    use store_support::make_image;
+    let root = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    std::fs::write(ctx.path().join("f"), b"f").unwrap();
+    let planned = make_image(&store, &[&[("planned", b"a")]], "a", &["base:1"]);
+    let p = plan(ctx.path(), "FROM base:1\nCOPY f /f\n", &store);
+    let other = make_image(&store, &[&[("other", b"b")]], "b", &["base:1"]);
+    assert_eq!(store.image("base:1").unwrap().manifest_digest, other.manifest_digest);
+    let fake = Fake {
+        specs: Mutex::new(Vec::new()),
+        code: 0,
+    };
+    let built = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap();
+    assert_eq!(built.image.manifest.layers[0], planned.manifest.layers[0]);
+    assert_eq!(built.image.manifest.layers.len(), 2);
+
+    store
+        .remove(&planned.manifest_digest.to_string())
+        .unwrap();
+    let err = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap_err();
+    let BuildError::Step { source, .. } = &err else {
+        panic!("not a step error: {err:?}");
+    };
+    assert!(
+        matches!(**source, BuildError::BaseImageGone { ref digest, .. } if *digest == planned.manifest_digest),
+        "{source:?}"
+    );
+    let text = format!("{:?}", miette::Report::new(err));
+    assert!(text.contains("base:1") && text.contains("no longer has"), "{text}");
+}
+
+/// A store that cannot answer (here a corrupt index) stops planning with its own error;
+/// it is not taken for "no such image".
+#[test]
+fn a_corrupt_store_is_not_a_missing_base_image() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    std::fs::write(root.path().join("index.json"), b"{ not json").unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM base:1\n").unwrap();
+    let input = FrontendInput {
+        context: ctx.path().to_path_buf(),
+        dockerfile: None,
+    };
+    let err = kiln_compiler::frontend::plan(
+        &input,
+        &BuildOptions::default(),
+        &StatCache::default(),
+        &store,
+    )
+    .err()
+    .expect("planning against a corrupt store fails");
+    let text = format!("{err:?}");
+    assert!(text.contains("index.json"), "{text}");
+    assert!(!text.contains("no such image"), "{text}");
 }

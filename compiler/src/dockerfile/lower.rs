@@ -51,17 +51,47 @@ pub struct ResolvedImage {
     pub history: Vec<HistoryEntry>,
 }
 
-/// Looks up base images by reference (`name`, `name:tag`, `name@sha256:...`).
+/// Looks up base images by reference (`name`, `name:tag`, `name@sha256:...`): `Ok(None)`
+/// when there is no such image, `Err` when the resolver could not answer (an unreadable or
+/// corrupt store), which stops planning with the resolver's own error.
 pub trait ImageResolver {
-    fn resolve(&self, reference: &str) -> Option<ResolvedImage>;
+    fn resolve(&self, reference: &str) -> Result<Option<ResolvedImage>, ImageLookupError>;
 }
 
 /// Resolves nothing: for planning without a store.
 pub struct NoImages;
 
 impl ImageResolver for NoImages {
-    fn resolve(&self, _reference: &str) -> Option<ResolvedImage> {
-        None
+    fn resolve(&self, _reference: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
+        Ok(None)
+    }
+}
+
+/// A resolver's failure, kept as the resolver reported it (its message, code and help).
+#[derive(Debug)]
+pub struct ImageLookupError(pub Box<dyn miette::Diagnostic + Send + Sync + 'static>);
+
+impl std::fmt::Display for ImageLookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ImageLookupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl miette::Diagnostic for ImageLookupError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.code()
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.help()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn miette::Diagnostic> {
+        self.0.diagnostic_source()
     }
 }
 
@@ -81,6 +111,9 @@ pub enum LowerError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Context(#[from] ContextError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    ImageLookup(#[from] ImageLookupError),
 }
 
 pub struct Lowered {
@@ -529,11 +562,15 @@ impl<'a> Lowerer<'a> {
     }
 
     /// A base image node (shared by every stage and COPY --from naming the same reference).
-    fn base_image(&mut self, reference: &str, origin: Origin) -> (NodeId, Option<ResolvedImage>) {
+    fn base_image(
+        &mut self,
+        reference: &str,
+        origin: Origin,
+    ) -> Result<(NodeId, Option<ResolvedImage>), LowerError> {
         if let Some((id, r)) = self.base_nodes.get(reference) {
-            return (*id, r.clone());
+            return Ok((*id, r.clone()));
         }
-        let resolved = self.images.resolve(reference);
+        let resolved = self.images.resolve(reference)?;
         let (digest, config) = match &resolved {
             Some(r) => (Some(r.digest.clone()), r.config.clone()),
             None => (None, ImageConfig::default()),
@@ -554,10 +591,10 @@ impl<'a> Lowerer<'a> {
         );
         self.base_nodes
             .insert(reference.to_string(), (id, resolved.clone()));
-        (id, resolved)
+        Ok((id, resolved))
     }
 
-    fn lower_stage(&mut self, i: usize) -> Result<Rc<StageResult>, DockerfileError> {
+    fn lower_stage(&mut self, i: usize) -> Result<Rc<StageResult>, LowerError> {
         if let Some(r) = self.done.get(&i) {
             return Ok(Rc::clone(r));
         }
@@ -568,7 +605,7 @@ impl<'a> Lowerer<'a> {
                 "circular dependency between stages",
                 node.span,
                 "this stage depends on itself",
-            ));
+            ).into());
         }
         let label = self.stage_label(i);
         let typed = Rc::clone(&self.typed);
@@ -588,7 +625,7 @@ impl<'a> Lowerer<'a> {
                 node.span_of(self.source, &from.image),
                 "expands to nothing",
             )
-            .with_help("check the ARG used in FROM; global ARGs need a value or --build-arg"));
+            .with_help("check the ARG used in FROM; global ARGs need a value or --build-arg").into());
         }
         let lower = image.to_ascii_lowercase();
         let by_name = self.stages[..i]
@@ -609,7 +646,7 @@ impl<'a> Lowerer<'a> {
             };
             (id, config, Vec::new(), Vec::new())
         } else {
-            let (id, resolved) = self.base_image(&image, from_origin.clone());
+            let (id, resolved) = self.base_image(&image, from_origin.clone())?;
             match resolved {
                 Some(r) => {
                     let mut config = r.config.clone();
@@ -653,7 +690,7 @@ impl<'a> Lowerer<'a> {
         st: &mut StageState,
         from_idx: usize,
         trigger: &str,
-    ) -> Result<(), DockerfileError> {
+    ) -> Result<(), LowerError> {
         let node = &self.typed[from_idx].node;
         let span = node.span;
         let parsed = syntax::parse(trigger).map_err(|e| {
@@ -679,7 +716,7 @@ impl<'a> Lowerer<'a> {
                     format!("{} isn't allowed as an ONBUILD trigger", t.cmd),
                     span,
                     "from this base image",
-                ));
+                ).into());
             }
             self.lower_instruction(st, from_idx, &instr)?;
         }
@@ -715,7 +752,7 @@ impl<'a> Lowerer<'a> {
         st: &mut StageState,
         idx: usize,
         instr: &Instruction,
-    ) -> Result<(), DockerfileError> {
+    ) -> Result<(), LowerError> {
         // The expansion snapshot, built only for instructions that expand something.
         let expands = match instr {
             Instruction::Cmd(_)
@@ -869,7 +906,7 @@ impl<'a> Lowerer<'a> {
                             "VOLUME specified can not be an empty string",
                             node.args_span,
                             "empty after expansion",
-                        ));
+                        ).into());
                     }
                     st.config.volumes.insert(v.clone(), Default::default());
                     out.push(v);
@@ -924,7 +961,7 @@ impl<'a> Lowerer<'a> {
         idx: usize,
         run: &RunInstr,
         env: &[(String, String)],
-    ) -> Result<(), DockerfileError> {
+    ) -> Result<(), LowerError> {
         let mut script_file = None;
         let argv = match &run.command {
             CommandLine::Exec(v) => v.clone(),
@@ -1102,7 +1139,7 @@ impl<'a> Lowerer<'a> {
         m: mounts::ParsedMount,
         inputs: &mut Vec<NodeId>,
         reasons: &mut Vec<String>,
-    ) -> Result<RunMount, DockerfileError> {
+    ) -> Result<RunMount, LowerError> {
         fn input_of(inputs: &mut Vec<NodeId>, id: NodeId) -> usize {
             match inputs.iter().position(|i| *i == id) {
                 Some(i) => i,
@@ -1121,7 +1158,7 @@ impl<'a> Lowerer<'a> {
                 )
                 .with_help(
                     "kiln cannot forward an SSH agent into RUN yet; fetch with a secret mount (type=secret) instead",
-                ))
+                ).into())
             }
             MountType::Secret => {
                 let id = if !m.source.is_empty() {
@@ -1173,7 +1210,7 @@ impl<'a> Lowerer<'a> {
                 flag.span,
                 "mount target",
             )
-            .with_help(help));
+            .with_help(help).into());
         }
         let source = path_clean(&["/", &m.source].concat());
         // tmpfs ignores from= (BuildKit mounts it over scratch).
@@ -1296,7 +1333,7 @@ impl<'a> Lowerer<'a> {
         idx: usize,
         c: &CopyInstr,
         env: &[(String, String)],
-    ) -> Result<(), DockerfileError> {
+    ) -> Result<(), LowerError> {
         let word = if c.is_add { "ADD" } else { "COPY" };
         let mut sources = Vec::new();
         let mut inline = Vec::new();
@@ -1325,10 +1362,10 @@ impl<'a> Lowerer<'a> {
                 node.span_of(self.source, &c.dest),
                 "not a directory",
             )
-            .with_help(format!("write {}/", c.dest)));
+            .with_help(format!("write {}/", c.dest)).into());
         }
         let opt =
-            |me: &mut Self, f: &Option<FlagValue>| -> Result<Option<String>, DockerfileError> {
+            |me: &mut Self, f: &Option<FlagValue>| -> Result<Option<String>, LowerError> {
                 match f {
                     Some(f) => Ok(Some(me.expand_in(idx, &f.value, env)?)),
                     None => Ok(None),
@@ -1343,7 +1380,7 @@ impl<'a> Lowerer<'a> {
                     f.span,
                     "not a mode",
                 )
-                .with_help("--chmod takes an octal mode like 0644 or a symbolic one like u+x"));
+                .with_help("--chmod takes an octal mode like 0644 or a symbolic one like u+x").into());
             }
         }
         let checksum = opt(self, &c.checksum)?;
@@ -1365,7 +1402,7 @@ impl<'a> Lowerer<'a> {
                 node.span_of(self.source, urls[0]),
                 "a URL",
             )
-            .with_help("use ADD to download a URL"));
+            .with_help("use ADD to download a URL").into());
         }
         for u in &urls {
             if checksum.is_none() {
@@ -1428,7 +1465,7 @@ impl<'a> Lowerer<'a> {
         idx: usize,
         from: &str,
         span: Span,
-    ) -> Result<NodeId, DockerfileError> {
+    ) -> Result<NodeId, LowerError> {
         let lower = from.to_ascii_lowercase();
         if let Some(j) = self
             .stages
@@ -1449,12 +1486,12 @@ impl<'a> Lowerer<'a> {
             .with_help(format!(
                 "stage indexes count FROM lines from 0; this one is in stage {}",
                 st.name
-            )));
+            )).into());
         }
         // Anything else is an image; one the store does not have, named like a stage that
         // exists, is far more likely a misspelt stage.
         let origin = self.origin(&st.name, idx);
-        let (id, resolved) = self.base_image(from, origin);
+        let (id, resolved) = self.base_image(from, origin)?;
         if resolved.is_none() && !from.contains(['/', ':', '@']) {
             let names: Vec<&str> = self
                 .stages
@@ -1467,7 +1504,7 @@ impl<'a> Lowerer<'a> {
                     span,
                     "unknown stage",
                 )
-                .with_help(format!("did you mean the stage {s:?}?")));
+                .with_help(format!("did you mean the stage {s:?}?")).into());
             }
         }
         Ok(id)
@@ -1481,7 +1518,7 @@ impl<'a> Lowerer<'a> {
         raw: &[(String, String)],
         local: &[String],
         excludes: &[String],
-    ) -> Result<Vec<usize>, DockerfileError> {
+    ) -> Result<Vec<usize>, LowerError> {
         let node = &self.typed[idx].node;
         if local.is_empty() || self.opts.skip_context {
             return Ok(Vec::new());

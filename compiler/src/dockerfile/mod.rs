@@ -11,5 +11,5 @@ pub mod mounts;
 
 pub use error::DockerfileError;
 pub use lower::{
-    lower, BuildOptions, ImageResolver, LowerError, Lowered, NoImages, ResolvedImage, Warning,
+    lower, BuildOptions, ImageLookupError, ImageResolver, LowerError, Lowered, NoImages, ResolvedImage, Warning,
 };

@@ -2,11 +2,11 @@
 //! store as the planner's `ImageResolver`.
 //! Must not: decide config contents (the plan already did).
 
-use kiln_compiler::dockerfile::{ImageResolver, ResolvedImage};
+use kiln_compiler::dockerfile::{ImageLookupError, ImageResolver, ResolvedImage};
 use kiln_compiler::plan::{HistoryEntry, ImageConfig as PlanConfig};
 
 use crate::oci::{self, Digest, History, RootFs};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The OCI config of a built image. `created` comes from SOURCE_DATE_EPOCH (0 when unset).
 pub fn image_config(
@@ -40,11 +40,17 @@ pub fn image_config(
     }
 }
 
-/// The store answers the planner's base-image questions.
+/// The store answers the planner's base-image questions. Only "no such image" (or a
+/// reference no image of the store can have) is an absent image; any other store error (an
+/// unreadable index, a corrupt config, an ambiguous ID) stops planning as itself.
 impl ImageResolver for Store {
-    fn resolve(&self, reference: &str) -> Option<ResolvedImage> {
-        let image = self.image(reference).ok()?;
-        Some(ResolvedImage {
+    fn resolve(&self, reference: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
+        let image = match self.image(reference) {
+            Ok(image) => image,
+            Err(StoreError::NoSuchImage { .. } | StoreError::Reference(_)) => return Ok(None),
+            Err(other) => return Err(ImageLookupError(Box::new(other))),
+        };
+        Ok(Some(ResolvedImage {
             digest: image.manifest_digest.to_string(),
             config: image.config.config.clone(),
             history: image
@@ -57,6 +63,6 @@ impl ImageResolver for Store {
                     empty_layer: h.empty_layer,
                 })
                 .collect(),
-        })
+        }))
     }
 }

@@ -201,7 +201,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
     } else {
         Some(
             IgnoreFile::parse(&op.excludes.join("\n"))
-                .map_err(|e| BuildError::Copy(e.to_string()))?,
+                .map_err(|source| BuildError::Exclude { source })?,
         )
     };
     let local: Vec<String> = op.sources.iter().filter(|s| !is_url(s)).cloned().collect();
@@ -209,7 +209,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
     let selected = if local.is_empty() {
         Vec::new()
     } else {
-        copy::select_sources(inp.source, &local).map_err(|e| BuildError::Copy(e.to_string()))?
+        copy::select_sources(inp.source, &local).map_err(BuildError::CopySource)?
     };
     let dest_dir_path = copy::clean(&op.dest);
     let dest_exists_dir = inp
@@ -253,7 +253,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         let meta = inp
             .source
             .meta(&resolved)
-            .ok_or_else(|| BuildError::Copy(format!("\"/{src}\": not found")))?;
+            .ok_or_else(|| BuildError::CopySourceMissing { path: src.clone() })?;
         if meta.kind == SourceKind::Dir {
             // The directory's contents go into the destination; the destination itself is
             // an existing directory or a new one, made like any missing parent.
@@ -305,9 +305,9 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
             (Some(name), _) => name.clone(),
             (None, false) => String::new(),
             (None, true) => {
-                return Err(BuildError::Copy(format!(
-                "cannot name the file downloaded from {url}: add a file name to the destination"
-            )))
+                return Err(BuildError::DownloadName {
+                    url: url.to_string(),
+                })
             }
         };
         let target = copy::clean(&copy::dest_for(&name, false, &op.dest, dest_is_dir));

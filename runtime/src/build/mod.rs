@@ -41,8 +41,32 @@ pub enum BuildError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Chown(#[from] ChownError),
+    /// A COPY/ADD source selection failed (a missing literal source, a bad wildcard).
     #[error("{0}")]
-    Copy(String),
+    #[diagnostic(code(kiln::build::copy_source))]
+    CopySource(kiln_compiler::copy::CopyError),
+    #[error("\"/{path}\": not found")]
+    #[diagnostic(
+        code(kiln::build::copy_source_missing),
+        help("the source was selected when the build was planned, but its filesystem does not have it")
+    )]
+    CopySourceMissing { path: String },
+    #[error("invalid --exclude patterns: {source}")]
+    #[diagnostic(code(kiln::build::exclude))]
+    Exclude {
+        #[source]
+        source: kiln_compiler::dockerignore::IgnoreError,
+    },
+    #[error("cannot name the file downloaded from {url}: add a file name to the destination")]
+    #[diagnostic(code(kiln::build::download_name))]
+    DownloadName { url: String },
+    #[error("the layer writer returned `{digest}`, which is not a digest: {source}")]
+    #[diagnostic(code(kiln::build::layer_digest))]
+    LayerDigest {
+        digest: String,
+        #[source]
+        source: oci::DigestError,
+    },
     #[error("{0} is not supported yet")]
     #[diagnostic(help(
         "this build needs a feature kiln does not have yet; see the README's status section"
@@ -56,6 +80,19 @@ pub enum BuildError {
         url: String,
         want: String,
         got: String,
+    },
+    #[error("base image {reference} was {digest} when this build was planned, and the store no longer has that image")]
+    #[diagnostic(
+        code(kiln::build::base_image_gone),
+        help("it was removed, or re-tagged and pruned, while the build was starting; run the build again to plan it against what {reference} names now")
+    )]
+    BaseImageGone { reference: String, digest: Digest },
+    #[error("the plan names the digest `{digest}`, which is not a digest: {source}")]
+    #[diagnostic(code(kiln::build::plan_digest))]
+    PlanDigest {
+        digest: String,
+        #[source]
+        source: oci::DigestError,
     },
     #[error("no such image: {0}")]
     #[diagnostic(help("kiln builds from images in its store: `kiln load -i image.tar` or `kiln import rootfs.tar NAME` first"))]
@@ -258,11 +295,7 @@ impl Exec<'_> {
             Op::BaseImage {
                 reference, digest, ..
             } => {
-                let wanted = digest.as_deref().map(|d| format!("{reference}@{d}"));
-                let image = self
-                    .store
-                    .image(wanted.as_deref().unwrap_or(reference))
-                    .or_else(|_| self.store.image(reference))?;
+                let image = self.base_image(reference, digest.as_deref())?;
                 Ok(Output {
                     layers: image_layers(&image),
                     added: false,
@@ -320,6 +353,28 @@ impl Exec<'_> {
                 });
                 Ok(with_layer(base, layer))
             }
+        }
+    }
+
+    /// The base image exactly as the plan named it: the manifest digest the planner
+    /// resolved (and put in the node's key). Never whatever the tag names now: another
+    /// process may have re-tagged it since.
+    fn base_image(&self, reference: &str, digest: Option<&str>) -> Result<Image, BuildError> {
+        let Some(digest) = digest else {
+            // Unresolved when planned: the key says "no image", so no image may be used.
+            return Err(BuildError::NoImage(reference.to_string()));
+        };
+        let parsed: Digest = digest.parse().map_err(|source| BuildError::PlanDigest {
+            digest: digest.to_string(),
+            source,
+        })?;
+        match self.store.image(&parsed.to_string()) {
+            Ok(image) if image.manifest_digest == parsed => Ok(image),
+            Ok(_) | Err(StoreError::NoSuchImage { .. }) => Err(BuildError::BaseImageGone {
+                reference: reference.to_string(),
+                digest: parsed,
+            }),
+            Err(other) => Err(other.into()),
         }
     }
 
@@ -412,7 +467,10 @@ pub fn write_layer_blob(store: &Store, entries: Vec<Entry>) -> Result<LayerRef, 
     let diff_id: Digest = d
         .diff_id
         .parse()
-        .map_err(|e| BuildError::Copy(format!("{e}")))?;
+        .map_err(|source| BuildError::LayerDigest {
+            digest: d.diff_id.clone(),
+            source,
+        })?;
     let (digest, size) = w.commit(Some(&diff_id))?;
     Ok(LayerRef {
         diff_id,
