@@ -5,10 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_compiler::context::StatCache;
 use kiln_runtime::build::{self, BuildSettings};
-use kiln_runtime::image::{ImageName, ImageRef};
+use kiln_runtime::image::ImageName;
 use kiln_runtime::oci::Compression;
 use kiln_runtime::store::Store;
-use miette::{IntoDiagnostic, Result};
+use miette::Result;
 
 use super::frontend::{self, key_values};
 use super::progress::Printer;
@@ -44,11 +44,13 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         eprintln!("{:?}", parsed.report(diag));
     }
     let printer = Printer::new(args.progress);
+    // The image is tagged only once every output is written: a build's outputs are all
+    // there, or none is.
     let settings = BuildSettings {
         secrets: secrets(&args.secrets)?,
         no_cache: args.no_cache,
         squash: args.squash,
-        tags: tags.clone(),
+        tags: Vec::new(),
     };
     let runner = build::SandboxRunner {
         launcher: kiln_runtime::sandbox::Launcher::current()?,
@@ -64,11 +66,14 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     )?;
 
     let id = built.image.id().to_string();
-    if let Some(path) = &args.iidfile {
-        std::fs::write(path, &id).into_diagnostic()?;
-    }
     if let Some(out) = output {
-        write_output(&store, &built.image, &out)?;
+        write_output(&store, &built.image, &tags, &out)?;
+    }
+    if let Some(path) = &args.iidfile {
+        write_iidfile(path, &id)?;
+    }
+    for tag in &tags {
+        store.set_ref(tag, &built.image.manifest_digest)?;
     }
     let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     printer.finish(&id, &tag_names, built.steps, built.cached);
@@ -165,17 +170,45 @@ fn parse_output(spec: &str) -> Result<Output> {
 }
 
 /// Both types get the combined docker-archive + OCI layout, which docker, podman and skopeo
-/// all read.
-fn write_output(store: &Store, image: &kiln_runtime::store::Image, out: &Output) -> Result<()> {
-    let names: Vec<String> = if image.tags.is_empty() {
-        vec![image.id().to_string()]
-    } else {
-        image.tags.iter().map(|t| t.to_string()).collect()
+/// all read. The tarball names the image by the build's tags (not yet set in the store), or
+/// by its ID when there are none.
+fn write_output(
+    store: &Store,
+    image: &kiln_runtime::store::Image,
+    tags: &[ImageName],
+    out: &Output,
+) -> Result<()> {
+    kiln_runtime::archive::save_image_to_path(store, image, tags, &out.dest, Compression::None)?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot write the image ID to {}: {error}", path.display())]
+#[diagnostic(
+    code(kiln::build::iidfile),
+    help("--iidfile needs a file path in an existing, writable directory; the image was built but not tagged")
+)]
+struct IidFileError {
+    path: PathBuf,
+    error: std::io::Error,
+}
+
+/// `--iidfile`: written to a temporary file beside it and renamed into place.
+fn write_iidfile(path: &std::path::Path, id: &str) -> Result<(), IidFileError> {
+    let failed = |error| IidFileError {
+        path: path.to_path_buf(),
+        error,
     };
-    let refs = names
-        .iter()
-        .map(|n| ImageRef::parse(n))
-        .collect::<Result<Vec<_>, _>>()?;
-    kiln_runtime::archive::save_to_path(store, &refs, &out.dest, Compression::None)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kiln-iid-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(failed)?;
+    std::io::Write::write_all(&mut tmp, id.as_bytes()).map_err(failed)?;
+    tmp.persist(path).map_err(|e| failed(e.error))?;
     Ok(())
 }

@@ -12,4 +12,4 @@ mod tar_out;
 
 pub use import::{import, ImportError};
 pub use load::{load, LoadError, LoadedImage};
-pub use save::{save, save_to_path, SaveError};
+pub use save::{save, save_image_to_path, save_to_path, SaveError};

@@ -33,6 +33,15 @@ pub enum SaveError {
         help("check the output file's disk space, or the reader of the pipe")
     )]
     Write(std::io::Error),
+    #[error("cannot write the tarball to {}: {error}", path.display())]
+    #[diagnostic(
+        code(kiln::save::destination),
+        help("the destination must be a file path in an existing, writable directory with space for the tarball")
+    )]
+    Destination {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
     #[error("no images to save")]
     #[diagnostic(
         code(kiln::save::nothing),
@@ -185,8 +194,18 @@ pub fn save<W: Write>(
     if images.is_empty() {
         return Err(SaveError::Nothing);
     }
+    write_selected(store, select(store, images)?, out, compression)
+}
+
+/// [`save`] of chosen images, each with the names it gets in the tarball.
+fn write_selected<W: Write>(
+    store: &Store,
+    selected: BTreeMap<Digest, (Image, BTreeSet<ImageName>)>,
+    out: W,
+    compression: Compression,
+) -> Result<W, SaveError> {
     let mut saved = Vec::new();
-    for (_, (image, tags)) in select(store, images)? {
+    for (_, (image, tags)) in selected {
         let (manifest_digest, manifest_bytes, manifest) = manifest_for(store, &image, compression)?;
         saved.push(SavedImage {
             manifest_digest,
@@ -297,6 +316,37 @@ pub fn save_to_path(
     path: &std::path::Path,
     compression: Compression,
 ) -> Result<(), SaveError> {
+    if images.is_empty() {
+        return Err(SaveError::Nothing);
+    }
+    let selected = select(store, images)?;
+    write_to_path(path, |file| write_selected(store, selected, file, compression))
+}
+
+/// Writes `image` to the file `path` (atomically, as [`save_to_path`]) under `names`,
+/// whether or not the store has those names yet: a build writes its output before it tags
+/// the image, so a failed write leaves no tag behind.
+pub fn save_image_to_path(
+    store: &Store,
+    image: &Image,
+    names: &[ImageName],
+    path: &std::path::Path,
+    compression: Compression,
+) -> Result<(), SaveError> {
+    let mut selected = BTreeMap::new();
+    selected.insert(
+        image.manifest_digest.clone(),
+        (image.clone(), names.iter().cloned().collect()),
+    );
+    write_to_path(path, |file| write_selected(store, selected, file, compression))
+}
+
+/// Writes through `write` to a temporary file beside `path`, syncs it and renames it over
+/// `path`: `path` is the whole tarball or is left as it was.
+fn write_to_path(
+    path: &std::path::Path,
+    write: impl FnOnce(&std::fs::File) -> Result<&std::fs::File, SaveError>,
+) -> Result<(), SaveError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
@@ -305,9 +355,28 @@ pub fn save_to_path(
         .prefix(".kiln-save-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
-        .map_err(SaveError::Write)?;
-    let file = save(store, images, tmp.as_file(), compression)?;
-    file.sync_all().map_err(SaveError::Write)?;
-    tmp.persist(path).map_err(|e| SaveError::Write(e.error))?;
+        .map_err(|error| SaveError::Destination {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    if path.is_dir() {
+        return Err(SaveError::Destination {
+            path: path.to_path_buf(),
+            error: std::io::Error::from(std::io::ErrorKind::IsADirectory),
+        });
+    }
+    let at_path = |error| SaveError::Destination {
+        path: path.to_path_buf(),
+        error,
+    };
+    let file = write(tmp.as_file()).map_err(|e| match e {
+        SaveError::Write(error) => at_path(error),
+        other => other,
+    })?;
+    file.sync_all().map_err(at_path)?;
+    tmp.persist(path).map_err(|e| SaveError::Destination {
+        path: path.to_path_buf(),
+        error: e.error,
+    })?;
     Ok(())
 }
