@@ -612,10 +612,18 @@ fn expansion_is_bounded() {
     let whole = lexer.expand_word("${H}$H", &env).unwrap();
     assert_eq!(whole.value.len(), MAX_EXPANSION);
     let err = lexer.expand_word("ab${H}$H$H", &env).unwrap_err();
-    assert_eq!(err.kind, ExpandErrorKind::TooLong { limit: MAX_EXPANSION });
+    assert_eq!(
+        err.kind,
+        ExpandErrorKind::TooLong {
+            limit: MAX_EXPANSION
+        }
+    );
     // `ab` and two halves already pass the bound: the second `$H` crosses it.
     assert_eq!((err.offset, err.len), (6, 2), "{err:?}");
     assert!(err.to_string().contains("1 MiB"), "{err}");
     let nested = lexer.expand_word("${U:-$H$H$H}", &env).unwrap_err();
-    assert!(matches!(nested.kind, ExpandErrorKind::TooLong { .. }), "{nested:?}");
+    assert!(
+        matches!(nested.kind, ExpandErrorKind::TooLong { .. }),
+        "{nested:?}"
+    );
 }

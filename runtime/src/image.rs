@@ -103,14 +103,32 @@ fn valid_domain(d: &str) -> bool {
 
 /// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 fn valid_tag(t: &str) -> bool {
+    tag_problem(t).is_none()
+}
+
+/// Why `t` is not a valid tag (docker's rule: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), or
+/// `None` when it is one.
+fn tag_problem(t: &str) -> Option<String> {
     let b = t.as_bytes();
     match b.first() {
         Some(&f) if f.is_ascii_alphanumeric() || f == b'_' => {}
-        _ => return false,
+        Some(_) => return Some("a tag must start with a letter, a digit or `_`".to_string()),
+        None => return Some("the tag is empty".to_string()),
     }
-    b.len() <= MAX_TAG_LEN
-        && b.iter()
-            .all(|&x| x.is_ascii_alphanumeric() || b"_.-".contains(&x))
+    if b.len() > MAX_TAG_LEN {
+        return Some(format!(
+            "a tag may have at most {MAX_TAG_LEN} characters, this one has {}",
+            b.len()
+        ));
+    }
+    b.iter()
+        .find(|&&x| !(x.is_ascii_alphanumeric() || b"_.-".contains(&x)))
+        .map(|&x| {
+            format!(
+                "`{}` may not appear in a tag (letters, digits, `_`, `.` and `-` only)",
+                char::from(x).escape_default()
+            )
+        })
 }
 
 /// Splits `name[:tag]` where a `:` before the last `/` is a port, not a tag.
@@ -181,8 +199,10 @@ impl ImageName {
         let (name, tag) = split_tag(s);
         let (domain, path) = parse_repository(s, name)?;
         let tag = match tag {
-            Some(t) if valid_tag(t) => t.to_string(),
-            Some(t) => return Err(invalid(s, format!("`{t}` is not a valid tag"))),
+            Some(t) => match tag_problem(t) {
+                None => t.to_string(),
+                Some(why) => return Err(invalid(s, format!("`{t}` is not a valid tag: {why}"))),
+            },
             None => DEFAULT_TAG.to_string(),
         };
         Ok(ImageName { domain, path, tag })
@@ -224,7 +244,10 @@ impl ImageName {
         if !valid_tag(tag) {
             return Err(invalid(
                 &format!("{}:{tag}", self.repository()),
-                format!("`{tag}` is not a valid tag"),
+                format!(
+                    "`{tag}` is not a valid tag: {}",
+                    tag_problem(tag).unwrap_or_default()
+                ),
             ));
         }
         Ok(ImageName {

@@ -197,7 +197,10 @@ fn refuses_tarballs_with_broken_structure() {
         let path = dir.path().join("bad.tar");
         std::fs::write(&path, &layer).unwrap();
         let err = import(&store, &path, None, 0).unwrap_err();
-        assert!(matches!(err, ImportError::BadTarball { .. }), "{what}: {err:?}");
+        assert!(
+            matches!(err, ImportError::BadTarball { .. }),
+            "{what}: {err:?}"
+        );
         let text = err.to_string();
         assert!(text.contains(&format!("`{entry}`")), "{what}: {text}");
     }

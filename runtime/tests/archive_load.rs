@@ -465,7 +465,11 @@ fn refuses_layers_with_broken_structure_even_when_the_digest_matches() {
 fn entry_names_are_compared_as_bytes() {
     let layer = layer_tar(&[("f", b"f")]);
     let named = "\u{fffd}/layer.tar";
-    let (tar, _) = legacy_archive(std::slice::from_ref(&layer), &["n:1"], Some(vec![named.into()]));
+    let (tar, _) = legacy_archive(
+        std::slice::from_ref(&layer),
+        &["n:1"],
+        Some(vec![named.into()]),
+    );
     // The archive has `<dir>/layer.tar`; add `\xff/layer.tar` with the layer's bytes.
     let mut raw = tar[..tar.len() - 1024].to_vec();
     let mut entry = raw_entry("X/layer.tar", b'0', "", &layer);

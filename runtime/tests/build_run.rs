@@ -196,7 +196,10 @@ fn a_base_image_retagged_between_plan_and_build_is_not_used() {
     let planned = make_image(&store, &[&[("planned", b"a")]], "a", &["base:1"]);
     let p = plan(ctx.path(), "FROM base:1\nCOPY f /f\n", &store);
     let other = make_image(&store, &[&[("other", b"b")]], "b", &["base:1"]);
-    assert_eq!(store.image("base:1").unwrap().manifest_digest, other.manifest_digest);
+    assert_eq!(
+        store.image("base:1").unwrap().manifest_digest,
+        other.manifest_digest
+    );
     let fake = Fake {
         specs: Mutex::new(Vec::new()),
         code: 0,
@@ -205,9 +208,7 @@ fn a_base_image_retagged_between_plan_and_build_is_not_used() {
     assert_eq!(built.image.manifest.layers[0], planned.manifest.layers[0]);
     assert_eq!(built.image.manifest.layers.len(), 2);
 
-    store
-        .remove(&planned.manifest_digest.to_string())
-        .unwrap();
+    store.remove(&planned.manifest_digest.to_string()).unwrap();
     let err = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap_err();
     let BuildError::Step { source, .. } = &err else {
         panic!("not a step error: {err:?}");
@@ -217,7 +218,10 @@ fn a_base_image_retagged_between_plan_and_build_is_not_used() {
         "{source:?}"
     );
     let text = format!("{:?}", miette::Report::new(err));
-    assert!(text.contains("base:1") && text.contains("no longer has"), "{text}");
+    assert!(
+        text.contains("base:1") && text.contains("no longer has"),
+        "{text}"
+    );
 }
 
 /// A store that cannot answer (here a corrupt index) stops planning with its own error;

@@ -225,7 +225,10 @@ fn ten_thousand_nested_directories_are_linear() {
 
     let view = FsView::from_layers(std::slice::from_ref(&tar_path)).unwrap();
     assert_eq!(view.len(), DEPTH + 1);
-    assert_eq!(view.resolve(&file_path, true).as_deref(), Some(file_path.as_str()));
+    assert_eq!(
+        view.resolve(&file_path, true).as_deref(),
+        Some(file_path.as_str())
+    );
     assert_eq!(view.read_file(&file_path).unwrap(), b"hi");
 
     let options = kiln_runtime::layer::UnpackOptions {
@@ -237,5 +240,8 @@ fn ten_thousand_nested_directories_are_linear() {
         .unwrap()
         .unwrap();
     assert_eq!(entries.len(), DEPTH + 1);
-    assert_eq!(entries.last().map(|e| e.path.clone()), Some(format!("x/{file_path}")));
+    assert_eq!(
+        entries.last().map(|e| e.path.clone()),
+        Some(format!("x/{file_path}"))
+    );
 }

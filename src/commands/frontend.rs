@@ -8,17 +8,37 @@ use crate::cli::FrontendArgs;
 
 /// `K=V` pairs; a bare `K` takes the value from kiln's own environment, as docker does.
 pub fn key_values(items: &[String], flag: &str) -> Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .filter_map(|item| match item.split_once('=') {
-            Some(("", _)) => Some(Err(miette::miette!(
+    let mut out = Vec::new();
+    for item in items {
+        match item.split_once('=') {
+            Some(("", _)) => miette::bail!(
                 help = format!("write {flag} NAME=VALUE"),
                 "invalid {flag} {item:?}: empty name"
-            ))),
-            Some((k, v)) => Some(Ok((k.to_string(), v.to_string()))),
-            None => std::env::var(item).ok().map(|v| Ok((item.clone(), v))),
-        })
-        .collect()
+            ),
+            Some((k, v)) => out.push((k.to_string(), v.to_string())),
+            None if item.is_empty() => miette::bail!(
+                help = format!("write {flag} NAME=VALUE"),
+                "invalid {flag} \"\": empty name"
+            ),
+            // Docker's rules for a bare name: a build argument takes its value from the
+            // environment (and is left out when the variable is unset); a label gets an
+            // empty value.
+            None if flag == "--build-arg" => match std::env::var(item) {
+                Ok(v) => {
+                    eprintln!("note: {flag} {item}: value taken from the environment variable {item}");
+                    out.push((item.clone(), v));
+                }
+                Err(_) => eprintln!(
+                    "note: {flag} {item}: the environment variable {item} is not set, so the build argument is not passed (write {item}=VALUE to give a value)"
+                ),
+            },
+            None => {
+                eprintln!("note: {flag} {item}: no `=`, so {item} gets an empty value, as docker gives it");
+                out.push((item.clone(), String::new()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// SOURCE_DATE_EPOCH from `--build-arg SOURCE_DATE_EPOCH=...`, else the environment.

@@ -605,7 +605,8 @@ impl<'a> Lowerer<'a> {
                 "circular dependency between stages",
                 node.span,
                 "this stage depends on itself",
-            ).into());
+            )
+            .into());
         }
         let label = self.stage_label(i);
         let typed = Rc::clone(&self.typed);
@@ -625,7 +626,8 @@ impl<'a> Lowerer<'a> {
                 node.span_of(self.source, &from.image),
                 "expands to nothing",
             )
-            .with_help("check the ARG used in FROM; global ARGs need a value or --build-arg").into());
+            .with_help("check the ARG used in FROM; global ARGs need a value or --build-arg")
+            .into());
         }
         let lower = image.to_ascii_lowercase();
         let by_name = self.stages[..i]
@@ -716,7 +718,8 @@ impl<'a> Lowerer<'a> {
                     format!("{} isn't allowed as an ONBUILD trigger", t.cmd),
                     span,
                     "from this base image",
-                ).into());
+                )
+                .into());
             }
             self.lower_instruction(st, from_idx, &instr)?;
         }
@@ -906,7 +909,8 @@ impl<'a> Lowerer<'a> {
                             "VOLUME specified can not be an empty string",
                             node.args_span,
                             "empty after expansion",
-                        ).into());
+                        )
+                        .into());
                     }
                     st.config.volumes.insert(v.clone(), Default::default());
                     out.push(v);
@@ -1210,7 +1214,8 @@ impl<'a> Lowerer<'a> {
                 flag.span,
                 "mount target",
             )
-            .with_help(help).into());
+            .with_help(help)
+            .into());
         }
         let source = path_clean(&["/", &m.source].concat());
         // tmpfs ignores from= (BuildKit mounts it over scratch).
@@ -1364,13 +1369,12 @@ impl<'a> Lowerer<'a> {
             )
             .with_help(format!("write {}/", c.dest)).into());
         }
-        let opt =
-            |me: &mut Self, f: &Option<FlagValue>| -> Result<Option<String>, LowerError> {
-                match f {
-                    Some(f) => Ok(Some(me.expand_in(idx, &f.value, env)?)),
-                    None => Ok(None),
-                }
-            };
+        let opt = |me: &mut Self, f: &Option<FlagValue>| -> Result<Option<String>, LowerError> {
+            match f {
+                Some(f) => Ok(Some(me.expand_in(idx, &f.value, env)?)),
+                None => Ok(None),
+            }
+        };
         let chown = opt(self, &c.chown)?;
         let chmod = opt(self, &c.chmod)?;
         if let (Some(m), Some(f)) = (&chmod, &c.chmod) {
@@ -1380,7 +1384,8 @@ impl<'a> Lowerer<'a> {
                     f.span,
                     "not a mode",
                 )
-                .with_help("--chmod takes an octal mode like 0644 or a symbolic one like u+x").into());
+                .with_help("--chmod takes an octal mode like 0644 or a symbolic one like u+x")
+                .into());
             }
         }
         let checksum = opt(self, &c.checksum)?;
@@ -1402,7 +1407,8 @@ impl<'a> Lowerer<'a> {
                 node.span_of(self.source, urls[0]),
                 "a URL",
             )
-            .with_help("use ADD to download a URL").into());
+            .with_help("use ADD to download a URL")
+            .into());
         }
         for u in &urls {
             if checksum.is_none() {
@@ -1486,7 +1492,8 @@ impl<'a> Lowerer<'a> {
             .with_help(format!(
                 "stage indexes count FROM lines from 0; this one is in stage {}",
                 st.name
-            )).into());
+            ))
+            .into());
         }
         // Anything else is an image; one the store does not have, named like a stage that
         // exists, is far more likely a misspelt stage.
@@ -1504,7 +1511,8 @@ impl<'a> Lowerer<'a> {
                     span,
                     "unknown stage",
                 )
-                .with_help(format!("did you mean the stage {s:?}?")).into());
+                .with_help(format!("did you mean the stage {s:?}?"))
+                .into());
             }
         }
         Ok(id)

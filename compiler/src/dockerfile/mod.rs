@@ -11,5 +11,6 @@ pub mod mounts;
 
 pub use error::DockerfileError;
 pub use lower::{
-    lower, BuildOptions, ImageLookupError, ImageResolver, LowerError, Lowered, NoImages, ResolvedImage, Warning,
+    lower, BuildOptions, ImageLookupError, ImageResolver, LowerError, Lowered, NoImages,
+    ResolvedImage, Warning,
 };

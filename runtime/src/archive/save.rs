@@ -320,7 +320,9 @@ pub fn save_to_path(
         return Err(SaveError::Nothing);
     }
     let selected = select(store, images)?;
-    write_to_path(path, |file| write_selected(store, selected, file, compression))
+    write_to_path(path, |file| {
+        write_selected(store, selected, file, compression)
+    })
 }
 
 /// Writes `image` to the file `path` (atomically, as [`save_to_path`]) under `names`,
@@ -338,7 +340,9 @@ pub fn save_image_to_path(
         image.manifest_digest.clone(),
         (image.clone(), names.iter().cloned().collect()),
     );
-    write_to_path(path, |file| write_selected(store, selected, file, compression))
+    write_to_path(path, |file| {
+        write_selected(store, selected, file, compression)
+    })
 }
 
 /// Writes through `write` to a temporary file beside `path`, syncs it and renames it over

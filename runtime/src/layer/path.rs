@@ -68,10 +68,14 @@ pub fn clean_archive_path(raw: &[u8]) -> Result<String, LayerError> {
         .unwrap_or(text)
         .trim_start_matches('/')
         .trim_end_matches('/');
-    if !trimmed
-        .split('/')
-        .any(|c| c.is_empty() || c == "." || c == "..")
-    {
+    // Substring searches, not a walk over the components: a path may have thousands.
+    let wrapped_dot = |dots: &str| {
+        trimmed == dots
+            || trimmed.starts_with(&format!("{dots}/"))
+            || trimmed.ends_with(&format!("/{dots}"))
+            || trimmed.contains(&format!("/{dots}/"))
+    };
+    if !trimmed.is_empty() && !trimmed.contains("//") && !wrapped_dot(".") && !wrapped_dot("..") {
         return Ok(trimmed.to_string());
     }
     let mut parts: Vec<&str> = Vec::new();

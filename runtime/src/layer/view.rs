@@ -175,7 +175,8 @@ impl FsView {
         let mut dir = parent(path);
         while !dir.is_empty() && !self.entries.get(dir).is_some_and(ViewEntry::is_dir) {
             // A non-directory has nothing below it: replacing it removes nothing else.
-            self.entries.insert(dir.to_string(), ViewEntry::implicit_dir());
+            self.entries
+                .insert(dir.to_string(), ViewEntry::implicit_dir());
             dir = parent(dir);
         }
     }

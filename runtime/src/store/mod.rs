@@ -64,6 +64,12 @@ pub enum StoreError {
     #[error("no image store location: neither --root, KILN_ROOT, XDG_DATA_HOME nor HOME is set")]
     #[diagnostic(code(kiln::store::no_root), help("pass --root DIR or set KILN_ROOT"))]
     NoRoot,
+    #[error("the store location {} is not a directory", root.display())]
+    #[diagnostic(
+        code(kiln::store::root_not_a_directory),
+        help("--root (or KILN_ROOT) names the store's directory; give a directory, or a path that does not exist yet")
+    )]
+    RootNotADirectory { root: PathBuf },
     #[error("{} is not a kiln image store (it is not empty and has no `version` file)", root.display())]
     #[diagnostic(
         code(kiln::store::not_a_store),
@@ -200,6 +206,13 @@ impl Store {
     /// Opens the store at `root`, creating it (and its parents) when missing.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root: PathBuf = root.into();
+        if let Some(found) = root.ancestors().find(|a| a.exists()) {
+            if !found.is_dir() {
+                return Err(StoreError::RootNotADirectory {
+                    root: found.to_path_buf(),
+                });
+            }
+        }
         fs::create_dir_all(&root).map_err(io_err("create the store directory", &root))?;
         let version_path = root.join("version");
         match fs::read_to_string(&version_path) {
