@@ -789,3 +789,72 @@ fn load_refuses_archive_entry_escaping_the_root() {
     assert!(!dir.path().join("etc/x").exists());
     assert!(!store.root().join("../../etc/x").exists());
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile input.
+
+/// 30 levels of ARGs that double the previous one: a clear error at the level that crosses
+/// the bound, quickly, instead of gigabytes of memory.
+#[test]
+fn hostile_doubling_args_stop_at_the_bound() {
+    let dir = temp_dir();
+    let mut dockerfile = String::from("FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n");
+    for level in 1..=30 {
+        let prev = level - 1;
+        dockerfile.push_str(&format!("ARG A{level}=${{A{prev}}}${{A{prev}}}\n"));
+    }
+    let ctx = context(dir.path(), &dockerfile, &[]);
+    let started = std::time::Instant::now();
+    let out = kiln_plain(&["check".as_ref(), ctx.join("Dockerfile").as_os_str()]);
+    assert_exit(&out, 1, "check of doubling ARGs");
+    let err = stderr_text(&out);
+    assert!(err.contains("more than 1 MiB"), "{err}");
+    // A16 is exactly 1 MiB; A17 (line 19) crosses the bound.
+    assert!(err.contains("Dockerfile:19:"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// A build whose outputs cannot be written leaves no tag, and the message names the path.
+#[test]
+fn hostile_failed_outputs_leave_no_tag() {
+    let dir = temp_dir();
+    let ctx = context(dir.path(), "FROM scratch\nCOPY a /a\n", &[("a", "a")]);
+    let store = KilnStore::new();
+    let missing = dir.path().join("no/such/dir/iid");
+    let out = store.kiln([
+        "build".as_ref(),
+        "-t".as_ref(),
+        "hostile:iid".as_ref(),
+        "--iidfile".as_ref(),
+        missing.as_os_str(),
+        ctx.as_os_str(),
+    ]);
+    assert_exit(&out, 1, "build with --iidfile in a missing directory");
+    // miette wraps long lines: compare without the line breaks and frame characters.
+    let flat = |text: String| text.replace(['\n', '│'], "").replace("  ", "");
+    let err = flat(stderr_text(&out));
+    assert!(
+        err.contains("kiln::build::iidfile") && err.contains("such/dir/iid"),
+        "{err}"
+    );
+    let dest = format!("type=docker,dest={}", dir.path().display());
+    let out = store.kiln([
+        "build".as_ref(),
+        "-t".as_ref(),
+        "hostile:dest".as_ref(),
+        "-o".as_ref(),
+        dest.as_ref(),
+        ctx.as_os_str(),
+    ]);
+    assert_exit(&out, 1, "build with -o naming a directory");
+    let err = flat(stderr_text(&out));
+    assert!(
+        err.contains("kiln::save::destination") && err.contains("directory"),
+        "{err}"
+    );
+    let images = stdout_text(&store.kiln_ok(["images"]));
+    assert!(
+        !images.contains("hostile"),
+        "a failed build left a tag:\n{images}"
+    );
+}
