@@ -5,7 +5,6 @@
 //! says "this must hold", so the workspace's no-unwrap lints are lifted here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-
 mod conformance;
 mod dockerignore_fuzz;
 mod dockerignore_match;
