@@ -3,7 +3,7 @@
 //! failing step, secrets that never reach the store, and the base image a plan names being
 //! the one built from even when its tag moves between planning and building.
 
-mod store_support;
+use crate::store_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
