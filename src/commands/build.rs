@@ -39,9 +39,20 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         .map(|b| StatCache::from_bytes(&b))
         .unwrap_or_default();
     let (parsed, lowered) = kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &store)?;
-    for w in &lowered.warnings {
+    let ignore = kiln_compiler::frontend::read_ignore(&input)?;
+    let checks = kiln_compiler::frontend::check(
+        &parsed,
+        Some(&ignore),
+        &opts.build_args,
+        lowered.warnings.clone(),
+    )?;
+    for w in &checks.warnings {
         let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
         eprintln!("{:?}", parsed.report(diag));
+    }
+    // BuildKit fails a build whose Dockerfile sets `# check=error=true` before running it.
+    if let Some(violation) = checks.violation() {
+        return Err(parsed.report(violation));
     }
     let printer = Printer::new(args.progress);
     let settings = BuildSettings {

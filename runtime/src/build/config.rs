@@ -2,6 +2,7 @@
 //! store as the planner's `ImageResolver`.
 //! Must not: decide config contents (the plan already did).
 
+use kiln_compiler::dockerfile::platforms::Platform;
 use kiln_compiler::dockerfile::{ImageResolver, ResolvedImage};
 use kiln_compiler::plan::{HistoryEntry, ImageConfig as PlanConfig};
 
@@ -57,6 +58,14 @@ impl ImageResolver for Store {
                     empty_layer: h.empty_layer,
                 })
                 .collect(),
+            platform: (!image.config.os.is_empty() && !image.config.architecture.is_empty())
+                .then(|| {
+                    Platform::from_config(
+                        &image.config.os,
+                        &image.config.architecture,
+                        image.config.variant.as_deref().unwrap_or(""),
+                    )
+                }),
         })
     }
 }
