@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn buildkit_suggestions_allow_two_edits() {
         let known = ["BUILDPLATFORM", "BUILDVARIANT", "MY_ARCH"];
-        assert_eq!(buildkit_closest("BULIDPLATFORM", known), Some("BUILDPLATFORM"));
+        assert_eq!(
+            buildkit_closest("BULIDPLATFORM", known),
+            Some("BUILDPLATFORM")
+        );
         assert_eq!(buildkit_closest("MYARCH", known), Some("MY_ARCH"));
         assert_eq!(buildkit_closest("VARIANT", known), None);
         assert_eq!(buildkit_closest("MY_ARCH", known), None);

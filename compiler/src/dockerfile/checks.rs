@@ -226,10 +226,11 @@ pub fn report(df: &Dockerfile, mut warnings: Vec<Warning>) -> Result<CheckReport
     let config = CheckConfig::of(df)?;
     let mut per_instruction: HashMap<usize, CheckConfig> = HashMap::new();
     warnings.retain(|w| {
-        let at = df
-            .instructions
-            .iter()
-            .position(|n| !w.span.is_empty() && n.span.start <= w.span.start && w.span.start < n.span.end.max(n.span.start + 1));
+        let at = df.instructions.iter().position(|n| {
+            !w.span.is_empty()
+                && n.span.start <= w.span.start
+                && w.span.start < n.span.end.max(n.span.start + 1)
+        });
         match at {
             Some(i) => per_instruction
                 .entry(i)
@@ -243,7 +244,11 @@ pub fn report(df: &Dockerfile, mut warnings: Vec<Warning>) -> Result<CheckReport
     Ok(CheckReport {
         warnings,
         error: config.error,
-        directive: df.directives.iter().find(|d| d.name == "check").map(|d| d.span),
+        directive: df
+            .directives
+            .iter()
+            .find(|d| d.name == "check")
+            .map(|d| d.span),
     })
 }
 
@@ -367,7 +372,12 @@ fn lint_from_lines(df: &Dockerfile, source: &str, input: &LintInput, out: &mut V
                     if let Some(s) = crate::suggest::buildkit_closest(var, known.iter().copied()) {
                         message.push_str(&format!(" (did you mean {s}?)"));
                     }
-                    warn(out, "UndefinedArgInFrom", message, node.span_of(source, var));
+                    warn(
+                        out,
+                        "UndefinedArgInFrom",
+                        message,
+                        node.span_of(source, var),
+                    );
                 }
             }
             let Some(platform) = &from.platform else {
@@ -459,7 +469,11 @@ fn lint_descriptions(node: &Instruction, typed: &Typed, out: &mut Vec<Warning>) 
     if keys.contains(&first_word) {
         return;
     }
-    let example = if keys.len() > 1 { "<arg_key>" } else { first_key };
+    let example = if keys.len() > 1 {
+        "<arg_key>"
+    } else {
+        first_key
+    };
     warn(
         out,
         "InvalidDefinitionDescription",
@@ -789,7 +803,10 @@ mod tests {
         text: &str,
         ignore: Option<&str>,
         build_args: &[(&str, &str)],
-    ) -> (Vec<(&'static str, String, usize)>, Option<Vec<&'static str>>) {
+    ) -> (
+        Vec<(&'static str, String, usize)>,
+        Option<Vec<&'static str>>,
+    ) {
         let df = parse(text).unwrap();
         let ignore = ignore.map(|i| IgnoreFile::parse(i).unwrap());
         let build_args: Vec<(String, String)> = build_args
@@ -840,7 +857,11 @@ mod tests {
         // The documented example, bad then good.
         assert_eq!(
             findings("FROM node:22${VARIANT} AS jsbuilder\n"),
-            one("UndefinedArgInFrom", "FROM argument 'VARIANT' is not declared", 1)
+            one(
+                "UndefinedArgInFrom",
+                "FROM argument 'VARIANT' is not declared",
+                1
+            )
         );
         assert_eq!(
             findings("ARG VARIANT=\"-alpine3.20\"\nFROM node:22${VARIANT} AS jsbuilder\n"),
@@ -861,7 +882,9 @@ mod tests {
             )
         );
         assert_eq!(
-            findings("ARG MY_OS=linux\nARG MY_ARCH=amd64\nFROM --platform=linux/${MYARCH} busybox\n"),
+            findings(
+                "ARG MY_OS=linux\nARG MY_ARCH=amd64\nFROM --platform=linux/${MYARCH} busybox\n"
+            ),
             one(
                 "UndefinedArgInFrom",
                 "FROM argument 'MYARCH' is not declared (did you mean MY_ARCH?)",
@@ -870,7 +893,11 @@ mod tests {
         );
         assert_eq!(
             findings("ARG tag=latest\nFROM busybox:${tag}${version} AS b\n"),
-            one("UndefinedArgInFrom", "FROM argument 'version' is not declared", 2)
+            one(
+                "UndefinedArgInFrom",
+                "FROM argument 'version' is not declared",
+                2
+            )
         );
     }
 
@@ -940,7 +967,9 @@ mod tests {
             []
         );
         assert_eq!(
-            findings("# check=skip=RedundantTargetPlatform\nFROM --platform=$TARGETPLATFORM scratch\n"),
+            findings(
+                "# check=skip=RedundantTargetPlatform\nFROM --platform=$TARGETPLATFORM scratch\n"
+            ),
             []
         );
     }
@@ -956,7 +985,10 @@ mod tests {
             )
         );
         assert_eq!(findings("FROM alpine AS base\n"), []);
-        assert_eq!(findings("FROM --platform=${BUILDPLATFORM} alpine AS base\n"), []);
+        assert_eq!(
+            findings("FROM --platform=${BUILDPLATFORM} alpine AS base\n"),
+            []
+        );
         assert_eq!(
             findings(
                 "FROM --platform=linux/amd64 alpine AS build_amd64\n\
@@ -965,7 +997,10 @@ mod tests {
             ),
             []
         );
-        assert_eq!(findings("FROM --platform=linux/amd64 scratch AS linux\n"), []);
+        assert_eq!(
+            findings("FROM --platform=linux/amd64 scratch AS linux\n"),
+            []
+        );
     }
 
     #[test]
@@ -1025,7 +1060,11 @@ mod tests {
             &[],
         );
         assert_eq!(found, []);
-        let (found, _) = run("FROM scratch\nCOPY ./Dockerfile .\n", Some("**\n!Dockerfile\n"), &[]);
+        let (found, _) = run(
+            "FROM scratch\nCOPY ./Dockerfile .\n",
+            Some("**\n!Dockerfile\n"),
+            &[],
+        );
         assert_eq!(found, []);
         // The context root: only a pattern excluding everything in it counts.
         let (found, _) = run("FROM scratch\nCOPY . .\n", Some(".*\n"), &[]);
@@ -1051,10 +1090,28 @@ mod tests {
         assert_eq!(
             findings(&on),
             vec![
-                ("InvalidDefinitionDescription", "Comment for ARG should follow the format: `# foo <description>`".to_string(), 3),
-                ("InvalidDefinitionDescription", "Comment for FROM should follow the format: `# base <description>`".to_string(), 5),
-                ("InvalidDefinitionDescription", "Comment for ARG should follow the format: `# version <description>`".to_string(), 7),
-                ("InvalidDefinitionDescription", "Comment for ARG should follow the format: `# <arg_key> <description>`".to_string(), 9),
+                (
+                    "InvalidDefinitionDescription",
+                    "Comment for ARG should follow the format: `# foo <description>`".to_string(),
+                    3
+                ),
+                (
+                    "InvalidDefinitionDescription",
+                    "Comment for FROM should follow the format: `# base <description>`".to_string(),
+                    5
+                ),
+                (
+                    "InvalidDefinitionDescription",
+                    "Comment for ARG should follow the format: `# version <description>`"
+                        .to_string(),
+                    7
+                ),
+                (
+                    "InvalidDefinitionDescription",
+                    "Comment for ARG should follow the format: `# <arg_key> <description>`"
+                        .to_string(),
+                    9
+                ),
             ]
         );
         // Descriptions that name what they describe, an empty `#` in between, and comments on
@@ -1068,7 +1125,10 @@ mod tests {
         let doc = "# check=experimental=all\n# a non-descriptive comment\nFROM scratch AS base\n\n# another non-descriptive comment\nARG VERSION=1\n";
         assert_eq!(
             rules(doc),
-            ["InvalidDefinitionDescription", "InvalidDefinitionDescription"]
+            [
+                "InvalidDefinitionDescription",
+                "InvalidDefinitionDescription"
+            ]
         );
         let doc_good = "# check=experimental=all\n# base is a stage for compiling source\nFROM scratch AS base\n# VERSION This is the version number.\nARG VERSION=1\n";
         assert_eq!(findings(doc_good), []);
@@ -1110,10 +1170,11 @@ mod tests {
             )
         );
         assert_eq!(findings("FROM alpine\nEXPOSE 80\n"), []);
-        let found: Vec<String> = findings("FROM scratch\nEXPOSE 127.0.0.1:80:80 [::1]:8080:8080 5000:5000 8000\n")
-            .into_iter()
-            .map(|(_, m, _)| m)
-            .collect();
+        let found: Vec<String> =
+            findings("FROM scratch\nEXPOSE 127.0.0.1:80:80 [::1]:8080:8080 5000:5000 8000\n")
+                .into_iter()
+                .map(|(_, m, _)| m)
+                .collect();
         assert_eq!(
             found,
             [
@@ -1127,15 +1188,69 @@ mod tests {
     #[test]
     fn invalid_base_image_platform_wording() {
         let p = |s: &str| Platform::parse(s, "linux", "amd64").unwrap();
-        let w = base_image_platform("app:1", &p("linux/amd64"), &p("linux/arm64"), Span::new(5, 10))
-            .unwrap();
+        let w = base_image_platform(
+            "app:1",
+            &p("linux/amd64"),
+            &p("linux/arm64"),
+            Span::new(5, 10),
+        )
+        .unwrap();
         assert_eq!(w.rule, "InvalidBaseImagePlatform");
         assert_eq!(
             w.message,
             "Base image app:1 was pulled with platform \"linux/arm64\", expected \"linux/amd64\" for current build"
         );
         // The variant alone is no mismatch.
-        assert!(base_image_platform("a", &p("linux/arm/v7"), &p("linux/arm/v6"), Span::default()).is_none());
+        assert!(
+            base_image_platform("a", &p("linux/arm/v7"), &p("linux/arm/v6"), Span::default())
+                .is_none()
+        );
+    }
+
+    /// A store holding one image, `base:1`, whose config names `platform`.
+    struct OneImage(Platform);
+
+    impl crate::dockerfile::ImageResolver for OneImage {
+        fn resolve(&self, reference: &str) -> Option<crate::dockerfile::ResolvedImage> {
+            (reference == "base:1").then(|| crate::dockerfile::ResolvedImage {
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                config: Default::default(),
+                history: Vec::new(),
+                platform: Some(self.0.clone()),
+            })
+        }
+    }
+
+    #[test]
+    fn invalid_base_image_platform_fires_where_the_base_is_resolved() {
+        let (os, arch) = lower::host_platform();
+        let other = if arch == "amd64" { "arm64" } else { "amd64" };
+        let lowered = |platform: Platform| {
+            let text = "FROM base:1\nENV foo=bar\n";
+            let df = parse(text).unwrap();
+            let opts = BuildOptions {
+                skip_context: true,
+                ..Default::default()
+            };
+            crate::dockerfile::lower(
+                &df,
+                text,
+                Default::default(),
+                &Default::default(),
+                &opts,
+                &OneImage(platform),
+            )
+            .unwrap()
+            .warnings
+        };
+        let warnings = lowered(Platform::from_config(os, other, ""));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].rule, "InvalidBaseImagePlatform");
+        assert_eq!(
+            warnings[0].message,
+            format!("Base image base:1 was pulled with platform \"{os}/{other}\", expected \"{os}/{arch}\" for current build")
+        );
+        assert!(lowered(Platform::from_config(os, arch, "")).is_empty());
     }
 
     #[test]
@@ -1163,7 +1278,10 @@ mod tests {
             findings("FROM scratch AS a\nWORKDIR /app\n\nFROM a AS b\nWORKDIR subdir/\n"),
             []
         );
-        assert_eq!(rules("FROM scratch\nWORKDIR a\nWORKDIR b\n"), ["WorkdirRelativePath"]);
+        assert_eq!(
+            rules("FROM scratch\nWORKDIR a\nWORKDIR b\n"),
+            ["WorkdirRelativePath"]
+        );
         assert_eq!(
             findings("FROM scratch\n# check=skip=WorkdirRelativePath\nWORKDIR app/\n"),
             []
@@ -1173,14 +1291,21 @@ mod tests {
     #[test]
     fn check_directive_skips_and_errors() {
         let body = "FROM scratch as base\ncopy Dockerfile .\n";
-        assert_eq!(run(&["#check=skip=all\n", body].concat(), None, &[]), (vec![], None));
+        assert_eq!(
+            run(&["#check=skip=all\n", body].concat(), None, &[]),
+            (vec![], None)
+        );
         assert_eq!(
             run(&["#check=skip=all;error=true\n", body].concat(), None, &[]),
             (vec![], None)
         );
         assert_eq!(
             run(
-                &["#check=skip=ConsistentInstructionCasing,FromAsCasing;error=true\n", body].concat(),
+                &[
+                    "#check=skip=ConsistentInstructionCasing,FromAsCasing;error=true\n",
+                    body
+                ]
+                .concat(),
                 None,
                 &[]
             ),
@@ -1193,14 +1318,22 @@ mod tests {
         );
         assert_eq!(
             found,
-            one("FromAsCasing", "'as' and 'FROM' keywords' casing do not match", 2)
+            one(
+                "FromAsCasing",
+                "'as' and 'FROM' keywords' casing do not match",
+                2
+            )
         );
         assert_eq!(violation, Some(vec!["FromAsCasing"]));
         let (found, violation) = run(body, None, &[]);
         assert_eq!(
             found,
             vec![
-                ("FromAsCasing", "'as' and 'FROM' keywords' casing do not match".to_string(), 1),
+                (
+                    "FromAsCasing",
+                    "'as' and 'FROM' keywords' casing do not match".to_string(),
+                    1
+                ),
                 (
                     "ConsistentInstructionCasing",
                     "Command 'copy' should match the case of the command majority (uppercase)"
@@ -1261,7 +1394,13 @@ mod tests {
         let text = "FROM a AS x\nFROM b AS x\n";
         let dup: Vec<_> = lint(&parse(text).unwrap(), text, &LintInput::default())
             .into_iter()
-            .map(|w| (w.rule, w.message, text[..w.span.start].matches('\n').count() + 1))
+            .map(|w| {
+                (
+                    w.rule,
+                    w.message,
+                    text[..w.span.start].matches('\n').count() + 1,
+                )
+            })
             .collect();
         assert_eq!(
             dup,

@@ -25,11 +25,7 @@ fn split_parts(raw: &str) -> (&str, &str, &str) {
             let n = parts.len();
             // The IP is everything up to the second-to-last `:`.
             let ip_len = parts[..n - 2].iter().map(|p| p.len() + 1).sum::<usize>() - 1;
-            (
-                raw.get(..ip_len).unwrap_or(""),
-                parts[n - 2],
-                parts[n - 1],
-            )
+            (raw.get(..ip_len).unwrap_or(""), parts[n - 2], parts[n - 1])
         }
     }
 }
@@ -144,10 +140,22 @@ mod tests {
             "invalid port: \"80/foo\": invalid proto: foo"
         );
         assert_eq!(parse_port("abc").unwrap_err(), "invalid containerPort: abc");
-        assert_eq!(parse_port("70000").unwrap_err(), "invalid containerPort: 70000");
-        assert_eq!(parse_port("/tcp").unwrap_err(), "invalid port: \"/tcp\": no port specified");
+        assert_eq!(
+            parse_port("70000").unwrap_err(),
+            "invalid containerPort: 70000"
+        );
+        assert_eq!(
+            parse_port("/tcp").unwrap_err(),
+            "invalid port: \"/tcp\": no port specified"
+        );
         assert_eq!(parse_port("x:80").unwrap_err(), "invalid hostPort: x");
-        assert_eq!(parse_port("1.2.3:80:80").unwrap_err(), "invalid IP address: 1.2.3");
-        assert_eq!(parse_port("90-80").unwrap_err(), "invalid containerPort: 90-80");
+        assert_eq!(
+            parse_port("1.2.3:80:80").unwrap_err(),
+            "invalid IP address: 1.2.3"
+        );
+        assert_eq!(
+            parse_port("90-80").unwrap_err(),
+            "invalid containerPort: 90-80"
+        );
     }
 }

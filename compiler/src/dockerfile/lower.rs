@@ -13,12 +13,12 @@ use std::rc::Rc;
 use crate::context::{ContextError, ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
 use crate::dockerfile::error::DockerfileError;
-use crate::dockerfile::platforms::Platform;
-use crate::dockerfile::{checks, expose};
 use crate::dockerfile::instructions::{
     self, CommandLine, CopyInstr, FlagValue, Instruction, Located, RunInstr,
 };
 use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
+use crate::dockerfile::platforms::Platform;
+use crate::dockerfile::{checks, expose};
 use crate::dockerignore::IgnoreFile;
 use crate::plan::{
     self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageConfig, ImageOp, Key,
@@ -601,9 +601,8 @@ impl<'a> Lowerer<'a> {
                         let (os, arch) = host_platform();
                         let expected = Platform::from_config(os, arch, "");
                         let span = typed[from_idx].node.span_of(self.source, &from.image);
-                        self.warnings.extend(checks::base_image_platform(
-                            &image, &expected, actual, span,
-                        ));
+                        self.warnings
+                            .extend(checks::base_image_platform(&image, &expected, actual, span));
                     }
                     let mut config = r.config.clone();
                     let triggers = std::mem::take(&mut config.on_build);

@@ -64,8 +64,7 @@ const KNOWN_ARCH: &[&str] = &[
 /// A specifier component: containerd's `^[A-Za-z0-9_.-]+$`.
 fn valid_component(c: &str) -> bool {
     !c.is_empty()
-        && c
-            .bytes()
+        && c.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
@@ -87,9 +86,7 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
         "i386" => pair("386", ""),
         "x86_64" | "x86-64" | "amd64" if variant == "v1" => pair("amd64", ""),
         "x86_64" | "x86-64" | "amd64" => pair("amd64", &variant),
-        "aarch64" | "arm64" if matches!(variant.as_str(), "8" | "v8" | "v8.0") => {
-            pair("arm64", "")
-        }
+        "aarch64" | "arm64" if matches!(variant.as_str(), "8" | "v8" | "v8.0") => pair("arm64", ""),
         "aarch64" | "arm64" => pair("arm64", &variant),
         "armhf" => pair("arm", "v7"),
         "armel" => pair("arm", "v6"),

@@ -41,7 +41,9 @@ fn valid_domain(d: &str) -> bool {
     let host_ok = !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
@@ -67,13 +69,19 @@ fn valid_digest(d: &str) -> bool {
     });
     let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
     let sha_ok = alg != "sha256"
-        || (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        || (hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     alg_ok && hex_ok && sha_ok
 }
 
 /// Does `ParseNormalizedNamed` accept `s`?
 pub fn is_valid_image_name(s: &str) -> bool {
-    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return false;
     }
     let (name, digest) = match s.split_once('@') {

@@ -620,6 +620,19 @@ mod tests {
     }
 
     #[test]
+    fn comments_before_an_instruction_are_kept() {
+        let df = parse(
+            "# check=skip=all\n# a\n  # b\n\nFROM x\n# c\n#\n# d\nRUN \\\n# not this\n y\nRUN z\n",
+        )
+        .unwrap();
+        // The directive is not a comment; an indented one keeps its `#` as in BuildKit; an
+        // empty `#` starts afresh; comments inside continuations belong to no list.
+        assert_eq!(df.instructions[0].comments, ["a", "# b"]);
+        assert_eq!(df.instructions[1].comments, ["d"]);
+        assert!(df.instructions[2].comments.is_empty());
+    }
+
+    #[test]
     fn spans_point_into_the_source() {
         let text = "\u{FEFF}  copy --from=a \\\n  x \\\n # c\n  y";
         let df = parse(text).unwrap();

@@ -58,14 +58,15 @@ impl ImageResolver for Store {
                     empty_layer: h.empty_layer,
                 })
                 .collect(),
-            platform: (!image.config.os.is_empty() && !image.config.architecture.is_empty())
-                .then(|| {
+            platform: (!image.config.os.is_empty() && !image.config.architecture.is_empty()).then(
+                || {
                     Platform::from_config(
                         &image.config.os,
                         &image.config.architecture,
                         image.config.variant.as_deref().unwrap_or(""),
                     )
-                }),
+                },
+            ),
         })
     }
 }
