@@ -203,6 +203,15 @@ pub enum Progress {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Timestamps: layer mtimes and the image's `created` come from \
+                  SOURCE_DATE_EPOCH (seconds since 1970-01-01 UTC), taken from \
+                  --build-arg SOURCE_DATE_EPOCH=N or else the environment. When it is unset \
+                  they are 0, so the same inputs give the same image on every machine, and \
+                  `kiln images` shows the image as created in 1970 (\"56 years ago\" in \
+                  2026). To date an image by its sources, set it, e.g. \
+                  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build ."
+)]
 pub struct BuildArgs {
     #[command(flatten)]
     pub frontend: FrontendArgs,

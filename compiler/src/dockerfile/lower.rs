@@ -21,8 +21,8 @@ use crate::dockerfile::platforms::Platform;
 use crate::dockerfile::{checks, expose};
 use crate::dockerignore::IgnoreFile;
 use crate::plan::{
-    self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageConfig, ImageOp, Key,
-    MountKind, MountSource, Node, NodeId, Op, Origin, Plan, RunMount, RunNetwork, RunOp,
+    self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageOp, Key, MountKind,
+    MountSource, Node, NodeId, Op, Origin, Plan, RunConfig, RunMount, RunNetwork, RunOp,
 };
 use crate::shell::Lexer;
 use crate::syntax::{self, Dockerfile, Span};
@@ -49,7 +49,7 @@ pub struct BuildOptions {
 pub struct ResolvedImage {
     /// Manifest digest, `sha256:...`.
     pub digest: String,
-    pub config: ImageConfig,
+    pub config: RunConfig,
     pub history: Vec<HistoryEntry>,
     /// The platform its config names (None when it names none).
     pub platform: Option<Platform>,
@@ -187,7 +187,7 @@ struct StageDef {
 
 struct StageResult {
     last: NodeId,
-    config: ImageConfig,
+    config: RunConfig,
     history: Vec<HistoryEntry>,
 }
 
@@ -195,7 +195,7 @@ struct StageResult {
 struct StageState {
     name: String,
     prev: NodeId,
-    config: ImageConfig,
+    config: RunConfig,
     history: Vec<HistoryEntry>,
     /// Declared ARGs in order; None = declared without a value.
     args: Vec<(String, Option<String>)>,
@@ -521,7 +521,7 @@ impl<'a> Lowerer<'a> {
         let resolved = self.images.resolve(reference);
         let (digest, config) = match &resolved {
             Some(r) => (Some(r.digest.clone()), r.config.clone()),
-            None => (None, ImageConfig::default()),
+            None => (None, RunConfig::default()),
         };
         let mut reasons = Vec::new();
         if !reference.contains("@sha256:") {
@@ -588,7 +588,7 @@ impl<'a> Lowerer<'a> {
         } else if lower == "scratch" {
             let id = self.push(Op::Scratch, vec![], vec![], from_origin.clone());
             // BuildKit gives a stage from scratch the working directory "/".
-            let config = ImageConfig {
+            let config = RunConfig {
                 working_dir: "/".into(),
                 ..Default::default()
             };
@@ -608,7 +608,7 @@ impl<'a> Lowerer<'a> {
                     let triggers = std::mem::take(&mut config.on_build);
                     (id, config, r.history.clone(), triggers)
                 }
-                None => (id, ImageConfig::default(), Vec::new(), Vec::new()),
+                None => (id, RunConfig::default(), Vec::new(), Vec::new()),
             }
         };
         let mut st = StageState {
