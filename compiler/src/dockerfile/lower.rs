@@ -563,7 +563,7 @@ impl<'a> Lowerer<'a> {
         // Unset names here are the UndefinedArgInFrom check's (checks.rs), not UndefinedVar.
         let image = match self.lexer.expand_word(&from.image, &self.global_args) {
             Ok(e) => e.value,
-            Err(e) => return Err(self.expand_error(&typed[from_idx].node, &from.image, e)),
+            Err(e) => return Err(self.expand_error(typed[from_idx].node, &from.image, e)),
         };
         let from_origin = self.origin(&label, from_idx);
         if image.is_empty() {

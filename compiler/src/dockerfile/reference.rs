@@ -16,7 +16,7 @@ fn valid_path_component(c: &str) -> bool {
         rest = &rest[run..];
         let sep = rest.bytes().take_while(|&x| !alnum(x)).count();
         let s = &rest[..sep];
-        if !s.is_empty() && !(s == "." || s == "_" || s == "__" || s.bytes().all(|x| x == b'-')) {
+        if !(s.is_empty() || s == "." || s == "_" || s == "__" || s.bytes().all(|x| x == b'-')) {
             return false;
         }
         rest = &rest[sep..];

@@ -409,7 +409,11 @@ impl<'a> Parser<'a> {
         if stripped.starts_with('#') {
             // BuildKit trims the text after the line's first byte: an indented comment keeps
             // its `#`. An empty comment ends the run.
-            let comment = content.get(1..).unwrap_or(&stripped[1..]).trim();
+            let comment = content
+                .get(1..)
+                .or_else(|| stripped.strip_prefix('#'))
+                .unwrap_or("")
+                .trim();
             if comment.is_empty() {
                 self.comments.clear();
             } else {
