@@ -797,16 +797,16 @@ mod tests {
     use crate::dockerfile::BuildOptions;
     use crate::syntax::parse;
 
-    /// Every finding of `kiln check` on `text` (with `ignore` as the .dockerignore) as
-    /// (rule, message, line), in source order; and the violation's rules, if any.
+    /// A finding as (rule, message, line).
+    type Finding = (&'static str, String, usize);
+
+    /// Every finding of `kiln check` on `text` (with `ignore` as the .dockerignore), in
+    /// source order; and the violation's rules, if any.
     fn run(
         text: &str,
         ignore: Option<&str>,
         build_args: &[(&str, &str)],
-    ) -> (
-        Vec<(&'static str, String, usize)>,
-        Option<Vec<&'static str>>,
-    ) {
+    ) -> (Vec<Finding>, Option<Vec<&'static str>>) {
         let df = parse(text).unwrap();
         let ignore = ignore.map(|i| IgnoreFile::parse(i).unwrap());
         let build_args: Vec<(String, String)> = build_args
