@@ -6,12 +6,10 @@
 //!
 //! Must not: need a peer, except the skopeo case (skips locally without skopeo).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// A FROM scratch context: Dockerfile plus two files.

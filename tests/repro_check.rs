@@ -13,14 +13,12 @@
 //!
 //! RUN cases need root and the busybox base; without them they skip locally (fail in CI).
 
-mod common;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn check(store: &KilnStore, context: &Path) -> std::process::Output {
     store.kiln([
