@@ -20,7 +20,8 @@ fn context(dir: &Path, dockerfile: &str, a_txt: &[u8], mode: u32) {
     write_file(&dir.join("extra"), b"extra\n", 0o644);
 }
 
-const DOCKERFILE: &str = "FROM scratch\nCOPY a.txt b.bin /data/\nLABEL version=1\nCMD [\"/data/a.txt\"]\n";
+const DOCKERFILE: &str =
+    "FROM scratch\nCOPY a.txt b.bin /data/\nLABEL version=1\nCMD [\"/data/a.txt\"]\n";
 
 fn build(store: &KilnStore, tag: &str, dockerfile: &str, a_txt: &[u8], mode: u32) {
     let work = temp_dir();
@@ -52,7 +53,13 @@ fn merged_paths(v: &Value) -> Vec<String> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|f| format!("{} {}", f["change"].as_str().unwrap_or(""), f["path"].as_str().unwrap_or("")))
+                .map(|f| {
+                    format!(
+                        "{} {}",
+                        f["change"].as_str().unwrap_or(""),
+                        f["path"].as_str().unwrap_or("")
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -69,8 +76,14 @@ fn one_file_content_differs() {
     assert_eq!(merged_paths(&v), ["changed data/a.txt"], "{v}");
     let f = &v["files"][0];
     assert_eq!(f["differs"], serde_json::json!(["content"]), "{f}");
-    assert_eq!(f["a"]["content"], format!("sha256:{}", sha256_hex(b"one\ntwo\nthree\n")));
-    assert_eq!(f["b"]["content"], format!("sha256:{}", sha256_hex(b"one\nTWO\nthree\n")));
+    assert_eq!(
+        f["a"]["content"],
+        format!("sha256:{}", sha256_hex(b"one\ntwo\nthree\n"))
+    );
+    assert_eq!(
+        f["b"]["content"],
+        format!("sha256:{}", sha256_hex(b"one\nTWO\nthree\n"))
+    );
     let text = f["text_diff"].as_str().unwrap_or_default();
     assert!(text.contains("-two\n") && text.contains("+TWO\n"), "{text}");
     // The layer that wrote it, with its history entry.
@@ -78,7 +91,10 @@ fn one_file_content_differs() {
     let layer = &v["layers"][0];
     assert_eq!(layer["equal"], false);
     assert!(
-        layer["b"]["created_by"].as_str().unwrap_or("").contains("COPY a.txt b.bin /data/"),
+        layer["b"]["created_by"]
+            .as_str()
+            .unwrap_or("")
+            .contains("COPY a.txt b.bin /data/"),
         "{layer}"
     );
     // Only the rootfs and nothing else of the config differs (rootfs is left out).
@@ -112,7 +128,13 @@ fn one_mode_differs() {
 fn one_config_field_differs() {
     let store = KilnStore::new();
     build(&store, "c:1", DOCKERFILE, b"same\n", 0o644);
-    build(&store, "c:2", &DOCKERFILE.replace("version=1", "version=2"), b"same\n", 0o644);
+    build(
+        &store,
+        "c:2",
+        &DOCKERFILE.replace("version=1", "version=2"),
+        b"same\n",
+        0o644,
+    );
     let (code, v) = diff_json(&store, "c:1", "c:2");
     assert_eq!(code, 1, "{v}");
     let fields: Vec<&str> = v["config"]
@@ -121,7 +143,12 @@ fn one_config_field_differs() {
         .unwrap_or_default();
     // The label, and the history entry of the LABEL step that set it.
     assert!(fields.contains(&"config.Labels.version"), "{v}");
-    assert!(fields.iter().all(|f| *f == "config.Labels.version" || f.starts_with("history[")), "{v}");
+    assert!(
+        fields
+            .iter()
+            .all(|f| *f == "config.Labels.version" || f.starts_with("history[")),
+        "{v}"
+    );
     let label = v["config"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["field"] == "config.Labels.version"))
@@ -130,14 +157,25 @@ fn one_config_field_differs() {
     assert_eq!(label["a"], "1");
     assert_eq!(label["b"], "2");
     assert_eq!(v["files"], serde_json::json!([]), "same files: {v}");
-    assert!(v["layers"].as_array().is_some_and(|l| l.iter().all(|l| l["equal"] == true)), "{v}");
+    assert!(
+        v["layers"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|l| l["equal"] == true)),
+        "{v}"
+    );
 }
 
 #[test]
 fn one_added_layer() {
     let store = KilnStore::new();
     build(&store, "l:1", DOCKERFILE, b"same\n", 0o644);
-    build(&store, "l:2", &format!("{DOCKERFILE}COPY extra /extra\n"), b"same\n", 0o644);
+    build(
+        &store,
+        "l:2",
+        &format!("{DOCKERFILE}COPY extra /extra\n"),
+        b"same\n",
+        0o644,
+    );
     let (code, v) = diff_json(&store, "l:1", "l:2");
     assert_eq!(code, 1, "{v}");
     assert_eq!(merged_paths(&v), ["added extra"], "{v}");
@@ -147,7 +185,13 @@ fn one_added_layer() {
     assert_eq!(layers[0]["equal"], true, "the common layer is skipped: {v}");
     assert_eq!(layers[0]["files"], serde_json::json!([]));
     assert!(layers[1]["a"].is_null(), "{v}");
-    assert!(layers[1]["b"]["created_by"].as_str().unwrap_or("").contains("COPY extra /extra"), "{v}");
+    assert!(
+        layers[1]["b"]["created_by"]
+            .as_str()
+            .unwrap_or("")
+            .contains("COPY extra /extra"),
+        "{v}"
+    );
 }
 
 /// Rewrites the outer tarball of `kiln save`, keeping only the entries `keep` accepts.
@@ -178,12 +222,23 @@ fn the_same_image_is_equal_across_store_and_tarball_forms() {
     store.save("t:1", &combined);
     // docker-archive only (manifest.json, no index.json), and OCI only (no manifest.json).
     let docker = work.path().join("docker.tar");
-    filter_tar(&combined, &docker, |p| !matches!(p, "index.json" | "oci-layout"));
+    filter_tar(&combined, &docker, |p| {
+        !matches!(p, "index.json" | "oci-layout")
+    });
     let oci = work.path().join("oci.tar");
-    filter_tar(&combined, &oci, |p| !matches!(p, "manifest.json" | "repositories"));
+    filter_tar(&combined, &oci, |p| {
+        !matches!(p, "manifest.json" | "repositories")
+    });
     // gzip layers inside, and the whole OCI tarball gzip-compressed.
     let gz_layers = work.path().join("gz-layers.tar");
-    store.kiln_ok(["save".as_ref(), "--compression".as_ref(), "gzip".as_ref(), "-o".as_ref(), gz_layers.as_os_str(), "t:1".as_ref()]);
+    store.kiln_ok([
+        "save".as_ref(),
+        "--compression".as_ref(),
+        "gzip".as_ref(),
+        "-o".as_ref(),
+        gz_layers.as_os_str(),
+        "t:1".as_ref(),
+    ]);
     let oci_gz = work.path().join("oci.tar.gz");
     {
         let mut enc = flate2::write::GzEncoder::new(
@@ -239,7 +294,11 @@ fn errors_exit_with_status_2() {
     build(&store, "e:1", DOCKERFILE, b"same\n", 0o644);
     let out = store.kiln(["diff", "e:1", "no-such-image:1"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_text(&out));
-    assert!(stderr_text(&out).contains("no-such-image"), "{}", stderr_text(&out));
+    assert!(
+        stderr_text(&out).contains("no-such-image"),
+        "{}",
+        stderr_text(&out)
+    );
     let work = temp_dir();
     let junk = work.path().join("junk.tar");
     write_file(&junk, b"not a tarball at all", 0o644);

@@ -61,7 +61,10 @@ fn passes_on_the_golden_fixture() {
     let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let id = std::fs::read_to_string(&iid).unwrap();
-    assert!(err.contains(&format!("reproducible: both builds made {id}")), "{err}");
+    assert!(
+        err.contains(&format!("reproducible: both builds made {id}")),
+        "{err}"
+    );
     assert!(err.contains("umask"), "the variations are reported: {err}");
 }
 
@@ -84,7 +87,10 @@ fn passes_on_the_repro_fixture() {
     let out = check(&store, &ctx);
     let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("reproducible: both builds made sha256:"), "{err}");
+    assert!(
+        err.contains("reproducible: both builds made sha256:"),
+        "{err}"
+    );
     // The image is there, as after a plain build.
     store.kiln_ok(["inspect", "checked:1"]);
 }
@@ -118,8 +124,14 @@ fn assert_names(out: &std::process::Output, file: &str, step: &str, line: usize)
         .skip_while(|l| !l.contains("files (merged):"))
         .find(|l| l.contains(&format!("changed /{file} ")))
         .unwrap_or_else(|| panic!("no merged entry for /{file}:\n{err}"));
-    assert!(entry.contains(step), "step `{step}` not named in `{entry}`:\n{err}");
-    assert!(entry.contains(&format!("Dockerfile:{line} ")), "line {line} not named in `{entry}`:\n{err}");
+    assert!(
+        entry.contains(step),
+        "step `{step}` not named in `{entry}`:\n{err}"
+    );
+    assert!(
+        entry.contains(&format!("Dockerfile:{line} ")),
+        "line {line} not named in `{entry}`:\n{err}"
+    );
     assert!(err.contains("content: sha256:"), "{err}");
 }
 
@@ -139,7 +151,10 @@ fn fails_naming_the_file_and_step_of_a_run_that_writes_the_time() {
     assert_names(&out, "built-at", "RUN date > /built-at", 3);
     // A small text file: the unified diff is shown.
     let err = stderr_text(&out);
-    assert!(err.contains("--- a/built-at") && err.contains("+++ b/built-at"), "{err}");
+    assert!(
+        err.contains("--- a/built-at") && err.contains("+++ b/built-at"),
+        "{err}"
+    );
     assert!(!err.contains("changed /fixed"), "{err}");
 }
 
@@ -226,16 +241,27 @@ fn fails_naming_the_copy_whose_context_file_changes_between_the_builds() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("kiln ended ({status}) before it waited for the index lock");
         }
-        assert!(Instant::now() < deadline, "kiln never waited for the index lock");
+        assert!(
+            Instant::now() < deadline,
+            "kiln never waited for the index lock"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The first build has read the file and waits to record its image: edit the file.
     write_file(&ctx.join("settings.txt"), b"mode=new\n", 0o644);
     drop(held);
     let out = child.wait_with_output().unwrap();
-    assert_names(&out, "etc/settings.txt", "COPY settings.txt /etc/settings.txt", 3);
+    assert_names(
+        &out,
+        "etc/settings.txt",
+        "COPY settings.txt /etc/settings.txt",
+        3,
+    );
     let err = stderr_text(&out);
-    assert!(err.contains("-mode=old") && err.contains("+mode=new"), "{err}");
+    assert!(
+        err.contains("-mode=old") && err.contains("+mode=new"),
+        "{err}"
+    );
     assert!(!err.contains("changed /stable.txt"), "{err}");
 }
 
@@ -251,5 +277,9 @@ fn refuses_a_dockerfile_from_standard_input() {
         work.path().as_os_str(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr_text(&out).contains("standard input"), "{}", stderr_text(&out));
+    assert!(
+        stderr_text(&out).contains("standard input"),
+        "{}",
+        stderr_text(&out)
+    );
 }

@@ -559,9 +559,12 @@ fn item_of_scanned(entry: &ScannedEntry, tar: &Path, contents: &Contents) -> Ite
 fn item_of_view(entry: &ViewEntry, contents: &Contents) -> Item {
     let (kind, size, link_target, bytes) = match &entry.kind {
         ViewKind::Dir => ("dir", None, None, None),
-        ViewKind::File { tar, offset, size } => {
-            ("file", Some(*size), None, contents.bytes(tar, *offset, *size))
-        }
+        ViewKind::File { tar, offset, size } => (
+            "file",
+            Some(*size),
+            None,
+            contents.bytes(tar, *offset, *size),
+        ),
         ViewKind::Symlink { target } => ("symlink", None, Some(target.clone()), None),
         ViewKind::CharDevice { major, minor } => {
             ("char", None, Some(format!("{major}:{minor}")), None)
@@ -761,7 +764,10 @@ fn diff_layer_entries(
 
 /// The differences of the merged trees, each attributed to the layers that wrote it.
 fn diff_merged(a: &Stack, b: &Stack, contents: &Contents) -> Result<Vec<FileChange>, CompareError> {
-    let (view_a, view_b) = (FsView::from_layers(&a.tars())?, FsView::from_layers(&b.tars())?);
+    let (view_a, view_b) = (
+        FsView::from_layers(&a.tars())?,
+        FsView::from_layers(&b.tars())?,
+    );
     let items = |view: &FsView| -> BTreeMap<String, Item> {
         view.walk("")
             .map(|(p, e)| (p.to_string(), item_of_view(e, contents)))
@@ -789,7 +795,13 @@ mod tests {
         let keys: Vec<&str> = out.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            ["config.Env[0]", "config.Env[1]", "config.Labels.x", "e", "os"]
+            [
+                "config.Env[0]",
+                "config.Env[1]",
+                "config.Labels.x",
+                "e",
+                "os"
+            ]
         );
     }
 

@@ -171,7 +171,11 @@ pub(super) fn parse_output(spec: &str) -> Result<Output> {
 
 /// Both types get the combined docker-archive + OCI layout, which docker, podman and skopeo
 /// all read.
-pub(super) fn write_output(store: &Store, image: &kiln_runtime::store::Image, out: &Output) -> Result<()> {
+pub(super) fn write_output(
+    store: &Store,
+    image: &kiln_runtime::store::Image,
+    out: &Output,
+) -> Result<()> {
     let names: Vec<String> = if image.tags.is_empty() {
         vec![image.id().to_string()]
     } else {

@@ -221,7 +221,9 @@ fn step_name(plan: &Plan, built: &Built, layer: usize, dockerfile: &Path) -> Opt
                 origin.text
             ))
         }
-        None if layer < built.layer_nodes.len() => Some("no single step: a base image layer, or the one --squash makes".into()),
+        None if layer < built.layer_nodes.len() => {
+            Some("no single step: a base image layer, or the one --squash makes".into())
+        }
         None => None,
     }
 }

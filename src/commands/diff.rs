@@ -37,7 +37,10 @@ pub fn run(root: Option<PathBuf>, args: DiffArgs) -> ExitCode {
                     }
                 }
             } else {
-                print!("{}", render(&diff, &|which, layer| history_step(&diff, which, layer)));
+                print!(
+                    "{}",
+                    render(&diff, &|which, layer| history_step(&diff, which, layer))
+                );
             }
             if diff.is_equal() {
                 ExitCode::SUCCESS
@@ -256,7 +259,12 @@ pub fn render_file(f: &FileChange, step_of: &dyn Fn(Which, usize) -> Option<Stri
     match (&f.a, &f.b) {
         (Some(a), Some(b)) => {
             for attr in &f.differs {
-                let _ = writeln!(out, "      {attr}: {} -> {}", attr_of(a, attr), attr_of(b, attr));
+                let _ = writeln!(
+                    out,
+                    "      {attr}: {} -> {}",
+                    attr_of(a, attr),
+                    attr_of(b, attr)
+                );
             }
         }
         (Some(one), None) | (None, Some(one)) => {
@@ -288,7 +296,11 @@ fn attr_of(s: &FileState, attr: &str) -> String {
 }
 
 fn summary(s: &FileState) -> String {
-    let mut parts = vec![s.kind.to_string(), s.mode.clone(), format!("{}:{}", s.uid, s.gid)];
+    let mut parts = vec![
+        s.kind.to_string(),
+        s.mode.clone(),
+        format!("{}:{}", s.uid, s.gid),
+    ];
     if let Some(n) = s.size {
         parts.push(format!("{n} bytes"));
     }

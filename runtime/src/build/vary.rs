@@ -48,9 +48,8 @@ pub fn wait_for_next_second() {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let rest = Duration::from_secs(1).saturating_sub(Duration::from_nanos(u64::from(
-        now.subsec_nanos(),
-    )));
+    let rest =
+        Duration::from_secs(1).saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos())));
     std::thread::sleep(rest + Duration::from_millis(5));
 }
 
