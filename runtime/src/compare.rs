@@ -29,9 +29,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::layer::reader::{scan_layer_seekable, ScannedEntry, ScannedKind};
-use crate::layer::view::{FsView, ViewEntry, ViewKind};
-use crate::layer::LayerError;
+use crate::layer::reader::scan_layer_seekable;
+use crate::layer::view::FsView;
+use crate::layer::{Entry, EntryKind, LayerError, TarOffset};
 use crate::oci::Digest;
 use crate::store::{Image, Store, StoreError};
 
@@ -356,7 +356,7 @@ impl Stack {
     }
 }
 
-fn scan(tar: &Path) -> Result<Vec<ScannedEntry>, CompareError> {
+fn scan(tar: &Path) -> Result<Vec<Entry<TarOffset>>, CompareError> {
     let file = File::open(tar).map_err(|error| CompareError::Read {
         path: tar.to_path_buf(),
         error,
@@ -519,60 +519,35 @@ fn hex_xattrs(xattrs: &[(String, Vec<u8>)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn item_of_scanned(entry: &ScannedEntry, tar: &Path, contents: &Contents) -> Item {
+/// One entry as compared: its attributes, and where its bytes are (`locate` gives the tar
+/// and the offset of a file's data, wherever the entry was read from).
+fn item_of<'e, D>(
+    entry: &'e Entry<D>,
+    locate: impl Fn(&'e D) -> (&'e Path, u64),
+    contents: &Contents,
+) -> Item {
     let (kind, size, link_target, bytes) = match &entry.kind {
-        ScannedKind::Dir => ("dir", None, None, None),
-        ScannedKind::File { size, data_offset } => (
-            "file",
-            Some(*size),
-            None,
-            contents.bytes(tar, *data_offset, *size),
-        ),
-        ScannedKind::Symlink { target } => ("symlink", None, Some(target.clone()), None),
-        ScannedKind::Hardlink { target } => ("hardlink", None, Some(target.clone()), None),
-        ScannedKind::Whiteout => ("whiteout", None, None, None),
-        ScannedKind::OpaqueDir => ("opaque", None, None, None),
-        ScannedKind::CharDevice { major, minor } => {
+        EntryKind::Dir => ("dir", None, None, None),
+        EntryKind::File { size, source } => {
+            let (tar, offset) = locate(source);
+            (
+                "file",
+                Some(*size),
+                None,
+                contents.bytes(tar, offset, *size),
+            )
+        }
+        EntryKind::Symlink { target } => ("symlink", None, Some(target.clone()), None),
+        EntryKind::Hardlink { target } => ("hardlink", None, Some(target.clone()), None),
+        EntryKind::Whiteout => ("whiteout", None, None, None),
+        EntryKind::OpaqueDir => ("opaque", None, None, None),
+        EntryKind::CharDevice { major, minor } => {
             ("char", None, Some(format!("{major}:{minor}")), None)
         }
-        ScannedKind::BlockDevice { major, minor } => {
+        EntryKind::BlockDevice { major, minor } => {
             ("block", None, Some(format!("{major}:{minor}")), None)
         }
-        ScannedKind::Fifo => ("fifo", None, None, None),
-    };
-    Item {
-        state: FileState {
-            kind,
-            size,
-            mode: octal(entry.mode),
-            uid: entry.uid,
-            gid: entry.gid,
-            mtime: entry.mtime,
-            link_target,
-            xattrs: hex_xattrs(&entry.xattrs),
-            content: None,
-        },
-        bytes,
-    }
-}
-
-fn item_of_view(entry: &ViewEntry, contents: &Contents) -> Item {
-    let (kind, size, link_target, bytes) = match &entry.kind {
-        ViewKind::Dir => ("dir", None, None, None),
-        ViewKind::File { tar, offset, size } => (
-            "file",
-            Some(*size),
-            None,
-            contents.bytes(tar, *offset, *size),
-        ),
-        ViewKind::Symlink { target } => ("symlink", None, Some(target.clone()), None),
-        ViewKind::CharDevice { major, minor } => {
-            ("char", None, Some(format!("{major}:{minor}")), None)
-        }
-        ViewKind::BlockDevice { major, minor } => {
-            ("block", None, Some(format!("{major}:{minor}")), None)
-        }
-        ViewKind::Fifo => ("fifo", None, None, None),
+        EntryKind::Fifo => ("fifo", None, None, None),
     };
     Item {
         state: FileState {
@@ -623,12 +598,15 @@ fn differences(a: &Item, b: &Item, contents: &Contents) -> Result<Vec<&'static s
     Ok(out)
 }
 
+/// A differing path, with where each side's bytes are (files only).
+type Found = (FileChange, Option<Bytes>, Option<Bytes>);
+
 /// Joins two sorted maps of items into the list of changes (comparing pairs in parallel).
 fn join_changes(
     a: BTreeMap<String, Item>,
     mut b: BTreeMap<String, Item>,
     contents: &Contents,
-) -> Result<Vec<(FileChange, Option<Bytes>, Option<Bytes>)>, CompareError> {
+) -> Result<Vec<Found>, CompareError> {
     let mut pairs: Vec<(String, Option<Item>, Option<Item>)> = Vec::new();
     for (path, item) in a {
         let other = b.remove(&path);
@@ -637,7 +615,7 @@ fn join_changes(
     for (path, item) in b {
         pairs.push((path, None, Some(item)));
     }
-    let compared: Vec<Option<(FileChange, Option<Bytes>, Option<Bytes>)>> = pairs
+    let compared: Vec<Option<Found>> = pairs
         .into_par_iter()
         .map(|(path, ia, ib)| {
             let (change, differs) = match (&ia, &ib) {
@@ -675,10 +653,7 @@ fn join_changes(
 }
 
 /// Content digests of the regular files of differing entries, and a text diff where small.
-fn describe(
-    found: Vec<(FileChange, Option<Bytes>, Option<Bytes>)>,
-    contents: &Contents,
-) -> Result<Vec<FileChange>, CompareError> {
+fn describe(found: Vec<Found>, contents: &Contents) -> Result<Vec<FileChange>, CompareError> {
     found
         .into_par_iter()
         .map(|(mut change, ba, bb)| {
@@ -745,10 +720,13 @@ fn diff_layer_entries(
             for entry in scan(&layer.tar)? {
                 let key = match entry.kind {
                     // An opaque marker and its directory's own entry share a path.
-                    ScannedKind::OpaqueDir => format!("{}/.wh..wh..opq", entry.path),
+                    EntryKind::OpaqueDir => format!("{}/.wh..wh..opq", entry.path),
                     _ => entry.path.clone(),
                 };
-                out.insert(key, item_of_scanned(&entry, &layer.tar, contents));
+                out.insert(
+                    key,
+                    item_of(&entry, |o| (layer.tar.as_path(), o.0), contents),
+                );
             }
         }
         Ok(out)
@@ -770,7 +748,12 @@ fn diff_merged(a: &Stack, b: &Stack, contents: &Contents) -> Result<Vec<FileChan
     );
     let items = |view: &FsView| -> BTreeMap<String, Item> {
         view.walk("")
-            .map(|(p, e)| (p.to_string(), item_of_view(e, contents)))
+            .map(|e| {
+                (
+                    e.path.clone(),
+                    item_of(e, |d| (&*d.tar, d.offset), contents),
+                )
+            })
             .collect()
     };
     let found = join_changes(items(&view_a), items(&view_b), contents)?;
