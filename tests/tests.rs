@@ -13,6 +13,8 @@ mod cli;
 mod debian;
 mod differential;
 mod differential_run;
+mod image_diff;
 mod interop;
+mod repro_check;
 mod reproducible;
 mod runner;

@@ -17,6 +17,8 @@ use crate::dockerfile::instructions::{
     self, CommandLine, CopyInstr, FlagValue, Instruction, Located, RunInstr,
 };
 use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
+use crate::dockerfile::platforms::Platform;
+use crate::dockerfile::{checks, expose};
 use crate::dockerignore::IgnoreFile;
 use crate::plan::{
     self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageOp, Key, MountKind,
@@ -49,6 +51,8 @@ pub struct ResolvedImage {
     pub digest: String,
     pub config: RunConfig,
     pub history: Vec<HistoryEntry>,
+    /// The platform its config names (None when it names none).
+    pub platform: Option<Platform>,
 }
 
 /// Looks up base images by reference (`name`, `name:tag`, `name@sha256:...`): `Ok(None)`
@@ -134,6 +138,24 @@ pub fn host_platform() -> (&'static str, &'static str) {
         other => other,
     };
     ("linux", arch)
+}
+
+/// The ARGs defined before any ARG instruction: the target's and the build's platform.
+pub(crate) fn predefined_args() -> Vec<(String, String)> {
+    let (os, arch) = host_platform();
+    [
+        ("TARGETPLATFORM", format!("{os}/{arch}")),
+        ("TARGETOS", os.to_string()),
+        ("TARGETARCH", arch.to_string()),
+        ("TARGETVARIANT", String::new()),
+        ("BUILDPLATFORM", format!("{os}/{arch}")),
+        ("BUILDOS", os.to_string()),
+        ("BUILDARCH", arch.to_string()),
+        ("BUILDVARIANT", String::new()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 const PROXY_ARGS: &[&str] = &[
@@ -336,20 +358,7 @@ impl<'a> Lowerer<'a> {
 
     /// Global ARGs (before the first FROM) and stage boundaries, with name checks.
     fn split_stages(&mut self) -> Result<(), DockerfileError> {
-        let (os, arch) = host_platform();
-        let platform = [
-            ("TARGETPLATFORM", format!("{os}/{arch}")),
-            ("TARGETOS", os.to_string()),
-            ("TARGETARCH", arch.to_string()),
-            ("TARGETVARIANT", String::new()),
-            ("BUILDPLATFORM", format!("{os}/{arch}")),
-            ("BUILDOS", os.to_string()),
-            ("BUILDARCH", arch.to_string()),
-            ("BUILDVARIANT", String::new()),
-        ];
-        for (k, v) in platform {
-            self.global_args.push((k.to_string(), v));
-        }
+        self.global_args.extend(predefined_args());
         let mut seen: HashMap<String, Span> = HashMap::new();
         let typed = Rc::clone(&self.typed);
         for (i, located) in typed.iter().enumerate() {
@@ -613,11 +622,15 @@ impl<'a> Lowerer<'a> {
         let Instruction::From(from) = &typed[from_idx].instr else {
             unreachable!("stage starts at a FROM")
         };
-        // Taken out for the call (expansion never reads `global_args` itself), not cloned.
-        let global = std::mem::take(&mut self.global_args);
-        let image = self.expand_in(from_idx, &from.image, &global);
-        self.global_args = global;
-        let image = image?;
+        // Unset names here are the UndefinedArgInFrom check's (checks.rs), not UndefinedVar.
+        let image = match self.lexer.expand_word(&from.image, &self.global_args) {
+            Ok(e) => e.value,
+            Err(e) => {
+                return Err(self
+                    .expand_error(typed[from_idx].node, &from.image, e)
+                    .into())
+            }
+        };
         let from_origin = self.origin(&label, from_idx);
         if image.is_empty() {
             let node = &self.typed[from_idx].node;
@@ -651,6 +664,13 @@ impl<'a> Lowerer<'a> {
             let (id, resolved) = self.base_image(&image, from_origin.clone())?;
             match resolved {
                 Some(r) => {
+                    if let Some(actual) = &r.platform {
+                        let (os, arch) = host_platform();
+                        let expected = Platform::from_config(os, arch, "");
+                        let span = typed[from_idx].node.span_of(self.source, &from.image);
+                        self.warnings
+                            .extend(checks::base_image_platform(&image, &expected, actual, span));
+                    }
                     let mut config = r.config.clone();
                     let triggers = std::mem::take(&mut config.on_build);
                     (id, config, r.history.clone(), triggers)
@@ -970,7 +990,7 @@ impl<'a> Lowerer<'a> {
         let argv = match &run.command {
             CommandLine::Exec(v) => v.clone(),
             CommandLine::Shell(cmd) => {
-                let script = self.run_script(idx, cmd, &run.heredocs, &mut script_file);
+                let script = self.run_script(cmd, &run.heredocs, &mut script_file);
                 st.shell_argv(&script)
             }
         };
@@ -1072,7 +1092,6 @@ impl<'a> Lowerer<'a> {
     /// written and its delimiter) for the shell to read.
     fn run_script(
         &self,
-        idx: usize,
         cmd: &str,
         heredocs: &[syntax::Heredoc],
         file: &mut Option<RunMount>,
@@ -1082,54 +1101,30 @@ impl<'a> Lowerer<'a> {
         }
         if let [h] = heredocs {
             if syntax::is_whole_line_heredoc(cmd) {
-                // The body is already chomped for `<<-`; it is never expanded here.
-                if h.content.starts_with("#!") {
+                // Tabs removed for `<<-`; the body is never expanded here.
+                let body = h.body().into_owned();
+                if body.starts_with("#!") {
                     let target = path_clean(&["/dev/pipes/", &h.name].concat());
                     *file = Some(RunMount {
                         target: Some(target.clone()),
                         kind: MountKind::File {
-                            content: h.content.clone(),
+                            content: body,
                             mode: 0o755,
                         },
                     });
                     return target;
                 }
-                return h.content.clone();
+                return body;
             }
         }
         let mut script = cmd.to_string();
         for h in heredocs {
             script.push('\n');
-            script.push_str(self.raw_heredoc_body(idx, h));
+            // As written: the shell reading the script removes `<<-` tabs itself.
+            script.push_str(&h.content);
             script.push_str(&h.name);
         }
         script
-    }
-
-    /// A heredoc body as written: for `<<-` the tabs the parser removed are back, since the
-    /// shell reading a reconstituted script removes them itself.
-    fn raw_heredoc_body<'h>(&'h self, idx: usize, h: &'h syntax::Heredoc) -> &'h str {
-        if !h.chomp {
-            return &h.content;
-        }
-        let node = &self.typed[idx].node;
-        let inside = node.span.start <= h.span.start && h.span.end <= node.span.end;
-        let Some(text) = self.source.get(h.span.start..h.span.end).filter(|_| inside) else {
-            return &h.content;
-        };
-        let raw = match text.rfind('\n') {
-            Some(i) => &text[..=i],
-            None => "",
-        };
-        let chomped: String = raw
-            .split_inclusive('\n')
-            .map(|l| l.trim_start_matches('\t'))
-            .collect();
-        if chomped == h.content {
-            raw
-        } else {
-            &h.content
-        }
     }
 
     /// One `--mount`, resolved: its target against WORKDIR, `from=` as `COPY --from`
@@ -1299,37 +1294,17 @@ impl<'a> Lowerer<'a> {
         })
     }
 
-    fn expose_ports(&self, idx: usize, spec: &str) -> Result<Vec<String>, DockerfileError> {
-        let node = &self.typed[idx].node;
-        let bad = || {
-            DockerfileError::at(
-                format!("invalid port {spec:?}"),
-                node.span_of(self.source, spec),
-                "not a port",
-            )
-            .with_help("ports look like 80, 80/tcp, 53/udp or 8000-8010")
-        };
-        let (ports, proto) = match spec.split_once('/') {
-            Some((p, proto)) => (p, proto.to_ascii_lowercase()),
-            None => (spec, "tcp".to_string()),
-        };
-        if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-            return Err(bad());
-        }
-        let (lo, hi) = match ports.split_once('-') {
-            Some((a, b)) => (
-                a.parse::<u16>().map_err(|_| bad())?,
-                b.parse::<u16>().map_err(|_| bad())?,
-            ),
-            None => {
-                let p = ports.parse::<u16>().map_err(|_| bad())?;
-                (p, p)
-            }
-        };
-        if hi < lo {
-            return Err(bad());
-        }
-        Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+    /// One expanded EXPOSE word: its `port/proto` keys (BuildKit's `parsePort`), and the
+    /// EXPOSE build checks.
+    fn expose_ports(&mut self, idx: usize, spec: &str) -> Result<Vec<String>, DockerfileError> {
+        let span = self.typed[idx].node.span_of(self.source, spec);
+        let read = expose::parse_port(spec).map_err(|message| {
+            DockerfileError::at(message, span, "not a port")
+                .with_help("ports look like 80, 80/tcp, 53/udp or 8000-8010")
+        })?;
+        self.warnings
+            .extend(checks::expose_warnings(spec, &read, span));
+        Ok(read.ports)
     }
 
     fn lower_copy(
@@ -1349,9 +1324,9 @@ impl<'a> Lowerer<'a> {
                 .find(|h| heredoc_ref(s) == Some(h.name.as_str()))
             {
                 let content = if h.expand {
-                    self.expand_in(idx, &h.content, env)?
+                    self.expand_in(idx, &h.body(), env)?
                 } else {
-                    h.content.clone()
+                    h.body().into_owned()
                 };
                 inline.push((h.name.clone(), content));
                 continue;
@@ -1707,12 +1682,12 @@ fn valid_stage_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
-fn is_url(s: &str) -> bool {
+pub(crate) fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
 /// `<<EOF` / `<<-EOF` / `<<"EOF"` as a COPY source names the heredoc `EOF`.
-fn heredoc_ref(s: &str) -> Option<&str> {
+pub(crate) fn heredoc_ref(s: &str) -> Option<&str> {
     let rest = s.strip_prefix("<<")?;
     let rest = rest.strip_prefix('-').unwrap_or(rest);
     Some(rest.trim_matches(|c| c == '"' || c == '\''))

@@ -2,6 +2,7 @@
 //! `oci::ImageConfig`), and the store as the planner's `ImageResolver`.
 //! Must not: decide config contents (the plan already did).
 
+use kiln_compiler::dockerfile::platforms::Platform;
 use kiln_compiler::dockerfile::{ImageLookupError, ImageResolver, ResolvedImage};
 use kiln_compiler::plan::{HistoryEntry, RunConfig};
 
@@ -63,6 +64,15 @@ impl ImageResolver for Store {
                     empty_layer: h.empty_layer,
                 })
                 .collect(),
+            platform: (!image.config.os.is_empty() && !image.config.architecture.is_empty()).then(
+                || {
+                    Platform::from_config(
+                        &image.config.os,
+                        &image.config.architecture,
+                        image.config.variant.as_deref().unwrap_or(""),
+                    )
+                },
+            ),
         }))
     }
 }
