@@ -2,7 +2,7 @@
 //! matcher.
 //!
 //! Owns: what a well-formed pattern is (every `[` class closed and non-empty, `-` and `]` not
-//! unescaped at the start of a class item, ranges complete, no trailing `\\`), used by COPY/ADD
+//! unescaped at the start of a class item, ranges complete, no trailing `\`), used by COPY/ADD
 //! sources, `--exclude` patterns and `.dockerignore` alike, and matching a checked pattern
 //! against a path. Must not: clean paths or know about `**` (patternmatcher's extension lives
 //! in `dockerignore`).
