@@ -168,7 +168,11 @@ fn a_bad_source_date_epoch_is_an_error_naming_the_variable() {
     let rootfs = dir.path().join("rootfs");
     write_file(&rootfs.join("etc/hostname"), b"x\n", 0o644);
     let store = KilnStore::new();
-    for (how, value) in [("environment", " 5"), ("environment", "-1"), ("build-arg", "1.5")] {
+    for (how, value) in [
+        ("environment", " 5"),
+        ("environment", "-1"),
+        ("build-arg", "1.5"),
+    ] {
         let mut build = store.cmd();
         build.arg("build").arg(&ctx);
         match how {
@@ -176,11 +180,17 @@ fn a_bad_source_date_epoch_is_an_error_naming_the_variable() {
                 build.env("SOURCE_DATE_EPOCH", value);
             }
             _ => {
-                build.arg("--build-arg").arg(format!("SOURCE_DATE_EPOCH={value}"));
+                build
+                    .arg("--build-arg")
+                    .arg(format!("SOURCE_DATE_EPOCH={value}"));
             }
         }
         let out = build.output().unwrap();
-        assert_exit(&out, 1, &format!("build with SOURCE_DATE_EPOCH={value:?} ({how})"));
+        assert_exit(
+            &out,
+            1,
+            &format!("build with SOURCE_DATE_EPOCH={value:?} ({how})"),
+        );
         let err = stderr_text(&out);
         assert!(
             err.contains("SOURCE_DATE_EPOCH") && err.contains(&format!("{value:?}")),

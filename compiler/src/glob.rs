@@ -78,7 +78,9 @@ fn check_chunk(chunk: &str) -> Result<(), BadPattern> {
                 }
             }
             '\\' if chars.next().is_none() => {
-                return Err(BadPattern { reason: "trailing '\\'" });
+                return Err(BadPattern {
+                    reason: "trailing '\\'",
+                });
             }
             _ => {}
         }
@@ -90,18 +92,34 @@ fn check_chunk(chunk: &str) -> Result<(), BadPattern> {
 /// followed by more of the class.
 fn check_class_char(chars: &mut std::iter::Peekable<std::str::Chars>) -> Result<(), BadPattern> {
     match chars.next() {
-        None => return Err(BadPattern { reason: "unterminated '['" }),
-        Some('-') => return Err(BadPattern { reason: "'-' cannot start a range in '[...]'" }),
-        Some(']') => return Err(BadPattern { reason: "empty '[]' or range ending in ']'" }),
+        None => {
+            return Err(BadPattern {
+                reason: "unterminated '['",
+            })
+        }
+        Some('-') => {
+            return Err(BadPattern {
+                reason: "'-' cannot start a range in '[...]'",
+            })
+        }
+        Some(']') => {
+            return Err(BadPattern {
+                reason: "empty '[]' or range ending in ']'",
+            })
+        }
         Some('\\') => {
             if chars.next().is_none() {
-                return Err(BadPattern { reason: "unterminated '['" });
+                return Err(BadPattern {
+                    reason: "unterminated '['",
+                });
             }
         }
         Some(_) => {}
     }
     if chars.peek().is_none() {
-        return Err(BadPattern { reason: "unterminated '['" });
+        return Err(BadPattern {
+            reason: "unterminated '['",
+        });
     }
     Ok(())
 }

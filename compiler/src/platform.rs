@@ -41,7 +41,10 @@ impl Platform {
 
 /// Go's name and the default OCI variant for a Rust `target_arch` of the given endianness.
 /// None for an architecture Go has no port for.
-pub fn go_arch(rust_arch: &str, little_endian: bool) -> Option<(&'static str, Option<&'static str>)> {
+pub fn go_arch(
+    rust_arch: &str,
+    little_endian: bool,
+) -> Option<(&'static str, Option<&'static str>)> {
     let named = match (rust_arch, little_endian) {
         ("x86_64", true) => ("amd64", None),
         ("x86", true) => ("386", None),
@@ -71,8 +74,8 @@ pub fn go_arch(rust_arch: &str, little_endian: bool) -> Option<(&'static str, Op
 /// keeps Rust's name (no OCI image can name it either way).
 pub fn host() -> Platform {
     let little_endian = cfg!(target_endian = "little");
-    let (architecture, variant) = go_arch(std::env::consts::ARCH, little_endian)
-        .unwrap_or((std::env::consts::ARCH, None));
+    let (architecture, variant) =
+        go_arch(std::env::consts::ARCH, little_endian).unwrap_or((std::env::consts::ARCH, None));
     Platform {
         os: std::env::consts::OS,
         architecture,

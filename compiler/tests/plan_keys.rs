@@ -202,7 +202,11 @@ fn golden_copy_key_encodes_parsed_flags_as_written() {
         .iter()
         .find(|n| matches!(&n.op, Op::Context(sel) if sel.patterns == ["app"]))
         .unwrap();
-    let copy = p.nodes.iter().find(|n| matches!(n.op, Op::Copy(_))).unwrap();
+    let copy = p
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Copy(_)))
+        .unwrap();
     let doc = format!(
         concat!(
             r#"{{"content":null,"inputs":["{}","{}"],"op":{{"kind":"copy","definition":{{"#,
@@ -228,9 +232,21 @@ fn golden_copy_key_encodes_parsed_flags_as_written() {
 #[test]
 fn bad_copy_flags_fail_planning_at_the_flag() {
     for (line, message, label) in [
-        ("COPY --chown=:x app /a", "invalid --chown value \":x\"", "--chown=:x"),
-        ("COPY --chmod=u+q app /a", "invalid chmod value \"u+q\"", "--chmod=u+q"),
-        ("COPY --exclude=[]a] app /a", "invalid --exclude pattern", "--exclude=[]a]"),
+        (
+            "COPY --chown=:x app /a",
+            "invalid --chown value \":x\"",
+            "--chown=:x",
+        ),
+        (
+            "COPY --chmod=u+q app /a",
+            "invalid chmod value \"u+q\"",
+            "--chmod=u+q",
+        ),
+        (
+            "COPY --exclude=[]a] app /a",
+            "invalid --exclude pattern",
+            "--exclude=[]a]",
+        ),
         (
             "COPY --from=base [-a] /a",
             "syntax error in pattern \"[-a]\"",
@@ -244,13 +260,21 @@ fn bad_copy_flags_fail_planning_at_the_flag() {
             context: d.path().to_path_buf(),
             dockerfile: None,
         };
-        let err = match frontend::plan(&input, &BuildOptions::default(), &StatCache::default(), &NoImages) {
+        let err = match frontend::plan(
+            &input,
+            &BuildOptions::default(),
+            &StatCache::default(),
+            &NoImages,
+        ) {
             Ok(_) => panic!("{line}: planned"),
             Err(e) => e,
         };
         let text = format!("{err:?}");
         assert!(text.contains(message), "{line}: {text}");
-        let labels: Vec<_> = err.labels().map(|l| l.collect::<Vec<_>>()).unwrap_or_default();
+        let labels: Vec<_> = err
+            .labels()
+            .map(|l| l.collect::<Vec<_>>())
+            .unwrap_or_default();
         let span = labels.first().unwrap_or_else(|| panic!("{line}: no label"));
         let start = dockerfile.find(label).unwrap();
         // The label covers (part of) the flag or source, not just the instruction's start.

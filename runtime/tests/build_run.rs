@@ -241,14 +241,7 @@ fn copy_applies_the_plans_parsed_flags_from_the_context_and_from_a_stage() {
         specs: Mutex::new(Vec::new()),
         code: 0,
     };
-    let files = build::build(
-        &store,
-        &p,
-        &BuildSettings::default(),
-        &fake,
-        &Quiet,
-    )
-    .unwrap();
+    let files = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap();
     let image = &files.image;
     assert_eq!(image.manifest.layers.len(), 2);
     // Layer 0: `COPY --from=files` of `/in/keep` (the only name with e or k; `*.txt` left out).

@@ -18,8 +18,9 @@ use crate::dockerfile::instructions::{
 };
 use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
 use crate::plan::{
-    self, Chmod, Chown, ContextSelection, CopyOp, CopySource, Excludes, SourcePath, HealthConfig, HistoryEntry, ImageConfig, ImageOp, Key,
-    MountKind, MountSource, Node, NodeId, Op, Origin, Plan, RunMount, RunNetwork, RunOp,
+    self, Chmod, Chown, ContextSelection, CopyOp, CopySource, Excludes, HealthConfig, HistoryEntry,
+    ImageConfig, ImageOp, Key, MountKind, MountSource, Node, NodeId, Op, Origin, Plan, RunMount,
+    RunNetwork, RunOp, SourcePath,
 };
 use crate::shell::Lexer;
 use crate::syntax::{self, Dockerfile, Span};
@@ -1310,9 +1311,8 @@ impl<'a> Lowerer<'a> {
         };
         let chmod = match (opt(self, &c.chmod)?, &c.chmod) {
             (Some(v), Some(f)) => Some(Chmod::parse(&v).map_err(|e| {
-                DockerfileError::at(e.to_string(), f.span, "not a mode").with_help(
-                    "--chmod takes an octal mode like 0644 or a symbolic one like u+x",
-                )
+                DockerfileError::at(e.to_string(), f.span, "not a mode")
+                    .with_help("--chmod takes an octal mode like 0644 or a symbolic one like u+x")
             })?),
             _ => None,
         };
@@ -1322,9 +1322,16 @@ impl<'a> Lowerer<'a> {
             exclude_patterns.push(self.expand_in(idx, &e.value.clone(), env)?);
         }
         let excludes = Excludes::parse(exclude_patterns).map_err(|e| {
-            let span = c.excludes.first().map_or(self.typed[idx].node.span, |f| f.span);
-            DockerfileError::at(format!("invalid --exclude pattern: {}", e.kind), span, "here")
-                .with_help(e.help())
+            let span = c
+                .excludes
+                .first()
+                .map_or(self.typed[idx].node.span, |f| f.span);
+            DockerfileError::at(
+                format!("invalid --exclude pattern: {}", e.kind),
+                span,
+                "here",
+            )
+            .with_help(e.help())
         })?;
         let mut parsed = Vec::with_capacity(sources.len());
         for (raw, expanded) in &sources {

@@ -385,7 +385,9 @@ mod tests {
 
     #[test]
     fn chmod_refuses_what_is_not_a_mode() {
-        for bad in ["", "8", "17777", "u", "u+q", "z+x", "u+x,", ",u+x", "0o755", "rwx"] {
+        for bad in [
+            "", "8", "17777", "u", "u+q", "z+x", "u+x,", ",u+x", "0o755", "rwx",
+        ] {
             assert_eq!(Chmod::parse(bad), Err(BadChmod(bad.to_string())), "{bad:?}");
         }
     }

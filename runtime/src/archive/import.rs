@@ -18,9 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::image::ImageName;
 use crate::layer::{self, LayerError};
-use crate::oci::{
-    time, Descriptor, History, ImageConfig, Platform, RootFs, MEDIA_TYPE_OCI_LAYER,
-};
+use crate::oci::{time, Descriptor, History, ImageConfig, Platform, RootFs, MEDIA_TYPE_OCI_LAYER};
 use crate::store::{Image, Store, StoreError};
 
 const READ_BUFFER: usize = 1 << 20;
