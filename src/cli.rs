@@ -45,6 +45,16 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Show the history of an image
     History(HistoryArgs),
+    /// Compare two images: config field by field, then files, layer by layer and merged
+    #[command(
+        long_about = "Compare two images: the config field by field, then the file trees, \
+                      layer by layer and merged, each difference with the history entry that \
+                      created it.\n\nA and B are image references or IDs in the store, or \
+                      tarball paths (docker-archive or OCI, compressed or not; read into a \
+                      temporary store, never into yours). An existing file is a tarball.\n\n\
+                      Exit codes: 0 equal, 1 different, 2 error."
+    )]
+    Diff(DiffArgs),
     /// Create a tag TARGET that refers to SOURCE
     Tag(TagArgs),
     /// Remove images
@@ -203,6 +213,15 @@ pub enum Progress {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Timestamps: layer mtimes and the image's `created` come from \
+                  SOURCE_DATE_EPOCH (seconds since 1970-01-01 UTC), taken from \
+                  --build-arg SOURCE_DATE_EPOCH=N or else the environment. When it is unset \
+                  they are 0, so the same inputs give the same image on every machine, and \
+                  `kiln images` shows the image as created in 1970 (\"56 years ago\" in \
+                  2026). To date an image by its sources, set it, e.g. \
+                  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build ."
+)]
 pub struct BuildArgs {
     #[command(flatten)]
     pub frontend: FrontendArgs,
@@ -218,6 +237,10 @@ pub struct BuildArgs {
     /// Merge the layers this build adds into one
     #[arg(long)]
     pub squash: bool,
+    /// Build twice from nothing under varied host conditions and compare byte for byte
+    /// (exit 1 and list every difference when the builds differ)
+    #[arg(long)]
+    pub check: bool,
     /// Progress output
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,
@@ -295,6 +318,17 @@ pub struct HistoryArgs {
     pub no_trunc: bool,
     /// The image (NAME[:TAG], ID or digest)
     pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Print the comparison as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// The first image (NAME[:TAG], ID, digest, or a tarball path)
+    pub a: String,
+    /// The second image
+    pub b: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@
 //!
 //! Must not: need docker or any other peer (only the busybox binary for the base image).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -309,6 +309,58 @@ fn check_reports_build_check_warnings() {
     let err = stderr_text(&out);
     assert!(!err.contains("StageNameCasing") && !err.contains("JSONArgsRecommended"));
     assert!(err.contains("0 warnings"), "{err}");
+}
+
+#[test]
+fn check_directive_skips_rules_and_error_true_fails() {
+    let dir = temp_dir();
+    let path = dir.path().join("Dockerfile");
+    // Quotes are removed before WorkdirRelativePath looks at the path.
+    write_file(
+        &path,
+        b"FROM scratch\nWORKDIR \"/shared-dir-1\"\nEXPOSE 80/TcP\n",
+        0o644,
+    );
+    let out = kiln_plain(&["check".as_ref(), path.as_os_str()]);
+    assert_exit(&out, 0, "check with a warning");
+    let err = stderr_text(&out);
+    assert!(!err.contains("WorkdirRelativePath"), "{err}");
+    assert!(err.contains("ExposeProtoCasing"), "{err}");
+    assert!(err.contains("1 warning"), "{err}");
+
+    write_file(
+        &path,
+        b"# check=skip=ExposeProtoCasing;error=true\nFROM scratch\nEXPOSE 80/TcP\n",
+        0o644,
+    );
+    let out = kiln_plain(&["check".as_ref(), path.as_os_str()]);
+    assert_exit(&out, 0, "check with the only rule skipped");
+    assert!(stderr_text(&out).contains("0 warnings"));
+
+    // CopyIgnoredFile reads the .dockerignore beside the Dockerfile; error=true fails.
+    write_file(
+        &path,
+        b"# check=error=true\nFROM scratch\nCOPY secret.txt /\n",
+        0o644,
+    );
+    write_file(&dir.path().join(".dockerignore"), b"secret.txt\n", 0o644);
+    let out = kiln_plain(&["check".as_ref(), path.as_os_str()]);
+    assert_exit(&out, 1, "check with error=true and a finding");
+    let err = stderr_text(&out);
+    assert!(err.contains("CopyIgnoredFile"), "{err}");
+    assert!(
+        err.contains("lint violation found for rules: CopyIgnoredFile"),
+        "{err}"
+    );
+
+    write_file(&path, b"# check=nonsense\nFROM scratch\n", 0o644);
+    let out = kiln_plain(&["check".as_ref(), path.as_os_str()]);
+    assert_exit(&out, 1, "check with a malformed directive");
+    assert!(
+        stderr_text(&out).contains("failed to parse check options"),
+        "{}",
+        stderr_text(&out)
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //!
 //! Must not: depend on docker or any other peer (only the busybox binary for the base).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -207,10 +207,10 @@ fn source_date_epoch_is_reproducible_and_used() {
     );
     assert!(tar_arg == tar_a);
 
-    // The epoch is where the checklist says: config/history `created` and the mtime of
-    // every entry of the layers this build wrote (the base layer passes through as is),
-    // except what ADD unpacked from bundle.tar: archive entries keep their own mtimes (0
-    // here), as docker does, never later than the epoch.
+    // The epoch is where docs/reproducibility.md (Time) puts it: config/history `created`
+    // and the mtime of every entry of the layers this build wrote (the base layer passes
+    // through as is), except what ADD unpacked from bundle.tar: archive entries keep their
+    // own mtimes (0 here), as docker does, never later than the epoch.
     let dir = temp_dir();
     let path = dir.path().join("a.tar");
     std::fs::write(&path, &tar_a).expect("write");
@@ -318,10 +318,11 @@ fn golden_digests_of_a_fixed_build() {
     );
 }
 
-/// The bytes `kiln save` writes follow docs/spec's OCI checklist: layout files, blob names
-/// and digests, manifest.json, config, and deterministic layer and outer tar encodings.
+/// The bytes `kiln save` writes are as docs/reproducibility.md describes them: layout files,
+/// blob names and digests, manifest.json, config, and deterministic layer and outer tar
+/// encodings.
 #[test]
-fn saved_tarball_follows_the_output_checklist() {
+fn saved_tarball_is_laid_out_as_documented() {
     let work = temp_dir();
     let ctx = work.path().join("context");
     copy_fixture(&fixture("golden"), &ctx);

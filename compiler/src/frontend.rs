@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use miette::Report;
 
 use crate::context::{ContextIndex, StatCache};
-use crate::dockerfile::{self, BuildOptions, ImageResolver, Lowered};
+use crate::dockerfile::checks::{self, CheckReport, LintInput};
+use crate::dockerfile::{self, BuildOptions, ImageResolver, Lowered, Warning};
 use crate::dockerignore::IgnoreFile;
 use crate::source::{self, SourceText};
 use crate::syntax::{self, Dockerfile};
@@ -111,4 +112,19 @@ pub fn plan(
     )
     .map_err(|e| parsed.report(e))?;
     Ok((parsed, lowered))
+}
+
+/// The build checks of a parsed Dockerfile: the syntax-level rules plus lowering's findings
+/// (`lowered`), under the Dockerfile's `check` directive. `ignore` is the context's ignore
+/// file, for CopyIgnoredFile (None: no context).
+pub fn check(
+    parsed: &Parsed,
+    ignore: Option<&IgnoreFile>,
+    build_args: &[(String, String)],
+    lowered: Vec<Warning>,
+) -> Result<CheckReport, Report> {
+    let input = LintInput { build_args, ignore };
+    let mut warnings = checks::lint(&parsed.tree, &parsed.source.text, &input);
+    warnings.extend(lowered);
+    checks::report(&parsed.tree, warnings).map_err(|e| parsed.report(e))
 }

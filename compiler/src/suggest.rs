@@ -16,9 +16,41 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
+/// BuildKit's `suggest.Search` (case-sensitive), the suggestion its build-check messages carry:
+/// the first candidate at the smallest Levenshtein distance below 3; none when `word` is
+/// itself a candidate.
+pub fn buildkit_closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let mut best: Option<(usize, &'a str)> = None;
+    for c in candidates {
+        if c == word {
+            return None;
+        }
+        let d = strsim::levenshtein(word, c);
+        if d < best.map_or(3, |(b, _)| b) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::closest;
+    use super::{buildkit_closest, closest};
+
+    #[test]
+    fn buildkit_suggestions_allow_two_edits() {
+        let known = ["BUILDPLATFORM", "BUILDVARIANT", "MY_ARCH"];
+        assert_eq!(
+            buildkit_closest("BULIDPLATFORM", known),
+            Some("BUILDPLATFORM")
+        );
+        assert_eq!(buildkit_closest("MYARCH", known), Some("MY_ARCH"));
+        assert_eq!(buildkit_closest("VARIANT", known), None);
+        assert_eq!(buildkit_closest("MY_ARCH", known), None);
+    }
 
     #[test]
     fn typos_find_their_word() {

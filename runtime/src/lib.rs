@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod compare;
 pub mod container;
 pub mod image;
 pub mod layer;

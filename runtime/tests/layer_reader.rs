@@ -1,9 +1,9 @@
 //! Reading layers back: metadata, offsets, whiteouts, foreign encodings, escape refusals,
 //! and no panics on junk.
 
-mod layer_support;
+use crate::layer_support;
 
-use kiln_runtime::layer::{scan_layer, write_layer, LayerError, ScannedKind};
+use kiln_runtime::layer::{scan_layer, write_layer, EntryKind, FileSource, LayerError, TarOffset};
 use layer_support::*;
 use proptest::prelude::*;
 use std::process::Command;
@@ -19,31 +19,31 @@ fn written_layer_scans_back_and_rewrites_identically() {
         symlink("s", "/etc/passwd"),
         whiteout("gone"),
         opaque("opq"),
-        entry(
-            "tty",
-            kiln_runtime::layer::EntryKind::CharDevice { major: 5, minor: 0 },
-            0o620,
-        ),
+        entry("tty", EntryKind::CharDevice { major: 5, minor: 0 }, 0o620),
     ];
     let tmp = tempfile::tempdir().unwrap();
-    let tar_path = tmp.path().join("l.tar");
+    let tar_path: std::sync::Arc<std::path::Path> = tmp.path().join("l.tar").into();
     let (bytes, digest) = write(entries);
     std::fs::write(&tar_path, &bytes).unwrap();
 
     let scanned = scan_layer(&bytes[..]).unwrap();
-    let kinds: Vec<(&str, &ScannedKind)> =
+    let kinds: Vec<(&str, &EntryKind<TarOffset>)> =
         scanned.iter().map(|s| (s.path.as_str(), &s.kind)).collect();
-    assert!(kinds.contains(&("gone", &ScannedKind::Whiteout)));
-    assert!(kinds.contains(&("opq", &ScannedKind::OpaqueDir)));
-    assert!(kinds.contains(&("opq", &ScannedKind::Dir)));
+    assert!(kinds.contains(&("gone", &EntryKind::Whiteout)));
+    assert!(kinds.contains(&("opq", &EntryKind::OpaqueDir)));
+    assert!(kinds.contains(&("opq", &EntryKind::Dir)));
     assert!(kinds.contains(&(
         "b",
-        &ScannedKind::Hardlink {
+        &EntryKind::Hardlink {
             target: "a".to_string()
         }
     )));
     let file_a = scanned.iter().find(|s| s.path == "a").unwrap();
-    let ScannedKind::File { size, data_offset } = file_a.kind else {
+    let EntryKind::File {
+        size,
+        source: TarOffset(data_offset),
+    } = file_a.kind
+    else {
         panic!("a is not a file")
     };
     assert_eq!(&bytes[data_offset as usize..][..size as usize], b"alpha");
@@ -54,11 +54,13 @@ fn written_layer_scans_back_and_rewrites_identically() {
     // (which carries the metadata) written as an OpaqueDir.
     let again: Vec<_> = scanned
         .iter()
-        .filter(|s| s.kind != ScannedKind::OpaqueDir)
+        .filter(|s| s.kind != EntryKind::OpaqueDir)
         .map(|s| {
-            let mut e = s.to_entry(&tar_path);
+            let mut e = s
+                .clone()
+                .map_source(|offset| FileSource::Tar(offset.in_tar(&tar_path)));
             if e.path == "opq" {
-                e.kind = kiln_runtime::layer::EntryKind::OpaqueDir;
+                e.kind = EntryKind::OpaqueDir;
             }
             e
         })
@@ -97,14 +99,18 @@ fn gnu_and_pax_long_names_from_gnu_tar_are_read() {
         let scanned = scan_layer(&bytes[..]).unwrap();
         let wanted = format!("{long_dir}/file.txt");
         let found = scanned.iter().find(|s| s.path == wanted);
-        let Some(ScannedKind::File { size, data_offset }) = found.map(|s| &s.kind) else {
+        let Some(EntryKind::File {
+            size,
+            source: TarOffset(data_offset),
+        }) = found.map(|s| &s.kind)
+        else {
             panic!("{format}: {wanted} missing in {scanned:?}")
         };
         assert_eq!(&bytes[*data_offset as usize..][..*size as usize], b"hello");
         let link = scanned.iter().find(|s| s.path == "longlink").unwrap();
         assert_eq!(
             link.kind,
-            ScannedKind::Symlink {
+            EntryKind::Symlink {
                 target: "t/".repeat(70)
             }
         );
@@ -172,7 +178,7 @@ fn hardlinks_outside_or_through_symlinks_are_refused() {
         scan_layer(&raw_tar(&[("a", b'0', "", b"x"), ("h", b'1', "/a", b"")])[..]).unwrap();
     assert_eq!(
         scanned[1].kind,
-        ScannedKind::Hardlink {
+        EntryKind::Hardlink {
             target: "a".to_string()
         }
     );
@@ -183,7 +189,7 @@ fn symlink_targets_may_point_anywhere() {
     let scanned = scan_layer(&raw_tar(&[("s", b'2', "../../../../etc", b"")])[..]).unwrap();
     assert_eq!(
         scanned[0].kind,
-        ScannedKind::Symlink {
+        EntryKind::Symlink {
             target: "../../../../etc".to_string()
         }
     );
@@ -200,15 +206,15 @@ fn whiteout_names_are_interpreted() {
         (".wh.top", b'0', "", b""),
     ]);
     let scanned = scan_layer(&tar[..]).unwrap();
-    let got: Vec<(&str, &ScannedKind)> =
+    let got: Vec<(&str, &EntryKind<TarOffset>)> =
         scanned.iter().map(|s| (s.path.as_str(), &s.kind)).collect();
     assert_eq!(
         got,
         [
-            ("d", &ScannedKind::Dir),
-            ("d", &ScannedKind::OpaqueDir),
-            ("d/old", &ScannedKind::Whiteout),
-            ("top", &ScannedKind::Whiteout),
+            ("d", &EntryKind::Dir),
+            ("d", &EntryKind::OpaqueDir),
+            ("d/old", &EntryKind::Whiteout),
+            ("top", &EntryKind::Whiteout),
         ]
     );
     assert!(scan_layer(&raw_tar(&[("a/.wh..", b'0', "", b"")])[..]).is_err());

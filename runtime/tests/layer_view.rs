@@ -1,8 +1,8 @@
 //! The merged view of three layers: whiteouts, opaque dirs, replacement, symlinks, copies.
 
-mod layer_support;
+use crate::layer_support;
 
-use kiln_runtime::layer::{write_layer, Entry, FsView, LayerError, ViewKind};
+use kiln_runtime::layer::{write_layer, Entry, EntryKind, FsView, LayerError};
 use layer_support::*;
 use std::path::PathBuf;
 
@@ -74,7 +74,7 @@ fn whiteouts_opaque_dirs_and_replacements_apply() {
     assert!(view.get("app/a.txt").is_none());
     assert!(matches!(
         view.get("app/sub").map(|e| &e.kind),
-        Some(ViewKind::File { .. })
+        Some(EntryKind::File { .. })
     ));
     assert!(view.get("app/sub/x").is_none());
     assert!(view.get("data/keep").is_none());
@@ -138,9 +138,9 @@ fn resolution_is_clamped_and_loop_limited() {
 #[test]
 fn walk_is_sorted_and_limited_to_the_directory() {
     let (_tmp, view) = view();
-    let under_usr: Vec<&str> = view.walk("usr").map(|(p, _)| p).collect();
+    let under_usr: Vec<&str> = view.walk("usr").map(|e| e.path.as_str()).collect();
     assert_eq!(under_usr, ["usr/lib", "usr/lib/libc.so"]);
-    let all: Vec<&str> = view.walk("/").map(|(p, _)| p).collect();
+    let all: Vec<&str> = view.walk("/").map(|e| e.path.as_str()).collect();
     let mut sorted = all.clone();
     sorted.sort();
     assert_eq!(all, sorted);
@@ -152,13 +152,13 @@ fn walk_is_sorted_and_limited_to_the_directory() {
 fn view_entries_copy_into_a_new_layer() {
     let (tmp, view) = view();
     let mut entries = vec![dir_e("copy")];
-    for (path, entry) in view.walk("usr") {
-        entries.push(view.to_entry(entry, format!("copy/{path}")));
+    for entry in view.walk("usr") {
+        entries.push(entry.copy_to(format!("copy/{}", entry.path)));
     }
     // Both names of one file in the view become one file and one hardlink.
     for path in ["etc/passwd", "app/pw"] {
         let e = view.get(path).unwrap();
-        entries.push(view.to_entry(e, format!("copy/{}", path.replace('/', "-"))));
+        entries.push(e.copy_to(format!("copy/{}", path.replace('/', "-"))));
     }
     let out = tmp.path().join("copy.tar");
     write_layer(entries, std::fs::File::create(&out).unwrap()).unwrap();

@@ -21,14 +21,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         .map(|t| ImageName::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
     let output = args.output.as_deref().map(parse_output).transpose()?;
-    let network = match kiln_compiler::plan::RunNetwork::parse(&args.network) {
-        Some(n) => n,
-        None => miette::bail!(
-            help = "kiln supports --network none, host or default",
-            "unsupported network mode {:?}",
-            args.network
-        ),
-    };
+    let network = run_network(&args.network)?;
     let store = Store::open(kiln_runtime::store::default_root(root)?)?;
     let (input, mut opts) = frontend::options(&args.frontend, &args.context, network)?;
     opts.labels = key_values(&args.labels, "--label")?;
@@ -39,9 +32,20 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         .map(|b| StatCache::from_bytes(&b))
         .unwrap_or_default();
     let (parsed, lowered) = kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &store)?;
-    for w in &lowered.warnings {
+    let ignore = kiln_compiler::frontend::read_ignore(&input)?;
+    let checks = kiln_compiler::frontend::check(
+        &parsed,
+        Some(&ignore),
+        &opts.build_args,
+        lowered.warnings.clone(),
+    )?;
+    for w in &checks.warnings {
         let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
         eprintln!("{:?}", parsed.report(diag));
+    }
+    // BuildKit fails a build whose Dockerfile sets `# check=error=true` before running it.
+    if let Some(violation) = checks.violation() {
+        return Err(parsed.report(violation));
     }
     let printer = Printer::new(args.progress);
     let settings = BuildSettings {
@@ -49,6 +53,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         squash: args.squash,
         tags: tags.clone(),
+        order: build::StartOrder::Plan,
     };
     let runner = build::SandboxRunner {
         launcher: kiln_runtime::sandbox::Launcher::current()?,
@@ -75,9 +80,20 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--network` of RUN steps.
+pub(super) fn run_network(mode: &str) -> Result<kiln_compiler::plan::RunNetwork> {
+    match kiln_compiler::plan::RunNetwork::parse(mode) {
+        Some(n) => Ok(n),
+        None => miette::bail!(
+            help = "kiln supports --network none, host or default",
+            "unsupported network mode {mode:?}"
+        ),
+    }
+}
+
 /// `--secret id=ID[,src=PATH|,env=VAR][,type=file|env]`, as buildx reads it: without a
 /// source, the environment variable named like the id.
-fn secrets(flags: &[String]) -> Result<build::Secrets> {
+pub(super) fn secrets(flags: &[String]) -> Result<build::Secrets> {
     let mut out = build::Secrets::default();
     for flag in flags {
         let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
@@ -122,7 +138,7 @@ fn secrets(flags: &[String]) -> Result<build::Secrets> {
 
 /// The stat cache is per context directory; its name hashes the absolute path (a path is
 /// never part of a cache key, only of this bookkeeping).
-fn stat_cache_name(context: &std::path::Path) -> String {
+pub(super) fn stat_cache_name(context: &std::path::Path) -> String {
     let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
     let h = blake3::hash(abs.as_os_str().as_encoded_bytes());
     format!("statcache-{}", &h.to_hex()[..24])
@@ -135,7 +151,7 @@ pub struct Output {
     pub dest: PathBuf,
 }
 
-fn parse_output(spec: &str) -> Result<Output> {
+pub(super) fn parse_output(spec: &str) -> Result<Output> {
     let mut kind = None;
     let mut dest = None;
     for part in spec.split(',') {
@@ -166,7 +182,11 @@ fn parse_output(spec: &str) -> Result<Output> {
 
 /// Both types get the combined docker-archive + OCI layout, which docker, podman and skopeo
 /// all read.
-fn write_output(store: &Store, image: &kiln_runtime::store::Image, out: &Output) -> Result<()> {
+pub(super) fn write_output(
+    store: &Store,
+    image: &kiln_runtime::store::Image,
+    out: &Output,
+) -> Result<()> {
     let names: Vec<String> = if image.tags.is_empty() {
         vec![image.id().to_string()]
     } else {

@@ -1,7 +1,9 @@
 //! One module per command; each turns parsed arguments into library calls and prints.
 
 mod build;
+mod build_check;
 mod check;
+mod diff;
 mod frontend;
 mod images;
 mod parse;
@@ -10,26 +12,33 @@ mod progress;
 mod run;
 mod transfer;
 
+use std::process::ExitCode;
+
 use crate::cli::{Cli, Command};
 
-pub fn run(cli: Cli) -> miette::Result<()> {
+/// Runs a command. Most end with success or an error; `diff` and `build --check` also end
+/// with status 1 for "different" (and `diff` with 2 for an error).
+pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     let root = cli.root;
+    let done = |r: miette::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Parse(a) => parse::run(a),
-        Command::Check(a) => check::run(a),
-        Command::Plan(a) => plan::run(a),
-        Command::Build(a) => build::run(root, a),
-        Command::Save(a) => transfer::save(root, a),
-        Command::Load(a) => transfer::load(root, a),
-        Command::Import(a) => transfer::import(root, a),
-        Command::Images(a) => images::images(root, a),
-        Command::Inspect(a) => images::inspect(root, a),
-        Command::History(a) => images::history(root, a),
-        Command::Tag(a) => images::tag(root, a),
-        Command::Rmi(a) => images::rmi(root, a),
-        Command::Prune(a) => images::prune(root, a),
-        Command::Run(a) => run::run(root, a),
-        Command::Volume(c) => run::volume(root, c),
-        Command::Rm(a) => run::rm(root, a),
+        Command::Build(a) if a.check => build_check::run(root, a),
+        Command::Diff(a) => Ok(diff::run(root, a)),
+        Command::Parse(a) => done(parse::run(a)),
+        Command::Check(a) => done(check::run(a)),
+        Command::Plan(a) => done(plan::run(a)),
+        Command::Build(a) => done(build::run(root, a)),
+        Command::Save(a) => done(transfer::save(root, a)),
+        Command::Load(a) => done(transfer::load(root, a)),
+        Command::Import(a) => done(transfer::import(root, a)),
+        Command::Images(a) => done(images::images(root, a)),
+        Command::Inspect(a) => done(images::inspect(root, a)),
+        Command::History(a) => done(images::history(root, a)),
+        Command::Tag(a) => done(images::tag(root, a)),
+        Command::Rmi(a) => done(images::rmi(root, a)),
+        Command::Prune(a) => done(images::prune(root, a)),
+        Command::Run(a) => done(run::run(root, a)),
+        Command::Volume(c) => done(run::volume(root, c)),
+        Command::Rm(a) => done(run::rm(root, a)),
     }
 }

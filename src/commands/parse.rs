@@ -97,7 +97,7 @@ fn render_tree(source: &SourceText, df: &Dockerfile) -> String {
                 format!("  ({})", notes.join(", "))
             };
             out.push_str(&format!("{:width$}    <<{}{notes}\n", "", h.name));
-            for line in h.content.lines() {
+            for line in h.body().lines() {
                 out.push_str(&format!("{:width$}    │ {line}\n", ""));
             }
         }

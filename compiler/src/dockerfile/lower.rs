@@ -17,9 +17,11 @@ use crate::dockerfile::instructions::{
     self, CommandLine, CopyInstr, FlagValue, Instruction, Located, RunInstr,
 };
 use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
+use crate::dockerfile::platforms::Platform;
+use crate::dockerfile::{checks, expose};
 use crate::plan::{
     self, Chmod, Chown, ContextSelection, CopyOp, CopySource, Excludes, HealthConfig, HistoryEntry,
-    ImageConfig, ImageOp, Key, MountKind, MountSource, Node, NodeId, Op, Origin, Plan, RunMount,
+    ImageOp, Key, MountKind, MountSource, Node, NodeId, Op, Origin, Plan, RunConfig, RunMount,
     RunNetwork, RunOp, SourcePath,
 };
 use crate::shell::Lexer;
@@ -47,8 +49,10 @@ pub struct BuildOptions {
 pub struct ResolvedImage {
     /// Manifest digest, `sha256:...`.
     pub digest: String,
-    pub config: ImageConfig,
+    pub config: RunConfig,
     pub history: Vec<HistoryEntry>,
+    /// The platform its config names (None when it names none).
+    pub platform: Option<Platform>,
 }
 
 /// Looks up base images by reference (`name`, `name:tag`, `name@sha256:...`).
@@ -86,6 +90,27 @@ pub enum LowerError {
 pub struct Lowered {
     pub plan: Plan,
     pub warnings: Vec<Warning>,
+}
+
+/// The ARGs defined before any ARG instruction: the target's and the build's platform, the
+/// host's (`crate::platform`), in containerd's normalised form (`linux/arm64`, `linux/arm/v7`).
+pub(crate) fn predefined_args() -> Vec<(String, String)> {
+    let host = crate::platform::host();
+    let (os, arch) = (host.os, host.architecture);
+    let variant = host.normalized_variant().unwrap_or_default();
+    [
+        ("TARGETPLATFORM", host.normalized_specifier()),
+        ("TARGETOS", os.to_string()),
+        ("TARGETARCH", arch.to_string()),
+        ("TARGETVARIANT", variant.to_string()),
+        ("BUILDPLATFORM", host.normalized_specifier()),
+        ("BUILDOS", os.to_string()),
+        ("BUILDARCH", arch.to_string()),
+        ("BUILDVARIANT", variant.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 const PROXY_ARGS: &[&str] = &[
@@ -150,7 +175,7 @@ struct StageDef {
 
 struct StageResult {
     last: NodeId,
-    config: ImageConfig,
+    config: RunConfig,
     history: Vec<HistoryEntry>,
 }
 
@@ -158,7 +183,7 @@ struct StageResult {
 struct StageState {
     name: String,
     prev: NodeId,
-    config: ImageConfig,
+    config: RunConfig,
     history: Vec<HistoryEntry>,
     /// Declared ARGs in order; None = declared without a value.
     args: Vec<(String, Option<String>)>,
@@ -280,22 +305,7 @@ impl<'a> Lowerer<'a> {
 
     /// Global ARGs (before the first FROM) and stage boundaries, with name checks.
     fn split_stages(&mut self) -> Result<(), DockerfileError> {
-        let host = crate::platform::host();
-        let (os, arch) = (host.os, host.architecture);
-        let variant = host.normalized_variant().unwrap_or_default();
-        let platform = [
-            ("TARGETPLATFORM", host.normalized_specifier()),
-            ("TARGETOS", os.to_string()),
-            ("TARGETARCH", arch.to_string()),
-            ("TARGETVARIANT", variant.to_string()),
-            ("BUILDPLATFORM", host.normalized_specifier()),
-            ("BUILDOS", os.to_string()),
-            ("BUILDARCH", arch.to_string()),
-            ("BUILDVARIANT", variant.to_string()),
-        ];
-        for (k, v) in platform {
-            self.global_args.push((k.to_string(), v));
-        }
+        self.global_args.extend(predefined_args());
         let mut seen: HashMap<String, Span> = HashMap::new();
         let typed = Rc::clone(&self.typed);
         for (i, located) in typed.iter().enumerate() {
@@ -499,7 +509,7 @@ impl<'a> Lowerer<'a> {
         let resolved = self.images.resolve(reference);
         let (digest, config) = match &resolved {
             Some(r) => (Some(r.digest.clone()), r.config.clone()),
-            None => (None, ImageConfig::default()),
+            None => (None, RunConfig::default()),
         };
         let mut reasons = Vec::new();
         if !reference.contains("@sha256:") {
@@ -538,11 +548,11 @@ impl<'a> Lowerer<'a> {
         let Instruction::From(from) = &typed[from_idx].instr else {
             unreachable!("stage starts at a FROM")
         };
-        // Taken out for the call (expansion never reads `global_args` itself), not cloned.
-        let global = std::mem::take(&mut self.global_args);
-        let image = self.expand_in(from_idx, &from.image, &global);
-        self.global_args = global;
-        let image = image?;
+        // Unset names here are the UndefinedArgInFrom check's (checks.rs), not UndefinedVar.
+        let image = match self.lexer.expand_word(&from.image, &self.global_args) {
+            Ok(e) => e.value,
+            Err(e) => return Err(self.expand_error(typed[from_idx].node, &from.image, e)),
+        };
         let from_origin = self.origin(&label, from_idx);
         if image.is_empty() {
             let node = &self.typed[from_idx].node;
@@ -566,7 +576,7 @@ impl<'a> Lowerer<'a> {
         } else if lower == "scratch" {
             let id = self.push(Op::Scratch, vec![], vec![], from_origin.clone());
             // BuildKit gives a stage from scratch the working directory "/".
-            let config = ImageConfig {
+            let config = RunConfig {
                 working_dir: "/".into(),
                 ..Default::default()
             };
@@ -575,11 +585,22 @@ impl<'a> Lowerer<'a> {
             let (id, resolved) = self.base_image(&image, from_origin.clone());
             match resolved {
                 Some(r) => {
+                    if let Some(actual) = &r.platform {
+                        let crate::platform::Platform {
+                            os,
+                            architecture: arch,
+                            ..
+                        } = crate::platform::host();
+                        let expected = Platform::from_config(os, arch, "");
+                        let span = typed[from_idx].node.span_of(self.source, &from.image);
+                        self.warnings
+                            .extend(checks::base_image_platform(&image, &expected, actual, span));
+                    }
                     let mut config = r.config.clone();
                     let triggers = std::mem::take(&mut config.on_build);
                     (id, config, r.history.clone(), triggers)
                 }
-                None => (id, ImageConfig::default(), Vec::new(), Vec::new()),
+                None => (id, RunConfig::default(), Vec::new(), Vec::new()),
             }
         };
         let mut st = StageState {
@@ -892,7 +913,7 @@ impl<'a> Lowerer<'a> {
         let argv = match &run.command {
             CommandLine::Exec(v) => v.clone(),
             CommandLine::Shell(cmd) => {
-                let script = self.run_script(idx, cmd, &run.heredocs, &mut script_file);
+                let script = self.run_script(cmd, &run.heredocs, &mut script_file);
                 st.shell_argv(&script)
             }
         };
@@ -994,7 +1015,6 @@ impl<'a> Lowerer<'a> {
     /// written and its delimiter) for the shell to read.
     fn run_script(
         &self,
-        idx: usize,
         cmd: &str,
         heredocs: &[syntax::Heredoc],
         file: &mut Option<RunMount>,
@@ -1004,54 +1024,30 @@ impl<'a> Lowerer<'a> {
         }
         if let [h] = heredocs {
             if syntax::is_whole_line_heredoc(cmd) {
-                // The body is already chomped for `<<-`; it is never expanded here.
-                if h.content.starts_with("#!") {
+                // Tabs removed for `<<-`; the body is never expanded here.
+                let body = h.body().into_owned();
+                if body.starts_with("#!") {
                     let target = path_clean(&["/dev/pipes/", &h.name].concat());
                     *file = Some(RunMount {
                         target: Some(target.clone()),
                         kind: MountKind::File {
-                            content: h.content.clone(),
+                            content: body,
                             mode: 0o755,
                         },
                     });
                     return target;
                 }
-                return h.content.clone();
+                return body;
             }
         }
         let mut script = cmd.to_string();
         for h in heredocs {
             script.push('\n');
-            script.push_str(self.raw_heredoc_body(idx, h));
+            // As written: the shell reading the script removes `<<-` tabs itself.
+            script.push_str(&h.content);
             script.push_str(&h.name);
         }
         script
-    }
-
-    /// A heredoc body as written: for `<<-` the tabs the parser removed are back, since the
-    /// shell reading a reconstituted script removes them itself.
-    fn raw_heredoc_body<'h>(&'h self, idx: usize, h: &'h syntax::Heredoc) -> &'h str {
-        if !h.chomp {
-            return &h.content;
-        }
-        let node = &self.typed[idx].node;
-        let inside = node.span.start <= h.span.start && h.span.end <= node.span.end;
-        let Some(text) = self.source.get(h.span.start..h.span.end).filter(|_| inside) else {
-            return &h.content;
-        };
-        let raw = match text.rfind('\n') {
-            Some(i) => &text[..=i],
-            None => "",
-        };
-        let chomped: String = raw
-            .split_inclusive('\n')
-            .map(|l| l.trim_start_matches('\t'))
-            .collect();
-        if chomped == h.content {
-            raw
-        } else {
-            &h.content
-        }
     }
 
     /// One `--mount`, resolved: its target against WORKDIR, `from=` as `COPY --from`
@@ -1225,37 +1221,17 @@ impl<'a> Lowerer<'a> {
         })
     }
 
-    fn expose_ports(&self, idx: usize, spec: &str) -> Result<Vec<String>, DockerfileError> {
-        let node = &self.typed[idx].node;
-        let bad = || {
-            DockerfileError::at(
-                format!("invalid port {spec:?}"),
-                node.span_of(self.source, spec),
-                "not a port",
-            )
-            .with_help("ports look like 80, 80/tcp, 53/udp or 8000-8010")
-        };
-        let (ports, proto) = match spec.split_once('/') {
-            Some((p, proto)) => (p, proto.to_ascii_lowercase()),
-            None => (spec, "tcp".to_string()),
-        };
-        if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-            return Err(bad());
-        }
-        let (lo, hi) = match ports.split_once('-') {
-            Some((a, b)) => (
-                a.parse::<u16>().map_err(|_| bad())?,
-                b.parse::<u16>().map_err(|_| bad())?,
-            ),
-            None => {
-                let p = ports.parse::<u16>().map_err(|_| bad())?;
-                (p, p)
-            }
-        };
-        if hi < lo {
-            return Err(bad());
-        }
-        Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+    /// One expanded EXPOSE word: its `port/proto` keys (BuildKit's `parsePort`), and the
+    /// EXPOSE build checks.
+    fn expose_ports(&mut self, idx: usize, spec: &str) -> Result<Vec<String>, DockerfileError> {
+        let span = self.typed[idx].node.span_of(self.source, spec);
+        let read = expose::parse_port(spec).map_err(|message| {
+            DockerfileError::at(message, span, "not a port")
+                .with_help("ports look like 80, 80/tcp, 53/udp or 8000-8010")
+        })?;
+        self.warnings
+            .extend(checks::expose_warnings(spec, &read, span));
+        Ok(read.ports)
     }
 
     fn lower_copy(
@@ -1275,9 +1251,9 @@ impl<'a> Lowerer<'a> {
                 .find(|h| heredoc_ref(s) == Some(h.name.as_str()))
             {
                 let content = if h.expand {
-                    self.expand_in(idx, &h.content, env)?
+                    self.expand_in(idx, &h.body(), env)?
                 } else {
-                    h.content.clone()
+                    h.body().into_owned()
                 };
                 inline.push((h.name.clone(), content));
                 continue;
@@ -1649,7 +1625,7 @@ fn valid_stage_name(name: &str) -> bool {
 }
 
 /// `<<EOF` / `<<-EOF` / `<<"EOF"` as a COPY source names the heredoc `EOF`.
-fn heredoc_ref(s: &str) -> Option<&str> {
+pub(crate) fn heredoc_ref(s: &str) -> Option<&str> {
     let rest = s.strip_prefix("<<")?;
     let rest = rest.strip_prefix('-').unwrap_or(rest);
     Some(rest.trim_matches(|c| c == '"' || c == '\''))

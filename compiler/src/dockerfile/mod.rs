@@ -5,9 +5,12 @@
 
 pub mod checks;
 pub mod error;
+pub mod expose;
 pub mod instructions;
 pub mod lower;
 pub mod mounts;
+pub mod platforms;
+pub mod reference;
 
 pub use error::DockerfileError;
 pub use lower::{

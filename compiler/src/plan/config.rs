@@ -1,17 +1,25 @@
-//! The image configuration a build produces: the OCI/Docker `config` object, with Docker's
-//! field names so it serializes exactly as `docker inspect` shows it, and history entries.
+//! What a build decides about its image besides the filesystem: the run configuration (the
+//! `config` object of an OCI image config, with Docker's field names so it serializes exactly
+//! as `docker inspect` shows it) and the history entries.
+//!
+//! The whole image config blob (architecture, os, rootfs, timestamps, and this `RunConfig`
+//! as its `config` field) is the runtime's `oci::ImageConfig`; it is written when the build
+//! has the layers' diff_ids.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The `config` object of an OCI image configuration (Docker field names), the one model of
-/// it in kiln: the planner fills it in, the runtime writes and reads it inside image configs.
+/// How a container made from the image runs (user, env, entrypoint, cmd, working directory,
+/// ports, volumes, labels, ...): the `config` object of an OCI image config (Docker field
+/// names; Docker's builder calls it the run config). The one model of it in kiln: the planner
+/// fills it in, the runtime writes and reads it as `oci::ImageConfig::config`, and RUN steps
+/// and `kiln run` take their defaults from it.
 /// Empty fields are omitted when written, and `null` reads as empty (docker writes
 /// `"Env": null`); unknown fields (`Hostname`, ...) are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ImageConfig {
+pub struct RunConfig {
     #[serde(
         default,
         skip_serializing_if = "String::is_empty",
@@ -142,7 +150,8 @@ fn is_zero(v: &i64) -> bool {
     *v == 0
 }
 
-/// One image history entry (`created` is filled in from the build's timestamp).
+/// One image history entry as the plan records it; the runtime writes it as an
+/// `oci::History`, with `created` from the build's timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub created_by: String,
@@ -152,7 +161,7 @@ pub struct HistoryEntry {
     pub empty_layer: bool,
 }
 
-impl ImageConfig {
+impl RunConfig {
     /// The value of an environment variable, last definition winning.
     pub fn env_get(&self, name: &str) -> Option<&str> {
         self.env
@@ -167,7 +176,7 @@ impl ImageConfig {
 
     /// Nothing set at all (the `config` object is then left out of an image config).
     pub fn is_empty(&self) -> bool {
-        *self == ImageConfig::default()
+        *self == RunConfig::default()
     }
 
     /// Set an environment variable, replacing an earlier definition in place.

@@ -1,8 +1,8 @@
 //! The layer plan: the DAG both front ends lower to, and what the builder runs.
 //!
-//! Owns the node types, the image configuration model (Docker's field names), and cache keys
-//! (`key`: the v1 canonical encoding written down in docs/cache-keys.md). Nodes are stored in
-//! dependency order: every input of node `i` has an id below `i`.
+//! Owns the node types, the run configuration model (`RunConfig`, Docker's field names), and
+//! cache keys (`key`: the v1 canonical encoding written down in docs/cache-keys.md). Nodes are
+//! stored in dependency order: every input of node `i` has an id below `i`.
 //! Must not: know how a node is executed or where results are stored.
 
 pub mod config;
@@ -12,7 +12,7 @@ mod render;
 
 use serde::Serialize;
 
-pub use config::{HealthConfig, HistoryEntry, ImageConfig};
+pub use config::{HealthConfig, HistoryEntry, RunConfig};
 pub use copy_spec::{Chmod, Chown, CopySource, Excludes, OwnerId, SourcePath};
 pub use key::Key;
 pub use render::render_tree;
@@ -68,7 +68,7 @@ pub enum Op {
     BaseImage {
         reference: String,
         digest: Option<String>,
-        config: Box<ImageConfig>,
+        config: Box<RunConfig>,
     },
     /// A selection of build-context files: the COPY/ADD source patterns after `.dockerignore`.
     Context(ContextSelection),
@@ -78,7 +78,7 @@ pub enum Op {
     Mkdir { path: String, mtime: u64 },
     /// A RUN step.
     Run(RunOp),
-    /// A metadata-only instruction; the change is already folded into the image config.
+    /// A metadata-only instruction; the change is already folded into the run config.
     Config { instruction: String },
     /// The image of a target: input 0's filesystem with this config and history.
     Image(Box<ImageOp>),
@@ -283,7 +283,7 @@ pub enum Sharing {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageOp {
-    pub config: ImageConfig,
+    pub config: RunConfig,
     /// One entry per instruction of the target's stage chain, base image's history first.
     pub history: Vec<HistoryEntry>,
     /// `created` of the config and history (from SOURCE_DATE_EPOCH, or 0).

@@ -49,8 +49,8 @@ pub struct Heredoc {
     /// `3<<EOF` gives 3; 0 when no descriptor was written.
     pub file_descriptor: u32,
     /// The body lines as written, each with its line ending (so it ends with `\n`; a CRLF
-    /// file keeps its `\r\n`), as BuildKit keeps it.
-    /// For `<<-` the leading tabs are already removed when `chomp` is true.
+    /// file keeps its `\r\n`), as BuildKit's parse tree keeps it: for `<<-` the leading tabs
+    /// are still there (see [`Heredoc::body`] for the text an instruction uses).
     pub content: String,
     /// False when the delimiter was quoted: no variable expansion in the body.
     pub expand: bool,
@@ -60,6 +60,22 @@ pub struct Heredoc {
     pub span: Span,
     /// The marker word in the instruction line (`<<EOF`, `3<<-"EOF"`).
     pub word_span: Span,
+}
+
+impl Heredoc {
+    /// The body as RUN and COPY use it: for `<<-` every line's leading tabs removed (Go's
+    /// `(?m)^\t+` removal, BuildKit's `ChompHeredocContent`), else the content as written.
+    pub fn body(&self) -> std::borrow::Cow<'_, str> {
+        if !self.chomp {
+            return std::borrow::Cow::Borrowed(&self.content);
+        }
+        std::borrow::Cow::Owned(
+            self.content
+                .split_inclusive('\n')
+                .map(|l| l.trim_start_matches('\t'))
+                .collect(),
+        )
+    }
 }
 
 /// One flag word as written, e.g. `--from=build` (raw, unexpanded).
@@ -97,6 +113,10 @@ pub struct Instruction {
     pub span: Span,
     /// The instruction line as BuildKit's `original`: continuation lines joined.
     pub original: String,
+    /// The comment lines right before the instruction (BuildKit's `PrevComment`), each
+    /// without its `#` and trimmed; an empty `#` line starts the list afresh, directives are
+    /// not in it. Empty for ONBUILD's inner instruction.
+    pub comments: Vec<String>,
 }
 
 impl Instruction {

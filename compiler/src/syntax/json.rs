@@ -60,12 +60,12 @@ mod tests {
     }
 
     #[test]
-    fn heredocs_are_listed() {
+    fn heredocs_are_listed_as_written() {
         let df = parse("RUN <<-EOF\n\tx\n\tEOF\n").unwrap();
         let v = to_buildkit_json(&df);
         assert_eq!(
             v[0]["heredocs"],
-            json!([{"name": "EOF", "file_descriptor": 0, "content": "x\n", "expand": true, "chomp": true}])
+            json!([{"name": "EOF", "file_descriptor": 0, "content": "\tx\n", "expand": true, "chomp": true}])
         );
     }
 }

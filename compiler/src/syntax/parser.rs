@@ -70,6 +70,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         directives_done: false,
         instructions: Vec::new(),
         warnings: Vec::new(),
+        comments: Vec::new(),
     }
     .run()
 }
@@ -136,6 +137,8 @@ struct Parser<'a> {
     directives_done: bool,
     instructions: Vec<Instruction>,
     warnings: Vec<ParseWarning>,
+    /// Comment lines since the last instruction (BuildKit's `PrevComment`).
+    comments: Vec<String>,
 }
 
 /// Where the logical line of one instruction comes from: the source range of every piece
@@ -248,14 +251,6 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
         return (line, true);
     }
     (before, false)
-}
-
-/// Go's `(?m)^\t+` removal (BuildKit's `ChompHeredocContent`).
-fn chomp_leading_tabs(content: &str) -> String {
-    content
-        .split_inclusive('\n')
-        .map(|l| l.trim_start_matches('\t'))
-        .collect()
 }
 
 fn is_comment(line: &str) -> bool {
@@ -388,6 +383,11 @@ impl<'a> Parser<'a> {
                 end_line: last.number,
                 span: Span::new(cmd_span.start.min(span_end), span_end),
                 original,
+                comments: if level == 0 {
+                    std::mem::take(&mut self.comments)
+                } else {
+                    Vec::new()
+                },
             });
         }
         self.instructions.extend(built);
@@ -406,8 +406,26 @@ impl<'a> Parser<'a> {
         let content = text.get(start..line.content_end).unwrap_or("");
         let stripped = content.trim_start();
         let stripped_start = line.content_end - stripped.len();
+        if stripped.starts_with('#') {
+            // BuildKit trims the text after the line's first byte: an indented comment keeps
+            // its `#`. An empty comment ends the run.
+            let comment = content
+                .get(1..)
+                .or_else(|| stripped.strip_prefix('#'))
+                .unwrap_or("")
+                .trim();
+            if comment.is_empty() {
+                self.comments.clear();
+            } else {
+                self.comments.push(comment.to_owned());
+            }
+        }
         if !self.directives_done {
+            let before = self.directives.len();
             self.directive(stripped, Span::new(stripped_start, line.content_end))?;
+            if self.directives.len() > before {
+                self.comments.pop();
+            }
         }
         let first = if stripped.starts_with('#') {
             ""
@@ -511,11 +529,6 @@ impl<'a> Parser<'a> {
                 candidate = candidate.trim_start_matches('\t');
             }
             if candidate == marker.name {
-                let content = if marker.chomp {
-                    chomp_leading_tabs(&content)
-                } else {
-                    content
-                };
                 let heredoc = Heredoc {
                     name: marker.name,
                     file_descriptor: u32::try_from(marker.file_descriptor).unwrap_or(u32::MAX),
@@ -598,7 +611,9 @@ mod tests {
         assert_eq!(run.heredocs.len(), 2);
         assert_eq!(run.heredocs[0].content, "x\r\n");
         assert_eq!(run.heredocs[0].file_descriptor, 3);
-        assert_eq!(run.heredocs[1].content, "y\n");
+        // The tree keeps `<<-` tabs as BuildKit's does; `body` removes them.
+        assert_eq!(run.heredocs[1].content, "\ty\n");
+        assert_eq!(run.heredocs[1].body(), "y\n");
         assert!(run.heredocs[1].chomp && !run.heredocs[1].expand);
         assert_eq!(
             &text[run.heredocs[1].word_span.start..run.heredocs[1].word_span.end],
@@ -606,6 +621,19 @@ mod tests {
         );
         assert_eq!(values(text)[2].2, 7);
         assert!(parse("RUN <<EOF\nabc").is_err());
+    }
+
+    #[test]
+    fn comments_before_an_instruction_are_kept() {
+        let df = parse(
+            "# check=skip=all\n# a\n  # b\n\nFROM x\n# c\n#\n# d\nRUN \\\n# not this\n y\nRUN z\n",
+        )
+        .unwrap();
+        // The directive is not a comment; an indented one keeps its `#` as in BuildKit; an
+        // empty `#` starts afresh; comments inside continuations belong to no list.
+        assert_eq!(df.instructions[0].comments, ["a", "# b"]);
+        assert_eq!(df.instructions[1].comments, ["d"]);
+        assert!(df.instructions[2].comments.is_empty());
     }
 
     #[test]

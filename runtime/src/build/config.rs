@@ -1,16 +1,17 @@
-//! The image config a build writes (the plan's config inside an OCI image config), and the
-//! store as the planner's `ImageResolver`.
+//! The image config a build writes (the plan's `RunConfig` and history inside an
+//! `oci::ImageConfig`), and the store as the planner's `ImageResolver`.
 //! Must not: decide config contents (the plan already did).
 
+use kiln_compiler::dockerfile::platforms::Platform;
 use kiln_compiler::dockerfile::{ImageResolver, ResolvedImage};
-use kiln_compiler::plan::{HistoryEntry, ImageConfig as PlanConfig};
+use kiln_compiler::plan::{HistoryEntry, RunConfig};
 
 use crate::oci::{self, Digest, History, RootFs};
 use crate::store::Store;
 
 /// The OCI config of a built image. `created` comes from SOURCE_DATE_EPOCH (0 when unset).
 pub fn image_config(
-    config: &PlanConfig,
+    config: &RunConfig,
     diff_ids: Vec<Digest>,
     history: &[HistoryEntry],
     created: u64,
@@ -58,6 +59,15 @@ impl ImageResolver for Store {
                     empty_layer: h.empty_layer,
                 })
                 .collect(),
+            platform: (!image.config.os.is_empty() && !image.config.architecture.is_empty()).then(
+                || {
+                    Platform::from_config(
+                        &image.config.os,
+                        &image.config.architecture,
+                        image.config.variant.as_deref().unwrap_or(""),
+                    )
+                },
+            ),
         })
     }
 }

@@ -10,6 +10,7 @@ mod copy;
 mod fetch;
 mod run;
 mod users;
+pub mod vary;
 mod view;
 
 use std::collections::BTreeMap;
@@ -90,6 +91,19 @@ pub struct BuildSettings {
     pub no_cache: bool,
     pub squash: bool,
     pub tags: Vec<ImageName>,
+    /// The order in which the independent nodes of one dependency level are started. The
+    /// result never depends on it; `kiln build --check` runs its second build reversed.
+    pub order: StartOrder,
+}
+
+/// See [`BuildSettings::order`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StartOrder {
+    /// Plan order (node ids ascending).
+    #[default]
+    Plan,
+    /// Plan order reversed within each level.
+    Reversed,
 }
 
 /// A progress event; the CLI renders them (tty, plain or JSON lines).
@@ -152,6 +166,9 @@ struct CacheRecord {
 #[derive(Debug)]
 pub struct Built {
     pub image: Image,
+    /// For each layer of the image, lowest first: the plan node that made it (`None` for a
+    /// base image's layers and for the one layer `--squash` makes).
+    pub layer_nodes: Vec<Option<NodeId>>,
     pub steps: usize,
     pub cached: usize,
 }
@@ -168,7 +185,10 @@ pub fn build(
     let mut outputs: Vec<Option<Output>> = vec![None; plan.nodes.len()];
     let cached = std::sync::atomic::AtomicUsize::new(0);
     let steps = std::sync::atomic::AtomicUsize::new(0);
-    for level in levels {
+    for mut level in levels {
+        if settings.order == StartOrder::Reversed {
+            level.reverse();
+        }
         let results: Vec<(NodeId, Result<Output, BuildError>)> = level
             .par_iter()
             .map(|&id| {
@@ -203,9 +223,10 @@ pub fn build(
     }
     let (target, img) = plan.target_image();
     let out = outputs[target.id.0].take().unwrap_or_default();
-    let image = finish_image(store, plan, target, img, &outputs, out, settings)?;
+    let (image, layer_nodes) = finish_image(store, plan, target, img, &outputs, out, settings)?;
     Ok(Built {
         image,
+        layer_nodes,
         steps: steps.into_inner(),
         cached: cached.into_inner(),
     })
@@ -436,7 +457,8 @@ fn image_layers(image: &Image) -> Vec<LayerRef> {
 }
 
 /// Assemble and store the target image: config from the plan, rootfs from the layers,
-/// history with `empty_layer` set for steps that added nothing.
+/// history with `empty_layer` set for steps that added nothing. Also returns the node that
+/// made each layer (see [`Built::layer_nodes`]).
 fn finish_image(
     store: &Store,
     plan: &Plan,
@@ -445,9 +467,10 @@ fn finish_image(
     outputs: &[Option<Output>],
     out: Output,
     settings: &BuildSettings,
-) -> Result<Image, BuildError> {
+) -> Result<(Image, Vec<Option<NodeId>>), BuildError> {
     // Walk the target's chain (input 0) down to its root, marking which steps added layers.
     let mut chain = Vec::new();
+    let mut makers = Vec::new();
     let mut cur = target.inputs.first().copied();
     let mut base_layers = 0;
     while let Some(id) = cur {
@@ -457,11 +480,18 @@ fn finish_image(
                 base_layers = outputs[id.0].as_ref().map_or(0, |o| o.layers.len());
                 break;
             }
-            _ => chain.push(outputs[id.0].as_ref().is_some_and(|o| o.added)),
+            _ => {
+                let added = outputs[id.0].as_ref().is_some_and(|o| o.added);
+                chain.push(added);
+                if added {
+                    makers.push(Some(id));
+                }
+            }
         }
         cur = node.inputs.first().copied();
     }
     chain.reverse();
+    makers.reverse();
     let mut history = img.history.clone();
     let own = history.len().saturating_sub(chain.len());
     for (entry, added) in history[own..].iter_mut().zip(&chain) {
@@ -476,6 +506,7 @@ fn finish_image(
         let squashed = write_layer_blob(store, tree.diff_entries(&lower))?;
         layers.truncate(base_layers);
         layers.push(squashed);
+        makers = vec![None];
         let mut kept_one = false;
         for entry in history[own..].iter_mut().rev() {
             if !entry.empty_layer {
@@ -493,5 +524,11 @@ fn finish_image(
         img.created,
     );
     let descriptors: Vec<Descriptor> = layers.iter().map(|l| l.blob.clone()).collect();
-    Ok(store.save_image(&config, &descriptors, &settings.tags)?)
+    let mut layer_nodes = vec![None; base_layers];
+    layer_nodes.extend(makers);
+    layer_nodes.resize(layers.len(), None);
+    Ok((
+        store.save_image(&config, &descriptors, &settings.tags)?,
+        layer_nodes,
+    ))
 }

@@ -208,7 +208,7 @@ impl Exec<'_> {
         index: usize,
         bundle: &Path,
         env: &mut Vec<String>,
-        cache_locks: &mut Vec<nix::fcntl::Flock<std::fs::File>>,
+        cache_locks: &mut Vec<crate::store::CacheMountLock>,
     ) -> Result<Option<Mount>, BuildError> {
         let target = m.target.clone().unwrap_or_default();
         let mut read_only = true;

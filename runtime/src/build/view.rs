@@ -6,8 +6,8 @@ use kiln_compiler::copy::{SourceKind, SourceTree};
 
 use super::copy::{FsTree, Meta, ROOT_META};
 use super::{BuildError, LayerRef};
-use crate::layer::view::{FsView, ViewEntry, ViewKind};
-use crate::layer::{Entry, EntryKind};
+use crate::layer::view::FsView;
+use crate::layer::{Entry, EntryKind, TarData};
 use crate::store::Store;
 
 /// The merged filesystem of a stack of layers (empty for none).
@@ -46,12 +46,13 @@ impl LayerTree {
     /// paths `lower` has and this tree does not (for `--squash`).
     pub fn diff_entries(&self, lower: &LayerTree) -> Vec<Entry> {
         let mut out = Vec::new();
-        for (path, entry) in self.view.walk("") {
-            if lower.view.get(path) != Some(entry) {
-                out.push(self.view.to_entry(entry, path.to_string()));
+        for entry in self.view.walk("") {
+            if lower.view.get(&entry.path) != Some(entry) {
+                out.push(entry.copy_to(entry.path.clone()));
             }
         }
-        for (path, entry) in lower.view.walk("") {
+        for entry in lower.view.walk("") {
+            let path = entry.path.as_str();
             if self.view.get(path).is_none() {
                 let parent_gone = path
                     .rsplit_once('/')
@@ -73,11 +74,11 @@ impl LayerTree {
     }
 }
 
-fn kind_of(e: &ViewEntry) -> SourceKind {
+fn kind_of(e: &Entry<TarData>) -> SourceKind {
     match e.kind {
-        ViewKind::Dir => SourceKind::Dir,
-        ViewKind::File { .. } => SourceKind::File,
-        ViewKind::Symlink { .. } => SourceKind::Symlink,
+        EntryKind::Dir => SourceKind::Dir,
+        EntryKind::File { .. } => SourceKind::File,
+        EntryKind::Symlink { .. } => SourceKind::Symlink,
         _ => SourceKind::Other,
     }
 }
@@ -92,7 +93,7 @@ impl SourceTree for LayerTree {
 
     fn link_target(&self, path: &str) -> Option<String> {
         match &self.view.get(path)?.kind {
-            ViewKind::Symlink { target } => Some(target.clone()),
+            EntryKind::Symlink { target } => Some(target.clone()),
             _ => None,
         }
     }
@@ -100,8 +101,8 @@ impl SourceTree for LayerTree {
     fn paths_at_depth(&self, depth: usize) -> Vec<String> {
         self.view
             .walk("")
-            .filter(|(p, _)| p.split('/').count() == depth)
-            .map(|(p, _)| p.to_string())
+            .filter(|e| e.path.split('/').count() == depth)
+            .map(|e| e.path.clone())
             .collect()
     }
 }
@@ -120,10 +121,10 @@ impl FsTree for LayerTree {
     }
 
     fn descendants(&self, dir: &str) -> Vec<String> {
-        self.view.walk(dir).map(|(p, _)| p.to_string()).collect()
+        self.view.walk(dir).map(|e| e.path.clone()).collect()
     }
 
     fn entry(&self, path: &str, dest: String) -> Result<Option<Entry>, BuildError> {
-        Ok(self.view.get(path).map(|e| self.view.to_entry(e, dest)))
+        Ok(self.view.get(path).map(|e| e.copy_to(dest)))
     }
 }

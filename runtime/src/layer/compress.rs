@@ -1,9 +1,11 @@
 //! Compression of layer blobs (deterministic) and detection/decompression of streams.
 //!
-//! Owns: the exact compressor settings of kiln's layer blobs (spec item 17) and recognising
-//! compressed streams by their magic bytes.
-//! Must not: re-compress base-image layers (they pass through byte for byte, spec item 8);
-//! that is the caller's rule, this module only offers the encoders.
+//! Owns: the exact compressor settings of kiln's layer blobs (fixed and pinned so that a
+//! compressed blob's digest is reproducible; `docs/reproducibility.md`, Compression) and
+//! recognising compressed streams by their magic bytes.
+//! Must not: re-compress base-image layers (a base layer already in the requested form passes
+//! through byte for byte, so its digest never changes); that is the caller's rule, this
+//! module only offers the encoders.
 //!
 //! Settings (changing one changes every compressed digest; the golden test catches drift):
 //! - gzip: flate2 with its pure-Rust backend (miniz_oxide) only, level 6, header mtime 0,
@@ -160,7 +162,8 @@ pub fn decompress_auto<'a, R: Read + Send + 'a>(
 
 /// Decompresses `blob` (any `StreamFormat`, detected) into `out` and returns the detected
 /// format with the sha256 and size of the decompressed bytes: for a layer blob that is its
-/// diff_id, to compare with the config's `rootfs.diff_ids` (spec item 25).
+/// diff_id, to compare with the config's `rootfs.diff_ids` (a layer whose diff_id differs is
+/// refused).
 pub fn decompress_into<R: Read + Send, W: Write>(
     blob: R,
     out: W,

@@ -41,8 +41,8 @@
 //! fails with an error, it does not crash.
 
 use super::path::{file_name, parent};
-use super::reader::{scan_layer_seekable, ScannedEntry, ScannedKind};
-use super::LayerError;
+use super::reader::scan_layer_seekable;
+use super::{Entry, EntryKind, LayerError, TarOffset};
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{
@@ -146,9 +146,9 @@ struct Extractor<'t> {
 }
 
 impl Extractor<'_> {
-    fn apply(&mut self, entry: &ScannedEntry) -> Result<(), LayerError> {
+    fn apply(&mut self, entry: &Entry<TarOffset>) -> Result<(), LayerError> {
         let path = entry.path.as_str();
-        if entry.kind == ScannedKind::OpaqueDir {
+        if entry.kind == EntryKind::OpaqueDir {
             let dir = match self.dir(path, true)? {
                 Some(dir) => dir,
                 None => return Err(not_a_dir(path)),
@@ -170,8 +170,8 @@ impl Extractor<'_> {
         let mode = Mode::from_bits_truncate(entry.mode & 0o7777);
         let time = timespec(entry.mtime);
         match &entry.kind {
-            ScannedKind::OpaqueDir => Ok(()),
-            ScannedKind::Dir => {
+            EntryKind::OpaqueDir => Ok(()),
+            EntryKind::Dir => {
                 let fd = self.make_dir(at, name, path)?;
                 fchown(fd.as_raw_fd(), Some(uid), Some(gid))
                     .map_err(sys(|| format!("changing the owner of `{path}`")))?;
@@ -181,7 +181,10 @@ impl Extractor<'_> {
                 self.dir_times.insert(path.to_string(), entry.mtime);
                 Ok(())
             }
-            ScannedKind::File { size, data_offset } => {
+            EntryKind::File {
+                size,
+                source: TarOffset(data_offset),
+            } => {
                 let flags = OFlag::O_WRONLY
                     | OFlag::O_CREAT
                     | OFlag::O_EXCL
@@ -199,14 +202,14 @@ impl Extractor<'_> {
                 futimens(out.as_raw_fd(), &time, &time)
                     .map_err(sys(|| format!("setting the mtime of `{path}`")))
             }
-            ScannedKind::Symlink { target } => {
+            EntryKind::Symlink { target } => {
                 self.create(at, name, path, || {
                     symlinkat(target.as_str(), Some(at), name)
                 })?;
                 self.finish_node(at, name, path, uid, gid, None, &time)
             }
-            ScannedKind::Hardlink { target } => self.hardlink(&dir, name, path, target),
-            ScannedKind::Whiteout => {
+            EntryKind::Hardlink { target } => self.hardlink(&dir, name, path, target),
+            EntryKind::Whiteout => {
                 let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
                 if fstatat(Some(at), name, nofollow).is_ok() {
                     // This layer has its own entry here: a whiteout only hides lower layers.
@@ -228,9 +231,8 @@ impl Extractor<'_> {
                     &time,
                 )
             }
-            ScannedKind::CharDevice { major, minor }
-            | ScannedKind::BlockDevice { major, minor } => {
-                let kind = if matches!(entry.kind, ScannedKind::CharDevice { .. }) {
+            EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
+                let kind = if matches!(entry.kind, EntryKind::CharDevice { .. }) {
                     SFlag::S_IFCHR
                 } else {
                     SFlag::S_IFBLK
@@ -241,7 +243,7 @@ impl Extractor<'_> {
                 })?;
                 self.finish_node(at, name, path, uid, gid, Some((mode, Some(entry))), &time)
             }
-            ScannedKind::Fifo => {
+            EntryKind::Fifo => {
                 self.create(at, name, path, || {
                     mknodat(Some(at), name, SFlag::S_IFIFO, Mode::empty(), 0)
                 })?;
@@ -260,7 +262,7 @@ impl Extractor<'_> {
         path: &str,
         uid: Uid,
         gid: Gid,
-        mode_and_xattrs: Option<(Mode, Option<&ScannedEntry>)>,
+        mode_and_xattrs: Option<(Mode, Option<&Entry<TarOffset>>)>,
         time: &TimeSpec,
     ) -> Result<(), LayerError> {
         fchownat(
@@ -558,7 +560,7 @@ fn applies(name: &str, file_or_dir: bool) -> bool {
         || (file_or_dir && name.starts_with("user.") && !name.starts_with("user.overlay."))
 }
 
-fn set_xattrs(file: &File, entry: &ScannedEntry, file_or_dir: bool) -> Result<(), LayerError> {
+fn set_xattrs(file: &File, entry: &Entry<TarOffset>, file_or_dir: bool) -> Result<(), LayerError> {
     for (key, value) in entry.xattrs.iter().filter(|(k, _)| applies(k, file_or_dir)) {
         xattr::FileExt::set_xattr(file, key, value).map_err(|e| {
             LayerError::io(

@@ -1,4 +1,6 @@
-//! The tar header encoding of kiln layers, set field by field (spec item 16).
+//! The tar header encoding of kiln layers, set field by field (not through the tar crate's
+//! header modes, whose "deterministic" output has changed across versions; the policy is in
+//! `docs/reproducibility.md`, Layer tars).
 //!
 //! Owns: the byte layout of one entry's header block(s): a POSIX ustar block, preceded by a
 //! PAX extended header (`x`) only when a value does not fit ustar.

@@ -4,7 +4,7 @@
 //! names, whiteouts, opaque markers) and refusing entries that escape the root.
 //! Must not: write anything anywhere, decompress, or merge layers (see `view`).
 //!
-//! Path rules (docker's, plus the spec's item 26):
+//! Path rules (docker's; no entry, link or hardlink target may land outside the root):
 //! - a leading `/` is dropped (`/etc/x` is `etc/x`), `.` components vanish, `a/../b` is `b`;
 //! - a `..` that climbs above the root is refused;
 //! - a hardlink whose target climbs above the root is refused;
@@ -21,98 +21,13 @@ use super::path::{
     ancestors, clean_archive_path, file_name, join, parent, OPAQUE_MARKER, WHITEOUT_META_PREFIX,
     WHITEOUT_PREFIX,
 };
-use super::{Entry, EntryKind, FileSource, LayerError};
+use super::{Entry, EntryKind, LayerError, TarOffset};
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::Path;
 
-/// One entry of a layer tar as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannedEntry {
-    /// Cleaned relative path (see the module docs); empty only for an opaque root.
-    pub path: String,
-    pub kind: ScannedKind,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub mtime: u64,
-    /// All `SCHILY.xattr.*` records of the entry, in archive order.
-    pub xattrs: Vec<(String, Vec<u8>)>,
-}
-
-/// The kind of a scanned entry; like `EntryKind`, but a file's data is located by its
-/// offset in the tar that was scanned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScannedKind {
-    Dir,
-    File {
-        size: u64,
-        data_offset: u64,
-    },
-    Symlink {
-        target: String,
-    },
-    /// Target path, cleaned like entry paths.
-    Hardlink {
-        target: String,
-    },
-    Whiteout,
-    OpaqueDir,
-    CharDevice {
-        major: u32,
-        minor: u32,
-    },
-    BlockDevice {
-        major: u32,
-        minor: u32,
-    },
-    Fifo,
-}
-
-impl ScannedEntry {
-    /// The entry as a writer input, its data read from `tar` (the file that was scanned).
-    pub fn to_entry(&self, tar: &Path) -> Entry {
-        let kind = match &self.kind {
-            ScannedKind::Dir => EntryKind::Dir,
-            ScannedKind::File { size, data_offset } => EntryKind::File {
-                size: *size,
-                source: FileSource::TarRange {
-                    tar: tar.to_path_buf(),
-                    offset: *data_offset,
-                },
-            },
-            ScannedKind::Symlink { target } => EntryKind::Symlink {
-                target: target.clone(),
-            },
-            ScannedKind::Hardlink { target } => EntryKind::Hardlink {
-                target: target.clone(),
-            },
-            ScannedKind::Whiteout => EntryKind::Whiteout,
-            ScannedKind::OpaqueDir => EntryKind::OpaqueDir,
-            ScannedKind::CharDevice { major, minor } => EntryKind::CharDevice {
-                major: *major,
-                minor: *minor,
-            },
-            ScannedKind::BlockDevice { major, minor } => EntryKind::BlockDevice {
-                major: *major,
-                minor: *minor,
-            },
-            ScannedKind::Fifo => EntryKind::Fifo,
-        };
-        Entry {
-            path: self.path.clone(),
-            kind,
-            mode: self.mode,
-            uid: self.uid,
-            gid: self.gid,
-            mtime: self.mtime,
-            xattrs: self.xattrs.clone(),
-        }
-    }
-}
-
-/// Reads every entry of an uncompressed layer tar, in archive order, refusing unsafe ones.
-pub fn scan_layer<R: Read>(reader: R) -> Result<Vec<ScannedEntry>, LayerError> {
+/// Reads every entry of an uncompressed layer tar, in archive order, refusing unsafe ones. A
+/// file's data is located by its offset in that tar.
+pub fn scan_layer<R: Read>(reader: R) -> Result<Vec<Entry<TarOffset>>, LayerError> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| malformed("", &e))?;
     scan_entries(entries)
@@ -122,13 +37,15 @@ pub fn scan_layer<R: Read>(reader: R) -> Result<Vec<ScannedEntry>, LayerError> {
 /// headers are read from disk.
 pub fn scan_layer_seekable<R: Read + std::io::Seek>(
     reader: R,
-) -> Result<Vec<ScannedEntry>, LayerError> {
+) -> Result<Vec<Entry<TarOffset>>, LayerError> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries_with_seek().map_err(|e| malformed("", &e))?;
     scan_entries(entries)
 }
 
-fn scan_entries<R: Read>(entries: tar::Entries<'_, R>) -> Result<Vec<ScannedEntry>, LayerError> {
+fn scan_entries<R: Read>(
+    entries: tar::Entries<'_, R>,
+) -> Result<Vec<Entry<TarOffset>>, LayerError> {
     let mut symlinks: HashSet<String> = HashSet::new();
     let mut scanned = Vec::new();
     let mut last_path = String::new();
@@ -148,7 +65,7 @@ fn scan_one<R: Read>(
     raw_path: &[u8],
     shown: &str,
     symlinks: &mut HashSet<String>,
-) -> Result<Option<ScannedEntry>, LayerError> {
+) -> Result<Option<Entry<TarOffset>>, LayerError> {
     let entry_type = entry.header().entry_type();
     if entry_type.is_pax_global_extensions() {
         return Ok(None);
@@ -169,7 +86,7 @@ fn scan_one<R: Read>(
 
     let name = file_name(&cleaned);
     let (path, kind) = if name == OPAQUE_MARKER {
-        (parent(&cleaned).to_string(), ScannedKind::OpaqueDir)
+        (parent(&cleaned).to_string(), EntryKind::OpaqueDir)
     } else if name.starts_with(WHITEOUT_META_PREFIX) {
         return Ok(None);
     } else if let Some(deleted) = name.strip_prefix(WHITEOUT_PREFIX) {
@@ -179,23 +96,23 @@ fn scan_one<R: Read>(
                 reason: "whiteout of `.`, `..` or nothing".to_string(),
             });
         }
-        (join(parent(&cleaned), deleted), ScannedKind::Whiteout)
+        (join(parent(&cleaned), deleted), EntryKind::Whiteout)
     } else if cleaned.is_empty() {
         // The root directory's own entry (`./`).
         return Ok(None);
     } else {
         let kind = match entry_type {
             // Old (v7) archives mark directories with a trailing `/` on a regular entry.
-            tar::EntryType::Regular if raw_path.ends_with(b"/") => ScannedKind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous => ScannedKind::File {
+            tar::EntryType::Regular if raw_path.ends_with(b"/") => EntryKind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File {
                 size: entry.size(),
-                data_offset: entry.raw_file_position(),
+                source: TarOffset(entry.raw_file_position()),
             },
-            tar::EntryType::Directory => ScannedKind::Dir,
+            tar::EntryType::Directory => EntryKind::Dir,
             tar::EntryType::Symlink => {
                 let target = link_text(entry, shown)?;
                 symlinks.insert(cleaned.clone());
-                ScannedKind::Symlink { target }
+                EntryKind::Symlink { target }
             }
             tar::EntryType::Link => {
                 let raw = link_text(entry, shown)?;
@@ -211,18 +128,18 @@ fn scan_one<R: Read>(
                     });
                 }
                 refuse_symlink_parent(shown, &target, symlinks)?;
-                ScannedKind::Hardlink { target }
+                EntryKind::Hardlink { target }
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 let major = header.device_major().map_err(field_error)?.unwrap_or(0);
                 let minor = header.device_minor().map_err(field_error)?.unwrap_or(0);
                 if entry_type == tar::EntryType::Char {
-                    ScannedKind::CharDevice { major, minor }
+                    EntryKind::CharDevice { major, minor }
                 } else {
-                    ScannedKind::BlockDevice { major, minor }
+                    EntryKind::BlockDevice { major, minor }
                 }
             }
-            tar::EntryType::Fifo => ScannedKind::Fifo,
+            tar::EntryType::Fifo => EntryKind::Fifo,
             other => {
                 return Err(LayerError::Malformed {
                     detail: format!(
@@ -234,7 +151,7 @@ fn scan_one<R: Read>(
         };
         (cleaned, kind)
     };
-    Ok(Some(ScannedEntry {
+    Ok(Some(Entry {
         path,
         kind,
         mode,

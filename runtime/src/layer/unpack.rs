@@ -11,7 +11,7 @@
 //! bytes are a tar header with a valid checksum. A file that merely looks compressed but does
 //! not decompress to a tar is not an archive (ADD copies it as it is).
 //!
-//! File data: entries of a plain tar point into the archive itself (`TarRange`). A
+//! File data: entries of a plain tar point into the archive itself (`FileSource::Tar`). A
 //! compressed archive is decompressed once into a file in the caller's scratch directory
 //! (named `kiln-unpacked-*`, kept until the caller removes the scratch directory, which must
 //! outlive writing the layer), and the entries point into that file.
@@ -23,12 +23,13 @@
 use super::compress::{decompress_auto, decompress_into, StreamFormat};
 use super::header::BLOCK;
 use super::path::join;
-use super::reader::{scan_layer, ScannedKind};
-use super::{Entry, EntryKind, LayerError};
+use super::reader::scan_layer;
+use super::{Entry, EntryKind, FileSource, LayerError};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Which mtime unpacked entries get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,17 +75,18 @@ pub fn archive_entries(
         _ => decompress_to_scratch(path, &options.scratch)?,
     };
     let scanned = scan_layer(BufReader::with_capacity(1 << 16, tar_file))?;
+    let tar_path: Arc<Path> = Arc::from(tar_path);
 
     let mut entries: Vec<Entry> = Vec::with_capacity(scanned.len());
     let mut index: HashMap<String, usize> = HashMap::new();
     for item in scanned {
-        if matches!(item.kind, ScannedKind::Whiteout | ScannedKind::OpaqueDir) {
+        if matches!(item.kind, EntryKind::Whiteout | EntryKind::OpaqueDir) {
             return Err(LayerError::InvalidEntry {
                 path: item.path,
                 reason: "archives given to ADD may not contain whiteouts".to_string(),
             });
         }
-        let mut entry = item.to_entry(&tar_path);
+        let mut entry = item.map_source(|offset| FileSource::Tar(offset.in_tar(&tar_path)));
         entry.path = join(dest, &entry.path);
         if let EntryKind::Hardlink { target } = &mut entry.kind {
             *target = join(dest, target);

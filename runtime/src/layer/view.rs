@@ -2,8 +2,9 @@
 //!
 //! Owns: applying layers in order (whiteouts and opaque directories hide lower content, a
 //! non-directory replaces a directory and its contents), symlink resolution inside the image
-//! (clamped to its root, loop-limited), reading small files (`/etc/passwd`), and turning
-//! view entries into writer entries whose data stays in the lower layer tars (`COPY --from`).
+//! (clamped to its root, loop-limited), and reading small files (`/etc/passwd`). Its entries
+//! are layer `Entry` values whose file data stays in the lower layer tars (`TarData`):
+//! `Entry::copy_to` makes writer input of them (`COPY --from`).
 //! Must not: extract anything to disk or follow a symlink on the host.
 //!
 //! Semantics worth knowing:
@@ -19,71 +20,67 @@
 //!   metadata; the writer re-links files that share a data location.
 
 use super::path::{ancestors, join};
-use super::reader::{scan_layer_seekable, ScannedKind};
-use super::{Entry, EntryKind, FileSource, LayerError};
-use std::collections::BTreeMap;
+use super::reader::scan_layer_seekable;
+use super::{Entry, EntryKind, LayerError, TarData};
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Symlinks followed in one resolution before giving up (Linux's limit).
 pub const MAX_SYMLINKS: usize = 40;
 
-/// The merged filesystem of a stack of uncompressed layer tars.
+/// The merged filesystem of a stack of uncompressed layer tars: one entry per path, each
+/// file's data in the layer tar it came from.
 #[derive(Debug, Clone, Default)]
 pub struct FsView {
-    entries: BTreeMap<String, ViewEntry>,
+    entries: BTreeSet<ByPath>,
 }
 
-/// One path of the merged filesystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViewEntry {
-    pub kind: ViewKind,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub mtime: u64,
-    pub xattrs: Vec<(String, Vec<u8>)>,
-}
+/// A view entry, ordered, compared and looked up by its path alone (so the set is a map
+/// from path to entry that stores each path once).
+#[derive(Debug, Clone)]
+struct ByPath(Entry<TarData>);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ViewKind {
-    Dir,
-    /// A regular file whose data is `size` bytes at `offset` in the layer tar `tar`.
-    File {
-        tar: Arc<Path>,
-        offset: u64,
-        size: u64,
-    },
-    Symlink {
-        target: String,
-    },
-    CharDevice {
-        major: u32,
-        minor: u32,
-    },
-    BlockDevice {
-        major: u32,
-        minor: u32,
-    },
-    Fifo,
-}
-
-impl ViewEntry {
-    fn implicit_dir() -> Self {
-        ViewEntry {
-            kind: ViewKind::Dir,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            xattrs: Vec::new(),
-        }
+impl Borrow<str> for ByPath {
+    fn borrow(&self) -> &str {
+        &self.0.path
     }
+}
 
-    pub fn is_dir(&self) -> bool {
-        self.kind == ViewKind::Dir
+impl PartialEq for ByPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.path == other.0.path
+    }
+}
+
+impl Eq for ByPath {}
+
+impl PartialOrd for ByPath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByPath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.path.cmp(&other.0.path)
+    }
+}
+
+/// A parent a layer omits (see the module docs).
+fn implicit_dir(path: &str) -> Entry<TarData> {
+    Entry {
+        path: path.to_string(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: Vec::new(),
     }
 }
 
@@ -108,28 +105,29 @@ impl FsView {
 
         for item in &scanned {
             match item.kind {
-                ScannedKind::Whiteout => self.remove_tree(&item.path, true),
-                ScannedKind::OpaqueDir => self.remove_tree(&item.path, false),
+                EntryKind::Whiteout => self.remove_tree(&item.path, true),
+                EntryKind::OpaqueDir => self.remove_tree(&item.path, false),
                 _ => {}
             }
         }
         for item in scanned {
-            let kind = match item.kind {
-                ScannedKind::Whiteout | ScannedKind::OpaqueDir => continue,
-                ScannedKind::Dir => ViewKind::Dir,
-                ScannedKind::File { size, data_offset } => ViewKind::File {
-                    tar: tar.clone(),
-                    offset: data_offset,
-                    size,
-                },
-                ScannedKind::Symlink { target } => ViewKind::Symlink { target },
-                ScannedKind::Hardlink { target } => {
+            let entry = match item.kind {
+                EntryKind::Whiteout | EntryKind::OpaqueDir => continue,
+                EntryKind::Hardlink { target } => {
                     let linked = self
                         .resolve(&target, false)
-                        .and_then(|p| self.entries.get(&p))
+                        .and_then(|p| self.get(&p))
                         .map(|e| e.kind.clone());
                     match linked {
-                        Some(kind @ ViewKind::File { .. }) => kind,
+                        Some(kind @ EntryKind::File { .. }) => Entry {
+                            path: item.path,
+                            kind,
+                            mode: item.mode,
+                            uid: item.uid,
+                            gid: item.gid,
+                            mtime: item.mtime,
+                            xattrs: item.xattrs,
+                        },
                         _ => {
                             return Err(LayerError::HardlinkTarget {
                                 path: item.path,
@@ -138,40 +136,29 @@ impl FsView {
                         }
                     }
                 }
-                ScannedKind::CharDevice { major, minor } => ViewKind::CharDevice { major, minor },
-                ScannedKind::BlockDevice { major, minor } => ViewKind::BlockDevice { major, minor },
-                ScannedKind::Fifo => ViewKind::Fifo,
+                _ => item.map_source(|offset| offset.in_tar(&tar)),
             };
-            let entry = ViewEntry {
-                kind,
-                mode: item.mode,
-                uid: item.uid,
-                gid: item.gid,
-                mtime: item.mtime,
-                xattrs: item.xattrs,
-            };
-            self.insert(item.path, entry);
+            self.insert(entry);
         }
         Ok(())
     }
 
-    /// Puts `entry` at `path`, creating missing parents (see the module docs).
-    fn insert(&mut self, path: String, entry: ViewEntry) {
-        self.ensure_parent_dirs(&path);
-        let merges = entry.is_dir() && self.entries.get(&path).is_some_and(ViewEntry::is_dir);
+    /// Puts `entry` at its path, creating missing parents (see the module docs).
+    fn insert(&mut self, entry: Entry<TarData>) {
+        self.ensure_parent_dirs(&entry.path);
+        let merges = entry.is_dir() && self.get(&entry.path).is_some_and(Entry::is_dir);
         if !merges {
-            self.remove_tree(&path, false);
+            self.remove_tree(&entry.path, false);
         }
-        self.entries.insert(path, entry);
+        self.entries.replace(ByPath(entry));
     }
 
     /// Makes every ancestor of `path` a directory: missing ones are created, lower
     /// non-directories (symlinks included) are replaced, existing directories are kept.
     fn ensure_parent_dirs(&mut self, path: &str) {
         for ancestor in ancestors(path) {
-            if !self.entries.get(ancestor).is_some_and(ViewEntry::is_dir) {
-                self.entries
-                    .insert(ancestor.to_string(), ViewEntry::implicit_dir());
+            if !self.get(ancestor).is_some_and(Entry::is_dir) {
+                self.entries.replace(ByPath(implicit_dir(ancestor)));
             }
         }
     }
@@ -185,19 +172,29 @@ impl FsView {
         if itself {
             self.entries.remove(path);
         }
-        let below: Vec<String> = self
-            .entries
-            .range(format!("{path}/")..format!("{path}0"))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let below: Vec<String> = self.below(path).map(|e| e.0.path.clone()).collect();
         for key in below {
-            self.entries.remove(&key);
+            self.entries.remove(key.as_str());
         }
     }
 
+    /// The entries strictly below directory `path` (the whole tree when empty), in path order.
+    fn below(&self, path: &str) -> std::collections::btree_set::Range<'_, ByPath> {
+        if path.is_empty() {
+            return self.entries.range::<str, _>(..);
+        }
+        // Every path below `path` starts with `path/`; `0` is the byte after `/`.
+        let first = format!("{path}/");
+        let end = format!("{path}0");
+        self.entries.range::<str, _>((
+            Bound::Included(first.as_str()),
+            Bound::Excluded(end.as_str()),
+        ))
+    }
+
     /// The entry at exactly `path` (relative or absolute; no symlinks followed).
-    pub fn get(&self, path: &str) -> Option<&ViewEntry> {
-        self.entries.get(path.trim_start_matches('/'))
+    pub fn get(&self, path: &str) -> Option<&Entry<TarData>> {
+        self.entries.get(path.trim_start_matches('/')).map(|e| &e.0)
     }
 
     /// Resolves `path` (absolute or relative to the root) inside the image: symlinks in the
@@ -215,10 +212,10 @@ impl FsView {
                 continue;
             }
             let candidate = join(&done.join("/"), &component);
-            let entry = self.entries.get(&candidate)?;
+            let entry = self.get(&candidate)?;
             let is_final = todo.is_empty();
             match &entry.kind {
-                ViewKind::Symlink { target } if !is_final || follow_final_symlink => {
+                EntryKind::Symlink { target } if !is_final || follow_final_symlink => {
                     followed += 1;
                     if followed > MAX_SYMLINKS {
                         return None;
@@ -228,7 +225,7 @@ impl FsView {
                     }
                     todo.extend(components(target).rev().map(str::to_string));
                 }
-                ViewKind::Dir => done.push(component),
+                EntryKind::Dir => done.push(component),
                 _ if is_final => done.push(component),
                 _ => return None,
             }
@@ -242,8 +239,12 @@ impl FsView {
             path: path.to_string(),
         };
         let real = self.resolve(path, true).ok_or_else(not_found)?;
-        let entry = self.entries.get(&real).ok_or_else(not_found)?;
-        let ViewKind::File { tar, offset, size } = &entry.kind else {
+        let entry = self.get(&real).ok_or_else(not_found)?;
+        let EntryKind::File {
+            size,
+            source: TarData { tar, offset },
+        } = &entry.kind
+        else {
             return Err(LayerError::NotAFile {
                 path: path.to_string(),
             });
@@ -266,50 +267,9 @@ impl FsView {
 
     /// Every entry strictly below `dir` (the whole tree for the root, `""` or `/`), sorted
     /// bytewise by path. `dir` is taken literally (no symlinks followed; resolve it first).
-    pub fn walk<'v>(&'v self, dir: &str) -> impl Iterator<Item = (&'v str, &'v ViewEntry)> + 'v {
-        let dir = dir.trim_matches('/');
-        let range = if dir.is_empty() {
-            self.entries.range::<String, _>(..)
-        } else {
-            self.entries.range(format!("{dir}/")..format!("{dir}0"))
-        };
-        range.map(|(path, entry)| (path.as_str(), entry))
-    }
-
-    /// The writer entry that copies `entry` to `new_path` (file data stays in its layer tar,
-    /// `FileSource::TarRange`). Metadata is kept; callers override uid/gid/mtime as needed.
-    pub fn to_entry(&self, entry: &ViewEntry, new_path: String) -> Entry {
-        let kind = match &entry.kind {
-            ViewKind::Dir => EntryKind::Dir,
-            ViewKind::File { tar, offset, size } => EntryKind::File {
-                size: *size,
-                source: FileSource::TarRange {
-                    tar: tar.to_path_buf(),
-                    offset: *offset,
-                },
-            },
-            ViewKind::Symlink { target } => EntryKind::Symlink {
-                target: target.clone(),
-            },
-            ViewKind::CharDevice { major, minor } => EntryKind::CharDevice {
-                major: *major,
-                minor: *minor,
-            },
-            ViewKind::BlockDevice { major, minor } => EntryKind::BlockDevice {
-                major: *major,
-                minor: *minor,
-            },
-            ViewKind::Fifo => EntryKind::Fifo,
-        };
-        Entry {
-            path: new_path,
-            kind,
-            mode: entry.mode,
-            uid: entry.uid,
-            gid: entry.gid,
-            mtime: entry.mtime,
-            xattrs: entry.xattrs.clone(),
-        }
+    /// [`Entry::copy_to`] turns an entry into writer input whose data stays in its layer tar.
+    pub fn walk<'v>(&'v self, dir: &str) -> impl Iterator<Item = &'v Entry<TarData>> + 'v {
+        self.below(dir.trim_matches('/')).map(|e| &e.0)
     }
 
     /// Number of paths in the view.

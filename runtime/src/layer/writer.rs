@@ -2,7 +2,8 @@
 //!
 //! Owns: the order of entries in a layer, hardlink grouping, whiteout and opaque-marker
 //! placement, streaming of file data with the diff_id computed on the way, and the
-//! end-of-archive marker (exactly 1024 zero bytes, spec item 7).
+//! end-of-archive marker (exactly 1024 zero bytes: the diff_id covers them, and GNU tar's
+//! padding to 10240 bytes would give another digest).
 //! Must not: invent entries (missing parent directories are the caller's job), look at the
 //! host beyond opening the sources it is given (see `host`), or compress.
 //!
@@ -13,7 +14,7 @@
 //!
 //! Hardlinks: regular files with the same identity form a group, and every member after the
 //! first (in the order above) is written as a hardlink to the first. Identity is the host
-//! `(device, inode)` for host files with several links, the (tar, offset) of a `TarRange`
+//! `(device, inode)` for host files with several links, the (tar, offset) of a `Tar` source
 //! (two entries reading the same bytes of a lower layer are one file there), or the target
 //! file of an explicit `EntryKind::Hardlink`.
 //!
@@ -23,7 +24,7 @@
 
 use super::header::{padding, typeflag, TarHeader, BLOCK};
 use super::path::{check_entry_path, file_name, parent, OPAQUE_MARKER, WHITEOUT_PREFIX};
-use super::{host, Entry, EntryKind, FileSource, LayerError};
+use super::{host, Entry, EntryKind, FileSource, LayerError, TarData};
 use crate::oci::{Digest, DigestWriter};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -294,7 +295,7 @@ fn ordered_records(entries: &[Entry]) -> Vec<Record<'_>> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Identity<'a> {
     Inode(u64, u64),
-    TarData(&'a Path, u64),
+    InTar(&'a Path, u64),
     Path(&'a str),
 }
 
@@ -344,7 +345,7 @@ fn file_identity<'a>(path: &'a str, source: &'a FileSource) -> Identity<'a> {
             link_id: Some((dev, ino)),
             ..
         } => Identity::Inode(*dev, *ino),
-        FileSource::TarRange { tar, offset } => Identity::TarData(tar, *offset),
+        FileSource::Tar(TarData { tar, offset }) => Identity::InTar(tar, *offset),
         FileSource::Host { link_id: None, .. } | FileSource::Bytes(_) => Identity::Path(path),
     }
 }
@@ -420,7 +421,7 @@ impl DataCopier {
                 }
                 Ok(())
             }
-            FileSource::TarRange { tar, offset } => {
+            FileSource::Tar(TarData { tar, offset }) => {
                 let file = open_cached(&mut self.open_tar, tar)?;
                 file.seek(SeekFrom::Start(*offset))
                     .map_err(|e| LayerError::io(format!("seeking in {}", tar.display()), e))?;

@@ -258,7 +258,7 @@ impl Index {
 
 /// The image config's `config` object (how a container runs) is the planner's model.
 pub use kiln_compiler::plan::config::Empty;
-pub use kiln_compiler::plan::{HealthConfig, ImageConfig as RunConfig};
+pub use kiln_compiler::plan::{HealthConfig, RunConfig};
 
 /// `rootfs`: the layers' diff_ids, bottom first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,8 +297,9 @@ pub struct History {
     pub empty_layer: bool,
 }
 
-/// An image config (the blob whose digest is the image ID). Top-level keys are written in
-/// alphabetical order, as docker and BuildKit write them.
+/// An image config (the blob whose digest is the image ID): the platform, the layers'
+/// diff_ids, history and timestamps, and under `config` the plan's [`RunConfig`]. Top-level
+/// keys are written in alphabetical order, as docker and BuildKit write them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
     #[serde(default, deserialize_with = "null_as_default")]

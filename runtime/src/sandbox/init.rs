@@ -414,6 +414,9 @@ fn prepare_and_exec(
         }
     }
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(old_mask), None);
+    // Every payload starts with umask 0022, as runc gives container processes: the umask of
+    // whoever ran kiln must not decide the modes of the files a RUN step writes.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let argv: Vec<CString> = p
         .args
         .iter()

@@ -9,9 +9,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use kiln_compiler::plan::Sharing;
-use nix::fcntl::{Flock, FlockArg};
 
 use super::{io_err, Result, Store};
+
+/// An exclusive lock on a cache-mount directory (std's `flock`), held while a step uses it;
+/// dropping it releases the lock.
+#[derive(Debug)]
+pub struct CacheMountLock {
+    _file: fs::File,
+}
 
 impl Store {
     /// The directory for cache id `id` (created with `mode`, `uid`, `gid` when new), and the
@@ -23,7 +29,7 @@ impl Store {
         mode: u32,
         uid: u32,
         gid: u32,
-    ) -> Result<(PathBuf, Option<Flock<fs::File>>)> {
+    ) -> Result<(PathBuf, Option<CacheMountLock>)> {
         let base = self.root.join("cache-mounts");
         fs::create_dir_all(&base).map_err(io_err("create", &base))?;
         let name = blake3::hash(id.as_bytes()).to_hex().to_string();
@@ -44,16 +50,18 @@ impl Store {
                         .write(true)
                         .open(&path)
                         .map_err(io_err("open", &path))?;
-                    let how = if sharing == Sharing::Locked {
-                        FlockArg::LockExclusive
+                    if sharing == Sharing::Locked {
+                        file.lock().map_err(io_err("lock", &path))?;
                     } else {
-                        FlockArg::LockExclusiveNonblock
-                    };
-                    match Flock::lock(file, how) {
-                        Ok(l) => Some(l),
-                        Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
-                        Err((_, e)) => return Err(io_err("lock", &path)(e.into())),
+                        match file.try_lock() {
+                            Ok(()) => {}
+                            Err(fs::TryLockError::WouldBlock) => continue,
+                            Err(fs::TryLockError::Error(e)) => {
+                                return Err(io_err("lock", &path)(e))
+                            }
+                        }
                     }
+                    Some(CacheMountLock { _file: file })
                 }
             };
             if !dir.exists() {

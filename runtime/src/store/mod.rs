@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use blobs::{BlobWriter, StagedBlob};
+pub use cache_mounts::CacheMountLock;
 pub use prune::PruneReport;
 pub use refs::{Image, Removed};
 

@@ -270,6 +270,30 @@ impl Store {
         Ok(Image { tags, ..image })
     }
 
+    /// Copies `image` (manifest, config and layer blobs, as they are) from the store `from`
+    /// into this one and registers it under its tags there: the same manifest digest and
+    /// image ID. Blobs are hard-linked when both stores are on one filesystem (blobs are never
+    /// changed in place), else copied and verified.
+    pub fn copy_image_from(&self, from: &Store, image: &Image) -> Result<Image> {
+        let digests = std::iter::once(&image.manifest_digest)
+            .chain(std::iter::once(&image.manifest.config.digest))
+            .chain(image.manifest.layers.iter().map(|l| &l.digest));
+        for digest in digests {
+            if self.has_blob(digest) {
+                continue;
+            }
+            let source = from.blob_path(digest);
+            if fs::hard_link(&source, self.blob_path(digest)).is_ok() {
+                continue;
+            }
+            let mut input = from.open_blob(digest)?;
+            let mut w = self.blob_writer()?;
+            io::copy(&mut input, &mut w).map_err(io_err("copy", &source))?;
+            w.commit(Some(digest))?;
+        }
+        self.register_image(&image.manifest_digest, &image.tags)
+    }
+
     fn tags_of(&self, manifest_digest: &Digest) -> Result<Vec<ImageName>> {
         let mut tags: Vec<ImageName> = self
             .list_refs()?
