@@ -162,6 +162,57 @@ fn bad_usage_exits_2() {
 
 /// Two COPY forms docker 20.10 accepts but later BuildKit refuses (and so does kiln).
 #[test]
+fn a_bad_source_date_epoch_is_an_error_naming_the_variable() {
+    let dir = temp_dir();
+    let ctx = context(dir.path(), "FROM scratch\nCOPY a /a\n", &[("a", "a")]);
+    let rootfs = dir.path().join("rootfs");
+    write_file(&rootfs.join("etc/hostname"), b"x\n", 0o644);
+    let store = KilnStore::new();
+    for (how, value) in [
+        ("environment", " 5"),
+        ("environment", "-1"),
+        ("build-arg", "1.5"),
+    ] {
+        let mut build = store.cmd();
+        build.arg("build").arg(&ctx);
+        match how {
+            "environment" => {
+                build.env("SOURCE_DATE_EPOCH", value);
+            }
+            _ => {
+                build
+                    .arg("--build-arg")
+                    .arg(format!("SOURCE_DATE_EPOCH={value}"));
+            }
+        }
+        let out = build.output().unwrap();
+        assert_exit(
+            &out,
+            1,
+            &format!("build with SOURCE_DATE_EPOCH={value:?} ({how})"),
+        );
+        let err = stderr_text(&out);
+        assert!(
+            err.contains("SOURCE_DATE_EPOCH") && err.contains(&format!("{value:?}")),
+            "{how} {value:?}:\n{err}"
+        );
+    }
+    // `kiln import` reads the same variable through the same parser.
+    let out = store
+        .cmd()
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .args(["import".as_ref(), rootfs.as_os_str(), "base:1".as_ref()])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1, "import with a bad SOURCE_DATE_EPOCH");
+    let err = stderr_text(&out);
+    assert!(
+        err.contains("invalid SOURCE_DATE_EPOCH \"yesterday\" from the environment"),
+        "{err}"
+    );
+}
+
+#[test]
 fn copy_mistakes_fail_the_build() {
     require_peer!("busybox");
     let dir = temp_dir();

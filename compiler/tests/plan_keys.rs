@@ -185,3 +185,104 @@ fn golden_run_key_follows_the_spec() {
         blake3::hash(doc.as_bytes()).to_hex().to_string()
     );
 }
+
+/// Pins the `copy` row of docs/cache-keys.md now that the plan holds COPY's flags parsed:
+/// sources, `--chown`, `--chmod` and `--exclude` still enter the key as written.
+#[test]
+fn golden_copy_key_encodes_parsed_flags_as_written() {
+    let d = tempfile::tempdir().unwrap();
+    context(
+        d.path(),
+        "FROM scratch\nCOPY --chown=1000:app --chmod=u+x --exclude=*.md ./app/../app /dst/\n",
+    );
+    let p = plan(d.path());
+    let scratch = blake3::hash(br#"{"content":null,"inputs":[],"op":{"kind":"scratch"},"v":1}"#);
+    let ctx = p
+        .nodes
+        .iter()
+        .find(|n| matches!(&n.op, Op::Context(sel) if sel.patterns == ["app"]))
+        .unwrap();
+    let copy = p
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Copy(_)))
+        .unwrap();
+    let doc = format!(
+        concat!(
+            r#"{{"content":null,"inputs":["{}","{}"],"op":{{"kind":"copy","definition":{{"#,
+            r#""add":false,"sources":["./app/../app"],"inline":[],"dest":"/dst/","#,
+            r#""chown":"1000:app","chmod":"u+x","link":false,"parents":false,"#,
+            r#""excludes":["*.md"],"checksum":null,"from_context":true,"mtime":0}}}},"v":1}}"#
+        ),
+        scratch.to_hex(),
+        ctx.key.to_hex()
+    );
+    assert_eq!(
+        copy.key.to_hex(),
+        blake3::hash(doc.as_bytes()).to_hex().to_string()
+    );
+    let Op::Copy(op) = &copy.op else {
+        unreachable!()
+    };
+    assert_eq!(op.selected, ["app"]);
+}
+
+/// Flag values and source patterns are checked when the Dockerfile is lowered, with the
+/// error at the instruction, never first at build time.
+#[test]
+fn bad_copy_flags_fail_planning_at_the_flag() {
+    for (line, message, label) in [
+        (
+            "COPY --chown=:x app /a",
+            "invalid --chown value \":x\"",
+            "--chown=:x",
+        ),
+        (
+            "COPY --chmod=u+q app /a",
+            "invalid chmod value \"u+q\"",
+            "--chmod=u+q",
+        ),
+        (
+            "COPY --exclude=[]a] app /a",
+            "invalid --exclude pattern",
+            "--exclude=[]a]",
+        ),
+        (
+            "COPY --from=base [-a] /a",
+            "syntax error in pattern \"[-a]\"",
+            "[-a]",
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let dockerfile = format!("FROM scratch AS base\nFROM scratch\n{line}\n");
+        context(d.path(), &dockerfile);
+        let input = FrontendInput {
+            context: d.path().to_path_buf(),
+            dockerfile: None,
+        };
+        let err = match frontend::plan(
+            &input,
+            &BuildOptions::default(),
+            &StatCache::default(),
+            &NoImages,
+        ) {
+            Ok(_) => panic!("{line}: planned"),
+            Err(e) => e,
+        };
+        let text = format!("{err:?}");
+        assert!(text.contains(message), "{line}: {text}");
+        let labels: Vec<_> = err
+            .labels()
+            .map(|l| l.collect::<Vec<_>>())
+            .unwrap_or_default();
+        let span = labels.first().unwrap_or_else(|| panic!("{line}: no label"));
+        let start = dockerfile.find(label).unwrap();
+        // The label covers (part of) the flag or source, not just the instruction's start.
+        assert!(
+            span.offset() < start + label.len() && start < span.offset() + span.len().max(1),
+            "{line}: label at {}..{}, flag at {start}",
+            span.offset(),
+            span.offset() + span.len()
+        );
+    }
+}

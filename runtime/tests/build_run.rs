@@ -249,3 +249,97 @@ fn a_corrupt_store_is_not_a_missing_base_image() {
     assert!(text.contains("index.json"), "{text}");
     assert!(!text.contains("no such image"), "{text}");
 }
+
+/// Path, mode and owner of every entry of the image's layer `n`.
+fn layer_entries(
+    store: &Store,
+    image: &kiln_runtime::store::Image,
+    n: usize,
+) -> Vec<(String, u32, u64)> {
+    let blob = store.open_blob(&image.manifest.layers[n].digest).unwrap();
+    let mut a = tar::Archive::new(blob);
+    let mut out = Vec::new();
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        let h = e.header();
+        let path = e.path().unwrap().display().to_string();
+        out.push((
+            path.trim_end_matches('/').to_string(),
+            h.mode().unwrap(),
+            h.uid().unwrap(),
+        ));
+    }
+    out
+}
+
+/// The plan carries COPY's sources, `--chmod`, `--chown` and `--exclude` parsed; the builder
+/// applies them, from the context (the planner's selection) and from a stage (patterns
+/// matched over the stage's filesystem), and the layer matches what the key covers.
+#[test]
+fn copy_applies_the_plans_parsed_flags_from_the_context_and_from_a_stage() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    std::fs::create_dir_all(ctx.path().join("src/keep")).unwrap();
+    for dir in ["src", "src/keep"] {
+        let perms = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(ctx.path().join(dir), perms).unwrap();
+    }
+    for (rel, mode) in [
+        ("src/a.txt", 0o644),
+        ("src/b.md", 0o644),
+        ("src/keep/c.txt", 0o600),
+        ("src/keep/secret", 0o644),
+        ("top.txt", 0o755),
+    ] {
+        let path = ctx.path().join(rel);
+        std::fs::write(&path, rel).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let p = plan(
+        ctx.path(),
+        concat!(
+            "FROM scratch AS files\n",
+            "COPY --chown=1000:50 --chmod=u+x,go-r --exclude=*.md --exclude=src/keep/secret src /in/\n",
+            "FROM scratch\n",
+            "COPY --from=files --chmod=0640 --exclude=*.txt /in/*[ek]* /out/\n",
+            "COPY *.txt /top/\n",
+        ),
+        &store,
+    );
+    let fake = Fake {
+        specs: Mutex::new(Vec::new()),
+        code: 0,
+    };
+    let files = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap();
+    let image = &files.image;
+    assert_eq!(image.manifest.layers.len(), 2);
+    // Layer 0: `COPY --from=files` of `/in/keep` (the only name with e or k; `*.txt` left out).
+    assert_eq!(
+        layer_entries(&store, image, 0),
+        [("out".to_string(), 0o755, 0)],
+        "a directory source whose only file is excluded leaves the directory"
+    );
+    // Layer 1: the wildcard from the context.
+    assert_eq!(
+        layer_entries(&store, image, 1),
+        [
+            ("top".to_string(), 0o755, 0),
+            ("top/top.txt".to_string(), 0o755, 0),
+        ]
+    );
+    // The first stage's own layer, through a plan that targets it.
+    let mut files_plan = std::fs::read_to_string(ctx.path().join("Dockerfile")).unwrap();
+    files_plan.truncate(files_plan.find("FROM scratch\n").unwrap());
+    let p = plan(ctx.path(), &files_plan, &store);
+    let built = build::build(&store, &p, &BuildSettings::default(), &fake, &Quiet).unwrap();
+    assert_eq!(
+        layer_entries(&store, &built.image, 0),
+        [
+            ("in".to_string(), 0o755, 1000),
+            ("in/a.txt".to_string(), 0o700, 1000),
+            ("in/keep".to_string(), 0o711, 1000),
+            ("in/keep/c.txt".to_string(), 0o700, 1000),
+        ]
+    );
+}

@@ -41,26 +41,6 @@ pub fn key_values(items: &[String], flag: &str) -> Result<Vec<(String, String)>>
     Ok(out)
 }
 
-/// SOURCE_DATE_EPOCH from `--build-arg SOURCE_DATE_EPOCH=...`, else the environment.
-pub fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<u64>> {
-    let raw = build_args
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
-        .map(|(_, v)| v.clone())
-        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
-    match raw {
-        None => Ok(None),
-        Some(s) if s.is_empty() => Ok(None),
-        Some(s) => s.parse::<u64>().map(Some).map_err(|_| {
-            miette::miette!(
-                help = "SOURCE_DATE_EPOCH is a whole number of seconds since 1970",
-                "invalid SOURCE_DATE_EPOCH {s:?}"
-            )
-        }),
-    }
-}
-
 pub fn options(
     args: &FrontendArgs,
     context: &std::path::Path,
@@ -68,7 +48,7 @@ pub fn options(
 ) -> Result<(FrontendInput, BuildOptions)> {
     let build_args = key_values(&args.build_args, "--build-arg")?;
     let opts = BuildOptions {
-        source_date_epoch: source_date_epoch(&build_args)?,
+        source_date_epoch: kiln_compiler::source_date_epoch::source_date_epoch(&build_args)?,
         build_args,
         target: args.target.clone(),
         network,

@@ -104,7 +104,7 @@ pub fn import(root: Option<PathBuf>, args: ImportArgs) -> miette::Result<()> {
         .as_deref()
         .map(ImageName::parse)
         .transpose()?;
-    let created = kiln_runtime::oci::time::source_date_epoch()?;
+    let created = kiln_compiler::source_date_epoch::from_environment()?.unwrap_or(0);
     let store = open_store(root)?;
     let image = archive::import(&store, &args.source, reference.as_ref(), created)?;
     println!("{}", image.id());

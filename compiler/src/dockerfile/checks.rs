@@ -401,7 +401,11 @@ fn lint_from_lines(df: &Dockerfile, source: &str, input: &LintInput, out: &mut V
                 );
             }
             if e.used.is_empty() && e.unset.is_empty() {
-                let (os, arch) = lower::host_platform();
+                let crate::platform::Platform {
+                    os,
+                    architecture: arch,
+                    ..
+                } = crate::platform::host();
                 let stage = from.name.as_deref().unwrap_or("").to_ascii_lowercase();
                 if let Some(p) = Platform::parse(&e.value, os, arch) {
                     if !stage.contains(&p.os) && !stage.contains(&p.architecture) {
@@ -501,7 +505,7 @@ fn lint_copy_ignored(
         if lower::heredoc_ref(raw).is_some() && !c.heredocs.is_empty() {
             continue;
         }
-        if c.is_add && lower::is_url(raw) {
+        if c.is_add && crate::copy::is_url(raw) {
             continue;
         }
         let Ok(e) = lexer.expand_word(raw, &NoEnv) else {
@@ -1229,7 +1233,11 @@ mod tests {
 
     #[test]
     fn invalid_base_image_platform_fires_where_the_base_is_resolved() {
-        let (os, arch) = lower::host_platform();
+        let crate::platform::Platform {
+            os,
+            architecture: arch,
+            ..
+        } = crate::platform::host();
         let other = if arch == "amd64" { "arm64" } else { "amd64" };
         let lowered = |platform: Platform| {
             let text = "FROM base:1\nENV foo=bar\n";

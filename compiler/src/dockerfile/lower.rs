@@ -19,10 +19,10 @@ use crate::dockerfile::instructions::{
 use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
 use crate::dockerfile::platforms::Platform;
 use crate::dockerfile::{checks, expose};
-use crate::dockerignore::IgnoreFile;
 use crate::plan::{
-    self, ContextSelection, CopyOp, HealthConfig, HistoryEntry, ImageOp, Key, MountKind,
-    MountSource, Node, NodeId, Op, Origin, Plan, RunConfig, RunMount, RunNetwork, RunOp,
+    self, Chmod, Chown, ContextSelection, CopyOp, CopySource, Excludes, HealthConfig, HistoryEntry,
+    ImageOp, Key, MountKind, MountSource, Node, NodeId, Op, Origin, Plan, RunConfig, RunMount,
+    RunNetwork, RunOp, SourcePath,
 };
 use crate::shell::Lexer;
 use crate::syntax::{self, Dockerfile, Span};
@@ -125,33 +125,21 @@ pub struct Lowered {
     pub warnings: Vec<Warning>,
 }
 
-/// The platform kiln builds for (the host's; cross builds are not supported).
-pub fn host_platform() -> (&'static str, &'static str) {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    };
-    ("linux", arch)
-}
-
-/// The ARGs defined before any ARG instruction: the target's and the build's platform.
+/// The ARGs defined before any ARG instruction: the target's and the build's platform, the
+/// host's (`crate::platform`), in containerd's normalised form (`linux/arm64`, `linux/arm/v7`).
 pub(crate) fn predefined_args() -> Vec<(String, String)> {
-    let (os, arch) = host_platform();
+    let host = crate::platform::host();
+    let (os, arch) = (host.os, host.architecture);
+    let variant = host.normalized_variant().unwrap_or_default();
     [
-        ("TARGETPLATFORM", format!("{os}/{arch}")),
+        ("TARGETPLATFORM", host.normalized_specifier()),
         ("TARGETOS", os.to_string()),
         ("TARGETARCH", arch.to_string()),
-        ("TARGETVARIANT", String::new()),
-        ("BUILDPLATFORM", format!("{os}/{arch}")),
+        ("TARGETVARIANT", variant.to_string()),
+        ("BUILDPLATFORM", host.normalized_specifier()),
         ("BUILDOS", os.to_string()),
         ("BUILDARCH", arch.to_string()),
-        ("BUILDVARIANT", String::new()),
+        ("BUILDVARIANT", variant.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -665,7 +653,11 @@ impl<'a> Lowerer<'a> {
             match resolved {
                 Some(r) => {
                     if let Some(actual) = &r.platform {
-                        let (os, arch) = host_platform();
+                        let crate::platform::Platform {
+                            os,
+                            architecture: arch,
+                            ..
+                        } = crate::platform::host();
                         let expected = Platform::from_config(os, arch, "");
                         let span = typed[from_idx].node.span_of(self.source, &from.image);
                         self.warnings
@@ -1229,12 +1221,17 @@ impl<'a> Lowerer<'a> {
                     None => {
                         let rel = copy::clean(&source);
                         let raw = [(m.source.clone(), rel.clone())];
-                        let local = [rel.clone()];
-                        let files = self.select_context(idx, &raw, &local, &[])?;
+                        let path = SourcePath {
+                            written: rel.clone(),
+                            wildcard: copy::has_wildcard(&rel),
+                            cleaned: rel.clone(),
+                        };
+                        let (_, files) =
+                            self.select_context(idx, &raw, &[&path], &Excludes::default())?;
                         let entries = files.len();
                         let sel = ContextSelection {
                             patterns: vec![rel],
-                            excludes: Vec::new(),
+                            excludes: Excludes::default(),
                             files,
                             entries,
                         };
@@ -1350,31 +1347,56 @@ impl<'a> Lowerer<'a> {
                 None => Ok(None),
             }
         };
-        let chown = opt(self, &c.chown)?;
-        let chmod = opt(self, &c.chmod)?;
-        if let (Some(m), Some(f)) = (&chmod, &c.chmod) {
-            if !valid_chmod(m) {
-                return Err(DockerfileError::at(
-                    format!("invalid chmod value {m:?}"),
-                    f.span,
-                    "not a mode",
-                )
-                .with_help("--chmod takes an octal mode like 0644 or a symbolic one like u+x")
-                .into());
-            }
-        }
+        let chown = match (opt(self, &c.chown)?, &c.chown) {
+            (Some(v), Some(f)) => Some(Chown::parse(&v).map_err(|e| {
+                DockerfileError::at(e.to_string(), f.span, "not an owner")
+                    .with_help("write --chown=USER[:GROUP] with names or numeric ids")
+            })?),
+            _ => None,
+        };
+        let chmod = match (opt(self, &c.chmod)?, &c.chmod) {
+            (Some(v), Some(f)) => Some(Chmod::parse(&v).map_err(|e| {
+                DockerfileError::at(e.to_string(), f.span, "not a mode")
+                    .with_help("--chmod takes an octal mode like 0644 or a symbolic one like u+x")
+            })?),
+            _ => None,
+        };
         let checksum = opt(self, &c.checksum)?;
-        let mut excludes = Vec::new();
+        let mut exclude_patterns = Vec::new();
         for e in &c.excludes {
-            excludes.push(self.expand_in(idx, &e.value.clone(), env)?);
+            exclude_patterns.push(self.expand_in(idx, &e.value.clone(), env)?);
+        }
+        let excludes = Excludes::parse(exclude_patterns).map_err(|e| {
+            let span = c
+                .excludes
+                .first()
+                .map_or(self.typed[idx].node.span, |f| f.span);
+            DockerfileError::at(
+                format!("invalid --exclude pattern: {}", e.kind),
+                span,
+                "here",
+            )
+            .with_help(e.help())
+        })?;
+        let mut parsed = Vec::with_capacity(sources.len());
+        for (raw, expanded) in &sources {
+            let source = CopySource::parse(expanded).map_err(|e| {
+                let node = &self.typed[idx].node;
+                DockerfileError::at(
+                    format!("failed to compute cache key: syntax error in pattern {expanded:?}"),
+                    node.span_of(self.source, raw),
+                    "this source",
+                )
+                .with_help(format!(
+                    "{}; sources use Go filepath.Match wildcards: '*', '?', '[...]', '\\' escapes",
+                    e.reason
+                ))
+            })?;
+            parsed.push(source);
         }
         let origin = self.origin(&st.name, idx);
         let mut reasons = Vec::new();
-        let urls: Vec<&String> = sources
-            .iter()
-            .map(|(_, s)| s)
-            .filter(|s| is_url(s))
-            .collect();
+        let urls: Vec<&str> = parsed.iter().filter_map(CopySource::url).collect();
         if !c.is_add && !urls.is_empty() {
             let node = &self.typed[idx].node;
             return Err(DockerfileError::at(
@@ -1390,22 +1412,20 @@ impl<'a> Lowerer<'a> {
                 reasons.push(format!("ADD downloads {u} without --checksum"));
             }
         }
+        let mut selected = Vec::new();
         let (src_node, from_context) = match &c.from {
             Some(f) => {
                 let from = self.expand_in(idx, &f.value, env)?;
                 (Some(self.copy_from(st, idx, &from, f.span)?), false)
             }
-            None if sources.iter().all(|(_, s)| is_url(s)) => (None, true),
+            None if urls.len() == parsed.len() => (None, true),
             None => {
-                let local: Vec<String> = sources
-                    .iter()
-                    .filter(|(_, s)| !is_url(s))
-                    .map(|(_, s)| s.clone())
-                    .collect();
-                let files = self.select_context(idx, &sources, &local, &excludes)?;
+                let local: Vec<&SourcePath> = parsed.iter().filter_map(CopySource::path).collect();
+                let (paths, files) = self.select_context(idx, &sources, &local, &excludes)?;
+                selected = paths;
                 let entries = files.len();
                 let sel = ContextSelection {
-                    patterns: local.iter().map(|s| copy::clean(s)).collect(),
+                    patterns: local.iter().map(|s| s.cleaned.clone()).collect(),
                     excludes: excludes.clone(),
                     files,
                     entries,
@@ -1416,7 +1436,8 @@ impl<'a> Lowerer<'a> {
         };
         let op = CopyOp {
             add: c.is_add,
-            sources: sources.iter().map(|(_, s)| s.clone()).collect(),
+            sources: parsed,
+            selected,
             inline,
             dest,
             chown,
@@ -1494,17 +1515,19 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Context entries a COPY/ADD reads: each source resolved against the context, with
-    /// everything below selected directories, minus `--exclude` patterns.
+    /// everything below selected directories, minus `--exclude` patterns. Returns the
+    /// selected source paths (what the builder copies) and the context index of every entry
+    /// they take (what the key covers).
     fn select_context(
         &self,
         idx: usize,
         raw: &[(String, String)],
-        local: &[String],
-        excludes: &[String],
-    ) -> Result<Vec<usize>, LowerError> {
+        local: &[&SourcePath],
+        excludes: &Excludes,
+    ) -> Result<(Vec<String>, Vec<usize>), LowerError> {
         let node = &self.typed[idx].node;
         if local.is_empty() || self.opts.skip_context {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let selected = copy::select_sources(&self.context, local).map_err(|e| {
             let needle = match &e {
@@ -1531,18 +1554,11 @@ impl<'a> Lowerer<'a> {
             }
             err
         })?;
-        let excl = if excludes.is_empty() {
-            None
-        } else {
-            Some(IgnoreFile::parse(&excludes.join("\n")).map_err(|e| {
-                DockerfileError::at(format!("invalid --exclude pattern: {e}"), node.span, "here")
-            })?)
-        };
         let mut files = Vec::new();
         // A source that is a symlink is followed (BuildKit copies what it points at), so the
         // key covers the link and its target.
         let mut roots = Vec::new();
-        for path in selected {
+        for path in selected.iter().cloned() {
             if let Some(target) = copy::follow_symlinks(&self.context, &path) {
                 if target != path {
                     if let Some(i) = self.context.index_of(&path) {
@@ -1556,15 +1572,13 @@ impl<'a> Lowerer<'a> {
         }
         for path in roots {
             for i in self.context.subtree(&path) {
-                if let Some(x) = &excl {
-                    let rel = &self.context.files[i].path;
-                    let within = rel
-                        .strip_prefix(&path)
-                        .map(|r| r.trim_start_matches('/'))
-                        .unwrap_or(rel);
-                    if x.is_excluded(rel) || (!within.is_empty() && x.is_excluded(within)) {
-                        continue;
-                    }
+                let rel = &self.context.files[i].path;
+                let within = rel
+                    .strip_prefix(&path)
+                    .map(|r| r.trim_start_matches('/'))
+                    .unwrap_or(rel);
+                if excludes.excludes(rel, within) {
+                    continue;
                 }
                 files.push(i);
             }
@@ -1572,7 +1586,7 @@ impl<'a> Lowerer<'a> {
         }
         files.sort_unstable();
         files.dedup();
-        Ok(files)
+        Ok((selected, files))
     }
 
     /// The target's image node; the last call to need the stage's result, so it moves the
@@ -1682,29 +1696,11 @@ fn valid_stage_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
-pub(crate) fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
-}
-
 /// `<<EOF` / `<<-EOF` / `<<"EOF"` as a COPY source names the heredoc `EOF`.
 pub(crate) fn heredoc_ref(s: &str) -> Option<&str> {
     let rest = s.strip_prefix("<<")?;
     let rest = rest.strip_prefix('-').unwrap_or(rest);
     Some(rest.trim_matches(|c| c == '"' || c == '\''))
-}
-
-fn valid_chmod(m: &str) -> bool {
-    if !m.is_empty() && m.chars().all(|c| c.is_digit(8)) {
-        return u32::from_str_radix(m, 8).is_ok_and(|v| v <= 0o7777);
-    }
-    // Symbolic: comma-separated [ugoa]*[+-=][rwxXst]*
-    !m.is_empty()
-        && m.split(',').all(|clause| {
-            let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
-            let mut chars = ops.chars();
-            matches!(chars.next(), Some('+' | '-' | '='))
-                && chars.all(|c| matches!(c, 'r' | 'w' | 'x' | 'X' | 's' | 't' | '+' | '-' | '='))
-        })
 }
 
 fn json_list(v: &[String]) -> String {

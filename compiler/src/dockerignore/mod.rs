@@ -27,7 +27,7 @@ mod pattern;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use pattern::{check_filepath_syntax, compile, Matcher};
+use pattern::{compile, Matcher};
 
 /// Go's `bufio.Scanner` limit: `ReadAll` fails on a line this long or longer.
 const MAX_LINE: usize = 64 * 1024;
@@ -249,7 +249,7 @@ impl IgnoreFile {
                     reason,
                 })
             };
-            check_filepath_syntax(text).map_err(bad)?;
+            crate::glob::check_syntax(text).map_err(|e| bad(e.reason.to_string()))?;
             let matcher = compile(text).map_err(bad)?;
             let reinclude_root = text.strip_suffix("/**").unwrap_or(text);
             let reinclude_root = reinclude_root

@@ -1,5 +1,5 @@
-//! One `.dockerignore` pattern: Go `filepath.Match` syntax checking and moby/patternmatcher's
-//! conversion of a pattern into a matcher (exact, prefix, suffix or regexp).
+//! One `.dockerignore` pattern: moby/patternmatcher's conversion of a pattern into a matcher
+//! (exact, prefix, suffix or regexp). The `filepath.Match` syntax check is `crate::glob`'s.
 //!
 //! The conversion, like patternmatcher's: `*` is `[^/]*`, `?` is `[^/]`, `**` (plus an
 //! immediately following `/`) is `(.*/)?`, a trailing `**` is "anything" (a plain prefix test
@@ -20,89 +20,6 @@ pub(super) enum Matcher {
     /// The path ends with the pattern minus its leading `**` (or equals it minus a `/`).
     Suffix(Box<[u8]>),
     Regex(Box<Regex>),
-}
-
-/// Check `pattern` the way `filepath.Match(pattern, ".")` does on Unix: every `[` class closed
-/// and non-empty, ranges complete, no trailing `\`.
-pub(super) fn check_filepath_syntax(pattern: &str) -> Result<(), String> {
-    let mut rest = pattern;
-    while !rest.is_empty() {
-        rest = rest.trim_start_matches('*');
-        let end = chunk_end(rest);
-        let (chunk, after) = rest.split_at(end);
-        check_chunk(chunk)?;
-        rest = after;
-    }
-    Ok(())
-}
-
-/// Where the chunk at the start of `s` ends: at the first `*` outside `[...]`.
-fn chunk_end(s: &str) -> usize {
-    let bytes = s.as_bytes();
-    let mut in_range = false;
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'\\' if i + 1 < bytes.len() => i += 1,
-            b'[' => in_range = true,
-            b']' => in_range = false,
-            b'*' if !in_range => return i,
-            _ => {}
-        }
-        i += 1;
-    }
-    bytes.len()
-}
-
-fn check_chunk(chunk: &str) -> Result<(), String> {
-    let mut chars = chunk.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '[' => {
-                if chars.peek() == Some(&'^') {
-                    chars.next();
-                }
-                let mut ranges = 0;
-                loop {
-                    if chars.peek() == Some(&']') && ranges > 0 {
-                        chars.next();
-                        break;
-                    }
-                    class_char(&mut chars)?;
-                    if chars.peek() == Some(&'-') {
-                        chars.next();
-                        class_char(&mut chars)?;
-                    }
-                    ranges += 1;
-                }
-            }
-            '\\' if chars.next().is_none() => {
-                return Err("trailing '\\'".to_string());
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Go's `getEsc`: one class character, which cannot be `-` or `]` unescaped and must be
-/// followed by more of the class.
-fn class_char(chars: &mut std::iter::Peekable<std::str::Chars>) -> Result<(), String> {
-    match chars.next() {
-        None => return Err("unterminated '['".to_string()),
-        Some('-') => return Err("'-' cannot start a range in '[...]'".to_string()),
-        Some(']') => return Err("empty '[]' or range ending in ']'".to_string()),
-        Some('\\') => {
-            if chars.next().is_none() {
-                return Err("unterminated '['".to_string());
-            }
-        }
-        Some(_) => {}
-    }
-    if chars.peek().is_none() {
-        return Err("unterminated '['".to_string());
-    }
-    Ok(())
 }
 
 /// Compile a cleaned pattern (without its `!`) as patternmatcher does.
@@ -265,38 +182,6 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filepath_syntax() {
-        let ok = [
-            "",
-            "a",
-            "*",
-            "**",
-            "a*b",
-            "[a]",
-            "[^a]",
-            "[a-z]",
-            "[\\]]",
-            "[*]",
-            "[[]",
-            "a]",
-            "\\*",
-            "[!a]",
-            "[é-ü]",
-            "x[a][b]*[c]",
-        ];
-        for p in ok {
-            assert_eq!(check_filepath_syntax(p), Ok(()), "{p:?}");
-        }
-        let bad = [
-            "[", "a[", "[]", "[^]", "[a", "[a-", "[a-]", "[-a]", "\\", "a\\", "[\\", "[a]*[",
-            "[]a]", "*[", "[a-b-]x]",
-        ];
-        for p in bad {
-            assert!(check_filepath_syntax(p).is_err(), "{p:?}");
-        }
-    }
 
     fn matches(pattern: &str, path: &str) -> bool {
         match compile(pattern) {

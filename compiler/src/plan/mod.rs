@@ -6,12 +6,14 @@
 //! Must not: know how a node is executed or where results are stored.
 
 pub mod config;
+pub mod copy_spec;
 pub mod key;
 mod render;
 
 use serde::Serialize;
 
 pub use config::{HealthConfig, HistoryEntry, RunConfig};
+pub use copy_spec::{Chmod, Chown, CopySource, Excludes, OwnerId, SourcePath};
 pub use key::Key;
 pub use render::render_tree;
 
@@ -87,7 +89,7 @@ pub struct ContextSelection {
     /// Source patterns, cleaned, relative to the context root.
     pub patterns: Vec<String>,
     /// `--exclude` patterns.
-    pub excludes: Vec<String>,
+    pub excludes: Excludes,
     /// Indexes into the context index of every selected file (directories included).
     #[serde(skip)]
     pub files: Vec<usize>,
@@ -99,24 +101,42 @@ pub struct ContextSelection {
 pub struct CopyOp {
     /// ADD semantics: unpack local archives, fetch URLs.
     pub add: bool,
-    /// Source paths or patterns as written (after variable expansion), relative to input 1.
-    pub sources: Vec<String>,
+    /// Sources after variable expansion, classified (URLs, paths and checked patterns
+    /// relative to input 1); they serialize as written.
+    pub sources: Vec<CopySource>,
+    /// For a copy from the build context: the context paths the sources selected, cleaned,
+    /// in order, without duplicates (the planner matched them; the builder does not match
+    /// again). Empty for other copies. Not part of the key: the `context` input covers it.
+    #[serde(skip)]
+    pub selected: Vec<String>,
     /// Inline files from heredocs: (name, content).
     pub inline: Vec<(String, String)>,
     /// Absolute destination; a trailing `/` means "a directory".
     pub dest: String,
     /// `--chown` after expansion (`user[:group]`, names resolved at build time).
-    pub chown: Option<String>,
-    pub chmod: Option<String>,
+    pub chown: Option<Chown>,
+    pub chmod: Option<Chmod>,
     pub link: bool,
     pub parents: bool,
-    pub excludes: Vec<String>,
+    pub excludes: Excludes,
     /// `ADD --checksum`.
     pub checksum: Option<String>,
     /// Whether input 1 is a build context selection (else a stage or image filesystem).
     pub from_context: bool,
     /// Layer mtime (SOURCE_DATE_EPOCH, or 0).
     pub mtime: u64,
+}
+
+impl CopyOp {
+    /// The URLs among the sources (ADD downloads).
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.sources.iter().filter_map(CopySource::url)
+    }
+
+    /// The path sources (everything but URLs).
+    pub fn paths(&self) -> impl Iterator<Item = &SourcePath> {
+        self.sources.iter().filter_map(CopySource::path)
+    }
 }
 
 /// A RUN step: the command, its environment, and everything the sandbox provides to it.

@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::image::ImageName;
 use crate::layer::{self, LayerError};
-use crate::oci::{
-    time, Descriptor, Digest, History, ImageConfig, Platform, RootFs, MEDIA_TYPE_OCI_LAYER,
-};
+use crate::oci::{time, Descriptor, History, ImageConfig, Platform, RootFs, MEDIA_TYPE_OCI_LAYER};
 use crate::store::{BlobWriter, Image, Store, StoreError};
 
 const READ_BUFFER: usize = 1 << 20;
@@ -56,12 +54,12 @@ pub enum ImportError {
 
 /// Makes a one-layer image from `source` and tags it `reference` (untagged when `None`).
 /// `created` is the image's timestamp in seconds (the caller reads SOURCE_DATE_EPOCH with
-/// `oci::time::source_date_epoch`).
+/// `kiln_compiler::source_date_epoch`).
 pub fn import(
     store: &Store,
     source: &Path,
     reference: Option<&ImageName>,
-    created: i64,
+    created: u64,
 ) -> Result<Image, ImportError> {
     let meta = std::fs::metadata(source).map_err(|error| ImportError::Read {
         path: source.to_path_buf(),
@@ -69,7 +67,7 @@ pub fn import(
     })?;
     let (layer, comment) = if meta.is_dir() {
         (
-            import_directory(store, source, u64::try_from(created).unwrap_or(0))?,
+            import_directory(store, source, created)?,
             "Imported from a root filesystem directory",
         )
     } else {
@@ -78,7 +76,7 @@ pub fn import(
             "Imported from a root filesystem tarball",
         )
     };
-    let created = time::format_rfc3339(created);
+    let created = time::format_rfc3339(i64::try_from(created).unwrap_or(i64::MAX));
     let host = Platform::host();
     let config = ImageConfig {
         architecture: host.architecture,
@@ -197,13 +195,6 @@ fn import_directory(store: &Store, dir: &Path, mtime: u64) -> Result<Descriptor,
     }
     let mut w = store.blob_writer()?;
     let written = layer::write_layer(entries, &mut w)?;
-    let diff_id: Digest = written
-        .diff_id
-        .parse()
-        .map_err(|e: crate::oci::DigestError| ImportError::BadTarball {
-            path: dir.to_path_buf(),
-            detail: e.to_string(),
-        })?;
-    let (digest, size) = w.commit(Some(&diff_id))?;
+    let (digest, size) = w.commit(Some(&written.diff_id))?;
     Ok(Descriptor::new(MEDIA_TYPE_OCI_LAYER, digest, size))
 }

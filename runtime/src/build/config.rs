@@ -16,11 +16,12 @@ pub fn image_config(
     history: &[HistoryEntry],
     created: u64,
 ) -> oci::ImageConfig {
-    let (os, arch) = kiln_compiler::dockerfile::lower::host_platform();
+    let host = oci::Platform::host();
     let stamp = oci::time::format_rfc3339(created as i64);
     oci::ImageConfig {
-        architecture: arch.to_string(),
-        os: os.to_string(),
+        architecture: host.architecture,
+        variant: host.variant,
+        os: host.os,
         config: config.clone(),
         created: Some(stamp.clone()),
         history: history

@@ -2,8 +2,9 @@
 //!
 //! Owns: walking selected sources (the build context or a stage's filesystem, both behind
 //! [`FsTree`]), mapping them under the destination with the compiler's shared rules
-//! (`kiln_compiler::copy`), owners (`--chown`), modes (`--chmod`), parent directories,
-//! `--exclude`, heredoc files, and ADD's unpacking of local archives.
+//! (`kiln_compiler::copy`), applying owners (`--chown`), modes (`--chmod`) and `--exclude`
+//! as the plan carries them parsed, parent directories, heredoc files, and ADD's unpacking
+//! of local archives. Must not: parse flag values or sources (the plan holds them parsed).
 //! Must not: write layers or touch the store (the executor does).
 
 use std::collections::BTreeMap;
@@ -11,8 +12,7 @@ use std::sync::Arc;
 
 use kiln_compiler::context::ContextIndex;
 use kiln_compiler::copy::{self, SourceKind, SourceTree};
-use kiln_compiler::dockerignore::IgnoreFile;
-use kiln_compiler::plan::CopyOp;
+use kiln_compiler::plan::{CopyOp, SourcePath};
 
 use super::users::Owner;
 use super::BuildError;
@@ -109,78 +109,6 @@ impl FsTree for ContextIndex {
     }
 }
 
-/// `--chmod`: an octal mode, or symbolic clauses applied to each entry's mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Chmod {
-    Octal(u32),
-    Symbolic(String),
-}
-
-impl Chmod {
-    pub fn parse(s: &str) -> Chmod {
-        match u32::from_str_radix(s, 8) {
-            Ok(m) if s.chars().all(|c| c.is_digit(8)) => Chmod::Octal(m & 0o7777),
-            _ => Chmod::Symbolic(s.to_string()),
-        }
-    }
-
-    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
-        match self {
-            Chmod::Octal(m) => *m,
-            Chmod::Symbolic(s) => s
-                .split(',')
-                .fold(mode, |m, clause| apply_clause(m, clause, is_dir)),
-        }
-    }
-}
-
-fn apply_clause(mode: u32, clause: &str, is_dir: bool) -> u32 {
-    let who_end = clause.find(['+', '-', '=']).unwrap_or(clause.len());
-    let who = &clause[..who_end];
-    let mut mask = 0u32;
-    for c in if who.is_empty() {
-        "a".chars()
-    } else {
-        who.chars()
-    } {
-        mask |= match c {
-            'u' => 0o4700,
-            'g' => 0o2070,
-            'o' => 0o1007,
-            _ => 0o7777,
-        };
-    }
-    let mut mode = mode;
-    let mut rest = &clause[who_end..];
-    while let Some(op) = rest.chars().next() {
-        let perms_end = rest[1..]
-            .find(['+', '-', '='])
-            .map(|i| i + 1)
-            .unwrap_or(rest.len());
-        let perms = &rest[1..perms_end];
-        let mut bits = 0u32;
-        for p in perms.chars() {
-            bits |= match p {
-                'r' => 0o444,
-                'w' => 0o222,
-                'x' => 0o111,
-                'X' if is_dir || mode & 0o111 != 0 => 0o111,
-                's' => 0o6000,
-                't' => 0o1000,
-                _ => 0,
-            };
-        }
-        let bits = bits & mask;
-        mode = match op {
-            '+' => mode | bits,
-            '-' => mode & !bits,
-            _ => (mode & !(mask & 0o7777)) | bits,
-        };
-        rest = &rest[perms_end..];
-    }
-    mode
-}
-
 /// Everything a copy needs besides the op.
 pub struct CopyInputs<'a> {
     pub source: &'a dyn FsTree,
@@ -195,18 +123,13 @@ pub struct CopyInputs<'a> {
 
 /// The entries of a COPY/ADD layer.
 pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, BuildError> {
-    let chmod = op.chmod.as_deref().map(Chmod::parse);
-    let excludes = if op.excludes.is_empty() {
-        None
-    } else {
-        Some(
-            IgnoreFile::parse(&op.excludes.join("\n"))
-                .map_err(|source| BuildError::Exclude { source })?,
-        )
-    };
-    let local: Vec<String> = op.sources.iter().filter(|s| !is_url(s)).cloned().collect();
-    let urls: Vec<&String> = op.sources.iter().filter(|s| is_url(s)).collect();
-    let selected = if local.is_empty() {
+    let local: Vec<&SourcePath> = op.paths().collect();
+    let urls: Vec<&str> = op.urls().collect();
+    // From the context the planner already selected the sources; a stage's filesystem is
+    // only known now, so its (already checked) patterns are matched here.
+    let selected = if op.from_context {
+        op.selected.clone()
+    } else if local.is_empty() {
         Vec::new()
     } else {
         copy::select_sources(inp.source, &local).map_err(BuildError::CopySource)?
@@ -218,7 +141,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
         .is_some_and(|m| m.kind == SourceKind::Dir);
     let dest_is_dir = op.dest.ends_with('/')
         || selected.len() + op.inline.len() + urls.len() > 1
-        || local.iter().any(|s| copy::has_wildcard(s))
+        || local.iter().any(|s| s.wildcard)
         || dest_exists_dir;
 
     let mut out: BTreeMap<String, Entry> = BTreeMap::new();
@@ -239,7 +162,7 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
                 e.gid = 0;
             }
         }
-        if let Some(c) = &chmod {
+        if let Some(c) = &op.chmod {
             if !matches!(e.kind, EntryKind::Symlink { .. }) {
                 e.mode = c.apply(e.mode, matches!(e.kind, EntryKind::Dir));
             }
@@ -266,10 +189,8 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
                     .strip_prefix(resolved.as_str())
                     .unwrap_or(&d)
                     .trim_start_matches('/');
-                if let Some(x) = &excludes {
-                    if x.is_excluded(rel) {
-                        continue;
-                    }
+                if op.excludes.excludes(&d, rel) {
+                    continue;
                 }
                 let target = join(&base_rel, rel);
                 if let Some(e) = inp.source.entry(&d, target)? {
@@ -278,10 +199,8 @@ pub fn copy_entries(op: &CopyOp, inp: &CopyInputs<'_>) -> Result<Vec<Entry>, Bui
                 }
             }
         } else {
-            if let Some(x) = &excludes {
-                if x.is_excluded(src) {
-                    continue;
-                }
+            if op.excludes.excludes(src, "") {
+                continue;
             }
             if op.add && meta.kind == SourceKind::File {
                 if let Some(entries) = unpack_if_archive(inp, &resolved, &op.dest)? {
@@ -410,10 +329,6 @@ fn join(base: &str, rel: &str) -> String {
     }
 }
 
-fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
-}
-
 /// ADD of a local archive: its entries under the destination directory, or None when the
 /// file is not an archive.
 fn unpack_if_archive(
@@ -438,19 +353,4 @@ fn unpack_if_archive(
         scratch: inp.scratch.to_path_buf(),
     };
     Ok(archive_entries(&path, &dest, &options)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Chmod;
-
-    #[test]
-    fn chmod_forms() {
-        assert_eq!(Chmod::parse("0755").apply(0o644, false), 0o755);
-        assert_eq!(Chmod::parse("u+x").apply(0o644, false), 0o744);
-        assert_eq!(Chmod::parse("go-w").apply(0o666, false), 0o644);
-        assert_eq!(Chmod::parse("a=r").apply(0o777, false), 0o444);
-        assert_eq!(Chmod::parse("+X").apply(0o644, true), 0o755);
-        assert_eq!(Chmod::parse("+X").apply(0o644, false), 0o644);
-    }
 }

@@ -3,10 +3,10 @@
 //! make the layer depend on the server's clock). Must not: unpack what it downloads (ADD never
 //! unpacks URLs).
 
-use std::io::{Read, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
+use crate::oci::DigestWriter;
 
 use super::BuildError;
 
@@ -30,23 +30,13 @@ pub fn download(
     };
     let response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
     let path = scratch.join(format!("download-{n}"));
-    let mut file = std::fs::File::create(&path)
+    let file = std::fs::File::create(&path)
         .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
     let mut reader = response.into_reader();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(|e| fail(e.to_string()))?;
-        size += n as u64;
-    }
-    file.flush().map_err(|e| fail(e.to_string()))?;
-    let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let mut out = DigestWriter::new(BufWriter::with_capacity(1 << 16, file));
+    std::io::copy(&mut reader, &mut out).map_err(|e| fail(e.to_string()))?;
+    let (_, got, size) = out.finish().map_err(|e| fail(e.to_string()))?;
+    let got = got.to_string();
     if let Some(want) = checksum {
         if !want.starts_with("sha256:") {
             return Err(BuildError::Unsupported(format!(

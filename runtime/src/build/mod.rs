@@ -21,7 +21,7 @@ use kiln_compiler::plan::{CopyOp, ImageOp, Node, NodeId, Op, Plan};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use copy::{Chmod, FsTree, Meta};
+pub use copy::{FsTree, Meta};
 pub use run::{SandboxRunner, Secrets, StepExit, StepRunner};
 pub use users::{resolve_chown, ChownError, Owner};
 pub use view::LayerTree;
@@ -61,13 +61,6 @@ pub enum BuildError {
     #[error("cannot name the file downloaded from {url}: add a file name to the destination")]
     #[diagnostic(code(kiln::build::download_name))]
     DownloadName { url: String },
-    #[error("the layer writer returned `{digest}`, which is not a digest: {source}")]
-    #[diagnostic(code(kiln::build::layer_digest))]
-    LayerDigest {
-        digest: String,
-        #[source]
-        source: oci::DigestError,
-    },
     #[error("{0} is not supported yet")]
     #[diagnostic(help(
         "this build needs a feature kiln does not have yet; see the README's status section"
@@ -333,7 +326,7 @@ impl Exec<'_> {
                 let (stage, text) = (node.origin.stage.clone(), node.origin.text.clone());
                 // A download without --checksum may change under the same key: fetch it again.
                 let volatile = matches!(&node.op, Op::Copy(c) if c.checksum.is_none()
-                    && c.sources.iter().any(|s| s.starts_with("http://") || s.starts_with("https://")));
+                    && c.urls().next().is_some());
                 if !self.settings.no_cache && !volatile {
                     if let Some(rec) = self.cached(&key)? {
                         cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -484,14 +477,7 @@ impl Exec<'_> {
 /// Write entries as an uncompressed layer blob.
 pub fn write_layer_blob(store: &Store, entries: Vec<Entry>) -> Result<LayerRef, BuildError> {
     let mut w = store.blob_writer()?;
-    let d = layer::write_layer(entries, &mut w)?;
-    let diff_id: Digest = d
-        .diff_id
-        .parse()
-        .map_err(|source| BuildError::LayerDigest {
-            digest: d.diff_id.clone(),
-            source,
-        })?;
+    let diff_id = layer::write_layer(entries, &mut w)?.diff_id;
     let (digest, size) = w.commit(Some(&diff_id))?;
     Ok(LayerRef {
         diff_id,

@@ -1,6 +1,8 @@
-//! `--chown` resolution: `user[:group]` to numeric ids, names looked up in the image's own
-//! /etc/passwd and /etc/group (never the host's).
-//! Must not: read host files.
+//! `--chown` resolution: the plan's parsed `user[:group]` to numeric ids, names looked up in
+//! the image's own /etc/passwd and /etc/group (never the host's).
+//! Must not: read host files, or parse the flag's text (the planner did).
+
+use kiln_compiler::plan::{Chown, OwnerId};
 
 /// Numeric owner for COPY/ADD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +21,6 @@ pub enum ChownError {
     #[error("unable to find group {0}: no matching entries in group file")]
     #[diagnostic(help("the name is looked up in the image's /etc/group; use a numeric gid"))]
     NoGroup(String),
-    #[error("invalid --chown value {0:?}")]
-    #[diagnostic(help("write --chown=USER[:GROUP] with names or numeric ids"))]
-    Invalid(String),
 }
 
 /// Find `name` in passwd/group-style text: the value of field `field` (uid: 2, primary gid: 3).
@@ -36,33 +35,26 @@ fn lookup(text: Option<&str>, name: &str, field: usize) -> Option<u64> {
     })
 }
 
-/// Resolve `spec` with the image's passwd and group files (None when absent).
+/// Resolve `spec` (already parsed by the planner) with the image's passwd and group files
+/// (None when absent).
 pub fn resolve_chown(
-    spec: &str,
+    spec: &Chown,
     passwd: Option<&str>,
     group: Option<&str>,
 ) -> Result<Owner, ChownError> {
-    let (user, grp) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    if user.is_empty() || grp == Some("") {
-        return Err(ChownError::Invalid(spec.to_string()));
-    }
-    let (uid, primary_gid) = match user.parse::<u64>() {
-        Ok(uid) => (uid, None),
-        Err(_) => {
-            let uid =
-                lookup(passwd, user, 2).ok_or_else(|| ChownError::NoUser(user.to_string()))?;
+    let (uid, primary_gid) = match &spec.user {
+        OwnerId::Numeric(uid) => (*uid, None),
+        OwnerId::Name(user) => {
+            let uid = lookup(passwd, user, 2).ok_or_else(|| ChownError::NoUser(user.clone()))?;
             (uid, lookup(passwd, user, 3))
         }
     };
-    let gid = match grp {
+    let gid = match &spec.group {
         None => primary_gid.unwrap_or(uid),
-        Some(g) => match g.parse::<u64>() {
-            Ok(gid) => gid,
-            Err(_) => lookup(group, g, 2).ok_or_else(|| ChownError::NoGroup(g.to_string()))?,
-        },
+        Some(OwnerId::Numeric(gid)) => *gid,
+        Some(OwnerId::Name(g)) => {
+            lookup(group, g, 2).ok_or_else(|| ChownError::NoGroup(g.clone()))?
+        }
     };
     Ok(Owner { uid, gid })
 }
@@ -71,41 +63,44 @@ pub fn resolve_chown(
 mod tests {
     use super::*;
 
+    fn spec(s: &str) -> Chown {
+        Chown::parse(s).unwrap()
+    }
+
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nstaff:x:50:\napp:x:1001:\n";
 
     #[test]
     fn names_and_numbers() {
         assert_eq!(
-            resolve_chown("1000", None, None),
+            resolve_chown(&spec("1000"), None, None),
             Ok(Owner {
                 uid: 1000,
                 gid: 1000
             })
         );
         assert_eq!(
-            resolve_chown("1000:50", None, None),
+            resolve_chown(&spec("1000:50"), None, None),
             Ok(Owner { uid: 1000, gid: 50 })
         );
         assert_eq!(
-            resolve_chown("app", Some(PASSWD), Some(GROUP)),
+            resolve_chown(&spec("app"), Some(PASSWD), Some(GROUP)),
             Ok(Owner {
                 uid: 1000,
                 gid: 1001
             })
         );
         assert_eq!(
-            resolve_chown("app:staff", Some(PASSWD), Some(GROUP)),
+            resolve_chown(&spec("app:staff"), Some(PASSWD), Some(GROUP)),
             Ok(Owner { uid: 1000, gid: 50 })
         );
         assert_eq!(
-            resolve_chown("nobody", Some(PASSWD), Some(GROUP)),
+            resolve_chown(&spec("nobody"), Some(PASSWD), Some(GROUP)),
             Err(ChownError::NoUser("nobody".into()))
         );
         assert_eq!(
-            resolve_chown("app:wheel", Some(PASSWD), Some(GROUP)),
+            resolve_chown(&spec("app:wheel"), Some(PASSWD), Some(GROUP)),
             Err(ChownError::NoGroup("wheel".into()))
         );
-        assert!(resolve_chown(":x", None, None).is_err());
     }
 }

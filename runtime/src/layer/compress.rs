@@ -16,8 +16,8 @@
 //! - Input is fed to the encoders in whole 1 MiB chunks, so output never depends on how the
 //!   source happened to return its reads.
 
-use super::hashing::HashingWriter;
 use super::LayerError;
+use crate::oci::{Digest, DigestWriter};
 use std::io::{BufWriter, Cursor, Read, Write};
 
 /// How kiln writes a layer blob.
@@ -38,10 +38,10 @@ pub enum StreamFormat {
     Zstd,
 }
 
-/// Digest and size of a written blob: `digest` is `sha256:<hex>` of the bytes written.
+/// Digest and size of a written blob: `digest` is the sha256 of the bytes written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobDigest {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
 }
 
@@ -56,8 +56,7 @@ pub fn compress<R: Read, W: Write>(
     mut reader: R,
     writer: W,
 ) -> Result<BlobDigest, LayerError> {
-    let out = HashingWriter::new(BufWriter::with_capacity(CHUNK, writer))
-        .map_err(|e| LayerError::io("starting the hashing thread", e))?;
+    let out = DigestWriter::new(BufWriter::with_capacity(CHUNK, writer));
     let werr = |e| LayerError::io("writing compressed layer", e);
     let out = match kind {
         LayerCompression::Uncompressed => {
@@ -82,7 +81,7 @@ pub fn compress<R: Read, W: Write>(
             encoder.finish().map_err(werr)?
         }
     };
-    let (digest, size, _) = out.finish().map_err(werr)?;
+    let (_, digest, size) = out.finish().map_err(werr)?;
     Ok(BlobDigest { digest, size })
 }
 
@@ -170,10 +169,9 @@ pub fn decompress_into<R: Read + Send, W: Write>(
     out: W,
 ) -> Result<(StreamFormat, BlobDigest), LayerError> {
     let (format, mut reader) = decompress_auto(blob)?;
-    let mut out = HashingWriter::new(BufWriter::with_capacity(CHUNK, out))
-        .map_err(|e| LayerError::io("starting the hashing thread", e))?;
+    let mut out = DigestWriter::new(BufWriter::with_capacity(CHUNK, out));
     std::io::copy(&mut reader, &mut out).map_err(|e| LayerError::io("decompressing a layer", e))?;
-    let (digest, size, _) = out
+    let (_, digest, size) = out
         .finish()
         .map_err(|e| LayerError::io("writing a decompressed layer", e))?;
     Ok((format, BlobDigest { digest, size }))
@@ -223,9 +221,8 @@ mod tests {
         tar
     }
 
-    fn sha256(bytes: &[u8]) -> String {
-        use sha2::Digest;
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    fn sha256(bytes: &[u8]) -> Digest {
+        Digest::of_bytes(bytes)
     }
 
     /// Golden digests: computed once with the settings documented above. A change here means
@@ -244,9 +241,9 @@ mod tests {
         assert_eq!(gzip.size, gz.len() as u64);
         assert_eq!(
             [
-                plain.digest.as_str(),
-                gzip.digest.as_str(),
-                zstd.digest.as_str()
+                plain.digest.to_string(),
+                gzip.digest.to_string(),
+                zstd.digest.to_string()
             ],
             [GOLDEN_TAR, GOLDEN_GZIP, GOLDEN_ZSTD]
         );
@@ -285,8 +282,8 @@ mod tests {
             let mut into = Vec::new();
             let (found, digest) = decompress_into(&blob[..], &mut into).unwrap();
             assert_eq!(
-                (found, digest.digest.as_str(), into),
-                (format, GOLDEN_TAR, tar.clone())
+                (found, digest.digest.to_string(), into),
+                (format, GOLDEN_TAR.to_string(), tar.clone())
             );
         }
     }

@@ -14,8 +14,9 @@
 //! (the byte layout of one header: ustar + PAX when needed), `compress` (gzip/zstd settings,
 //! format detection), `reader` (scanning a layer with escape checks), `view` (merged
 //! filesystem), `unpack` (ADD of local archives), `host` (all host-file syscalls), `path`
-//! (path spelling rules), `hashing` (sha256 on a helper thread), `extract` (a layer tar to an
-//! overlayfs lowerdir on disk), `capture` (an overlayfs upperdir back to entries), `error`.
+//! (path spelling rules), `extract` (a layer tar to an overlayfs lowerdir on disk),
+//! `capture` (an overlayfs upperdir back to entries), `error`. Digests come from
+//! `oci::DigestWriter`, the one streaming sha256.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -179,7 +180,6 @@ pub mod capture;
 pub mod compress;
 mod error;
 pub mod extract;
-mod hashing;
 pub mod header;
 pub mod host;
 pub mod path;

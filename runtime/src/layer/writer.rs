@@ -25,16 +25,16 @@
 use super::header::{padding, typeflag, TarHeader, BLOCK};
 use super::path::{check_entry_path, file_name, parent, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::{host, Entry, EntryKind, FileSource, LayerError, TarData};
-use crate::layer::hashing::HashingWriter;
+use crate::oci::{Digest, DigestWriter};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Identity of a written layer: `diff_id` is `sha256:<hex>` of the uncompressed tar.
+/// Identity of a written layer: `diff_id` is the sha256 of the uncompressed tar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerDigest {
-    pub diff_id: String,
+    pub diff_id: Digest,
     pub size: u64,
 }
 
@@ -51,8 +51,7 @@ pub fn write_layer<W: Write>(entries: Vec<Entry>, out: W) -> Result<LayerDigest,
     let records = ordered_records(&entries);
     let groups = LinkGroups::new(&entries, &records)?;
 
-    let mut out = HashingWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER, out))
-        .map_err(|e| LayerError::io("starting the hashing thread", e))?;
+    let mut out = DigestWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER, out));
     let mut data = DataCopier::new();
     let mut header = Vec::with_capacity(4 * BLOCK);
     let mut leaders: HashMap<&Identity<'_>, &str> = HashMap::new();
@@ -155,7 +154,7 @@ pub fn write_layer<W: Write>(entries: Vec<Entry>, out: W) -> Result<LayerDigest,
         }
     }
     write_all(&mut out, &ZEROS[..2 * BLOCK])?;
-    let (diff_id, size, _) = out
+    let (_, diff_id, size) = out
         .finish()
         .map_err(|e| LayerError::io("writing layer", e))?;
     Ok(LayerDigest { diff_id, size })

@@ -1,11 +1,15 @@
 //! Content digests: the `sha256:<64 lowercase hex>` names of blobs, and hashing while
 //! reading or writing.
 //!
-//! Owns parsing and validating digests and streaming sha256. Must not: know where blobs live.
+//! Owns parsing and validating digests and the one streaming sha256 (`DigestWriter`,
+//! `DigestReader`): every blob, layer, diff_id and download digest is computed here and
+//! handed out as a typed [`Digest`]. Must not: know where blobs live.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
@@ -118,39 +122,142 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
-/// Counts and hashes the bytes written through it.
+/// Bytes gathered before they are handed to the hashing thread.
+const HASH_CHUNK: usize = 1 << 20;
+/// Chunks in flight between the stream and the hashing thread.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The one streaming sha256 behind [`DigestWriter`] and [`DigestReader`]. Streams up to one
+/// chunk (1 MiB) are hashed inline when they finish; longer ones are hashed on a helper
+/// thread, started with the first full chunk, so hashing overlaps reading and writing (sha2
+/// uses the CPU's SHA extensions when present).
+struct Sha256Stream {
+    size: u64,
+    pending: Vec<u8>,
+    worker: Option<HashWorker>,
+}
+
+struct HashWorker {
+    to_hasher: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+    hasher: JoinHandle<Sha256>,
+}
+
+impl Sha256Stream {
+    fn new() -> Sha256Stream {
+        Sha256Stream {
+            size: 0,
+            pending: Vec::new(),
+            worker: None,
+        }
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        self.size += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let room = HASH_CHUNK - self.pending.len();
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            self.pending.extend_from_slice(now);
+            if self.pending.len() >= HASH_CHUNK {
+                self.ship_pending()?;
+            }
+            bytes = later;
+        }
+        Ok(())
+    }
+
+    fn ship_pending(&mut self) -> io::Result<()> {
+        if self.worker.is_none() {
+            let (to_hasher, chunks) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+            let (give_back, recycled) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
+            let hasher = std::thread::Builder::new()
+                .name("kiln-sha256".to_string())
+                .spawn(move || {
+                    let mut hasher = Sha256::new();
+                    for chunk in chunks {
+                        hasher.update(&chunk);
+                        // The stream may have finished and stopped taking buffers back.
+                        let _ = give_back.try_send(chunk);
+                    }
+                    hasher
+                })?;
+            self.worker = Some(HashWorker {
+                to_hasher,
+                recycled,
+                hasher,
+            });
+        }
+        let Some(worker) = &self.worker else {
+            return Err(io::Error::other("the hashing thread did not start"));
+        };
+        let fresh = worker
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(HASH_CHUNK));
+        let chunk = std::mem::replace(&mut self.pending, fresh);
+        self.pending.clear();
+        if worker.to_hasher.send(chunk).is_err() {
+            return Err(io::Error::other("the hashing thread stopped"));
+        }
+        Ok(())
+    }
+
+    /// The digest and size of everything passed to [`Sha256Stream::update`].
+    fn finish(self) -> io::Result<(Digest, u64)> {
+        let Sha256Stream {
+            size,
+            pending,
+            worker,
+        } = self;
+        let mut hasher = match worker {
+            None => Sha256::new(),
+            Some(HashWorker {
+                to_hasher, hasher, ..
+            }) => {
+                drop(to_hasher); // ends the hashing thread's loop
+                hasher
+                    .join()
+                    .map_err(|_| io::Error::other("the hashing thread failed"))?
+            }
+        };
+        hasher.update(&pending);
+        Ok((Digest::from_hasher(hasher), size))
+    }
+}
+
+/// Counts and hashes the bytes written through it. Buffers nothing of the inner writer's:
+/// wrap a buffered writer when small writes are expected.
 pub struct DigestWriter<W> {
     inner: W,
-    hasher: Sha256,
-    size: u64,
+    stream: Sha256Stream,
 }
 
 impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
         DigestWriter {
             inner,
-            hasher: Sha256::new(),
-            size: 0,
+            stream: Sha256Stream::new(),
         }
     }
 
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
-        self.size
+        self.stream.size
     }
 
-    /// The inner writer, the digest and the size of everything written.
-    pub fn finish(self) -> (W, Digest, u64) {
-        (self.inner, Digest::from_hasher(self.hasher), self.size)
+    /// Flushes the inner writer; returns it with the digest and size of everything written.
+    pub fn finish(mut self) -> io::Result<(W, Digest, u64)> {
+        self.inner.flush()?;
+        let DigestWriter { inner, stream } = self;
+        let (digest, size) = stream.finish()?;
+        Ok((inner, digest, size))
     }
 }
 
 impl<W: Write> Write for DigestWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        let written = buf.get(..n).unwrap_or(buf);
-        self.hasher.update(written);
-        self.size += n as u64;
+        self.stream.update(buf.get(..n).unwrap_or(buf))?;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -161,32 +268,28 @@ impl<W: Write> Write for DigestWriter<W> {
 /// Counts and hashes the bytes read through it.
 pub struct DigestReader<R> {
     inner: R,
-    hasher: Sha256,
-    size: u64,
+    stream: Sha256Stream,
 }
 
 impl<R: Read> DigestReader<R> {
     pub fn new(inner: R) -> Self {
         DigestReader {
             inner,
-            hasher: Sha256::new(),
-            size: 0,
+            stream: Sha256Stream::new(),
         }
     }
 
     /// Reads what is left to the end, then returns the digest and size of everything read.
     pub fn finish_to_end(mut self) -> io::Result<(Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((Digest::from_hasher(self.hasher), self.size))
+        self.stream.finish()
     }
 }
 
 impl<R: Read> Read for DigestReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let read = buf.get(..n).unwrap_or(buf);
-        self.hasher.update(read);
-        self.size += n as u64;
+        self.stream.update(buf.get(..n).unwrap_or(buf))?;
         Ok(n)
     }
 }
@@ -232,12 +335,41 @@ mod tests {
     fn writer_and_reader_agree() {
         let mut w = DigestWriter::new(Vec::new());
         w.write_all(b"hello world").unwrap();
-        let (bytes, d, n) = w.finish();
+        let (bytes, d, n) = w.finish().unwrap();
         assert_eq!(n, 11);
         assert_eq!(d, Digest::of_bytes(b"hello world"));
         assert_eq!(
             DigestReader::new(&bytes[..]).finish_to_end().unwrap(),
             (d, 11)
+        );
+    }
+
+    #[test]
+    fn long_streams_hash_on_the_helper_thread_across_chunk_boundaries() {
+        let data: Vec<u8> = (0..(3 * HASH_CHUNK + 12345))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let mut w = DigestWriter::new(Vec::new());
+        for piece in data.chunks(HASH_CHUNK / 3 + 7) {
+            w.write_all(piece).unwrap();
+        }
+        assert_eq!(w.size(), data.len() as u64);
+        let (inner, digest, written) = w.finish().unwrap();
+        assert_eq!(inner, data);
+        assert_eq!(written, data.len() as u64);
+        assert_eq!(digest, Digest::of_bytes(&data));
+        let exact: Vec<u8> = vec![7; HASH_CHUNK];
+        let (read, size) = DigestReader::new(&exact[..]).finish_to_end().unwrap();
+        assert_eq!((read, size), (Digest::of_bytes(&exact), HASH_CHUNK as u64));
+    }
+
+    #[test]
+    fn empty_input_has_the_empty_digest() {
+        let (_, digest, written) = DigestWriter::new(Vec::new()).finish().unwrap();
+        assert_eq!(written, 0);
+        assert_eq!(
+            digest.to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
 }

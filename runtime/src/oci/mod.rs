@@ -141,24 +141,16 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// The platform kiln runs on, in OCI terms (`linux`/`amd64`, `linux`/`arm64`, ...).
+    /// The platform kiln runs on, in OCI terms (`linux`/`amd64`, `linux`/`arm64`/`v8`, ...),
+    /// from the compiler's one table (`kiln_compiler::platform`).
     pub fn host() -> Platform {
-        let (architecture, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", None),
-            "aarch64" => ("arm64", Some("v8")),
-            "x86" => ("386", None),
-            "arm" => ("arm", Some("v7")),
-            "powerpc64" => ("ppc64", None),
-            "riscv64" => ("riscv64", None),
-            "s390x" => ("s390x", None),
-            other => (other, None),
-        };
+        let host = kiln_compiler::platform::host();
         Platform {
-            architecture: architecture.to_string(),
-            os: std::env::consts::OS.to_string(),
+            architecture: host.architecture.to_string(),
+            os: host.os.to_string(),
             os_version: None,
             os_features: Vec::new(),
-            variant: variant.map(str::to_string),
+            variant: host.variant.map(str::to_string),
         }
     }
 

@@ -1,30 +1,9 @@
 //! Timestamps in image configs: RFC 3339 in UTC, derived from SOURCE_DATE_EPOCH.
 //!
-//! Owns formatting whole seconds as `YYYY-MM-DDTHH:MM:SSZ`, reading them back (any RFC 3339
-//! form other tools write) and reading `SOURCE_DATE_EPOCH`. Must not: read the clock for
-//! anything that ends up in an image.
-
-/// `created` when SOURCE_DATE_EPOCH is unset: the epoch itself.
-pub const DEFAULT_EPOCH: i64 = 0;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
-#[error("SOURCE_DATE_EPOCH is `{0}`, not a whole number of seconds")]
-#[diagnostic(
-    code(kiln::source_date_epoch),
-    help("set SOURCE_DATE_EPOCH to seconds since 1970-01-01 (e.g. `git log -1 --format=%ct`), or unset it")
-)]
-pub struct SourceDateEpochError(pub String);
-
-/// The build's timestamp: `SOURCE_DATE_EPOCH` when set (and not empty), else [`DEFAULT_EPOCH`].
-pub fn source_date_epoch() -> Result<i64, SourceDateEpochError> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| SourceDateEpochError(v.clone())),
-        _ => Ok(DEFAULT_EPOCH),
-    }
-}
+//! Owns formatting whole seconds as `YYYY-MM-DDTHH:MM:SSZ` and reading them back (any RFC 3339
+//! form other tools write). SOURCE_DATE_EPOCH itself is parsed in one place,
+//! `kiln_compiler::source_date_epoch`. Must not: read the clock for anything that ends up in
+//! an image.
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {

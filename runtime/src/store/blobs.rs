@@ -36,7 +36,7 @@ impl<'s> BlobWriter<'s> {
     /// Finishes writing and keeps the data staged (not yet in the store): its digest is known
     /// and it can be read back, then committed or dropped.
     pub fn stage(self) -> Result<StagedBlob<'s>> {
-        let (buffered, digest, size) = self.out.finish();
+        let (buffered, digest, size) = self.out.finish().map_err(io_err("write", &self.path))?;
         let file = buffered
             .into_inner()
             .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
