@@ -7,6 +7,7 @@ mod images;
 mod parse;
 mod plan;
 mod progress;
+mod registry;
 mod run;
 mod transfer;
 
@@ -31,5 +32,9 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Run(a) => run::run(root, a),
         Command::Volume(c) => run::volume(root, c),
         Command::Rm(a) => run::rm(root, a),
+        Command::Push(a) => registry::push(root, a),
+        Command::Pull(a) => registry::pull(root, a),
+        Command::Login(a) => registry::login(a),
+        Command::Logout(a) => registry::logout(a),
     }
 }
