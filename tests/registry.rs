@@ -36,7 +36,10 @@ fn require_tools(tools: &[&str]) -> bool {
                 .unwrap_or(false)
         };
         if !found {
-            skip_or_fail(tool, "not installed (Debian: docker-registry, apache2-utils, openssl)");
+            skip_or_fail(
+                tool,
+                "not installed (Debian: docker-registry, apache2-utils, openssl)",
+            );
             return false;
         }
     }
@@ -101,7 +104,8 @@ impl Registry {
             assert!(
                 Instant::now() < deadline,
                 "docker-registry did not listen on {port}: {}",
-                std::fs::read_to_string(registry.dir.path().join("registry.log")).unwrap_or_default()
+                std::fs::read_to_string(registry.dir.path().join("registry.log"))
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -129,9 +133,53 @@ fn make_tls(dir: &Path) -> Tls {
     let csr = dir.join("server.csr");
     let ext = dir.join("ext.cnf");
     std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    run_ok(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kiln test CA", "-keyout"]).arg(&ca_key).arg("-out").arg(&ca));
-    run_ok(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout"]).arg(&key).arg("-out").arg(&csr));
-    run_ok(Command::new("openssl").args(["x509", "-req", "-days", "2", "-in"]).arg(&csr).arg("-CA").arg(&ca).arg("-CAkey").arg(&ca_key).arg("-CAcreateserial").arg("-extfile").arg(&ext).arg("-out").arg(&cert));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kiln test CA",
+                "-keyout",
+            ])
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-CAcreateserial")
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert),
+    );
     Tls { ca, cert, key }
 }
 
@@ -182,7 +230,11 @@ impl Proxy {
                         let _ = to.shutdown(Shutdown::Write);
                     });
                 };
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), upload);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    upload,
+                );
                 pipe(server, client, !upload);
             }
         });
@@ -192,7 +244,9 @@ impl Proxy {
 
 /// A file of `len` pseudo-random bytes (incompressible, distinct per `seed`).
 fn random_file(path: &Path, len: usize, seed: u64) {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut bytes = Vec::with_capacity(len);
     while bytes.len() < len {
         x ^= x << 13;
@@ -241,7 +295,11 @@ fn assert_store_whole(store: &KilnStore) {
     let blobs = store.root().join("blobs/sha256");
     for e in std::fs::read_dir(&blobs).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        assert_eq!(sha256_file(&e.path()), name, "blob {name} is not what its name says");
+        assert_eq!(
+            sha256_file(&e.path()),
+            name,
+            "blob {name} is not what its name says"
+        );
     }
     let mut staged = Vec::new();
     if let Ok(sessions) = std::fs::read_dir(store.root().join("tmp")) {
@@ -292,28 +350,60 @@ fn push_then_docker_and_skopeo_see_the_same_digest() {
     let again = store.kiln_ok(["push", &name]);
     let took = started.elapsed();
     assert_eq!(digest_line(&again), pushed);
-    assert!(stderr_text(&again).contains("already exists"), "{}", stderr_text(&again));
-    eprintln!("second push of an unchanged image: {:.3}s", took.as_secs_f64());
+    assert!(
+        stderr_text(&again).contains("already exists"),
+        "{}",
+        stderr_text(&again)
+    );
+    eprintln!(
+        "second push of an unchanged image: {:.3}s",
+        took.as_secs_f64()
+    );
 
     // Another repository of the same registry: the layer is mounted, not uploaded.
     let other = format!("{}/kiln-e2e/other:1", registry.host());
     store.kiln_ok(["tag", BUSYBOX, &other]);
     let mounted = store.kiln_ok(["push", &other]);
-    assert!(stderr_text(&mounted).contains("mounted from kiln-e2e/busybox"), "{}", stderr_text(&mounted));
+    assert!(
+        stderr_text(&mounted).contains("mounted from kiln-e2e/busybox"),
+        "{}",
+        stderr_text(&mounted)
+    );
     assert_eq!(digest_line(&mounted), pushed);
 
     // A build in an empty store pulls its FROM image (and --pull checks it again).
     let ctx = temp_dir();
-    write_file(&ctx.path().join("Dockerfile"), format!("FROM {name}\nCOPY a /a\n").as_bytes(), 0o644);
+    write_file(
+        &ctx.path().join("Dockerfile"),
+        format!("FROM {name}\nCOPY a /a\n").as_bytes(),
+        0o644,
+    );
     write_file(&ctx.path().join("a"), b"a\n", 0o644);
     let fresh = KilnStore::new();
-    fresh.kiln_ok(["build".as_ref(), "-t".as_ref(), "kiln-e2e/built:1".as_ref(), ctx.path().as_os_str()]);
+    fresh.kiln_ok([
+        "build".as_ref(),
+        "-t".as_ref(),
+        "kiln-e2e/built:1".as_ref(),
+        ctx.path().as_os_str(),
+    ]);
     let base: Value = serde_json::from_slice(&fresh.kiln_ok(["inspect", &name]).stdout).unwrap();
     assert!(base.to_string().contains(&pushed), "{base}");
-    fresh.kiln_ok(["build".as_ref(), "--pull".as_ref(), "-t".as_ref(), "kiln-e2e/built:1".as_ref(), ctx.path().as_os_str()]);
+    fresh.kiln_ok([
+        "build".as_ref(),
+        "--pull".as_ref(),
+        "-t".as_ref(),
+        "kiln-e2e/built:1".as_ref(),
+        ctx.path().as_os_str(),
+    ]);
 
     run_ok(docker().args(["pull", &name]));
-    let repo_digests = run_ok(docker().args(["image", "inspect", "--format", "{{json .RepoDigests}}", &name]));
+    let repo_digests = run_ok(docker().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &name,
+    ]));
     docker_rmi(&name);
     assert!(
         stdout_text(&repo_digests).contains(&pushed),
@@ -339,14 +429,22 @@ fn docker_push_then_kiln_pull_and_save_match_docker_save() {
 
     let store = KilnStore::new();
     let out = store.kiln_ok(["pull", &name]);
-    assert!(stdout_text(&out).contains("Downloaded newer image"), "{}", stdout_text(&out));
+    assert!(
+        stdout_text(&out).contains("Downloaded newer image"),
+        "{}",
+        stdout_text(&out)
+    );
     let kiln_tar = dir.path().join("kiln.tar");
     store.save(&name, &kiln_tar);
     assert_eq!(layer_digests(&kiln_tar), layer_digests(&docker_tar));
     assert_store_whole(&store);
     // Pulled again: nothing to fetch.
     let again = store.kiln_ok(["pull", &name]);
-    assert!(stdout_text(&again).contains("up to date"), "{}", stdout_text(&again));
+    assert!(
+        stdout_text(&again).contains("up to date"),
+        "{}",
+        stdout_text(&again)
+    );
 }
 
 #[test]
@@ -369,30 +467,70 @@ fn login_over_tls_with_basic_auth() {
     let cert_dir = certs.to_str().unwrap();
     let store = KilnStore::with_busybox();
     let kiln = |args: &[&str], stdin: &[u8]| {
-        run_with_stdin(store.cmd().env("DOCKER_CONFIG", &docker_config).args(args), stdin)
+        run_with_stdin(
+            store.cmd().env("DOCKER_CONFIG", &docker_config).args(args),
+            stdin,
+        )
     };
 
     // Without the CA: a clear certificate error.
-    let untrusted = kiln(&["login", "-u", "kiln", "--password-stdin", &host], b"s3cret-pw\n");
+    let untrusted = kiln(
+        &["login", "-u", "kiln", "--password-stdin", &host],
+        b"s3cret-pw\n",
+    );
     assert!(!untrusted.status.success());
-    assert!(stderr_text(&untrusted).contains("not trusted"), "{}", stderr_text(&untrusted));
+    assert!(
+        stderr_text(&untrusted).contains("not trusted"),
+        "{}",
+        stderr_text(&untrusted)
+    );
 
-    let wrong = kiln(&["login", "--cert-dir", cert_dir, "-u", "kiln", "--password-stdin", &host], b"wrong\n");
+    let wrong = kiln(
+        &[
+            "login",
+            "--cert-dir",
+            cert_dir,
+            "-u",
+            "kiln",
+            "--password-stdin",
+            &host,
+        ],
+        b"wrong\n",
+    );
     assert!(!wrong.status.success());
     let err = stderr_text(&wrong);
-    assert!(err.contains("refused the credentials of user `kiln`"), "{err}");
+    assert!(
+        err.contains("refused the credentials of user `kiln`"),
+        "{err}"
+    );
     assert!(!docker_config.join("config.json").exists());
 
     let name = format!("{host}/kiln-e2e/private:1");
     store.kiln_ok(["tag", BUSYBOX, &name]);
     let anonymous = kiln(&["push", "--cert-dir", cert_dir, &name], b"");
     assert!(!anonymous.status.success());
-    assert!(stderr_text(&anonymous).contains("requires authentication"), "{}", stderr_text(&anonymous));
+    assert!(
+        stderr_text(&anonymous).contains("requires authentication"),
+        "{}",
+        stderr_text(&anonymous)
+    );
 
-    let ok = kiln(&["login", "--cert-dir", cert_dir, "-u", "kiln", "--password-stdin", &host], b"s3cret-pw\n");
+    let ok = kiln(
+        &[
+            "login",
+            "--cert-dir",
+            cert_dir,
+            "-u",
+            "kiln",
+            "--password-stdin",
+            &host,
+        ],
+        b"s3cret-pw\n",
+    );
     assert_success("kiln login", &ok);
     assert!(!stdout_text(&ok).contains("s3cret") && !stderr_text(&ok).contains("s3cret"));
-    let config: Value = serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
     assert!(config["auths"][&host]["auth"].is_string(), "{config}");
 
     let pushed = kiln(&["push", "--cert-dir", cert_dir, &name], b"");
@@ -400,19 +538,37 @@ fn login_over_tls_with_basic_auth() {
     // skopeo reads the same config.json.
     let authfile = docker_config.join("config.json");
     assert_eq!(
-        skopeo_digest(&name, &["--cert-dir", cert_dir, "--authfile", authfile.to_str().unwrap()]),
+        skopeo_digest(
+            &name,
+            &[
+                "--cert-dir",
+                cert_dir,
+                "--authfile",
+                authfile.to_str().unwrap()
+            ]
+        ),
         digest_line(&pushed)
     );
     let fresh = KilnStore::new();
-    let pulled = run(fresh.cmd().env("DOCKER_CONFIG", &docker_config).args(["pull", "--cert-dir", cert_dir, &name]));
+    let pulled = run(fresh.cmd().env("DOCKER_CONFIG", &docker_config).args([
+        "pull",
+        "--cert-dir",
+        cert_dir,
+        &name,
+    ]));
     assert_success("kiln pull", &pulled);
     // --tls-verify=false works without the CA.
-    let insecure = run(fresh.cmd().env("DOCKER_CONFIG", &docker_config).args(["pull", "--tls-verify=false", &name]));
+    let insecure = run(fresh.cmd().env("DOCKER_CONFIG", &docker_config).args([
+        "pull",
+        "--tls-verify=false",
+        &name,
+    ]));
     assert_success("kiln pull --tls-verify=false", &insecure);
 
     let out = kiln(&["logout", &host], b"");
     assert_success("kiln logout", &out);
-    let config: Value = serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
     assert!(config["auths"].get(&host).is_none(), "{config}");
 }
 
@@ -431,8 +587,15 @@ fn a_dropped_connection_mid_blob_recovers_without_partial_blobs() {
     let name = format!("127.0.0.1:{}/kiln-e2e/big:1", up.port);
     import_image(&store, &name, size, 7);
     let pushed = store.kiln_ok(["push", &name]);
-    assert!(up.cut.load(Ordering::Relaxed), "the proxy never cut the upload");
-    assert!(stderr_text(&pushed).contains("retrying"), "{}", stderr_text(&pushed));
+    assert!(
+        up.cut.load(Ordering::Relaxed),
+        "the proxy never cut the upload"
+    );
+    assert!(
+        stderr_text(&pushed).contains("retrying"),
+        "{}",
+        stderr_text(&pushed)
+    );
     let digest = digest_line(&pushed);
 
     // Download cut after 20 MiB.
@@ -440,9 +603,20 @@ fn a_dropped_connection_mid_blob_recovers_without_partial_blobs() {
     let name = format!("127.0.0.1:{}/kiln-e2e/big:1", down.port);
     let fresh = KilnStore::new();
     let pulled = fresh.kiln_ok(["pull", &name]);
-    assert!(down.cut.load(Ordering::Relaxed), "the proxy never cut the download");
-    assert!(stderr_text(&pulled).contains("retrying"), "{}", stderr_text(&pulled));
-    assert!(stdout_text(&pulled).contains(&digest), "{}", stdout_text(&pulled));
+    assert!(
+        down.cut.load(Ordering::Relaxed),
+        "the proxy never cut the download"
+    );
+    assert!(
+        stderr_text(&pulled).contains("retrying"),
+        "{}",
+        stderr_text(&pulled)
+    );
+    assert!(
+        stdout_text(&pulled).contains(&digest),
+        "{}",
+        stdout_text(&pulled)
+    );
     assert_store_whole(&fresh);
     let dir = temp_dir();
     fresh.save(&name, &dir.path().join("x.tar"));
@@ -465,7 +639,12 @@ fn a_two_platform_index_pulls_each_platform() {
         import_image(&store, &name, 4096, seed);
         let pushed = store.kiln_ok(["push", &name]);
         let digest = digest_line(&pushed);
-        let size: u64 = stdout_text(&pushed).split_whitespace().last().unwrap().parse().unwrap();
+        let size: u64 = stdout_text(&pushed)
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap();
         descriptors.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": digest, "size": size,
@@ -478,9 +657,13 @@ fn a_two_platform_index_pulls_each_platform() {
         "manifests": descriptors
     });
     let put = run(Command::new("curl").args([
-        "-sf", "-X", "PUT",
-        "-H", "Content-Type: application/vnd.oci.image.index.v1+json",
-        "--data-binary", &index.to_string(),
+        "-sf",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.index.v1+json",
+        "--data-binary",
+        &index.to_string(),
         &format!("http://{host}/v2/kiln-e2e/multi/manifests/both"),
     ]));
     assert_success("curl PUT index", &put);
@@ -495,5 +678,9 @@ fn a_two_platform_index_pulls_each_platform() {
     let fresh = KilnStore::new();
     let out = fresh.kiln(["pull", "--platform", "linux/s390x", &both]);
     assert!(!out.status.success());
-    assert!(stderr_text(&out).contains("linux/amd64, linux/arm64"), "{}", stderr_text(&out));
+    assert!(
+        stderr_text(&out).contains("linux/amd64, linux/arm64"),
+        "{}",
+        stderr_text(&out)
+    );
 }

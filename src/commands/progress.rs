@@ -276,7 +276,10 @@ impl kiln_runtime::registry::TransferProgress for TransferPrinter {
                 digest,
                 attempt,
                 error,
-            } => Some(format!("{}: attempt {attempt} failed ({error}); retrying", digest.short())),
+            } => Some(format!(
+                "{}: attempt {attempt} failed ({error}); retrying",
+                digest.short()
+            )),
             E::Start { .. } | E::Bytes { .. } => None,
         };
         let Some(live) = &self.live else {

@@ -254,9 +254,18 @@ mod tests {
     #[test]
     fn servers() {
         assert_eq!(server_host(None).unwrap(), "docker.io");
-        assert_eq!(server_host(Some("https://index.docker.io/v1/")).unwrap(), "docker.io");
-        assert_eq!(server_host(Some("127.0.0.1:5000")).unwrap(), "127.0.0.1:5000");
-        assert_eq!(server_host(Some("https://127.0.0.1:5000/v2/")).unwrap(), "127.0.0.1:5000");
+        assert_eq!(
+            server_host(Some("https://index.docker.io/v1/")).unwrap(),
+            "docker.io"
+        );
+        assert_eq!(
+            server_host(Some("127.0.0.1:5000")).unwrap(),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(
+            server_host(Some("https://127.0.0.1:5000/v2/")).unwrap(),
+            "127.0.0.1:5000"
+        );
         assert!(server_host(Some("bad host")).is_err());
     }
 }

@@ -268,12 +268,7 @@ impl AuthFile {
         }
         let keys: Vec<String> = self
             .auths()
-            .map(|a| {
-                a.keys()
-                    .filter(|k| key_host(k) == host)
-                    .cloned()
-                    .collect()
-            })
+            .map(|a| a.keys().filter(|k| key_host(k) == host).cloned().collect())
             .unwrap_or_default();
         found |= self.with_auths(|auths| {
             keys.iter()
@@ -410,7 +405,8 @@ fn helper_get(helper: &str, server: &str) -> Result<Option<Credentials>> {
 }
 
 fn helper_store(helper: &str, server: &str, c: &Credentials) -> Result<()> {
-    let input = serde_json::json!({"ServerURL": server, "Username": c.username, "Secret": c.password});
+    let input =
+        serde_json::json!({"ServerURL": server, "Username": c.username, "Secret": c.password});
     match run_helper(helper, "store", server, input.to_string().as_bytes())? {
         Ok(_) => Ok(()),
         Err(message) => Err(CredentialsError::Helper {
@@ -452,7 +448,11 @@ mod tests {
     fn stores_and_reads_back_keeping_other_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
-        fs::write(&path, r#"{"auths":{"other:1":{"auth":"eDp5"}},"psFormat":"x"}"#).unwrap();
+        fs::write(
+            &path,
+            r#"{"auths":{"other:1":{"auth":"eDp5"}},"psFormat":"x"}"#,
+        )
+        .unwrap();
         let mut file = AuthFile::load(&path).unwrap();
         let creds = Credentials {
             username: "u".into(),
@@ -476,7 +476,10 @@ mod tests {
         assert!(again.erase("127.0.0.1:5000").unwrap());
         assert!(!again.erase("127.0.0.1:5000").unwrap());
         assert_eq!(
-            AuthFile::load(&path).unwrap().get("127.0.0.1:5000").unwrap(),
+            AuthFile::load(&path)
+                .unwrap()
+                .get("127.0.0.1:5000")
+                .unwrap(),
             None
         );
     }

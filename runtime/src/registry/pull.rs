@@ -128,13 +128,13 @@ pub fn pull(
     // A single manifest pulled with --platform must be for that platform (one chosen from an
     // index is taken for the platform the index names, as docker does).
     if let Some(wanted) = options.platform.as_ref().filter(|_| !from_index) {
-        let config: crate::oci::ImageConfig = serde_json::from_slice(
-            &store.read_blob(&manifest.config.digest)?,
-        )
-        .map_err(|e| StoreError::BadJson {
-            what: format!("the config of {shown}"),
-            error: e,
-        })?;
+        let config: crate::oci::ImageConfig =
+            serde_json::from_slice(&store.read_blob(&manifest.config.digest)?).map_err(|e| {
+                StoreError::BadJson {
+                    what: format!("the config of {shown}"),
+                    error: e,
+                }
+            })?;
         let have = config.platform();
         if !platform_matches(&have, wanted) {
             return Err(RegistryError::NoPlatform {
@@ -213,7 +213,7 @@ pub(crate) fn fetch_manifest(
             if bytes.len() as u64 > MANIFEST_LIMIT {
                 return Err(RegistryError::BadDocument {
                     host: client.host().to_string(),
-                    what,
+                    what: what.clone(),
                     reason: format!("it is larger than {MANIFEST_LIMIT} bytes"),
                 });
             }
@@ -300,7 +300,11 @@ fn choose_platform<'i>(
     images
         .iter()
         .copied()
-        .find(|d| d.platform.as_ref().is_some_and(|p| platform_matches(p, wanted)))
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| platform_matches(p, wanted))
+        })
         .ok_or_else(|| RegistryError::NoPlatform {
             reference: shown.to_string(),
             wanted: platform_text(wanted),
@@ -350,10 +354,12 @@ fn fetch_blob(
             let mut buf = vec![0u8; 256 * 1024];
             let mut reported = 0u64;
             loop {
-                let n = reader.read(&mut buf).map_err(|e| RegistryError::Unreachable {
-                    host: client.host().to_string(),
-                    message: format!("reading {what}: {e}"),
-                })?;
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(|e| RegistryError::Unreachable {
+                        host: client.host().to_string(),
+                        message: format!("reading {what}: {e}"),
+                    })?;
                 if n == 0 {
                     break;
                 }
@@ -451,8 +457,13 @@ mod tests {
             pick(platform("linux", "amd64", None)).unwrap(),
             index.manifests[0].digest
         );
-        let err = pick(platform("linux", "s390x", None)).unwrap_err().to_string();
-        assert!(err.contains("linux/amd64, linux/arm/v6, linux/arm/v7"), "{err}");
+        let err = pick(platform("linux", "s390x", None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("linux/amd64, linux/arm/v6, linux/arm/v7"),
+            "{err}"
+        );
         assert!(!err.contains("unknown/"), "{err}");
     }
 }

@@ -314,13 +314,13 @@ impl Client {
                     len,
                     progress,
                 } => {
-                    let mut file = fs::File::open(path).map_err(|e| RegistryError::Store(
-                        crate::store::StoreError::Io {
+                    let mut file = fs::File::open(path).map_err(|e| {
+                        RegistryError::Store(crate::store::StoreError::Io {
                             action: "open",
                             path: path.to_path_buf(),
                             error: e,
-                        },
-                    ))?;
+                        })
+                    })?;
                     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*offset)).map_err(
                         |e| {
                             RegistryError::Store(crate::store::StoreError::Io {
@@ -335,15 +335,16 @@ impl Client {
                         done: 0,
                         progress: *progress,
                     };
-                    request
-                        .set("Content-Length", &len.to_string())
-                        .send(reader)
+                    request.set("Content-Length", &len.to_string()).send(reader)
                 }
             };
             match result {
                 Ok(response) => return Ok(response),
                 Err(ureq::Error::Status(401, response)) => {
-                    let header = response.header("WWW-Authenticate").unwrap_or("").to_string();
+                    let header = response
+                        .header("WWW-Authenticate")
+                        .unwrap_or("")
+                        .to_string();
                     let challenge = parse_challenge(&header);
                     let may_renew = !renewed
                         && matches!(challenge, Some(Challenge::Bearer { .. }))
@@ -707,10 +708,21 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
-        for h in ["docker.io", "10.0.0.1:5000", "example.com:5000", "128.0.0.1"] {
+        for h in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "example.com:5000",
+            "128.0.0.1",
+        ] {
             assert!(!is_loopback(h), "{h}");
         }
     }
@@ -733,8 +745,14 @@ mod tests {
         let p = challenge_params(
             r#"Bearer realm="r", scope="repository:x:pull", error=insufficient_scope"#,
         );
-        assert_eq!(p.get("scope").map(String::as_str), Some("repository:x:pull"));
-        assert_eq!(p.get("error").map(String::as_str), Some("insufficient_scope"));
+        assert_eq!(
+            p.get("scope").map(String::as_str),
+            Some("repository:x:pull")
+        );
+        assert_eq!(
+            p.get("error").map(String::as_str),
+            Some("insufficient_scope")
+        );
         assert_eq!(parse_challenge("Bearer service=x"), None);
         assert_eq!(parse_challenge(""), None);
     }
