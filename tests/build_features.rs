@@ -2,7 +2,7 @@
 //! needs experimental mode for it), `ADD` of an http URL (served on loopback by the test), and
 //! a failing `RUN` step reported with its command, exit code and output.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

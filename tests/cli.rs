@@ -6,7 +6,7 @@
 //!
 //! Must not: need docker or any other peer (only the busybox binary for the base image).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

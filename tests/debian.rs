@@ -10,7 +10,7 @@
 //!
 //! Must not: write inside the repository, or reach any host but the Debian mirror.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

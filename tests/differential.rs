@@ -16,7 +16,7 @@
 //!
 //! Must not: use RUN (kiln has no runner yet), a registry or the network.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -25,7 +25,7 @@
 //!
 //! Must not: use a registry or the network (both builders run steps with `--network none`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::OnceLock;

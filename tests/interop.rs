@@ -10,7 +10,7 @@
 //!
 //! Must not: touch docker or podman images other than the `kiln-e2e/*` tags it makes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

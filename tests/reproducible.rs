@@ -13,7 +13,7 @@
 //!
 //! Must not: depend on docker or any other peer (only the busybox binary for the base).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -9,7 +9,7 @@
 //! Must not: need docker or any other peer (only the busybox binary and root), or leave
 //! anything outside the scratch directory and its own `/tmp/kiln-runner-*` probes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,5 +1,6 @@
 //! Throughput of the layer writer on a large build context, and of sha256 on this machine.
 //! A benchmark, not a test: `cargo bench -p kiln-runtime --bench layer_write`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kiln_runtime::layer::{host_entry, write_layer};
 use std::io::Write;

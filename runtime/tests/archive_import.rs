@@ -1,6 +1,6 @@
 //! `import`: root filesystem tarballs (any compression) and directories as one-layer images.
 
-mod store_support;
+use crate::store_support;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

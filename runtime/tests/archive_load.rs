@@ -1,6 +1,6 @@
 //! `load`: round trips, every archive format, and refused input leaving the store unchanged.
 
-mod store_support;
+use crate::store_support;
 
 use std::io::Write;
 

@@ -2,7 +2,7 @@
 //! podman and are read by skopeo and umoci. A missing peer skips its test with a message,
 //! except under CI=true, where it fails.
 
-mod store_support;
+use crate::store_support;
 
 use std::path::Path;
 use std::process::Command;

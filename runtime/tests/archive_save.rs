@@ -1,6 +1,6 @@
 //! `save`: the combined layout, determinism, compression, and what it selects.
 
-mod store_support;
+use crate::store_support;
 
 use kiln_runtime::archive::{load, save};
 use kiln_runtime::image::ImageRef;

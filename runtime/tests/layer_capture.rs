@@ -1,6 +1,6 @@
 //! capture_upper: overlay upper directories as layer entries, against a real overlay mount.
 
-mod layer_support;
+use crate::layer_support;
 
 use kiln_runtime::layer::{
     capture_upper, extract_layer, write_layer, Entry, EntryKind, FileSource, FsView,

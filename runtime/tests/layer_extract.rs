@@ -1,6 +1,6 @@
 //! extract_layer: layer tars to overlayfs lowerdirs, metadata round trips, hostile tars.
 
-mod layer_support;
+use crate::layer_support;
 
 use kiln_runtime::layer::{extract_layer, EntryKind, FileSource, LayerError};
 use layer_support::*;

@@ -1,7 +1,7 @@
 //! Reading layers back: metadata, offsets, whiteouts, foreign encodings, escape refusals,
 //! and no panics on junk.
 
-mod layer_support;
+use crate::layer_support;
 
 use kiln_runtime::layer::{scan_layer, write_layer, LayerError, ScannedKind};
 use layer_support::*;

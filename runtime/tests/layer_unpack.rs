@@ -1,6 +1,6 @@
 //! ADD of local archives: detection by content, entries under the destination, policies.
 
-mod layer_support;
+use crate::layer_support;
 
 use kiln_runtime::layer::{
     archive_entries, compress, write_layer, ArchiveMtime, ArchiveOwner, EntryKind,

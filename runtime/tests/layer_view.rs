@@ -1,6 +1,6 @@
 //! The merged view of three layers: whiteouts, opaque dirs, replacement, symlinks, copies.
 
-mod layer_support;
+use crate::layer_support;
 
 use kiln_runtime::layer::{write_layer, Entry, FsView, LayerError, ViewKind};
 use layer_support::*;

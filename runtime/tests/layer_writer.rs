@@ -1,6 +1,6 @@
 //! Layer tar writer: determinism, ordering, encoding and refusals.
 
-mod layer_support;
+use crate::layer_support;
 
 use kiln_runtime::layer::{host_entry, write_layer, EntryKind, LayerError};
 use layer_support::*;

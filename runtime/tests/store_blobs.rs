@@ -1,6 +1,6 @@
 //! Store blobs, atomicity, concurrency, layout, cache, state and layer forms.
 
-mod store_support;
+use crate::store_support;
 
 use std::io::{Read, Write};
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! and every image in it resolves with all its blobs, cache and state files are whole, and
 //! what the dead worker left in tmp/ is gone after the next open.
 
-mod store_support;
+use crate::store_support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -100,7 +100,12 @@ fn killed_writers_leave_a_usable_store() {
     let exe = std::env::current_exe().unwrap();
     for round in 0..6u64 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_worker", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "store_crash::crash_worker",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(WORKER_ENV, dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,6 +1,6 @@
 //! Tags, reference normalisation, resolving what users type, rmi.
 
-mod store_support;
+use crate::store_support;
 
 use kiln_runtime::image::ImageName;
 use kiln_runtime::oci::{Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
