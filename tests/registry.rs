@@ -7,7 +7,7 @@
 //! Must not: touch docker images other than the `*kiln-e2e*` tags it makes, or listen
 //! anywhere but 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -14,5 +14,6 @@ mod debian;
 mod differential;
 mod differential_run;
 mod interop;
+mod registry;
 mod reproducible;
 mod runner;

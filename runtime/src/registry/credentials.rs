@@ -271,8 +271,11 @@ impl AuthFile {
             .map(|a| a.keys().filter(|k| key_host(k) == host).cloned().collect())
             .unwrap_or_default();
         found |= self.with_auths(|auths| {
-            keys.iter()
-                .fold(false, |any, k| auths.remove(k).is_some() || any)
+            let mut removed = false;
+            for k in &keys {
+                removed |= auths.remove(k).is_some();
+            }
+            removed
         });
         if found {
             self.write()?;
