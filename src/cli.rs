@@ -68,6 +68,79 @@ pub enum Command {
     Volume(VolumeCommand),
     /// Remove containers
     Rm(RmArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Log in to a registry (credentials go to Docker's config.json)
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
+}
+
+/// How to reach registries: shared by push, pull, login and build.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Verify registries' TLS certificates
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Directory of extra CA certificates (*.crt) [default: /etc/docker/certs.d/HOST/, /etc/containers/certs.d/HOST/]
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Credentials file [default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json]
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Push every tag of the repository
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
+    /// Print only the pushed manifest digest
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// The image: REGISTRY/REPOSITORY[:TAG] (as tagged in the store)
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Pick this platform from a multi-platform image: OS/ARCH[/VARIANT]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Print only the image's manifest digest
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// The image: NAME[:TAG] or NAME@sha256:DIGEST
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// User name
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The registry host (default: docker.io)
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Credentials file [default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json]
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// The registry host (default: docker.io)
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +329,11 @@ pub struct BuildArgs {
     /// Expose a secret to RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
     #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
     pub secrets: Vec<String>,
+    /// Check the registry for newer base images even when the store has them
+    #[arg(long)]
+    pub pull: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// The build context directory
     pub context: PathBuf,
 }

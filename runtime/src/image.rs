@@ -239,6 +239,16 @@ impl ImageName {
         &self.tag
     }
 
+    /// The registry host: `docker.io`, `localhost:5000`, `ghcr.io`.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The repository path inside the registry: `library/app`, `team/app`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The same repository with another tag.
     pub fn with_tag(&self, tag: &str) -> Result<ImageName, ReferenceError> {
         if !valid_tag(tag) {

@@ -9,5 +9,6 @@ pub mod container;
 pub mod image;
 pub mod layer;
 pub mod oci;
+pub mod registry;
 pub mod sandbox;
 pub mod store;

@@ -31,7 +31,28 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         .read_state(&state_name)?
         .map(|b| StatCache::from_bytes(&b))
         .unwrap_or_default();
-    let (parsed, lowered) = kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &store)?;
+    // Base images missing from the store (every one with --pull) come from their registry.
+    let registry_options = super::registry::registry_options(&args.registry);
+    let pull_printer = super::progress::TransferPrinter::new("Downloading", false);
+    let resolver = kiln_runtime::registry::PullingResolver::new(
+        &store,
+        &registry_options,
+        args.pull,
+        &pull_printer,
+    );
+    let planned = kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &resolver);
+    let mut failures = resolver.failures();
+    if planned.is_err() {
+        // The planner says which FROM it could not resolve; the registry says why.
+        for (reference, e) in failures.drain(..) {
+            eprintln!("pulling {reference} failed:\n{:?}", miette::Report::new(e));
+        }
+    }
+    // --pull must reach the registry: a store copy is not an answer.
+    if let Some((_, e)) = failures.pop().filter(|_| args.pull) {
+        return Err(e.into());
+    }
+    let (parsed, lowered) = planned?;
     let ignore = kiln_compiler::frontend::read_ignore(&input)?;
     let checks = kiln_compiler::frontend::check(
         &parsed,

@@ -9,6 +9,7 @@ mod images;
 mod parse;
 mod plan;
 mod progress;
+mod registry;
 mod run;
 mod transfer;
 
@@ -40,5 +41,9 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Run(a) => done(run::run(root, a)),
         Command::Volume(c) => done(run::volume(root, c)),
         Command::Rm(a) => done(run::rm(root, a)),
+        Command::Push(a) => done(registry::push(root, a)),
+        Command::Pull(a) => done(registry::pull(root, a)),
+        Command::Login(a) => done(registry::login(a)),
+        Command::Logout(a) => done(registry::logout(a)),
     }
 }

@@ -238,3 +238,89 @@ pub fn human_bytes(b: u64) -> String {
         format!("{v:.3}{}", UNITS[u]).replace(".000", "")
     }
 }
+
+/// Per-blob progress of a push or pull: on a terminal, a live block with one line per blob
+/// in flight (bytes moved of its size) above which finished blobs scroll; otherwise one
+/// line per finished blob. Both on stderr, in the build display's style.
+pub struct TransferPrinter {
+    /// Present on a terminal: blobs in flight (digest, done, size) and lines on screen.
+    live: Option<Mutex<TransferLive>>,
+    verb: &'static str,
+}
+
+#[derive(Default)]
+struct TransferLive {
+    blobs: Vec<(kiln_runtime::oci::Digest, u64, u64)>,
+    drawn: usize,
+}
+
+impl TransferPrinter {
+    /// `verb` names the transfer in flight: "Pushing", "Downloading".
+    pub fn new(verb: &'static str, quiet: bool) -> TransferPrinter {
+        let terminal = !quiet && std::io::stderr().is_terminal();
+        TransferPrinter {
+            live: terminal.then(|| Mutex::new(TransferLive::default())),
+            verb,
+        }
+    }
+}
+
+impl kiln_runtime::registry::TransferProgress for TransferPrinter {
+    fn event(&self, event: kiln_runtime::registry::TransferEvent) {
+        use kiln_runtime::registry::TransferEvent as E;
+        let line = match &event {
+            E::Exists { digest } => Some(format!("{}: already exists", digest.short())),
+            E::Mounted { digest, from } => Some(format!("{}: mounted from {from}", digest.short())),
+            E::Done { digest } => Some(format!("{}: done", digest.short())),
+            E::Retry {
+                digest,
+                attempt,
+                error,
+            } => Some(format!(
+                "{}: attempt {attempt} failed ({error}); retrying",
+                digest.short()
+            )),
+            E::Start { .. } | E::Bytes { .. } => None,
+        };
+        let Some(live) = &self.live else {
+            if let Some(line) = line {
+                eprintln!("{line}");
+            }
+            return;
+        };
+        let Ok(mut live) = live.lock() else { return };
+        match &event {
+            E::Start { digest, size } => live.blobs.push((digest.clone(), 0, *size)),
+            E::Bytes { digest, done } => {
+                if let Some(b) = live.blobs.iter_mut().find(|b| b.0 == *digest) {
+                    b.1 = *done;
+                }
+            }
+            E::Done { digest } | E::Exists { digest } | E::Mounted { digest, .. } => {
+                live.blobs.retain(|b| b.0 != *digest)
+            }
+            E::Retry { .. } => {}
+        }
+        let mut out = String::new();
+        if live.drawn > 0 {
+            out.push_str(&format!("\x1b[{}F\x1b[J", live.drawn));
+        }
+        if let Some(line) = line {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        for (digest, done, size) in &live.blobs {
+            out.push_str(&format!(
+                "\x1b[1m{}\x1b[0m {} {}/{}\n",
+                digest.short(),
+                self.verb,
+                human_bytes(*done),
+                human_bytes(*size)
+            ));
+        }
+        live.drawn = live.blobs.len();
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(out.as_bytes());
+        let _ = err.flush();
+    }
+}

@@ -1,0 +1,686 @@
+//! Registries: kiln push/pull/login against Debian's `docker-registry` (distribution) started
+//! by the tests on 127.0.0.1 random ports — one open over plain http, one with htpasswd basic
+//! auth behind TLS with a CA made here with `openssl` — checked with docker and skopeo; and a
+//! TCP proxy that drops a connection in the middle of a blob, to show that uploads and
+//! downloads recover and leave no partial blob in the store.
+//!
+//! Must not: touch docker images other than the `*kiln-e2e*` tags it makes, or listen
+//! anywhere but 127.0.0.1.
+
+use crate::common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// Skips (or fails in CI) when a tool the registry tests need is missing.
+fn require_tools(tools: &[&str]) -> bool {
+    for tool in tools {
+        let found = if tool.starts_with('/') {
+            Path::new(tool).is_file()
+        } else {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !found {
+            skip_or_fail(
+                tool,
+                "not installed (Debian: docker-registry, apache2-utils, openssl)",
+            );
+            return false;
+        }
+    }
+    true
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// A running `docker-registry serve`, killed when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+struct Tls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Registry {
+    fn start(tls: Option<&Tls>, htpasswd: Option<&Path>) -> Registry {
+        let dir = temp_dir();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(t) = tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                t.cert.display(),
+                t.key.display()
+            ));
+        }
+        if let Some(h) = htpasswd {
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+                h.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {port}: {}",
+                std::fs::read_to_string(registry.dir.path().join("registry.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it (`openssl`).
+fn make_tls(dir: &Path) -> Tls {
+    let ca = dir.join("ca.crt");
+    let ca_key = dir.join("ca.key");
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    let csr = dir.join("server.csr");
+    let ext = dir.join("ext.cnf");
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kiln test CA",
+                "-keyout",
+            ])
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-CAcreateserial")
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert),
+    );
+    Tls { ca, cert, key }
+}
+
+/// A TCP proxy to `target` that cuts one connection once `limit` bytes have gone through it
+/// in the chosen direction (`upload`: client to server), then forwards everything.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(target: u16, upload: bool, limit: u64) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(AtomicBool::new(false));
+        let (armed2, cut2) = (armed.clone(), cut.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let counted = Arc::new(AtomicU64::new(0));
+                let pipe = |from: TcpStream, to: TcpStream, count: bool| {
+                    let (armed, cut, counted) = (armed2.clone(), cut2.clone(), counted.clone());
+                    let (a, b) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let (mut from, mut to) = (from, to);
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if count
+                                && counted.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > limit
+                                && armed.swap(false, Ordering::Relaxed)
+                            {
+                                cut.store(true, Ordering::Relaxed);
+                                let _ = a.shutdown(Shutdown::Both);
+                                let _ = b.shutdown(Shutdown::Both);
+                                break;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    upload,
+                );
+                pipe(server, client, !upload);
+            }
+        });
+        Proxy { port, cut }
+    }
+}
+
+/// A file of `len` pseudo-random bytes (incompressible, distinct per `seed`).
+fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    write_file(path, &bytes, 0o644);
+}
+
+/// A one-layer image in `store` named `name`, from a directory with a `len`-byte file.
+fn import_image(store: &KilnStore, name: &str, len: usize, seed: u64) {
+    let dir = temp_dir();
+    random_file(&dir.path().join("rootfs/data.bin"), len, seed);
+    store.kiln_ok([
+        "import".as_ref(),
+        dir.path().join("rootfs").as_os_str(),
+        name.as_ref(),
+    ]);
+}
+
+/// The sha256 of each layer file a docker-archive's manifest.json lists, in order.
+fn layer_digests(tarball: &Path) -> Vec<String> {
+    let mut files = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(tarball).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(path, bytes);
+    }
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| sha256_hex(&files[l.as_str().unwrap()]))
+        .collect()
+}
+
+/// No file of the store's tmp directory or blobs is partial: every blob's name is its
+/// sha256, and tmp holds no staged data.
+fn assert_store_whole(store: &KilnStore) {
+    let blobs = store.root().join("blobs/sha256");
+    for e in std::fs::read_dir(&blobs).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert_eq!(
+            sha256_file(&e.path()),
+            name,
+            "blob {name} is not what its name says"
+        );
+    }
+    let mut staged = Vec::new();
+    if let Ok(sessions) = std::fs::read_dir(store.root().join("tmp")) {
+        for s in sessions.flatten().filter(|s| s.path().is_dir()) {
+            for f in std::fs::read_dir(s.path()).unwrap().flatten() {
+                staged.push(f.path());
+            }
+        }
+    }
+    assert!(staged.is_empty(), "staged files left behind: {staged:?}");
+}
+
+fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
+    let out = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .args(extra)
+            .arg(format!("docker://{reference}")),
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Digest"].as_str().unwrap().to_string()
+}
+
+fn digest_line(out: &std::process::Output) -> String {
+    let text = stdout_text(out);
+    text.split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest in {text}"))
+        .to_string()
+}
+
+#[test]
+fn push_then_docker_and_skopeo_see_the_same_digest() {
+    if !require_tools(&[REGISTRY_BIN]) {
+        return;
+    }
+    require_peer!("busybox", "skopeo", "docker");
+    let registry = Registry::start(None, None);
+    let store = KilnStore::with_busybox();
+    let name = format!("{}/kiln-e2e/busybox:1", registry.host());
+    store.kiln_ok(["tag", BUSYBOX, &name]);
+    let out = store.kiln_ok(["push", &name]);
+    let pushed = digest_line(&out);
+    assert_eq!(skopeo_digest(&name, &["--tls-verify=false"]), pushed);
+
+    // Pushed again unchanged: one HEAD, no upload.
+    let started = Instant::now();
+    let again = store.kiln_ok(["push", &name]);
+    let took = started.elapsed();
+    assert_eq!(digest_line(&again), pushed);
+    assert!(
+        stderr_text(&again).contains("already exists"),
+        "{}",
+        stderr_text(&again)
+    );
+    eprintln!(
+        "second push of an unchanged image: {:.3}s",
+        took.as_secs_f64()
+    );
+
+    // Another repository of the same registry: the layer is mounted, not uploaded.
+    let other = format!("{}/kiln-e2e/other:1", registry.host());
+    store.kiln_ok(["tag", BUSYBOX, &other]);
+    let mounted = store.kiln_ok(["push", &other]);
+    assert!(
+        stderr_text(&mounted).contains("mounted from kiln-e2e/busybox"),
+        "{}",
+        stderr_text(&mounted)
+    );
+    assert_eq!(digest_line(&mounted), pushed);
+
+    // A build in an empty store pulls its FROM image (and --pull checks it again).
+    let ctx = temp_dir();
+    write_file(
+        &ctx.path().join("Dockerfile"),
+        format!("FROM {name}\nCOPY a /a\n").as_bytes(),
+        0o644,
+    );
+    write_file(&ctx.path().join("a"), b"a\n", 0o644);
+    let fresh = KilnStore::new();
+    fresh.kiln_ok([
+        "build".as_ref(),
+        "-t".as_ref(),
+        "kiln-e2e/built:1".as_ref(),
+        ctx.path().as_os_str(),
+    ]);
+    let base: Value = serde_json::from_slice(&fresh.kiln_ok(["inspect", &name]).stdout).unwrap();
+    assert!(base.to_string().contains(&pushed), "{base}");
+    fresh.kiln_ok([
+        "build".as_ref(),
+        "--pull".as_ref(),
+        "-t".as_ref(),
+        "kiln-e2e/built:1".as_ref(),
+        ctx.path().as_os_str(),
+    ]);
+
+    run_ok(docker().args(["pull", &name]));
+    let repo_digests = run_ok(docker().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &name,
+    ]));
+    docker_rmi(&name);
+    assert!(
+        stdout_text(&repo_digests).contains(&pushed),
+        "docker pull saw {} for {pushed}",
+        stdout_text(&repo_digests)
+    );
+}
+
+#[test]
+fn docker_push_then_kiln_pull_and_save_match_docker_save() {
+    if !require_tools(&[REGISTRY_BIN]) {
+        return;
+    }
+    require_peer!("busybox", "docker");
+    let registry = Registry::start(None, None);
+    let name = format!("{}/kiln-e2e/from-docker:1", registry.host());
+    run_ok(docker().args(["tag", docker_busybox(), &name]));
+    run_ok(docker().args(["push", &name]));
+    let dir = temp_dir();
+    let docker_tar = dir.path().join("docker.tar");
+    docker_save(&name, &docker_tar);
+    docker_rmi(&name);
+
+    let store = KilnStore::new();
+    let out = store.kiln_ok(["pull", &name]);
+    assert!(
+        stdout_text(&out).contains("Downloaded newer image"),
+        "{}",
+        stdout_text(&out)
+    );
+    let kiln_tar = dir.path().join("kiln.tar");
+    store.save(&name, &kiln_tar);
+    assert_eq!(layer_digests(&kiln_tar), layer_digests(&docker_tar));
+    assert_store_whole(&store);
+    // Pulled again: nothing to fetch.
+    let again = store.kiln_ok(["pull", &name]);
+    assert!(
+        stdout_text(&again).contains("up to date"),
+        "{}",
+        stdout_text(&again)
+    );
+}
+
+#[test]
+fn login_over_tls_with_basic_auth() {
+    if !require_tools(&[REGISTRY_BIN, "htpasswd", "openssl"]) {
+        return;
+    }
+    require_peer!("busybox", "skopeo");
+    let dir = temp_dir();
+    let tls = make_tls(dir.path());
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&tls.ca, certs.join("ca.crt")).unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let line = run_ok(Command::new("htpasswd").args(["-Bbn", "kiln", "s3cret-pw"]));
+    std::fs::write(&htpasswd, &line.stdout).unwrap();
+    let registry = Registry::start(Some(&tls), Some(&htpasswd));
+    let host = registry.host();
+    let docker_config = dir.path().join("docker-config");
+    let cert_dir = certs.to_str().unwrap();
+    let store = KilnStore::with_busybox();
+    let kiln = |args: &[&str], stdin: &[u8]| {
+        run_with_stdin(
+            store.cmd().env("DOCKER_CONFIG", &docker_config).args(args),
+            stdin,
+        )
+    };
+
+    // Without the CA: a clear certificate error.
+    let untrusted = kiln(
+        &["login", "-u", "kiln", "--password-stdin", &host],
+        b"s3cret-pw\n",
+    );
+    assert!(!untrusted.status.success());
+    assert!(
+        stderr_text(&untrusted).contains("not trusted"),
+        "{}",
+        stderr_text(&untrusted)
+    );
+
+    let wrong = kiln(
+        &[
+            "login",
+            "--cert-dir",
+            cert_dir,
+            "-u",
+            "kiln",
+            "--password-stdin",
+            &host,
+        ],
+        b"wrong\n",
+    );
+    assert!(!wrong.status.success());
+    let err = stderr_text(&wrong);
+    assert!(
+        err.contains("refused the credentials of user `kiln`"),
+        "{err}"
+    );
+    assert!(!docker_config.join("config.json").exists());
+
+    let name = format!("{host}/kiln-e2e/private:1");
+    store.kiln_ok(["tag", BUSYBOX, &name]);
+    let anonymous = kiln(&["push", "--cert-dir", cert_dir, &name], b"");
+    assert!(!anonymous.status.success());
+    assert!(
+        stderr_text(&anonymous).contains("requires authentication"),
+        "{}",
+        stderr_text(&anonymous)
+    );
+
+    let ok = kiln(
+        &[
+            "login",
+            "--cert-dir",
+            cert_dir,
+            "-u",
+            "kiln",
+            "--password-stdin",
+            &host,
+        ],
+        b"s3cret-pw\n",
+    );
+    assert_success("kiln login", &ok);
+    assert!(!stdout_text(&ok).contains("s3cret") && !stderr_text(&ok).contains("s3cret"));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
+    assert!(config["auths"][&host]["auth"].is_string(), "{config}");
+
+    let pushed = kiln(&["push", "--cert-dir", cert_dir, &name], b"");
+    assert_success("kiln push", &pushed);
+    // skopeo reads the same config.json.
+    let authfile = docker_config.join("config.json");
+    assert_eq!(
+        skopeo_digest(
+            &name,
+            &[
+                "--cert-dir",
+                cert_dir,
+                "--authfile",
+                authfile.to_str().unwrap()
+            ]
+        ),
+        digest_line(&pushed)
+    );
+    let fresh = KilnStore::new();
+    let pulled = run(fresh.cmd().env("DOCKER_CONFIG", &docker_config).args([
+        "pull",
+        "--cert-dir",
+        cert_dir,
+        &name,
+    ]));
+    assert_success("kiln pull", &pulled);
+    // --tls-verify=false works without the CA.
+    let insecure = run(fresh.cmd().env("DOCKER_CONFIG", &docker_config).args([
+        "pull",
+        "--tls-verify=false",
+        &name,
+    ]));
+    assert_success("kiln pull --tls-verify=false", &insecure);
+
+    let out = kiln(&["logout", &host], b"");
+    assert_success("kiln logout", &out);
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
+    assert!(config["auths"].get(&host).is_none(), "{config}");
+}
+
+#[test]
+fn a_dropped_connection_mid_blob_recovers_without_partial_blobs() {
+    if !require_tools(&[REGISTRY_BIN]) {
+        return;
+    }
+    let registry = Registry::start(None, None);
+    // Larger than one upload chunk (64 MiB), so the upload is chunked and resumes.
+    let size = 80 * 1024 * 1024;
+    let store = KilnStore::new();
+
+    // Upload cut after 30 MiB.
+    let up = Proxy::start(registry.port, true, 30 * 1024 * 1024);
+    let name = format!("127.0.0.1:{}/kiln-e2e/big:1", up.port);
+    import_image(&store, &name, size, 7);
+    let pushed = store.kiln_ok(["push", &name]);
+    assert!(
+        up.cut.load(Ordering::Relaxed),
+        "the proxy never cut the upload"
+    );
+    assert!(
+        stderr_text(&pushed).contains("retrying"),
+        "{}",
+        stderr_text(&pushed)
+    );
+    let digest = digest_line(&pushed);
+
+    // Download cut after 20 MiB.
+    let down = Proxy::start(registry.port, false, 20 * 1024 * 1024);
+    let name = format!("127.0.0.1:{}/kiln-e2e/big:1", down.port);
+    let fresh = KilnStore::new();
+    let pulled = fresh.kiln_ok(["pull", &name]);
+    assert!(
+        down.cut.load(Ordering::Relaxed),
+        "the proxy never cut the download"
+    );
+    assert!(
+        stderr_text(&pulled).contains("retrying"),
+        "{}",
+        stderr_text(&pulled)
+    );
+    assert!(
+        stdout_text(&pulled).contains(&digest),
+        "{}",
+        stdout_text(&pulled)
+    );
+    assert_store_whole(&fresh);
+    let dir = temp_dir();
+    fresh.save(&name, &dir.path().join("x.tar"));
+}
+
+#[test]
+fn a_two_platform_index_pulls_each_platform() {
+    if !require_tools(&[REGISTRY_BIN, "curl"]) {
+        return;
+    }
+    let registry = Registry::start(None, None);
+    let host = registry.host();
+    let store = KilnStore::new();
+    // Two images pushed by kiln, then an index that names them linux/amd64 and linux/arm64,
+    // PUT with curl. (Both configs say the host's platform: as docker does, a manifest chosen
+    // from an index is taken for the platform the index names.)
+    let mut descriptors = Vec::new();
+    for (arch, seed) in [("amd64", 1u64), ("arm64", 2)] {
+        let name = format!("{host}/kiln-e2e/multi:{arch}");
+        import_image(&store, &name, 4096, seed);
+        let pushed = store.kiln_ok(["push", &name]);
+        let digest = digest_line(&pushed);
+        let size: u64 = stdout_text(&pushed)
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap();
+        descriptors.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": arch}
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": descriptors
+    });
+    let put = run(Command::new("curl").args([
+        "-sf",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.index.v1+json",
+        "--data-binary",
+        &index.to_string(),
+        &format!("http://{host}/v2/kiln-e2e/multi/manifests/both"),
+    ]));
+    assert_success("curl PUT index", &put);
+    let both = format!("{host}/kiln-e2e/multi:both");
+    for (i, platform) in ["linux/amd64", "linux/arm64"].iter().enumerate() {
+        let fresh = KilnStore::new();
+        let out = fresh.kiln(["pull", "--platform", platform, "-q", &both]);
+        let want = descriptors[i]["digest"].as_str().unwrap();
+        assert_success("kiln pull --platform", &out);
+        assert_eq!(stdout_text(&out).trim(), want);
+    }
+    let fresh = KilnStore::new();
+    let out = fresh.kiln(["pull", "--platform", "linux/s390x", &both]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_text(&out).contains("linux/amd64, linux/arm64"),
+        "{}",
+        stderr_text(&out)
+    );
+}
