@@ -8,6 +8,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+use kiln_compiler::dockerfile::reference::{
+    tag_problem, valid_domain, valid_path_component, valid_tag,
+};
+
 use crate::oci::digest::is_sha256_hex;
 use crate::oci::Digest;
 
@@ -15,7 +19,6 @@ const DEFAULT_DOMAIN: &str = "docker.io";
 const OFFICIAL_PREFIX: &str = "library/";
 const DEFAULT_TAG: &str = "latest";
 const MAX_NAME_LEN: usize = 255;
-const MAX_TAG_LEN: usize = 128;
 
 /// A normalised image name with its tag: `docker.io/library/app:latest`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,93 +45,6 @@ fn invalid(reference: &str, reason: impl Into<String>) -> ReferenceError {
         reference: reference.to_string(),
         reason: reason.into(),
     }
-}
-
-/// One path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn valid_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
-        return false;
-    };
-    if !alnum(first) || !alnum(last) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        let x = b.get(i).copied().unwrap_or(0);
-        if alnum(x) {
-            i += 1;
-            continue;
-        }
-        // A separator run: `.`, `_`, `__` or one or more `-`, followed by alnum.
-        let start = i;
-        while b.get(i).is_some_and(|&y| !alnum(y)) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|y| y == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-/// A registry host: dot-separated alnum/hyphen labels (or `[ipv6]`), optional `:port`.
-fn valid_domain(d: &str) -> bool {
-    let valid_port = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if let Some(rest) = d.strip_prefix('[') {
-        let Some((ip, tail)) = rest.split_once(']') else {
-            return false;
-        };
-        let ip_ok = !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
-        return ip_ok && (tail.is_empty() || tail.strip_prefix(':').is_some_and(valid_port));
-    }
-    let (host, port) = match d.split_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (d, None),
-    };
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    host_ok && port.is_none_or(valid_port)
-}
-
-/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn valid_tag(t: &str) -> bool {
-    tag_problem(t).is_none()
-}
-
-/// Why `t` is not a valid tag (docker's rule: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), or
-/// `None` when it is one.
-fn tag_problem(t: &str) -> Option<String> {
-    let b = t.as_bytes();
-    match b.first() {
-        Some(&f) if f.is_ascii_alphanumeric() || f == b'_' => {}
-        Some(_) => return Some("a tag must start with a letter, a digit or `_`".to_string()),
-        None => return Some("the tag is empty".to_string()),
-    }
-    if b.len() > MAX_TAG_LEN {
-        return Some(format!(
-            "a tag may have at most {MAX_TAG_LEN} characters, this one has {}",
-            b.len()
-        ));
-    }
-    b.iter()
-        .find(|&&x| !(x.is_ascii_alphanumeric() || b"_.-".contains(&x)))
-        .map(|&x| {
-            format!(
-                "`{}` may not appear in a tag (letters, digits, `_`, `.` and `-` only)",
-                char::from(x).escape_default()
-            )
-        })
 }
 
 /// Splits `name[:tag]` where a `:` before the last `/` is a port, not a tag.

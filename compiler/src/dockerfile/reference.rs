@@ -1,10 +1,11 @@
-//! Whether a FROM name is an image reference that Docker's `reference.ParseNormalizedNamed`
-//! accepts (`[domain/]path[:tag][@digest]`), for the InvalidDefaultArgInFrom check.
+//! Docker's image-reference grammar (`[domain/]path[:tag][@digest]`): the component rules the
+//! runtime's `image` module parses references with, and whether a FROM name is one that
+//! `reference.ParseNormalizedNamed` accepts (the InvalidDefaultArgInFrom check).
 //! Must not: normalise or resolve anything (the store's references are the runtime's
 //! `image` module).
 
 /// A path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn valid_path_component(c: &str) -> bool {
+pub fn valid_path_component(c: &str) -> bool {
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let b = c.as_bytes();
     if !b.first().is_some_and(|&x| alnum(x)) || !b.last().is_some_and(|&x| alnum(x)) {
@@ -25,7 +26,7 @@ fn valid_path_component(c: &str) -> bool {
 }
 
 /// A registry host (`[a-zA-Z0-9-]` labels joined by `.`, or `[ipv6]`) with optional `:port`.
-fn valid_domain(d: &str) -> bool {
+pub fn valid_domain(d: &str) -> bool {
     let valid_port = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
     if let Some(rest) = d.strip_prefix('[') {
         let Some((ip, tail)) = rest.split_once(']') else {
@@ -50,12 +51,36 @@ fn valid_domain(d: &str) -> bool {
     host_ok && port.is_none_or(valid_port)
 }
 
-/// A tag: `[\w][\w.-]{0,127}`.
-fn valid_tag(t: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    t.len() <= 128
-        && t.as_bytes().first().is_some_and(|&b| word(b))
-        && t.bytes().all(|b| word(b) || b == b'.' || b == b'-')
+/// The longest tag Docker accepts.
+pub const MAX_TAG_LEN: usize = 128;
+
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn valid_tag(t: &str) -> bool {
+    tag_problem(t).is_none()
+}
+
+/// Why `t` is not a valid tag, or `None` when it is one.
+pub fn tag_problem(t: &str) -> Option<String> {
+    let b = t.as_bytes();
+    match b.first() {
+        Some(&f) if f.is_ascii_alphanumeric() || f == b'_' => {}
+        Some(_) => return Some("a tag must start with a letter, a digit or `_`".to_string()),
+        None => return Some("the tag is empty".to_string()),
+    }
+    if b.len() > MAX_TAG_LEN {
+        return Some(format!(
+            "a tag may have at most {MAX_TAG_LEN} characters, this one has {}",
+            b.len()
+        ));
+    }
+    b.iter()
+        .find(|&&x| !(x.is_ascii_alphanumeric() || b"_.-".contains(&x)))
+        .map(|&x| {
+            format!(
+                "`{}` may not appear in a tag (letters, digits, `_`, `.` and `-` only)",
+                char::from(x).escape_default()
+            )
+        })
 }
 
 /// A digest: `algorithm:hex` with at least 32 hex digits (64 lowercase ones for sha256).
