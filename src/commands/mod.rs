@@ -3,6 +3,7 @@
 mod build;
 mod build_check;
 mod check;
+mod containers;
 mod diff;
 mod frontend;
 mod images;
@@ -41,6 +42,15 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Run(a) => done(run::run(root, a)),
         Command::Volume(c) => done(run::volume(root, c)),
         Command::Rm(a) => done(run::rm(root, a)),
+        Command::Create(a) => done(run::create(root, a)),
+        Command::Start(a) => containers::start(root, a),
+        Command::Stop(a) => done(containers::stop(root, a)),
+        Command::Restart(a) => done(containers::restart(root, a)),
+        Command::Kill(a) => done(containers::kill(root, a)),
+        Command::Wait(a) => containers::wait(root, a),
+        Command::Ps(a) => done(containers::ps(root, a)),
+        Command::Logs(a) => done(containers::logs(root, a)),
+        Command::Exec(a) => containers::exec(root, a),
         Command::Push(a) => done(registry::push(root, a)),
         Command::Pull(a) => done(registry::pull(root, a)),
         Command::Login(a) => done(registry::login(a)),

@@ -52,15 +52,90 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// The first argument that makes kiln run a process inside an existing container (`exec`).
+pub const EXEC_ARG: &str = "__kiln-sandbox-exec";
+
 /// Call first thing in `main`, before any thread exists: when kiln was started as a
-/// container's monitor, this runs the container and never returns.
+/// container's monitor (or an exec's), this runs it and never returns.
 pub fn run_if_requested() {
     let mut args = std::env::args_os();
-    if args.nth(1).as_deref() != Some(std::ffi::OsStr::new(INIT_ARG)) {
-        return;
-    }
-    let code = monitor();
+    let code = match args.nth(1) {
+        Some(a) if a == INIT_ARG => monitor(),
+        Some(a) if a == EXEC_ARG => exec_monitor(),
+        _ => return,
+    };
     std::process::exit(code);
+}
+
+/// The namespaces `exec` joins, the mount namespace last (after it, the host's /proc is out
+/// of sight).
+const EXEC_NAMESPACES: [(&str, CloneFlags); 6] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// `kiln exec`'s monitor: join every namespace of the container whose PID 1 the spec names,
+/// fork the process (it lands in the container's pid namespace), and watch it as the
+/// container's monitor watches PID 1. The process gets the container's capabilities and
+/// seccomp filter through the same payload steps.
+fn exec_monitor() -> i32 {
+    close_from(LIVENESS_FD as u32 + 1);
+    // SAFETY: fd 3 was set up by the launcher for this process; it is borrowed, not owned.
+    let control = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(CONTROL_FD) });
+    let exec = match channel::read_exec(&*control) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("reading the exec spec: {e}"), 125),
+    };
+    let mut namespaces = Vec::new();
+    for (name, flag) in EXEC_NAMESPACES {
+        let path = format!("/proc/{}/ns/{name}", exec.init_pid);
+        match std::fs::File::open(&path) {
+            Ok(f) => namespaces.push((name, f, flag)),
+            Err(e) => return fail(format!("the container is not running ({path}: {e})"), 125),
+        }
+    }
+    for (name, file, flag) in &namespaces {
+        if let Err(e) = nix::sched::setns(file, *flag) {
+            return fail(
+                format!("joining the container's {name} namespace: {}", e.desc()),
+                125,
+            );
+        }
+    }
+    drop(namespaces);
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    let mut old = SigSet::empty();
+    if nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
+        .is_err()
+    {
+        return fail("blocking signals".into(), 125);
+    }
+    // SAFETY: this process is single-threaded (a fresh exec).
+    let child = match unsafe { fork() } {
+        Err(e) => return fail(format!("fork: {}", e.desc()), 125),
+        Ok(ForkResult::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let _ = nix::unistd::setsid();
+            let code = payload(&exec.spec, &old, true);
+            // SAFETY: leaving the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    report(&Report::Pid {
+        pid: child.as_raw() as u32,
+    });
+    // Nothing is mounted for an exec: set-up is done.
+    report(&Report::Stubs { paths: Vec::new() });
+    watch(child, &mask, None)
 }
 
 fn report(r: &Report) {
@@ -131,7 +206,16 @@ fn monitor() -> i32 {
         }
         Ok(ForkResult::Parent { child }) => child,
     };
-    let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+    report(&Report::Pid {
+        pid: pid1.as_raw() as u32,
+    });
+    watch(pid1, &mask, relay)
+}
+
+/// The monitor's loop: forward signals to `pid1`, kill it when kiln goes away, and end with
+/// its status (reported to kiln first).
+fn watch(pid1: Pid, mask: &SigSet, relay: Option<Pid>) -> i32 {
+    let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
         Ok(s) => s,
         Err(e) => {
             let _ = kill(pid1, Signal::SIGKILL);

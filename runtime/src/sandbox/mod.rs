@@ -23,7 +23,7 @@ pub mod syscall;
 pub mod tty;
 pub mod user;
 
-pub use launch::{Container, Exit, Launcher, Streams};
+pub use launch::{Container, ExecSpec, Exit, Launcher, Streams};
 pub use spec::ContainerSpec;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
