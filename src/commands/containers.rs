@@ -46,11 +46,16 @@ fn status(r: &Record, now: i64) -> String {
             Some(t) => format!("Up {}", human_duration(now - t)),
             None => "Up".into(),
         },
-        State::Exited => {
+        State::Exited | State::Restarting => {
             let code = r.exit_code.unwrap_or(0);
+            let word = if r.state == State::Exited {
+                "Exited"
+            } else {
+                "Restarting"
+            };
             match since(&r.finished_at) {
-                Some(t) => format!("Exited ({code}) {} ago", human_duration(now - t)),
-                None => format!("Exited ({code})"),
+                Some(t) => format!("{word} ({code}) {} ago", human_duration(now - t)),
+                None => format!("{word} ({code})"),
             }
         }
     }
@@ -60,13 +65,29 @@ fn state_name(r: &Record) -> &'static str {
     match r.state {
         State::Created => "created",
         State::Running => "running",
+        State::Restarting => "restarting",
         State::Exited => "exited",
     }
 }
 
-/// docker's COMMAND column: the command line quoted, cut to 20 characters with `…`.
+/// docker's COMMAND column: the command line (an argument with a space in single quotes),
+/// cut to 20 characters with `…`, in double quotes.
 fn command(r: &Record, full: bool) -> String {
-    let line = r.spec.process.args.join(" ");
+    let line = r
+        .spec
+        .process
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let shown = if full || line.chars().count() <= 20 {
         line
     } else {
@@ -161,8 +182,8 @@ fn matches_filter(r: &Record, filter: &str) -> Result<bool, ContainersError> {
         .ok_or_else(|| ContainersError::Filter(filter.to_string()))?;
     Ok(match k {
         "status" => match v {
-            "created" | "running" | "exited" => state_name(r) == v,
-            "paused" | "restarting" | "removing" | "dead" => false,
+            "created" | "running" | "restarting" | "exited" => state_name(r) == v,
+            "paused" | "removing" | "dead" => false,
             _ => return Err(ContainersError::Filter(filter.to_string())),
         },
         "name" => r.name.contains(v),
@@ -181,7 +202,7 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
     }
     let mut shown = Vec::new();
     for r in all {
-        if !(a.all || a.latest || r.running() || !a.filters.is_empty()) {
+        if !(a.all || a.latest || r.held() || !a.filters.is_empty()) {
             continue;
         }
         let mut keep = true;
@@ -190,7 +211,7 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
         }
         // A filter other than status still hides stopped containers without -a.
         let status_filter = a.filters.iter().any(|f| f.starts_with("status="));
-        if !(a.all || a.latest || status_filter) && !r.running() {
+        if !(a.all || a.latest || status_filter) && !r.held() {
             keep = false;
         }
         if keep {
@@ -371,7 +392,7 @@ pub fn logs(root: Option<PathBuf>, a: LogsArgs) -> miette::Result<()> {
         return Ok(());
     };
     loop {
-        let running = container::find(&store, &record.id).is_ok_and(|r| r.running());
+        let running = container::find(&store, &record.id).is_ok_and(|r| r.held());
         let new = follower
             .poll()
             .map_err(|e| miette::miette!("{}: {e}", path.display()))?;
@@ -410,7 +431,7 @@ pub fn stop(root: Option<PathBuf>, a: StopArgs) -> miette::Result<()> {
 
 fn start_one(store: &Store, name: &str) -> miette::Result<Record> {
     let record = container::find(store, name)?;
-    if !record.running() {
+    if !record.held() {
         container::supervisor::start(store, &record)?;
     }
     Ok(container::find(store, &record.id)?)
@@ -609,9 +630,9 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         "Args": args.get(1..).unwrap_or(&[]),
         "State": {
             "Status": state_name(r),
-            "Running": r.running(),
+            "Running": r.held(),
             "Paused": false,
-            "Restarting": false,
+            "Restarting": r.state == State::Restarting,
             "OOMKilled": false,
             "Dead": false,
             "Pid": if r.running() { r.init_pid.unwrap_or(0) } else { 0 },

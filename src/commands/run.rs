@@ -536,10 +536,10 @@ pub fn rm(root: Option<PathBuf>, a: RmArgs) -> miette::Result<()> {
     let store = open_store(root)?;
     for name in &a.containers {
         let mut record = container::find(&store, name)?;
-        if record.running() && a.force {
+        if record.held() && a.force {
             record = container::kill_and_wait(&store, &record)?;
         }
-        if record.running() {
+        if record.held() {
             return Err(container::ContainerError::Running(name.clone()).into());
         }
         container::remove(&store, &record)?;

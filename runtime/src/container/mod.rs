@@ -163,6 +163,8 @@ impl RestartPolicy {
 pub enum State {
     Created,
     Running,
+    /// Ended; its supervisor starts it again after the restart delay.
+    Restarting,
     Exited,
 }
 
@@ -228,6 +230,11 @@ impl Record {
 
     pub fn running(&self) -> bool {
         self.state == State::Running
+    }
+
+    /// Running, or between runs under a restart policy: a holder looks after it.
+    pub fn held(&self) -> bool {
+        matches!(self.state, State::Running | State::Restarting)
     }
 
     /// The signal `kiln stop` sends first: the image's STOPSIGNAL, else SIGTERM.
@@ -325,7 +332,7 @@ pub fn find(store: &Store, wanted: &str) -> Result<Record, ContainerError> {
 /// longer answers on its socket, a foreground kiln whose monitor is gone) is recorded as
 /// exited with status 255 and the reason.
 pub fn refresh(store: &Store, record: Record) -> Result<Record, ContainerError> {
-    if !record.running() || holder_alive(store, &record) {
+    if !record.held() || holder_alive(store, &record) {
         return Ok(record);
     }
     // Read it again: the holder may have recorded the end just before leaving.
@@ -337,7 +344,7 @@ pub fn refresh(store: &Store, record: Record) -> Result<Record, ContainerError> 
         Some(r) => r,
         None => return Ok(record),
     };
-    if !fresh.running() || holder_alive(store, &fresh) {
+    if !fresh.held() || holder_alive(store, &fresh) {
         return Ok(fresh);
     }
     let holder = if fresh.supervised {
@@ -630,7 +637,7 @@ fn supervisor_error(record: &Record, e: std::io::Error) -> ContainerError {
 /// `kiln stop`: the stop signal, SIGKILL after `timeout` seconds; returns the record once
 /// the container has ended (a container that is not running is left as it is).
 pub fn stop(store: &Store, record: &Record, timeout: u64) -> Result<Record, ContainerError> {
-    if !record.running() {
+    if !record.held() {
         return Ok(record.clone());
     }
     if record.supervised {
@@ -650,11 +657,26 @@ pub fn stop(store: &Store, record: &Record, timeout: u64) -> Result<Record, Cont
 
 /// SIGKILL and wait for the end (`rm -f`).
 pub fn kill_and_wait(store: &Store, record: &Record) -> Result<Record, ContainerError> {
+    if !record.running() {
+        // Between runs: the supervisor is told not to start it again.
+        return stop(store, record, 0);
+    }
     let _ = kill(store, record, nix::sys::signal::Signal::SIGKILL);
     wait_until_ended(store, record)
 }
 
 fn wait_until_ended(store: &Store, record: &Record) -> Result<Record, ContainerError> {
+    loop {
+        let now = find(store, &record.id)?;
+        if !now.held() {
+            return Ok(now);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Until the current run of a running container ends (foreground runs).
+fn wait_until_not_running(store: &Store, record: &Record) -> Result<Record, ContainerError> {
     loop {
         let now = find(store, &record.id)?;
         if !now.running() {
@@ -664,17 +686,17 @@ fn wait_until_ended(store: &Store, record: &Record) -> Result<Record, ContainerE
     }
 }
 
-/// `kiln wait`: block until the container has ended for good (no restart follows) and give
-/// its exit code.
+/// `kiln wait`: block until the container's current run ends (as docker's does: a restart
+/// policy may start it again) and give its exit code.
 pub fn wait(store: &Store, record: &Record) -> Result<i32, ContainerError> {
-    if record.running() && record.supervised {
+    if record.held() && record.supervised {
         if let Ok(answer) = supervisor::request(&record.dir(store), &supervisor::Request::Wait) {
             if let Some(code) = answer.exit_code {
                 return Ok(code);
             }
         }
     }
-    let now = wait_until_ended(store, record)?;
+    let now = wait_until_not_running(store, record)?;
     Ok(now.exit_code.unwrap_or(0))
 }
 

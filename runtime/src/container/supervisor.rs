@@ -47,7 +47,8 @@ pub enum Request {
     Stop { timeout: u64 },
     /// Send `signal` to the container's PID 1.
     Kill { signal: i32 },
-    /// Answered when the container has ended for good (no restart follows).
+    /// Answered when the current run ends (or at once with the last status when the
+    /// supervisor is finishing).
     Wait,
 }
 
@@ -372,6 +373,11 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
             .wait_timeout_while(live, backoff, |l| !l.stopped_by_user)
             .unwrap_or_else(|p| p.into_inner());
         if live.stopped_by_user {
+            drop(live);
+            update(root, id, |r| {
+                r.state = State::Exited;
+                r.stopped_by_user = true;
+            })?;
             break code;
         }
         drop(live);
@@ -464,9 +470,10 @@ fn carry_out(req: Request, shared: &Shared) -> Response {
             }
         }
         Request::Wait => {
+            let ended = live.ended;
             let live = shared
                 .changed
-                .wait_while(live, |l| !l.finished)
+                .wait_while(live, |l| l.ended == ended && !l.finished)
                 .unwrap_or_else(|p| p.into_inner());
             Response {
                 exit_code: live.last_code,
