@@ -86,6 +86,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Copy files between a running container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST
+    Cp(CpArgs),
+    /// Make an image from a container's changes
+    Commit(CommitArgs),
     /// Upload an image to a registry
     Push(PushArgs),
     /// Download an image from a registry
@@ -273,6 +277,32 @@ pub struct ContainersArgs {
     /// Containers (name, id or unique id prefix)
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// CONTAINER:PATH or a host path
+    pub src: String,
+    /// CONTAINER:PATH or a host path
+    pub dest: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Commit message
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Author
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK)
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+    /// NAME[:TAG] for the new image
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -547,10 +577,11 @@ pub struct DiffArgs {
     /// Print the comparison as one JSON object
     #[arg(long)]
     pub json: bool,
-    /// The first image (NAME[:TAG], ID, digest, or a tarball path)
+    /// The first image (NAME[:TAG], ID, digest, or a tarball path); alone, a container
+    /// whose changes to its image are listed (A added, C changed, D deleted)
     pub a: String,
     /// The second image
-    pub b: String,
+    pub b: Option<String>,
 }
 
 #[derive(Debug, Args)]

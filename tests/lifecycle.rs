@@ -720,7 +720,10 @@ fn create_start_restart_wait_rm() {
     assert_eq!(after["State"]["Running"], true);
     assert_ne!(after["State"]["StartedAt"], before);
     assert!(
-        wait_until(Duration::from_secs(10), || ok(k.kiln(&["logs", &m]), "logs") == "up\nup"),
+        wait_until(Duration::from_secs(10), || ok(
+            k.kiln(&["logs", &m]),
+            "logs"
+        ) == "up\nup"),
         "the log has both runs"
     );
     // rm refuses a running container; rm -f kills it first.

@@ -676,3 +676,150 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         },
     })
 }
+
+/// `kiln diff CONTAINER`: the container's changes, docker's `A|C|D PATH` lines.
+pub fn diff(root: Option<PathBuf>, a: crate::cli::DiffArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.a)?;
+    let changes = container::changes::changes(&store, &record)?;
+    if a.json {
+        let list: Vec<Value> = changes
+            .iter()
+            .map(|c| json!({"Kind": c.kind.to_string(), "Path": c.path}))
+            .collect();
+        println!("{}", Value::Array(list));
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for c in changes {
+        let _ = writeln!(out, "{} {}", c.kind, c.path);
+    }
+    Ok(())
+}
+
+/// `kiln cp`: exactly one side names a container (`NAME:PATH`); a host path with a colon
+/// must start with `/` or `./`, as with docker.
+pub fn cp(root: Option<PathBuf>, a: crate::cli::CpArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let split = |arg: &str| -> Option<(String, String)> {
+        if arg.starts_with('/') || arg.starts_with('.') {
+            return None;
+        }
+        arg.split_once(':')
+            .map(|(c, p)| (c.to_string(), p.to_string()))
+    };
+    match (split(&a.src), split(&a.dest)) {
+        (Some((c, path)), None) => {
+            let record = container::find(&store, &c)?;
+            container::changes::copy_out(&record, &path, std::path::Path::new(&a.dest))?;
+        }
+        (None, Some((c, path))) => {
+            let record = container::find(&store, &c)?;
+            container::changes::copy_in(&record, std::path::Path::new(&a.src), &path)?;
+        }
+        _ => {
+            return Err(ContainersError::Value {
+                flag: "cp",
+                value: format!("{} {}", a.src, a.dest),
+                help: "name the container on exactly one side: kiln cp NAME:/path dest, or kiln cp src NAME:/path",
+            }
+            .into())
+        }
+    }
+    Ok(())
+}
+
+/// Instructions `commit -c` accepts (docker's list).
+const COMMIT_CHANGES: &[&str] = &[
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "LABEL",
+    "ONBUILD",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+];
+
+/// The one image the `-c` changes are lowered on: the container's.
+struct CommitBase(kiln_compiler::dockerfile::ResolvedImage);
+
+impl kiln_compiler::dockerfile::ImageResolver for CommitBase {
+    fn resolve(
+        &self,
+        _reference: &str,
+    ) -> Result<
+        Option<kiln_compiler::dockerfile::ResolvedImage>,
+        kiln_compiler::dockerfile::ImageLookupError,
+    > {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+/// `kiln commit`: the `-c` instructions are lowered by the compiler as a Dockerfile's
+/// `FROM <the container's image>` stage would be, so they mean what they mean in a build;
+/// the runtime makes the layer and the image.
+pub fn commit(root: Option<PathBuf>, a: crate::cli::CommitArgs) -> miette::Result<()> {
+    use kiln_compiler::dockerfile::ImageResolver;
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    for c in &a.changes {
+        let word = c
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if !COMMIT_CHANGES.contains(&word.as_str()) {
+            return Err(ContainersError::Value {
+                flag: "-c",
+                value: c.clone(),
+                help: "commit -c takes CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL or HEALTHCHECK",
+            }
+            .into());
+        }
+    }
+    let base = ImageResolver::resolve(&store, &record.image_id.to_string())
+        .map_err(|e| miette::miette!("{e}"))?
+        .ok_or_else(|| container::ContainerError::NoContainer(record.image.clone()))?;
+    let epoch =
+        kiln_compiler::source_date_epoch::from_environment().map_err(|e| miette::miette!("{e}"))?;
+    let text = format!("FROM base\n{}\n", a.changes.join("\n"));
+    let tree = kiln_compiler::syntax::parse(&text).map_err(|e| miette::miette!("-c: {e}"))?;
+    let opts = kiln_compiler::dockerfile::BuildOptions {
+        source_date_epoch: epoch,
+        skip_context: true,
+        ..Default::default()
+    };
+    let lowered = kiln_compiler::dockerfile::lower(
+        &tree,
+        &text,
+        kiln_compiler::context::ContextIndex::default(),
+        &kiln_compiler::context::StatCache::default(),
+        &opts,
+        &CommitBase(base),
+    )
+    .map_err(|e| miette::miette!("-c: {e}"))?;
+    let (_, image_op) = lowered.plan.target_image();
+    let tag = match &a.image {
+        Some(t) => Some(
+            kiln_runtime::image::ImageName::parse(t).map_err(|e| miette::miette!("{t}: {e}"))?,
+        ),
+        None => None,
+    };
+    let image = container::changes::commit(
+        &store,
+        &record,
+        &container::changes::CommitOptions {
+            config: image_op.config.clone(),
+            message: a.message.unwrap_or_default(),
+            author: a.author.unwrap_or_default(),
+            tag,
+            epoch: epoch.unwrap_or(0),
+        },
+    )?;
+    println!("{}", image.id());
+    Ok(())
+}

@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     let done = |r: miette::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Build(a) if a.check => build_check::run(root, a),
+        Command::Diff(a) if a.b.is_none() => done(containers::diff(root, a)),
         Command::Diff(a) => Ok(diff::run(root, a)),
         Command::Parse(a) => done(parse::run(a)),
         Command::Check(a) => done(check::run(a)),
@@ -51,6 +52,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Ps(a) => done(containers::ps(root, a)),
         Command::Logs(a) => done(containers::logs(root, a)),
         Command::Exec(a) => containers::exec(root, a),
+        Command::Cp(a) => done(containers::cp(root, a)),
+        Command::Commit(a) => done(containers::commit(root, a)),
         Command::Push(a) => done(registry::push(root, a)),
         Command::Pull(a) => done(registry::pull(root, a)),
         Command::Login(a) => done(registry::login(a)),

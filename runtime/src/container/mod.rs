@@ -11,6 +11,7 @@
 //! Must not: parse flags or text (the CLI gives typed [`RunOptions`]); run anything outside
 //! the sandbox.
 
+pub mod changes;
 pub mod log;
 pub mod supervisor;
 pub mod volume;
@@ -62,6 +63,14 @@ pub enum ContainerError {
     NotRunning(String),
     #[error("the supervisor of container {name}: {message}")]
     Supervisor { name: String, message: String },
+    #[error("making the layer: {0}")]
+    #[diagnostic(transparent)]
+    Commit(Box<crate::build::BuildError>),
+    #[error("kiln cp: {0}")]
+    Copy(String),
+    #[error("container {0} is not running: kiln cp copies in and out of running containers")]
+    #[diagnostic(help("start it first (kiln start NAME)"))]
+    CopyNeedsRunning(String),
     #[error("no command given: the image has neither ENTRYPOINT nor CMD")]
     #[diagnostic(help("name the command after the image: kiln run IMAGE COMMAND..."))]
     NoCommand,
@@ -216,6 +225,9 @@ pub struct Record {
     pub entrypoint: Vec<String>,
     #[serde(default)]
     pub cmd: Vec<String>,
+    /// Mount points set-up created in the upper directory (left out of `commit` and `diff`).
+    #[serde(default)]
+    pub stubs: Vec<String>,
 }
 
 impl Record {
@@ -501,6 +513,7 @@ pub fn create(
         stop_signal: config.stop_signal.clone(),
         entrypoint,
         cmd,
+        stubs: Vec::new(),
     };
     save(store, &record)?;
     Ok(record)
@@ -576,6 +589,7 @@ pub fn run_foreground(
     record.state = State::Running;
     record.pid = Some(container.pid());
     record.init_pid = container.init_pid;
+    record.stubs = container.stubs.clone();
     record.started_at = Some(now_rfc3339_nanos());
     save(store, &record)?;
     on_start(&mut container);

@@ -315,7 +315,9 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         }
         let me = std::process::id();
         let init_pid = container.init_pid;
+        let stubs = container.stubs.clone();
         update(root, id, |r| {
+            r.stubs = stubs;
             r.state = State::Running;
             r.supervised = true;
             r.pid = Some(me);
