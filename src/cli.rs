@@ -281,6 +281,9 @@ pub struct ContainersArgs {
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
+    /// Follow a symlink at the container's SRC (by default it is copied as a symlink)
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
     /// CONTAINER:PATH or a host path
     pub src: String,
     /// CONTAINER:PATH or a host path

@@ -2,7 +2,9 @@
 //! same command: `run -d` under a supervisor that outlives the CLI and its shell, the
 //! json-file log and `logs -f`, `stop` (TERM handler, `-t 1` then SIGKILL), `exec`,
 //! `--restart on-failure:3`, a killed supervisor recorded as a failure, `ps`/`inspect`
-//! shapes, and 20 cycles of `run -d`/`exec`/`stop`/`rm` leaving nothing behind.
+//! shapes, `cp` (symlinks never lead out of the root), `commit` (twice the same layer, the
+//! same as a RUN step's), `diff CONTAINER`, and 20 cycles of `run -d`/`exec`/`stop`/`rm`
+//! leaving nothing behind.
 //!
 //! Must not: start docker containers with a network (`--network none` only), or leave
 //! anything outside the scratch directory and the docker containers named `kiln-e2e-lc-*`
@@ -781,4 +783,204 @@ fn twenty_cycles_leave_nothing_behind() {
         .filter(|p| k.supervisors().contains(&p.1))
         .collect();
     assert!(monitors.is_empty());
+}
+
+#[test]
+fn cp_resolves_inside_the_root_and_refuses_escaping_symlinks() {
+    if !can_run() {
+        return;
+    }
+    let k = Kiln::new();
+    let n = name("cp");
+    let host_dir = temp_dir();
+    let secret = host_dir.path().join("host-secret");
+    std::fs::write(&secret, "host bytes\n").unwrap();
+    let host = host_dir.path().to_string_lossy().into_owned();
+    // Symlinks that would leave the root if followed on the host: relative, absolute, and
+    // one planted where a copy will be written.
+    let setup = format!(
+        "echo inside > /tmp/in; ln -s ../../../../../../../..{host} /rel; ln -s {host} /abs; \
+         ln -s ../../../../../../../..{host}/planted /tmp/trap; mkdir /box; sleep 1000"
+    );
+    k.run_d(&n, &[], &["sh", "-c", &setup]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        k.kiln(&["exec", &n, "test", "-d", "/box"]).status.success()
+    }));
+    let out = temp_dir();
+    // Out of the container: a plain file, then paths through the escaping links.
+    ok(
+        k.kiln(&["cp", &format!("{n}:/tmp/in"), out.path().to_str().unwrap()]),
+        "cp out",
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("in")).unwrap(),
+        "inside\n"
+    );
+    for link in ["/rel", "/abs"] {
+        let dest = out.path().join(format!("got{}", &link[1..]));
+        let r = k.kiln(&[
+            "cp",
+            &format!("{n}:{link}/host-secret"),
+            dest.to_str().unwrap(),
+        ]);
+        assert!(
+            !r.status.success(),
+            "cp through {link} succeeded: {}",
+            show(&r)
+        );
+        assert!(!dest.exists(), "cp through {link} wrote {}", dest.display());
+        // The link itself is copied as a link, never followed (docker's default).
+        let as_link = out.path().join(format!("link{}", &link[1..]));
+        ok(
+            k.kiln(&["cp", &format!("{n}:{link}"), as_link.to_str().unwrap()]),
+            "cp of a symlink",
+        );
+        assert!(std::fs::symlink_metadata(&as_link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    // Into the container: through a link the copy lands inside the root, or is refused.
+    let src = out.path().join("in");
+    ok(
+        k.kiln(&["cp", src.to_str().unwrap(), &format!("{n}:/box/")]),
+        "cp in",
+    );
+    assert_eq!(ok(k.kiln(&["exec", &n, "cat", "/box/in"]), "cat"), "inside");
+    let through = k.kiln(&["cp", src.to_str().unwrap(), &format!("{n}:/rel/dropped")]);
+    assert!(
+        !host_dir.path().join("dropped").exists(),
+        "{}",
+        show(&through)
+    );
+    let planted = k.kiln(&["cp", src.to_str().unwrap(), &format!("{n}:/tmp/trap")]);
+    assert!(
+        !planted.status.success(),
+        "wrote through a planted symlink: {}",
+        show(&planted)
+    );
+    assert!(!host_dir.path().join("planted").exists());
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host bytes\n");
+    // A stopped container has no root to copy from (yet): a clear error.
+    ok(k.kiln(&["kill", &n]), "kill");
+    let stopped = k.kiln(&["cp", &format!("{n}:/tmp/in"), out.path().to_str().unwrap()]);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(
+        stderr_text(&stopped).contains("not running"),
+        "{}",
+        show(&stopped)
+    );
+}
+
+/// `kiln inspect IMAGE`'s last layer.
+fn top_layer(k: &Kiln, image: &str) -> String {
+    let v = k.inspect(image);
+    v["RootFS"]["Layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{image} has no layers: {v}"))
+        .to_string()
+}
+
+#[test]
+fn commit_twice_gives_the_same_layer_as_a_run_step() {
+    if !can_run() {
+        return;
+    }
+    let k = Kiln::new();
+    let script = "mkdir -p /app && echo v1 > /app/f && rm /etc/group && touch /app/done";
+    let mut layers = Vec::new();
+    for i in 0..2 {
+        let n = name(&format!("commit{i}"));
+        k.run_d(&n, &[], &["sh", "-c", &format!("{script}; sleep 1000")]);
+        assert!(wait_until(Duration::from_secs(10), || {
+            k.kiln(&["exec", &n, "test", "-e", "/app/done"])
+                .status
+                .success()
+        }));
+        let tag = format!("committed:{i}");
+        let mut c = k.store.cmd();
+        c.env("SOURCE_DATE_EPOCH", "0").args([
+            "commit",
+            "-m",
+            "snapshot",
+            "-c",
+            "CMD [\"cat\", \"/app/f\"]",
+            "-c",
+            "ENV MODE=committed",
+            &n,
+            &tag,
+        ]);
+        let id = ok(run(&mut c), "commit");
+        assert!(id.starts_with("sha256:"), "{id}");
+        layers.push((top_layer(&k, &tag), id));
+        // The committed image runs with the -c config.
+        let out = k.kiln(&["run", "--rm", &tag]);
+        assert_eq!(stdout_text(&out), "v1\n", "{}", show(&out));
+        let env = k.inspect(&tag)["Config"]["Env"].clone();
+        assert!(
+            env.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "MODE=committed"),
+            "{env}"
+        );
+        ok(k.kiln(&["rm", "-f", &n]), "rm -f");
+    }
+    assert_eq!(
+        layers[0], layers[1],
+        "two commits of the same changes differ"
+    );
+    // The same changes made by a RUN step: the same layer.
+    let ctx = temp_dir();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {BUSYBOX}\nRUN {script}\n"),
+    )
+    .unwrap();
+    let mut b = k.store.cmd();
+    b.env("SOURCE_DATE_EPOCH", "0")
+        .args(["build", "--network", "none", "-t", "built:1"])
+        .arg(ctx.path());
+    ok(run(&mut b), "build");
+    assert_eq!(top_layer(&k, "built:1"), layers[0].0);
+}
+
+#[test]
+fn diff_lists_changes_like_docker() {
+    if !can_run() {
+        return;
+    }
+    require_peer!("docker");
+    let k = Kiln::new();
+    let n = name("diff");
+    let script =
+        "mkdir -p /data/x && echo hi > /tmp/new && rm /etc/group && touch /done; sleep 1000";
+    k.run_d(&n, &[], &["sh", "-c", script]);
+    let d = DockerContainer::run(&[], &["sh", "-c", script]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        k.kiln(&["exec", &n, "test", "-e", "/done"])
+            .status
+            .success()
+            && d.cmd(&["exec", "@", "test", "-e", "/done"])
+                .status
+                .success()
+    }));
+    let kd = ok(k.kiln(&["diff", &n]), "kiln diff");
+    let dd = ok(d.cmd(&["diff", "@"]), "docker diff");
+    let sorted = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&kd), sorted(&dd));
+    assert!(
+        kd.contains("D /etc/group") && kd.contains("A /tmp/new"),
+        "{kd}"
+    );
+    // Two arguments still compare images.
+    let two = k.kiln(&["diff", BUSYBOX, BUSYBOX]);
+    assert_eq!(two.status.code(), Some(0), "{}", show(&two));
+    ok(k.kiln(&["rm", "-f", &n]), "rm -f");
 }

@@ -711,7 +711,12 @@ pub fn cp(root: Option<PathBuf>, a: crate::cli::CpArgs) -> miette::Result<()> {
     match (split(&a.src), split(&a.dest)) {
         (Some((c, path)), None) => {
             let record = container::find(&store, &c)?;
-            container::changes::copy_out(&record, &path, std::path::Path::new(&a.dest))?;
+            container::changes::copy_out(
+                &record,
+                &path,
+                std::path::Path::new(&a.dest),
+                a.follow_link,
+            )?;
         }
         (None, Some((c, path))) => {
             let record = container::find(&store, &c)?;

@@ -142,10 +142,37 @@ fn copy_error(path: &str, why: impl std::fmt::Display) -> ContainerError {
 }
 
 /// `kiln cp CONTAINER:SRC DEST`: SRC resolved inside the container's root (a symlink on the
-/// way is followed inside it, never out of it); below SRC nothing is followed, symlinks are
-/// copied as symlinks. DEST on the host: an existing directory receives SRC's last name.
-pub fn copy_out(record: &Record, src: &str, dest: &Path) -> Result<(), ContainerError> {
+/// way is followed inside it, never out of it); SRC itself, when a symlink, is copied as
+/// one unless `follow` (`-L`); below SRC nothing is followed, symlinks are copied as
+/// symlinks. DEST on the host: an existing directory receives SRC's last name.
+pub fn copy_out(
+    record: &Record,
+    src: &str,
+    dest: &Path,
+    follow: bool,
+) -> Result<(), ContainerError> {
     let root = root_of(record)?;
+    let trimmed = src.trim_end_matches('/');
+    if let (false, Some((parent, leaf))) = (follow, trimmed.rsplit_once('/')) {
+        if !leaf.is_empty() && leaf != "." && leaf != ".." {
+            let parent = if parent.is_empty() { "/" } else { parent };
+            let (dir, _) = Linux
+                .resolve_in_root(&root, parent, Create::Nothing)
+                .map_err(|e| copy_error(parent, e.desc()))?;
+            let dir = fs::File::open(dir.proc_path()).map_err(|e| copy_error(parent, e))?;
+            use std::os::fd::AsRawFd;
+            if let Ok(target) = nix::fcntl::readlinkat(Some(dir.as_raw_fd()), leaf) {
+                let to = if dest.is_dir() {
+                    dest.join(leaf)
+                } else {
+                    dest.to_path_buf()
+                };
+                let _ = fs::remove_file(&to);
+                return std::os::unix::fs::symlink(target, &to)
+                    .map_err(|e| copy_error(&to.display().to_string(), e));
+            }
+        }
+    }
     let (resolved, _) = Linux
         .resolve_in_root(&root, src, Create::Nothing)
         .map_err(|e| copy_error(src, e.desc()))?;
