@@ -200,19 +200,16 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
     if a.latest {
         all.truncate(1);
     }
+    // Stopped containers show with -a, -l, or a status filter (docker's rule).
+    let status_filter = a.filters.iter().any(|f| f.starts_with("status="));
     let mut shown = Vec::new();
     for r in all {
-        if !(a.all || a.latest || r.held() || !a.filters.is_empty()) {
+        if !(a.all || a.latest || status_filter || r.held()) {
             continue;
         }
         let mut keep = true;
         for f in &a.filters {
             keep &= matches_filter(&r, f)?;
-        }
-        // A filter other than status still hides stopped containers without -a.
-        let status_filter = a.filters.iter().any(|f| f.starts_with("status="));
-        if !(a.all || a.latest || status_filter) && !r.held() {
-            keep = false;
         }
         if keep {
             shown.push(r);
