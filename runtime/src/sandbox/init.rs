@@ -11,6 +11,9 @@
 //! - **PID 1**: mounts the root and everything in it (`rootfs`), pivots, then either becomes
 //!   the payload (Docker's default) or, with `--init`, stays as a minimal init that forwards
 //!   signals to the payload and reaps every zombie.
+//! - **exec monitor** (`kiln __kiln-sandbox-exec`, for `kiln exec`): joins the namespaces of
+//!   a running container's PID 1, forks the process into them and watches it as the monitor
+//!   watches PID 1; the process takes the payload's steps below.
 //! - **payload**: closes every inherited descriptor, enters its working directory (resolved
 //!   inside the root, then checked, CVE-2024-21626), takes its identity, capabilities and
 //!   seccomp filter, and execs.
