@@ -282,14 +282,19 @@ mod tests {
             .iter()
             .map(|e| (e.stream.as_str(), e.log.len()))
             .collect();
-        // The 16 KiB message rotated out one file; three files are kept at most.
-        assert!(rotated(&path, 1).exists());
+        // Every message that would pass 200 bytes starts a file; three files are kept, so
+        // the first file ("one", "two") is gone.
+        assert!(rotated(&path, 2).exists());
         assert!(!rotated(&path, 3).exists());
-        assert_eq!(logs.last(), Some(&("stderr", 5)));
-        assert_eq!(logs[logs.len() - 2], ("stderr", MAX_MESSAGE));
+        assert_eq!(
+            logs,
+            [("stdout", 5), ("stderr", MAX_MESSAGE), ("stderr", 5)],
+            "{all:?}"
+        );
+        assert_eq!(all[0].log, "three");
         let text = fs::read_to_string(rotated(&path, 2)).unwrap();
         assert!(
-            text.starts_with("{\"log\":\"one\\n\",\"stream\":\"stdout\",\"time\":\""),
+            text.starts_with("{\"log\":\"three\",\"stream\":\"stdout\",\"time\":\""),
             "{text}"
         );
     }
