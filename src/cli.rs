@@ -90,6 +90,13 @@ pub enum Command {
     Cp(CpArgs),
     /// Make an image from a container's changes
     Commit(CommitArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// List a container's published ports
+    Port(PortArgs),
+    /// Manage containers (prune)
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Upload an image to a registry
     Push(PushArgs),
     /// Download an image from a registry
@@ -277,6 +284,32 @@ pub struct ContainersArgs {
     /// Containers (name, id or unique id prefix)
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+    /// Its new name
+    pub new_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+    /// Only this container port: PORT[/tcp|udp]
+    pub port: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Remove every container that is not running
+    Prune {
+        /// Do not ask (kiln never asks; accepted for docker's scripts)
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -984,3 +984,42 @@ fn diff_lists_changes_like_docker() {
     assert_eq!(two.status.code(), Some(0), "{}", show(&two));
     ok(k.kiln(&["rm", "-f", &n]), "rm -f");
 }
+
+#[test]
+fn rename_port_and_container_prune() {
+    if !can_run() {
+        return;
+    }
+    let k = Kiln::new();
+    let n = name("ports");
+    // A free port: bind port 0, note it, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let id = k.run_d(&n, &["-p", &publish], &["sleep", "1000"]);
+    assert_eq!(
+        ok(k.kiln(&["port", &n]), "port"),
+        format!("80/tcp -> 127.0.0.1:{port}")
+    );
+    assert_eq!(
+        ok(k.kiln(&["port", &n, "80"]), "port 80"),
+        format!("127.0.0.1:{port}")
+    );
+    assert!(!k.kiln(&["port", &n, "81"]).status.success());
+    let renamed = name("renamed");
+    ok(k.kiln(&["rename", &n, &renamed]), "rename");
+    assert_eq!(k.inspect(&renamed)["Name"], format!("/{renamed}"));
+    assert!(!k.kiln(&["inspect", &n]).status.success() || k.inspect(&n)["Id"] != id);
+    // The supervisor keeps the new name when it records the end.
+    ok(k.kiln(&["stop", "-t", "0", &renamed]), "stop");
+    assert_eq!(k.record(&id)["name"], renamed.as_str());
+    let other = name("running");
+    let other_id = k.run_d(&other, &[], &["sleep", "1000"]);
+    let pruned = ok(k.kiln(&["container", "prune", "-f"]), "container prune");
+    assert_eq!(pruned, format!("Deleted Containers:\n{id}"));
+    assert!(k.store.root().join("containers").join(&other_id).exists());
+    ok(k.kiln(&["rm", "-f", &other]), "rm -f");
+}

@@ -825,3 +825,77 @@ pub fn commit(root: Option<PathBuf>, a: crate::cli::CommitArgs) -> miette::Resul
     println!("{}", image.id());
     Ok(())
 }
+
+pub fn rename(root: Option<PathBuf>, a: crate::cli::RenameArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    container::rename(&store, &record, &a.new_name)?;
+    Ok(())
+}
+
+/// `kiln port`: docker's `80/tcp -> 127.0.0.1:8080` lines (or just the host side for one
+/// port).
+pub fn port(root: Option<PathBuf>, a: crate::cli::PortArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    let mut out = std::io::stdout().lock();
+    let mut found = false;
+    for p in &record.spec.ports {
+        let proto = match p.protocol {
+            kiln_runtime::sandbox::spec::Protocol::Tcp => "tcp",
+            kiln_runtime::sandbox::spec::Protocol::Udp => "udp",
+        };
+        let ip = if p.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            p.host_ip.as_str()
+        };
+        let inner = format!("{}/{proto}", p.container_port);
+        match &a.port {
+            Some(want) => {
+                let want = if want.contains('/') {
+                    want.clone()
+                } else {
+                    format!("{want}/tcp")
+                };
+                if want == inner {
+                    found = true;
+                    let _ = writeln!(out, "{ip}:{}", p.host_port);
+                }
+            }
+            None => {
+                found = true;
+                let _ = writeln!(out, "{inner} -> {ip}:{}", p.host_port);
+            }
+        }
+    }
+    if let (Some(want), false) = (&a.port, found) {
+        return Err(miette::miette!(
+            "no public port '{want}' published for {}",
+            record.name
+        ));
+    }
+    Ok(())
+}
+
+/// `kiln container prune`: every container that is not running or restarting, removed.
+pub fn container(root: Option<PathBuf>, c: crate::cli::ContainerCommand) -> miette::Result<()> {
+    let crate::cli::ContainerCommand::Prune { force: _ } = c;
+    let store = open_store(root)?;
+    let mut removed = Vec::new();
+    for r in container::list(&store)? {
+        if !r.held() {
+            container::remove(&store, &r)?;
+            removed.push(r.id);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if !removed.is_empty() {
+        let _ = writeln!(out, "Deleted Containers:");
+        for id in &removed {
+            let _ = writeln!(out, "{id}");
+        }
+        let _ = writeln!(out);
+    }
+    Ok(())
+}

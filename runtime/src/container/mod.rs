@@ -613,6 +613,24 @@ pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
     fs::remove_dir_all(&dir).map_err(io("remove", &dir))
 }
 
+/// `kiln rename`: a new unique name (the supervisor of a running container reads the record
+/// afresh before each write, so it keeps the new name).
+pub fn rename(store: &Store, record: &Record, new_name: &str) -> Result<Record, ContainerError> {
+    if !valid_name(new_name) {
+        return Err(ContainerError::BadName(new_name.to_string()));
+    }
+    if list(store)?
+        .iter()
+        .any(|r| r.name == new_name && r.id != record.id)
+    {
+        return Err(ContainerError::NameInUse(new_name.to_string()));
+    }
+    let mut fresh = find(store, &record.id)?;
+    fresh.name = new_name.to_string();
+    save(store, &fresh)?;
+    Ok(fresh)
+}
+
 /// Send `sig` to a running container's PID 1 (through its supervisor when it has one).
 pub fn kill(
     store: &Store,
