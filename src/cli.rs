@@ -94,6 +94,8 @@ pub enum Command {
     Rename(RenameArgs),
     /// List a container's published ports
     Port(PortArgs),
+    /// Show a running container's processes (the host's `ps`, as docker runs it)
+    Top(TopArgs),
     /// Manage containers (prune)
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -292,6 +294,16 @@ pub struct RenameArgs {
     pub container: String,
     /// Its new name
     pub new_name: String,
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct TopArgs {
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+    /// Options for ps (default: -ef)
+    #[arg(allow_hyphen_values = true)]
+    pub ps_options: Vec<String>,
 }
 
 #[derive(Debug, Args)]

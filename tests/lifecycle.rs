@@ -3,7 +3,7 @@
 //! json-file log and `logs -f`, `stop` (TERM handler, `-t 1` then SIGKILL), `exec`,
 //! `--restart on-failure:3`, a killed supervisor recorded as a failure, `ps`/`inspect`
 //! shapes, `cp` (symlinks never lead out of the root), `commit` (twice the same layer, the
-//! same as a RUN step's), `diff CONTAINER`, and 20 cycles of `run -d`/`exec`/`stop`/`rm`
+//! same as a RUN step's), `diff CONTAINER`, `rename`/`port`/`top`/`container prune`, and 20 cycles of `run -d`/`exec`/`stop`/`rm`
 //! leaving nothing behind.
 //!
 //! Must not: start docker containers with a network (`--network none` only), or leave
@@ -1022,4 +1022,41 @@ fn rename_port_and_container_prune() {
     assert_eq!(pruned, format!("Deleted Containers:\n{id}"));
     assert!(k.store.root().join("containers").join(&other_id).exists());
     ok(k.kiln(&["rm", "-f", &other]), "rm -f");
+}
+
+#[test]
+fn top_lists_the_containers_processes_like_docker() {
+    if !can_run() {
+        return;
+    }
+    require_peer!("docker");
+    let k = Kiln::new();
+    let n = name("top");
+    let args = ["sh", "-c", "sleep 1000 & sleep 999"];
+    k.run_d(&n, &[], &args);
+    let d = DockerContainer::run(&[], &args);
+    let commands = |out: String| {
+        let mut lines = out.lines();
+        let header: Vec<String> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let mut cmds: Vec<String> = lines
+            .map(|l| l.split_whitespace().skip(7).collect::<Vec<_>>().join(" "))
+            .collect();
+        cmds.sort();
+        (header, cmds)
+    };
+    let mut got = (Vec::new(), Vec::new());
+    assert!(wait_until(Duration::from_secs(10), || {
+        got = commands(ok(k.kiln(&["top", &n]), "kiln top"));
+        got.1.len() == 2
+    }));
+    let want = commands(ok(d.cmd(&["top", "@"]), "docker top"));
+    assert_eq!(got, want);
+    assert_eq!(got.1, ["sleep 1000", "sleep 999"]);
+    ok(k.kiln(&["rm", "-f", &n]), "rm -f");
+    assert!(!k.kiln(&["top", &n]).status.success());
 }

@@ -899,3 +899,60 @@ pub fn container(root: Option<PathBuf>, c: crate::cli::ContainerCommand) -> miet
     }
     Ok(())
 }
+
+/// `kiln top`: the host's `ps` (options as given, `-ef` by default), as docker runs it,
+/// keeping the header and the processes in the container's pid namespace.
+pub fn top(root: Option<PathBuf>, a: crate::cli::TopArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    let Some(init_pid) = record.init_pid.filter(|_| record.running()) else {
+        return Err(container::ContainerError::NotRunning(a.container.clone()).into());
+    };
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let container_ns = ns(&init_pid.to_string())
+        .ok_or_else(|| container::ContainerError::NotRunning(a.container.clone()))?;
+    let pids: std::collections::HashSet<String> = std::fs::read_dir("/proc")
+        .map_err(|e| miette::miette!("/proc: {e}"))?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| ns(p).as_ref() == Some(&container_ns))
+        .collect();
+    let options = if a.ps_options.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        a.ps_options.clone()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&options)
+        .output()
+        .map_err(|e| miette::miette!("running ps: {e}"))?;
+    if !out.status.success() {
+        return Err(miette::miette!(
+            "ps {}: {}",
+            options.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(column) = header.split_whitespace().position(|h| h == "PID") else {
+        return Err(miette::miette!(
+            "ps {} prints no PID column",
+            options.join(" ")
+        ));
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{header}");
+    for line in lines {
+        if line
+            .split_whitespace()
+            .nth(column)
+            .is_some_and(|p| pids.contains(p))
+        {
+            let _ = writeln!(stdout, "{line}");
+        }
+    }
+    Ok(())
+}

@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Commit(a) => done(containers::commit(root, a)),
         Command::Rename(a) => done(containers::rename(root, a)),
         Command::Port(a) => done(containers::port(root, a)),
+        Command::Top(a) => done(containers::top(root, a)),
         Command::Container(c) => done(containers::container(root, c)),
         Command::Push(a) => done(registry::push(root, a)),
         Command::Pull(a) => done(registry::pull(root, a)),
