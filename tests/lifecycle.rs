@@ -863,6 +863,7 @@ fn cp_resolves_inside_the_root_and_refuses_escaping_symlinks() {
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host bytes\n");
     // A stopped container has no root to copy from (yet): a clear error.
     ok(k.kiln(&["kill", &n]), "kill");
+    ok(k.kiln(&["wait", &n]), "wait");
     let stopped = k.kiln(&["cp", &format!("{n}:/tmp/in"), out.path().to_str().unwrap()]);
     assert_eq!(stopped.status.code(), Some(1));
     assert!(
@@ -1059,4 +1060,43 @@ fn top_lists_the_containers_processes_like_docker() {
     assert_eq!(got.1, ["sleep 1000", "sleep 999"]);
     ok(k.kiln(&["rm", "-f", &n]), "rm -f");
     assert!(!k.kiln(&["top", &n]).status.success());
+}
+
+#[test]
+fn run_d_of_a_missing_command_fails_like_docker() {
+    if !can_run() {
+        return;
+    }
+    require_peer!("docker");
+    let k = Kiln::new();
+    let n = name("missing");
+    let out = k.kiln(&["run", "-d", "--name", &n, BUSYBOX, "no-such-command"]);
+    let dn = name("dmissing");
+    let image = docker_busybox();
+    let dout = run(docker().args([
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &dn,
+        image,
+        "no-such-command",
+    ]));
+    let _ = run(docker().args(["rm", "-f", &dn]));
+    assert_eq!(out.status.code(), Some(127), "{}", show(&out));
+    assert_eq!(out.status.code(), dout.status.code());
+    assert!(
+        stderr_text(&out).contains("no-such-command"),
+        "{}",
+        show(&out)
+    );
+    let state = &k.inspect(&n)["State"];
+    assert_eq!(state["Status"], "exited");
+    assert_eq!(state["ExitCode"], 127);
+    assert!(
+        state["Error"].as_str().unwrap().contains("not found"),
+        "{state}"
+    );
+    assert!(k.supervisors().is_empty());
 }

@@ -34,6 +34,8 @@ pub enum Report {
     /// through it). Sent by the monitor right after the fork, so it may come before or after
     /// [`Report::Stubs`].
     Pid { pid: u32 },
+    /// The payload has exec'd (its command exists and runs). Not sent for `exec`.
+    Started,
     /// The payload (PID 1) ended.
     Exited { code: i32, signal: Option<i32> },
 }

@@ -138,15 +138,26 @@ fn exec_monitor() -> i32 {
     });
     // Nothing is mounted for an exec: set-up is done.
     report(&Report::Stubs { paths: Vec::new() });
-    watch(child, &mask, None)
+    watch(child, &mask, None, None)
 }
 
 fn report(r: &Report) {
     let _ = channel::send(CONTROL_FD, r, None);
 }
 
+/// In PID 1 and the payload: the write end of the exec pipe (-1 elsewhere). It closes on the
+/// payload's exec; a failure writes one byte first, so the monitor tells the two apart.
+static EXEC_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 fn fail(message: String, code: i32) -> i32 {
     report(&Report::Failed { message, code });
+    let fd = EXEC_PIPE.load(std::sync::atomic::Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: writing one byte to a descriptor this process holds.
+        unsafe {
+            libc::write(fd, b"x".as_ptr().cast(), 1);
+        }
+    }
     code
 }
 
@@ -199,25 +210,47 @@ fn monitor() -> i32 {
     {
         return fail("blocking signals".into(), 125);
     }
+    // The exec pipe: its write end closes when the payload execs (close-on-exec).
+    let (exec_r, exec_w) =
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+            Ok(p) => p,
+            Err(e) => return fail(format!("pipe: {}", e.desc()), 125),
+        };
     // SAFETY: this process is single-threaded (a fresh exec; the relays start after the fork).
     let pid1 = match unsafe { fork() } {
         Err(e) => return fail(format!("fork: {}", e.desc()), 125),
         Ok(ForkResult::Child) => {
-            let code = pid1(&spec, &old);
+            drop(exec_r);
+            EXEC_PIPE.store(exec_w.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+            let code = pid1(&spec, &old, exec_w);
             // SAFETY: leaving the child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => child,
     };
+    drop(exec_w);
     report(&Report::Pid {
         pid: pid1.as_raw() as u32,
     });
-    watch(pid1, &mask, relay)
+    watch(pid1, &mask, relay, Some(exec_r))
+}
+
+/// Whether the payload has exec'd: `Some(true)` when the exec pipe closed with nothing in it,
+/// `Some(false)` after a failure's byte, `None` while it is still open.
+fn exec_done(pipe: &OwnedFd) -> Option<bool> {
+    let mut b = [0u8; 1];
+    match nix::unistd::read(pipe.as_raw_fd(), &mut b) {
+        Ok(0) => Some(true),
+        Ok(_) => Some(false),
+        Err(Errno::EAGAIN) | Err(Errno::EINTR) => None,
+        Err(_) => Some(false),
+    }
 }
 
 /// The monitor's loop: forward signals to `pid1`, kill it when kiln goes away, and end with
 /// its status (reported to kiln first).
-fn watch(pid1: Pid, mask: &SigSet, relay: Option<Pid>) -> i32 {
+/// With `exec_pipe`, [`Report::Started`] is sent once the payload has exec'd.
+fn watch(pid1: Pid, mask: &SigSet, relay: Option<Pid>, mut exec_pipe: Option<OwnedFd>) -> i32 {
     let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
         Ok(s) => s,
         Err(e) => {
@@ -226,10 +259,17 @@ fn watch(pid1: Pid, mask: &SigSet, relay: Option<Pid>) -> i32 {
         }
     };
     loop {
-        let mut fds = [
+        let exec_fd = exec_pipe.as_ref().map(|p| {
+            // SAFETY: the pipe outlives this iteration's poll.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(p.as_raw_fd()) }
+        });
+        let mut fds = vec![
             nix::poll::PollFd::new(sfd.as_fd_borrowed(), nix::poll::PollFlags::POLLIN),
             nix::poll::PollFd::new(liveness(), nix::poll::PollFlags::POLLIN),
         ];
+        if let Some(fd) = exec_fd {
+            fds.push(nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN));
+        }
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => {}
@@ -252,6 +292,12 @@ fn watch(pid1: Pid, mask: &SigSet, relay: Option<Pid>) -> i32 {
                     let _ = kill(pid1, sig);
                 }
             }
+        }
+        if let Some(done) = exec_pipe.as_ref().and_then(exec_done) {
+            if done {
+                report(&Report::Started);
+            }
+            exec_pipe = None;
         }
         if let Some(code) = reap(pid1) {
             if let Some(r) = relay {
@@ -334,7 +380,7 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
-fn pid1(spec: &ContainerSpec, old_mask: &SigSet) -> i32 {
+fn pid1(spec: &ContainerSpec, old_mask: &SigSet, exec_pipe: OwnedFd) -> i32 {
     // If the monitor dies, so does the container. (Its parent lives outside this pid
     // namespace, so getppid() says 0 here whether or not the monitor is still there.)
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -382,6 +428,9 @@ fn pid1(spec: &ContainerSpec, old_mask: &SigSet) -> i32 {
         }
         Ok(ForkResult::Parent { child }) => child,
     };
+    // Only the payload's copy of the exec pipe may keep it open.
+    EXEC_PIPE.store(-1, std::sync::atomic::Ordering::SeqCst);
+    drop(exec_pipe);
     let _ = nix::unistd::close(CONTROL_FD);
     init_loop(child)
 }
@@ -576,7 +625,3 @@ fn close_range_cloexec(first: u32) {
         }
     }
 }
-
-/// Keep `OwnedFd` referenced for the tty module's signature.
-#[allow(dead_code)]
-fn _owned(_: OwnedFd) {}

@@ -66,10 +66,11 @@ fn dup_high(fd: RawFd) -> RawFd {
 }
 
 impl Launcher {
-    /// Start `spec`. Returns once the root is set up (and, with a terminal, once the terminal
-    /// exists); a failure before the payload starts is an error with Docker's status code.
+    /// Start `spec`. Returns once the payload has exec'd (its root set up, its terminal
+    /// attached); a failure before that, its command missing included, is an error with
+    /// Docker's status code (125, 126, 127).
     pub fn start(&self, spec: &ContainerSpec, streams: Streams) -> Result<Container, SandboxError> {
-        self.launch(INIT_ARG, streams, spec.process.terminal, |sock| {
+        self.launch(INIT_ARG, streams, spec.process.terminal, true, |sock| {
             channel::write_spec(sock, spec)
         })
     }
@@ -77,9 +78,13 @@ impl Launcher {
     /// Run `exec.spec`'s process inside the running container whose PID 1 is
     /// `exec.init_pid`, joining its namespaces (`kiln exec`). Returns once it is started.
     pub fn exec(&self, exec: &ExecSpec, streams: Streams) -> Result<Container, SandboxError> {
-        self.launch(EXEC_ARG, streams, exec.spec.process.terminal, |sock| {
-            channel::write_exec(sock, exec)
-        })
+        self.launch(
+            EXEC_ARG,
+            streams,
+            exec.spec.process.terminal,
+            false,
+            |sock| channel::write_exec(sock, exec),
+        )
     }
 
     fn launch(
@@ -87,6 +92,7 @@ impl Launcher {
         arg: &str,
         streams: Streams,
         terminal: bool,
+        until_started: bool,
         send: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
     ) -> Result<Container, SandboxError> {
         super::require_root()?;
@@ -150,12 +156,15 @@ impl Launcher {
             return Err(SandboxError::Spawn(format!("sending the spec: {e}")));
         }
         let mut stubs_seen = false;
+        let mut started = !until_started;
         while !stubs_seen
+            || !started
             || container.init_pid.is_none()
             || (terminal && container.terminal.is_none())
         {
             match container.reports.next() {
                 Ok(Some((Report::Pid { pid }, _))) => container.init_pid = Some(pid),
+                Ok(Some((Report::Started, _))) => started = true,
                 Ok(Some((Report::Stubs { paths }, _))) => {
                     container.stubs = paths;
                     stubs_seen = true;
