@@ -151,6 +151,15 @@ impl Kiln {
             .expect("a running record has a pid") as u32
     }
 
+    /// No supervisor of this store is left (each leaves right after recording the end).
+    fn assert_no_supervisors(&self) {
+        assert!(
+            wait_until(Duration::from_secs(5), || self.supervisors().is_empty()),
+            "supervisors left: {:?}",
+            self.supervisors()
+        );
+    }
+
     fn supervisors(&self) -> Vec<u32> {
         let root = self.store.root().to_string_lossy().into_owned();
         processes()
@@ -488,7 +497,7 @@ fn detached_container_outlives_the_cli_and_its_shell() {
         .is_empty()
         && !alive(sup)));
     assert_eq!(k.inspect(&n)["State"]["ExitCode"], 137);
-    assert!(k.supervisors().is_empty());
+    k.assert_no_supervisors();
 }
 
 #[test]
@@ -590,7 +599,7 @@ fn restart_on_failure_3_restarts_three_times_like_docker() {
         "restarted after stop"
     );
     assert_eq!(k.inspect(&n2)["State"]["Running"], false);
-    assert!(k.supervisors().is_empty());
+    k.assert_no_supervisors();
 }
 
 #[test]
@@ -734,7 +743,7 @@ fn create_start_restart_wait_rm() {
     assert!(stderr_text(&refused).contains("is running"));
     ok(k.kiln(&["rm", "-f", "-v", &m]), "rm -f");
     ok(k.kiln(&["rm", &n]), "rm");
-    assert!(k.supervisors().is_empty());
+    k.assert_no_supervisors();
 }
 
 #[test]
@@ -1098,5 +1107,26 @@ fn run_d_of_a_missing_command_fails_like_docker() {
         state["Error"].as_str().unwrap().contains("not found"),
         "{state}"
     );
-    assert!(k.supervisors().is_empty());
+    k.assert_no_supervisors();
+}
+
+#[test]
+fn stop_between_restarts_ends_the_policy() {
+    if !can_run() {
+        return;
+    }
+    let k = Kiln::new();
+    // `true` under `always` spends its life between runs: stops land in every phase.
+    for (i, after) in [30u64, 120, 250, 420].into_iter().enumerate() {
+        let n = name(&format!("between{i}"));
+        k.run_d(&n, &["--restart", "always"], &["true"]);
+        std::thread::sleep(Duration::from_millis(after));
+        ok(k.kiln(&["stop", "-t", "1", &n]), "stop");
+        k.assert_no_supervisors();
+        let count = k.inspect(&n)["RestartCount"].clone();
+        assert_eq!(k.inspect(&n)["State"]["Status"], "exited");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(k.inspect(&n)["RestartCount"], count, "restarted after stop");
+        ok(k.kiln(&["rm", &n]), "rm");
+    }
 }

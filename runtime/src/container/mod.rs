@@ -669,9 +669,6 @@ fn supervisor_error(record: &Record, e: std::io::Error) -> ContainerError {
 /// `kiln stop`: the stop signal, SIGKILL after `timeout` seconds; returns the record once
 /// the container has ended (a container that is not running is left as it is).
 pub fn stop(store: &Store, record: &Record, timeout: u64) -> Result<Record, ContainerError> {
-    if !record.held() {
-        return Ok(record.clone());
-    }
     if record.supervised {
         // The supervisor answers once the container has ended; a supervisor that left in
         // the meantime has recorded the end.

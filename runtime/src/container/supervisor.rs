@@ -354,15 +354,24 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
             live.stopped_by_user
         };
         shared.changed.notify_all();
-        let record = update(root, id, |r| {
-            r.state = State::Exited;
+        // One write decides: exited, or restarting (so no reader sees an end that is not).
+        let current = load(root, id)?;
+        let again = current
+            .restart
+            .restarts(code, current.restart_count, stopped);
+        update(root, id, |r| {
+            r.state = if again {
+                State::Restarting
+            } else {
+                State::Exited
+            };
             r.exit_code = Some(code);
-            r.pid = None;
+            r.pid = if again { Some(me) } else { None };
             r.init_pid = None;
             r.stopped_by_user = stopped;
             r.finished_at = Some(now_rfc3339_nanos());
         })?;
-        if !record.restart.restarts(code, record.restart_count, stopped) {
+        if !again {
             break code;
         }
         // Docker's delay: 100 ms, doubling, back to 100 ms after a run of 10 s or more.
