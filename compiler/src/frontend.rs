@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use miette::Report;
 
 use crate::context::{ContextIndex, StatCache};
+use crate::dockerfile;
 use crate::dockerfile::checks::{self, CheckReport, LintInput};
-use crate::dockerfile::{self, BuildOptions, ImageResolver, Lowered, Warning};
 use crate::dockerignore::IgnoreFile;
+use crate::plan::{BuildOptions, ImageResolver, Lowered, Warning};
 use crate::source::{self, SourceText};
 use crate::syntax::{self, Dockerfile};
 

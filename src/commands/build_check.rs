@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kiln_compiler::context::StatCache;
-use kiln_compiler::dockerfile::BuildOptions;
 use kiln_compiler::frontend::FrontendInput;
+use kiln_compiler::plan::BuildOptions;
 use kiln_compiler::plan::{Op, Plan};
 use kiln_runtime::build::{self, vary, BuildSettings, Built, StartOrder};
 use kiln_runtime::compare::{self, Side};

@@ -4,8 +4,9 @@
 //! Dockerfile's directory (none for a Dockerfile read from standard input).
 
 use kiln_compiler::dockerfile::checks::CheckWarning;
-use kiln_compiler::dockerfile::{lower::lower_all_stages, BuildOptions};
+use kiln_compiler::dockerfile::lower::lower_all_stages;
 use kiln_compiler::frontend::{self, FrontendInput};
+use kiln_compiler::plan::BuildOptions;
 
 use super::frontend::key_values;
 use crate::cli::CheckArgs;

@@ -1,8 +1,8 @@
 //! `kiln plan`: print the layer plan of a build.
 
 use kiln_compiler::context::StatCache;
-use kiln_compiler::dockerfile::NoImages;
 use kiln_compiler::plan::render_tree;
+use kiln_compiler::plan::NoImages;
 
 use super::frontend;
 use crate::cli::PlanArgs;
