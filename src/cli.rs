@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Print a Dockerfile's syntax tree
     Parse(ParseArgs),
-    /// Validate a Dockerfile and run the build checks (warnings)
+    /// Validate a Dockerfile and run the build checks (warnings), or check a kiln program
     Check(CheckArgs),
     /// Print the layer plan of a build, with cache keys
     Plan(PlanArgs),
@@ -249,8 +249,9 @@ pub struct CheckArgs {
     /// Set a build-time variable
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,
-    /// The Dockerfile
-    pub file: PathBuf,
+    /// The Dockerfile, or a kiln program (`.kiln` file, or a directory with `build.kiln`);
+    /// default: ./build.kiln when it exists, else ./Dockerfile
+    pub file: Option<PathBuf>,
 }
 
 /// What selects the Dockerfile, its variables and its target: shared by plan and build.

@@ -129,3 +129,36 @@ pub fn check(
     warnings.extend(lowered);
     checks::report(&parsed.tree, warnings).map_err(|e| parsed.report(e))
 }
+
+/// The kiln program a build names, if it names one: `-f FILE.kiln`, or no `-f` and a
+/// context directory with `build.kiln` and no `Dockerfile`.
+pub fn kiln_program(input: &FrontendInput) -> Option<PathBuf> {
+    match &input.dockerfile {
+        Some(f) if crate::kiln::is_program(f) => Some(crate::kiln::program_file(f)),
+        Some(_) => None,
+        None => {
+            let df = input.context.join("Dockerfile");
+            let prog = input.context.join("build.kiln");
+            (!df.exists() && prog.is_file()).then_some(prog)
+        }
+    }
+}
+
+/// The kiln front end as one call: load the program and its imports, check all of it
+/// (every error at once, before anything is planned), scan the context (its
+/// `.dockerignore` applies), and lower the target (`opts.target`, or the only export).
+pub fn plan_kiln(
+    program: &Path,
+    context: &Path,
+    opts: &BuildOptions,
+    stat_cache: &StatCache,
+    images: &dyn ImageResolver,
+) -> Result<Lowered, Report> {
+    let prog = crate::kiln::check_file(program).map_err(Report::new)?;
+    let ignore = read_ignore(&FrontendInput {
+        context: context.to_path_buf(),
+        dockerfile: Some(context.join("build.kiln")),
+    })?;
+    let index = ContextIndex::scan(context, &ignore).map_err(Report::new)?;
+    crate::kiln::lower::plan(&prog, index, stat_cache, opts, images).map_err(Report::new)
+}

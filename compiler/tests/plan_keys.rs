@@ -195,7 +195,11 @@ fn golden_config_key_is_what_it_sets() {
     context(d.path(), "FROM scratch\nENV A=1 B=two\n");
     let p = plan(d.path());
     let scratch = blake3::hash(br#"{"content":null,"inputs":[],"op":{"kind":"scratch"},"v":1}"#);
-    let env = p.nodes.iter().find(|n| matches!(n.op, Op::Config(_))).unwrap();
+    let env = p
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Config(_)))
+        .unwrap();
     let doc = format!(
         concat!(
             r#"{{"content":null,"inputs":["{}"],"op":{{"kind":"config","definition":"#,

@@ -40,7 +40,18 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         args.pull,
         &pull_printer,
     );
-    let planned = kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &resolver);
+    let planned = match kiln_compiler::frontend::kiln_program(&input) {
+        Some(program) => kiln_compiler::frontend::plan_kiln(
+            &program,
+            &input.context,
+            &opts,
+            &stat_cache,
+            &resolver,
+        )
+        .map(|lowered| (None, lowered)),
+        None => kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &resolver)
+            .map(|(parsed, lowered)| (Some(parsed), lowered)),
+    };
     let mut failures = resolver.failures();
     if planned.is_err() {
         // The planner says which FROM it could not resolve; the registry says why.
@@ -53,20 +64,23 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         return Err(e.into());
     }
     let (parsed, lowered) = planned?;
-    let ignore = kiln_compiler::frontend::read_ignore(&input)?;
-    let checks = kiln_compiler::frontend::check(
-        &parsed,
-        Some(&ignore),
-        &opts.build_args,
-        lowered.warnings.clone(),
-    )?;
-    for w in &checks.warnings {
-        let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
-        eprintln!("{:?}", parsed.report(diag));
-    }
-    // BuildKit fails a build whose Dockerfile sets `# check=error=true` before running it.
-    if let Some(violation) = checks.violation() {
-        return Err(parsed.report(violation));
+    // The build checks are the Dockerfile's (a kiln program was checked whole already).
+    if let Some(parsed) = parsed {
+        let ignore = kiln_compiler::frontend::read_ignore(&input)?;
+        let checks = kiln_compiler::frontend::check(
+            &parsed,
+            Some(&ignore),
+            &opts.build_args,
+            lowered.warnings.clone(),
+        )?;
+        for w in &checks.warnings {
+            let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
+            eprintln!("{:?}", parsed.report(diag));
+        }
+        // BuildKit fails a build whose Dockerfile sets `# check=error=true` before running it.
+        if let Some(violation) = checks.violation() {
+            return Err(parsed.report(violation));
+        }
     }
     let printer = Printer::new(args.progress);
     // The image is tagged only once every output is written: a build's outputs are all

@@ -13,8 +13,16 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
         &args.context,
         kiln_compiler::plan::RunNetwork::Default,
     )?;
-    let (_parsed, lowered) =
-        kiln_compiler::frontend::plan(&input, &opts, &StatCache::default(), &NoImages)?;
+    let lowered = match kiln_compiler::frontend::kiln_program(&input) {
+        Some(program) => kiln_compiler::frontend::plan_kiln(
+            &program,
+            &input.context,
+            &opts,
+            &StatCache::default(),
+            &NoImages,
+        )?,
+        None => kiln_compiler::frontend::plan(&input, &opts, &StatCache::default(), &NoImages)?.1,
+    };
     if args.json {
         let json = serde_json::to_string_pretty(&lowered.plan.to_json())
             .map_err(|e| miette::miette!("{e}"))?;

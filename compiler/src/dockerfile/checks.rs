@@ -1221,16 +1221,13 @@ mod tests {
         fn resolve(
             &self,
             reference: &str,
-        ) -> Result<Option<crate::plan::ResolvedImage>, crate::plan::ImageLookupError>
-        {
-            Ok(
-                (reference == "base:1").then(|| crate::plan::ResolvedImage {
-                    digest: format!("sha256:{}", "ab".repeat(32)),
-                    config: Default::default(),
-                    history: Vec::new(),
-                    platform: Some(self.0.clone()),
-                }),
-            )
+        ) -> Result<Option<crate::plan::ResolvedImage>, crate::plan::ImageLookupError> {
+            Ok((reference == "base:1").then(|| crate::plan::ResolvedImage {
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                config: Default::default(),
+                history: Vec::new(),
+                platform: Some(self.0.clone()),
+            }))
         }
     }
 
