@@ -15,6 +15,7 @@ mod differential;
 mod differential_run;
 mod image_diff;
 mod interop;
+mod kiln_lang;
 mod registry;
 mod repro_check;
 mod reproducible;
