@@ -333,6 +333,10 @@ pub struct BuildArgs {
     /// Check the registry for newer base images even when the store has them
     #[arg(long)]
     pub pull: bool,
+    /// Refuse a target with any impure input (a base image by tag, a networked RUN, a
+    /// secret or cache mount, ADD of a URL without --checksum), naming the chain to it
+    #[arg(long)]
+    pub hermetic: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory

@@ -143,3 +143,45 @@ fn kiln_check_reports_every_error_and_fails() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     assert!(stderr_text(&out).contains("ok (2 files, exported target: app)"));
 }
+
+#[test]
+fn build_hermetic_refuses_an_impure_target_and_names_the_chain() {
+    let store = KilnStore::with_busybox();
+    let ctx = temp_dir();
+    write_file(
+        &ctx.path().join("impure.kiln"),
+        b"export app = image(\"busybox:test\") |> run(\"echo hi > /x\", network: false) |> env(A: \"1\")\n",
+        0o644,
+    );
+    write_file(
+        &ctx.path().join("pure.kiln"),
+        b"export app = scratch() |> copy(text(\"hi\\n\"), to: \"/greeting\") |> env(A: \"1\")\n",
+        0o644,
+    );
+    let run = |file: &str| {
+        store.kiln([
+            "build".as_ref(),
+            "--hermetic".as_ref(),
+            "--progress".as_ref(),
+            "plain".as_ref(),
+            "-f".as_ref(),
+            ctx.path().join(file).as_os_str(),
+            ctx.path().as_os_str(),
+        ])
+    };
+    let out = run("impure.kiln");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("the target is not hermetic"), "{err}");
+    assert!(
+        err.contains("base image busybox:test is named without a"),
+        "{err}"
+    );
+    // From the target's image down to the base image, through the steps on it.
+    let image = err.find("image (stage app)").unwrap();
+    let env = err.find("ENV A=1").unwrap();
+    let base = err.find("FROM busybox:test").unwrap();
+    assert!(image < env && env < base, "{err}");
+    let out = run("pure.kiln");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+}

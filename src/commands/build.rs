@@ -82,6 +82,9 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
             return Err(parsed.report(violation));
         }
     }
+    if args.hermetic {
+        refuse_impure(&lowered.plan)?;
+    }
     let printer = Printer::new(args.progress);
     // The image is tagged only once every output is written: a build's outputs are all
     // there, or none is.
@@ -121,6 +124,42 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
 }
 
 /// `--network` of RUN steps.
+/// `--hermetic`: the target's impurity as an error naming the chain from the target down
+/// to the step that makes it impure.
+fn refuse_impure(plan: &kiln_compiler::plan::Plan) -> Result<()> {
+    let Some(chain) = plan.impure_chain() else {
+        return Ok(());
+    };
+    let mut steps = Vec::new();
+    for n in &chain {
+        let what = if n.origin.text.is_empty() {
+            format!("#{}", n.id.0)
+        } else {
+            format!("#{} {}", n.id.0, n.origin.text)
+        };
+        let at = if n.origin.line > 0 {
+            format!(" (stage {}, line {})", n.origin.stage, n.origin.line)
+        } else {
+            format!(" (stage {})", n.origin.stage)
+        };
+        steps.push([what, at].concat());
+    }
+    let last = chain.last().map(|n| {
+        n.reasons
+            .iter()
+            .filter(|r| !r.starts_with("input #"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    miette::bail!(
+        help = "pin base images by digest (name@sha256:…) and run steps without network, or build without --hermetic",
+        "the target is not hermetic: {}\n  {}",
+        last.unwrap_or_default(),
+        steps.join("\n  ← ")
+    )
+}
+
 pub(super) fn run_network(mode: &str) -> Result<kiln_compiler::plan::RunNetwork> {
     match kiln_compiler::plan::RunNetwork::parse(mode) {
         Some(n) => Ok(n),

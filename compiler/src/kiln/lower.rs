@@ -385,7 +385,6 @@ impl<'a> Eval<'a> {
         self.expr(file, &mut locals, &f.body)
     }
 
-    #[allow(clippy::too_many_lines)]
     fn call_builtin(
         &mut self,
         file: usize,

@@ -463,7 +463,8 @@ impl<'s> Parser<'s> {
                 return Ok((r, args));
             }
             // `name: value` (a name or a quoted string before `:`), else a positional value.
-            let named = (|x| self.field_name(x))(i)
+            let named = self
+                .field_name(i)
                 .ok()
                 .and_then(|(r, n)| sym(":")(r).ok().map(|(r2, _)| (r2, n)));
             let (r, arg) = match named {
@@ -569,7 +570,8 @@ impl<'s> Parser<'s> {
         let start = i;
         let (i, _) = context("`{`", tag("{"))(i)?;
         let is_record = sym::<'a>("}")(i).is_ok()
-            || (|x| self.field_name(x))(i)
+            || self
+                .field_name(i)
                 .ok()
                 .is_some_and(|(r, _)| sym(":")(r).is_ok());
         if is_record {

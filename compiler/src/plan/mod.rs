@@ -458,6 +458,32 @@ impl Plan {
         }
     }
 
+    /// Why the target is not hermetic: the chain of nodes from the target's image down to
+    /// the first node that is impure itself (following the first impure input at each
+    /// step), or None when the target is hermetic.
+    pub fn impure_chain(&self) -> Option<Vec<&Node>> {
+        let mut node = self.node(self.target);
+        if node.hermetic {
+            return None;
+        }
+        let mut chain = vec![node];
+        loop {
+            let own = node.reasons.iter().any(|r| !r.starts_with("input #"));
+            let next = node
+                .inputs
+                .iter()
+                .map(|i| self.node(*i))
+                .find(|n| !n.hermetic);
+            match next {
+                Some(n) if !own => {
+                    chain.push(n);
+                    node = n;
+                }
+                _ => return Some(chain),
+            }
+        }
+    }
+
     /// The plan as JSON: `{"target": id, "nodes": [...]}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({ "target": self.target, "nodes": self.nodes })
