@@ -257,13 +257,15 @@ pub struct CheckArgs {
 /// What selects the Dockerfile, its variables and its target: shared by plan and build.
 #[derive(Debug, Args)]
 pub struct FrontendArgs {
-    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input)
+    /// Name of the Dockerfile, or a kiln program (`FILE.kiln`) (default: CONTEXT/Dockerfile,
+    /// else CONTEXT/build.kiln; `-` reads a Dockerfile from standard input)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build-time variable
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,
-    /// Build this stage (default: the last one)
+    /// Build this stage, or this exported target of a kiln program (default: the last
+    /// stage, or the program's only export)
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
 }

@@ -162,3 +162,18 @@ pub fn plan_kiln(
     let index = ContextIndex::scan(context, &ignore).map_err(Report::new)?;
     crate::kiln::lower::plan(&prog, index, stat_cache, opts, images).map_err(Report::new)
 }
+
+/// Plan with the front end the input names: its kiln program (see [`kiln_program`]), else
+/// its Dockerfile, whose parse comes back too for the build checks.
+pub fn plan_input(
+    input: &FrontendInput,
+    opts: &BuildOptions,
+    stat_cache: &StatCache,
+    images: &dyn ImageResolver,
+) -> Result<(Option<Parsed>, Lowered), Report> {
+    match kiln_program(input) {
+        Some(program) => plan_kiln(&program, &input.context, opts, stat_cache, images)
+            .map(|lowered| (None, lowered)),
+        None => plan(input, opts, stat_cache, images).map(|(p, l)| (Some(p), l)),
+    }
+}

@@ -151,6 +151,20 @@ export app = base
 }
 
 #[test]
+fn run_mounts_shell_and_healthcheck_pair_has_equal_keys() {
+    assert_same_plan(
+        "FROM scratch\nSHELL [\"/bin/sh\", \"-ec\"]\nRUN --mount=type=cache,target=/root/.cache,sharing=locked --mount=type=tmpfs,target=/tmp,size=1024 --mount=type=secret,id=tok make\nHEALTHCHECK --interval=30s --retries=3 CMD curl -f http://localhost/\n",
+        r#"
+export app = scratch()
+  |> shell(["/bin/sh", "-ec"])
+  |> run("make", mounts: [cache("/root/.cache", sharing: "locked"), tmpfs("/tmp", size: 1024), secret("tok")])
+  |> healthcheck(test: "curl -f http://localhost/", interval: "30s", retries: 3)
+"#,
+        None,
+    );
+}
+
+#[test]
 fn method_calls_and_pipelines_are_one_thing() {
     let d = tempfile::tempdir().unwrap();
     context(d.path());

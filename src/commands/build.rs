@@ -40,18 +40,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         args.pull,
         &pull_printer,
     );
-    let planned = match kiln_compiler::frontend::kiln_program(&input) {
-        Some(program) => kiln_compiler::frontend::plan_kiln(
-            &program,
-            &input.context,
-            &opts,
-            &stat_cache,
-            &resolver,
-        )
-        .map(|lowered| (None, lowered)),
-        None => kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &resolver)
-            .map(|(parsed, lowered)| (Some(parsed), lowered)),
-    };
+    let planned = kiln_compiler::frontend::plan_input(&input, &opts, &stat_cache, &resolver);
     let mut failures = resolver.failures();
     if planned.is_err() {
         // The planner says which FROM it could not resolve; the registry says why.

@@ -13,16 +13,8 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
         &args.context,
         kiln_compiler::plan::RunNetwork::Default,
     )?;
-    let lowered = match kiln_compiler::frontend::kiln_program(&input) {
-        Some(program) => kiln_compiler::frontend::plan_kiln(
-            &program,
-            &input.context,
-            &opts,
-            &StatCache::default(),
-            &NoImages,
-        )?,
-        None => kiln_compiler::frontend::plan(&input, &opts, &StatCache::default(), &NoImages)?.1,
-    };
+    let (_, lowered) =
+        kiln_compiler::frontend::plan_input(&input, &opts, &StatCache::default(), &NoImages)?;
     if args.json {
         let json = serde_json::to_string_pretty(&lowered.plan.to_json())
             .map_err(|e| miette::miette!("{e}"))?;

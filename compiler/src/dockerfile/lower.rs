@@ -765,12 +765,12 @@ impl<'a> Lowerer<'a> {
                 .as_ref()
                 .and_then(|n| RunNetwork::parse(&n.value)),
         );
-        let mut reasons = Vec::new();
+        let reasons = Vec::new();
         let mut inputs = vec![st.img.prev];
         let mut run_mounts = Vec::with_capacity(run.mounts.len() + 1);
         for flag in &run.mounts {
             let m = mounts::parse_mount(&flag.value, flag.span, |v| self.expand_in(idx, v, env))?;
-            let mount = self.run_mount(st, idx, flag, m, &mut inputs, &mut reasons)?;
+            let mount = self.run_mount(st, idx, flag, m, &mut inputs)?;
             run_mounts.push(mount);
         }
         run_mounts.extend(script_file);
@@ -861,7 +861,6 @@ impl<'a> Lowerer<'a> {
         flag: &FlagValue,
         m: mounts::ParsedMount,
         inputs: &mut Vec<NodeId>,
-        reasons: &mut Vec<String>,
     ) -> Result<RunMount, LowerError> {
         fn input_of(inputs: &mut Vec<NodeId>, id: NodeId) -> usize {
             match inputs.iter().position(|i| *i == id) {
@@ -898,9 +897,6 @@ impl<'a> Lowerer<'a> {
                     (_, false) => Some(path_clean(&["/", &m.target].concat())),
                     (None, true) => Some(["/run/secrets/", &path_base(&id)].concat()),
                 };
-                reasons.push(format!(
-                    "RUN mounts the secret {id:?} (its value comes from the host)"
-                ));
                 return Ok(RunMount {
                     target,
                     kind: MountKind::Secret {
@@ -981,9 +977,6 @@ impl<'a> Lowerer<'a> {
                 } else {
                     m.id
                 };
-                reasons.push(format!(
-                    "RUN mounts the cache {id:?} (its contents persist between builds)"
-                ));
                 MountKind::Cache {
                     id,
                     source,

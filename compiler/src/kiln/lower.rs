@@ -14,10 +14,11 @@ use super::types::builtin;
 use super::{KilnErrors, Program};
 use crate::context::{ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
+use crate::dockerfile::mounts;
 use crate::plan::builder::{run_created_by, Lowered, PlanBuilder, Stage};
 use crate::plan::{
-    BuildOptions, Chmod, Chown, ConfigChange, CopyOp, CopySource, Excludes, FileId, ImageResolver,
-    Origin, RunNetwork, RunOp, SourcePath,
+    BuildOptions, Chmod, Chown, ConfigChange, CopyOp, CopySource, Excludes, FileId, HealthConfig,
+    ImageResolver, MountKind, Origin, RunMount, RunNetwork, RunOp, Sharing, SourcePath,
 };
 use crate::syntax::Span;
 
@@ -46,6 +47,7 @@ enum Value {
     Record(BTreeMap<String, Value>),
     Files(Rc<FilesVal>),
     Image(Rc<Stage>),
+    Mount(RunMount),
     Fn(usize, usize),
     Builtin(String),
     Module(usize),
@@ -62,6 +64,7 @@ impl Value {
             Value::Record(_) => "a record",
             Value::Files(_) => "Files",
             Value::Image(_) => "Image",
+            Value::Mount(_) => "Mount",
             Value::Fn(..) | Value::Builtin(_) => "a function",
             Value::Module(_) => "a module",
         }
@@ -570,19 +573,105 @@ impl<'a> Eval<'a> {
                     _ => self.b.run_network(None),
                 };
                 let created_by = run_created_by("", &argv);
+                let mounts = match args.remove("mounts") {
+                    Some(Value::List(l)) => l
+                        .into_iter()
+                        .filter_map(|v| match v {
+                            Value::Mount(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let op = RunOp {
                     argv,
                     env: env.env,
                     cwd,
                     user: str_arg(&args, "user").unwrap_or_else(|| st.config.user.clone()),
                     network,
-                    mounts: Vec::new(),
+                    mounts,
                     mtime: self.b.epoch(),
                 };
                 let text = created_by.trim_end_matches(" # buildkit").to_string();
                 let origin = self.origin(file, span, &st.name, text);
                 self.b.run(&mut st, op, vec![], vec![], created_by, origin);
                 Ok(Value::Image(Rc::new(st)))
+            }
+            "cache" | "tmpfs" | "secret" => {
+                let bool_arg = |k: &str| matches!(args.get(k), Some(Value::Bool(true)));
+                let absolute = |t: &str| -> Res<String> {
+                    if t.starts_with('/') {
+                        Ok(mounts::path_clean(t))
+                    } else {
+                        Err(err(format!("mount target {t:?} is not absolute"))
+                            .help("write the target as an absolute path, e.g. /root/.cache"))
+                    }
+                };
+                let kind_and_target = match name {
+                    "cache" => {
+                        let target = absolute(&str_arg(&args, "target").unwrap_or_default())?;
+                        let sharing = match str_arg(&args, "sharing").as_deref() {
+                            None | Some("shared") => Sharing::Shared,
+                            Some("private") => Sharing::Private,
+                            Some("locked") => Sharing::Locked,
+                            Some(other) => {
+                                return Err(err(format!("unknown sharing {other:?}"))
+                                    .help("sharing is shared, private or locked"))
+                            }
+                        };
+                        (
+                            MountKind::Cache {
+                                id: str_arg(&args, "id").unwrap_or_else(|| target.clone()),
+                                source: "/".into(),
+                                from: None,
+                                sharing,
+                                readonly: bool_arg("readonly"),
+                                mode: 0o755,
+                                uid: 0,
+                                gid: 0,
+                            },
+                            Some(target),
+                        )
+                    }
+                    "tmpfs" => {
+                        let target = absolute(&str_arg(&args, "target").unwrap_or_default())?;
+                        let size = match args.get("size") {
+                            Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
+                            _ => None,
+                        };
+                        (
+                            MountKind::Tmpfs {
+                                size,
+                                readonly: false,
+                            },
+                            Some(target),
+                        )
+                    }
+                    _ => {
+                        let id = str_arg(&args, "id").unwrap_or_default();
+                        let env = str_arg(&args, "env");
+                        let target = match (str_arg(&args, "target"), &env) {
+                            (Some(t), _) => Some(mounts::path_clean(&["/", &t].concat())),
+                            (None, Some(_)) => None,
+                            (None, None) => {
+                                Some(["/run/secrets/", &mounts::path_base(&id)].concat())
+                            }
+                        };
+                        (
+                            MountKind::Secret {
+                                id,
+                                required: bool_arg("required"),
+                                mode: 0o400,
+                                uid: 0,
+                                gid: 0,
+                                env,
+                            },
+                            target,
+                        )
+                    }
+                };
+                let (kind, target) = kind_and_target;
+                Ok(Value::Mount(RunMount { target, kind }))
             }
             "workdir" => {
                 let mut st = image(&mut args)?;
@@ -652,6 +741,48 @@ impl<'a> Eval<'a> {
                     "stopsignal" => ConfigChange::StopSignal {
                         signal: str_arg(&args, "signal").unwrap_or_default(),
                     },
+                    "shell" => ConfigChange::Shell {
+                        argv: command(args.remove("argv"), &st),
+                    },
+                    "healthcheck" => {
+                        let test = match args.remove("test") {
+                            Some(Value::Str(s)) => vec!["CMD-SHELL".to_string(), s],
+                            Some(Value::List(l)) => std::iter::once("CMD".to_string())
+                                .chain(l.into_iter().filter_map(|v| match v {
+                                    Value::Str(s) => Some(s),
+                                    _ => None,
+                                }))
+                                .collect(),
+                            _ => vec!["NONE".to_string()],
+                        };
+                        let duration = |k: &str| -> Res<i64> {
+                            match str_arg(&args, k) {
+                                None => Ok(0),
+                                Some(d) => crate::dockerfile::lower::parse_go_duration(&d)
+                                    .ok_or_else(|| {
+                                        err(format!("{k}: invalid duration {d:?}"))
+                                            .help("durations look like 30s, 1m30s or 500ms")
+                                    }),
+                            }
+                        };
+                        let retries = match args.get("retries") {
+                            Some(Value::Int(n)) if *n >= 0 => *n,
+                            Some(Value::Int(n)) => {
+                                return Err(err(format!("retries must not be negative, got {n}")))
+                            }
+                            _ => 0,
+                        };
+                        ConfigChange::Healthcheck {
+                            health: HealthConfig {
+                                test,
+                                interval: duration("interval")?,
+                                timeout: duration("timeout")?,
+                                start_period: duration("start_period")?,
+                                start_interval: duration("start_interval")?,
+                                retries,
+                            },
+                        }
+                    }
                     _ => return Err(err(format!("unknown builtin {name}"))),
                 };
                 if matches!(&change, ConfigChange::Env { vars } if vars.is_empty())

@@ -21,6 +21,9 @@ pub enum Ty {
     Command,
     /// Environment variables: a record whose every field is a String.
     Env,
+    /// A filesystem a run step sees besides its root: `cache(...)`, `tmpfs(...)`,
+    /// `secret(...)`.
+    Mount,
     /// A function value (a `fn` or a builtin named without calling it).
     Fn,
     /// A module bound by `import`.
@@ -53,6 +56,7 @@ impl fmt::Display for Ty {
             Ty::NoneTy => f.write_str("none"),
             Ty::Command => f.write_str("String or [String]"),
             Ty::Env => f.write_str("{NAME: String, ...}"),
+            Ty::Mount => f.write_str("Mount"),
             Ty::Fn => f.write_str("a function"),
             Ty::Module => f.write_str("a module"),
             Ty::Error => f.write_str("?"),
@@ -147,6 +151,11 @@ pub const BUILTINS: &[&str] = &[
     "expose",
     "volume",
     "stopsignal",
+    "healthcheck",
+    "shell",
+    "cache",
+    "tmpfs",
+    "secret",
     "arg",
 ];
 
@@ -186,6 +195,7 @@ pub fn builtin(name: &str) -> Option<Sig> {
                 opt("user", o(Ty::Str)),
                 opt("workdir", o(Ty::Path)),
                 opt("network", o(Ty::Bool)),
+                opt("mounts", o(list(Ty::Mount))),
             ],
             Ty::Image,
         ),
@@ -208,6 +218,41 @@ pub fn builtin(name: &str) -> Option<Sig> {
         ),
         "volume" => sig(vec![img(), p("path", Ty::Path)], Ty::Image),
         "stopsignal" => sig(vec![img(), p("signal", Ty::Str)], Ty::Image),
+        "healthcheck" => sig(
+            vec![
+                img(),
+                opt("test", o(Ty::Command)),
+                opt("interval", o(Ty::Str)),
+                opt("timeout", o(Ty::Str)),
+                opt("start_period", o(Ty::Str)),
+                opt("start_interval", o(Ty::Str)),
+                opt("retries", Ty::Int),
+            ],
+            Ty::Image,
+        ),
+        "shell" => sig(vec![img(), p("argv", list(Ty::Str))], Ty::Image),
+        "cache" => sig(
+            vec![
+                p("target", Ty::Path),
+                opt("id", o(Ty::Str)),
+                opt("sharing", Ty::Str),
+                opt("readonly", Ty::Bool),
+            ],
+            Ty::Mount,
+        ),
+        "tmpfs" => sig(
+            vec![p("target", Ty::Path), opt("size", o(Ty::Int))],
+            Ty::Mount,
+        ),
+        "secret" => sig(
+            vec![
+                p("id", Ty::Str),
+                opt("target", o(Ty::Path)),
+                opt("env", o(Ty::Str)),
+                opt("required", Ty::Bool),
+            ],
+            Ty::Mount,
+        ),
         "arg" => sig(vec![p("name", Ty::Str), opt("default", Ty::Str)], Ty::Str),
         _ => return None,
     })

@@ -16,8 +16,8 @@ use crate::context::{ContextError, ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
 use crate::dockerfile::platforms::Platform;
 use crate::plan::{
-    ConfigChange, ContextSelection, CopyOp, Excludes, HistoryEntry, ImageOp, Key, Node, NodeId, Op,
-    Origin, Plan, RunConfig, RunNetwork, RunOp, SourcePath,
+    ConfigChange, ContextSelection, CopyOp, Excludes, HistoryEntry, ImageOp, Key, MountKind, Node,
+    NodeId, Op, Origin, Plan, RunConfig, RunNetwork, RunOp, SourcePath,
 };
 use crate::syntax::Span;
 
@@ -390,7 +390,8 @@ impl<'a> PlanBuilder<'a> {
     }
 
     /// A RUN step on the stage. `inputs` are the mount sources after the stage's own node
-    /// (input 0); `reasons` why it is impure besides its network, which is added here.
+    /// (input 0); `reasons` why it is impure besides what this adds: its network, and its
+    /// secret and cache mounts.
     pub fn run(
         &mut self,
         st: &mut Stage,
@@ -410,6 +411,17 @@ impl<'a> PlanBuilder<'a> {
                 ]
                 .concat(),
             );
+        }
+        for m in &op.mounts {
+            match &m.kind {
+                MountKind::Secret { id, .. } => reasons.push(format!(
+                    "RUN mounts the secret {id:?} (its value comes from the host)"
+                )),
+                MountKind::Cache { id, .. } => reasons.push(format!(
+                    "RUN mounts the cache {id:?} (its contents persist between builds)"
+                )),
+                _ => {}
+            }
         }
         let inputs = std::iter::once(st.prev).chain(mount_inputs).collect();
         st.prev = self.push(Op::Run(op), inputs, reasons, origin);
