@@ -142,6 +142,36 @@ fn kiln_check_reports_every_error_and_fails() {
     let out = store.kiln(["check".as_ref(), dir.path().as_os_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     assert!(stderr_text(&out).contains("ok (2 files, exported target: app)"));
+    assert!(stderr_text(&out).contains("app: hermetic"));
+
+    // Lowering every export finds what only evaluation can, and each target's purity.
+    write_file(
+        &prog,
+        b"export a = scratch() |> copy(text(\"x\"), to: \"/x\", mode: \"99z\")\nexport b = image(\"alpine:3\") |> run(\"true\", mounts: [tmpfs(\"rel\")])\n",
+        0o644,
+    );
+    let out = store.kiln(["check".as_ref(), prog.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("2 errors in the kiln program"), "{err}");
+    assert!(err.contains("invalid chmod value \"99z\""), "{err}");
+    assert!(
+        err.contains("mount target \"rel\" is not absolute"),
+        "{err}"
+    );
+    write_file(
+        &prog,
+        b"export b = image(\"alpine:3\") |> run(\"true\", network: false)\n",
+        0o644,
+    );
+    let out = store.kiln(["check".as_ref(), prog.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert!(
+        stderr_text(&out)
+            .contains("b: not hermetic: base image alpine:3 is named without a digest"),
+        "{}",
+        stderr_text(&out)
+    );
 }
 
 #[test]

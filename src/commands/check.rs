@@ -22,14 +22,14 @@ pub fn run(args: CheckArgs) -> miette::Result<()> {
             std::path::PathBuf::from("Dockerfile")
         }
     });
-    if kiln_compiler::kiln::is_program(&file) {
-        return check_program(&file);
-    }
-    let parsed = frontend::parse_file(&file)?;
     let opts = BuildOptions {
         build_args: key_values(&args.build_args, "--build-arg")?,
         ..Default::default()
     };
+    if kiln_compiler::kiln::is_program(&file) {
+        return check_program(&file, &opts);
+    }
+    let parsed = frontend::parse_file(&file)?;
     let ignore = if file.as_os_str() == "-" {
         None
     } else {
@@ -61,21 +61,32 @@ pub fn run(args: CheckArgs) -> miette::Result<()> {
     Ok(())
 }
 
-/// `kiln check` of a kiln program: every error of every file at once.
-fn check_program(path: &std::path::Path) -> miette::Result<()> {
+/// `kiln check` of a kiln program: every check error of every file at once; then each
+/// export is lowered without the context or the store, which finds the errors only
+/// evaluation can (bad modes, ports, mount targets) and whether the target is hermetic.
+fn check_program(path: &std::path::Path, opts: &BuildOptions) -> miette::Result<()> {
     let program = kiln_compiler::kiln::check_file(path).map_err(miette::Report::new)?;
-    let targets = kiln_compiler::kiln::lower::exports(&program);
+    let targets =
+        kiln_compiler::kiln::lower::check_exports(&program, opts).map_err(miette::Report::new)?;
+    let names: Vec<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
     eprintln!(
         "{}: ok ({} file{}, exported target{}: {})",
         program.files[0].name,
         program.files.len(),
         if program.files.len() == 1 { "" } else { "s" },
-        if targets.len() == 1 { "" } else { "s" },
-        if targets.is_empty() {
+        if names.len() == 1 { "" } else { "s" },
+        if names.is_empty() {
             "none".to_string()
         } else {
-            targets.join(", ")
+            names.join(", ")
         }
     );
+    for (name, reasons) in &targets {
+        if reasons.is_empty() {
+            eprintln!("  {name}: hermetic");
+        } else {
+            eprintln!("  {name}: not hermetic: {}", reasons.join("; "));
+        }
+    }
     Ok(())
 }

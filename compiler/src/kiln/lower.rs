@@ -167,6 +167,50 @@ pub fn plan(
     })
 }
 
+/// What `kiln check` learns by lowering every export without a context or a store: the
+/// problems only evaluation finds (a bad mode, a port out of range, a relative mount
+/// target), and for each target whether it is hermetic, with the reasons of the step that
+/// makes it impure.
+pub fn check_exports(
+    prog: &Program,
+    opts: &BuildOptions,
+) -> Result<Vec<(String, Vec<String>)>, KilnErrors> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for name in exports(prog) {
+        let opts = BuildOptions {
+            target: Some(name.clone()),
+            skip_context: true,
+            ..opts.clone()
+        };
+        match plan(
+            prog,
+            ContextIndex::default(),
+            &StatCache::default(),
+            &opts,
+            &crate::plan::NoImages,
+        ) {
+            Ok(lowered) => {
+                let reasons = lowered
+                    .plan
+                    .impure_chain()
+                    .and_then(|chain| chain.last().map(|n| n.reasons.clone()))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| !r.starts_with("input #"))
+                    .collect();
+                out.push((name, reasons));
+            }
+            Err(e) => errors.extend(e.errors),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(KilnErrors { errors })
+    }
+}
+
 struct Eval<'a> {
     prog: &'a Program,
     names: Vec<HashMap<String, Binding>>,
