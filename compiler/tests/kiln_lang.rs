@@ -257,6 +257,46 @@ fn std_oci_sets_only_the_labels_given() {
     assert_eq!(labels["org.opencontainers.image.licenses"], "MIT");
 }
 
+#[test]
+fn std_static_is_scratch_certs_binary_and_user() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    write(d.path(), "bin/server", "\x7fELF");
+    write(d.path(), "certs.pem", "-----BEGIN CERTIFICATE-----\n");
+    let p = kiln_plan(
+        d.path(),
+        "import std.static\nexport app = static.binary_image(context().only([\"bin/server\"]), context().only([\"certs.pem\"]), path: \"/server\")\n",
+        None,
+    );
+    assert!(matches!(p.nodes[0].op, Op::Scratch));
+    assert!(!p.nodes.iter().any(|n| matches!(n.op, Op::Run(_))));
+    let dests: Vec<&str> = p
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Copy(c) => Some(c.dest.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dests,
+        [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/server",
+            "/etc/passwd",
+            "/etc/group",
+            "/home/app/.keep"
+        ]
+    );
+    let (img, op) = p.target_image();
+    assert!(img.hermetic);
+    assert_eq!(
+        op.config.entrypoint.as_deref(),
+        Some(&["/server".to_string()][..])
+    );
+    assert_eq!(op.config.user, "10001:10001");
+}
+
 /// The rendered diagnostics of `kiln check` on a program (files written into a temporary
 /// directory; the first is the program).
 fn check_errors(files: &[(&str, &str)]) -> (usize, String) {

@@ -23,6 +23,7 @@ pub use error::{KilnError, KilnErrors, Problem};
 pub const STDLIB: &[(&str, &str)] = &[
     ("users", include_str!("../../../stdlib/users.kiln")),
     ("oci", include_str!("../../../stdlib/oci.kiln")),
+    ("static", include_str!("../../../stdlib/static.kiln")),
 ];
 
 /// One file of a program.
