@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+pub(crate) const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 /// Skips (or fails in CI) when a tool the registry tests need is missing.
-fn require_tools(tools: &[&str]) -> bool {
+pub(crate) fn require_tools(tools: &[&str]) -> bool {
     for tool in tools {
         let found = if tool.starts_with('/') {
             Path::new(tool).is_file()
@@ -54,20 +54,20 @@ fn free_port() -> u16 {
 }
 
 /// A running `docker-registry serve`, killed when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
-struct Tls {
+pub(crate) struct Tls {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
 }
 
 impl Registry {
-    fn start(tls: Option<&Tls>, htpasswd: Option<&Path>) -> Registry {
+    pub(crate) fn start(tls: Option<&Tls>, htpasswd: Option<&Path>) -> Registry {
         let dir = temp_dir();
         let port = free_port();
         let mut config = format!(
@@ -112,7 +112,7 @@ impl Registry {
         registry
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
@@ -291,7 +291,7 @@ fn layer_digests(tarball: &Path) -> Vec<String> {
 
 /// No file of the store's tmp directory or blobs is partial: every blob's name is its
 /// sha256, and tmp holds no staged data.
-fn assert_store_whole(store: &KilnStore) {
+pub(crate) fn assert_store_whole(store: &KilnStore) {
     let blobs = store.root().join("blobs/sha256");
     for e in std::fs::read_dir(&blobs).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
