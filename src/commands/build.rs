@@ -362,3 +362,58 @@ pub(super) fn write_iidfile(path: &std::path::Path, id: &str) -> Result<(), IidF
     tmp.persist(path).map_err(|e| failed(e.error))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_specs_as_buildx_writes_them() {
+        let (to, mode) =
+            parse_cache_spec("type=local,dest=/c,mode=max", CacheDirection::To).unwrap();
+        assert_eq!(to, CacheLocation::Local(PathBuf::from("/c")));
+        assert_eq!(mode, ExportMode::Max);
+        let (from, _) = parse_cache_spec("type=local,src=/c", CacheDirection::From).unwrap();
+        assert_eq!(from, CacheLocation::Local(PathBuf::from("/c")));
+        let (reg, mode) = parse_cache_spec(
+            "type=registry,ref=127.0.0.1:5000/a/b:cache",
+            CacheDirection::To,
+        )
+        .unwrap();
+        assert_eq!(mode, ExportMode::Min);
+        assert_eq!(reg.to_string(), "127.0.0.1:5000/a/b:cache");
+        let (bare, _) = parse_cache_spec("127.0.0.1:5000/a/b:cache", CacheDirection::From).unwrap();
+        assert_eq!(bare, reg);
+        for (spec, direction, wanted) in [
+            (
+                "type=local,src=/c",
+                CacheDirection::To,
+                "unsupported --cache-to field",
+            ),
+            (
+                "type=local,dest=/c",
+                CacheDirection::From,
+                "unsupported --cache-from field",
+            ),
+            (
+                "type=local,src=/c,mode=max",
+                CacheDirection::From,
+                "field \"mode=max\"",
+            ),
+            (
+                "type=gha",
+                CacheDirection::From,
+                "unsupported --cache-from type \"gha\"",
+            ),
+            ("type=registry", CacheDirection::To, "incomplete --cache-to"),
+            (
+                "type=local,dest=/c,mode=all",
+                CacheDirection::To,
+                "field \"mode=all\"",
+            ),
+        ] {
+            let err = parse_cache_spec(spec, direction).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{spec}: {err}");
+        }
+    }
+}
