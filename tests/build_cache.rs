@@ -156,6 +156,37 @@ fn a_local_cache_makes_a_fresh_store_run_no_step() {
         .join(left[0].trim_start_matches("sha256:"))
         .exists());
 
+    // Exported again from the second store: the layer it left in the first cache is fetched
+    // and exported too, so a chain of CI builds keeps every step.
+    let relay = dir.path().join("relay");
+    let relayed = build(
+        &second_store,
+        &ctx,
+        &[
+            "--cache-from",
+            &src,
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", relay.display()),
+        ],
+    );
+    assert!(
+        relayed
+            .stderr
+            .contains("#cache exported 5 steps (5 layers)"),
+        "{}",
+        relayed.stderr
+    );
+    let fourth = build(
+        &KilnStore::with_busybox(),
+        &ctx,
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", relay.display()),
+        ],
+    );
+    assert_eq!(fourth.ran(), Vec::<String>::new());
+    assert_eq!(fourth.id(), first.id());
+
     // A third store with mode=min's cache (the image's steps only) runs the tools stage.
     let min_cache = dir.path().join("min");
     build(

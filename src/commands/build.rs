@@ -110,6 +110,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
             &lowered.plan,
             *mode,
             location,
+            &settings.cache_from,
             &registry_options,
             &kiln_runtime::registry::NoProgress,
         )?;

@@ -328,13 +328,15 @@ pub struct Exported {
     pub layers: usize,
 }
 
-/// Writes the cache records of `plan`'s steps (per `mode`) from the store to `location`.
-/// Steps without a record in the store (not run, or never cacheable) are left out.
+/// Writes the cache records of `plan`'s steps (per `mode`) to `location`: the store's, else
+/// those of `imported` (the build's `--cache-from` caches; a layer the build left there is
+/// fetched first, verified). Steps with no record (never cacheable) are left out.
 pub fn export(
     store: &Store,
     plan: &Plan,
     mode: ExportMode,
     location: &CacheLocation,
+    imported: &[std::sync::Arc<ImportedCache>],
     registry_options: &RegistryOptions,
     progress: &dyn TransferProgress,
 ) -> Result<Exported> {
@@ -345,11 +347,23 @@ pub fn export(
             continue;
         }
         let key = node.key.to_hex();
-        let Some(value) = store.get_cache(&key)? else {
-            continue;
-        };
-        let Ok(record) = serde_json::from_value::<CacheRecord>(value) else {
-            continue;
+        let local = store
+            .get_cache(&key)?
+            .and_then(|v| serde_json::from_value::<CacheRecord>(v).ok());
+        let record = match local {
+            Some(r) => r,
+            None => {
+                let Some((cache, r)) = imported
+                    .iter()
+                    .find_map(|c| c.lookup(&key).map(|r| (c, r.clone())))
+                else {
+                    continue;
+                };
+                if let Some(layer) = &r.layer {
+                    cache.fetch(store, &layer.blob)?;
+                }
+                r
+            }
         };
         keys.insert(key, record);
     }
