@@ -288,32 +288,39 @@ pub struct PendingLayers {
 
 impl PendingLayers {
     pub fn note(&self, blob: &Digest, cache: usize) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.entry(blob.clone()).or_insert(cache);
-        }
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(blob.clone())
+            .or_insert(cache);
     }
 
-    /// Fetches every blob of `blobs` that is pending and not yet in the store.
+    /// Fetches every blob of `blobs` that is pending and not yet in the store (several at
+    /// once).
     pub fn ensure<'d>(
         &self,
         store: &Store,
         caches: &[std::sync::Arc<ImportedCache>],
         blobs: impl IntoIterator<Item = &'d Descriptor>,
     ) -> Result<()> {
-        for blob in blobs {
-            if store.has_blob(&blob.digest) {
-                continue;
-            }
-            let from = self
+        use rayon::prelude::*;
+        let wanted: Vec<(&Descriptor, &ImportedCache)> = {
+            let pending = self
                 .pending
                 .lock()
-                .ok()
-                .and_then(|p| p.get(&blob.digest).copied());
-            if let Some(cache) = from.and_then(|i| caches.get(i)) {
-                cache.fetch(store, blob)?;
-            }
-        }
-        Ok(())
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            blobs
+                .into_iter()
+                .filter(|b| !store.has_blob(&b.digest))
+                .filter_map(|b| {
+                    let cache = pending.get(&b.digest).and_then(|i| caches.get(*i))?;
+                    Some((b, cache.as_ref()))
+                })
+                .collect()
+        };
+        wanted
+            .par_iter()
+            .try_for_each(|(blob, cache)| cache.fetch(store, blob))
     }
 }
 
