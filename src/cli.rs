@@ -339,6 +339,20 @@ pub struct BuildArgs {
     /// secret or cache mount, ADD of a URL without --checksum), naming the chain to it
     #[arg(long)]
     pub hermetic: bool,
+    /// Export the build cache: type=registry,ref=REF or type=local,dest=DIR, with
+    /// mode=min (the image's steps, the default) or mode=max (every stage's)
+    #[arg(
+        long = "cache-to",
+        value_name = "type=registry,ref=REF|type=local,dest=DIR"
+    )]
+    pub cache_to: Vec<String>,
+    /// Use a build cache exported with --cache-to: type=registry,ref=REF (or just REF) or
+    /// type=local,src=DIR; may be repeated
+    #[arg(
+        long = "cache-from",
+        value_name = "type=registry,ref=REF|type=local,src=DIR"
+    )]
+    pub cache_from: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory

@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod build_cache;
 mod build_features;
 mod cli;
 mod debian;

@@ -67,6 +67,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<ExitCode> {
             squash: args.squash,
             tags: Vec::new(),
             order,
+            cache_from: Vec::new(),
         })
     };
     let runner = build::SandboxRunner {
