@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod build_cache;
 mod build_features;
 mod cli;
 mod debian;
@@ -15,6 +16,7 @@ mod differential;
 mod differential_run;
 mod image_diff;
 mod interop;
+mod kiln_lang;
 mod lifecycle;
 mod registry;
 mod repro_check;

@@ -11,4 +11,5 @@ pub mod layer;
 pub mod oci;
 pub mod registry;
 pub mod sandbox;
+pub mod shared_cache;
 pub mod store;
