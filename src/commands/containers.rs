@@ -747,16 +747,14 @@ const COMMIT_CHANGES: &[&str] = &[
 ];
 
 /// The one image the `-c` changes are lowered on: the container's.
-struct CommitBase(kiln_compiler::dockerfile::ResolvedImage);
+struct CommitBase(kiln_compiler::plan::ResolvedImage);
 
-impl kiln_compiler::dockerfile::ImageResolver for CommitBase {
+impl kiln_compiler::plan::ImageResolver for CommitBase {
     fn resolve(
         &self,
         _reference: &str,
-    ) -> Result<
-        Option<kiln_compiler::dockerfile::ResolvedImage>,
-        kiln_compiler::dockerfile::ImageLookupError,
-    > {
+    ) -> Result<Option<kiln_compiler::plan::ResolvedImage>, kiln_compiler::plan::ImageLookupError>
+    {
         Ok(Some(self.0.clone()))
     }
 }
@@ -765,7 +763,7 @@ impl kiln_compiler::dockerfile::ImageResolver for CommitBase {
 /// `FROM <the container's image>` stage would be, so they mean what they mean in a build;
 /// the runtime makes the layer and the image.
 pub fn commit(root: Option<PathBuf>, a: crate::cli::CommitArgs) -> miette::Result<()> {
-    use kiln_compiler::dockerfile::ImageResolver;
+    use kiln_compiler::plan::ImageResolver;
     let store = open_store(root)?;
     let record = container::find(&store, &a.container)?;
     for c in &a.changes {
@@ -790,7 +788,7 @@ pub fn commit(root: Option<PathBuf>, a: crate::cli::CommitArgs) -> miette::Resul
         kiln_compiler::source_date_epoch::from_environment().map_err(|e| miette::miette!("{e}"))?;
     let text = format!("FROM base\n{}\n", a.changes.join("\n"));
     let tree = kiln_compiler::syntax::parse(&text).map_err(|e| miette::miette!("-c: {e}"))?;
-    let opts = kiln_compiler::dockerfile::BuildOptions {
+    let opts = kiln_compiler::plan::BuildOptions {
         source_date_epoch: epoch,
         skip_context: true,
         ..Default::default()
