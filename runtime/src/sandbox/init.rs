@@ -301,7 +301,9 @@ fn watch(pid1: Pid, mask: &SigSet, relay: Option<Pid>, mut exec_pipe: Option<Own
         }
         if let Some(code) = reap(pid1) {
             if let Some(r) = relay {
-                let _ = kill(r, Signal::SIGKILL);
+                // The relay drains what is in flight and exits (bounded by RELAY_DRAIN).
+                let _ = kill(r, Signal::SIGTERM);
+                let _ = waitpid(r, None);
             }
             return code;
         }
@@ -315,8 +317,12 @@ fn watch(pid1: Pid, mask: &SigSet, relay: Option<Pid>, mut exec_pipe: Option<Own
     }
 }
 
+/// How long the relay may take, once the payload has ended, to pass on what is in flight.
+const RELAY_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Fork the process that relays published ports (none when nothing is published). It dies
-/// with the monitor.
+/// with the monitor; on SIGTERM (the payload has ended) it first drains open connections,
+/// for at most [`RELAY_DRAIN`].
 fn relay_process(listeners: Vec<super::net::Listener>) -> nix::Result<Option<Pid>> {
     if listeners.is_empty() {
         return Ok(None);
@@ -326,10 +332,16 @@ fn relay_process(listeners: Vec<super::net::Listener>) -> nix::Result<Option<Pid
         ForkResult::Child => {
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             let _ = nix::sys::prctl::set_dumpable(false);
+            // Blocked before the relay threads start, so they inherit the mask and only
+            // this thread takes SIGTERM, through sigwait.
+            let mut term = SigSet::empty();
+            term.add(Signal::SIGTERM);
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&term), None);
             super::net::start_relays(listeners);
-            loop {
-                nix::unistd::pause();
-            }
+            while term.wait() != Ok(Signal::SIGTERM) {}
+            super::net::drain(RELAY_DRAIN);
+            // SAFETY: leaving without running destructors; the relay threads end with us.
+            unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => Ok(Some(child)),
     }
