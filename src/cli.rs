@@ -66,6 +66,9 @@ pub enum Command {
     /// Manage named volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks (one shared loopback namespace each; no bridges)
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Remove containers
     Rm(RmArgs),
     /// Create a container without starting it
@@ -210,9 +213,12 @@ pub struct RunArgs {
     /// Override the image's ENTRYPOINT
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
-    /// Network: none (a private loopback) or host
+    /// Network: none (a private loopback), host, a kiln network's NAME, or container:NAME
     #[arg(long, value_name = "MODE", default_value = "none")]
     pub network: String,
+    /// More names for the container on its network (resolving to 127.0.0.1)
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
     /// Publish a container port on the host: [IP:]HOST:CONTAINER[/udp]
     #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CONTAINER")]
     pub publish: Vec<String>,
@@ -244,6 +250,38 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub image_and_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network: a new network namespace with only a loopback interface
+    Create { name: String },
+    /// List networks
+    Ls {
+        /// Only show names
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Show networks as JSON (docker's shape)
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Put a stopped container on a network (it joins at its next start)
+    Connect {
+        network: String,
+        container: String,
+        /// More names for the container on this network
+        #[arg(long = "alias", value_name = "ALIAS")]
+        alias: Vec<String>,
+    },
+    /// Take a stopped container off a network (back to a private loopback)
+    Disconnect { network: String, container: String },
+    /// Remove networks no container is on
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

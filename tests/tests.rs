@@ -18,6 +18,7 @@ mod image_diff;
 mod interop;
 mod kiln_lang;
 mod lifecycle;
+mod network;
 mod registry;
 mod repro_check;
 mod reproducible;

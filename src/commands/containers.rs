@@ -644,9 +644,11 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         "RestartCount": r.restart_count,
         "HostConfig": {
             "AutoRemove": r.auto_remove,
-            "NetworkMode": match r.spec.network {
-                kiln_runtime::sandbox::spec::Network::None => "none",
-                kiln_runtime::sandbox::spec::Network::Host => "host",
+            "NetworkMode": match (&r.spec.network, &r.network) {
+                (_, Some(net)) => net.clone(),
+                (kiln_runtime::sandbox::spec::Network::None, None) => "none".to_string(),
+                (kiln_runtime::sandbox::spec::Network::Host, None) => "host".to_string(),
+                (kiln_runtime::sandbox::spec::Network::Join { path }, None) => format!("container:{}", path.display()),
             },
             "ReadonlyRootfs": r.spec.rootfs.readonly,
             "Init": r.spec.init,

@@ -7,6 +7,7 @@ mod containers;
 mod diff;
 mod frontend;
 mod images;
+mod network;
 mod parse;
 mod plan;
 mod progress;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Prune(a) => done(images::prune(root, a)),
         Command::Run(a) => done(run::run(root, a)),
         Command::Volume(c) => done(run::volume(root, c)),
+        Command::Network(c) => done(network::network(root, c)),
         Command::Rm(a) => done(run::rm(root, a)),
         Command::Create(a) => done(run::create(root, a)),
         Command::Start(a) => containers::start(root, a),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kiln_runtime::container::{
-    self, log::LogConfig, volume, MountRequest, RestartPolicy, RunOptions,
+    self, log::LogConfig, volume, JoinRequest, MountRequest, RestartPolicy, RunOptions,
 };
 use kiln_runtime::sandbox::spec::{Port, Protocol};
 use kiln_runtime::sandbox::{tty, SandboxError, Streams};
@@ -359,18 +359,32 @@ fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     for t in &a.tmpfs {
         mounts.push(parse_tmpfs(t)?);
     }
-    let host_network =
-        match a.network.as_str() {
-            "none" => false,
-            "host" => true,
-            other => return Err(flag_error(
+    let (host_network, join) = match a.network.as_str() {
+        "none" => (false, None),
+        "host" => (true, None),
+        "bridge" | "default" => {
+            return Err(flag_error(
                 "--network",
-                other,
+                &a.network,
                 "kiln creates no bridges",
-                "use --network none (a private loopback; publish ports with -p) or --network host",
+                "use --network none (a private loopback; publish ports with -p), host, or a network from kiln network create",
             )
-            .into()),
-        };
+            .into())
+        }
+        other => match other.strip_prefix("container:") {
+            Some(c) => (false, Some(JoinRequest::Container(c.to_string()))),
+            None => (false, Some(JoinRequest::Network(other.to_string()))),
+        },
+    };
+    if !a.network_alias.is_empty() && !matches!(join, Some(JoinRequest::Network(_))) {
+        return Err(flag_error(
+            "--network-alias",
+            &a.network_alias.join(","),
+            "aliases belong to a kiln network",
+            "use it with --network NAME (a network from kiln network create)",
+        )
+        .into());
+    }
     let ports = a
         .publish
         .iter()
@@ -385,6 +399,8 @@ fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         user: a.user.clone(),
         entrypoint: a.entrypoint.clone(),
         host_network,
+        join,
+        aliases: a.network_alias.clone(),
         ports,
         read_only: a.read_only,
         hostname: a.hostname.clone(),

@@ -13,6 +13,7 @@
 
 pub mod changes;
 pub mod log;
+pub mod network;
 pub mod supervisor;
 pub mod volume;
 
@@ -71,6 +72,31 @@ pub enum ContainerError {
     #[error("container {0} is not running: kiln cp copies in and out of running containers")]
     #[diagnostic(help("start it first (kiln start NAME)"))]
     CopyNeedsRunning(String),
+    #[error("network {0} already exists")]
+    NetworkExists(String),
+    #[error("no such network: {0}")]
+    #[diagnostic(help("create it with kiln network create NAME"))]
+    NoNetwork(String),
+    #[error("network {name}: {message}")]
+    Network { name: String, message: String },
+    #[error("network {name} is in use by {containers}")]
+    #[diagnostic(help("remove those containers or disconnect them first"))]
+    NetworkInUse { name: String, containers: String },
+    #[error("container {0} is running: it changes networks only while stopped")]
+    #[diagnostic(help(
+        "a kiln network is one shared network namespace, and a running process cannot move to another; stop the container, connect or disconnect it, start it again"
+    ))]
+    NetworkRunning(String),
+    #[error("port {port} is published twice on network {network}: by {holder} and by {wanted}")]
+    #[diagnostic(help(
+        "the members of a kiln network share one loopback, so one container port belongs to one member; give {wanted} another container port"
+    ))]
+    PortTaken {
+        network: String,
+        port: String,
+        holder: String,
+        wanted: String,
+    },
     #[error("no command given: the image has neither ENTRYPOINT nor CMD")]
     #[diagnostic(help("name the command after the image: kiln run IMAGE COMMAND..."))]
     NoCommand,
@@ -117,6 +143,10 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub entrypoint: Option<String>,
     pub host_network: bool,
+    /// `--network NAME` or `--network container:NAME` (instead of a private loopback).
+    pub join: Option<JoinRequest>,
+    /// `--network-alias`: more names resolving to the member on its network.
+    pub aliases: Vec<String>,
     pub ports: Vec<Port>,
     pub read_only: bool,
     pub hostname: Option<String>,
@@ -126,6 +156,15 @@ pub struct RunOptions {
     pub remove: bool,
     pub restart: RestartPolicy,
     pub log: log::LogConfig,
+}
+
+/// A namespace a new container joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinRequest {
+    /// A kiln network (`kiln network create`).
+    Network(String),
+    /// Another running container's (`container:NAME`).
+    Container(String),
 }
 
 /// `--restart`: what the supervisor does when the container ends.
@@ -228,6 +267,11 @@ pub struct Record {
     /// Mount points set-up created in the upper directory (left out of `commit` and `diff`).
     #[serde(default)]
     pub stubs: Vec<String>,
+    /// The kiln network the container is on (see `network`), and its aliases there.
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 impl Record {
@@ -424,17 +468,28 @@ pub fn create(
         fs::create_dir_all(d).map_err(io("create", d))?;
     }
     let config = &image.config.config;
-    let network = if opts.host_network {
-        Network::Host
-    } else {
-        Network::None
+    let joined = match &opts.join {
+        Some(JoinRequest::Network(n)) => {
+            let net = network::inspect(store, n)?;
+            let others = net.members(store)?;
+            network::check_ports(n, &name, &opts.ports, &others)?;
+            Some(net)
+        }
+        _ => None,
     };
-    let hostname = match (&opts.hostname, network) {
+    let network = match &opts.join {
+        _ if opts.host_network => Network::Host,
+        Some(JoinRequest::Container(c)) => Network::Join {
+            path: network::container_netns(store, c)?.1,
+        },
+        _ => Network::None,
+    };
+    let hostname = match (&opts.hostname, &network) {
         (Some(h), _) => h.clone(),
         (None, Network::Host) => nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        (None, Network::None) => id[..12].to_string(),
+        (None, _) => id[..12].to_string(),
     };
     let image_entrypoint = config.entrypoint.as_deref().unwrap_or(&[]);
     let image_cmd = config.cmd.as_deref().unwrap_or(&[]);
@@ -455,7 +510,7 @@ pub fn create(
         fs::create_dir_all(&empty).map_err(io("create", &empty))?;
         layers.push(empty);
     }
-    let mut mounts = crate::sandbox::net::etc_files(&hostname, network);
+    let mut mounts = crate::sandbox::net::etc_files(&hostname, &network);
     for m in &opts.mounts {
         mounts.push(mount_for(store, m)?);
     }
@@ -490,7 +545,7 @@ pub fn create(
         seccomp: true,
         ports: opts.ports.clone(),
     };
-    let record = Record {
+    let mut record = Record {
         id,
         name,
         image: reference.to_string(),
@@ -514,8 +569,16 @@ pub fn create(
         entrypoint,
         cmd,
         stubs: Vec::new(),
+        network: None,
+        aliases: opts.aliases.clone(),
     };
+    if let Some(net) = &joined {
+        network::attach_spec(store, &mut record, net);
+    }
     save(store, &record)?;
+    if let Some(net) = &joined {
+        network::refresh_hosts(store, &net.name)?;
+    }
     Ok(record)
 }
 
@@ -610,7 +673,11 @@ pub fn run_foreground(
 /// Remove a container that is not running: its record and directories (the log too).
 pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
     let dir = record.dir(store);
-    fs::remove_dir_all(&dir).map_err(io("remove", &dir))
+    fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+    if let Some(net) = &record.network {
+        network::refresh_hosts(store, net)?;
+    }
+    Ok(())
 }
 
 /// `kiln rename`: a new unique name (the supervisor of a running container reads the record

@@ -174,6 +174,11 @@ fn monitor() -> i32 {
         Ok(l) => l,
         Err(e) => return fail(e, 125),
     };
+    if let Network::Join { path } = &spec.network {
+        if let Err(e) = super::net::join(path) {
+            return fail(e, 125);
+        }
+    }
     if spec.network == Network::None {
         if let Err(e) = Linux.unshare(CloneFlags::CLONE_NEWNET) {
             return fail(format!("creating the network namespace: {}", e.desc()), 125);

@@ -37,6 +37,57 @@ pub fn bind_ports(spec: &ContainerSpec) -> Result<Vec<Listener>, String> {
     Ok(out)
 }
 
+/// Move the calling thread into the network namespace whose nsfs file is `path` (a kiln
+/// network's, or another container's `/proc/PID/ns/net`).
+pub fn join(path: &std::path::Path) -> Result<(), String> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("opening the network namespace {}: {e}", path.display()))?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+        format!(
+            "joining the network namespace {}: {}",
+            path.display(),
+            e.desc()
+        )
+    })
+}
+
+/// Make a new network namespace holding only a loopback interface (up), kept alive by a
+/// bind mount of its nsfs file onto `path` (an existing empty file). The namespace is made
+/// on a thread of its own, so the calling thread's namespace never changes.
+pub fn create_namespace(path: &std::path::Path) -> Result<(), String> {
+    let target = path.to_path_buf();
+    let worker = std::thread::spawn(move || -> Result<(), String> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("creating a network namespace: {}", e.desc()))?;
+        loopback_up().map_err(|e| format!("bringing up the loopback interface: {}", e.desc()))?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            format!(
+                "pinning the namespace at {}: {}",
+                target.display(),
+                e.desc()
+            )
+        })
+    });
+    worker
+        .join()
+        .map_err(|_| "the thread making the network namespace failed".to_string())?
+}
+
+/// Release a namespace made by [`create_namespace`] (it ends once no member is left in it).
+pub fn remove_namespace(path: &std::path::Path) -> Result<(), String> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(format!("unmounting {}: {}", path.display(), e.desc())),
+    }
+}
+
 /// `ip link set lo up` in the current network namespace.
 pub fn loopback_up() -> nix::Result<()> {
     let sock = nix::sys::socket::socket(
@@ -149,18 +200,20 @@ fn relay_udp(outer: UdpSocket, port: u16) {
     }
 }
 
+/// The lines of every private namespace's /etc/hosts (Docker's).
+pub const LOOPBACK_HOSTS: &str =
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+     fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+     ff02::2\tip6-allrouters\n";
+
 /// The /etc/hosts, /etc/hostname and /etc/resolv.conf a container gets (as Docker writes
 /// them: loopback names, the hostname, the host's resolver configuration).
-pub fn etc_files(hostname: &str, network: Network) -> Vec<super::spec::Mount> {
+pub fn etc_files(hostname: &str, network: &Network) -> Vec<super::spec::Mount> {
     use super::spec::{Mount, MountKind};
     let hosts = match network {
         Network::Host => std::fs::read("/etc/hosts").unwrap_or_default(),
-        Network::None => {
-            let mut h = String::from(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-                 fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-                 ff02::2\tip6-allrouters\n",
-            );
+        Network::None | Network::Join { .. } => {
+            let mut h = String::from(LOOPBACK_HOSTS);
             if !hostname.is_empty() {
                 h.push_str(&format!("127.0.0.1\t{hostname}\n"));
             }

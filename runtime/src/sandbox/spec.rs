@@ -68,13 +68,16 @@ pub struct Process {
     pub terminal: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Network {
     /// A private network namespace with only a loopback interface (up).
     None,
     /// The host's network namespace.
     Host,
+    /// An existing network namespace, joined through its nsfs file: a kiln network's
+    /// (bind-mounted under the store) or another container's (`/proc/PID/ns/net`).
+    Join { path: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

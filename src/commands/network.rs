@@ -1,0 +1,85 @@
+//! `kiln network create|ls|inspect|connect|disconnect|rm`: flags to calls of
+//! `kiln_runtime::container::network`, and docker's output shapes.
+//! Must not: touch namespaces or the store's files itself (the runtime does).
+
+use std::path::PathBuf;
+
+use kiln_runtime::container::network;
+
+use super::transfer::open_store;
+use crate::cli::NetworkCommand;
+
+pub fn network(root: Option<PathBuf>, c: NetworkCommand) -> miette::Result<()> {
+    let store = open_store(root)?;
+    match c {
+        NetworkCommand::Create { name } => {
+            let net = network::create(&store, &name)?;
+            println!("{}", net.id);
+        }
+        NetworkCommand::Ls { quiet } => {
+            let all = network::list_networks(&store)?;
+            if !quiet {
+                println!("{:<14}{:<20}{:<10}SCOPE", "NETWORK ID", "NAME", "DRIVER");
+            }
+            for n in all {
+                if quiet {
+                    println!("{}", n.name);
+                } else {
+                    println!("{:<14}{:<20}{:<10}local", &n.id[..12], n.name, "loopback");
+                }
+            }
+        }
+        NetworkCommand::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                let net = network::inspect(&store, n)?;
+                let mut containers = serde_json::Map::new();
+                for m in net.members(&store)? {
+                    containers.insert(
+                        m.id.clone(),
+                        serde_json::json!({
+                            "Name": m.name,
+                            "Aliases": network::member_names(&m),
+                            "IPv4Address": "127.0.0.1/8",
+                            "IPv6Address": "",
+                        }),
+                    );
+                }
+                out.push(serde_json::json!({
+                    "Name": net.name,
+                    "Id": net.id,
+                    "Created": net.created,
+                    "Scope": "local",
+                    "Driver": "loopback",
+                    "EnableIPv6": false,
+                    "IPAM": {"Driver": "none", "Config": []},
+                    "Internal": true,
+                    "Containers": containers,
+                    "Options": {"kiln.netns": net.netns(&store), "kiln.hosts": net.hosts(&store)},
+                    "Labels": {},
+                }));
+            }
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+        NetworkCommand::Connect {
+            network: net,
+            container,
+            alias,
+        } => {
+            network::connect(&store, &net, &container, &alias)?;
+        }
+        NetworkCommand::Disconnect {
+            network: net,
+            container,
+        } => {
+            network::disconnect(&store, &net, &container)?;
+        }
+        NetworkCommand::Rm { names } => {
+            for n in &names {
+                network::remove(&store, n)?;
+                println!("{n}");
+            }
+        }
+    }
+    Ok(())
+}
