@@ -19,7 +19,7 @@ use common::*;
 
 const MIRROR: &str = "http://deb.debian.org/debian";
 
-fn cached_tarball() -> PathBuf {
+pub(crate) fn cached_tarball() -> PathBuf {
     std::env::var_os("KILN_TEST_DEBIAN_TAR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/kiln-tests/debian-bookworm-minbase.tar"))

@@ -346,3 +346,99 @@ fn ports_publish_from_any_member_and_twice_is_refused() {
         mounts_under(store.root())
     );
 }
+
+/// Names resolve through the /etc/hosts kiln writes, with a real libc: a Debian member
+/// reaches a busybox server by its name and by its alias. Needs the Debian minbase tarball
+/// that tests/debian.rs caches (skipped locally, a failure in CI, when it is missing).
+#[test]
+fn a_debian_member_resolves_names_and_aliases() {
+    if !can_run() {
+        return;
+    }
+    let tarball = crate::debian::cached_tarball();
+    if !tarball.is_file() {
+        skip_or_fail(
+            "debian minbase tarball",
+            &format!(
+                "{} is missing (tests/debian.rs makes it)",
+                tarball.display()
+            ),
+        );
+        return;
+    }
+    let store = KilnStore::with_busybox();
+    ok(
+        store.kiln([
+            "import".as_ref(),
+            tarball.as_os_str(),
+            "debian:minbase".as_ref(),
+        ]),
+        "import debian",
+    );
+    let net = unique("debian");
+    ok(store.kiln(["network", "create", &net]), "network create");
+    let srv_id = ok(
+        store.kiln([
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            &net,
+            "--network-alias",
+            "web",
+            BUSYBOX,
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "127.0.0.1:8080",
+            "-h",
+            "/etc",
+        ]),
+        "run -d srv",
+    );
+    let getent = ok(
+        store.kiln([
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "debian:minbase",
+            "getent",
+            "hosts",
+            "web",
+        ]),
+        "getent hosts web",
+    );
+    assert!(getent.starts_with("127.0.0.1"), "{getent}");
+    for host in ["srv", "web"] {
+        let script = format!(
+            "exec 3<>/dev/tcp/{host}/8080 && printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+        );
+        let start = Instant::now();
+        let reply = loop {
+            let out = store.kiln([
+                "run",
+                "--rm",
+                "--network",
+                &net,
+                "debian:minbase",
+                "bash",
+                "-c",
+                &script,
+            ]);
+            let text = stdout_text(&out);
+            if text.contains("200 OK") || start.elapsed() > Duration::from_secs(10) {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            reply.contains("200 OK") && reply.contains(&srv_id[..12]),
+            "{host}: {reply}"
+        );
+    }
+    ok(store.kiln(["rm", "-f", "srv"]), "rm -f");
+    ok(store.kiln(["network", "rm", &net]), "network rm");
+}
