@@ -271,6 +271,27 @@ struct PendingNode {
     inputs: Vec<NodeId>,
     reasons: Vec<String>,
     origin: Origin,
+    args: Vec<(String, String)>,
+}
+
+/// The build arguments the instruction being lowered reads: `scope` is the stage's ARGs with
+/// a value (ENV of the same name hides one), `used` those an expansion (or RUN's
+/// environment) took so far, in order of first use. Each node pushed gets `used`.
+#[derive(Default)]
+struct ArgUse {
+    scope: Vec<(String, String)>,
+    used: Vec<(String, String)>,
+}
+
+impl ArgUse {
+    fn note(&mut self, name: &str) {
+        if self.used.iter().any(|(k, _)| k == name) {
+            return;
+        }
+        if let Some((k, v)) = self.scope.iter().rev().find(|(k, _)| k == name) {
+            self.used.push((k.clone(), v.clone()));
+        }
+    }
 }
 
 /// The most bytes all the variable expansions of one Dockerfile may produce together (one
@@ -293,6 +314,8 @@ struct Lowerer<'a> {
     in_progress: HashSet<usize>,
     base_nodes: HashMap<String, (NodeId, Option<ResolvedImage>)>,
     consumed_args: HashSet<String>,
+    /// Build arguments the current instruction reads (recorded on its nodes).
+    arg_use: ArgUse,
     warnings: Vec<Warning>,
     /// Bytes produced by expansions so far (bounded by `MAX_EXPANDED_TOTAL`).
     expanded: usize,
@@ -327,6 +350,7 @@ impl<'a> Lowerer<'a> {
             in_progress: HashSet::new(),
             base_nodes: HashMap::new(),
             consumed_args: HashSet::new(),
+            arg_use: ArgUse::default(),
             warnings: Vec::new(),
             expanded: 0,
             epoch: opts.source_date_epoch.unwrap_or(0),
@@ -495,6 +519,9 @@ impl<'a> Lowerer<'a> {
         match self.lexer.expand_word(word, &env) {
             Ok(e) => {
                 self.expanded = self.expanded.saturating_add(e.value.len());
+                for var in &e.used {
+                    self.arg_use.note(var);
+                }
                 if self.expanded > MAX_EXPANDED_TOTAL {
                     let span = node.span_of(self.source, word);
                     return Err(DockerfileError::at(
@@ -537,6 +564,7 @@ impl<'a> Lowerer<'a> {
             inputs,
             reasons,
             origin,
+            args: self.arg_use.used.clone(),
         });
         id
     }
@@ -610,9 +638,23 @@ impl<'a> Lowerer<'a> {
         let Instruction::From(from) = &typed[from_idx].instr else {
             unreachable!("stage starts at a FROM")
         };
+        // This stage may be lowered in the middle of another's instruction (COPY --from):
+        // that instruction's record of the build arguments it reads is put back at the end.
+        let outer_args = std::mem::replace(
+            &mut self.arg_use,
+            ArgUse {
+                scope: self.global_args.clone(),
+                used: Vec::new(),
+            },
+        );
         // Unset names here are the UndefinedArgInFrom check's (checks.rs), not UndefinedVar.
         let image = match self.lexer.expand_word(&from.image, &self.global_args) {
-            Ok(e) => e.value,
+            Ok(e) => {
+                for var in &e.used {
+                    self.arg_use.note(var);
+                }
+                e.value
+            }
             Err(e) => {
                 return Err(self
                     .expand_error(typed[from_idx].node, &from.image, e)
@@ -689,6 +731,7 @@ impl<'a> Lowerer<'a> {
             self.lower_instruction(&mut st, idx, &typed[idx].instr)?;
         }
         self.in_progress.remove(&i);
+        self.arg_use = outer_args;
         let result = Rc::new(StageResult {
             last: st.prev,
             config: st.config,
@@ -781,6 +824,20 @@ impl<'a> Lowerer<'a> {
             _ => true,
         };
         let env = if expands { st.env() } else { Rc::default() };
+        self.arg_use.used.clear();
+        self.arg_use.scope.clear();
+        if expands || matches!(instr, Instruction::Arg(_)) {
+            for (k, v) in &st.args {
+                let hidden = st
+                    .config
+                    .env
+                    .iter()
+                    .any(|kv| kv.split('=').next() == Some(k.as_str()));
+                if let (Some(v), false) = (v, hidden) {
+                    self.arg_use.scope.push((k.clone(), v.clone()));
+                }
+            }
+        }
         match instr {
             Instruction::From(_) => unreachable!("FROM starts a stage"),
             Instruction::Env(pairs) => {
@@ -996,6 +1053,8 @@ impl<'a> Lowerer<'a> {
                     .any(|kv| kv.split('=').next() == Some(k.as_str()));
                 if !in_env {
                     env_list.push([k.as_str(), "=", v.as_str()].concat());
+                    self.arg_use.scope.push((k.clone(), v.clone()));
+                    self.arg_use.note(k);
                 }
             }
         }
@@ -1003,6 +1062,8 @@ impl<'a> Lowerer<'a> {
             if let Some(v) = self.build_arg(p) {
                 self.consumed_args.insert(p.to_string());
                 env_list.push([p, "=", v].concat());
+                self.arg_use.scope.push((p.to_string(), v.to_string()));
+                self.arg_use.note(p);
             }
         }
         // `RUN --network=default` (or none given) is the build's choice.
@@ -1654,6 +1715,7 @@ impl<'a> Lowerer<'a> {
                 id: NodeId(i),
                 hermetic: reasons.is_empty(),
                 reasons,
+                args: p.args,
                 op: p.op,
                 inputs: p.inputs,
                 key,
