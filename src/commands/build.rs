@@ -68,7 +68,27 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     if let Some(violation) = checks.violation() {
         return Err(parsed.report(violation));
     }
-    let printer = Printer::new(args.progress);
+    // The depfile's target, checked before anything is built.
+    let dep_target = match (&args.depfile, &args.iidfile, &output) {
+        (None, ..) => None,
+        (Some(_), Some(iid), _) => Some(iid.clone()),
+        (Some(_), None, Some(out)) => Some(out.dest.clone()),
+        (Some(_), None, None) => return Err(super::explain::DepfileError::NoTarget.into()),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // This build's record; with --explain, the reasons against the last one of the target.
+    let target_id = super::explain::target_id(&input, opts.target.as_deref());
+    let (mut record, chunks) =
+        kiln_compiler::plan::record::from_plan(&lowered.plan, target_id, now.max(0) as u64);
+    let mut printer = Printer::new(args.progress);
+    if args.explain {
+        let old = store.last_records(&record.target, 1)?.pop();
+        let reasons = super::explain::reasons(&store, old.as_ref(), &record, &chunks)?;
+        printer = printer.with_reasons(reasons);
+    }
     // The image is tagged only once every output is written: a build's outputs are all
     // there, or none is.
     let settings = BuildSettings {
@@ -82,14 +102,18 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         launcher: kiln_runtime::sandbox::Launcher::current()?,
     };
     let built = build::build(&store, &lowered.plan, &settings, &runner, &printer)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
     store.write_state(
         &state_name,
         &lowered.plan.context.to_stat_cache(now).to_bytes(),
     )?;
+    let cached = printer.cached_steps();
+    for (i, n) in record.nodes.iter_mut().enumerate() {
+        if n.is_step() {
+            n.cached = Some(cached.contains(&i));
+        }
+    }
+    record.image = Some(built.image.manifest_digest.to_string());
+    store.put_record(&record, &chunks)?;
 
     let id = built.image.id().to_string();
     if let Some(out) = output {
@@ -98,10 +122,28 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &id)?;
     }
+    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    if let Some(path) = &args.provenance {
+        let statement = super::provenance::statement_of(
+            &input,
+            &args,
+            &opts,
+            &parsed,
+            &lowered.plan,
+            &built.image.manifest_digest,
+            &tag_names,
+        );
+        write_file_atomically(path, &statement.to_bytes()).map_err(|error| {
+            miette::miette!("cannot write the provenance file {}: {error}", path.display())
+        })?;
+    }
+    if let (Some(path), Some(target)) = (&args.depfile, &dep_target) {
+        let inputs = super::explain::build_inputs(&input, &lowered.plan);
+        super::explain::write_depfile(path, target, &inputs)?;
+    }
     for tag in &tags {
         store.set_ref(tag, &built.image.manifest_digest)?;
     }
-    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     printer.finish(&id, &tag_names, built.steps, built.cached);
     Ok(())
 }
@@ -232,20 +274,24 @@ pub(super) struct IidFileError {
 
 /// `--iidfile`: written to a temporary file beside it and renamed into place.
 pub(super) fn write_iidfile(path: &std::path::Path, id: &str) -> Result<(), IidFileError> {
-    let failed = |error| IidFileError {
+    write_file_atomically(path, id.as_bytes()).map_err(|error| IidFileError {
         path: path.to_path_buf(),
         error,
-    };
+    })
+}
+
+/// A build output file (`--iidfile`, `--depfile`, `--provenance`): written to a temporary
+/// file beside it (mode 0666 less the umask) and renamed into place.
+pub(super) fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".kiln-iid-")
+        .prefix(".kiln-out-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(failed)?;
-    std::io::Write::write_all(&mut tmp, id.as_bytes()).map_err(failed)?;
-    tmp.persist(path).map_err(|e| failed(e.error))?;
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -4,11 +4,13 @@ mod build;
 mod build_check;
 mod check;
 mod diff;
+mod explain;
 mod frontend;
 mod images;
 mod parse;
 mod plan;
 mod progress;
+mod provenance;
 mod registry;
 mod run;
 mod transfer;
@@ -25,6 +27,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     match cli.command {
         Command::Build(a) if a.check => build_check::run(root, a),
         Command::Diff(a) => Ok(diff::run(root, a)),
+        Command::VerifyProvenance(a) => Ok(provenance::verify(root, a)),
+        Command::Explain(a) => done(explain::run(root, a)),
         Command::Parse(a) => done(parse::run(a)),
         Command::Check(a) => done(check::run(a)),
         Command::Plan(a) => done(plan::run(a)),
