@@ -13,6 +13,7 @@ mod cli;
 mod debian;
 mod differential;
 mod differential_run;
+mod explain;
 mod image_diff;
 mod interop;
 mod registry;

@@ -178,7 +178,10 @@ pub fn statement(
         },
     ];
     for (reference, digest) in base_images(plan) {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(&digest).to_string();
+        let hex = digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&digest)
+            .to_string();
         deps.push(Resource {
             name: Some(reference),
             digest: [("sha256".to_string(), hex)].into(),
@@ -258,7 +261,10 @@ mod tests {
         };
         let s = statement(&plan, &d, &["app:1".into()], &d, params, "0.1.0");
         let text = String::from_utf8(s.to_bytes()).unwrap();
-        let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle}: {text}"));
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle}: {text}"))
+        };
         assert!(at("\"_type\"") < at("\"subject\""));
         assert!(at("\"predicateType\"") < at("\"predicate\":"));
         assert!(at("\"A\"") < at("\"B\""), "maps sorted");
@@ -266,6 +272,9 @@ mod tests {
         let back: Statement = serde_json::from_str(&text).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.subject_digest(), Some(d.to_string()));
-        assert_eq!(back.dependency(ROLE_CONTEXT)[0].1, Some(context_digest(&plan).to_string()));
+        assert_eq!(
+            back.dependency(ROLE_CONTEXT)[0].1,
+            Some(context_digest(&plan).to_string())
+        );
     }
 }

@@ -134,7 +134,10 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
             &tag_names,
         );
         write_file_atomically(path, &statement.to_bytes()).map_err(|error| {
-            miette::miette!("cannot write the provenance file {}: {error}", path.display())
+            miette::miette!(
+                "cannot write the provenance file {}: {error}",
+                path.display()
+            )
         })?;
     }
     if let (Some(path), Some(target)) = (&args.depfile, &dep_target) {

@@ -20,8 +20,8 @@ use kiln_runtime::build::{self, BuildSettings};
 use kiln_runtime::image::ImageName;
 use kiln_runtime::oci::Digest;
 use kiln_runtime::provenance::{
-    self, ExternalParameters, Statement, BUILD_TYPE, PREDICATE_TYPE, ROLE_BASE_IMAGE,
-    ROLE_CONTEXT, ROLE_DOCKERFILE, STATEMENT_TYPE,
+    self, ExternalParameters, Statement, BUILD_TYPE, PREDICATE_TYPE, ROLE_BASE_IMAGE, ROLE_CONTEXT,
+    ROLE_DOCKERFILE, STATEMENT_TYPE,
 };
 use kiln_runtime::store::Store;
 use miette::Result;
@@ -75,8 +75,8 @@ pub fn verify(root: Option<PathBuf>, args: VerifyProvenanceArgs) -> ExitCode {
 }
 
 fn read_statement(path: &std::path::Path) -> Result<Statement> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| miette::miette!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| miette::miette!("cannot read {}: {e}", path.display()))?;
     let st: Statement = serde_json::from_slice(&bytes).map_err(|e| {
         miette::miette!(
             help = "kiln verify-provenance reads the files kiln build --provenance writes",
@@ -124,12 +124,15 @@ fn verify_inner(root: Option<PathBuf>, args: VerifyProvenanceArgs) -> Result<boo
             continue;
         };
         let pinned = format!("{reference}@{digest}");
-        let image = store.image(&digest).or_else(|_| store.image(&pinned)).map_err(|e| {
-            miette::miette!(
-                help = format!("pull or load it first: kiln pull {pinned}"),
-                "the base image {pinned} is not in the store: {e}"
-            )
-        })?;
+        let image = store
+            .image(&digest)
+            .or_else(|_| store.image(&pinned))
+            .map_err(|e| {
+                miette::miette!(
+                    help = format!("pull or load it first: kiln pull {pinned}"),
+                    "the base image {pinned} is not in the store: {e}"
+                )
+            })?;
         temp.copy_image_from(&store, &image)?;
         temp.set_ref(&ImageName::parse(reference)?, &image.manifest_digest)?;
     }
@@ -174,9 +177,8 @@ fn verify_inner(root: Option<PathBuf>, args: VerifyProvenanceArgs) -> Result<boo
             inputs_match = false;
         }
     }
-    let bases: BTreeMap<String, String> = provenance::base_images(&lowered.plan)
-        .into_iter()
-        .collect();
+    let bases: BTreeMap<String, String> =
+        provenance::base_images(&lowered.plan).into_iter().collect();
     for (name, digest) in st.dependency(ROLE_BASE_IMAGE) {
         if let (Some(n), Some(d)) = (name, digest) {
             if bases.get(n) != Some(&d) {

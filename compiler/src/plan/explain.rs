@@ -48,10 +48,7 @@ pub enum Reason {
         new_digest: Option<String>,
     },
     /// Context files changed: the first [`MAX_FILES`], and how many more.
-    ContextFiles {
-        files: Vec<FileChange>,
-        more: usize,
-    },
+    ContextFiles { files: Vec<FileChange>, more: usize },
     /// The context changed, but the earlier listing is no longer in the store.
     ContextUnknown,
     /// A parent step (one the builder runs) has a new key.
@@ -650,7 +647,10 @@ mod tests {
 
     #[test]
     fn the_first_build_has_no_earlier_build() {
-        let new = record(vec![base("b", "sha256:1"), node("run", "s", "RUN x", "k", &[0])]);
+        let new = record(vec![
+            base("b", "sha256:1"),
+            node("run", "s", "RUN x", "k", &[0]),
+        ]);
         let r = explain(None, &new, &no_chunks);
         assert_eq!(r[&1], vec![Reason::FirstBuild]);
         assert_eq!(r.len(), 1, "only steps are explained");
@@ -738,7 +738,10 @@ mod tests {
             }]
         );
         let text = render_all(&r[&2]).join("\n");
-        assert!(text.contains("build arg V changed: \"1\" -> \"2\""), "{text}");
+        assert!(
+            text.contains("build arg V changed: \"1\" -> \"2\""),
+            "{text}"
+        );
         assert!(text.contains("through #1 LABEL v=$V"), "{text}");
     }
 
@@ -775,13 +778,9 @@ mod tests {
         let mut tail: Vec<(&str, &str)> = vec![("c", "2")];
         tail.extend(names.iter().map(|n| (n.as_str(), "3")));
         let new_tail = chunk(&tail);
-        let store: HashMap<&str, Vec<u8>> = [
-            ("S", shared),
-            ("O", old_tail),
-            ("N", new_tail),
-        ]
-        .into_iter()
-        .collect();
+        let store: HashMap<&str, Vec<u8>> = [("S", shared), ("O", old_tail), ("N", new_tail)]
+            .into_iter()
+            .collect();
         let get = |d: &str| store.get(d).cloned();
         let old = record(vec![
             base("b", "sha256:1"),

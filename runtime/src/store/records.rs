@@ -37,7 +37,9 @@ fn target_dir_name(target: &str) -> String {
 }
 
 fn valid_chunk_name(d: &str) -> bool {
-    d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    d.len() == 64
+        && d.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// The age of a record from its file name (None when the name is not a record's).
@@ -95,8 +97,7 @@ impl Store {
             what: "a build record".into(),
             error,
         })?;
-        let packed =
-            zstd::encode_all(json.as_slice(), LEVEL).map_err(io_err("compress", &path))?;
+        let packed = zstd::encode_all(json.as_slice(), LEVEL).map_err(io_err("compress", &path))?;
         self.write_atomic(&path, &packed)
     }
 
