@@ -627,7 +627,7 @@ mod tests {
     fn chunk(entries: &[(&str, &str)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (p, h) in entries {
-            out.extend_from_slice(format!("{p}\0file\0644\0\0{}\n", h.repeat(64)).as_bytes());
+            out.extend_from_slice(format!("{p}\0file\x00644\0\0{}\n", h.repeat(64)).as_bytes());
         }
         out
     }

@@ -220,7 +220,7 @@ pub fn listing(
     for &i in &sorted {
         context.write_record(i, &mut chunk);
         in_chunk += 1;
-        let ends = fnv1a(context.files[i].path.as_bytes()) % CHUNK_DIVISOR == 0;
+        let ends = fnv1a(context.files[i].path.as_bytes()).is_multiple_of(CHUNK_DIVISOR);
         if ends || in_chunk == CHUNK_MAX_ENTRIES {
             close(&mut chunk, &mut names);
             in_chunk = 0;
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_bad_chunk_is_refused() {
-        assert!(parse_chunk(b"a\0file\0644\0\0abc\n").is_none());
+        assert!(parse_chunk(b"a\0file\x00644\0\0abc\n").is_none());
         assert!(parse_chunk(b"a\0file").is_none());
         assert_eq!(parse_chunk(b"").unwrap(), vec![]);
     }
