@@ -46,13 +46,9 @@ pub fn reasons(
             }
         }
     }
-    let get = |d: &str| -> Option<Vec<u8>> {
-        new_chunks
-            .get(d)
-            .or_else(|| loaded.get(d))
-            .cloned()
-            .or_else(|| store.read_chunk(d).ok().flatten())
-    };
+    // A chunk the store no longer has makes that listing's reason "context changed, the
+    // earlier listing is gone".
+    let get = |d: &str| -> Option<Vec<u8>> { new_chunks.get(d).or_else(|| loaded.get(d)).cloned() };
     Ok(explain::explain(old, new, &get))
 }
 
@@ -111,12 +107,12 @@ pub fn run(root: Option<PathBuf>, args: ExplainArgs) -> Result<()> {
     }
     let cached = all.len() - ran.len();
     println!(
-        "last build: {} ({} steps, {cached} cached){}",
+        "last build: manifest {} ({} steps, {cached} cached){}",
         new.image.as_deref().unwrap_or("(no image recorded)"),
         all.len(),
         match &old {
             Some(o) => format!(
-                ", compared with the build before: {}",
+                ", compared with the build before: manifest {}",
                 o.image.as_deref().unwrap_or("(no image recorded)")
             ),
             None => String::new(),
