@@ -81,12 +81,16 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         .unwrap_or(0);
     // This build's record; with --explain, the reasons against the last one of the target.
     let target_id = super::explain::target_id(&input, opts.target.as_deref());
-    let (mut record, chunks) =
-        kiln_compiler::plan::record::from_plan(&lowered.plan, target_id, now.max(0) as u64);
+    let previous = store.last_records(&target_id, 1)?.pop();
+    let (mut record, chunks) = kiln_compiler::plan::record::from_plan(
+        &lowered.plan,
+        target_id,
+        now.max(0) as u64,
+        previous.as_ref(),
+    );
     let mut printer = Printer::new(args.progress);
     if args.explain {
-        let old = store.last_records(&record.target, 1)?.pop();
-        let reasons = super::explain::reasons(&store, old.as_ref(), &record, &chunks)?;
+        let reasons = super::explain::reasons(&store, previous.as_ref(), &record, &chunks)?;
         printer = printer.with_reasons(reasons);
     }
     // The image is tagged only once every output is written: a build's outputs are all

@@ -112,17 +112,26 @@ pub fn target_id(dockerfile: &str, target: Option<&str>) -> String {
 }
 
 /// A record of `plan` and the listing chunks it names (digest -> bytes). `cached` and
-/// `image` are filled in once the build ran.
+/// `image` are filled in once the build ran. A context node whose key is a context node's
+/// key in `previous` (the target's last record, whose chunks the store keeps) has the same
+/// entries, so its listing is taken from there: an unchanged context is not listed again,
+/// and its chunks are not among those returned.
 pub fn from_plan(
     plan: &Plan,
     target: String,
     built_at: u64,
+    previous: Option<&BuildRecord>,
 ) -> (BuildRecord, BTreeMap<String, Vec<u8>>) {
+    let known: std::collections::HashMap<&str, &ListingRecord> = previous
+        .into_iter()
+        .flat_map(|r| r.nodes.iter())
+        .filter_map(|n| Some((n.key.as_str(), n.context.as_ref()?)))
+        .collect();
     let mut chunks = BTreeMap::new();
     let nodes = plan
         .nodes
         .iter()
-        .map(|n| node_record(n, &plan.context, &mut chunks))
+        .map(|n| node_record(n, &plan.context, &known, &mut chunks))
         .collect();
     (
         BuildRecord {
@@ -152,9 +161,11 @@ fn op_kind(op: &Op) -> &'static str {
 fn node_record(
     n: &Node,
     context: &ContextIndex,
+    known: &std::collections::HashMap<&str, &ListingRecord>,
     chunks: &mut BTreeMap<String, Vec<u8>>,
 ) -> NodeRecord {
     let kind = op_kind(&n.op);
+    let key = n.key.to_hex();
     let (op, base, listing) = match &n.op {
         Op::BaseImage {
             reference, digest, ..
@@ -169,13 +180,16 @@ fn node_record(
         Op::Context(sel) => (
             serde_json::to_value(&n.op).ok(),
             None,
-            Some(listing(context, &sel.files, chunks)),
+            Some(match known.get(key.as_str()) {
+                Some(l) => (*l).clone(),
+                None => listing(context, &sel.files, chunks),
+            }),
         ),
         Op::Scratch | Op::Image(_) => (None, None, None),
         _ => (serde_json::to_value(&n.op).ok(), None, None),
     };
     NodeRecord {
-        key: n.key.to_hex(),
+        key,
         kind: kind.to_string(),
         stage: n.origin.stage.clone(),
         line: n.origin.line,
