@@ -4,8 +4,11 @@
 //! Layout: `records/targets/<blake3(target id), 32 hex>/<nanoseconds, 20 digits>-<pid>.zst`
 //! (a record; names sort by age) and `records/chunks/<blake3 hex>.zst` (a listing chunk,
 //! named by the blake3 of its uncompressed bytes, written once and shared by every record
-//! that lists it). Every file is written atomically (session temp file, fsync, rename);
-//! chunks before the record that names them. `prune` removes records older than its limit
+//! that lists it). Every file is written atomically (session temp file, rename; chunks
+//! before the record that names them) but not fsynced: a record is bookkeeping, not an
+//! image, and a crash may lose the newest ones but never tears one into something read as
+//! valid (a record that does not parse is passed over, a chunk whose bytes do not hash to
+//! its name is treated as missing). `prune` removes records older than its limit
 //! (never a target's two newest, which `kiln explain` compares), then the chunks no
 //! remaining record names.
 //! Must not: interpret records beyond the chunks they name (`kiln_compiler::plan::record`
@@ -80,7 +83,7 @@ impl Store {
                 };
                 let packed = zstd::encode_all(bytes.as_slice(), LEVEL)
                     .map_err(io_err("compress a listing chunk for", &path))?;
-                self.write_atomic(&path, &packed)?;
+                self.write_atomic_volatile(&path, &packed)?;
             }
         }
         let dir = self
