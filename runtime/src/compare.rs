@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::layer::reader::scan_layer_seekable;
+use crate::layer::reader::scan_layer_file;
 use crate::layer::view::FsView;
 use crate::layer::{Entry, EntryKind, LayerError, TarOffset};
 use crate::oci::Digest;
@@ -204,13 +204,32 @@ pub fn diff_images(a: Side<'_>, b: Side<'_>) -> Result<ImageDiff, CompareError> 
     let contents = Contents::new(&stack_a, &stack_b)?;
 
     let depth = stack_a.layers.len().max(stack_b.layers.len());
+    let equal_at = |index: usize| {
+        matches!(
+            (stack_a.layers.get(index), stack_b.layers.get(index)),
+            (Some(x), Some(y)) if x.diff_id == y.diff_id
+        )
+    };
+    // Each tar is scanned once, and only when some layer differs: the layer pairs and the
+    // merged views are built from the same scans.
+    let any_differs = (0..depth).any(|i| !equal_at(i));
+    let (scans_a, scans_b) = if any_differs {
+        (stack_a.scan()?, stack_b.scan()?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for index in 0..depth {
         let (la, lb) = (stack_a.layers.get(index), stack_b.layers.get(index));
-        let equal = matches!((la, lb), (Some(x), Some(y)) if x.diff_id == y.diff_id);
+        let equal = equal_at(index);
         let files = if equal {
             Vec::new()
         } else {
-            diff_layer_entries(la, lb, index, &contents)?
+            diff_layer_entries(
+                la.zip(scans_a.get(index)).map(|(l, s)| (l, s.as_slice())),
+                lb.zip(scans_b.get(index)).map(|(l, s)| (l, s.as_slice())),
+                index,
+                &contents,
+            )?
         };
         out.layers.push(LayerDiff {
             index,
@@ -220,8 +239,8 @@ pub fn diff_images(a: Side<'_>, b: Side<'_>) -> Result<ImageDiff, CompareError> 
             files,
         });
     }
-    if out.layers.iter().any(|l| !l.equal) {
-        out.files = diff_merged(&stack_a, &stack_b, &contents)?;
+    if any_differs {
+        out.files = diff_merged((&stack_a, scans_a), (&stack_b, scans_b), &contents)?;
     }
     Ok(out)
 }
@@ -340,20 +359,21 @@ impl Stack {
         Ok(Stack { layers })
     }
 
-    fn tars(&self) -> Vec<PathBuf> {
-        self.layers.iter().map(|l| l.tar.clone()).collect()
+    /// Every layer's entries, lowest first (layers scanned in parallel).
+    fn scan(&self) -> Result<Vec<Vec<Entry<TarOffset>>>, CompareError> {
+        self.layers.par_iter().map(|l| scan(&l.tar)).collect()
     }
+}
 
-    /// For every path some layer has an entry for (whiteouts included), the highest such layer.
-    fn writers(&self) -> Result<HashMap<String, usize>, CompareError> {
-        let mut out = HashMap::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            for entry in scan(&layer.tar)? {
-                out.insert(entry.path, i);
-            }
+/// For every path some layer has an entry for (whiteouts included), the highest such layer.
+fn writers(scans: &[Vec<Entry<TarOffset>>]) -> HashMap<&str, usize> {
+    let mut out = HashMap::new();
+    for (i, entries) in scans.iter().enumerate() {
+        for entry in entries {
+            out.insert(entry.path.as_str(), i);
         }
-        Ok(out)
     }
+    out
 }
 
 fn scan(tar: &Path) -> Result<Vec<Entry<TarOffset>>, CompareError> {
@@ -361,10 +381,7 @@ fn scan(tar: &Path) -> Result<Vec<Entry<TarOffset>>, CompareError> {
         path: tar.to_path_buf(),
         error,
     })?;
-    Ok(scan_layer_seekable(io::BufReader::with_capacity(
-        1 << 16,
-        file,
-    ))?)
+    Ok(scan_layer_file(&file)?)
 }
 
 /// Where a file's bytes are: a range of a layer tar, known by the layer's diff_id.
@@ -707,17 +724,17 @@ fn text_diff(
     Ok(Some(kept))
 }
 
-/// The differing entries of one pair of layers (either may be missing).
+/// The differing entries of one pair of layers (either may be missing), from their scans.
 fn diff_layer_entries(
-    a: Option<&Layer>,
-    b: Option<&Layer>,
+    a: Option<(&Layer, &[Entry<TarOffset>])>,
+    b: Option<(&Layer, &[Entry<TarOffset>])>,
     index: usize,
     contents: &Contents,
 ) -> Result<Vec<FileChange>, CompareError> {
-    let items = |layer: Option<&Layer>| -> Result<BTreeMap<String, Item>, CompareError> {
+    let items = |side: Option<(&Layer, &[Entry<TarOffset>])>| -> BTreeMap<String, Item> {
         let mut out = BTreeMap::new();
-        if let Some(layer) = layer {
-            for entry in scan(&layer.tar)? {
+        if let Some((layer, entries)) = side {
+            for entry in entries {
                 let key = match entry.kind {
                     // An opaque marker and its directory's own entry share a path.
                     EntryKind::OpaqueDir => format!("{}/.wh..wh..opq", entry.path),
@@ -725,13 +742,13 @@ fn diff_layer_entries(
                 };
                 out.insert(
                     key,
-                    item_of(&entry, |o| (layer.tar.as_path(), o.0), contents),
+                    item_of(entry, |o| (layer.tar.as_path(), o.0), contents),
                 );
             }
         }
-        Ok(out)
+        out
     };
-    let found = join_changes(items(a)?, items(b)?, contents)?;
+    let found = join_changes(items(a), items(b), contents)?;
     let mut changes = describe(found, contents)?;
     for c in &mut changes {
         c.a_layer = c.a.as_ref().map(|_| index);
@@ -741,11 +758,22 @@ fn diff_layer_entries(
 }
 
 /// The differences of the merged trees, each attributed to the layers that wrote it.
-fn diff_merged(a: &Stack, b: &Stack, contents: &Contents) -> Result<Vec<FileChange>, CompareError> {
-    let (view_a, view_b) = (
-        FsView::from_layers(&a.tars())?,
-        FsView::from_layers(&b.tars())?,
-    );
+fn diff_merged(
+    (a, scans_a): (&Stack, Vec<Vec<Entry<TarOffset>>>),
+    (b, scans_b): (&Stack, Vec<Vec<Entry<TarOffset>>>),
+    contents: &Contents,
+) -> Result<Vec<FileChange>, CompareError> {
+    let (wa, wb) = (writers(&scans_a), writers(&scans_b));
+    let view = |stack: &Stack, scans: &[Vec<Entry<TarOffset>>]| {
+        FsView::from_scanned(
+            stack
+                .layers
+                .iter()
+                .map(|l| l.tar.as_path())
+                .zip(scans.iter().cloned()),
+        )
+    };
+    let (view_a, view_b) = (view(a, &scans_a)?, view(b, &scans_b)?);
     let items = |view: &FsView| -> BTreeMap<String, Item> {
         view.walk("")
             .map(|e| {
@@ -758,10 +786,9 @@ fn diff_merged(a: &Stack, b: &Stack, contents: &Contents) -> Result<Vec<FileChan
     };
     let found = join_changes(items(&view_a), items(&view_b), contents)?;
     let mut changes = describe(found, contents)?;
-    let (wa, wb) = (a.writers()?, b.writers()?);
     for c in &mut changes {
-        c.a_layer = wa.get(&c.path).copied();
-        c.b_layer = wb.get(&c.path).copied();
+        c.a_layer = wa.get(c.path.as_str()).copied();
+        c.b_layer = wb.get(c.path.as_str()).copied();
     }
     Ok(changes)
 }

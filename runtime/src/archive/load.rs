@@ -585,8 +585,7 @@ fn verify_layer(staged: &StagedBlob<'_>, path: &str) -> Result<(Compression, Dig
     if layer::compress::detect_format(&head[..n]) == StreamFormat::Plain {
         // An uncompressed layer's diff_id is its blob digest, already computed while it was
         // staged: only the headers need reading, for the path checks.
-        let file = BufReader::with_capacity(1 << 16, staged.open()?);
-        layer::scan_layer_seekable(file).map_err(|e| bad(e.to_string()))?;
+        layer::scan_layer_file(&staged.open()?).map_err(|e| bad(e.to_string()))?;
         return Ok((Compression::None, staged.digest().clone()));
     }
     let file = BufReader::with_capacity(READ_BUFFER, staged.open()?);

@@ -9,7 +9,7 @@
 //! layout, or merge layers (each layer is its own lowerdir; the kernel merges them).
 //!
 //! How paths stay inside the destination:
-//! - entries are read with `reader::scan_layer_seekable`, which cleans paths (`..` above the
+//! - entries are read with `reader::scan_layer_file`, which cleans paths (`..` above the
 //!   root refused), refuses entries and hardlink targets whose parents go through a symlink
 //!   of the same layer, and refuses whiteouts of `.`/`..`; the whole tar is scanned before
 //!   anything is written, so a refused tar leaves `dest` empty;
@@ -41,7 +41,7 @@
 //! fails with an error, it does not crash.
 
 use super::path::{file_name, parent};
-use super::reader::scan_layer_seekable;
+use super::reader::scan_layer_file;
 use super::{Entry, EntryKind, LayerError, TarOffset};
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -52,7 +52,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -63,8 +63,6 @@ pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// Buffer for header reads and for the copy fallback (when `copy_file_range` cannot be used).
 const BUFFER: usize = 1 << 20;
-/// Header reads come in chunks of this size (headers are small and mostly close together).
-const HEADER_CHUNK: usize = 64 * 1024;
 
 /// Unpacks the uncompressed layer tar `tar` into `dest`, an existing empty directory, in
 /// overlayfs lowerdir format (see the module docs). On error `dest` may hold part of the
@@ -79,7 +77,7 @@ pub fn extract_layer(tar: &Path, dest: &Path) -> Result<(), LayerError> {
 fn extract(tar: &Path, dest: &Path) -> Result<(), LayerError> {
     let file =
         File::open(tar).map_err(|e| LayerError::io(format!("opening {}", tar.display()), e))?;
-    let scanned = scan_layer_seekable(PositionedReader::new(&file))?;
+    let scanned = scan_layer_file(&file)?;
 
     let mut listing = std::fs::read_dir(dest)
         .map_err(|e| LayerError::io(format!("reading {}", dest.display()), e))?;
@@ -601,65 +599,4 @@ fn remove_tree(at: RawFd, name: &str, path: &str) -> Result<(), LayerError> {
     drop(dir);
     unlinkat(Some(at), name, UnlinkatFlags::RemoveDir)
         .map_err(sys(|| format!("removing directory `{path}`")))
-}
-
-/// A `Read + Seek` over a file that reads with `pread` in chunks and seeks without a
-/// syscall, so scanning headers (skipping file data) reads only the blocks around headers.
-struct PositionedReader<'f> {
-    file: &'f File,
-    position: u64,
-    chunk: Vec<u8>,
-    chunk_start: u64,
-    chunk_len: usize,
-}
-
-impl<'f> PositionedReader<'f> {
-    fn new(file: &'f File) -> Self {
-        PositionedReader {
-            file,
-            position: 0,
-            chunk: vec![0; HEADER_CHUNK],
-            chunk_start: 0,
-            chunk_len: 0,
-        }
-    }
-}
-
-impl Read for PositionedReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let in_chunk = self.position >= self.chunk_start
-            && self.position < self.chunk_start + self.chunk_len as u64;
-        if !in_chunk {
-            if buf.len() >= self.chunk.len() {
-                let n = self.file.read_at(buf, self.position)?;
-                self.position += n as u64;
-                return Ok(n);
-            }
-            self.chunk_start = self.position;
-            self.chunk_len = 0;
-            self.chunk_len = self.file.read_at(&mut self.chunk, self.position)?;
-            if self.chunk_len == 0 {
-                return Ok(0);
-            }
-        }
-        let skip = (self.position - self.chunk_start) as usize;
-        let available = &self.chunk[skip..self.chunk_len];
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.position += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for PositionedReader<'_> {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid seek");
-        let target = match to {
-            SeekFrom::Start(n) => Some(n),
-            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
-            SeekFrom::End(delta) => self.file.metadata()?.len().checked_add_signed(delta),
-        };
-        self.position = target.ok_or_else(invalid)?;
-        Ok(self.position)
-    }
 }

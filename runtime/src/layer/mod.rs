@@ -195,7 +195,7 @@ pub use compress::{
 pub use error::LayerError;
 pub use extract::extract_layer;
 pub use host::host_entry;
-pub use reader::{scan_layer, scan_layer_seekable};
+pub use reader::{scan_layer, scan_layer_file};
 pub use unpack::{archive_entries, ArchiveMtime, ArchiveOwner, UnpackOptions};
 pub use view::FsView;
 pub use writer::{write_layer, LayerDigest};

@@ -34,7 +34,12 @@ use super::path::{
 };
 use super::{Entry, EntryKind, LayerError, TarOffset};
 use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+
+/// Header reads come in chunks of this size (headers are small and mostly close together).
+const HEADER_CHUNK: usize = 64 * 1024;
 
 /// Reads every entry of an uncompressed layer tar, in archive order, refusing unsafe ones
 /// and malformed ones (see the module docs). A file's data is located by its offset in that
@@ -46,10 +51,10 @@ pub fn scan_layer<R: Read>(reader: R) -> Result<Vec<Entry<TarOffset>>, LayerErro
     scan_entries(entries)
 }
 
-/// [`scan_layer`] for a seekable layer (a file): file data is skipped, not read, so only the
-/// headers are read from disk; every entry's data is checked to end inside the input.
-pub fn scan_layer_seekable<R: Read + Seek>(reader: R) -> Result<Vec<Entry<TarOffset>>, LayerError> {
-    let mut archive = tar::Archive::new(reader);
+/// [`scan_layer`] for a layer in a file: file data is skipped, not read, so only the blocks
+/// around headers are read from disk; every entry's data is checked to end inside the file.
+pub fn scan_layer_file(file: &File) -> Result<Vec<Entry<TarOffset>>, LayerError> {
+    let mut archive = tar::Archive::new(PositionedReader::new(file));
     let scanned = {
         let entries = archive.entries_with_seek().map_err(|e| malformed("", &e))?;
         scan_entries(entries)?
@@ -376,4 +381,66 @@ fn pax_seconds(value: &[u8]) -> u64 {
     let text = String::from_utf8_lossy(value);
     let whole = text.split('.').next().unwrap_or("");
     whole.parse().unwrap_or(0)
+}
+
+/// A `Read + Seek` over a file that reads with `pread` in chunks and seeks without a
+/// syscall, so scanning headers (skipping file data) reads only the blocks around headers. A `BufReader` would not do:
+/// its `seek` drops the buffer, so every skipped entry would cost a full buffer read.
+struct PositionedReader<'f> {
+    file: &'f File,
+    position: u64,
+    chunk: Vec<u8>,
+    chunk_start: u64,
+    chunk_len: usize,
+}
+
+impl<'f> PositionedReader<'f> {
+    fn new(file: &'f File) -> Self {
+        PositionedReader {
+            file,
+            position: 0,
+            chunk: vec![0; HEADER_CHUNK],
+            chunk_start: 0,
+            chunk_len: 0,
+        }
+    }
+}
+
+impl Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let in_chunk = self.position >= self.chunk_start
+            && self.position < self.chunk_start + self.chunk_len as u64;
+        if !in_chunk {
+            if buf.len() >= self.chunk.len() {
+                let n = self.file.read_at(buf, self.position)?;
+                self.position += n as u64;
+                return Ok(n);
+            }
+            self.chunk_start = self.position;
+            self.chunk_len = 0;
+            self.chunk_len = self.file.read_at(&mut self.chunk, self.position)?;
+            if self.chunk_len == 0 {
+                return Ok(0);
+            }
+        }
+        let skip = (self.position - self.chunk_start) as usize;
+        let available = &self.chunk[skip..self.chunk_len];
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for PositionedReader<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid seek");
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+            SeekFrom::End(delta) => self.file.metadata()?.len().checked_add_signed(delta),
+        };
+        self.position = target.ok_or_else(invalid)?;
+        Ok(self.position)
+    }
 }

@@ -20,12 +20,12 @@
 //!   metadata; the writer re-links files that share a data location.
 
 use super::path::parent;
-use super::reader::scan_layer_seekable;
-use super::{Entry, EntryKind, LayerError, TarData};
+use super::reader::scan_layer_file;
+use super::{Entry, EntryKind, LayerError, TarData, TarOffset};
 use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,10 +97,34 @@ impl FsView {
         Ok(view)
     }
 
+    /// Builds the view of layers already scanned (tar path and its entries, lowest first),
+    /// for callers that read the entries for other purposes too.
+    pub fn from_scanned<'l>(
+        layers: impl IntoIterator<Item = (&'l Path, Vec<Entry<TarOffset>>)>,
+    ) -> Result<FsView, LayerError> {
+        let mut view = FsView::default();
+        for (layer, scanned) in layers {
+            view.apply_scanned(layer, scanned)
+                .map_err(|e| LayerError::InLayer {
+                    layer: layer.to_path_buf(),
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(view)
+    }
+
     fn apply_layer(&mut self, layer: &Path) -> Result<(), LayerError> {
         let file = File::open(layer)
             .map_err(|e| LayerError::io(format!("opening {}", layer.display()), e))?;
-        let scanned = scan_layer_seekable(BufReader::with_capacity(1 << 16, file))?;
+        let scanned = scan_layer_file(&file)?;
+        self.apply_scanned(layer, scanned)
+    }
+
+    fn apply_scanned(
+        &mut self,
+        layer: &Path,
+        scanned: Vec<Entry<TarOffset>>,
+    ) -> Result<(), LayerError> {
         let tar: Arc<Path> = Arc::from(layer);
 
         for item in &scanned {
