@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Print a Dockerfile's syntax tree
     Parse(ParseArgs),
-    /// Validate a Dockerfile and run the build checks (warnings)
+    /// Validate a Dockerfile and run the build checks (warnings), or check a kiln program
     Check(CheckArgs),
     /// Print the layer plan of a build, with cache keys
     Plan(PlanArgs),
@@ -268,20 +268,23 @@ pub struct CheckArgs {
     /// Set a build-time variable
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,
-    /// The Dockerfile
-    pub file: PathBuf,
+    /// The Dockerfile, or a kiln program (`.kiln` file, or a directory with `build.kiln`);
+    /// default: ./build.kiln when it exists, else ./Dockerfile
+    pub file: Option<PathBuf>,
 }
 
 /// What selects the Dockerfile, its variables and its target: shared by plan and build.
 #[derive(Debug, Args)]
 pub struct FrontendArgs {
-    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input)
+    /// Name of the Dockerfile, or a kiln program (`FILE.kiln`) (default: CONTEXT/Dockerfile,
+    /// else CONTEXT/build.kiln; `-` reads a Dockerfile from standard input)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build-time variable
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,
-    /// Build this stage (default: the last one)
+    /// Build this stage, or this exported target of a kiln program (default: the last
+    /// stage, or the program's only export)
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
 }
@@ -362,6 +365,24 @@ pub struct BuildArgs {
     /// Check the registry for newer base images even when the store has them
     #[arg(long)]
     pub pull: bool,
+    /// Refuse a target with any impure input (a base image by tag, a networked RUN, a
+    /// secret or cache mount, ADD of a URL without --checksum), naming the chain to it
+    #[arg(long)]
+    pub hermetic: bool,
+    /// Export the build cache: type=registry,ref=REF or type=local,dest=DIR, with
+    /// mode=min (the image's steps, the default) or mode=max (every stage's)
+    #[arg(
+        long = "cache-to",
+        value_name = "type=registry,ref=REF|type=local,dest=DIR"
+    )]
+    pub cache_to: Vec<String>,
+    /// Use a build cache exported with --cache-to: type=registry,ref=REF (or just REF) or
+    /// type=local,src=DIR; may be repeated
+    #[arg(
+        long = "cache-from",
+        value_name = "type=registry,ref=REF|type=local,src=DIR"
+    )]
+    pub cache_from: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory

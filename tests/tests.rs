@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod build_cache;
 mod build_features;
 mod cli;
 mod debian;
@@ -16,6 +17,7 @@ mod differential_run;
 mod explain;
 mod image_diff;
 mod interop;
+mod kiln_lang;
 mod registry;
 mod repro_check;
 mod reproducible;

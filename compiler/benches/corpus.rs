@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use kiln_compiler::dockerfile::{lower::lower_all_stages, BuildOptions};
+use kiln_compiler::dockerfile::lower::lower_all_stages;
+use kiln_compiler::plan::BuildOptions;
 
 fn main() {
     let Ok(root) = std::env::var("KILN_CONFORMANCE_CORPUS") else {

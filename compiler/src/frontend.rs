@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use miette::Report;
 
 use crate::context::{ContextIndex, StatCache};
+use crate::dockerfile;
 use crate::dockerfile::checks::{self, CheckReport, LintInput};
-use crate::dockerfile::{self, BuildOptions, ImageResolver, Lowered, Warning};
 use crate::dockerignore::IgnoreFile;
+use crate::plan::{BuildOptions, ImageResolver, Lowered, Warning};
 use crate::source::{self, SourceText};
 use crate::syntax::{self, Dockerfile};
 
@@ -127,4 +128,52 @@ pub fn check(
     let mut warnings = checks::lint(&parsed.tree, &parsed.source.text, &input);
     warnings.extend(lowered);
     checks::report(&parsed.tree, warnings).map_err(|e| parsed.report(e))
+}
+
+/// The kiln program a build names, if it names one: `-f FILE.kiln`, or no `-f` and a
+/// context directory with `build.kiln` and no `Dockerfile`.
+pub fn kiln_program(input: &FrontendInput) -> Option<PathBuf> {
+    match &input.dockerfile {
+        Some(f) if crate::kiln::is_program(f) => Some(crate::kiln::program_file(f)),
+        Some(_) => None,
+        None => {
+            let df = input.context.join("Dockerfile");
+            let prog = input.context.join("build.kiln");
+            (!df.exists() && prog.is_file()).then_some(prog)
+        }
+    }
+}
+
+/// The kiln front end as one call: load the program and its imports, check all of it
+/// (every error at once, before anything is planned), scan the context (its
+/// `.dockerignore` applies), and lower the target (`opts.target`, or the only export).
+pub fn plan_kiln(
+    program: &Path,
+    context: &Path,
+    opts: &BuildOptions,
+    stat_cache: &StatCache,
+    images: &dyn ImageResolver,
+) -> Result<Lowered, Report> {
+    let prog = crate::kiln::check_file(program).map_err(Report::new)?;
+    let ignore = read_ignore(&FrontendInput {
+        context: context.to_path_buf(),
+        dockerfile: Some(context.join("build.kiln")),
+    })?;
+    let index = ContextIndex::scan(context, &ignore).map_err(Report::new)?;
+    crate::kiln::lower::plan(&prog, index, stat_cache, opts, images).map_err(Report::new)
+}
+
+/// Plan with the front end the input names: its kiln program (see [`kiln_program`]), else
+/// its Dockerfile, whose parse comes back too for the build checks.
+pub fn plan_input(
+    input: &FrontendInput,
+    opts: &BuildOptions,
+    stat_cache: &StatCache,
+    images: &dyn ImageResolver,
+) -> Result<(Option<Parsed>, Lowered), Report> {
+    match kiln_program(input) {
+        Some(program) => plan_kiln(&program, &input.context, opts, stat_cache, images)
+            .map(|lowered| (None, lowered)),
+        None => plan(input, opts, stat_cache, images).map(|(p, l)| (Some(p), l)),
+    }
 }

@@ -12,6 +12,7 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod frontend;
 pub mod glob;
+pub mod kiln;
 pub mod plan;
 pub mod platform;
 pub mod shell;

@@ -11,8 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use kiln_compiler::context::StatCache;
-use kiln_compiler::dockerfile::{BuildOptions, NoImages};
 use kiln_compiler::frontend::{self, FrontendInput};
+use kiln_compiler::plan::{BuildOptions, NoImages};
 use kiln_compiler::plan::{Op, Plan};
 
 fn write(dir: &Path, rel: &str, body: &[u8], mode: u32) {
@@ -184,6 +184,50 @@ fn golden_run_key_follows_the_spec() {
         run.key.to_hex(),
         blake3::hash(doc.as_bytes()).to_hex().to_string()
     );
+}
+
+/// Pins the `config` row of docs/cache-keys.md: a metadata node is keyed by what it sets
+/// (values after expansion), not by the instruction's text, so two spellings of one change
+/// (`ENV A=1` and `ENV A="1"`, `ENV A $X` with X=1) have one key.
+#[test]
+fn golden_config_key_is_what_it_sets() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path(), "FROM scratch\nENV A=1 B=two\n");
+    let p = plan(d.path());
+    let scratch = blake3::hash(br#"{"content":null,"inputs":[],"op":{"kind":"scratch"},"v":1}"#);
+    let env = p
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Config(_)))
+        .unwrap();
+    let doc = format!(
+        concat!(
+            r#"{{"content":null,"inputs":["{}"],"op":{{"kind":"config","definition":"#,
+            r#"{{"set":"env","vars":[["A","1"],["B","two"]]}}}},"v":1}}"#
+        ),
+        scratch.to_hex()
+    );
+    assert_eq!(
+        env.key.to_hex(),
+        blake3::hash(doc.as_bytes()).to_hex().to_string()
+    );
+    for spelling in [
+        "FROM scratch\nENV A=\"1\" B=two\n",
+        "FROM scratch\nARG X=1\nENV A=$X B=two\n",
+    ] {
+        let d2 = tempfile::tempdir().unwrap();
+        context(d2.path(), spelling);
+        let p2 = plan(d2.path());
+        let env2 = p2
+            .nodes
+            .iter()
+            .rfind(|n| matches!(n.op, Op::Config(_)))
+            .unwrap();
+        assert_eq!(env2.op, env.op, "{spelling:?}");
+        if !spelling.contains("ARG") {
+            assert_eq!(env2.key, env.key, "{spelling:?}");
+        }
+    }
 }
 
 /// Pins the `copy` row of docs/cache-keys.md now that the plan holds COPY's flags parsed:

@@ -6,8 +6,9 @@ use std::fs;
 use std::path::Path;
 
 use kiln_compiler::context::{ContextIndex, StatCache};
-use kiln_compiler::dockerfile::{lower, BuildOptions, DockerfileError, LowerError, NoImages};
+use kiln_compiler::dockerfile::{lower, DockerfileError, LowerError};
 use kiln_compiler::dockerignore::IgnoreFile;
+use kiln_compiler::plan::{BuildOptions, NoImages};
 use kiln_compiler::plan::{MountKind, MountSource, Node, Op, Plan, RunMount, RunNetwork, Sharing};
 
 fn lower_in(dir: &Path, df: &str, network: RunNetwork) -> Result<Plan, DockerfileError> {

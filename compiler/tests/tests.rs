@@ -8,6 +8,7 @@
 mod conformance;
 mod dockerignore_fuzz;
 mod dockerignore_match;
+mod kiln_lang;
 mod parse_fuzz;
 mod plan_keys;
 mod run_mounts;

@@ -12,4 +12,5 @@ pub mod oci;
 pub mod provenance;
 pub mod registry;
 pub mod sandbox;
+pub mod shared_cache;
 pub mod store;

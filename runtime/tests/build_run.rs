@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use kiln_compiler::context::StatCache;
-use kiln_compiler::dockerfile::BuildOptions;
 use kiln_compiler::frontend::FrontendInput;
+use kiln_compiler::plan::BuildOptions;
 use kiln_compiler::plan::RunNetwork;
 use kiln_runtime::build::{self, BuildError, BuildSettings, Event, Progress, StepExit, StepRunner};
 use kiln_runtime::sandbox::spec::{ContainerSpec, MountKind, Network};

@@ -7,6 +7,7 @@ use kiln_compiler::context::StatCache;
 use kiln_runtime::build::{self, BuildSettings};
 use kiln_runtime::image::ImageName;
 use kiln_runtime::oci::Compression;
+use kiln_runtime::shared_cache::{self, CacheLocation, ExportMode, ImportedCache};
 use kiln_runtime::store::Store;
 use miette::Result;
 
@@ -21,6 +22,16 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         .map(|t| ImageName::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
     let output = args.output.as_deref().map(parse_output).transpose()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|s| parse_cache_spec(s, CacheDirection::To))
+        .collect::<Result<Vec<_>>>()?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|s| parse_cache_spec(s, CacheDirection::From).map(|(location, _)| location))
+        .collect::<Result<Vec<_>>>()?;
     let network = run_network(&args.network)?;
     let store = Store::open(kiln_runtime::store::default_root(root)?)?;
     let (input, mut opts) = frontend::options(&args.frontend, &args.context, network)?;
@@ -40,7 +51,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         args.pull,
         &pull_printer,
     );
-    let planned = kiln_compiler::frontend::plan(&input, &opts, &stat_cache, &resolver);
+    let planned = kiln_compiler::frontend::plan_input(&input, &opts, &stat_cache, &resolver);
     let mut failures = resolver.failures();
     if planned.is_err() {
         // The planner says which FROM it could not resolve; the registry says why.
@@ -53,20 +64,26 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         return Err(e.into());
     }
     let (parsed, lowered) = planned?;
-    let ignore = kiln_compiler::frontend::read_ignore(&input)?;
-    let checks = kiln_compiler::frontend::check(
-        &parsed,
-        Some(&ignore),
-        &opts.build_args,
-        lowered.warnings.clone(),
-    )?;
-    for w in &checks.warnings {
-        let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
-        eprintln!("{:?}", parsed.report(diag));
+    // The build checks are the Dockerfile's (a kiln program was checked whole already).
+    if let Some(parsed) = &parsed {
+        let ignore = kiln_compiler::frontend::read_ignore(&input)?;
+        let checks = kiln_compiler::frontend::check(
+            &parsed,
+            Some(&ignore),
+            &opts.build_args,
+            lowered.warnings.clone(),
+        )?;
+        for w in &checks.warnings {
+            let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
+            eprintln!("{:?}", parsed.report(diag));
+        }
+        // BuildKit fails a build whose Dockerfile sets `# check=error=true` before running it.
+        if let Some(violation) = checks.violation() {
+            return Err(parsed.report(violation));
+        }
     }
-    // BuildKit fails a build whose Dockerfile sets `# check=error=true` before running it.
-    if let Some(violation) = checks.violation() {
-        return Err(parsed.report(violation));
+    if args.hermetic {
+        refuse_impure(&lowered.plan)?;
     }
     // The depfile's target, checked before anything is built.
     let dep_target = match (&args.depfile, &args.iidfile, &output) {
@@ -89,6 +106,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         previous.as_ref(),
     );
     let mut printer = Printer::new(args.progress);
+    let imported = import_caches(&cache_from, &registry_options);
     if args.explain {
         let reasons = super::explain::reasons(&store, previous.as_ref(), &record, &chunks)?;
         printer = printer.with_reasons(reasons);
@@ -101,6 +119,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         squash: args.squash,
         tags: Vec::new(),
         order: build::StartOrder::Plan,
+        cache_from: imported,
     };
     let runner = build::SandboxRunner {
         launcher: kiln_runtime::sandbox::Launcher::current()?,
@@ -119,6 +138,22 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     record.image = Some(built.image.manifest_digest.to_string());
     store.put_record(&record, &chunks)?;
 
+    for (location, mode) in &cache_to {
+        let exported = shared_cache::export(
+            &store,
+            &lowered.plan,
+            *mode,
+            location,
+            &settings.cache_from,
+            &registry_options,
+            &kiln_runtime::registry::NoProgress,
+        )?;
+        eprintln!(
+            "#cache exported {} steps ({} layers) to {location} as {}",
+            exported.steps, exported.layers, exported.digest
+        );
+    }
+
     let id = built.image.id().to_string();
     if let Some(out) = output {
         write_output(&store, &built.image, &tags, &out)?;
@@ -132,7 +167,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
             &input,
             &args,
             &opts,
-            &parsed,
+            &super::provenance::build_file_digest(&input, parsed.as_ref())?,
             &lowered.plan,
             &built.image.manifest_digest,
             &tag_names,
@@ -155,7 +190,128 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheDirection {
+    To,
+    From,
+}
+
+/// `--cache-to` / `--cache-from` as buildx writes them: `type=registry,ref=REF`,
+/// `type=local,dest=DIR` (to) or `src=DIR` (from), `mode=min|max` (to); a bare value is a
+/// registry reference.
+fn parse_cache_spec(spec: &str, direction: CacheDirection) -> Result<(CacheLocation, ExportMode)> {
+    let flag = match direction {
+        CacheDirection::To => "--cache-to",
+        CacheDirection::From => "--cache-from",
+    };
+    let help = match direction {
+        CacheDirection::To => {
+            "write --cache-to type=registry,ref=HOST/REPO:TAG or --cache-to type=local,dest=DIR"
+        }
+        CacheDirection::From => {
+            "write --cache-from type=registry,ref=HOST/REPO:TAG or --cache-from type=local,src=DIR"
+        }
+    };
+    if !spec.contains('=') {
+        return Ok((
+            CacheLocation::Registry(ImageName::parse(spec)?),
+            ExportMode::default(),
+        ));
+    }
+    let (mut kind, mut reference, mut dir, mut mode) = (None, None, None, ExportMode::default());
+    for field in spec.split(',') {
+        match (field.split_once('='), direction) {
+            (Some(("type", v)), _) => kind = Some(v),
+            (Some(("ref", v)), _) => reference = Some(v),
+            (Some(("dest", v)), CacheDirection::To) | (Some(("src", v)), CacheDirection::From) => {
+                dir = Some(PathBuf::from(v))
+            }
+            (Some(("mode", "min")), CacheDirection::To) => mode = ExportMode::Min,
+            (Some(("mode", "max")), CacheDirection::To) => mode = ExportMode::Max,
+            _ => miette::bail!(
+                help = help,
+                "unsupported {flag} field {field:?} in {spec:?}"
+            ),
+        }
+    }
+    let location = match (kind, reference, dir) {
+        (Some("registry"), Some(r), None) => CacheLocation::Registry(ImageName::parse(r)?),
+        (Some("local"), None, Some(d)) => CacheLocation::Local(d),
+        (Some(t), _, _) if t != "registry" && t != "local" => miette::bail!(
+            help = "kiln shares caches through registries (type=registry) and OCI layout directories (type=local)",
+            "unsupported {flag} type {t:?}"
+        ),
+        _ => miette::bail!(help = help, "incomplete {flag} {spec:?}"),
+    };
+    Ok((location, mode))
+}
+
+/// Opens each `--cache-from` cache. One that cannot be read is reported and skipped, as
+/// BuildKit does: the build runs the steps it would have taken from it.
+fn import_caches(
+    locations: &[CacheLocation],
+    registry: &kiln_runtime::registry::RegistryOptions,
+) -> Vec<std::sync::Arc<ImportedCache>> {
+    let mut out = Vec::new();
+    for location in locations {
+        match ImportedCache::open(location, registry) {
+            Ok(cache) => {
+                eprintln!(
+                    "#cache importing {} steps from {location}{}",
+                    cache.len(),
+                    match cache.refused {
+                        0 => String::new(),
+                        n => format!(" ({n} entries refused: not uncompressed layers)"),
+                    }
+                );
+                out.push(std::sync::Arc::new(cache));
+            }
+            Err(e) => eprintln!(
+                "warning: not using the cache at {location}:\n{:?}",
+                miette::Report::new(e)
+            ),
+        }
+    }
+    out
+}
+
 /// `--network` of RUN steps.
+/// `--hermetic`: the target's impurity as an error naming the chain from the target down
+/// to the step that makes it impure.
+fn refuse_impure(plan: &kiln_compiler::plan::Plan) -> Result<()> {
+    let Some(chain) = plan.impure_chain() else {
+        return Ok(());
+    };
+    let mut steps = Vec::new();
+    for n in &chain {
+        let what = if n.origin.text.is_empty() {
+            format!("#{}", n.id.0)
+        } else {
+            format!("#{} {}", n.id.0, n.origin.text)
+        };
+        let at = if n.origin.line > 0 {
+            format!(" (stage {}, line {})", n.origin.stage, n.origin.line)
+        } else {
+            format!(" (stage {})", n.origin.stage)
+        };
+        steps.push([what, at].concat());
+    }
+    let last = chain.last().map(|n| {
+        n.reasons
+            .iter()
+            .filter(|r| !r.starts_with("input #"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    miette::bail!(
+        help = "pin base images by digest (name@sha256:…) and run steps without network, or build without --hermetic",
+        "the target is not hermetic: {}\n  {}",
+        last.unwrap_or_default(),
+        steps.join("\n  ← ")
+    )
+}
+
 pub(super) fn run_network(mode: &str) -> Result<kiln_compiler::plan::RunNetwork> {
     match kiln_compiler::plan::RunNetwork::parse(mode) {
         Some(n) => Ok(n),
@@ -301,4 +457,59 @@ pub(super) fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> std
     std::io::Write::write_all(&mut tmp, bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_specs_as_buildx_writes_them() {
+        let (to, mode) =
+            parse_cache_spec("type=local,dest=/c,mode=max", CacheDirection::To).unwrap();
+        assert_eq!(to, CacheLocation::Local(PathBuf::from("/c")));
+        assert_eq!(mode, ExportMode::Max);
+        let (from, _) = parse_cache_spec("type=local,src=/c", CacheDirection::From).unwrap();
+        assert_eq!(from, CacheLocation::Local(PathBuf::from("/c")));
+        let (reg, mode) = parse_cache_spec(
+            "type=registry,ref=127.0.0.1:5000/a/b:cache",
+            CacheDirection::To,
+        )
+        .unwrap();
+        assert_eq!(mode, ExportMode::Min);
+        assert_eq!(reg.to_string(), "127.0.0.1:5000/a/b:cache");
+        let (bare, _) = parse_cache_spec("127.0.0.1:5000/a/b:cache", CacheDirection::From).unwrap();
+        assert_eq!(bare, reg);
+        for (spec, direction, wanted) in [
+            (
+                "type=local,src=/c",
+                CacheDirection::To,
+                "unsupported --cache-to field",
+            ),
+            (
+                "type=local,dest=/c",
+                CacheDirection::From,
+                "unsupported --cache-from field",
+            ),
+            (
+                "type=local,src=/c,mode=max",
+                CacheDirection::From,
+                "field \"mode=max\"",
+            ),
+            (
+                "type=gha",
+                CacheDirection::From,
+                "unsupported --cache-from type \"gha\"",
+            ),
+            ("type=registry", CacheDirection::To, "incomplete --cache-to"),
+            (
+                "type=local,dest=/c,mode=all",
+                CacheDirection::To,
+                "field \"mode=all\"",
+            ),
+        ] {
+            let err = parse_cache_spec(spec, direction).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{spec}: {err}");
+        }
+    }
 }

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kiln_compiler::context::StatCache;
-use kiln_compiler::dockerfile::BuildOptions;
 use kiln_compiler::frontend::FrontendInput;
+use kiln_compiler::plan::BuildOptions;
 use kiln_compiler::plan::{Op, Plan};
 use kiln_runtime::build::{self, vary, BuildSettings, Built, StartOrder};
 use kiln_runtime::compare::{self, Side};
@@ -73,6 +73,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<ExitCode> {
             squash: args.squash,
             tags: Vec::new(),
             order,
+            cache_from: Vec::new(),
         })
     };
     let runner = build::SandboxRunner {
@@ -192,7 +193,8 @@ fn one_build(
     runner: &build::SandboxRunner,
     printer: &Printer,
 ) -> Result<(Plan, Built)> {
-    let (_, lowered) = kiln_compiler::frontend::plan(input, opts, &StatCache::default(), store)?;
+    let (_, lowered) =
+        kiln_compiler::frontend::plan_input(input, opts, &StatCache::default(), store)?;
     let built = build::build(store, &lowered.plan, settings, runner, printer)?;
     Ok((lowered.plan, built))
 }

@@ -17,10 +17,17 @@ use miette::Result;
 
 use crate::cli::ExplainArgs;
 
-/// What identifies "the same target" in the store: the Dockerfile's absolute path (for
+/// The file the build reads its definition from: the kiln program when the input names one
+/// (`build.kiln`, `-f x.kiln`), else the Dockerfile.
+pub fn build_file(input: &FrontendInput) -> PathBuf {
+    kiln_compiler::frontend::kiln_program(input)
+        .unwrap_or_else(|| kiln_compiler::frontend::dockerfile_path(input))
+}
+
+/// What identifies "the same target" in the store: the build file's absolute path (for
 /// standard input: the context's, and `-`) and `--target`.
 pub fn target_id(input: &FrontendInput, target: Option<&str>) -> String {
-    let df = kiln_compiler::frontend::dockerfile_path(input);
+    let df = build_file(input);
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let name = if df.as_os_str() == "-" {
         format!("{}/-", abs(&input.context).display())
@@ -65,7 +72,7 @@ pub fn run(root: Option<PathBuf>, args: ExplainArgs) -> Result<()> {
         miette::bail!(
             help = "build it first (kiln build with the same -f and --target); kiln explain compares its last two builds",
             "no build of {} (target {}) is recorded in the store {}",
-            kiln_compiler::frontend::dockerfile_path(&input).display(),
+            build_file(&input).display(),
             args.target.as_deref().unwrap_or("the last stage"),
             store.root().display()
         );
@@ -182,7 +189,7 @@ fn joined(dir: &Path, rel: &str) -> String {
 /// when a step selects all of it, so a new top-level file is noticed).
 pub fn build_inputs(input: &FrontendInput, plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
-    let df = kiln_compiler::frontend::dockerfile_path(input);
+    let df = build_file(input);
     if df.as_os_str() != "-" {
         out.push(df.display().to_string());
     }

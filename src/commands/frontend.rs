@@ -1,7 +1,7 @@
 //! Turning the shared front-end flags (-f, --build-arg, --target) into compiler inputs.
 
-use kiln_compiler::dockerfile::BuildOptions;
 use kiln_compiler::frontend::FrontendInput;
+use kiln_compiler::plan::BuildOptions;
 use miette::Result;
 
 use crate::cli::FrontendArgs;

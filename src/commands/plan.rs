@@ -1,8 +1,8 @@
 //! `kiln plan`: print the layer plan of a build.
 
 use kiln_compiler::context::StatCache;
-use kiln_compiler::dockerfile::NoImages;
 use kiln_compiler::plan::render_tree;
+use kiln_compiler::plan::NoImages;
 
 use super::frontend;
 use crate::cli::PlanArgs;
@@ -13,8 +13,8 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
         &args.context,
         kiln_compiler::plan::RunNetwork::Default,
     )?;
-    let (_parsed, lowered) =
-        kiln_compiler::frontend::plan(&input, &opts, &StatCache::default(), &NoImages)?;
+    let (_, lowered) =
+        kiln_compiler::frontend::plan_input(&input, &opts, &StatCache::default(), &NoImages)?;
     if args.json {
         let json = serde_json::to_string_pretty(&lowered.plan.to_json())
             .map_err(|e| miette::miette!("{e}"))?;

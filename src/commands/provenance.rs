@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kiln_compiler::context::StatCache;
-use kiln_compiler::dockerfile::BuildOptions;
 use kiln_compiler::frontend::{FrontendInput, Parsed};
+use kiln_compiler::plan::BuildOptions;
 use kiln_compiler::plan::Plan;
 use kiln_runtime::build::{self, BuildSettings};
 use kiln_runtime::image::ImageName;
@@ -32,12 +32,24 @@ use crate::cli::{BuildArgs, VerifyProvenanceArgs};
 const DIFFERENT: u8 = 1;
 const ERROR: u8 = 2;
 
+/// sha256 of the build file: the Dockerfile's text as parsed, else the kiln program's bytes
+/// (its imports are not covered).
+pub fn build_file_digest(input: &FrontendInput, parsed: Option<&Parsed>) -> Result<Digest> {
+    if let Some(p) = parsed {
+        return Ok(Digest::of_bytes(p.source.text.as_bytes()));
+    }
+    let path = super::explain::build_file(input);
+    let bytes =
+        std::fs::read(&path).map_err(|e| miette::miette!("cannot read {}: {e}", path.display()))?;
+    Ok(Digest::of_bytes(&bytes))
+}
+
 /// The statement of a finished build.
 pub fn statement_of(
     input: &FrontendInput,
     args: &BuildArgs,
     opts: &BuildOptions,
-    parsed: &Parsed,
+    build_file: &Digest,
     plan: &Plan,
     manifest: &Digest,
     tags: &[String],
@@ -56,7 +68,7 @@ pub fn statement_of(
         plan,
         manifest,
         tags,
-        &Digest::of_bytes(parsed.source.text.as_bytes()),
+        build_file,
         params,
         env!("CARGO_PKG_VERSION"),
     )
@@ -153,8 +165,8 @@ fn verify_inner(root: Option<PathBuf>, args: VerifyProvenanceArgs) -> Result<boo
         skip_context: false,
     };
     let (parsed, lowered) =
-        kiln_compiler::frontend::plan(&input, &opts, &StatCache::default(), &temp)?;
-    let dockerfile = Digest::of_bytes(parsed.source.text.as_bytes()).to_string();
+        kiln_compiler::frontend::plan_input(&input, &opts, &StatCache::default(), &temp)?;
+    let dockerfile = build_file_digest(&input, parsed.as_ref())?.to_string();
     let context = provenance::context_digest(&lowered.plan).to_string();
     let recorded = |role| st.dependency(role).first().and_then(|(_, d)| d.clone());
     let mut inputs_match = true;
@@ -163,7 +175,7 @@ fn verify_inner(root: Option<PathBuf>, args: VerifyProvenanceArgs) -> Result<boo
             "Dockerfile",
             ROLE_DOCKERFILE,
             &dockerfile,
-            kiln_compiler::frontend::dockerfile_path(&input),
+            super::explain::build_file(&input),
         ),
         ("context", ROLE_CONTEXT, &context, input.context.clone()),
     ] {
@@ -197,6 +209,7 @@ fn verify_inner(root: Option<PathBuf>, args: VerifyProvenanceArgs) -> Result<boo
         squash: params.squash,
         tags: Vec::new(),
         order: build::StartOrder::Plan,
+        cache_from: Vec::new(),
     };
     let runner = build::SandboxRunner {
         launcher: kiln_runtime::sandbox::Launcher::current()?,

@@ -13,10 +13,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::dockerfile::error::DockerfileError;
 use crate::dockerfile::instructions::{self, Instruction as Typed};
-use crate::dockerfile::lower::{self, Warning};
+use crate::dockerfile::lower;
 use crate::dockerfile::platforms::Platform;
 use crate::dockerfile::reference::is_valid_image_name;
 use crate::dockerignore::IgnoreFile;
+use crate::plan::{FileId, Warning};
 use crate::shell::{Lexer, NoEnv};
 use crate::syntax::{Dockerfile, Instruction, Span};
 
@@ -256,6 +257,7 @@ fn warn(out: &mut Vec<Warning>, rule: &'static str, message: String, span: Span)
     out.push(Warning {
         rule,
         message,
+        file: FileId(0),
         span,
     });
 }
@@ -583,6 +585,7 @@ pub(crate) fn base_image_platform(
             actual.to_string(),
             expected.to_string()
         ),
+        file: FileId(0),
         span,
     })
 }
@@ -798,7 +801,7 @@ pub fn lint(df: &Dockerfile, source: &str, input: &LintInput) -> Vec<Warning> {
 mod tests {
     use super::*;
     use crate::dockerfile::lower::lower_all_stages;
-    use crate::dockerfile::BuildOptions;
+    use crate::plan::BuildOptions;
     use crate::syntax::parse;
 
     /// A finding as (rule, message, line).
@@ -1214,20 +1217,17 @@ mod tests {
     /// A store holding one image, `base:1`, whose config names `platform`.
     struct OneImage(Platform);
 
-    impl crate::dockerfile::ImageResolver for OneImage {
+    impl crate::plan::ImageResolver for OneImage {
         fn resolve(
             &self,
             reference: &str,
-        ) -> Result<Option<crate::dockerfile::ResolvedImage>, crate::dockerfile::ImageLookupError>
-        {
-            Ok(
-                (reference == "base:1").then(|| crate::dockerfile::ResolvedImage {
-                    digest: format!("sha256:{}", "ab".repeat(32)),
-                    config: Default::default(),
-                    history: Vec::new(),
-                    platform: Some(self.0.clone()),
-                }),
-            )
+        ) -> Result<Option<crate::plan::ResolvedImage>, crate::plan::ImageLookupError> {
+            Ok((reference == "base:1").then(|| crate::plan::ResolvedImage {
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                config: Default::default(),
+                history: Vec::new(),
+                platform: Some(self.0.clone()),
+            }))
         }
     }
 

@@ -3,9 +3,11 @@
 //! Owns the Dockerfile's meaning: stages by name and index, `--target` pruning (stages the
 //! target does not need are never lowered), global and stage ARG scopes, ENV, one expansion
 //! snapshot per instruction, ONBUILD triggers of base images, the CMD/ENTRYPOINT/SHELL table,
-//! WORKDIR chaining, and COPY/ADD source selection over the context. It computes every node's
-//! cache key and hermeticity last, once all context selections are known and hashed.
-//! Must not: read image blobs or write anything (base images come from an [`ImageResolver`]).
+//! WORKDIR chaining, and COPY/ADD sources and flags. Nodes, base images, context selection,
+//! metadata changes, keys and hermeticity are the plan builder's (`plan::builder`), which the
+//! kiln language's front end calls too.
+//! Must not: read image blobs or write anything (base images come from an [`ImageResolver`]),
+//! or build nodes other than through the plan builder.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -19,93 +21,14 @@ use crate::dockerfile::instructions::{
 use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
 use crate::dockerfile::platforms::Platform;
 use crate::dockerfile::{checks, expose};
+use crate::plan::builder::{self, ArgUse, Lowered, PlanBuilder, Stage};
 use crate::plan::{
-    self, Chmod, Chown, ContextSelection, CopyOp, CopySource, Excludes, HealthConfig, HistoryEntry,
-    ImageOp, Key, MountKind, MountSource, Node, NodeId, Op, Origin, Plan, RunConfig, RunMount,
-    RunNetwork, RunOp, SourcePath,
+    BuildOptions, Chmod, Chown, ConfigChange, CopyOp, CopySource, Excludes, FileId, HealthConfig,
+    HistoryEntry, ImageLookupError, ImageResolver, MountKind, MountSource, NoImages, NodeId,
+    Origin, RunConfig, RunMount, RunNetwork, RunOp, SourcePath, Warning,
 };
 use crate::shell::Lexer;
 use crate::syntax::{self, Dockerfile, Span};
-
-/// What the user chose on the command line.
-#[derive(Debug, Clone, Default)]
-pub struct BuildOptions {
-    /// `--build-arg K=V`, in order (a later one wins).
-    pub build_args: Vec<(String, String)>,
-    pub target: Option<String>,
-    /// SOURCE_DATE_EPOCH: layer mtimes and `created` timestamps; 0 when unset.
-    pub source_date_epoch: Option<u64>,
-    /// `--network`: the network of RUN steps that do not choose one (`RUN --network=default`
-    /// or no flag). Lowering writes it into each RUN op, so their keys follow it.
-    pub network: RunNetwork,
-    /// `--label K=V`, added to the target's config.
-    pub labels: Vec<(String, String)>,
-    /// Lint only: do not resolve COPY/ADD sources against the context.
-    pub skip_context: bool,
-}
-
-/// A base image as the store knows it.
-#[derive(Debug, Clone)]
-pub struct ResolvedImage {
-    /// Manifest digest, `sha256:...`.
-    pub digest: String,
-    pub config: RunConfig,
-    pub history: Vec<HistoryEntry>,
-    /// The platform its config names (None when it names none).
-    pub platform: Option<Platform>,
-}
-
-/// Looks up base images by reference (`name`, `name:tag`, `name@sha256:...`): `Ok(None)`
-/// when there is no such image, `Err` when the resolver could not answer (an unreadable or
-/// corrupt store), which stops planning with the resolver's own error.
-pub trait ImageResolver {
-    fn resolve(&self, reference: &str) -> Result<Option<ResolvedImage>, ImageLookupError>;
-}
-
-/// Resolves nothing: for planning without a store.
-pub struct NoImages;
-
-impl ImageResolver for NoImages {
-    fn resolve(&self, _reference: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
-        Ok(None)
-    }
-}
-
-/// A resolver's failure, kept as the resolver reported it (its message, code and help).
-#[derive(Debug)]
-pub struct ImageLookupError(pub Box<dyn miette::Diagnostic + Send + Sync + 'static>);
-
-impl std::fmt::Display for ImageLookupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for ImageLookupError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-impl miette::Diagnostic for ImageLookupError {
-    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.0.code()
-    }
-    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.0.help()
-    }
-    fn diagnostic_source(&self) -> Option<&dyn miette::Diagnostic> {
-        self.0.diagnostic_source()
-    }
-}
-
-/// A finding that does not stop the build.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    pub rule: &'static str,
-    pub message: String,
-    pub span: Span,
-}
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LowerError {
@@ -118,11 +41,6 @@ pub enum LowerError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     ImageLookup(#[from] ImageLookupError),
-}
-
-pub struct Lowered {
-    pub plan: Plan,
-    pub warnings: Vec<Warning>,
 }
 
 /// The ARGs defined before any ARG instruction: the target's and the build's platform, the
@@ -158,8 +76,6 @@ const PROXY_ARGS: &[&str] = &[
     "ALL_PROXY",
     "all_proxy",
 ];
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Lower a parsed Dockerfile to a plan.
 pub fn lower(
@@ -212,15 +128,12 @@ struct StageResult {
     history: Vec<HistoryEntry>,
 }
 
-/// Per-stage state while its instructions are lowered.
+/// Per-stage state while its instructions are lowered: the builder's image state and the
+/// Dockerfile's scopes.
 struct StageState {
-    name: String,
-    prev: NodeId,
-    config: RunConfig,
-    history: Vec<HistoryEntry>,
+    img: Stage,
     /// Declared ARGs in order; None = declared without a value.
     args: Vec<(String, Option<String>)>,
-    cmd_set: bool,
     /// The last expansion snapshot, until ARG or ENV changes `args` or `config.env`.
     env_snapshot: Option<Rc<Vec<(String, String)>>>,
 }
@@ -237,60 +150,13 @@ impl StageState {
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
             .collect();
-        for kv in &self.config.env {
+        for kv in &self.img.config.env {
             let (k, val) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
             v.push((k.to_string(), val.to_string()));
         }
         let env = Rc::new(v);
         self.env_snapshot = Some(Rc::clone(&env));
         env
-    }
-
-    fn workdir(&self) -> &str {
-        if self.config.working_dir.is_empty() {
-            "/"
-        } else {
-            &self.config.working_dir
-        }
-    }
-
-    /// The shell form's argv: SHELL (or `/bin/sh -c`) and the command.
-    fn shell_argv(&self, command: &str) -> Vec<String> {
-        let mut argv = Vec::with_capacity(3);
-        match &self.config.shell {
-            Some(shell) => argv.extend(shell.iter().cloned()),
-            None => argv.extend(["/bin/sh".to_string(), "-c".to_string()]),
-        }
-        argv.push(command.to_string());
-        argv
-    }
-}
-
-struct PendingNode {
-    op: Op,
-    inputs: Vec<NodeId>,
-    reasons: Vec<String>,
-    origin: Origin,
-    args: Vec<(String, String)>,
-}
-
-/// The build arguments the instruction being lowered reads: `scope` is the stage's ARGs with
-/// a value (ENV of the same name hides one), `used` those an expansion (or RUN's
-/// environment) took so far, in order of first use. Each node pushed gets `used`.
-#[derive(Default)]
-struct ArgUse {
-    scope: Vec<(String, String)>,
-    used: Vec<(String, String)>,
-}
-
-impl ArgUse {
-    fn note(&mut self, name: &str) {
-        if self.used.iter().any(|(k, _)| k == name) {
-            return;
-        }
-        if let Some((k, v)) = self.scope.iter().rev().find(|(k, _)| k == name) {
-            self.used.push((k.clone(), v.clone()));
-        }
     }
 }
 
@@ -307,19 +173,12 @@ struct Lowerer<'a> {
     stages: Vec<StageDef>,
     global_args: Vec<(String, String)>,
     opts: &'a BuildOptions,
-    images: &'a dyn ImageResolver,
-    context: ContextIndex,
-    nodes: Vec<PendingNode>,
+    b: PlanBuilder<'a>,
     done: HashMap<usize, Rc<StageResult>>,
     in_progress: HashSet<usize>,
-    base_nodes: HashMap<String, (NodeId, Option<ResolvedImage>)>,
     consumed_args: HashSet<String>,
-    /// Build arguments the current instruction reads (recorded on its nodes).
-    arg_use: ArgUse,
-    warnings: Vec<Warning>,
     /// Bytes produced by expansions so far (bounded by `MAX_EXPANDED_TOTAL`).
     expanded: usize,
-    epoch: u64,
 }
 
 impl<'a> Lowerer<'a> {
@@ -343,17 +202,11 @@ impl<'a> Lowerer<'a> {
             stages: Vec::new(),
             global_args: Vec::new(),
             opts,
-            images,
-            context,
-            nodes: Vec::new(),
+            b: PlanBuilder::new(context, opts, images),
             done: HashMap::new(),
             in_progress: HashSet::new(),
-            base_nodes: HashMap::new(),
             consumed_args: HashSet::new(),
-            arg_use: ArgUse::default(),
-            warnings: Vec::new(),
             expanded: 0,
-            epoch: opts.source_date_epoch.unwrap_or(0),
         };
         lw.split_stages()?;
         Ok(lw)
@@ -361,11 +214,7 @@ impl<'a> Lowerer<'a> {
 
     fn build_arg(&self, name: &str) -> Option<&'a str> {
         let opts: &'a BuildOptions = self.opts;
-        opts.build_args
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        opts.build_arg(name)
     }
 
     /// Global ARGs (before the first FROM) and stage boundaries, with name checks.
@@ -520,7 +369,7 @@ impl<'a> Lowerer<'a> {
             Ok(e) => {
                 self.expanded = self.expanded.saturating_add(e.value.len());
                 for var in &e.used {
-                    self.arg_use.note(var);
+                    self.b.arg_use.note(var);
                 }
                 if self.expanded > MAX_EXPANDED_TOTAL {
                     let span = node.span_of(self.source, word);
@@ -539,9 +388,10 @@ impl<'a> Lowerer<'a> {
                 }
                 for var in e.unset {
                     let span = node.span_of(self.source, &var);
-                    self.warnings.push(Warning {
+                    self.b.warnings.push(Warning {
                         rule: "UndefinedVar",
                         message: format!("Usage of undefined variable '${var}'"),
+                        file: FileId(0),
                         span,
                     });
                 }
@@ -551,27 +401,11 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn push(
-        &mut self,
-        op: Op,
-        inputs: Vec<NodeId>,
-        reasons: Vec<String>,
-        origin: Origin,
-    ) -> NodeId {
-        let id = NodeId(self.nodes.len());
-        self.nodes.push(PendingNode {
-            op,
-            inputs,
-            reasons,
-            origin,
-            args: self.arg_use.used.clone(),
-        });
-        id
-    }
-
     fn origin(&self, stage: &str, instr: usize) -> Origin {
         let node = &self.typed[instr].node;
         Origin {
+            file: FileId(0),
+            span: node.span,
             stage: stage.to_string(),
             line: node.start_line,
             text: one_line(&node.original),
@@ -584,39 +418,6 @@ impl<'a> Lowerer<'a> {
             .name
             .clone()
             .unwrap_or_else(|| format!("stage-{i}"))
-    }
-
-    /// A base image node (shared by every stage and COPY --from naming the same reference).
-    fn base_image(
-        &mut self,
-        reference: &str,
-        origin: Origin,
-    ) -> Result<(NodeId, Option<ResolvedImage>), LowerError> {
-        if let Some((id, r)) = self.base_nodes.get(reference) {
-            return Ok((*id, r.clone()));
-        }
-        let resolved = self.images.resolve(reference)?;
-        let (digest, config) = match &resolved {
-            Some(r) => (Some(r.digest.clone()), r.config.clone()),
-            None => (None, RunConfig::default()),
-        };
-        let mut reasons = Vec::new();
-        if !reference.contains("@sha256:") {
-            reasons.push(["base image ", reference, " is named without a digest"].concat());
-        }
-        let id = self.push(
-            Op::BaseImage {
-                reference: reference.to_string(),
-                digest,
-                config: Box::new(config),
-            },
-            vec![],
-            reasons,
-            origin,
-        );
-        self.base_nodes
-            .insert(reference.to_string(), (id, resolved.clone()));
-        Ok((id, resolved))
     }
 
     fn lower_stage(&mut self, i: usize) -> Result<Rc<StageResult>, LowerError> {
@@ -641,7 +442,7 @@ impl<'a> Lowerer<'a> {
         // This stage may be lowered in the middle of another's instruction (COPY --from):
         // that instruction's record of the build arguments it reads is put back at the end.
         let outer_args = std::mem::replace(
-            &mut self.arg_use,
+            &mut self.b.arg_use,
             ArgUse {
                 scope: self.global_args.clone(),
                 used: Vec::new(),
@@ -651,7 +452,7 @@ impl<'a> Lowerer<'a> {
         let image = match self.lexer.expand_word(&from.image, &self.global_args) {
             Ok(e) => {
                 for var in &e.used {
-                    self.arg_use.note(var);
+                    self.b.arg_use.note(var);
                 }
                 e.value
             }
@@ -683,15 +484,10 @@ impl<'a> Lowerer<'a> {
             let triggers = std::mem::take(&mut config.on_build);
             (r.last, config, r.history.clone(), triggers)
         } else if lower == "scratch" {
-            let id = self.push(Op::Scratch, vec![], vec![], from_origin.clone());
-            // BuildKit gives a stage from scratch the working directory "/".
-            let config = RunConfig {
-                working_dir: "/".into(),
-                ..Default::default()
-            };
-            (id, config, Vec::new(), Vec::new())
+            let st = self.b.scratch_stage(&label, from_origin.clone());
+            (st.prev, st.config, Vec::new(), Vec::new())
         } else {
-            let (id, resolved) = self.base_image(&image, from_origin.clone())?;
+            let (id, resolved) = self.b.base_image(&image, from_origin.clone())?;
             match resolved {
                 Some(r) => {
                     if let Some(actual) = &r.platform {
@@ -702,7 +498,8 @@ impl<'a> Lowerer<'a> {
                         } = crate::platform::host();
                         let expected = Platform::from_config(os, arch, "");
                         let span = typed[from_idx].node.span_of(self.source, &from.image);
-                        self.warnings
+                        self.b
+                            .warnings
                             .extend(checks::base_image_platform(&image, &expected, actual, span));
                     }
                     let mut config = r.config.clone();
@@ -713,17 +510,10 @@ impl<'a> Lowerer<'a> {
             }
         };
         let mut st = StageState {
-            name: label.clone(),
-            prev,
-            config,
-            history,
+            img: Stage::new(&label, prev, config, history),
             args: Vec::new(),
-            cmd_set: false,
             env_snapshot: None,
         };
-        if st.config.env_get("PATH").is_none() {
-            st.config.env_set("PATH", DEFAULT_PATH);
-        }
         for trigger in triggers {
             self.run_trigger(&mut st, from_idx, &trigger)?;
         }
@@ -731,11 +521,11 @@ impl<'a> Lowerer<'a> {
             self.lower_instruction(&mut st, idx, &typed[idx].instr)?;
         }
         self.in_progress.remove(&i);
-        self.arg_use = outer_args;
+        self.b.arg_use = outer_args;
         let result = Rc::new(StageResult {
-            last: st.prev,
-            config: st.config,
-            history: st.history,
+            last: st.img.prev,
+            config: st.img.config,
+            history: st.img.history,
         });
         self.done.insert(i, Rc::clone(&result));
         Ok(result)
@@ -781,27 +571,15 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
-    fn config_node(&mut self, st: &mut StageState, idx: usize, created_by: String) {
-        let origin = self.origin(&st.name, idx);
-        st.prev = self.push(
-            Op::Config {
-                instruction: created_by.clone(),
-            },
-            vec![st.prev],
-            vec![],
-            origin,
-        );
-        st.history.push(HistoryEntry {
-            created_by,
-            comment: String::new(),
-            empty_layer: true,
-        });
+    fn config_node(&mut self, st: &mut StageState, idx: usize, change: ConfigChange) {
+        let origin = self.origin(&st.img.name, idx);
+        self.b.config(&mut st.img, change, origin);
     }
 
     fn command(&self, st: &StageState, cmd: &CommandLine) -> Vec<String> {
         match cmd {
             CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => st.shell_argv(s),
+            CommandLine::Shell(s) => st.img.shell_argv(s),
         }
     }
 
@@ -824,66 +602,55 @@ impl<'a> Lowerer<'a> {
             _ => true,
         };
         let env = if expands { st.env() } else { Rc::default() };
-        self.arg_use.used.clear();
-        self.arg_use.scope.clear();
+        self.b.arg_use.used.clear();
+        self.b.arg_use.scope.clear();
         if expands || matches!(instr, Instruction::Arg(_)) {
             for (k, v) in &st.args {
                 let hidden = st
+                    .img
                     .config
                     .env
                     .iter()
                     .any(|kv| kv.split('=').next() == Some(k.as_str()));
                 if let (Some(v), false) = (v, hidden) {
-                    self.arg_use.scope.push((k.clone(), v.clone()));
+                    self.b.arg_use.scope.push((k.clone(), v.clone()));
                 }
             }
         }
         match instr {
             Instruction::From(_) => unreachable!("FROM starts a stage"),
             Instruction::Env(pairs) => {
-                let mut parts = Vec::new();
-                let mut expanded = Vec::new();
+                let mut vars = Vec::new();
                 for (k, v) in pairs {
                     let k = self.expand_in(idx, k, &env)?;
                     let v = self.expand_in(idx, v, &env)?;
-                    parts.push([k.as_str(), "=", v.as_str()].concat());
-                    expanded.push((k, v));
-                }
-                for (k, v) in expanded {
-                    st.config.env_set(&k, &v);
+                    vars.push((k, v));
                 }
                 st.env_snapshot = None;
-                self.config_node(st, idx, ["ENV ", &parts.join(" ")].concat());
+                self.config_node(st, idx, ConfigChange::Env { vars });
             }
             Instruction::Label(pairs) => {
-                let mut parts = Vec::new();
+                let mut labels = Vec::new();
                 for (k, v) in pairs {
                     let k = self.expand_in(idx, k, &env)?;
                     let v = self.expand_in(idx, v, &env)?;
-                    parts.push([k.as_str(), "=", v.as_str()].concat());
-                    st.config.labels.insert(k, v);
+                    labels.push((k, v));
                 }
-                self.config_node(st, idx, ["LABEL ", &parts.join(" ")].concat());
+                self.config_node(st, idx, ConfigChange::Label { labels });
             }
             Instruction::Arg(args) => {
                 // BuildKit's history entry: each name with its default as written (expanded).
-                let mut created_by = String::from("ARG");
+                let mut declared = Vec::new();
                 for (name, default) in args {
                     let expanded_default = match default {
                         Some(d) => Some(self.expand_in(idx, d, &st.env())?),
                         None => None,
                     };
-                    created_by.push(' ');
-                    created_by.push_str(name);
-                    if let Some(d) = &expanded_default {
-                        created_by.push('=');
-                        created_by.push_str(d);
-                    }
                     let value = if let Some(v) = self.build_arg(name) {
                         self.consumed_args.insert(name.clone());
                         Some(v.to_string())
-                    } else if let Some(d) = expanded_default {
-                        Some(d)
+                    } else if let Some(d) = &expanded_default {
+                        Some(d.clone())
                     } else {
                         self.global_args
                             .iter()
@@ -891,82 +658,47 @@ impl<'a> Lowerer<'a> {
                             .find(|(k, _)| k == name)
                             .map(|(_, v)| v.clone())
                     };
+                    declared.push((name.clone(), expanded_default));
                     st.args.retain(|(k, _)| k != name);
                     st.args.push((name.clone(), value));
                     st.env_snapshot = None;
                 }
-                self.config_node(st, idx, created_by);
+                self.config_node(st, idx, ConfigChange::Arg { args: declared });
             }
             Instruction::Cmd(c) => {
-                let v = self.command(st, c);
-                st.config.cmd = Some(v.clone());
-                st.cmd_set = true;
-                self.config_node(st, idx, format!("CMD {}", json_list(&v)));
+                let argv = self.command(st, c);
+                self.config_node(st, idx, ConfigChange::Cmd { argv });
             }
             Instruction::Entrypoint(c) => {
-                let v = self.command(st, c);
-                st.config.entrypoint = Some(v.clone());
-                if !st.cmd_set {
-                    st.config.cmd = None;
-                }
-                self.config_node(st, idx, format!("ENTRYPOINT {}", json_list(&v)));
+                let argv = self.command(st, c);
+                self.config_node(st, idx, ConfigChange::Entrypoint { argv });
             }
             Instruction::Shell(v) => {
-                st.config.shell = Some(v.clone());
-                // Go's `%v` of the list, as BuildKit writes it: `SHELL [/bin/sh -ec]`.
-                self.config_node(st, idx, ["SHELL [", &v.join(" "), "]"].concat());
+                self.config_node(st, idx, ConfigChange::Shell { argv: v.clone() });
             }
             Instruction::Workdir(w) => {
                 let w = self.expand_in(idx, w, &env)?;
-                let path = copy::absolute_dest(st.workdir(), &w);
-                let path = if path.len() > 1 {
-                    path.trim_end_matches('/').to_string()
-                } else {
-                    path
-                };
-                st.config.working_dir = path.clone();
-                let origin = self.origin(&st.name, idx);
-                st.prev = self.push(
-                    Op::Mkdir {
-                        path: path.clone(),
-                        mtime: self.epoch,
-                    },
-                    vec![st.prev],
-                    vec![],
-                    origin,
-                );
-                st.history.push(HistoryEntry {
-                    created_by: ["WORKDIR ", &path].concat(),
-                    comment: "buildkit.dockerfile.v0".into(),
-                    empty_layer: false,
-                });
+                let origin = self.origin(&st.img.name, idx);
+                self.b.workdir(&mut st.img, &w, origin);
             }
             Instruction::User(u) => {
-                let u = self.expand_in(idx, u, &env)?;
-                st.config.user = u.clone();
-                self.config_node(st, idx, ["USER ", &u].concat());
+                let user = self.expand_in(idx, u, &env)?;
+                self.config_node(st, idx, ConfigChange::User { user });
             }
             Instruction::StopSignal(s) => {
-                let s = self.expand_in(idx, s, &env)?;
-                st.config.stop_signal = s.clone();
-                self.config_node(st, idx, format!("STOPSIGNAL {s}"));
+                let signal = self.expand_in(idx, s, &env)?;
+                self.config_node(st, idx, ConfigChange::StopSignal { signal });
             }
             Instruction::Maintainer(m) => {
-                st.config.labels.remove("maintainer");
-                self.config_node(st, idx, format!("MAINTAINER {m}"));
+                self.config_node(st, idx, ConfigChange::Maintainer { name: m.clone() });
             }
             Instruction::Expose(ports) => {
                 let mut out = Vec::new();
                 for p in ports {
                     let p = self.expand_in(idx, p, &env)?;
-                    for port in self.expose_ports(idx, &p)? {
-                        st.config
-                            .exposed_ports
-                            .insert(port.clone(), Default::default());
-                        out.push(port);
-                    }
+                    out.extend(self.expose_ports(idx, &p)?);
                 }
-                self.config_node(st, idx, format!("EXPOSE {}", out.join(" ")));
+                self.config_node(st, idx, ConfigChange::Expose { ports: out });
             }
             Instruction::Volume(vols) => {
                 let mut out = Vec::new();
@@ -981,10 +713,9 @@ impl<'a> Lowerer<'a> {
                         )
                         .into());
                     }
-                    st.config.volumes.insert(v.clone(), Default::default());
                     out.push(v);
                 }
-                self.config_node(st, idx, format!("VOLUME {}", json_list(&out)));
+                self.config_node(st, idx, ConfigChange::Volume { paths: out });
             }
             Instruction::Healthcheck(h) => {
                 let test = match &h.test {
@@ -994,9 +725,9 @@ impl<'a> Lowerer<'a> {
                         .collect(),
                     Some(CommandLine::Shell(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
                 };
-                let hc =
+                let health =
                     HealthConfig {
-                        test: test.clone(),
+                        test,
                         interval: Self::duration(h.interval.as_ref())?,
                         timeout: Self::duration(h.timeout.as_ref())?,
                         start_period: Self::duration(h.start_period.as_ref())?,
@@ -1015,12 +746,10 @@ impl<'a> Lowerer<'a> {
                             )?,
                         },
                     };
-                st.config.healthcheck = Some(hc);
-                self.config_node(st, idx, format!("HEALTHCHECK {}", json_list(&test)));
+                self.config_node(st, idx, ConfigChange::Healthcheck { health });
             }
             Instruction::Onbuild(t) => {
-                st.config.on_build.push(t.clone());
-                self.config_node(st, idx, format!("ONBUILD {t}"));
+                self.config_node(st, idx, ConfigChange::OnBuild { trigger: t.clone() });
             }
             Instruction::Run(run) => self.lower_run(st, idx, run, &env)?,
             Instruction::Copy(c) => self.lower_copy(st, idx, c, &env)?,
@@ -1040,21 +769,22 @@ impl<'a> Lowerer<'a> {
             CommandLine::Exec(v) => v.clone(),
             CommandLine::Shell(cmd) => {
                 let script = self.run_script(cmd, &run.heredocs, &mut script_file);
-                st.shell_argv(&script)
+                st.img.shell_argv(&script)
             }
         };
-        let mut env_list = st.config.env.clone();
+        let mut env_list = st.img.config.env.clone();
         for (k, v) in &st.args {
             if let Some(v) = v {
                 let in_env = st
+                    .img
                     .config
                     .env
                     .iter()
                     .any(|kv| kv.split('=').next() == Some(k.as_str()));
                 if !in_env {
                     env_list.push([k.as_str(), "=", v.as_str()].concat());
-                    self.arg_use.scope.push((k.clone(), v.clone()));
-                    self.arg_use.note(k);
+                    self.b.arg_use.scope.push((k.clone(), v.clone()));
+                    self.b.arg_use.note(k);
                 }
             }
         }
@@ -1062,79 +792,57 @@ impl<'a> Lowerer<'a> {
             if let Some(v) = self.build_arg(p) {
                 self.consumed_args.insert(p.to_string());
                 env_list.push([p, "=", v].concat());
-                self.arg_use.scope.push((p.to_string(), v.to_string()));
-                self.arg_use.note(p);
+                self.b.arg_use.scope.push((p.to_string(), v.to_string()));
+                self.b.arg_use.note(p);
             }
         }
         // `RUN --network=default` (or none given) is the build's choice.
-        let network = match run
-            .network
-            .as_ref()
-            .and_then(|n| RunNetwork::parse(&n.value))
-        {
-            None | Some(RunNetwork::Default) => self.opts.network,
-            Some(n) => n,
-        };
-        let mut reasons = Vec::new();
-        if network != RunNetwork::None {
-            reasons.push(
-                [
-                    "RUN has network access (--network=",
-                    network.as_str(),
-                    "); use --network=none",
-                ]
-                .concat(),
-            );
-        }
-        let mut inputs = vec![st.prev];
+        let network = self.b.run_network(
+            run.network
+                .as_ref()
+                .and_then(|n| RunNetwork::parse(&n.value)),
+        );
+        let reasons = Vec::new();
+        let mut inputs = vec![st.img.prev];
         let mut run_mounts = Vec::with_capacity(run.mounts.len() + 1);
         for flag in &run.mounts {
             let m = mounts::parse_mount(&flag.value, flag.span, |v| self.expand_in(idx, v, env))?;
-            let mount = self.run_mount(st, idx, flag, m, &mut inputs, &mut reasons)?;
+            let mount = self.run_mount(st, idx, flag, m, &mut inputs)?;
             run_mounts.push(mount);
         }
         run_mounts.extend(script_file);
         // BuildKit's runCommandString: `|N K=V ...` for the stage's ARGs (an ENV of the same
         // name shows its value instead), then the command.
-        let mut created_by = String::from("RUN ");
+        let mut prefix = String::new();
         if !st.args.is_empty() {
-            created_by.push('|');
-            created_by.push_str(&st.args.len().to_string());
+            prefix.push('|');
+            prefix.push_str(&st.args.len().to_string());
             for (k, v) in &st.args {
-                let env_value = st.config.env.iter().find_map(|kv| {
+                let env_value = st.img.config.env.iter().find_map(|kv| {
                     kv.strip_prefix(k.as_str())
                         .and_then(|r| r.strip_prefix('='))
                 });
-                created_by.push(' ');
-                created_by.push_str(k);
-                created_by.push('=');
-                created_by.push_str(env_value.or(v.as_deref()).unwrap_or(""));
+                prefix.push(' ');
+                prefix.push_str(k);
+                prefix.push('=');
+                prefix.push_str(env_value.or(v.as_deref()).unwrap_or(""));
             }
-            created_by.push(' ');
+            prefix.push(' ');
         }
-        for (i, arg) in argv.iter().enumerate() {
-            if i > 0 {
-                created_by.push(' ');
-            }
-            created_by.push_str(arg);
-        }
-        created_by.push_str(" # buildkit");
+        let created_by = builder::run_created_by(&prefix, &argv);
         let op = RunOp {
             argv,
             env: env_list,
-            cwd: st.workdir().to_string(),
-            user: st.config.user.clone(),
+            cwd: st.img.workdir().to_string(),
+            user: st.img.config.user.clone(),
             network,
             mounts: run_mounts,
-            mtime: self.epoch,
+            mtime: self.b.epoch(),
         };
-        let origin = self.origin(&st.name, idx);
-        st.prev = self.push(Op::Run(op), inputs, reasons, origin);
-        st.history.push(HistoryEntry {
-            created_by,
-            comment: "buildkit.dockerfile.v0".into(),
-            empty_layer: false,
-        });
+        let origin = self.origin(&st.img.name, idx);
+        inputs.remove(0);
+        self.b
+            .run(&mut st.img, op, inputs, reasons, created_by, origin);
         Ok(())
     }
 
@@ -1190,7 +898,6 @@ impl<'a> Lowerer<'a> {
         flag: &FlagValue,
         m: mounts::ParsedMount,
         inputs: &mut Vec<NodeId>,
-        reasons: &mut Vec<String>,
     ) -> Result<RunMount, LowerError> {
         fn input_of(inputs: &mut Vec<NodeId>, id: NodeId) -> usize {
             match inputs.iter().position(|i| *i == id) {
@@ -1227,9 +934,6 @@ impl<'a> Lowerer<'a> {
                     (_, false) => Some(path_clean(&["/", &m.target].concat())),
                     (None, true) => Some(["/run/secrets/", &path_base(&id)].concat()),
                 };
-                reasons.push(format!(
-                    "RUN mounts the secret {id:?} (its value comes from the host)"
-                ));
                 return Ok(RunMount {
                     target,
                     kind: MountKind::Secret {
@@ -1249,7 +953,7 @@ impl<'a> Lowerer<'a> {
         let target = if path_clean(&m.target).starts_with('/') {
             path_clean(&m.target)
         } else {
-            path_clean(&["/", st.workdir(), "/", &m.target].concat())
+            path_clean(&["/", st.img.workdir(), "/", &m.target].concat())
         };
         if target == "/" {
             let help = if m.target.is_empty() {
@@ -1289,15 +993,10 @@ impl<'a> Lowerer<'a> {
                         };
                         let (_, files) =
                             self.select_context(idx, &raw, &[&path], &Excludes::default())?;
-                        let entries = files.len();
-                        let sel = ContextSelection {
-                            patterns: vec![rel],
-                            excludes: Excludes::default(),
-                            files,
-                            entries,
-                        };
-                        let origin = self.origin(&st.name, idx);
-                        let id = self.push(Op::Context(sel), vec![], vec![], origin);
+                        let origin = self.origin(&st.img.name, idx);
+                        let id = self
+                            .b
+                            .context_node(vec![rel], Excludes::default(), files, origin);
                         MountSource::Context {
                             input: input_of(inputs, id),
                         }
@@ -1315,9 +1014,6 @@ impl<'a> Lowerer<'a> {
                 } else {
                     m.id
                 };
-                reasons.push(format!(
-                    "RUN mounts the cache {id:?} (its contents persist between builds)"
-                ));
                 MountKind::Cache {
                     id,
                     source,
@@ -1360,7 +1056,8 @@ impl<'a> Lowerer<'a> {
             DockerfileError::at(message, span, "not a port")
                 .with_help("ports look like 80, 80/tcp, 53/udp or 8000-8010")
         })?;
-        self.warnings
+        self.b
+            .warnings
             .extend(checks::expose_warnings(spec, &read, span));
         Ok(read.ports)
     }
@@ -1392,7 +1089,7 @@ impl<'a> Lowerer<'a> {
             sources.push((s.clone(), self.expand_in(idx, s, env)?));
         }
         let dest_raw = self.expand_in(idx, &c.dest, env)?;
-        let dest = copy::absolute_dest(st.workdir(), &dest_raw);
+        let dest = copy::absolute_dest(st.img.workdir(), &dest_raw);
         if sources.len() + inline.len() > 1 && !dest.ends_with('/') {
             let node = &self.typed[idx].node;
             return Err(DockerfileError::at(
@@ -1455,7 +1152,7 @@ impl<'a> Lowerer<'a> {
             })?;
             parsed.push(source);
         }
-        let origin = self.origin(&st.name, idx);
+        let origin = self.origin(&st.img.name, idx);
         let mut reasons = Vec::new();
         let urls: Vec<&str> = parsed.iter().filter_map(CopySource::url).collect();
         if !c.is_add && !urls.is_empty() {
@@ -1484,14 +1181,10 @@ impl<'a> Lowerer<'a> {
                 let local: Vec<&SourcePath> = parsed.iter().filter_map(CopySource::path).collect();
                 let (paths, files) = self.select_context(idx, &sources, &local, &excludes)?;
                 selected = paths;
-                let entries = files.len();
-                let sel = ContextSelection {
-                    patterns: local.iter().map(|s| s.cleaned.clone()).collect(),
-                    excludes: excludes.clone(),
-                    files,
-                    entries,
-                };
-                let id = self.push(Op::Context(sel), vec![], vec![], origin.clone());
+                let patterns = local.iter().map(|s| s.cleaned.clone()).collect();
+                let id = self
+                    .b
+                    .context_node(patterns, excludes.clone(), files, origin.clone());
                 (Some(id), true)
             }
         };
@@ -1508,16 +1201,11 @@ impl<'a> Lowerer<'a> {
             excludes,
             checksum,
             from_context,
-            mtime: self.epoch,
+            mtime: self.b.epoch(),
         };
-        let text = [origin.text.as_str(), " # buildkit"].concat();
-        let inputs = std::iter::once(st.prev).chain(src_node).collect();
-        st.prev = self.push(Op::Copy(op), inputs, reasons, origin);
-        st.history.push(HistoryEntry {
-            created_by: text,
-            comment: "buildkit.dockerfile.v0".into(),
-            empty_layer: false,
-        });
+        let text = origin.text.clone();
+        self.b
+            .copy(&mut st.img, op, src_node, reasons, &text, origin);
         Ok(())
     }
 
@@ -1548,14 +1236,14 @@ impl<'a> Lowerer<'a> {
             )
             .with_help(format!(
                 "stage indexes count FROM lines from 0; this one is in stage {}",
-                st.name
+                st.img.name
             ))
             .into());
         }
         // Anything else is an image; one the store does not have, named like a stage that
         // exists, is far more likely a misspelt stage.
-        let origin = self.origin(&st.name, idx);
-        let (id, resolved) = self.base_image(from, origin)?;
+        let origin = self.origin(&st.img.name, idx);
+        let (id, resolved) = self.b.base_image(from, origin)?;
         if resolved.is_none() && !from.contains(['/', ':', '@']) {
             let names: Vec<&str> = self
                 .stages
@@ -1587,10 +1275,7 @@ impl<'a> Lowerer<'a> {
         excludes: &Excludes,
     ) -> Result<(Vec<String>, Vec<usize>), LowerError> {
         let node = &self.typed[idx].node;
-        if local.is_empty() || self.opts.skip_context {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let selected = copy::select_sources(&self.context, local).map_err(|e| {
+        self.b.select_context(local, excludes).map_err(|e| {
             let needle = match &e {
                 CopyError::NotFound(p) => raw
                     .iter()
@@ -1613,41 +1298,8 @@ impl<'a> Lowerer<'a> {
             if let Some(h) = help {
                 err = err.with_help(h);
             }
-            err
-        })?;
-        let mut files = Vec::new();
-        // A source that is a symlink is followed (BuildKit copies what it points at), so the
-        // key covers the link and its target.
-        let mut roots = Vec::new();
-        for path in selected.iter().cloned() {
-            if let Some(target) = copy::follow_symlinks(&self.context, &path) {
-                if target != path {
-                    if let Some(i) = self.context.index_of(&path) {
-                        files.push(i);
-                    }
-                    roots.push(target);
-                    continue;
-                }
-            }
-            roots.push(path);
-        }
-        for path in roots {
-            for i in self.context.subtree(&path) {
-                let rel = &self.context.files[i].path;
-                let within = rel
-                    .strip_prefix(&path)
-                    .map(|r| r.trim_start_matches('/'))
-                    .unwrap_or(rel);
-                if excludes.excludes(rel, within) {
-                    continue;
-                }
-                files.push(i);
-            }
-            // Parent directories of a selected path carry no content of their own.
-        }
-        files.sort_unstable();
-        files.dedup();
-        Ok((selected, files))
+            err.into()
+        })
     }
 
     /// The target's image node; the last call to need the stage's result, so it moves the
@@ -1656,72 +1308,32 @@ impl<'a> Lowerer<'a> {
         self.done.remove(&target);
         let StageResult {
             last,
-            mut config,
+            config,
             history,
         } = Rc::try_unwrap(r).unwrap_or_else(|shared| StageResult {
             last: shared.last,
             config: shared.config.clone(),
             history: shared.history.clone(),
         });
-        for (k, v) in &self.opts.labels {
-            config.labels.insert(k.clone(), v.clone());
-        }
-        let op = ImageOp {
+        let name = self.stage_label(target);
+        let origin = Origin {
+            stage: name.clone(),
+            text: "image".into(),
+            ..Default::default()
+        };
+        let st = Stage {
+            name,
+            prev: last,
             config,
             history,
-            created: self.epoch,
+            cmd_set: false,
         };
-        let origin = Origin {
-            stage: self.stage_label(target),
-            line: 0,
-            text: "image".into(),
-        };
-        self.push(Op::Image(Box::new(op)), vec![last], vec![], origin)
+        self.b.image(st, origin)
     }
 
-    /// Hash the selected context files, then compute keys and hermeticity in node order.
-    fn finish(mut self, target: NodeId, stat_cache: &StatCache) -> Result<Lowered, LowerError> {
-        let mut wanted: Vec<usize> = Vec::new();
-        for n in &self.nodes {
-            if let Op::Context(sel) = &n.op {
-                wanted.extend_from_slice(&sel.files);
-            }
-        }
-        wanted.sort_unstable();
-        wanted.dedup();
-        self.context.hash(&wanted, stat_cache)?;
-        let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
-        let mut encoder = plan::key::KeyEncoder::default();
-        let mut input_keys: Vec<Key> = Vec::new();
-        // "input #N is not hermetic", made once per node N.
-        let mut not_hermetic: Vec<Option<String>> = vec![None; self.nodes.len()];
-        for (i, p) in self.nodes.into_iter().enumerate() {
-            input_keys.clear();
-            input_keys.extend(p.inputs.iter().map(|id| nodes[id.0].key));
-            let content = match &p.op {
-                Op::Context(sel) => Some(self.context.content_digest(&sel.files)),
-                _ => None,
-            };
-            let key = encoder.key(&p.op, &input_keys, content.as_ref());
-            let mut reasons = p.reasons;
-            for id in &p.inputs {
-                if !nodes[id.0].hermetic {
-                    let reason = not_hermetic[id.0]
-                        .get_or_insert_with(|| format!("input #{} is not hermetic", id.0));
-                    reasons.push(reason.clone());
-                }
-            }
-            nodes.push(Node {
-                id: NodeId(i),
-                hermetic: reasons.is_empty(),
-                reasons,
-                args: p.args,
-                op: p.op,
-                inputs: p.inputs,
-                key,
-                origin: p.origin,
-            });
-        }
+    /// Keys and hermeticity (the builder's), then the build args nothing used.
+    fn finish(self, target: NodeId, stat_cache: &StatCache) -> Result<Lowered, LowerError> {
+        let mut lowered = self.b.finish(target, stat_cache)?;
         let unused: BTreeMap<&str, ()> = self
             .opts
             .build_args
@@ -1729,25 +1341,18 @@ impl<'a> Lowerer<'a> {
             .filter(|(k, _)| !self.consumed_args.contains(k) && k != "SOURCE_DATE_EPOCH")
             .map(|(k, _)| (k.as_str(), ()))
             .collect();
-        let mut warnings = self.warnings;
         if !unused.is_empty() {
-            warnings.push(Warning {
+            lowered.warnings.push(Warning {
                 rule: "UnusedBuildArg",
                 message: format!(
                     "One or more build-args [{}] were not consumed",
                     unused.keys().copied().collect::<Vec<_>>().join(" ")
                 ),
+                file: FileId(0),
                 span: Span::default(),
             });
         }
-        Ok(Lowered {
-            plan: Plan {
-                nodes,
-                target,
-                context: self.context,
-            },
-            warnings,
-        })
+        Ok(lowered)
     }
 }
 
@@ -1763,10 +1368,6 @@ pub(crate) fn heredoc_ref(s: &str) -> Option<&str> {
     let rest = s.strip_prefix("<<")?;
     let rest = rest.strip_prefix('-').unwrap_or(rest);
     Some(rest.trim_matches(|c| c == '"' || c == '\''))
-}
-
-fn json_list(v: &[String]) -> String {
-    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// An instruction's text on one line with runs of whitespace collapsed (most are already).

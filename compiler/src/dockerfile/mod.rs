@@ -13,7 +13,4 @@ pub mod platforms;
 pub mod reference;
 
 pub use error::DockerfileError;
-pub use lower::{
-    lower, BuildOptions, ImageLookupError, ImageResolver, LowerError, Lowered, NoImages,
-    ResolvedImage, Warning,
-};
+pub use lower::{lower, LowerError};

@@ -1,10 +1,12 @@
 //! The layer plan: the DAG both front ends lower to, and what the builder runs.
 //!
 //! Owns the node types, the run configuration model (`RunConfig`, Docker's field names), and
-//! cache keys (`key`: the v1 canonical encoding written down in docs/cache-keys.md). Nodes are
-//! stored in dependency order: every input of node `i` has an id below `i`.
+//! cache keys (`key`: the v1 canonical encoding written down in docs/cache-keys.md), and the
+//! one plan builder every front end calls (`builder`). Nodes are stored in dependency order:
+//! every input of node `i` has an id below `i`.
 //! Must not: know how a node is executed or where results are stored.
 
+pub mod builder;
 pub mod config;
 pub mod copy_spec;
 pub mod explain;
@@ -14,6 +16,10 @@ mod render;
 
 use serde::Serialize;
 
+pub use builder::{
+    BuildOptions, FileId, ImageLookupError, ImageResolver, Lowered, NoImages, PlanBuilder,
+    ResolvedImage, Stage, Warning,
+};
 pub use config::{HealthConfig, HistoryEntry, RunConfig};
 pub use copy_spec::{Chmod, Chown, CopySource, Excludes, OwnerId, SourcePath};
 pub use key::Key;
@@ -55,10 +61,15 @@ pub struct Node {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Origin {
+    /// The source file (0: the Dockerfile or the program's main file).
+    pub file: FileId,
+    /// Byte range of the instruction or expression in that file (empty for implicit nodes).
+    #[serde(skip)]
+    pub span: crate::syntax::Span,
     pub stage: String,
     /// 1-based line of the instruction, 0 for implicit nodes.
     pub line: usize,
-    /// The instruction text (`COPY . /app`), as in image history.
+    /// The step as text (`COPY . /app`), as in image history.
     pub text: String,
 }
 
@@ -84,10 +95,153 @@ pub enum Op {
     Mkdir { path: String, mtime: u64 },
     /// A RUN step.
     Run(RunOp),
-    /// A metadata-only instruction; the change is already folded into the run config.
-    Config { instruction: String },
+    /// A metadata-only change (ENV, LABEL, CMD...), keyed by what it sets; the change is
+    /// already folded into the run config of the image nodes after it.
+    Config(ConfigChange),
     /// The image of a target: input 0's filesystem with this config and history.
     Image(Box<ImageOp>),
+}
+
+/// What a metadata step sets, the same from every front end (`ENV A=1` and the language's
+/// `env(A: "1")` are one change). Values are final (expanded, resolved against the working
+/// directory, ports normalised).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "set", rename_all = "snake_case")]
+pub enum ConfigChange {
+    /// Environment variables, in order (a later one wins).
+    Env {
+        vars: Vec<(String, String)>,
+    },
+    Label {
+        labels: Vec<(String, String)>,
+    },
+    User {
+        user: String,
+    },
+    Cmd {
+        argv: Vec<String>,
+    },
+    Entrypoint {
+        argv: Vec<String>,
+    },
+    Shell {
+        argv: Vec<String>,
+    },
+    /// `port/proto` keys.
+    Expose {
+        ports: Vec<String>,
+    },
+    Volume {
+        paths: Vec<String>,
+    },
+    StopSignal {
+        signal: String,
+    },
+    Healthcheck {
+        health: HealthConfig,
+    },
+    OnBuild {
+        trigger: String,
+    },
+    /// Dockerfile ARGs: names and their defaults (the values come from `--build-arg` and
+    /// reach the steps that use them through their own ops).
+    Arg {
+        args: Vec<(String, Option<String>)>,
+    },
+    Maintainer {
+        name: String,
+    },
+}
+
+impl ConfigChange {
+    /// Fold the change into a run config. `cmd_set`: whether the stage set CMD itself (an
+    /// ENTRYPOINT clears an inherited CMD, as Docker does).
+    pub fn apply(&self, config: &mut RunConfig, cmd_set: &mut bool) {
+        match self {
+            ConfigChange::Env { vars } => {
+                for (k, v) in vars {
+                    config.env_set(k, v);
+                }
+            }
+            ConfigChange::Label { labels } => {
+                for (k, v) in labels {
+                    config.labels.insert(k.clone(), v.clone());
+                }
+            }
+            ConfigChange::User { user } => config.user = user.clone(),
+            ConfigChange::Cmd { argv } => {
+                config.cmd = Some(argv.clone());
+                *cmd_set = true;
+            }
+            ConfigChange::Entrypoint { argv } => {
+                config.entrypoint = Some(argv.clone());
+                if !*cmd_set {
+                    config.cmd = None;
+                }
+            }
+            ConfigChange::Shell { argv } => config.shell = Some(argv.clone()),
+            ConfigChange::Expose { ports } => {
+                for p in ports {
+                    config.exposed_ports.insert(p.clone(), Default::default());
+                }
+            }
+            ConfigChange::Volume { paths } => {
+                for p in paths {
+                    config.volumes.insert(p.clone(), Default::default());
+                }
+            }
+            ConfigChange::StopSignal { signal } => config.stop_signal = signal.clone(),
+            ConfigChange::Healthcheck { health } => config.healthcheck = Some(health.clone()),
+            ConfigChange::OnBuild { trigger } => config.on_build.push(trigger.clone()),
+            ConfigChange::Arg { .. } => {}
+            ConfigChange::Maintainer { .. } => {
+                config.labels.remove("maintainer");
+            }
+        }
+    }
+
+    /// The history text, as BuildKit's Dockerfile frontend writes it (`ENV A=1`,
+    /// `CMD ["x"]`), so every front end's image has the same history.
+    pub fn created_by(&self) -> String {
+        fn pairs(word: &str, kv: &[(String, String)]) -> String {
+            let mut s = String::from(word);
+            for (k, v) in kv {
+                s.push(' ');
+                s.push_str(k);
+                s.push('=');
+                s.push_str(v);
+            }
+            s
+        }
+        let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
+        match self {
+            ConfigChange::Env { vars } => pairs("ENV", vars),
+            ConfigChange::Label { labels } => pairs("LABEL", labels),
+            ConfigChange::User { user } => ["USER ", user].concat(),
+            ConfigChange::Cmd { argv } => ["CMD ", &json(argv)].concat(),
+            ConfigChange::Entrypoint { argv } => ["ENTRYPOINT ", &json(argv)].concat(),
+            // Go's `%v` of the list, as BuildKit writes it: `SHELL [/bin/sh -ec]`.
+            ConfigChange::Shell { argv } => ["SHELL [", &argv.join(" "), "]"].concat(),
+            ConfigChange::Expose { ports } => ["EXPOSE ", &ports.join(" ")].concat(),
+            ConfigChange::Volume { paths } => ["VOLUME ", &json(paths)].concat(),
+            ConfigChange::StopSignal { signal } => ["STOPSIGNAL ", signal].concat(),
+            ConfigChange::Healthcheck { health } => ["HEALTHCHECK ", &json(&health.test)].concat(),
+            ConfigChange::OnBuild { trigger } => ["ONBUILD ", trigger].concat(),
+            ConfigChange::Arg { args } => {
+                let mut s = String::from("ARG");
+                for (name, default) in args {
+                    s.push(' ');
+                    s.push_str(name);
+                    if let Some(d) = default {
+                        s.push('=');
+                        s.push_str(d);
+                    }
+                }
+                s
+            }
+            ConfigChange::Maintainer { name } => ["MAINTAINER ", name].concat(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -307,6 +461,32 @@ impl Plan {
         match &node.op {
             Op::Image(img) => (node, img),
             _ => unreachable!("Plan::target always names an Image node"),
+        }
+    }
+
+    /// Why the target is not hermetic: the chain of nodes from the target's image down to
+    /// the first node that is impure itself (following the first impure input at each
+    /// step), or None when the target is hermetic.
+    pub fn impure_chain(&self) -> Option<Vec<&Node>> {
+        let mut node = self.node(self.target);
+        if node.hermetic {
+            return None;
+        }
+        let mut chain = vec![node];
+        loop {
+            let own = node.reasons.iter().any(|r| !r.starts_with("input #"));
+            let next = node
+                .inputs
+                .iter()
+                .map(|i| self.node(*i))
+                .find(|n| !n.hermetic);
+            match next {
+                Some(n) if !own => {
+                    chain.push(n);
+                    node = n;
+                }
+                _ => return Some(chain),
+            }
         }
     }
 

@@ -3,8 +3,8 @@
 //! Must not: decide config contents (the plan already did).
 
 use kiln_compiler::dockerfile::platforms::Platform;
-use kiln_compiler::dockerfile::{ImageLookupError, ImageResolver, ResolvedImage};
 use kiln_compiler::plan::{HistoryEntry, RunConfig};
+use kiln_compiler::plan::{ImageLookupError, ImageResolver, ResolvedImage};
 
 use crate::oci::{self, Digest, History, RootFs};
 use crate::store::{Store, StoreError};

@@ -196,6 +196,7 @@ impl Exec<'_> {
     }
 
     fn unpacked(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, BuildError> {
+        self.ensure_layers(layers)?;
         let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
         Ok(crate::container::layer_dirs(self.store, &diff_ids)?)
     }

@@ -1,0 +1,65 @@
+//! The kiln language's diagnostics: one error type (message, file, span, label, help) and
+//! the set of them a check returns, rendered by miette with every file's text attached.
+//! Must not: decide what is an error (parse, check and lower do).
+
+use crate::source::ClippedSource;
+use crate::syntax::Span;
+
+/// One problem in a kiln program, at a span of one of its files.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(kiln::language))]
+pub struct KilnError {
+    pub message: String,
+    #[source_code]
+    pub src: miette::NamedSource<ClippedSource>,
+    #[label("{label}")]
+    pub span: Span,
+    pub label: String,
+    #[help]
+    pub help: Option<String>,
+}
+
+/// Every error a check found, reported at once.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{} error{} in the kiln program", errors.len(), if errors.len() == 1 { "" } else { "s" })]
+#[diagnostic(
+    code(kiln::check),
+    help("no build step ran; fix these and run kiln check again")
+)]
+pub struct KilnErrors {
+    #[related]
+    pub errors: Vec<KilnError>,
+}
+
+/// An error before it is attached to its file's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: usize,
+    pub message: String,
+    pub span: Span,
+    pub label: String,
+    pub help: Option<String>,
+}
+
+impl Problem {
+    pub fn new(
+        file: usize,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Self {
+        Problem {
+            file,
+            message: message.into(),
+            span,
+            label: label.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}

@@ -1,0 +1,437 @@
+//! The kiln language front end: programs and Dockerfiles that describe the same image give
+//! the same plan (every node's op and key), the checker reports every error at once with
+//! file, span and help, and the standard library's modules plan what their pages say.
+
+use std::fs;
+use std::path::Path;
+
+use kiln_compiler::context::StatCache;
+use kiln_compiler::frontend::{self, FrontendInput};
+use kiln_compiler::kiln;
+use kiln_compiler::plan::{BuildOptions, NoImages, Op, Plan};
+
+fn write(dir: &Path, rel: &str, body: &str) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, body).unwrap();
+}
+
+fn context(dir: &Path) {
+    write(dir, "package.json", "{\"name\":\"demo\"}\n");
+    write(dir, "package-lock.json", "{}\n");
+    write(dir, "server.js", "console.log('hi')\n");
+    write(dir, "node_modules/left-pad/index.js", "x\n");
+    write(dir, "src/main.c", "int main(){return 0;}\n");
+    write(dir, "app/run.sh", "#!/bin/sh\necho hi\n");
+}
+
+fn opts(target: Option<&str>) -> BuildOptions {
+    BuildOptions {
+        target: target.map(str::to_string),
+        source_date_epoch: Some(1_700_000_000),
+        ..Default::default()
+    }
+}
+
+fn dockerfile_plan(dir: &Path, dockerfile: &str) -> Plan {
+    write(dir, "Dockerfile", dockerfile);
+    let input = FrontendInput {
+        context: dir.to_path_buf(),
+        dockerfile: Some(dir.join("Dockerfile")),
+    };
+    match frontend::plan(&input, &opts(None), &StatCache::default(), &NoImages) {
+        Ok((_, l)) => l.plan,
+        Err(e) => panic!("Dockerfile plan failed: {e:?}"),
+    }
+}
+
+fn kiln_plan(dir: &Path, program: &str, target: Option<&str>) -> Plan {
+    write(dir, "build.kiln", program);
+    match frontend::plan_kiln(
+        &dir.join("build.kiln"),
+        dir,
+        &opts(target),
+        &StatCache::default(),
+        &NoImages,
+    ) {
+        Ok(l) => l.plan,
+        Err(e) => panic!("kiln plan failed: {e:?}"),
+    }
+}
+
+/// Every node's kind and key, in order.
+fn keys(p: &Plan) -> Vec<(String, String)> {
+    p.nodes
+        .iter()
+        .map(|n| {
+            let kind = serde_json::to_value(&n.op).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (kind, n.key.to_hex())
+        })
+        .collect()
+}
+
+fn assert_same_plan(dockerfile: &str, program: &str, target: Option<&str>) {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    // Both files are in the context of both builds (a copy of `.` sees them).
+    write(d.path(), "build.kiln", program);
+    let a = dockerfile_plan(d.path(), dockerfile);
+    let b = kiln_plan(d.path(), program, target);
+    assert_eq!(keys(&a), keys(&b), "plans differ");
+    assert_eq!(a.target_image().1, b.target_image().1);
+}
+
+#[test]
+fn node_app_pair_has_equal_keys() {
+    assert_same_plan(
+        "FROM scratch\nCOPY package.json package-lock.json /app/\nENV NODE_ENV=production\nCOPY --exclude=node_modules . /app/\nWORKDIR /app\nEXPOSE 3000\nCMD [\"node\", \"server.js\"]\n",
+        r#"
+# The manifest first, so a source change reuses the layers before it.
+fn node_app(src: Files, port: Int = 3000) -> Image {
+  scratch()
+    |> copy(src.only(["package.json", "package-lock.json"]), to: "/app/")
+    |> env(NODE_ENV: "production")
+    |> copy(src.except(["node_modules"]), to: "/app/")
+    |> workdir("/app")
+    |> expose(port)
+    |> cmd(["node", "server.js"])
+}
+export app = node_app(context("."))
+"#,
+        None,
+    );
+}
+
+#[test]
+fn multi_stage_pair_has_equal_keys() {
+    assert_same_plan(
+        "FROM scratch AS build\nCOPY src /src\nWORKDIR /src\nENV A=1 B=2\n\nFROM scratch\nCOPY --from=build /src /app\nLABEL a=b\nUSER 1000\nENTRYPOINT [\"/app/x\"]\nCMD [\"--help\"]\n",
+        r#"
+let build = scratch()
+  |> copy(context("src"), to: "/src")
+  |> workdir("/src")
+  |> env(A: "1", B: "2")
+export app = scratch()
+  |> copy(files(build, "/src"), to: "/app")
+  |> label(a: "b")
+  |> user("1000")
+  |> entrypoint(["/app/x"])
+  |> cmd(["--help"])
+export builder = build
+"#,
+        Some("app"),
+    );
+}
+
+#[test]
+fn base_image_run_and_flags_pair_has_equal_keys() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_same_plan(
+        &format!(
+            "FROM busybox@{digest}\nRUN echo hi > /x\nRUN [\"/bin/sh\", \"-c\", \"true\"]\nCOPY --chown=1:2 --chmod=0755 app/run.sh /usr/bin/\nVOLUME [\"/data\"]\nSTOPSIGNAL SIGTERM\nEXPOSE 53/udp\nCMD echo done\n"
+        ),
+        &format!(
+            r#"
+let base = image("busybox@{digest}")
+export app = base
+  |> run("echo hi > /x")
+  |> run(["/bin/sh", "-c", "true"])
+  |> copy(context().only(["app/run.sh"]), to: "/usr/bin/", owner: "1:2", mode: "0755")
+  |> volume("/data")
+  |> stopsignal("SIGTERM")
+  |> expose(53, protocol: "udp")
+  |> cmd("echo done")
+"#
+        ),
+        None,
+    );
+}
+
+#[test]
+fn run_mounts_shell_and_healthcheck_pair_has_equal_keys() {
+    assert_same_plan(
+        "FROM scratch\nSHELL [\"/bin/sh\", \"-ec\"]\nRUN --mount=type=cache,target=/root/.cache,sharing=locked --mount=type=tmpfs,target=/tmp,size=1024 --mount=type=secret,id=tok make\nHEALTHCHECK --interval=30s --retries=3 CMD curl -f http://localhost/\n",
+        r#"
+export app = scratch()
+  |> shell(["/bin/sh", "-ec"])
+  |> run("make", mounts: [cache("/root/.cache", sharing: "locked"), tmpfs("/tmp", size: 1024), secret("tok")])
+  |> healthcheck(test: "curl -f http://localhost/", interval: "30s", retries: 3)
+"#,
+        None,
+    );
+}
+
+#[test]
+fn method_calls_and_pipelines_are_one_thing() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let a = kiln_plan(
+        d.path(),
+        "export a = scratch() |> copy(context(\".\").only([\"src\"]), to: \"/s\") |> env(X: \"1\")\n",
+        None,
+    );
+    let b = kiln_plan(
+        d.path(),
+        "export b = scratch().copy(only(context(\".\"), [\"src\"]), to: \"/s\").env(X: \"1\")\n",
+        None,
+    );
+    assert_eq!(keys(&a), keys(&b));
+}
+
+#[test]
+fn hermeticity_follows_the_inputs() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(
+        d.path(),
+        "export a = image(\"alpine:3\") |> run(\"true\", network: false)\nexport b = scratch() |> run([\"/x\"], network: true)\n",
+        Some("a"),
+    );
+    let (img, _) = p.target_image();
+    assert!(!img.hermetic, "a floating tag is impure");
+    let base = &p.nodes[0];
+    assert_eq!(
+        base.reasons,
+        ["base image alpine:3 is named without a digest"]
+    );
+    let p = kiln_plan(
+        d.path(),
+        "export a = image(\"alpine:3\")\nexport b = scratch() |> run([\"/x\"], network: true)\n",
+        Some("b"),
+    );
+    let run = p.nodes.iter().find(|n| matches!(n.op, Op::Run(_))).unwrap();
+    assert!(!run.hermetic);
+    assert!(run.reasons[0].contains("network"), "{:?}", run.reasons);
+}
+
+#[test]
+fn std_users_writes_passwd_and_group_without_run() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(
+        d.path(),
+        "import std.users\nexport app = scratch() |> users.runtime_user(name: \"web\", uid: 1001, gid: 1002, home: \"/srv/web\")\n",
+        None,
+    );
+    assert!(!p.nodes.iter().any(|n| matches!(n.op, Op::Run(_))));
+    let inline: Vec<(String, String)> = p
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Copy(c) if !c.inline.is_empty() => Some((c.dest.clone(), c.inline[0].1.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        inline,
+        [
+            (
+                "/etc/passwd".to_string(),
+                "root:x:0:0::/root:/bin/sh\nweb:x:1001:1002::/srv/web:/sbin/nologin\n".to_string()
+            ),
+            (
+                "/etc/group".to_string(),
+                "root:x:0:\nweb:x:1002:\n".to_string()
+            ),
+            ("/srv/web/.keep".to_string(), String::new()),
+        ]
+    );
+    assert_eq!(p.target_image().1.config.user, "1001:1002");
+}
+
+#[test]
+fn std_oci_sets_only_the_labels_given() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(
+        d.path(),
+        "import std.oci\nexport app = scratch() |> oci.labels(title: \"demo\", licenses: \"MIT\", version: none)\n",
+        None,
+    );
+    let labels = &p.target_image().1.config.labels;
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    assert_eq!(labels["org.opencontainers.image.title"], "demo");
+    assert_eq!(labels["org.opencontainers.image.licenses"], "MIT");
+}
+
+#[test]
+fn std_static_is_scratch_certs_binary_and_user() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    write(d.path(), "bin/server", "\x7fELF");
+    write(d.path(), "certs.pem", "-----BEGIN CERTIFICATE-----\n");
+    let p = kiln_plan(
+        d.path(),
+        "import std.static\nexport app = static.binary_image(context().only([\"bin/server\"]), context().only([\"certs.pem\"]), path: \"/server\")\n",
+        None,
+    );
+    assert!(matches!(p.nodes[0].op, Op::Scratch));
+    assert!(!p.nodes.iter().any(|n| matches!(n.op, Op::Run(_))));
+    let dests: Vec<&str> = p
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Copy(c) => Some(c.dest.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dests,
+        [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/server",
+            "/etc/passwd",
+            "/etc/group",
+            "/home/app/.keep"
+        ]
+    );
+    let (img, op) = p.target_image();
+    assert!(img.hermetic);
+    assert_eq!(
+        op.config.entrypoint.as_deref(),
+        Some(&["/server".to_string()][..])
+    );
+    assert_eq!(op.config.user, "10001:10001");
+}
+
+/// The rendered diagnostics of `kiln check` on a program (files written into a temporary
+/// directory; the first is the program).
+fn check_errors(files: &[(&str, &str)]) -> (usize, String) {
+    let d = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        write(d.path(), name, body);
+    }
+    match kiln::check_file(&d.path().join(files[0].0)) {
+        Ok(_) => panic!("the program checked clean"),
+        Err(e) => {
+            let n = e.errors.len();
+            let mut out = String::new();
+            let handler = miette::GraphicalReportHandler::new_themed(
+                miette::GraphicalTheme::unicode_nocolor(),
+            )
+            .with_width(200);
+            for err in &e.errors {
+                handler.render_report(&mut out, err).unwrap();
+            }
+            (n, out)
+        }
+    }
+}
+
+#[test]
+fn unknown_name_gets_the_closest_name_in_scope() {
+    let (n, out) = check_errors(&[(
+        "build.kiln",
+        "let base = scratch()\nexport app = bsae |> cmd([\"x\"])\n",
+    )]);
+    assert_eq!(n, 1, "{out}");
+    assert!(out.contains("unknown name bsae"), "{out}");
+    assert!(out.contains("did you mean base?"), "{out}");
+    assert!(
+        out.contains("build.kiln:2:14"),
+        "file, line and column: {out}"
+    );
+}
+
+#[test]
+fn wrong_type_names_expected_and_found() {
+    let (n, out) = check_errors(&[("build.kiln", "export app = scratch() |> expose(\"80\")\n")]);
+    assert_eq!(n, 1, "{out}");
+    assert!(
+        out.contains("argument port of expose: expected Int, found String"),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_named_argument_names_it_and_its_type() {
+    let (n, out) = check_errors(&[(
+        "build.kiln",
+        "fn f(src: Files, port: Int = 3000) -> Image { scratch() |> copy(src) }\nexport app = f(context())\n",
+    )]);
+    assert_eq!(n, 1, "{out}");
+    assert!(
+        out.contains("missing argument to: Path in this call of copy"),
+        "{out}"
+    );
+}
+
+#[test]
+fn import_cycle_shows_the_chain() {
+    let (_, out) = check_errors(&[
+        (
+            "build.kiln",
+            "import \"./a.kiln\"\nexport app = scratch()\n",
+        ),
+        ("a.kiln", "import \"./b.kiln\"\nlet x = 1\n"),
+        ("b.kiln", "import \"./a.kiln\"\nlet y = 2\n"),
+    ]);
+    assert!(out.contains("import cycle"), "{out}");
+    assert!(
+        out.contains("a.kiln → ") && out.contains("b.kiln → "),
+        "{out}"
+    );
+}
+
+#[test]
+fn errors_in_imported_files_are_reported_in_their_file() {
+    let (n, out) = check_errors(&[
+        (
+            "build.kiln",
+            "import \"./lib.kiln\"\nexport app = lib.base()\n",
+        ),
+        (
+            "lib.kiln",
+            "fn base() -> Image { scratch() |> user(1000) }\n",
+        ),
+    ]);
+    assert_eq!(n, 1, "{out}");
+    assert!(out.contains("lib.kiln:1:40"), "{out}");
+    assert!(out.contains("expected String, found Int"), "{out}");
+}
+
+#[test]
+fn twenty_independent_errors_are_reported_in_one_run() {
+    let mut src = String::new();
+    for i in 0..20 {
+        src.push_str(&format!("let v{i} = scratch() |> expose(\"p{i}\")\n"));
+    }
+    src.push_str("export app = scratch()\n");
+    let (n, _) = check_errors(&[("build.kiln", &src)]);
+    assert_eq!(n, 20);
+}
+
+#[test]
+fn syntax_errors_say_what_was_expected() {
+    let (n, out) = check_errors(&[("build.kiln", "export app = scratch() |> cmd([\"x\"\n")]);
+    assert_eq!(n, 1, "{out}");
+    assert!(out.contains("syntax error: expected `,` or `]`"), "{out}");
+}
+
+#[test]
+fn unknown_target_suggests_an_export() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    write(
+        d.path(),
+        "build.kiln",
+        "export app = scratch()\nexport web = scratch()\n",
+    );
+    let err = frontend::plan_kiln(
+        &d.path().join("build.kiln"),
+        d.path(),
+        &opts(Some("ap")),
+        &StatCache::default(),
+        &NoImages,
+    )
+    .err()
+    .unwrap();
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("did you mean \\\"app\\\"") || text.contains("did you mean \"app\""),
+        "{text}"
+    );
+}

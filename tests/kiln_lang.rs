@@ -1,0 +1,217 @@
+//! The kiln language end to end: a `.kiln` program and a Dockerfile that describe the same
+//! image build to the same image ID (config, history and layers byte for byte), from scratch,
+//! across stages, and over the busybox base with RUN steps; `kiln check` reports every error
+//! and exits 1; `kiln build` selects exported targets by name.
+
+use crate::common;
+
+use std::path::Path;
+
+use common::{stderr_text, temp_dir, write_file, KilnStore};
+
+/// Build `-f FILE` in `ctx` (with `--target` when given) and return the image ID.
+fn build(store: &KilnStore, ctx: &Path, file: &str, target: Option<&str>) -> String {
+    let iid = ctx.join(format!("{file}.iid"));
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "--progress".into(),
+        "plain".into(),
+        "--network".into(),
+        "none".into(),
+        "--iidfile".into(),
+        iid.display().to_string(),
+        "-f".into(),
+        ctx.join(file).display().to_string(),
+    ];
+    if let Some(t) = target {
+        args.push("--target".into());
+        args.push(t.into());
+    }
+    args.push(ctx.display().to_string());
+    store.kiln_ok(&args);
+    let id = std::fs::read_to_string(&iid).unwrap().trim().to_string();
+    std::fs::remove_file(&iid).unwrap();
+    id
+}
+
+/// A context holding both descriptions and the files; `.dockerignore` keeps the iidfiles
+/// out of it.
+fn pair(dockerfile: &str, program: &str, files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let ctx = temp_dir();
+    write_file(&ctx.path().join("Dockerfile"), dockerfile.as_bytes(), 0o644);
+    write_file(&ctx.path().join("build.kiln"), program.as_bytes(), 0o644);
+    write_file(&ctx.path().join(".dockerignore"), b"*.iid\n", 0o644);
+    for (name, body) in files {
+        write_file(&ctx.path().join(name), body, 0o644);
+    }
+    ctx
+}
+
+#[test]
+fn a_program_and_its_dockerfile_build_the_same_image() {
+    let store = KilnStore::new();
+    let ctx = pair(
+        "FROM scratch\nCOPY package.json package-lock.json /app/\nENV NODE_ENV=production\nCOPY --exclude=node_modules . /app/\nWORKDIR /app\nEXPOSE 3000\nCMD [\"node\", \"server.js\"]\n",
+        r#"fn node_app(src: Files, port: Int = 3000) -> Image {
+  scratch()
+    |> copy(src.only(["package.json", "package-lock.json"]), to: "/app/")
+    |> env(NODE_ENV: "production")
+    |> copy(src.except(["node_modules"]), to: "/app/")
+    |> workdir("/app")
+    |> expose(port)
+    |> cmd(["node", "server.js"])
+}
+export app = node_app(context("."))
+"#,
+        &[
+            ("package.json", b"{\"name\":\"demo\"}\n"),
+            ("package-lock.json", b"{}\n"),
+            ("server.js", b"console.log('hi')\n"),
+            ("node_modules/x/index.js", b"x\n"),
+        ],
+    );
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_multi_stage_program_builds_the_dockerfiles_image() {
+    let store = KilnStore::new();
+    let ctx = pair(
+        "FROM scratch AS build\nCOPY src /src\nWORKDIR /src\nENV A=1\n\nFROM scratch\nCOPY --from=build /src /app\nLABEL a=b\nUSER 1000\nENTRYPOINT [\"/app/x\"]\n",
+        r#"let build = scratch() |> copy(context("src"), to: "/src") |> workdir("/src") |> env(A: "1")
+export builder = build
+export app = scratch()
+  |> copy(files(build, "/src"), to: "/app")
+  |> label(a: "b")
+  |> user("1000")
+  |> entrypoint(["/app/x"])
+"#,
+        &[("src/x", b"#!/bin/sh\n"), ("src/lib/y.txt", b"y\n")],
+    );
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", Some("app"));
+    assert_eq!(a, b);
+    // The other export is another image: the builder stage.
+    let c = build(&store, ctx.path(), "build.kiln", Some("builder"));
+    assert_ne!(b, c);
+}
+
+#[test]
+fn run_steps_over_a_base_image_build_the_dockerfiles_image() {
+    let store = KilnStore::with_busybox();
+    let ctx = pair(
+        "FROM busybox:test\nRUN echo hi > /greeting\nWORKDIR /srv\nRUN [\"/bin/sh\", \"-c\", \"cp /greeting ./copy\"]\nCMD cat /srv/copy\n",
+        r#"export app = image("busybox:test")
+  |> run("echo hi > /greeting")
+  |> workdir("/srv")
+  |> run(["/bin/sh", "-c", "cp /greeting ./copy"])
+  |> cmd("cat /srv/copy")
+"#,
+        &[],
+    );
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn kiln_check_reports_every_error_and_fails() {
+    let store = KilnStore::new();
+    let dir = temp_dir();
+    let prog = dir.path().join("build.kiln");
+    write_file(
+        &prog,
+        b"import std.users\nexport app = scratch() |> expose(\"80\") |> users.runtime_usr()\nexport web = scratch() |> copy(context())\n",
+        0o644,
+    );
+    let out = store.kiln(["check".as_ref(), prog.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("3 errors in the kiln program"), "{err}");
+    assert!(err.contains("did you mean runtime_user?"), "{err}");
+    assert!(err.contains("expected Int, found String"), "{err}");
+    assert!(err.contains("missing argument to: Path"), "{err}");
+
+    write_file(
+        &prog,
+        b"import std.users\nexport app = scratch() |> users.runtime_user()\n",
+        0o644,
+    );
+    let out = store.kiln(["check".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert!(stderr_text(&out).contains("ok (2 files, exported target: app)"));
+    assert!(stderr_text(&out).contains("app: hermetic"));
+
+    // Lowering every export finds what only evaluation can, and each target's purity.
+    write_file(
+        &prog,
+        b"export a = scratch() |> copy(text(\"x\"), to: \"/x\", mode: \"99z\")\nexport b = image(\"alpine:3\") |> run(\"true\", mounts: [tmpfs(\"rel\")])\n",
+        0o644,
+    );
+    let out = store.kiln(["check".as_ref(), prog.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("2 errors in the kiln program"), "{err}");
+    assert!(err.contains("invalid chmod value \"99z\""), "{err}");
+    assert!(
+        err.contains("mount target \"rel\" is not absolute"),
+        "{err}"
+    );
+    write_file(
+        &prog,
+        b"export b = image(\"alpine:3\") |> run(\"true\", network: false)\n",
+        0o644,
+    );
+    let out = store.kiln(["check".as_ref(), prog.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert!(
+        stderr_text(&out)
+            .contains("b: not hermetic: base image alpine:3 is named without a digest"),
+        "{}",
+        stderr_text(&out)
+    );
+}
+
+#[test]
+fn build_hermetic_refuses_an_impure_target_and_names_the_chain() {
+    let store = KilnStore::with_busybox();
+    let ctx = temp_dir();
+    write_file(
+        &ctx.path().join("impure.kiln"),
+        b"export app = image(\"busybox:test\") |> run(\"echo hi > /x\", network: false) |> env(A: \"1\")\n",
+        0o644,
+    );
+    write_file(
+        &ctx.path().join("pure.kiln"),
+        b"export app = scratch() |> copy(text(\"hi\\n\"), to: \"/greeting\") |> env(A: \"1\")\n",
+        0o644,
+    );
+    let run = |file: &str| {
+        store.kiln([
+            "build".as_ref(),
+            "--hermetic".as_ref(),
+            "--progress".as_ref(),
+            "plain".as_ref(),
+            "-f".as_ref(),
+            ctx.path().join(file).as_os_str(),
+            ctx.path().as_os_str(),
+        ])
+    };
+    let out = run("impure.kiln");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("the target is not hermetic"), "{err}");
+    assert!(
+        err.contains("base image busybox:test is named without a"),
+        "{err}"
+    );
+    // From the target's image down to the base image, through the steps on it.
+    let image = err.find("image (stage app)").unwrap();
+    let env = err.find("ENV A=1").unwrap();
+    let base = err.find("FROM busybox:test").unwrap();
+    assert!(image < env && env < base, "{err}");
+    let out = run("pure.kiln");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+}
