@@ -68,7 +68,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     if let Some(parsed) = &parsed {
         let ignore = kiln_compiler::frontend::read_ignore(&input)?;
         let checks = kiln_compiler::frontend::check(
-            &parsed,
+            parsed,
             Some(&ignore),
             &opts.build_args,
             lowered.warnings.clone(),
