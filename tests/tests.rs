@@ -18,6 +18,7 @@ mod explain;
 mod image_diff;
 mod interop;
 mod kiln_lang;
+mod lifecycle;
 mod registry;
 mod repro_check;
 mod reproducible;
