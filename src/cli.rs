@@ -558,6 +558,9 @@ pub struct BuildArgs {
     /// (exit 1 and list every difference when the builds differ)
     #[arg(long)]
     pub check: bool,
+    /// Print no progress, only the image ID on success (as `docker build -q`)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Progress output
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,
