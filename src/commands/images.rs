@@ -200,7 +200,7 @@ pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
 pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
     let store = open_store(root)?;
     let (image, index) = match store.lookup(&ImageRef::parse(&a.image)?)? {
-        Stored::Image(image) => (image, None),
+        Stored::Image(image) => (*image, None),
         Stored::Index(index) => (
             store.index_image(&index, &Platform::host_default())?,
             Some(index),

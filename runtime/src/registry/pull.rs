@@ -151,7 +151,7 @@ pub fn pull(
     put_verified(store, &fetched.bytes, &fetched.digest, &shown)?;
     let image = store.register_image(&fetched.digest, &tags)?;
     Ok(Pulled {
-        stored: Stored::Image(image),
+        stored: Stored::Image(Box::new(image)),
         resolved_digest,
         fetched: fetched_blobs,
     })

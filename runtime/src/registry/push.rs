@@ -44,7 +44,7 @@ pub fn push(
         name: name.clone(),
         tag_given: true,
     })? {
-        Stored::Image(image) => image,
+        Stored::Image(image) => *image,
         Stored::Index(index) => return push_index(store, name, &index, registry, progress),
     };
     let manifest_bytes = store.read_blob(&image.manifest_digest)?;

@@ -90,7 +90,7 @@ impl StoredIndex {
 /// What a reference names in the store: an image, or an index of images.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stored {
-    Image(Image),
+    Image(Box<Image>),
     Index(StoredIndex),
 }
 
@@ -570,7 +570,7 @@ impl Store {
     /// gives its child for the host platform, as docker does.
     pub fn resolve(&self, reference: &ImageRef) -> Result<Image> {
         match self.lookup(reference)? {
-            Stored::Image(image) => Ok(image),
+            Stored::Image(image) => Ok(*image),
             Stored::Index(index) => self.index_image(&index, &Platform::host_default()),
         }
     }
@@ -588,7 +588,7 @@ impl Store {
             images
                 .iter()
                 .find(|i| i.tags.contains(name))
-                .map(|i| Stored::Image(i.clone()))
+                .map(|i| Stored::Image(Box::new(i.clone())))
                 .or_else(|| {
                     indexes
                         .iter()
@@ -598,13 +598,15 @@ impl Store {
         };
         let by_digest = |d: &Digest| -> Result<Option<Stored>> {
             if let Some(i) = images.iter().find(|i| &i.manifest_digest == d) {
-                return Ok(Some(Stored::Image(i.clone())));
+                return Ok(Some(Stored::Image(Box::new(i.clone()))));
             }
             if let Some(x) = indexes.iter().find(|x| &x.digest == d) {
                 return Ok(Some(Stored::Index(x.clone())));
             }
             if indexes.iter().any(|x| x.children().any(|c| &c.digest == d)) {
-                return Ok(Some(Stored::Image(self.load_image(d, Vec::new())?)));
+                return Ok(Some(Stored::Image(Box::new(
+                    self.load_image(d, Vec::new())?,
+                ))));
             }
             Ok(None)
         };
@@ -616,7 +618,7 @@ impl Store {
                 None => images
                     .iter()
                     .find(|i| i.id() == d)
-                    .map(|i| Stored::Image(i.clone())),
+                    .map(|i| Stored::Image(Box::new(i.clone()))),
             },
             ImageRef::IdPrefix { prefix, name } => {
                 if let Some(found) = name.as_ref().and_then(by_name) {
@@ -624,7 +626,7 @@ impl Store {
                 } else {
                     let all: Vec<Stored> = images
                         .into_iter()
-                        .map(Stored::Image)
+                        .map(|i| Stored::Image(Box::new(i)))
                         .chain(indexes.into_iter().map(Stored::Index))
                         .collect();
                     let ids: BTreeSet<&Digest> = all
@@ -653,7 +655,7 @@ impl Store {
             Stored::Image(image) => {
                 self.set_ref(target, &image.manifest_digest)?;
                 let tags = self.tags_of(&image.manifest_digest)?;
-                Ok(Stored::Image(Image { tags, ..image }))
+                Ok(Stored::Image(Box::new(Image { tags, ..*image })))
             }
             Stored::Index(index) => {
                 let desc = index.descriptor();
