@@ -17,6 +17,7 @@ mod differential_run;
 mod image_diff;
 mod interop;
 mod kiln_lang;
+mod lifecycle;
 mod registry;
 mod repro_check;
 mod reproducible;

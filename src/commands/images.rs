@@ -41,7 +41,13 @@ fn human_age(created: Option<&str>, now: i64) -> String {
     let Some(then) = created.and_then(time::parse_rfc3339) else {
         return "N/A".to_string();
     };
-    let secs = (now - then).max(0);
+    format!("{} ago", human_duration(now - then))
+}
+
+/// Docker's duration format (go-units' HumanDuration: `Less than a second`, `5 seconds`,
+/// `About a minute`, `3 days`), for ages, `Up ...` and `Exited (0) ... ago`.
+pub(crate) fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
     let (minutes, hours) = (secs / 60, secs / 3600);
     let text = if secs < 1 {
         "Less than a second".to_string()
@@ -66,10 +72,10 @@ fn human_age(created: Option<&str>, now: i64) -> String {
     } else {
         format!("{} years", hours / 24 / 365)
     };
-    format!("{text} ago")
+    text
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -78,7 +84,7 @@ fn now() -> i64 {
 
 /// Prints rows as docker's tabwriter does: each column as wide as its widest cell plus three
 /// spaces (at least ten), the last column unpadded.
-fn print_table(rows: &[Vec<String>]) {
+pub(crate) fn print_table(rows: &[Vec<String>]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -199,6 +205,14 @@ pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
 
 pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
     let store = open_store(root)?;
+    // As `docker inspect`: a container of that name or ID first, else an image.
+    if let Ok(record) = kiln_runtime::container::find(&store, &a.image) {
+        let out = json!([super::containers::inspect_json(&store, &record)]);
+        let text = serde_json::to_string_pretty(&out)
+            .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
+        println!("{text}");
+        return Ok(());
+    }
     let (image, index) = match store.lookup(&ImageRef::parse(&a.image)?)? {
         Stored::Image(image) => (*image, None),
         Stored::Index(index) => (

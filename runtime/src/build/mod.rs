@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use copy::{FsTree, Meta};
+pub(crate) use run::capture_layer;
 pub use run::{SandboxRunner, Secrets, StepExit, StepRunner};
 pub use users::{resolve_chown, ChownError, Owner};
 pub use view::LayerTree;
@@ -555,7 +556,7 @@ fn with_layer(mut base: Output, layer: Option<LayerRef>) -> Output {
     base
 }
 
-fn image_layers(image: &Image) -> Vec<LayerRef> {
+pub(crate) fn image_layers(image: &Image) -> Vec<LayerRef> {
     image
         .manifest
         .layers

@@ -615,10 +615,11 @@ impl Store {
             ImageRef::NameDigest { digest, .. } => by_digest(digest)?,
             ImageRef::Digest(d) => match by_digest(d)? {
                 Some(found) => Some(found),
-                None => images
-                    .iter()
-                    .find(|i| i.id() == d)
-                    .map(|i| Stored::Image(Box::new(i.clone()))),
+                None => match images.iter().find(|i| i.id() == d) {
+                    Some(i) => Some(Stored::Image(Box::new(i.clone()))),
+                    // An image ID of an index's child (a container run from the index).
+                    None => self.index_child_by_id(&indexes, d)?.map(Stored::Image),
+                },
             },
             ImageRef::IdPrefix { prefix, name } => {
                 if let Some(found) = name.as_ref().and_then(by_name) {
@@ -646,6 +647,22 @@ impl Store {
             }
         };
         found.ok_or_else(not_found)
+    }
+
+    /// The child image of one of `indexes` whose config digest (image ID) is `id`.
+    fn index_child_by_id(
+        &self,
+        indexes: &[StoredIndex],
+        id: &Digest,
+    ) -> Result<Option<Box<Image>>> {
+        for index in indexes {
+            for (digest, manifest) in self.index_manifests(index)? {
+                if manifest.config.digest == *id {
+                    return Ok(Some(Box::new(self.load_image(&digest, Vec::new())?)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Tags the image or index `source` names as `target`.
