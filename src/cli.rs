@@ -55,6 +55,25 @@ pub enum Command {
                       Exit codes: 0 equal, 1 different, 2 error."
     )]
     Diff(DiffArgs),
+    /// Say why the steps of the last build of a target missed the cache
+    #[command(
+        long_about = "For each step of the last build of a target that was not taken from the \
+                      cache, say why, compared with the build before it: the instruction, a \
+                      build argument, the base image digest, a parent step, or context files \
+                      (path, old and new content hash). The target is the Dockerfile and \
+                      --target, as given to kiln build."
+    )]
+    Explain(ExplainArgs),
+    /// Rebuild from a provenance file's recorded inputs and check the image digest
+    #[command(
+        long_about = "Rebuild the image a `kiln build --provenance` file describes, from its \
+                      recorded inputs, in a temporary store: first check that the Dockerfile \
+                      and the context have the recorded digests, then build without the cache \
+                      and compare the manifest digest with the statement's subject.\n\n\
+                      Exit codes: 0 the digest matches, 1 it does not (or an input differs), \
+                      2 error."
+    )]
+    VerifyProvenance(VerifyProvenanceArgs),
     /// Create a tag TARGET that refers to SOURCE
     Tag(TagArgs),
     /// Remove images
@@ -549,6 +568,17 @@ pub struct BuildArgs {
     /// Progress output
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,
+    /// Say, for each step not taken from the cache, why (compared with the last build of
+    /// the same target in this store)
+    #[arg(long)]
+    pub explain: bool,
+    /// Write a Makefile rule: the --iidfile (or -o tarball) depends on the Dockerfile,
+    /// .dockerignore and every context file the build read
+    #[arg(long, value_name = "FILE")]
+    pub depfile: Option<PathBuf>,
+    /// Write an in-toto statement with SLSA v1 provenance of the image
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
     /// Write the image ID to the file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -676,4 +706,42 @@ pub struct RmiArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Remove build records older than this (each target's two newest stay): 90d, 12h, 0s
+    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    pub records_max_age: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The stage built (default: the last one)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Print one JSON object: every step with its reasons
+    #[arg(long)]
+    pub json: bool,
+    /// The build context directory
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyProvenanceArgs {
+    /// The build context to rebuild from (default: the one recorded, relative to here)
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
+    /// The Dockerfile (default: the one recorded)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub dockerfile: Option<PathBuf>,
+    /// Secrets the build's RUN steps need, as for kiln build (never recorded)
+    #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
+    /// Progress output of the rebuild
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Progress,
+    /// The provenance file (kiln build --provenance)
+    pub provenance: PathBuf,
+}

@@ -14,6 +14,7 @@ mod cli;
 mod debian;
 mod differential;
 mod differential_run;
+mod explain;
 mod image_diff;
 mod interop;
 mod kiln_lang;

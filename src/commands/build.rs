@@ -65,10 +65,10 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     }
     let (parsed, lowered) = planned?;
     // The build checks are the Dockerfile's (a kiln program was checked whole already).
-    if let Some(parsed) = parsed {
+    if let Some(parsed) = &parsed {
         let ignore = kiln_compiler::frontend::read_ignore(&input)?;
         let checks = kiln_compiler::frontend::check(
-            &parsed,
+            parsed,
             Some(&ignore),
             &opts.build_args,
             lowered.warnings.clone(),
@@ -85,8 +85,32 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     if args.hermetic {
         refuse_impure(&lowered.plan)?;
     }
-    let printer = Printer::new(args.progress);
+    // The depfile's target, checked before anything is built.
+    let dep_target = match (&args.depfile, &args.iidfile, &output) {
+        (None, ..) => None,
+        (Some(_), Some(iid), _) => Some(iid.clone()),
+        (Some(_), None, Some(out)) => Some(out.dest.clone()),
+        (Some(_), None, None) => return Err(super::explain::DepfileError::NoTarget.into()),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // This build's record; with --explain, the reasons against the last one of the target.
+    let target_id = super::explain::target_id(&input, opts.target.as_deref());
+    let previous = store.last_records(&target_id, 1)?.pop();
+    let (mut record, chunks) = kiln_compiler::plan::record::from_plan(
+        &lowered.plan,
+        target_id,
+        now.max(0) as u64,
+        previous.as_ref(),
+    );
+    let mut printer = Printer::new(args.progress);
     let imported = import_caches(&cache_from, &registry_options);
+    if args.explain {
+        let reasons = super::explain::reasons(&store, previous.as_ref(), &record, &chunks)?;
+        printer = printer.with_reasons(reasons);
+    }
     // The image is tagged only once every output is written: a build's outputs are all
     // there, or none is.
     let settings = BuildSettings {
@@ -101,14 +125,18 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         launcher: kiln_runtime::sandbox::Launcher::current()?,
     };
     let built = build::build(&store, &lowered.plan, &settings, &runner, &printer)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
     store.write_state(
         &state_name,
         &lowered.plan.context.to_stat_cache(now).to_bytes(),
     )?;
+    let cached = printer.cached_steps();
+    for (i, n) in record.nodes.iter_mut().enumerate() {
+        if n.is_step() {
+            n.cached = Some(cached.contains(&i));
+        }
+    }
+    record.image = Some(built.image.manifest_digest.to_string());
+    store.put_record(&record, &chunks)?;
 
     for (location, mode) in &cache_to {
         let exported = shared_cache::export(
@@ -133,10 +161,31 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &id)?;
     }
+    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    if let Some(path) = &args.provenance {
+        let statement = super::provenance::statement_of(
+            &input,
+            &args,
+            &opts,
+            &super::provenance::build_file_digest(&input, parsed.as_ref())?,
+            &lowered.plan,
+            &built.image.manifest_digest,
+            &tag_names,
+        );
+        write_file_atomically(path, &statement.to_bytes()).map_err(|error| {
+            miette::miette!(
+                "cannot write the provenance file {}: {error}",
+                path.display()
+            )
+        })?;
+    }
+    if let (Some(path), Some(target)) = (&args.depfile, &dep_target) {
+        let inputs = super::explain::build_inputs(&input, &lowered.plan);
+        super::explain::write_depfile(path, target, &inputs)?;
+    }
     for tag in &tags {
         store.set_ref(tag, &built.image.manifest_digest)?;
     }
-    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     printer.finish(&id, &tag_names, built.steps, built.cached);
     Ok(())
 }
@@ -388,21 +437,25 @@ pub(super) struct IidFileError {
 
 /// `--iidfile`: written to a temporary file beside it and renamed into place.
 pub(super) fn write_iidfile(path: &std::path::Path, id: &str) -> Result<(), IidFileError> {
-    let failed = |error| IidFileError {
+    write_file_atomically(path, id.as_bytes()).map_err(|error| IidFileError {
         path: path.to_path_buf(),
         error,
-    };
+    })
+}
+
+/// A build output file (`--iidfile`, `--depfile`, `--provenance`): written to a temporary
+/// file beside it (mode 0666 less the umask) and renamed into place.
+pub(super) fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".kiln-iid-")
+        .prefix(".kiln-out-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(failed)?;
-    std::io::Write::write_all(&mut tmp, id.as_bytes()).map_err(failed)?;
-    tmp.persist(path).map_err(|e| failed(e.error))?;
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

@@ -364,9 +364,31 @@ pub fn rmi(root: Option<PathBuf>, a: RmiArgs) -> miette::Result<()> {
     }
 }
 
-pub fn prune(root: Option<PathBuf>, _a: PruneArgs) -> miette::Result<()> {
+/// `90d`, or a Go duration (`12h`, `30m`, `0s`).
+fn parse_age(s: &str) -> miette::Result<std::time::Duration> {
+    let nanos = match s.strip_suffix('d').map(str::parse::<u64>) {
+        Some(Ok(days)) => Some(u128::from(days) * 86_400 * 1_000_000_000),
+        _ => kiln_compiler::dockerfile::lower::parse_go_duration(s)
+            .filter(|n| *n >= 0)
+            .map(|n| n as u128),
+    };
+    match nanos {
+        Some(n) => Ok(std::time::Duration::from_nanos(
+            u64::try_from(n).unwrap_or(u64::MAX),
+        )),
+        None => miette::bail!(
+            help = "write a number of days (90d) or a duration such as 12h, 30m or 0s",
+            "invalid --records-max-age {s:?}"
+        ),
+    }
+}
+
+pub fn prune(root: Option<PathBuf>, a: PruneArgs) -> miette::Result<()> {
+    let options = kiln_runtime::store::PruneOptions {
+        record_max_age: parse_age(&a.records_max_age)?,
+    };
     let store = open_store(root)?;
-    let report = store.prune()?;
+    let report = store.prune_with(&options)?;
     println!(
         "Deleted {} blob{} and {} cache entr{}",
         report.blobs_removed,
@@ -378,6 +400,15 @@ pub fn prune(root: Option<PathBuf>, _a: PruneArgs) -> miette::Result<()> {
             "ies"
         },
     );
+    if report.records.records + report.records.chunks > 0 {
+        println!(
+            "Deleted {} build record{} and {} listing chunk{}",
+            report.records.records,
+            if report.records.records == 1 { "" } else { "s" },
+            report.records.chunks,
+            if report.records.chunks == 1 { "" } else { "s" },
+        );
+    }
     println!("Total reclaimed space: {}", human_size(report.bytes_freed));
     Ok(())
 }
@@ -385,6 +416,14 @@ pub fn prune(root: Option<PathBuf>, _a: PruneArgs) -> miette::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_ages() {
+        assert_eq!(parse_age("2d").unwrap().as_secs(), 2 * 86400);
+        assert_eq!(parse_age("12h").unwrap().as_secs(), 12 * 3600);
+        assert_eq!(parse_age("0s").unwrap().as_secs(), 0);
+        assert!(parse_age("x").is_err());
+    }
 
     #[test]
     fn sizes_like_docker() {

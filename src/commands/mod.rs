@@ -5,11 +5,13 @@ mod build_check;
 mod check;
 mod containers;
 mod diff;
+mod explain;
 mod frontend;
 mod images;
 mod parse;
 mod plan;
 mod progress;
+mod provenance;
 mod registry;
 mod run;
 mod transfer;
@@ -27,6 +29,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Build(a) if a.check => build_check::run(root, a),
         Command::Diff(a) if a.b.is_none() => done(containers::diff(root, a)),
         Command::Diff(a) => Ok(diff::run(root, a)),
+        Command::VerifyProvenance(a) => Ok(provenance::verify(root, a)),
+        Command::Explain(a) => done(explain::run(root, a)),
         Command::Parse(a) => done(parse::run(a)),
         Command::Check(a) => done(check::run(a)),
         Command::Plan(a) => done(plan::run(a)),
