@@ -161,9 +161,16 @@ pub struct PullArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Pick this platform from a multi-platform image: OS/ARCH[/VARIANT]
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        conflicts_with = "all_platforms"
+    )]
     pub platform: Option<String>,
-    /// Print only the image's manifest digest
+    /// Keep a multi-platform image whole: the index and every platform's image
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Print only the digest the tag now names (the index's with --all-platforms)
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// The image: NAME[:TAG] or NAME@sha256:DIGEST
