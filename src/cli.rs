@@ -164,9 +164,16 @@ pub struct PullArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Pick this platform from a multi-platform image: OS/ARCH[/VARIANT]
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        conflicts_with = "all_platforms"
+    )]
     pub platform: Option<String>,
-    /// Print only the image's manifest digest
+    /// Keep a multi-platform image whole: the index and every platform's image
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Print only the digest the tag now names (the index's with --all-platforms)
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// The image: NAME[:TAG] or NAME@sha256:DIGEST
@@ -596,6 +603,9 @@ pub struct BuildArgs {
     /// (exit 1 and list every difference when the builds differ)
     #[arg(long)]
     pub check: bool,
+    /// Print no progress, only the image ID on success (as `docker build -q`)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Progress output
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,

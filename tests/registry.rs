@@ -630,21 +630,16 @@ fn a_dropped_connection_mid_blob_recovers_without_partial_blobs() {
     fresh.save(&name, &dir.path().join("x.tar"));
 }
 
-#[test]
-fn a_two_platform_index_pulls_each_platform() {
-    if !require_tools(&[REGISTRY_BIN, "curl"]) {
-        return;
-    }
-    let registry = Registry::start(None, None);
-    let host = registry.host();
-    let store = KilnStore::new();
-    // Two images pushed by kiln, then an index that names them linux/amd64 and linux/arm64,
-    // PUT with curl. (Both configs say the host's platform: as docker does, a manifest chosen
-    // from an index is taken for the platform the index names.)
+/// The two-platform fixture: two one-layer images pushed by kiln from `store` as
+/// `HOST/kiln-e2e/multi:{amd64,arm64}`, then an OCI index naming them linux/amd64 and
+/// linux/arm64, PUT with curl as `multi:both`. Returns the index's reference, its exact bytes
+/// and the two manifest descriptors (amd64 first). (Both configs say the host's platform: as
+/// docker does, a manifest chosen from an index is taken for the platform the index names.)
+fn two_platform_index(store: &KilnStore, host: &str) -> (String, Vec<u8>, Vec<Value>) {
     let mut descriptors = Vec::new();
     for (arch, seed) in [("amd64", 1u64), ("arm64", 2)] {
         let name = format!("{host}/kiln-e2e/multi:{arch}");
-        import_image(&store, &name, 4096, seed);
+        import_image(store, &name, 4096, seed);
         let pushed = store.kiln_ok(["push", &name]);
         let digest = digest_line(&pushed);
         let size: u64 = stdout_text(&pushed)
@@ -663,7 +658,8 @@ fn a_two_platform_index_pulls_each_platform() {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": descriptors
-    });
+    })
+    .to_string();
     let put = run(Command::new("curl").args([
         "-sf",
         "-X",
@@ -671,11 +667,25 @@ fn a_two_platform_index_pulls_each_platform() {
         "-H",
         "Content-Type: application/vnd.oci.image.index.v1+json",
         "--data-binary",
-        &index.to_string(),
+        &index,
         &format!("http://{host}/v2/kiln-e2e/multi/manifests/both"),
     ]));
     assert_success("curl PUT index", &put);
-    let both = format!("{host}/kiln-e2e/multi:both");
+    (
+        format!("{host}/kiln-e2e/multi:both"),
+        index.into_bytes(),
+        descriptors,
+    )
+}
+
+#[test]
+fn a_two_platform_index_pulls_each_platform() {
+    if !require_tools(&[REGISTRY_BIN, "curl"]) {
+        return;
+    }
+    let registry = Registry::start(None, None);
+    let store = KilnStore::new();
+    let (both, _, descriptors) = two_platform_index(&store, &registry.host());
     for (i, platform) in ["linux/amd64", "linux/arm64"].iter().enumerate() {
         let fresh = KilnStore::new();
         let out = fresh.kiln(["pull", "--platform", platform, "-q", &both]);
@@ -691,6 +701,150 @@ fn a_two_platform_index_pulls_each_platform() {
         "{}",
         stderr_text(&out)
     );
+}
+
+/// The blob files of a kiln store, by hex digest.
+fn stored_blobs(store: &KilnStore) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(store.root().join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `pull --all-platforms` keeps the index whole (its exact bytes, both platforms), `push` of
+/// it to another repository gives the same index digest (skopeo reads the same bytes back),
+/// each platform pulls from the copy with `--platform`, FROM and inspect of the index take
+/// the host's platform, prune keeps a tagged index's children and deletes them once it is
+/// removed.
+#[test]
+fn all_platforms_pull_then_push_keeps_the_index_whole() {
+    if !require_tools(&[REGISTRY_BIN, "curl"]) {
+        return;
+    }
+    require_peer!("skopeo");
+    let registry = Registry::start(None, None);
+    let host = registry.host();
+    let (both, index_bytes, descriptors) = two_platform_index(&KilnStore::new(), &host);
+    let index_digest = format!("sha256:{}", sha256_hex(&index_bytes));
+    let child = |i: usize| descriptors[i]["digest"].as_str().unwrap().to_string();
+
+    let store = KilnStore::new();
+    let out = store.kiln_ok(["pull", "--all-platforms", "-q", &both]);
+    assert_eq!(stdout_text(&out).trim(), index_digest);
+    assert_store_whole(&store);
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+    assert_eq!(
+        std::fs::read(store.root().join("blobs/sha256").join(hex(&index_digest))).unwrap(),
+        index_bytes,
+        "the index is stored with the bytes it came with"
+    );
+    let listed = stdout_text(&store.kiln_ok(["images"]));
+    let short = &hex(&index_digest)[..12];
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("kiln-e2e/multi") && l.contains("both") && l.contains(short)),
+        "{listed}"
+    );
+
+    // inspect and FROM of the index take the host's platform.
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => Some(0),
+        "aarch64" => Some(1),
+        _ => None,
+    };
+    let inspected: Value =
+        serde_json::from_slice(&store.kiln_ok(["inspect", &both]).stdout).unwrap();
+    assert_eq!(
+        inspected[0]["Index"]["Digest"],
+        index_digest.as_str(),
+        "{inspected}"
+    );
+    if let Some(i) = host_arch {
+        assert_eq!(
+            inspected[0]["ManifestDigest"],
+            child(i).as_str(),
+            "{inspected}"
+        );
+        let ctx = temp_dir();
+        write_file(
+            &ctx.path().join("Dockerfile"),
+            format!("FROM {both}\nCOPY a /a\n").as_bytes(),
+            0o644,
+        );
+        write_file(&ctx.path().join("a"), b"a\n", 0o644);
+        store.kiln_ok([
+            "build".as_ref(),
+            "-t".as_ref(),
+            "kiln-e2e/on-index:1".as_ref(),
+            ctx.path().as_os_str(),
+        ]);
+        let built: Value =
+            serde_json::from_slice(&store.kiln_ok(["inspect", "kiln-e2e/on-index:1"]).stdout)
+                .unwrap();
+        assert_eq!(
+            built[0]["RootFS"]["Layers"].as_array().unwrap().len(),
+            2,
+            "{built}"
+        );
+    }
+
+    // Pushed to another repository: children first, then the same index bytes.
+    let copy = format!("{host}/kiln-e2e/copy:both");
+    store.kiln_ok(["tag", &both, &copy]);
+    let pushed = store.kiln_ok(["push", &copy]);
+    assert_eq!(digest_line(&pushed), index_digest);
+    let raw = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{copy}"),
+    ]));
+    assert_eq!(raw.stdout, index_bytes, "skopeo reads back other bytes");
+    assert_eq!(skopeo_digest(&copy, &["--tls-verify=false"]), index_digest);
+    for (i, platform) in ["linux/amd64", "linux/arm64"].iter().enumerate() {
+        let fresh = KilnStore::new();
+        let out = fresh.kiln_ok(["pull", "--platform", platform, "-q", &copy]);
+        assert_eq!(stdout_text(&out).trim(), child(i));
+        assert_store_whole(&fresh);
+    }
+    // Pushed again unchanged: the tag's HEAD says it is there.
+    let again = store.kiln_ok(["push", &copy]);
+    assert_eq!(digest_line(&again), index_digest);
+
+    // A child is not an image of its own: rmi refuses it.
+    let out = store.kiln(["rmi", &child(1)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_text(&out).contains("inside an image index"),
+        "{}",
+        stderr_text(&out)
+    );
+
+    // prune keeps every child of a tagged index (the arm64 one is no image of this machine).
+    let arm_manifest: Value = serde_json::from_slice(
+        &std::fs::read(store.root().join("blobs/sha256").join(hex(&child(1)))).unwrap(),
+    )
+    .unwrap();
+    let arm_blobs: Vec<String> = std::iter::once(&arm_manifest["config"])
+        .chain(arm_manifest["layers"].as_array().unwrap())
+        .map(|d| hex(d["digest"].as_str().unwrap()))
+        .chain([hex(&child(1)), hex(&child(0)), hex(&index_digest)])
+        .collect();
+    store.kiln_ok(["rmi", "kiln-e2e/on-index:1"]);
+    store.kiln_ok(["prune"]);
+    let blobs = stored_blobs(&store);
+    for b in &arm_blobs {
+        assert!(blobs.contains(b), "prune deleted {b} of the tagged index");
+    }
+    // Untagged everywhere, the index and its children go at the next prune.
+    store.kiln_ok(["rmi", &both, &copy]);
+    store.kiln_ok(["prune"]);
+    let blobs = stored_blobs(&store);
+    for b in &arm_blobs {
+        assert!(!blobs.contains(b), "prune kept {b} of a removed index");
+    }
 }
 
 /// Removes a file docker reads (a CA under /etc/docker/certs.d) when dropped.

@@ -209,3 +209,119 @@ fn index_is_written_deterministically() {
     };
     assert_eq!(make(&["a:1", "b:1", "c:1"]), make(&["c:1", "a:1", "b:1"]));
 }
+
+/// An index over two images: stored with its bytes, registered only when its children are
+/// in, resolved to the host's platform, its children kept by prune while it is tagged and
+/// deleted once it is removed.
+#[test]
+fn an_index_keeps_its_children_and_resolves_to_the_host_platform() {
+    use kiln_runtime::oci::{Descriptor, Digest, Platform, MEDIA_TYPE_OCI_INDEX};
+    use kiln_runtime::store::Stored;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let host = make_image(&store, &[&[("h", b"host")]], "sh", &[]);
+    let other = make_image(&store, &[&[("o", b"other")]], "sh", &[]);
+    let child = |image: &kiln_runtime::store::Image, p: Platform| {
+        let mut d = image.manifest_descriptor();
+        d.platform = Some(p);
+        d
+    };
+    let s390x = Platform {
+        os: "linux".into(),
+        architecture: "s390x".into(),
+        ..Platform::default()
+    };
+    let manifests = vec![
+        child(&other, s390x.clone()),
+        child(&host, Platform::host_default()),
+    ];
+    // Not canonical JSON (spaces): the index keeps the bytes it came with.
+    let bytes = serde_json::to_vec_pretty(&Index::new(manifests.clone())).unwrap();
+    let digest = store.put_blob(&bytes).unwrap();
+    assert_eq!(digest, Digest::of_bytes(&bytes));
+
+    // An index naming a manifest the store lacks is refused and leaves index.json alone.
+    let before = std::fs::read(dir.path().join("index.json")).unwrap();
+    let missing = Descriptor::new(
+        kiln_runtime::oci::MEDIA_TYPE_OCI_MANIFEST,
+        Digest::of_bytes(b"no such manifest"),
+        16,
+    );
+    let broken = serde_json::to_vec(&Index::new(vec![missing])).unwrap();
+    let broken = store.put_blob(&broken).unwrap();
+    assert!(store.register_index(&broken, &[name("broken:1")]).is_err());
+    assert_eq!(
+        std::fs::read(dir.path().join("index.json")).unwrap(),
+        before
+    );
+
+    // The children leave the index as images of their own; the index holds them.
+    store.remove(&host.manifest_digest.to_string()).unwrap();
+    store.remove(&other.manifest_digest.to_string()).unwrap();
+    let stored = store.register_index(&digest, &[name("multi:1")]).unwrap();
+    assert_eq!(stored.media_type, MEDIA_TYPE_OCI_INDEX);
+    assert!(store.images().unwrap().is_empty());
+    assert_eq!(store.indexes().unwrap().len(), 1);
+    let resolved = store.image("multi:1").unwrap();
+    assert_eq!(resolved.manifest_digest, host.manifest_digest);
+    assert_eq!(resolved.tags, vec![name("multi:1")]);
+    assert!(matches!(
+        store.lookup(&kiln_runtime::image::ImageRef::parse("multi:1").unwrap()),
+        Ok(Stored::Index(x)) if x.digest == digest
+    ));
+    // By digest and by image ID, a child is found (a plan names its manifest digest).
+    assert_eq!(
+        store
+            .image(&other.manifest_digest.to_string())
+            .unwrap()
+            .manifest_digest,
+        other.manifest_digest
+    );
+    assert_eq!(
+        store
+            .image(&other.id().to_string())
+            .unwrap()
+            .manifest_digest,
+        other.manifest_digest
+    );
+    // A child alone cannot be removed.
+    assert!(matches!(
+        store.remove(&other.manifest_digest.to_string()),
+        Err(StoreError::PartOfIndex { .. })
+    ));
+    // No image for a platform the index lacks.
+    let err = store.index_image(
+        &stored,
+        &Platform {
+            architecture: "riscv64".into(),
+            ..Platform::host_default()
+        },
+    );
+    assert!(matches!(err, Err(StoreError::NoPlatform { .. })), "{err:?}");
+
+    store.prune().unwrap();
+    for d in [
+        &digest,
+        &host.manifest_digest,
+        &other.manifest_digest,
+        other.id(),
+    ]
+    .into_iter()
+    .chain(other.manifest.layers.iter().map(|l| &l.digest))
+    {
+        assert!(store.has_blob(d), "prune deleted {d} of a tagged index");
+    }
+    assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), bytes);
+
+    let removed = store.remove("multi:1").unwrap();
+    assert_eq!(removed.deleted, Some(digest.clone()));
+    store.prune().unwrap();
+    for d in [
+        &digest,
+        &host.manifest_digest,
+        &other.manifest_digest,
+        other.id(),
+    ] {
+        assert!(!store.has_blob(d), "prune kept {d} of a removed index");
+    }
+}

@@ -106,6 +106,9 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         previous.as_ref(),
     );
     let mut printer = Printer::new(args.progress);
+    if args.quiet {
+        printer = printer.quiet();
+    }
     let imported = import_caches(&cache_from, &registry_options);
     if args.explain {
         let reasons = super::explain::reasons(&store, previous.as_ref(), &record, &chunks)?;

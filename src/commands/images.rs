@@ -1,11 +1,14 @@
 //! images, inspect, history, tag, rmi, prune: looking after the store's images.
 //! Tables and human-readable sizes and ages follow `docker images` / `docker history`.
+//! A multi-platform index is one row of `kiln images` (its ID is the index digest, its age the
+//! host platform's image's, its size every platform's layers); `inspect` shows the host
+//! platform's image with the index beside it.
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use kiln_runtime::image::ImageName;
-use kiln_runtime::oci::{time, History};
-use kiln_runtime::store::Image;
+use kiln_runtime::image::{ImageName, ImageRef};
+use kiln_runtime::oci::{time, Digest, History, Platform};
+use kiln_runtime::store::{Store, Stored, StoredIndex};
 use serde_json::json;
 
 use super::transfer::open_store;
@@ -107,28 +110,64 @@ pub(crate) fn print_table(rows: &[Vec<String>]) {
     }
 }
 
-fn created_secs(image: &Image) -> i64 {
-    image
-        .config
-        .created
-        .as_deref()
-        .and_then(time::parse_rfc3339)
-        .unwrap_or(i64::MIN)
+fn created_secs(created: Option<&str>) -> i64 {
+    created.and_then(time::parse_rfc3339).unwrap_or(i64::MIN)
+}
+
+/// One entry of `kiln images`: an image, or an index.
+struct Listed {
+    id: Digest,
+    created: Option<String>,
+    size: u64,
+    tags: Vec<ImageName>,
+}
+
+/// An index as listed: the host platform's creation time (none when it has no image for this
+/// machine) and the size of every distinct layer of its platforms.
+fn list_index(store: &Store, index: StoredIndex) -> miette::Result<Listed> {
+    let created = store
+        .index_image(&index, &Platform::host_default())
+        .ok()
+        .and_then(|i| i.config.created);
+    let mut layers = std::collections::BTreeMap::new();
+    for (_, manifest) in store.index_manifests(&index)? {
+        for l in manifest.layers {
+            layers.insert(l.digest, l.size);
+        }
+    }
+    Ok(Listed {
+        id: index.digest,
+        created,
+        size: layers.values().sum(),
+        tags: index.tags,
+    })
 }
 
 pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
     let store = open_store(root)?;
-    let mut images = store.images()?;
+    let mut images: Vec<Listed> = store
+        .images()?
+        .into_iter()
+        .map(|i| Listed {
+            id: i.id().clone(),
+            size: i.size(),
+            created: i.config.created,
+            tags: i.tags,
+        })
+        .collect();
+    for index in store.indexes()? {
+        images.push(list_index(&store, index)?);
+    }
     images.sort_by(|x, y| {
-        created_secs(y)
-            .cmp(&created_secs(x))
+        created_secs(y.created.as_deref())
+            .cmp(&created_secs(x.created.as_deref()))
             .then_with(|| x.tags.cmp(&y.tags))
     });
     if a.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for image in &images {
-            if seen.insert(image.id().clone()) {
-                println!("{}", image.id().short());
+            if seen.insert(image.id.clone()) {
+                println!("{}", image.id.short());
             }
         }
         return Ok(());
@@ -139,9 +178,9 @@ pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
         .to_vec()];
     for image in &images {
         let tail = [
-            image.id().short().to_string(),
-            human_age(image.config.created.as_deref(), now),
-            human_size(image.size()),
+            image.id.short().to_string(),
+            human_age(image.created.as_deref(), now),
+            human_size(image.size),
         ];
         if image.tags.is_empty() {
             rows.push(
@@ -174,7 +213,13 @@ pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
         println!("{text}");
         return Ok(());
     }
-    let image = store.image(&a.image)?;
+    let (image, index) = match store.lookup(&ImageRef::parse(&a.image)?)? {
+        Stored::Image(image) => (*image, None),
+        Stored::Index(index) => (
+            store.index_image(&index, &Platform::host_default())?,
+            Some(index),
+        ),
+    };
     let layers: Vec<_> = image
         .manifest
         .layers
@@ -203,6 +248,17 @@ pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
         out.get_mut(0).and_then(|o| o.as_object_mut()),
     ) {
         obj.insert("Variant".to_string(), json!(variant));
+    }
+    if let (Some(index), Some(obj)) = (&index, out.get_mut(0).and_then(|o| o.as_object_mut())) {
+        obj.insert(
+            "Index".to_string(),
+            json!({
+                "Digest": index.digest,
+                "MediaType": index.media_type,
+                "Size": index.size,
+                "Manifests": index.index.manifests,
+            }),
+        );
     }
     let text = serde_json::to_string_pretty(&out)
         .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;

@@ -33,6 +33,8 @@ pub struct Printer {
     reasons: Option<std::collections::BTreeMap<usize, Vec<Reason>>>,
     /// Steps the build took from the cache (for the build record).
     cached: Mutex<Vec<usize>>,
+    /// `-q`: no progress at all, and only the image ID (on stdout) at the end.
+    quiet: bool,
 }
 
 impl Printer {
@@ -49,6 +51,7 @@ impl Printer {
             stop: Arc::new(AtomicBool::new(false)),
             reasons: None,
             cached: Mutex::new(Vec::new()),
+            quiet: false,
         };
         if mode == Mode::Auto {
             // Redraw the running timers while long steps (a big COPY) work.
@@ -73,6 +76,14 @@ impl Printer {
         self
     }
 
+    /// Print nothing while building and only the image ID at the end, as `docker build -q`
+    /// does (errors still go to stderr).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self.stop.store(true, Ordering::Relaxed);
+        self
+    }
+
     /// The ids of the steps taken from the cache so far.
     pub fn cached_steps(&self) -> Vec<usize> {
         self.cached.lock().map(|c| c.clone()).unwrap_or_default()
@@ -89,6 +100,10 @@ impl Printer {
         self.stop.store(true, Ordering::Relaxed);
         let _guard = self.live.lock();
         let secs = self.started.elapsed().as_secs_f64();
+        if self.quiet {
+            println!("{id}");
+            return;
+        }
         match self.mode {
             Mode::Json => {
                 let ev = serde_json::json!({"event": "image", "id": id, "tags": tags, "steps": steps, "cached": cached, "seconds": secs});
@@ -198,6 +213,9 @@ impl Progress for Printer {
             if let Ok(mut c) = self.cached.lock() {
                 c.push(*id);
             }
+        }
+        if self.quiet {
+            return;
         }
         let why = match &event {
             Event::Start { id, .. } | Event::Done { id, .. } => self.reason_lines(*id),

@@ -119,11 +119,14 @@ pub fn pull(root: Option<PathBuf>, args: PullArgs) -> miette::Result<()> {
         &name,
         digest.as_ref(),
         &options,
-        &PullOptions { platform },
+        &PullOptions {
+            platform,
+            all_platforms: args.all_platforms,
+        },
         &printer,
     )?;
     if args.quiet {
-        println!("{}", pulled.image.manifest_digest);
+        println!("{}", pulled.stored.digest());
         return Ok(());
     }
     println!("Digest: {}", pulled.resolved_digest);

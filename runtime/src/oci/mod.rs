@@ -158,6 +158,32 @@ impl Platform {
     pub fn matches(&self, other: &Platform) -> bool {
         self.os == other.os && self.architecture == other.architecture
     }
+
+    /// Same os and architecture as `wanted`, and the same variant when `wanted` names one.
+    pub fn satisfies(&self, wanted: &Platform) -> bool {
+        self.matches(wanted)
+            && wanted
+                .variant
+                .as_ref()
+                .is_none_or(|v| self.variant.as_ref() == Some(v))
+    }
+
+    /// `os/arch[/variant]`.
+    pub fn text(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+
+    /// The host's os and architecture without a variant: what an index is asked for when no
+    /// platform is given (any variant of the host's architecture is taken).
+    pub fn host_default() -> Platform {
+        Platform {
+            variant: None,
+            ..Platform::host()
+        }
+    }
 }
 
 /// A content descriptor: what a manifest or index points at.
@@ -253,6 +279,28 @@ impl Index {
             manifests,
             annotations: BTreeMap::new(),
         }
+    }
+
+    /// The first image manifest for `wanted` (see [`Platform::satisfies`]); nested indexes
+    /// are not looked into.
+    pub fn manifest_for(&self, wanted: &Platform) -> Option<&Descriptor> {
+        self.manifests.iter().find(|d| {
+            !is_index_media_type(&d.media_type)
+                && d.platform.as_ref().is_some_and(|p| p.satisfies(wanted))
+        })
+    }
+
+    /// The platforms the index offers, as `os/arch[/variant]`, leaving out `unknown/unknown`
+    /// (attestations): for "it has: ..." messages.
+    pub fn platforms_text(&self) -> String {
+        self.manifests
+            .iter()
+            .filter(|d| !is_index_media_type(&d.media_type))
+            .filter_map(|d| d.platform.as_ref())
+            .filter(|p| p.os != "unknown")
+            .map(Platform::text)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

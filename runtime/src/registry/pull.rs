@@ -1,5 +1,6 @@
 //! `kiln pull`: a manifest (choosing the platform from an index or manifest list), its config
-//! and layers from a registry into the store, layers in parallel.
+//! and layers from a registry into the store, layers in parallel; with `--all-platforms`, an
+//! index whole (its exact bytes, every child manifest and their blobs).
 //!
 //! Every byte is verified before it enters the store: manifests against the digest asked for,
 //! the index's descriptor or the registry's `Docker-Content-Digest`; blobs through
@@ -18,7 +19,7 @@ use crate::oci::{
     is_index_media_type, Descriptor, Digest, Index, Manifest, Platform, MEDIA_TYPE_DOCKER_MANIFEST,
     MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
 };
-use crate::store::{Image, Store, StoreError};
+use crate::store::{Store, StoreError, Stored};
 
 /// Largest manifest or index accepted (the distribution spec's limit is 4 MiB).
 pub(crate) const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
@@ -33,12 +34,16 @@ pub struct PullOptions {
     /// The platform to pick from an index (default: the host's os and architecture; a
     /// variant is compared only when given here).
     pub platform: Option<Platform>,
+    /// Keep an index whole: the index's exact bytes and every child manifest with its blobs
+    /// (`--all-platforms`). A reference to a single manifest is pulled as usual.
+    pub all_platforms: bool,
 }
 
 /// The result of a pull.
 #[derive(Debug)]
 pub struct Pulled {
-    pub image: Image,
+    /// What the tag (or digest) now names in the store: the image, or the whole index.
+    pub stored: Stored,
     /// The digest the reference resolved to (the index's when it named one).
     pub resolved_digest: Digest,
     /// Blobs fetched (the others were already in the store).
@@ -87,6 +92,14 @@ pub fn pull(
         None => name.familiar(),
     };
     let from_index = is_index_media_type(&top.media_type);
+    let tags = if digest.is_some() {
+        Vec::new()
+    } else {
+        vec![name.clone()]
+    };
+    if from_index && options.all_platforms {
+        return pull_index(store, &client, name, &top, &shown, &tags, progress);
+    }
     let fetched = if from_index {
         let index: Index = parse(&client, &shown, &top.bytes)?;
         let chosen = choose_platform(&index, options.platform.as_ref(), &shown)?;
@@ -108,9 +121,53 @@ pub fn pull(
         top
     };
     let manifest: Manifest = parse(&client, &shown, &fetched.bytes)?;
+    let fetched_blobs = fetch_missing(
+        &client,
+        store,
+        name.path(),
+        std::iter::once(&manifest.config).chain(&manifest.layers),
+        progress,
+    )?;
+    // A single manifest pulled with --platform must be for that platform (one chosen from an
+    // index is taken for the platform the index names, as docker does).
+    if let Some(wanted) = options.platform.as_ref().filter(|_| !from_index) {
+        let config: crate::oci::ImageConfig =
+            serde_json::from_slice(&store.read_blob(&manifest.config.digest)?).map_err(|e| {
+                StoreError::BadJson {
+                    what: format!("the config of {shown}"),
+                    error: e,
+                }
+            })?;
+        let have = config.platform();
+        if !have.satisfies(wanted) {
+            return Err(RegistryError::NoPlatform {
+                reference: shown,
+                wanted: wanted.text(),
+                available: have.text(),
+            });
+        }
+    }
+    // The manifest was verified when fetched; its blobs are all in; now it may go in.
+    put_verified(store, &fetched.bytes, &fetched.digest, &shown)?;
+    let image = store.register_image(&fetched.digest, &tags)?;
+    Ok(Pulled {
+        stored: Stored::Image(Box::new(image)),
+        resolved_digest,
+        fetched: fetched_blobs,
+    })
+}
+
+/// Fetches the blobs of `blobs` the store lacks (each once, [`WORKERS`] at a time); returns
+/// how many it fetched.
+fn fetch_missing<'d>(
+    client: &Client,
+    store: &Store,
+    path: &str,
+    blobs: impl Iterator<Item = &'d Descriptor>,
+    progress: &dyn TransferProgress,
+) -> Result<usize> {
     let mut seen = std::collections::BTreeSet::new();
-    let missing: Vec<&Descriptor> = std::iter::once(&manifest.config)
-        .chain(&manifest.layers)
+    let missing: Vec<&Descriptor> = blobs
         .filter(|d| seen.insert(d.digest.clone()))
         .filter(|d| {
             let have = store.has_blob(&d.digest);
@@ -123,48 +180,86 @@ pub fn pull(
         })
         .collect();
     in_parallel(&missing, WORKERS, |d| {
-        fetch_blob(&client, store, name.path(), d, progress)
+        fetch_blob(client, store, path, d, progress)
     })?;
-    // A single manifest pulled with --platform must be for that platform (one chosen from an
-    // index is taken for the platform the index names, as docker does).
-    if let Some(wanted) = options.platform.as_ref().filter(|_| !from_index) {
-        let config: crate::oci::ImageConfig =
-            serde_json::from_slice(&store.read_blob(&manifest.config.digest)?).map_err(|e| {
-                StoreError::BadJson {
-                    what: format!("the config of {shown}"),
-                    error: e,
-                }
-            })?;
-        let have = config.platform();
-        if !platform_matches(&have, wanted) {
-            return Err(RegistryError::NoPlatform {
-                reference: shown,
-                wanted: platform_text(wanted),
-                available: platform_text(&have),
-            });
+    Ok(missing.len())
+}
+
+/// `--all-platforms` of an index: every child manifest (verified against the index's
+/// descriptor), every child's blobs, then the children's and the index's exact bytes, and
+/// last the index under `tags`.
+fn pull_index(
+    store: &Store,
+    client: &Client,
+    name: &ImageName,
+    top: &Fetched,
+    shown: &str,
+    tags: &[crate::image::ImageName],
+    progress: &dyn TransferProgress,
+) -> Result<Pulled> {
+    let index: Index = parse(client, shown, &top.bytes)?;
+    let mut children = Vec::new();
+    for child in &index.manifests {
+        let bad = |reason: String| RegistryError::BadDocument {
+            host: client.host().to_string(),
+            what: format!("the index of {shown}"),
+            reason,
+        };
+        if is_index_media_type(&child.media_type) {
+            return Err(bad(format!(
+                "it names another index ({}); nested indexes are not kept",
+                child.digest
+            )));
         }
+        let fetched = fetch_manifest(
+            client,
+            name.path(),
+            &child.digest.to_string(),
+            Some(&child.digest),
+        )?;
+        if fetched.bytes.len() as u64 != child.size || is_index_media_type(&fetched.media_type) {
+            return Err(bad(format!(
+                "its entry {} does not describe the manifest the registry has",
+                child.digest
+            )));
+        }
+        let manifest: Manifest = parse(client, shown, &fetched.bytes)?;
+        children.push((fetched, manifest));
     }
-    // The manifest was verified when fetched; its blobs are all in; now it may go in.
-    let stored = store.put_blob(&fetched.bytes)?;
-    if stored != fetched.digest {
+    let fetched_blobs = fetch_missing(
+        client,
+        store,
+        name.path(),
+        children
+            .iter()
+            .flat_map(|(_, m)| std::iter::once(&m.config).chain(&m.layers)),
+        progress,
+    )?;
+    // Every blob is in: the verified manifests and the index may go in, index last.
+    for (fetched, _) in &children {
+        put_verified(store, &fetched.bytes, &fetched.digest, shown)?;
+    }
+    put_verified(store, &top.bytes, &top.digest, shown)?;
+    let stored = store.register_index(&top.digest, tags)?;
+    Ok(Pulled {
+        stored: Stored::Index(stored),
+        resolved_digest: top.digest.clone(),
+        fetched: fetched_blobs,
+    })
+}
+
+/// Stores bytes already verified as `digest` (and checks the store agrees).
+fn put_verified(store: &Store, bytes: &[u8], digest: &Digest, shown: &str) -> Result<()> {
+    let stored = store.put_blob(bytes)?;
+    if stored != *digest {
         return Err(StoreError::DigestMismatch {
-            what: format!("the manifest of {shown}"),
-            expected: fetched.digest,
+            what: format!("a manifest of {shown}"),
+            expected: digest.clone(),
             actual: stored,
         }
         .into());
     }
-    let tags = if digest.is_some() {
-        Vec::new()
-    } else {
-        vec![name.clone()]
-    };
-    let image = store.register_image(&stored, &tags)?;
-    Ok(Pulled {
-        image,
-        resolved_digest,
-        fetched: missing.len(),
-    })
+    Ok(())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(client: &Client, shown: &str, bytes: &[u8]) -> Result<T> {
@@ -265,56 +360,19 @@ fn known_manifest_type(m: &str) -> bool {
     .contains(&m)
 }
 
-/// `os/arch[/variant]`.
-pub(crate) fn platform_text(p: &Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
-
-/// Same os and architecture, and the same variant when `wanted` names one.
-fn platform_matches(have: &Platform, wanted: &Platform) -> bool {
-    have.matches(wanted)
-        && wanted
-            .variant
-            .as_ref()
-            .is_none_or(|v| have.variant.as_ref() == Some(v))
-}
-
 fn choose_platform<'i>(
     index: &'i Index,
     wanted: Option<&Platform>,
     shown: &str,
 ) -> Result<&'i Descriptor> {
-    let host = Platform {
-        variant: None,
-        ..Platform::host()
-    };
+    let host = Platform::host_default();
     let wanted = wanted.unwrap_or(&host);
-    let images: Vec<&Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|d| !is_index_media_type(&d.media_type))
-        .collect();
-    images
-        .iter()
-        .copied()
-        .find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| platform_matches(p, wanted))
-        })
+    index
+        .manifest_for(wanted)
         .ok_or_else(|| RegistryError::NoPlatform {
             reference: shown.to_string(),
-            wanted: platform_text(wanted),
-            available: images
-                .iter()
-                .filter_map(|d| d.platform.as_ref())
-                .filter(|p| p.os != "unknown")
-                .map(platform_text)
-                .collect::<Vec<_>>()
-                .join(", "),
+            wanted: wanted.text(),
+            available: index.platforms_text(),
         })
 }
 

@@ -5,15 +5,18 @@
 //! the same registry this image is tagged in, else an upload (monolithic up to
 //! [`CHUNK`] bytes, chunked `PATCH`es beyond, resumed from the registry's offset after a
 //! dropped connection); then `PUT` of the manifest with the exact bytes the store holds, so
-//! its digest does not change. Must not: re-encode a manifest or config.
+//! its digest does not change. An index goes up whole: its children not in the repository
+//! yet (`HEAD` by digest) have their blobs pushed as above, then their manifests `PUT` by
+//! digest, and last the index's stored bytes under the tag. Must not: re-encode a manifest,
+//! an index or a config.
 
 use std::collections::BTreeSet;
 
 use super::transport::{Body, Client};
 use super::{in_parallel, RegistryError, RegistryOptions, Result, TransferEvent, TransferProgress};
 use crate::image::{ImageName, ImageRef};
-use crate::oci::{Descriptor, Digest, MEDIA_TYPE_OCI_MANIFEST};
-use crate::store::{Image, Store};
+use crate::oci::{Descriptor, Digest, Manifest, MEDIA_TYPE_OCI_MANIFEST};
+use crate::store::{Store, Stored, StoredIndex};
 
 /// Blobs up to this size go up in one `PUT`; larger ones in `PATCH` chunks of this size.
 pub const CHUNK: u64 = 64 * 1024 * 1024;
@@ -30,23 +33,22 @@ pub struct Pushed {
     pub existed: usize,
 }
 
-/// Pushes the store's image tagged `name` to `name`'s registry and repository.
+/// Pushes the store's image or index tagged `name` to `name`'s registry and repository.
 pub fn push(
     store: &Store,
     name: &ImageName,
     registry: &RegistryOptions,
     progress: &dyn TransferProgress,
 ) -> Result<Pushed> {
-    let image = store.resolve(&ImageRef::Name {
+    let image = match store.lookup(&ImageRef::Name {
         name: name.clone(),
         tag_given: true,
-    })?;
+    })? {
+        Stored::Image(image) => *image,
+        Stored::Index(index) => return push_index(store, name, &index, registry, progress),
+    };
     let manifest_bytes = store.read_blob(&image.manifest_digest)?;
-    let media_type = image
-        .manifest
-        .media_type
-        .clone()
-        .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
+    let media_type = media_type_of(&image.manifest);
     let document = Document {
         bytes: &manifest_bytes,
         digest: &image.manifest_digest,
@@ -55,11 +57,67 @@ pub fn push(
             .chain(&image.manifest.layers)
             .collect(),
     };
-    push_document(
+    push_tree(
         store,
         name,
         &document,
-        &mount_sources(&image, name),
+        &[],
+        &mount_sources(&image.tags, name),
+        registry,
+        progress,
+    )
+}
+
+fn media_type_of(manifest: &Manifest) -> String {
+    manifest
+        .media_type
+        .clone()
+        .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string())
+}
+
+/// Pushes an index whole: its children, then its exact bytes as `name`'s tag.
+fn push_index(
+    store: &Store,
+    name: &ImageName,
+    index: &StoredIndex,
+    registry: &RegistryOptions,
+    progress: &dyn TransferProgress,
+) -> Result<Pushed> {
+    let index_bytes = store.read_blob(&index.digest)?;
+    let manifests = store.index_manifests(index)?;
+    let mut texts = Vec::new();
+    for ((digest, manifest), desc) in manifests.iter().zip(index.children()) {
+        let media_type = if desc.media_type.is_empty() {
+            media_type_of(manifest)
+        } else {
+            desc.media_type.clone()
+        };
+        texts.push((store.read_blob(digest)?, media_type));
+    }
+    let children: Vec<Document> = manifests
+        .iter()
+        .zip(&texts)
+        .map(|((digest, manifest), (bytes, media_type))| Document {
+            bytes,
+            digest,
+            media_type,
+            blobs: std::iter::once(&manifest.config)
+                .chain(&manifest.layers)
+                .collect(),
+        })
+        .collect();
+    let top = Document {
+        bytes: &index_bytes,
+        digest: &index.digest,
+        media_type: &index.media_type,
+        blobs: Vec::new(),
+    };
+    push_tree(
+        store,
+        name,
+        &top,
+        &children,
+        &mount_sources(&index.tags, name),
         registry,
         progress,
     )
@@ -83,35 +141,70 @@ pub(crate) fn push_document(
     registry: &RegistryOptions,
     progress: &dyn TransferProgress,
 ) -> Result<Pushed> {
+    push_tree(
+        store,
+        name,
+        document,
+        &[],
+        mount_sources,
+        registry,
+        progress,
+    )
+}
+
+/// Pushes `top` as `name`'s tag, after `children` (an index's manifests, each `PUT` by
+/// digest unless the repository has it) and every blob they and `top` name.
+fn push_tree(
+    store: &Store,
+    name: &ImageName,
+    top: &Document<'_>,
+    children: &[Document<'_>],
+    mount_sources: &[String],
+    registry: &RegistryOptions,
+    progress: &dyn TransferProgress,
+) -> Result<Pushed> {
     let mut scopes = vec![format!("repository:{}:pull,push", name.path())];
     scopes.extend(mount_sources.iter().map(|s| format!("repository:{s}:pull")));
     let client = Client::connect(name.domain(), registry, None, scopes)?;
     let path = name.path();
     let done = |existed: usize, uploaded: usize, mounted: usize| Pushed {
         name: name.clone(),
-        digest: document.digest.clone(),
-        size: document.bytes.len() as u64,
+        digest: top.digest.clone(),
+        size: top.bytes.len() as u64,
         uploaded,
         mounted,
         existed,
     };
-    let blobs: Vec<&Descriptor> = {
-        let mut seen = BTreeSet::new();
-        document
-            .blobs
-            .iter()
-            .copied()
-            .filter(|d| seen.insert(d.digest.clone()))
-            .collect()
-    };
-    if remote_manifest_digest(&client, path, name.tag())? == Some(document.digest.clone()) {
-        for d in &blobs {
+    let exists = |blobs: &[&Descriptor]| {
+        for d in blobs {
             progress.event(TransferEvent::Exists {
                 digest: d.digest.clone(),
             });
         }
+    };
+    let everything: Vec<&Document<'_>> = std::iter::once(top).chain(children).collect();
+    if remote_manifest_digest(&client, path, name.tag())? == Some(top.digest.clone()) {
+        let blobs = distinct(&everything);
+        exists(&blobs);
         return Ok(done(blobs.len(), 0, 0));
     }
+    let mut pending: Vec<&Document<'_>> = Vec::new();
+    let mut present: Vec<&Document<'_>> = Vec::new();
+    for child in children {
+        let reference = child.digest.to_string();
+        if remote_manifest_digest(&client, path, &reference)? == Some(child.digest.clone()) {
+            present.push(child);
+        } else {
+            pending.push(child);
+        }
+    }
+    let present_blobs = distinct(&present);
+    exists(&present_blobs);
+    let blobs = distinct(
+        &std::iter::once(top)
+            .chain(pending.iter().copied())
+            .collect::<Vec<_>>(),
+    );
     let outcomes = std::sync::Mutex::new(Vec::new());
     in_parallel(&blobs, super::pull::WORKERS, |d| {
         let outcome = push_blob(&client, store, path, d, mount_sources, progress)?;
@@ -122,14 +215,44 @@ pub(crate) fn push_document(
     })?;
     let outcomes = outcomes.into_inner().unwrap_or_default();
     let count = |o: Outcome| outcomes.iter().filter(|x| **x == o).count();
-    let what = format!("manifest {}", name.familiar());
+    for child in &pending {
+        put_manifest(&client, name, &child.digest.to_string(), child)?;
+    }
+    put_manifest(&client, name, name.tag(), top)?;
+    Ok(done(
+        count(Outcome::Existed) + present_blobs.len(),
+        count(Outcome::Uploaded),
+        count(Outcome::Mounted),
+    ))
+}
+
+/// The distinct blobs of `documents`, in order.
+fn distinct<'a>(documents: &[&Document<'a>]) -> Vec<&'a Descriptor> {
+    let mut seen = BTreeSet::new();
+    documents
+        .iter()
+        .flat_map(|d| d.blobs.iter().copied())
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect()
+}
+
+/// `PUT` of a document's exact bytes as `reference` (a tag or its digest), checking the
+/// digest the registry answers with.
+fn put_manifest(
+    client: &Client,
+    name: &ImageName,
+    reference: &str,
+    document: &Document<'_>,
+) -> Result<()> {
+    let path = name.path();
+    let what = format!("manifest {}:{reference}", name.repository());
     let response = client.retrying(
         &what,
         |_, _| {},
         || {
             client.send(
                 "PUT",
-                &format!("/v2/{path}/manifests/{}", name.tag()),
+                &format!("/v2/{path}/manifests/{reference}"),
                 &[("Content-Type", document.media_type)],
                 &Body::Bytes(document.bytes),
                 &what,
@@ -143,24 +266,19 @@ pub(crate) fn push_document(
         if theirs != *document.digest {
             return Err(RegistryError::DigestMismatch {
                 host: client.host().to_string(),
-                what: format!("the stored manifest of {}", name.familiar()),
+                what: format!("the stored manifest {what}"),
                 expected: document.digest.clone(),
                 actual: theirs,
             });
         }
     }
-    Ok(done(
-        count(Outcome::Existed),
-        count(Outcome::Uploaded),
-        count(Outcome::Mounted),
-    ))
+    Ok(())
 }
 
-/// Other repositories of the same registry this image is tagged in (blobs may be mounted
-/// from them).
-fn mount_sources(image: &Image, name: &ImageName) -> Vec<String> {
-    let mut out: Vec<String> = image
-        .tags
+/// Other repositories of the same registry this image or index is tagged in (blobs may be
+/// mounted from them).
+fn mount_sources(tags: &[ImageName], name: &ImageName) -> Vec<String> {
+    let mut out: Vec<String> = tags
         .iter()
         .filter(|t| t.domain() == name.domain() && t.path() != name.path())
         .map(|t| t.path().to_string())

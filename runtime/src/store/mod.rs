@@ -7,7 +7,8 @@
 //! <root>/oci-layout, index.json  the store is an OCI image layout: index.json lists one
 //!                                descriptor per tag (io.containerd.image.name = full name,
 //!                                org.opencontainers.image.ref.name = tag), and one without
-//!                                annotations per untagged image
+//!                                annotations per untagged image; a descriptor is a manifest
+//!                                or an image index (multi-platform), whose children are blobs
 //! <root>/blobs/sha256/<hex>      blobs, visible only when whole and verified
 //! <root>/layers/source/<hex>     diff_id -> a compressed blob that decompresses to it
 //! <root>/layers/gzip/<hex>       diff_id -> kiln's deterministic gzip of it (save cache)
@@ -47,7 +48,7 @@ pub use blobs::{BlobWriter, StagedBlob};
 pub use cache_mounts::CacheMountLock;
 pub use prune::{PruneOptions, PruneReport};
 pub use records::RecordsPruned;
-pub use refs::{Image, Removed};
+pub use refs::{Image, Removed, Stored, StoredIndex};
 
 pub use crate::image::{ImageName, ImageRef, ReferenceError};
 pub use crate::oci::Digest;
@@ -118,6 +119,24 @@ pub enum StoreError {
     #[error("image {id} has several tags ({}); refusing to remove it by ID", tags.join(", "))]
     #[diagnostic(code(kiln::store::image_has_tags), help("remove the tags one by one: `kiln rmi {}`", tags.join(" ")))]
     ImageHasTags { id: String, tags: Vec<String> },
+    #[error(
+        "{reference} is an image index with no image for platform {wanted} (it has: {available})"
+    )]
+    #[diagnostic(
+        code(kiln::store::no_platform),
+        help("pull the image for this machine's platform: `kiln pull --platform {wanted} {reference}`")
+    )]
+    NoPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("{reference} is a platform's image inside an image index, not an image of its own")]
+    #[diagnostic(
+        code(kiln::store::part_of_index),
+        help("remove the index that holds it (`kiln images` lists it); prune then deletes its images")
+    )]
+    PartOfIndex { reference: String },
     #[error("{what} is not valid JSON of the expected shape: {error}")]
     #[diagnostic(code(kiln::store::bad_json))]
     BadJson {

@@ -1,7 +1,8 @@
 //! `prune`: deletes what no image needs.
 //!
 //! Live: each image's manifest, config and layer blobs, and the uncompressed tars of its
-//! layers (blobs named by its diff_ids). A cache entry survives when every blob it names is
+//! layers (blobs named by its diff_ids); each index's blob and the same for every child
+//! manifest it names (a tagged index keeps all its platforms). A cache entry survives when every blob it names is
 //! live (its results still belong to an image); other entries are deleted, and so are blobs
 //! nothing live names, layer mappings whose blobs are gone, and unpacked layers
 //! (`layers/unpacked/<hex>`) whose diff_id no live image has (decided like the mappings). Runs only when no other kiln
@@ -15,6 +16,7 @@ use std::fs;
 use std::path::Path;
 
 use super::cache::digests_in;
+use super::refs::is_usable_image;
 use super::{io_err, Result, Store, StoreError};
 use crate::oci::Digest;
 
@@ -77,6 +79,20 @@ impl Store {
             live.insert(image.id().clone());
             live.extend(image.manifest.layers.iter().map(|l| l.digest.clone()));
             live.extend(image.config.rootfs.diff_ids.iter().cloned());
+        }
+        // An index keeps every child alive: its manifest, config and layers, and for the
+        // children that are images, their uncompressed layers (named by diff_id).
+        for index in self.indexes()? {
+            live.insert(index.digest.clone());
+            for (digest, manifest) in self.index_manifests(&index)? {
+                live.insert(manifest.config.digest.clone());
+                live.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+                if is_usable_image(&manifest) {
+                    let image = self.load_image(&digest, Vec::new())?;
+                    live.extend(image.config.rootfs.diff_ids.iter().cloned());
+                }
+                live.insert(digest);
+            }
         }
         let mut report = PruneReport::default();
         for (path, entry) in self.cache_files()? {

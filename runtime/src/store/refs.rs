@@ -4,7 +4,12 @@
 //! Rules: one descriptor per tag; an image with no tag has one descriptor without
 //! annotations. Moving a tag to another image leaves the old image untagged (dangling, as in
 //! docker); removing an image's last tag removes the image from the index (its blobs stay
-//! until `prune`). Must not: delete blobs.
+//! until `prune`). An entry is an image manifest or an image index (OCI index or docker
+//! manifest list, told apart by the entry's media type): an index is stored with the exact
+//! bytes it came with, its child manifests (with their configs and layers) are blobs reached
+//! through it and never entries of their own, and it is registered only when every child's
+//! blobs are in. A reference to an index resolves, as an image, to its host platform's child.
+//! Must not: delete blobs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -13,8 +18,9 @@ use std::io;
 use super::{io_err, Result, Store, StoreError};
 use crate::image::{ImageName, ImageRef};
 use crate::oci::{
-    self, Compression, Descriptor, Digest, ImageConfig, Index, Manifest, ANNOTATION_IMAGE_NAME,
-    ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST,
+    self, is_index_media_type, Compression, Descriptor, Digest, ImageConfig, Index, Manifest,
+    Platform, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
 };
 
 /// An image in the store: its manifest, its config and its tags.
@@ -52,6 +58,74 @@ impl Image {
         d.platform = Some(self.config.platform());
         d
     }
+}
+
+/// An image index (OCI index or docker manifest list) in the store, under its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredIndex {
+    /// The digest of the bytes as received (and pushed).
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub index: Index,
+    /// Sorted; empty for an untagged index.
+    pub tags: Vec<ImageName>,
+}
+
+impl StoredIndex {
+    /// The descriptor that points at this index.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(&self.media_type, self.digest.clone(), self.size)
+    }
+
+    /// The child manifests (nested indexes are refused when the index is registered).
+    pub fn children(&self) -> impl Iterator<Item = &Descriptor> {
+        self.index
+            .manifests
+            .iter()
+            .filter(|d| !is_index_media_type(&d.media_type))
+    }
+}
+
+/// What a reference names in the store: an image, or an index of images.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    Image(Box<Image>),
+    Index(StoredIndex),
+}
+
+impl Stored {
+    /// The digest of the manifest or index the reference names.
+    pub fn digest(&self) -> &Digest {
+        match self {
+            Stored::Image(i) => &i.manifest_digest,
+            Stored::Index(x) => &x.digest,
+        }
+    }
+
+    pub fn tags(&self) -> &[ImageName] {
+        match self {
+            Stored::Image(i) => &i.tags,
+            Stored::Index(x) => &x.tags,
+        }
+    }
+
+    /// What `kiln images` shows as its ID: an image's config digest, an index's own digest.
+    pub fn id(&self) -> &Digest {
+        match self {
+            Stored::Image(i) => i.id(),
+            Stored::Index(x) => &x.digest,
+        }
+    }
+}
+
+/// Whether a child manifest is an image kiln can use: every layer has a layer media type it
+/// reads (attestations and other artifacts are kept as blobs only).
+pub(super) fn is_usable_image(manifest: &Manifest) -> bool {
+    manifest
+        .layers
+        .iter()
+        .all(|l| Compression::of_layer_media_type(&l.media_type).is_some())
 }
 
 /// What `Store::remove` did.
@@ -144,7 +218,11 @@ impl Store {
     }
 
     /// Reads and checks an image's manifest and config blobs.
-    fn load_image(&self, manifest_digest: &Digest, tags: Vec<ImageName>) -> Result<Image> {
+    pub(super) fn load_image(
+        &self,
+        manifest_digest: &Digest,
+        tags: Vec<ImageName>,
+    ) -> Result<Image> {
         let bytes = self.read_blob(manifest_digest)?;
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|error| StoreError::BadJson {
@@ -168,12 +246,17 @@ impl Store {
         })
     }
 
-    /// Every image in the store (one per manifest), tagged ones first, by name.
+    /// Every image in the store (one per manifest entry; indexes are [`Store::indexes`]),
+    /// tagged ones first, by name.
     pub fn images(&self) -> Result<Vec<Image>> {
         let index = self.read_index()?;
         let mut order: Vec<Digest> = Vec::new();
         let mut tags: BTreeMap<Digest, Vec<ImageName>> = BTreeMap::new();
-        for e in &index.manifests {
+        for e in index
+            .manifests
+            .iter()
+            .filter(|e| !is_index_media_type(&e.media_type))
+        {
             if !tags.contains_key(&e.digest) {
                 order.push(e.digest.clone());
             }
@@ -189,6 +272,154 @@ impl Store {
                 self.load_image(&d, t)
             })
             .collect()
+    }
+
+    /// Every index in the store (one per index entry), tagged ones first, by name.
+    pub fn indexes(&self) -> Result<Vec<StoredIndex>> {
+        let index = self.read_index()?;
+        let mut order: Vec<Digest> = Vec::new();
+        let mut tags: BTreeMap<Digest, Vec<ImageName>> = BTreeMap::new();
+        for e in index
+            .manifests
+            .iter()
+            .filter(|e| is_index_media_type(&e.media_type))
+        {
+            if !tags.contains_key(&e.digest) {
+                order.push(e.digest.clone());
+            }
+            let list = tags.entry(e.digest.clone()).or_default();
+            if let Some(name) = entry_name(e) {
+                list.push(name);
+            }
+        }
+        order
+            .into_iter()
+            .map(|d| {
+                let t = tags.remove(&d).unwrap_or_default();
+                self.load_index(&d, t)
+            })
+            .collect()
+    }
+
+    /// Reads an index blob.
+    fn load_index(&self, digest: &Digest, tags: Vec<ImageName>) -> Result<StoredIndex> {
+        let bytes = self.read_blob(digest)?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|error| StoreError::BadJson {
+            what: format!("image index {digest}"),
+            error,
+        })?;
+        let media_type = index
+            .media_type
+            .clone()
+            .filter(|m| is_index_media_type(m))
+            .unwrap_or_else(|| MEDIA_TYPE_OCI_INDEX.to_string());
+        let mut tags = tags;
+        tags.sort();
+        Ok(StoredIndex {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            media_type,
+            index,
+            tags,
+        })
+    }
+
+    /// The child manifests of a stored index, each with its digest.
+    pub fn index_manifests(&self, index: &StoredIndex) -> Result<Vec<(Digest, Manifest)>> {
+        index
+            .children()
+            .map(|d| {
+                let bytes = self.read_blob(&d.digest)?;
+                let manifest: Manifest =
+                    serde_json::from_slice(&bytes).map_err(|error| StoreError::BadJson {
+                        what: format!("manifest {} of index {}", d.digest, index.digest),
+                        error,
+                    })?;
+                Ok((d.digest.clone(), manifest))
+            })
+            .collect()
+    }
+
+    /// The child image of `index` for `platform` (see [`Platform::satisfies`]), carrying the
+    /// index's tags.
+    pub fn index_image(&self, index: &StoredIndex, platform: &Platform) -> Result<Image> {
+        let Some(child) = index.index.manifest_for(platform) else {
+            return Err(StoreError::NoPlatform {
+                reference: match index.tags.first() {
+                    Some(t) => t.familiar(),
+                    None => index.digest.to_string(),
+                },
+                wanted: platform.text(),
+                available: index.index.platforms_text(),
+            });
+        };
+        self.load_image(&child.digest, index.tags.clone())
+    }
+
+    /// Adds the index whose bytes are the stored blob `digest`, with these tags (untagged when
+    /// `tags` is empty). Every child's manifest, config and layer blobs must be stored with
+    /// the sizes named; children that are images kiln reads are checked like any image.
+    pub fn register_index(&self, digest: &Digest, tags: &[ImageName]) -> Result<StoredIndex> {
+        let stored = self.load_index(digest, Vec::new())?;
+        let invalid = |reason: String| StoreError::InvalidImage { reason };
+        for child in &stored.index.manifests {
+            if is_index_media_type(&child.media_type) {
+                return Err(invalid(format!(
+                    "index {digest} names another index ({}); nested indexes are not kept",
+                    child.digest
+                )));
+            }
+            let size = self.blob_size(&child.digest)?;
+            if size != child.size {
+                return Err(invalid(format!(
+                    "manifest {} is {size} bytes, index {digest} says {}",
+                    child.digest, child.size
+                )));
+            }
+        }
+        for (child, manifest) in self.index_manifests(&stored)? {
+            if is_usable_image(&manifest) {
+                let image = self.load_image(&child, Vec::new())?;
+                check_image(self, &image)?;
+                for (layer, diff_id) in image
+                    .manifest
+                    .layers
+                    .iter()
+                    .zip(&image.config.rootfs.diff_ids)
+                {
+                    if Compression::of_layer_media_type(&layer.media_type)
+                        != Some(Compression::None)
+                    {
+                        self.record_layer_source(diff_id, layer)?;
+                    }
+                }
+            } else {
+                for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                    let size = self.blob_size(&blob.digest)?;
+                    if size != blob.size {
+                        return Err(invalid(format!(
+                            "blob {} of manifest {child} is {size} bytes, the manifest says {}",
+                            blob.digest, blob.size
+                        )));
+                    }
+                }
+            }
+        }
+        let desc = stored.descriptor();
+        self.update_index(|entries| {
+            if tags.is_empty() {
+                if !entries.iter().any(|e| e.digest == desc.digest) {
+                    entries.push(untagged_entry(&desc));
+                }
+            } else {
+                for name in tags {
+                    put_tag(entries, name, &desc);
+                }
+            }
+            Ok(())
+        })?;
+        let tags = self.tags_of(digest)?;
+        Ok(StoredIndex { tags, ..stored })
     }
 
     /// Every tag with the manifest digest it points at, sorted by name.
@@ -335,35 +566,73 @@ impl Store {
         self.resolve(&parsed)
     }
 
-    /// Resolves a parsed reference (see [`Store::image`]).
+    /// Resolves a parsed reference (see [`Store::image`]) to an image: a reference to an index
+    /// gives its child for the host platform, as docker does.
     pub fn resolve(&self, reference: &ImageRef) -> Result<Image> {
+        match self.lookup(reference)? {
+            Stored::Image(image) => Ok(*image),
+            Stored::Index(index) => self.index_image(&index, &Platform::host_default()),
+        }
+    }
+
+    /// What a reference names: an image or an index. Tags and IDs name entries of the index;
+    /// a digest also names a child manifest of a stored index (an untagged image then).
+    pub fn lookup(&self, reference: &ImageRef) -> Result<Stored> {
         let images = self.images()?;
+        let indexes = self.indexes()?;
         let not_found = || StoreError::NoSuchImage {
             reference: reference.to_string(),
             root: self.root.clone(),
         };
-        let found = match reference {
-            ImageRef::Name { name, .. } => images.into_iter().find(|i| i.tags.contains(name)),
-            ImageRef::NameDigest { digest, .. } => {
-                images.into_iter().find(|i| &i.manifest_digest == digest)
-            }
-            ImageRef::Digest(d) => {
-                let by_manifest = images.iter().position(|i| &i.manifest_digest == d);
-                let by_id = images.iter().position(|i| i.id() == d);
-                by_manifest
-                    .or(by_id)
-                    .and_then(|p| images.into_iter().nth(p))
-            }
-            ImageRef::IdPrefix { prefix, name } => {
-                if let Some(found) = name
-                    .as_ref()
-                    .and_then(|n| images.iter().find(|i| i.tags.contains(n)))
-                {
-                    Some(found.clone())
-                } else {
-                    let ids: BTreeSet<&Digest> = images
+        let by_name = |name: &ImageName| {
+            images
+                .iter()
+                .find(|i| i.tags.contains(name))
+                .map(|i| Stored::Image(Box::new(i.clone())))
+                .or_else(|| {
+                    indexes
                         .iter()
-                        .map(|i| i.id())
+                        .find(|x| x.tags.contains(name))
+                        .map(|x| Stored::Index(x.clone()))
+                })
+        };
+        let by_digest = |d: &Digest| -> Result<Option<Stored>> {
+            if let Some(i) = images.iter().find(|i| &i.manifest_digest == d) {
+                return Ok(Some(Stored::Image(Box::new(i.clone()))));
+            }
+            if let Some(x) = indexes.iter().find(|x| &x.digest == d) {
+                return Ok(Some(Stored::Index(x.clone())));
+            }
+            if indexes.iter().any(|x| x.children().any(|c| &c.digest == d)) {
+                return Ok(Some(Stored::Image(Box::new(
+                    self.load_image(d, Vec::new())?,
+                ))));
+            }
+            Ok(None)
+        };
+        let found = match reference {
+            ImageRef::Name { name, .. } => by_name(name),
+            ImageRef::NameDigest { digest, .. } => by_digest(digest)?,
+            ImageRef::Digest(d) => match by_digest(d)? {
+                Some(found) => Some(found),
+                None => match images.iter().find(|i| i.id() == d) {
+                    Some(i) => Some(Stored::Image(Box::new(i.clone()))),
+                    // An image ID of an index's child (a container run from the index).
+                    None => self.index_child_by_id(&indexes, d)?.map(Stored::Image),
+                },
+            },
+            ImageRef::IdPrefix { prefix, name } => {
+                if let Some(found) = name.as_ref().and_then(by_name) {
+                    Some(found)
+                } else {
+                    let all: Vec<Stored> = images
+                        .into_iter()
+                        .map(|i| Stored::Image(Box::new(i)))
+                        .chain(indexes.into_iter().map(Stored::Index))
+                        .collect();
+                    let ids: BTreeSet<&Digest> = all
+                        .iter()
+                        .map(Stored::id)
                         .filter(|id| id.hex().starts_with(prefix.as_str()))
                         .collect();
                     if ids.len() > 1 {
@@ -373,54 +642,90 @@ impl Store {
                         });
                     }
                     let id = ids.into_iter().next().cloned();
-                    id.and_then(|id| images.into_iter().find(|i| *i.id() == id))
+                    id.and_then(|id| all.iter().find(|s| *s.id() == id).cloned())
                 }
             }
         };
         found.ok_or_else(not_found)
     }
 
-    /// Tags the image `source` resolves to as `target`.
-    pub fn tag(&self, source: &str, target: &ImageName) -> Result<Image> {
-        let image = self.image(source)?;
-        self.set_ref(target, &image.manifest_digest)?;
-        let tags = self.tags_of(&image.manifest_digest)?;
-        Ok(Image { tags, ..image })
+    /// The child image of one of `indexes` whose config digest (image ID) is `id`.
+    fn index_child_by_id(
+        &self,
+        indexes: &[StoredIndex],
+        id: &Digest,
+    ) -> Result<Option<Box<Image>>> {
+        for index in indexes {
+            for (digest, manifest) in self.index_manifests(index)? {
+                if manifest.config.digest == *id {
+                    return Ok(Some(Box::new(self.load_image(&digest, Vec::new())?)));
+                }
+            }
+        }
+        Ok(None)
     }
 
-    /// `kiln rmi`: by tag, removes that tag (and the image when no tag remains); by ID or
-    /// digest, removes the image when it has at most one tag.
+    /// Tags the image or index `source` names as `target`.
+    pub fn tag(&self, source: &str, target: &ImageName) -> Result<Stored> {
+        let parsed = ImageRef::parse(source)?;
+        match self.lookup(&parsed)? {
+            Stored::Image(image) => {
+                self.set_ref(target, &image.manifest_digest)?;
+                let tags = self.tags_of(&image.manifest_digest)?;
+                Ok(Stored::Image(Box::new(Image { tags, ..*image })))
+            }
+            Stored::Index(index) => {
+                let desc = index.descriptor();
+                self.update_index(|entries| {
+                    put_tag(entries, target, &desc);
+                    Ok(())
+                })?;
+                let tags = self.tags_of(&index.digest)?;
+                Ok(Stored::Index(StoredIndex { tags, ..index }))
+            }
+        }
+    }
+
+    /// `kiln rmi`: by tag, removes that tag (and the image or index when no tag remains); by
+    /// ID or digest, removes the image or index when it has at most one tag. A child of an
+    /// index goes with its index, never alone.
     pub fn remove(&self, reference: &str) -> Result<Removed> {
         let parsed = ImageRef::parse(reference)?;
-        let image = self.resolve(&parsed)?;
+        let found = self.lookup(&parsed)?;
+        let digest = found.digest().clone();
+        let tags = found.tags().to_vec();
         let by_name = match &parsed {
             ImageRef::Name { name, .. } => Some(name.clone()),
-            ImageRef::IdPrefix { name: Some(n), .. } if image.tags.contains(n) => Some(n.clone()),
+            ImageRef::IdPrefix { name: Some(n), .. } if tags.contains(n) => Some(n.clone()),
             _ => None,
         };
         self.update_index(|entries| {
+            if !entries.iter().any(|e| e.digest == digest) {
+                return Err(StoreError::PartOfIndex {
+                    reference: reference.to_string(),
+                });
+            }
             let untagged: Vec<ImageName> = match &by_name {
                 Some(name) => vec![name.clone()],
-                None if image.tags.len() > 1 => {
+                None if tags.len() > 1 => {
                     return Err(StoreError::ImageHasTags {
-                        id: image.id().short().to_string(),
-                        tags: image.tags.iter().map(|t| t.familiar()).collect(),
+                        id: found.id().short().to_string(),
+                        tags: tags.iter().map(|t| t.familiar()).collect(),
                     })
                 }
-                None => image.tags.clone(),
+                None => tags.clone(),
             };
             entries.retain(|e| {
-                !(e.digest == image.manifest_digest
-                    && entry_name(e).is_some_and(|n| untagged.contains(&n)))
+                !(e.digest == digest && entry_name(e).is_some_and(|n| untagged.contains(&n)))
             });
             let remaining_tags = entries
                 .iter()
-                .any(|e| e.digest == image.manifest_digest && entry_name(e).is_some());
+                .any(|e| e.digest == digest && entry_name(e).is_some());
             let deleted = if remaining_tags {
                 None
             } else {
-                entries.retain(|e| e.digest != image.manifest_digest);
-                Some(image.id().clone())
+                entries.retain(|e| e.digest != digest);
+                Some(found.id().clone())
             };
             Ok(Removed { untagged, deleted })
         })
