@@ -297,6 +297,112 @@ fn std_static_is_scratch_certs_binary_and_user() {
     assert_eq!(op.config.user, "10001:10001");
 }
 
+/// The key of the first RUN node and of the image node.
+fn run_and_image_keys(p: &Plan) -> (String, String) {
+    let run = p
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Run(_)))
+        .expect("a RUN node");
+    (run.key.to_hex(), p.target_image().0.key.to_hex())
+}
+
+#[test]
+fn std_node_is_the_manifest_install_sources_dockerfile() {
+    assert_same_plan(
+        "FROM scratch\nWORKDIR /app\nCOPY package.json package-lock.json /app/\nRUN --network=host npm ci --omit=dev\nCOPY --exclude=node_modules --exclude=.git . /app/\nENV NODE_ENV=production\nUSER node\nEXPOSE 8080\nCMD [\"node\", \"index.js\"]\n",
+        "import std.node\nexport app = node.app(scratch(), context(), port: 8080, command: [\"node\", \"index.js\"])\n",
+        None,
+    );
+}
+
+#[test]
+fn std_node_source_change_reuses_the_install_layer() {
+    let program = "import std.node\nexport app = node.app(scratch(), context())\n";
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let (install_a, image_a) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    write(d.path(), "server.js", "console.log('changed')\n");
+    let (install_b, image_b) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    assert_eq!(install_a, install_b, "a source change must not touch the install step");
+    assert_ne!(image_a, image_b, "the sources are in the image");
+    write(d.path(), "package-lock.json", "{\"lockfileVersion\":3}\n");
+    let (install_c, _) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    assert_ne!(install_b, install_c, "a manifest change reinstalls");
+}
+
+#[test]
+fn std_python_installs_requirements_before_the_sources() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    write(d.path(), "requirements.txt", "requests==2.32.3\n");
+    write(d.path(), "main.py", "print('hi')\n");
+    let program = "import std.python\nexport app = python.app(scratch(), context())\n";
+    let p = kiln_plan(d.path(), program, None);
+    let steps: Vec<String> = p
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Copy(c) => Some(format!("copy {}", c.dest)),
+            Op::Run(r) => Some(format!("run {}", r.argv.join(" "))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "copy /app/",
+            "run /bin/sh -c pip install --no-cache-dir -r requirements.txt",
+            "copy /app/"
+        ]
+    );
+    let config = &p.target_image().1.config;
+    assert!(config.env.contains(&"PYTHONDONTWRITEBYTECODE=1".to_string()));
+    assert_eq!(config.user, "65534:65534");
+    let (install_a, _) = run_and_image_keys(&p);
+    write(d.path(), "main.py", "print('changed')\n");
+    let (install_b, _) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    assert_eq!(install_a, install_b);
+    write(d.path(), "requirements.txt", "requests==2.32.4\n");
+    let (install_c, _) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    assert_ne!(install_b, install_c);
+}
+
+#[test]
+fn std_debian_installs_and_removes_what_differs_between_builds() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(
+        d.path(),
+        "import std.debian\nexport app = scratch() |> debian.install([\"curl\", \"ca-certificates\"])\n",
+        None,
+    );
+    let runs: Vec<&kiln_compiler::plan::RunOp> = p
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Run(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs.len(), 1, "one step: install and clean up together");
+    let script = &runs[0].argv[2];
+    assert!(
+        script.starts_with("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl ca-certificates && rm -rf "),
+        "{script}"
+    );
+    for gone in [
+        "/var/lib/apt/lists/*",
+        "/var/cache/ldconfig/aux-cache",
+        "/var/log/dpkg.log",
+        "/var/log/apt",
+        "'*.pyc'",
+    ] {
+        assert!(script.contains(gone), "{gone} is not removed: {script}");
+    }
+    assert!(!p.target_image().0.hermetic, "apt needs the network");
+}
+
 /// The rendered diagnostics of `kiln check` on a program (files written into a temporary
 /// directory; the first is the program).
 fn check_errors(files: &[(&str, &str)]) -> (usize, String) {

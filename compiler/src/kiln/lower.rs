@@ -558,6 +558,23 @@ impl<'a> Eval<'a> {
                     _ => Err(err("files() needs an Image".into())),
                 }
             }
+            "join" => {
+                let items = match args.get("items") {
+                    Some(Value::List(l)) => l
+                        .iter()
+                        .map(|v| match v {
+                            Value::Str(s) => Ok(s.as_str()),
+                            other => Err(err(format!(
+                                "join() takes Strings, found {}",
+                                other.type_name()
+                            ))),
+                        })
+                        .collect::<Res<Vec<_>>>()?,
+                    _ => return Err(err("join() needs a list".into())),
+                };
+                let sep = str_arg(&args, "sep").unwrap_or_else(|| " ".into());
+                Ok(Value::Str(items.join(&sep)))
+            }
             "text" => Ok(Value::Files(Rc::new(FilesVal::Text(
                 str_arg(&args, "content").unwrap_or_default(),
             )))),

@@ -24,6 +24,9 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("users", include_str!("../../../stdlib/users.kiln")),
     ("oci", include_str!("../../../stdlib/oci.kiln")),
     ("static", include_str!("../../../stdlib/static.kiln")),
+    ("node", include_str!("../../../stdlib/node.kiln")),
+    ("python", include_str!("../../../stdlib/python.kiln")),
+    ("debian", include_str!("../../../stdlib/debian.kiln")),
 ];
 
 /// One file of a program.
