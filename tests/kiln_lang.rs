@@ -215,3 +215,68 @@ fn build_hermetic_refuses_an_impure_target_and_names_the_chain() {
     let out = run("pure.kiln");
     assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
 }
+
+#[test]
+fn plan_json_shows_hermeticity_per_node_of_a_program() {
+    let store = KilnStore::new();
+    let ctx = temp_dir();
+    write_file(&ctx.path().join("a.txt"), b"a\n", 0o644);
+    write_file(
+        &ctx.path().join("build.kiln"),
+        b"export app = scratch()\n  |> copy(context().only([\"a.txt\"]), to: \"/a.txt\")\n  |> run([\"/fetch\"], network: true)\n  |> env(A: \"1\")\n",
+        0o644,
+    );
+    let out = store.kiln_ok([
+        "plan".as_ref(),
+        "--json".as_ref(),
+        "-f".as_ref(),
+        ctx.path().join("build.kiln").as_os_str(),
+        ctx.path().as_os_str(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = v["nodes"].as_array().unwrap();
+    let by_kind = |kind: &str| {
+        nodes
+            .iter()
+            .find(|n| n["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} node: {v}"))
+    };
+    for pure in ["scratch", "context", "copy"] {
+        assert_eq!(by_kind(pure)["hermetic"], true, "{pure}: {v}");
+        assert_eq!(by_kind(pure)["reasons"], serde_json::json!([]), "{pure}");
+    }
+    let run = by_kind("run");
+    assert_eq!(run["hermetic"], false);
+    let reasons = run["reasons"].as_array().unwrap();
+    assert!(
+        reasons.iter().any(|r| r.as_str().unwrap().contains("network")),
+        "{run}"
+    );
+    // Everything built on the networked step is impure through it.
+    let config = by_kind("config");
+    assert_eq!(config["hermetic"], false, "{config}");
+    assert_eq!(by_kind("image")["hermetic"], false);
+}
+
+/// examples/multi-stage (its base is the busybox one, no registry needed): its Dockerfile and
+/// its build.kiln build the same image ID, and the image runs.
+#[test]
+fn the_multi_stage_example_builds_one_image_from_both_files_and_runs() {
+    let store = KilnStore::with_busybox();
+    store.kiln_ok(["tag", "busybox:test", "kiln-example/busybox:1"]);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multi-stage");
+    // A copy, so the iidfiles are not written into the source tree.
+    let ctx = temp_dir();
+    for rel in ["Dockerfile", "build.kiln", ".dockerignore", "src/greet.sh"] {
+        let body = std::fs::read(src.join(rel)).unwrap();
+        write_file(&ctx.path().join(rel), &body, 0o755);
+    }
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b, "the example's Dockerfile and build.kiln differ");
+    let out = store.kiln_ok(["run", "--rm", "--network", "none", a.as_str(), "kiln"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello, kiln (greet 1.0)\n"
+    );
+}

@@ -403,6 +403,59 @@ fn std_debian_installs_and_removes_what_differs_between_builds() {
     assert!(!p.target_image().0.hermetic, "apt needs the network");
 }
 
+/// Every example with a Dockerfile and a build.kiln: both plan the same nodes, keys, config
+/// and history (so they build the same image ID; tests/kiln_lang.rs builds the one whose
+/// base needs no registry).
+#[test]
+fn every_example_pair_plans_the_same_image() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut compared = Vec::new();
+    let mut dirs: Vec<_> = fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        if !dir.join("Dockerfile").is_file() || !dir.join("build.kiln").is_file() {
+            continue;
+        }
+        let df = match frontend::plan(
+            &FrontendInput {
+                context: dir.clone(),
+                dockerfile: Some(dir.join("Dockerfile")),
+            },
+            &opts(None),
+            &StatCache::default(),
+            &NoImages,
+        ) {
+            Ok((_, l)) => l.plan,
+            Err(e) => panic!("{}: Dockerfile: {e:?}", dir.display()),
+        };
+        let kl = match frontend::plan_kiln(
+            &dir.join("build.kiln"),
+            &dir,
+            &opts(None),
+            &StatCache::default(),
+            &NoImages,
+        ) {
+            Ok(l) => l.plan,
+            Err(e) => panic!("{}: build.kiln: {e:?}", dir.display()),
+        };
+        assert_eq!(keys(&df), keys(&kl), "{}: plans differ", dir.display());
+        let (a, b) = (df.target_image().1, kl.target_image().1);
+        assert_eq!(
+            serde_json::to_value(a).unwrap(),
+            serde_json::to_value(b).unwrap(),
+            "{}: image config or history differ",
+            dir.display()
+        );
+        compared.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for want in ["countdown", "multi-stage", "node-web", "python-script"] {
+        assert!(compared.iter().any(|c| c == want), "{want} not compared: {compared:?}");
+    }
+}
+
 /// The rendered diagnostics of `kiln check` on a program (files written into a temporary
 /// directory; the first is the program).
 fn check_errors(files: &[(&str, &str)]) -> (usize, String) {
