@@ -249,7 +249,9 @@ fn plan_json_shows_hermeticity_per_node_of_a_program() {
     assert_eq!(run["hermetic"], false);
     let reasons = run["reasons"].as_array().unwrap();
     assert!(
-        reasons.iter().any(|r| r.as_str().unwrap().contains("network")),
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("network")),
         "{run}"
     );
     // Everything built on the networked step is impure through it.
@@ -278,5 +280,54 @@ fn the_multi_stage_example_builds_one_image_from_both_files_and_runs() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "hello, kiln (greet 1.0)\n"
+    );
+}
+
+#[test]
+fn kiln_fmt_rewrites_a_program_and_check_says_whether_it_is_formatted() {
+    let store = KilnStore::new();
+    let dir = temp_dir();
+    let prog = dir.path().join("build.kiln");
+    write_file(
+        &prog,
+        b"# the app\nexport app=scratch()|>env(A:\"1\") |> cmd([\"/x\"])\n",
+        0o640,
+    );
+    let check = |p: &Path| store.kiln(["fmt".as_ref(), "--check".as_ref(), p.as_os_str()]);
+    let out = check(&prog);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_text(&out).contains("is not formatted"),
+        "{}",
+        stderr_text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&prog).unwrap(),
+        "# the app\nexport app=scratch()|>env(A:\"1\") |> cmd([\"/x\"])\n",
+        "--check writes nothing"
+    );
+    // A directory means its build.kiln.
+    store.kiln_ok(["fmt".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(
+        std::fs::read_to_string(&prog).unwrap(),
+        "# the app\nexport app = scratch()\n  |> env(A: \"1\")\n  |> cmd([\"/x\"])\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&prog).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "the file keeps its mode");
+    let out = check(&prog);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    // A file that does not parse is left alone, with the syntax error.
+    write_file(&prog, b"export app = scratch(\n", 0o644);
+    let out = store.kiln(["fmt".as_ref(), prog.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_text(&out).contains("syntax error"),
+        "{}",
+        stderr_text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&prog).unwrap(),
+        "export app = scratch(\n"
     );
 }

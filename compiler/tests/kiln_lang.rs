@@ -324,7 +324,10 @@ fn std_node_source_change_reuses_the_install_layer() {
     let (install_a, image_a) = run_and_image_keys(&kiln_plan(d.path(), program, None));
     write(d.path(), "server.js", "console.log('changed')\n");
     let (install_b, image_b) = run_and_image_keys(&kiln_plan(d.path(), program, None));
-    assert_eq!(install_a, install_b, "a source change must not touch the install step");
+    assert_eq!(
+        install_a, install_b,
+        "a source change must not touch the install step"
+    );
     assert_ne!(image_a, image_b, "the sources are in the image");
     write(d.path(), "package-lock.json", "{\"lockfileVersion\":3}\n");
     let (install_c, _) = run_and_image_keys(&kiln_plan(d.path(), program, None));
@@ -357,7 +360,9 @@ fn std_python_installs_requirements_before_the_sources() {
         ]
     );
     let config = &p.target_image().1.config;
-    assert!(config.env.contains(&"PYTHONDONTWRITEBYTECODE=1".to_string()));
+    assert!(config
+        .env
+        .contains(&"PYTHONDONTWRITEBYTECODE=1".to_string()));
     assert_eq!(config.user, "65534:65534");
     let (install_a, _) = run_and_image_keys(&p);
     write(d.path(), "main.py", "print('changed')\n");
@@ -452,7 +457,10 @@ fn every_example_pair_plans_the_same_image() {
         compared.push(dir.file_name().unwrap().to_string_lossy().into_owned());
     }
     for want in ["countdown", "multi-stage", "node-web", "python-script"] {
-        assert!(compared.iter().any(|c| c == want), "{want} not compared: {compared:?}");
+        assert!(
+            compared.iter().any(|c| c == want),
+            "{want} not compared: {compared:?}"
+        );
     }
 }
 
@@ -593,4 +601,105 @@ fn unknown_target_suggests_an_export() {
         text.contains("did you mean \\\"app\\\"") || text.contains("did you mean \"app\""),
         "{text}"
     );
+}
+
+/// The `#` comment lines of a kiln file's text, trimmed (the lexical view of what fmt keeps).
+fn comment_texts(src: &str) -> Vec<String> {
+    src.lines()
+        .filter_map(|l| {
+            l.find(" #")
+                .map(|i| &l[i + 1..])
+                .or(l.trim_start().starts_with('#').then(|| l.trim_start()))
+        })
+        .map(|c| c.trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn fmt_leaves_every_stdlib_module_and_example_as_it_is() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<(String, String)> = kiln::STDLIB
+        .iter()
+        .map(|(n, t)| (format!("std.{n}"), t.to_string()))
+        .collect();
+    for e in fs::read_dir(&examples).unwrap() {
+        let p = e.unwrap().path().join("build.kiln");
+        if p.is_file() {
+            files.push((p.display().to_string(), fs::read_to_string(&p).unwrap()));
+        }
+    }
+    assert!(files.len() >= 10, "{}", files.len());
+    for (name, text) in &files {
+        let once = kiln::fmt::format(text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let twice = kiln::fmt::format(&once).unwrap();
+        assert_eq!(once, twice, "{name}: formatting twice changes it");
+        assert_eq!(&once, text, "{name} is not in the canonical layout");
+        assert_eq!(
+            comment_texts(&once),
+            comment_texts(text),
+            "{name}: comments"
+        );
+    }
+}
+
+#[test]
+fn fmt_is_one_layout_keeps_comments_and_meaning() {
+    let messy = r##"# header
+
+import std.users   # after the import
+let   greeting="# not a comment ${ {A: "1"}.A } \$${name} end\n" # after the let
+let name: String = "web"
+fn f(port: Int, labels: {A: String, "b.c": String}? = none) -> Image { # after the brace
+  # inside
+  let base = { let q = scratch(); q }
+
+  base |> env(A: "${port}", B: greeting)   # after a step
+  # before a step
+  |> cmd(["a",
+   # in a list
+   "b"]) |> users.runtime_user(name: name)
+}
+export app = f(8080)
+# at the end
+"##;
+    let want = r##"# header
+
+import std.users
+# after the import
+let greeting = "# not a comment ${{A: "1"}.A} $${name} end\n"
+# after the let
+let name: String = "web"
+fn f(port: Int, labels: {A: String, "b.c": String}? = none) -> Image {
+  # after the brace
+  # inside
+  let base = {
+    let q = scratch()
+    q
+  }
+
+  base
+    |> env(A: "${port}", B: greeting)
+    # after a step
+    # before a step
+    |> cmd(
+      [
+        "a",
+        # in a list
+        "b",
+      ],
+    )
+    |> users.runtime_user(name: name)
+}
+export app = f(8080)
+# at the end
+"##;
+    let once = kiln::fmt::format(messy).unwrap();
+    assert_eq!(once, want);
+    assert_eq!(kiln::fmt::format(&once).unwrap(), once);
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let a = kiln_plan(d.path(), messy, None);
+    let b = kiln_plan(d.path(), &once, None);
+    assert_eq!(keys(&a), keys(&b), "formatting changed the plan");
+    assert_eq!(a.target_image().1, b.target_image().1);
 }

@@ -4,6 +4,7 @@ mod build;
 mod build_check;
 mod check;
 mod diff;
+mod fmt;
 mod frontend;
 mod images;
 mod parse;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Diff(a) => Ok(diff::run(root, a)),
         Command::Parse(a) => done(parse::run(a)),
         Command::Check(a) => done(check::run(a)),
+        Command::Fmt(a) => done(fmt::run(a)),
         Command::Plan(a) => done(plan::run(a)),
         Command::Build(a) => done(build::run(root, a)),
         Command::Save(a) => done(transfer::save(root, a)),

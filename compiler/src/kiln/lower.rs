@@ -326,7 +326,7 @@ impl<'a> Eval<'a> {
                 locals.truncate(depth);
                 v
             }
-            ExprKind::Call { callee, args } => {
+            ExprKind::Call { callee, args, .. } => {
                 let mut pos = Vec::new();
                 let f = match &callee.kind {
                     ExprKind::Field(base, name) => match self.expr(file, locals, base)? {

@@ -255,7 +255,10 @@ pub fn builtin(name: &str) -> Option<Sig> {
             Ty::Mount,
         ),
         "arg" => sig(vec![p("name", Ty::Str), opt("default", Ty::Str)], Ty::Str),
-        "join" => sig(vec![p("items", list(Ty::Str)), opt("sep", Ty::Str)], Ty::Str),
+        "join" => sig(
+            vec![p("items", list(Ty::Str)), opt("sep", Ty::Str)],
+            Ty::Str,
+        ),
         _ => return None,
     })
 }
