@@ -331,3 +331,44 @@ fn kiln_fmt_rewrites_a_program_and_check_says_whether_it_is_formatted() {
         "export app = scratch(\n"
     );
 }
+
+/// `fetch(url, sha256)` downloads once from a loopback server, verified, as ADD does: the
+/// program and `ADD --checksum` build one image ID, and a wrong digest fails the build.
+#[test]
+fn fetch_downloads_a_pinned_file_as_add_checksum_does() {
+    const BODY: &[u8] = b"fetched bytes\n";
+    let url = common::serve(BODY, 3);
+    let hex = common::sha256_hex(BODY);
+    let store = KilnStore::new();
+    let ctx = pair(
+        &format!("FROM scratch\nADD --checksum=sha256:{hex} {url}/tool.txt /opt/tool.txt\n"),
+        &format!(
+            "export app = scratch() |> copy(fetch(\"{url}/tool.txt\", sha256: \"{hex}\"), to: \"/opt/tool.txt\")\n"
+        ),
+        &[],
+    );
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b);
+    write_file(
+        &ctx.path().join("bad.kiln"),
+        format!(
+            "export app = scratch() |> copy(fetch(\"{url}/tool.txt\", sha256: \"{}\"), to: \"/x\")\n",
+            "0".repeat(64)
+        )
+        .as_bytes(),
+        0o644,
+    );
+    let out = store.kiln([
+        "build".as_ref(),
+        "-f".as_ref(),
+        ctx.path().join("bad.kiln").as_os_str(),
+        ctx.path().as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_text(&out).contains("checksum mismatch"),
+        "{}",
+        stderr_text(&out)
+    );
+}

@@ -464,6 +464,48 @@ fn every_example_pair_plans_the_same_image() {
     }
 }
 
+#[test]
+fn fetch_is_add_with_a_checksum_and_hermetic() {
+    let hex = "a".repeat(64);
+    let dockerfile = format!(
+        "FROM scratch\nADD --checksum=sha256:{hex} http://127.0.0.1:9/tool.txt /opt/tool.txt\nCMD [\"/x\"]\n"
+    );
+    let program = format!(
+        "export app = scratch()\n  |> copy(fetch(\"http://127.0.0.1:9/tool.txt\", sha256: \"{hex}\"), to: \"/opt/tool.txt\")\n  |> cmd([\"/x\"])\n"
+    );
+    assert_same_plan(&dockerfile, &program, None);
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(d.path(), &program, None);
+    assert!(
+        p.nodes.iter().all(|n| n.hermetic),
+        "a pinned download is hermetic"
+    );
+    // The Dockerfile without --checksum is not: the pin is what makes it hermetic.
+    let unpinned = dockerfile_plan(
+        d.path(),
+        "FROM scratch\nADD http://127.0.0.1:9/tool.txt /opt/tool.txt\n",
+    );
+    assert!(!unpinned.target_image().0.hermetic);
+    // A bad digest and a URL that is not http(s) are found before anything runs.
+    write(
+        d.path(),
+        "bad.kiln",
+        "export a = scratch() |> copy(fetch(\"http://x/y\", sha256: \"abc\"), to: \"/y\")\nexport b = scratch() |> copy(fetch(\"file:///etc/passwd\", sha256: \"abc\"), to: \"/y\")\n",
+    );
+    let prog = kiln::check_file(&d.path().join("bad.kiln")).unwrap();
+    let errors = kiln::lower::check_exports(&prog, &opts(None))
+        .unwrap_err()
+        .errors;
+    let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].contains("64 lowercase hex digits"),
+        "{messages:?}"
+    );
+    assert!(messages[1].contains("http or https URL"), "{messages:?}");
+}
+
 /// The rendered diagnostics of `kiln check` on a program (files written into a temporary
 /// directory; the first is the program).
 fn check_errors(files: &[(&str, &str)]) -> (usize, String) {

@@ -35,6 +35,8 @@ enum FilesVal {
     Image { from: Rc<Stage>, path: String },
     /// One file with this content.
     Text(String),
+    /// A file downloaded from `url` whose sha256 must be `sha256` (`sha256:<hex>`).
+    Fetch { url: String, checksum: String },
 }
 
 #[derive(Debug, Clone)]
@@ -575,6 +577,26 @@ impl<'a> Eval<'a> {
                 let sep = str_arg(&args, "sep").unwrap_or_else(|| " ".into());
                 Ok(Value::Str(items.join(&sep)))
             }
+            "fetch" => {
+                let url = str_arg(&args, "url").unwrap_or_default();
+                if !copy::is_url(&url) {
+                    return Err(err(format!(
+                        "fetch() needs an http or https URL, not {url:?}"
+                    )));
+                }
+                let hex = str_arg(&args, "sha256").unwrap_or_default();
+                let hex = hex.strip_prefix("sha256:").unwrap_or(&hex).to_string();
+                if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    return Err(err(format!(
+                        "fetch() needs the file's sha256 as 64 lowercase hex digits, not {hex:?}"
+                    ))
+                    .help("compute it with: sha256sum FILE"));
+                }
+                Ok(Value::Files(Rc::new(FilesVal::Fetch {
+                    url,
+                    checksum: format!("sha256:{hex}"),
+                })))
+            }
             "text" => Ok(Value::Files(Rc::new(FilesVal::Text(
                 str_arg(&args, "content").unwrap_or_default(),
             )))),
@@ -891,6 +913,11 @@ impl<'a> Eval<'a> {
         if let Some(m) = &mode {
             flags.push_str(&format!("--chmod={m} "));
         }
+        let mut checksum = None;
+        if let FilesVal::Fetch { checksum: c, .. } = src {
+            flags.insert_str(0, &format!("--checksum={c} "));
+            checksum = Some(c.clone());
+        }
         let (sources, written, inline, excludes, source_node, from_context, selected) = match src {
             FilesVal::Text(content) => (
                 Vec::new(),
@@ -899,6 +926,15 @@ impl<'a> Eval<'a> {
                 Excludes::default(),
                 None,
                 false,
+                Vec::new(),
+            ),
+            FilesVal::Fetch { url, .. } => (
+                vec![CopySource::Url(url.clone())],
+                vec![url.clone()],
+                Vec::new(),
+                Excludes::default(),
+                None,
+                true,
                 Vec::new(),
             ),
             FilesVal::Image { from, path } => {
@@ -956,9 +992,15 @@ impl<'a> Eval<'a> {
             ))
             .help(format!("write to: \"{to}/\"")));
         }
-        let created_by = format!("COPY {flags}{} {to}", written.join(" "));
+        // A fetched file is ADD's download with --checksum: hermetic, as its bytes are known.
+        let add = checksum.is_some();
+        let created_by = format!(
+            "{} {flags}{} {to}",
+            if add { "ADD" } else { "COPY" },
+            written.join(" ")
+        );
         let op = CopyOp {
-            add: false,
+            add,
             sources,
             selected,
             inline,
@@ -968,7 +1010,7 @@ impl<'a> Eval<'a> {
             link: false,
             parents: false,
             excludes,
-            checksum: None,
+            checksum,
             from_context,
             mtime: self.b.epoch(),
         };

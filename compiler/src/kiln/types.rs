@@ -158,6 +158,7 @@ pub const BUILTINS: &[&str] = &[
     "secret",
     "arg",
     "join",
+    "fetch",
 ];
 
 /// A builtin's signature.
@@ -255,6 +256,7 @@ pub fn builtin(name: &str) -> Option<Sig> {
             Ty::Mount,
         ),
         "arg" => sig(vec![p("name", Ty::Str), opt("default", Ty::Str)], Ty::Str),
+        "fetch" => sig(vec![p("url", Ty::Str), p("sha256", Ty::Str)], Ty::Files),
         "join" => sig(
             vec![p("items", list(Ty::Str)), opt("sep", Ty::Str)],
             Ty::Str,
