@@ -372,3 +372,39 @@ fn fetch_downloads_a_pinned_file_as_add_checksum_does() {
         stderr_text(&out)
     );
 }
+
+/// A bind mount of a context directory in run(): the step reads it, the layer holds only
+/// what the step wrote, and the Dockerfile's `--mount=type=bind` builds the same image ID.
+#[test]
+fn a_bind_mount_builds_the_dockerfiles_image() {
+    let store = KilnStore::with_busybox();
+    let ctx = pair(
+        "FROM busybox:test\nRUN --network=none --mount=type=bind,source=conf,target=/mnt/conf cat /mnt/conf/a.txt > /copied\n",
+        "export app = image(\"busybox:test\")\n  |> run(\"cat /mnt/conf/a.txt > /copied\", network: false, mounts: [bind(\"/mnt/conf\", context(\"conf\"))])\n",
+        &[("conf/a.txt", b"bound\n")],
+    );
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b);
+    let out = store.kiln_ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        a.as_str(),
+        "cat",
+        "/copied",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "bound\n");
+    // The mount point is not in the layer.
+    store.kiln_ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        a.as_str(),
+        "sh",
+        "-c",
+        "test ! -e /mnt/conf",
+    ]);
+}

@@ -506,6 +506,48 @@ fn fetch_is_add_with_a_checksum_and_hermetic() {
     assert!(messages[1].contains("http or https URL"), "{messages:?}");
 }
 
+#[test]
+fn bind_mounts_pair_with_run_mount_type_bind() {
+    assert_same_plan(
+        "FROM scratch AS build\nCOPY src /src\n\nFROM scratch\nRUN --network=none --mount=type=bind,source=app,target=/mnt/app --mount=type=bind,from=build,source=/src,target=/mnt/b,rw [\"/mnt/app/run.sh\"]\nRUN --network=none --mount=type=bind,target=/ctx [\"/x\"]\n",
+        r#"
+let build = scratch() |> copy(context("src"), to: "/src")
+export app = scratch()
+  |> run(
+    ["/mnt/app/run.sh"],
+    network: false,
+    mounts: [bind("/mnt/app", context("app")), bind("/mnt/b", files(build, "/src"), rw: true)],
+  )
+  |> run(["/x"], network: false, mounts: [bind("/ctx", context())])
+"#,
+        None,
+    );
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(
+        d.path(),
+        "export app = scratch() |> run([\"/x\"], network: false, mounts: [bind(\"/m\", context(\"app\"))])\n",
+        None,
+    );
+    let run = p.nodes.iter().find(|n| matches!(n.op, Op::Run(_))).unwrap();
+    assert_eq!(
+        run.inputs.len(),
+        2,
+        "the bound directory is an input of the step"
+    );
+    assert!(run.hermetic, "a bind mount of the context is hermetic");
+    // The bound files are in the key: changing one changes the step's key.
+    let before = run.key.to_hex();
+    write(d.path(), "app/run.sh", "#!/bin/sh\necho changed\n");
+    let p = kiln_plan(
+        d.path(),
+        "export app = scratch() |> run([\"/x\"], network: false, mounts: [bind(\"/m\", context(\"app\"))])\n",
+        None,
+    );
+    let run = p.nodes.iter().find(|n| matches!(n.op, Op::Run(_))).unwrap();
+    assert_ne!(before, run.key.to_hex());
+}
+
 /// The rendered diagnostics of `kiln check` on a program (files written into a temporary
 /// directory; the first is the program).
 fn check_errors(files: &[(&str, &str)]) -> (usize, String) {

@@ -18,7 +18,8 @@ use crate::dockerfile::mounts;
 use crate::plan::builder::{run_created_by, Lowered, PlanBuilder, Stage};
 use crate::plan::{
     BuildOptions, Chmod, Chown, ConfigChange, CopyOp, CopySource, Excludes, FileId, HealthConfig,
-    ImageResolver, MountKind, Origin, RunMount, RunNetwork, RunOp, Sharing, SourcePath,
+    ImageResolver, MountKind, MountSource, NodeId, Origin, RunMount, RunNetwork, RunOp, Sharing,
+    SourcePath,
 };
 use crate::syntax::Span;
 
@@ -49,7 +50,8 @@ enum Value {
     Record(BTreeMap<String, Value>),
     Files(Rc<FilesVal>),
     Image(Rc<Stage>),
-    Mount(RunMount),
+    /// A RUN mount; a bind mount's source node, placed among the step's inputs by run().
+    Mount(RunMount, Option<NodeId>),
     Fn(usize, usize),
     Builtin(String),
     Module(usize),
@@ -66,7 +68,7 @@ impl Value {
             Value::Record(_) => "a record",
             Value::Files(_) => "Files",
             Value::Image(_) => "Image",
-            Value::Mount(_) => "Mount",
+            Value::Mount(..) => "Mount",
             Value::Fn(..) | Value::Builtin(_) => "a function",
             Value::Module(_) => "a module",
         }
@@ -656,16 +658,31 @@ impl<'a> Eval<'a> {
                     _ => self.b.run_network(None),
                 };
                 let created_by = run_created_by("", &argv);
-                let mounts = match args.remove("mounts") {
-                    Some(Value::List(l)) => l
-                        .into_iter()
-                        .filter_map(|v| match v {
-                            Value::Mount(m) => Some(m),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
+                // A bind mount's source is an input of the step: input 0 is the stage, the
+                // mount sources follow, each once.
+                let mut mount_inputs: Vec<NodeId> = Vec::new();
+                let mut mounts = Vec::new();
+                if let Some(Value::List(l)) = args.remove("mounts") {
+                    for v in l {
+                        let Value::Mount(mut m, node) = v else {
+                            continue;
+                        };
+                        if let (Some(node), MountKind::Bind { from, .. }) = (node, &mut m.kind) {
+                            let at = match mount_inputs.iter().position(|i| *i == node) {
+                                Some(i) => i,
+                                None => {
+                                    mount_inputs.push(node);
+                                    mount_inputs.len() - 1
+                                }
+                            } + 1;
+                            *from = match from {
+                                MountSource::Context { .. } => MountSource::Context { input: at },
+                                MountSource::Node { .. } => MountSource::Node { input: at },
+                            };
+                        }
+                        mounts.push(m);
+                    }
+                }
                 let op = RunOp {
                     argv,
                     env: env.env,
@@ -677,8 +694,75 @@ impl<'a> Eval<'a> {
                 };
                 let text = created_by.trim_end_matches(" # buildkit").to_string();
                 let origin = self.origin(file, span, &st.name, text);
-                self.b.run(&mut st, op, vec![], vec![], created_by, origin);
+                self.b
+                    .run(&mut st, op, mount_inputs, vec![], created_by, origin);
                 Ok(Value::Image(Rc::new(st)))
+            }
+            "bind" => {
+                let target = str_arg(&args, "target").unwrap_or_default();
+                if !target.starts_with('/') || mounts::path_clean(&target) == "/" {
+                    return Err(err(format!(
+                        "bind target {target:?} is not an absolute path below /"
+                    ))
+                    .help("write the target as an absolute path, e.g. /src"));
+                }
+                let target = mounts::path_clean(&target);
+                let readonly = !matches!(args.get("rw"), Some(Value::Bool(true)));
+                let (source, from, node) = match args.get("src") {
+                    Some(Value::Files(f)) => match &**f {
+                        FilesVal::Context { base, only, except }
+                            if only.is_empty() && except.is_empty() =>
+                        {
+                            let source = mounts::path_clean(&["/", base].concat());
+                            let rel = copy::clean(&source);
+                            let path = SourcePath {
+                                written: rel.clone(),
+                                wildcard: copy::has_wildcard(&rel),
+                                cleaned: rel.clone(),
+                            };
+                            let (_, files) = self
+                                .b
+                                .select_context(&[&path], &Excludes::default())
+                                .map_err(|e| match e {
+                                    CopyError::NotFound(p) => {
+                                        err(format!("{p:?} is not in the build context"))
+                                    }
+                                    other => err(other.to_string()),
+                                })?;
+                            let origin = self.origin(file, span, "bind", String::new());
+                            let id = self.b.context_node(
+                                vec![rel],
+                                Excludes::default(),
+                                files,
+                                origin,
+                            );
+                            (source, MountSource::Context { input: 0 }, id)
+                        }
+                        FilesVal::Image { from, path } => (
+                            mounts::path_clean(&["/", path].concat()),
+                            MountSource::Node { input: 0 },
+                            from.prev,
+                        ),
+                        _ => {
+                            return Err(err(
+                                "bind() mounts a context directory or files(image, path)".into(),
+                            )
+                            .help("only()/except() selections, text() and fetch() cannot be bound; copy them instead"))
+                        }
+                    },
+                    _ => return Err(err("bind() needs src: Files".into())),
+                };
+                Ok(Value::Mount(
+                    RunMount {
+                        target: Some(target),
+                        kind: MountKind::Bind {
+                            source,
+                            from,
+                            readonly,
+                        },
+                    },
+                    Some(node),
+                ))
             }
             "cache" | "tmpfs" | "secret" => {
                 let bool_arg = |k: &str| matches!(args.get(k), Some(Value::Bool(true)));
@@ -754,7 +838,7 @@ impl<'a> Eval<'a> {
                     }
                 };
                 let (kind, target) = kind_and_target;
-                Ok(Value::Mount(RunMount { target, kind }))
+                Ok(Value::Mount(RunMount { target, kind }, None))
             }
             "workdir" => {
                 let mut st = image(&mut args)?;

@@ -153,6 +153,7 @@ pub const BUILTINS: &[&str] = &[
     "stopsignal",
     "healthcheck",
     "shell",
+    "bind",
     "cache",
     "tmpfs",
     "secret",
@@ -239,6 +240,14 @@ pub fn builtin(name: &str) -> Option<Sig> {
                 opt("id", o(Ty::Str)),
                 opt("sharing", Ty::Str),
                 opt("readonly", Ty::Bool),
+            ],
+            Ty::Mount,
+        ),
+        "bind" => sig(
+            vec![
+                p("target", Ty::Path),
+                p("src", Ty::Files),
+                opt("rw", Ty::Bool),
             ],
             Ty::Mount,
         ),
