@@ -408,3 +408,90 @@ fn a_bind_mount_builds_the_dockerfiles_image() {
         "test ! -e /mnt/conf",
     ]);
 }
+
+/// `run(pin:)`: a networked step pinned by its layer's diff_id is hermetic itself (its
+/// network is no reason) and fails the build when its output differs from the pin.
+#[test]
+fn a_pinned_networked_step_is_hermetic_and_fails_when_its_output_differs() {
+    let store = KilnStore::with_busybox();
+    let ctx = temp_dir();
+    let prog = |pin: &str, text: &str| {
+        format!(
+            "export app = image(\"busybox:test\") |> run(\"echo {text} > /fetched\", network: true{pin})\n"
+        )
+    };
+    write_file(
+        &ctx.path().join("unpinned.kiln"),
+        prog("", "v1").as_bytes(),
+        0o644,
+    );
+    let id = build(&store, ctx.path(), "unpinned.kiln", None);
+    let out = store.kiln_ok(["inspect", id.as_str()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    let layers = v["RootFS"]["Layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    let diff_id = layers.last().unwrap().as_str().unwrap().to_string();
+
+    let pinned = |text: &str| prog(&format!(", pin: \"{diff_id}\""), text);
+    write_file(
+        &ctx.path().join("pinned.kiln"),
+        pinned("v1").as_bytes(),
+        0o644,
+    );
+    write_file(
+        &ctx.path().join("changed.kiln"),
+        pinned("v2").as_bytes(),
+        0o644,
+    );
+    // The plan: the pinned step is hermetic, the unpinned one is not.
+    let plan = |file: &str| {
+        let out = store.kiln_ok([
+            "plan".as_ref(),
+            "--json".as_ref(),
+            "-f".as_ref(),
+            ctx.path().join(file).as_os_str(),
+            ctx.path().as_os_str(),
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["kind"] == "run")
+            .unwrap()
+            .clone()
+    };
+    // (The base is named by tag, so both are impure through it; only the step's own
+    // network reason goes away with the pin.)
+    let own_network = |run: &serde_json::Value| {
+        run["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("network"))
+    };
+    assert!(own_network(&plan("unpinned.kiln")));
+    let run = plan("pinned.kiln");
+    assert!(!own_network(&run), "{run}");
+    assert_eq!(
+        run["reasons"],
+        serde_json::json!(["input #0 is not hermetic"])
+    );
+    assert_eq!(build(&store, ctx.path(), "pinned.kiln", None).len(), 71);
+    let out = store.kiln([
+        "build".as_ref(),
+        "--progress".as_ref(),
+        "plain".as_ref(),
+        "-f".as_ref(),
+        ctx.path().join("changed.kiln").as_os_str(),
+        ctx.path().as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(
+        err.contains("pinned step") && err.contains(&diff_id),
+        "{err}"
+    );
+}

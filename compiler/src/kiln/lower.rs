@@ -77,6 +77,13 @@ impl Value {
 
 type Res<T> = Result<T, Problem>;
 
+/// `sha256:<hex>` from 64 lowercase hex digits, with or without the `sha256:` prefix.
+fn sha256_digest(s: &str) -> Option<String> {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| format!("sha256:{hex}"))
+}
+
 /// The names a program exports, in file order (targets of `kiln build`).
 pub fn exports(prog: &Program) -> Vec<String> {
     prog.files
@@ -586,18 +593,14 @@ impl<'a> Eval<'a> {
                         "fetch() needs an http or https URL, not {url:?}"
                     )));
                 }
-                let hex = str_arg(&args, "sha256").unwrap_or_default();
-                let hex = hex.strip_prefix("sha256:").unwrap_or(&hex).to_string();
-                if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                    return Err(err(format!(
-                        "fetch() needs the file's sha256 as 64 lowercase hex digits, not {hex:?}"
+                let given = str_arg(&args, "sha256").unwrap_or_default();
+                let checksum = sha256_digest(&given).ok_or_else(|| {
+                    err(format!(
+                        "fetch() needs the file's sha256 as 64 lowercase hex digits, not {given:?}"
                     ))
-                    .help("compute it with: sha256sum FILE"));
-                }
-                Ok(Value::Files(Rc::new(FilesVal::Fetch {
-                    url,
-                    checksum: format!("sha256:{hex}"),
-                })))
+                    .help("compute it with: sha256sum FILE")
+                })?;
+                Ok(Value::Files(Rc::new(FilesVal::Fetch { url, checksum })))
             }
             "text" => Ok(Value::Files(Rc::new(FilesVal::Text(
                 str_arg(&args, "content").unwrap_or_default(),
@@ -657,6 +660,13 @@ impl<'a> Eval<'a> {
                     Some(Value::Bool(false)) => RunNetwork::None,
                     _ => self.b.run_network(None),
                 };
+                let pin = match str_arg(&args, "pin") {
+                    None => None,
+                    Some(p) => Some(sha256_digest(&p).ok_or_else(|| {
+                        err(format!("pin: needs a layer digest sha256:<64 hex digits>, not {p:?}"))
+                            .help("build the step once unpinned; its layer's diff_id is in kiln inspect (RootFS.Layers)")
+                    })?),
+                };
                 let created_by = run_created_by("", &argv);
                 // A bind mount's source is an input of the step: input 0 is the stage, the
                 // mount sources follow, each once.
@@ -691,6 +701,7 @@ impl<'a> Eval<'a> {
                     network,
                     mounts,
                     mtime: self.b.epoch(),
+                    pin,
                 };
                 let text = created_by.trim_end_matches(" # buildkit").to_string();
                 let origin = self.origin(file, span, &st.name, text);

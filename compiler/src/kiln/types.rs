@@ -199,6 +199,7 @@ pub fn builtin(name: &str) -> Option<Sig> {
                 opt("workdir", o(Ty::Path)),
                 opt("network", o(Ty::Bool)),
                 opt("mounts", o(list(Ty::Mount))),
+                opt("pin", o(Ty::Str)),
             ],
             Ty::Image,
         ),
