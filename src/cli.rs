@@ -57,6 +57,25 @@ pub enum Command {
                       Exit codes: 0 equal, 1 different, 2 error."
     )]
     Diff(DiffArgs),
+    /// Say why the steps of the last build of a target missed the cache
+    #[command(
+        long_about = "For each step of the last build of a target that was not taken from the \
+                      cache, say why, compared with the build before it: the instruction, a \
+                      build argument, the base image digest, a parent step, or context files \
+                      (path, old and new content hash). The target is the Dockerfile and \
+                      --target, as given to kiln build."
+    )]
+    Explain(ExplainArgs),
+    /// Rebuild from a provenance file's recorded inputs and check the image digest
+    #[command(
+        long_about = "Rebuild the image a `kiln build --provenance` file describes, from its \
+                      recorded inputs, in a temporary store: first check that the Dockerfile \
+                      and the context have the recorded digests, then build without the cache \
+                      and compare the manifest digest with the statement's subject.\n\n\
+                      Exit codes: 0 the digest matches, 1 it does not (or an input differs), \
+                      2 error."
+    )]
+    VerifyProvenance(VerifyProvenanceArgs),
     /// Create a tag TARGET that refers to SOURCE
     Tag(TagArgs),
     /// Remove images
@@ -70,6 +89,37 @@ pub enum Command {
     Volume(VolumeCommand),
     /// Remove containers
     Rm(RmArgs),
+    /// Create a container without starting it
+    Create(RunArgs),
+    /// Start stopped or created containers (detached, under a supervisor)
+    Start(StartArgs),
+    /// Stop running containers: the image's STOPSIGNAL, then SIGKILL after a timeout
+    Stop(StopArgs),
+    /// Stop and start containers again
+    Restart(StopArgs),
+    /// Send a signal to running containers
+    Kill(KillArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Show a detached container's output
+    Logs(LogsArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Copy files between a running container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST
+    Cp(CpArgs),
+    /// Make an image from a container's changes
+    Commit(CommitArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// List a container's published ports
+    Port(PortArgs),
+    /// Show a running container's processes (the host's `ps`, as docker runs it)
+    Top(TopArgs),
+    /// Manage containers (prune)
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Upload an image to a registry
     Push(PushArgs),
     /// Download an image from a registry
@@ -199,6 +249,15 @@ pub struct RunArgs {
     /// Run kiln's init as PID 1 (forwards signals, reaps zombies)
     #[arg(long)]
     pub init: bool,
+    /// Run in the background under a supervisor and print the container ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Restart policy: no, on-failure[:MAX], always, unless-stopped
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: String,
+    /// Log options of a detached container: max-size=SIZE (10m), max-file=N
+    #[arg(long = "log-opt", value_name = "K=V")]
+    pub log_opts: Vec<String>,
     /// The image, then the command and its arguments
     #[arg(
         required = true,
@@ -232,9 +291,191 @@ pub enum VolumeCommand {
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// Containers (name or id)
+    /// Kill a running container first
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Remove the container's anonymous volumes (kiln creates none: named volumes stay)
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    /// Containers (name, id or unique id prefix)
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+    /// Its new name
+    pub new_name: String,
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct TopArgs {
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+    /// Options for ps (default: -ef)
+    #[arg(allow_hyphen_values = true)]
+    pub ps_options: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+    /// Only this container port: PORT[/tcp|udp]
+    pub port: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Remove every container that is not running
+    Prune {
+        /// Do not ask (kiln never asks; accepted for docker's scripts)
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Follow a symlink at the container's SRC (by default it is copied as a symlink)
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// CONTAINER:PATH or a host path
+    pub src: String,
+    /// CONTAINER:PATH or a host path
+    pub dest: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Commit message
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Author
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK)
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+    /// NAME[:TAG] for the new image
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Follow the container's output and exit with its status
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait after the stop signal before SIGKILL
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub time: u64,
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send (name or number)
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (the default shows running ones)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only show container IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show the latest created container
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter: status=created|running|exited, name=TEXT, id=PREFIX
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Go-template fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}}
+    /// {{.Status}} {{.State}} {{.Ports}} {{.Names}}; a `table ` prefix prints a header
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow the output while the container runs
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Lines from the end to show (a number or "all")
+    #[arg(short = 'n', long, value_name = "N", default_value = "all")]
+    pub tail: String,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Only output since: an RFC 3339 time, a Unix time, or a duration (10m, 1h30m) ago
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// The container (name, id or unique id prefix)
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct ExecArgs {
+    /// Keep standard input open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (K=V, or K to pass kiln's own value)
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// User (name or uid, optionally :group or :gid)
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// The container, then the command and its arguments
+    #[arg(
+        required = true,
+        num_args = 2..,
+        value_name = "CONTAINER COMMAND [ARG...]",
+        allow_hyphen_values = true
+    )]
+    pub container_and_command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -329,9 +570,23 @@ pub struct BuildArgs {
     /// (exit 1 and list every difference when the builds differ)
     #[arg(long)]
     pub check: bool,
+    /// Print no progress, only the image ID on success (as `docker build -q`)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Progress output
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,
+    /// Say, for each step not taken from the cache, why (compared with the last build of
+    /// the same target in this store)
+    #[arg(long)]
+    pub explain: bool,
+    /// Write a Makefile rule: the --iidfile (or -o tarball) depends on the Dockerfile,
+    /// .dockerignore and every context file the build read
+    #[arg(long, value_name = "FILE")]
+    pub depfile: Option<PathBuf>,
+    /// Write an in-toto statement with SLSA v1 provenance of the image
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
     /// Write the image ID to the file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -351,6 +606,20 @@ pub struct BuildArgs {
     /// secret or cache mount, ADD of a URL without --checksum), naming the chain to it
     #[arg(long)]
     pub hermetic: bool,
+    /// Export the build cache: type=registry,ref=REF or type=local,dest=DIR, with
+    /// mode=min (the image's steps, the default) or mode=max (every stage's)
+    #[arg(
+        long = "cache-to",
+        value_name = "type=registry,ref=REF|type=local,dest=DIR"
+    )]
+    pub cache_to: Vec<String>,
+    /// Use a build cache exported with --cache-to: type=registry,ref=REF (or just REF) or
+    /// type=local,src=DIR; may be repeated
+    #[arg(
+        long = "cache-from",
+        value_name = "type=registry,ref=REF|type=local,src=DIR"
+    )]
+    pub cache_from: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory
@@ -404,7 +673,7 @@ pub struct ImagesArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The image (NAME[:TAG], ID or digest)
+    /// A container (name, ID or unique ID prefix), else an image (NAME[:TAG], ID or digest)
     pub image: String,
 }
 
@@ -422,10 +691,11 @@ pub struct DiffArgs {
     /// Print the comparison as one JSON object
     #[arg(long)]
     pub json: bool,
-    /// The first image (NAME[:TAG], ID, digest, or a tarball path)
+    /// The first image (NAME[:TAG], ID, digest, or a tarball path); alone, a container
+    /// whose changes to its image are listed (A added, C changed, D deleted)
     pub a: String,
     /// The second image
-    pub b: String,
+    pub b: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -444,4 +714,42 @@ pub struct RmiArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Remove build records older than this (each target's two newest stay): 90d, 12h, 0s
+    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    pub records_max_age: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The stage built (default: the last one)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Print one JSON object: every step with its reasons
+    #[arg(long)]
+    pub json: bool,
+    /// The build context directory
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyProvenanceArgs {
+    /// The build context to rebuild from (default: the one recorded, relative to here)
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
+    /// The Dockerfile (default: the one recorded)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub dockerfile: Option<PathBuf>,
+    /// Secrets the build's RUN steps need, as for kiln build (never recorded)
+    #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
+    /// Progress output of the rebuild
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Progress,
+    /// The provenance file (kiln build --provenance)
+    pub provenance: PathBuf,
+}

@@ -13,6 +13,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // A container's monitor is kiln re-executed: it must start before anything else runs.
     kiln_runtime::sandbox::init::run_if_requested();
+    kiln_runtime::container::supervisor::run_if_requested();
     // Like other Unix tools, end quietly when a reader such as `head` closes our output,
     // instead of panicking on the write.
     // SAFETY: setting a signal disposition to its default before any thread exists.

@@ -509,6 +509,26 @@ fn iidfile_names_the_built_image() {
 }
 
 #[test]
+fn quiet_build_prints_only_the_image_id() {
+    let dir = temp_dir();
+    let ctx = context(dir.path(), "FROM scratch\nCOPY a /a\n", &[("a", "a\n")]);
+    let store = KilnStore::new();
+    let out = store.kiln_ok([
+        "build".as_ref(),
+        "-q".as_ref(),
+        "-t".as_ref(),
+        "quiet:1".as_ref(),
+        ctx.as_os_str(),
+    ]);
+    assert_eq!(
+        stdout_text(&out),
+        format!("{}\n", store.image_id("quiet:1")),
+        "docker build -q prints the image ID and nothing else on stdout"
+    );
+    assert_eq!(stderr_text(&out), "", "no progress with -q");
+}
+
+#[test]
 fn build_output_flag_writes_the_saved_tarball() {
     let dir = temp_dir();
     let ctx = context(dir.path(), "FROM scratch\nCOPY a /a\n", &[("a", "a\n")]);

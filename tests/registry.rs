@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+pub(crate) const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 /// Skips (or fails in CI) when a tool the registry tests need is missing.
-fn require_tools(tools: &[&str]) -> bool {
+pub(crate) fn require_tools(tools: &[&str]) -> bool {
     for tool in tools {
         let found = if tool.starts_with('/') {
             Path::new(tool).is_file()
@@ -54,20 +54,31 @@ fn free_port() -> u16 {
 }
 
 /// A running `docker-registry serve`, killed when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
-struct Tls {
+pub(crate) struct Tls {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
 }
 
 impl Registry {
-    fn start(tls: Option<&Tls>, htpasswd: Option<&Path>) -> Registry {
+    pub(crate) fn start(tls: Option<&Tls>, htpasswd: Option<&Path>) -> Registry {
+        let auth = htpasswd.map(|h| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+                h.display()
+            )
+        });
+        Registry::start_with_auth(tls, auth.as_deref())
+    }
+
+    /// A registry whose config gets `auth` (a YAML `auth:` section) verbatim.
+    fn start_with_auth(tls: Option<&Tls>, auth: Option<&str>) -> Registry {
         let dir = temp_dir();
         let port = free_port();
         let mut config = format!(
@@ -81,11 +92,8 @@ impl Registry {
                 t.key.display()
             ));
         }
-        if let Some(h) = htpasswd {
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
-                h.display()
-            ));
+        if let Some(auth) = auth {
+            config.push_str(auth);
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -112,7 +120,7 @@ impl Registry {
         registry
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
@@ -291,7 +299,7 @@ fn layer_digests(tarball: &Path) -> Vec<String> {
 
 /// No file of the store's tmp directory or blobs is partial: every blob's name is its
 /// sha256, and tmp holds no staged data.
-fn assert_store_whole(store: &KilnStore) {
+pub(crate) fn assert_store_whole(store: &KilnStore) {
     let blobs = store.root().join("blobs/sha256");
     for e in std::fs::read_dir(&blobs).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -683,4 +691,463 @@ fn a_two_platform_index_pulls_each_platform() {
         "{}",
         stderr_text(&out)
     );
+}
+
+/// Removes a file docker reads (a CA under /etc/docker/certs.d) when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `docker login` then `kiln pull`, and `kiln login` then `docker pull`, against the TLS
+/// registry with basic auth: one config.json format for both. Docker's daemon needs the CA
+/// in /etc/docker/certs.d/HOST:PORT/ca.crt, which kiln reads too (removed afterwards).
+#[test]
+fn docker_and_kiln_share_logins_over_tls() {
+    if !require_tools(&[REGISTRY_BIN, "htpasswd", "openssl"]) {
+        return;
+    }
+    require_peer!("busybox", "docker");
+    if !running_as_root() {
+        skip_or_fail(
+            "/etc/docker/certs.d",
+            "writing docker's CA directory needs root",
+        );
+        return;
+    }
+    let dir = temp_dir();
+    let tls = make_tls(dir.path());
+    let htpasswd = dir.path().join("htpasswd");
+    let line = run_ok(Command::new("htpasswd").args(["-Bbn", "kiln", "s3cret-pw"]));
+    std::fs::write(&htpasswd, &line.stdout).unwrap();
+    let registry = Registry::start(Some(&tls), Some(&htpasswd));
+    let host = registry.host();
+    let certs_d = Path::new("/etc/docker/certs.d").join(&host);
+    std::fs::create_dir_all(&certs_d).unwrap();
+    let _cleanup = RemoveOnDrop(certs_d.clone());
+    std::fs::copy(&tls.ca, certs_d.join("ca.crt")).unwrap();
+
+    // docker login (its own config dir), docker push; kiln pulls with docker's login.
+    let docker_config = dir.path().join("docker-login");
+    let name = format!("{host}/kiln-e2e/shared:1");
+    let login = run_with_stdin(
+        docker().env("DOCKER_CONFIG", &docker_config).args([
+            "login",
+            "-u",
+            "kiln",
+            "--password-stdin",
+            &host,
+        ]),
+        b"s3cret-pw\n",
+    );
+    assert_success("docker login", &login);
+    run_ok(docker().args(["tag", docker_busybox(), &name]));
+    let pushed = run(docker()
+        .env("DOCKER_CONFIG", &docker_config)
+        .args(["push", &name]));
+    docker_rmi(&name);
+    assert_success("docker push", &pushed);
+    let store = KilnStore::new();
+    // Without the login, the registry refuses.
+    let anonymous = run(store
+        .cmd()
+        .env("DOCKER_CONFIG", dir.path().join("nobody"))
+        .args(["pull", &name]));
+    assert!(!anonymous.status.success());
+    assert!(
+        stderr_text(&anonymous).contains("requires authentication"),
+        "{}",
+        stderr_text(&anonymous)
+    );
+    let pulled = run(store
+        .cmd()
+        .env("DOCKER_CONFIG", &docker_config)
+        .args(["pull", &name]));
+    assert_success("kiln pull with docker's login", &pulled);
+
+    // kiln login (another config dir), kiln push; docker pulls with kiln's login.
+    let kiln_config = dir.path().join("kiln-login");
+    let other = format!("{host}/kiln-e2e/from-kiln:1");
+    store.kiln_ok(["tag", &name, &other]);
+    let wrong = run_with_stdin(
+        store.cmd().env("DOCKER_CONFIG", &kiln_config).args([
+            "login",
+            "-u",
+            "kiln",
+            "--password-stdin",
+            &host,
+        ]),
+        b"not-it\n",
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        stderr_text(&wrong).contains("refused the credentials of user `kiln`"),
+        "{}",
+        stderr_text(&wrong)
+    );
+    let ok = run_with_stdin(
+        store.cmd().env("DOCKER_CONFIG", &kiln_config).args([
+            "login",
+            "-u",
+            "kiln",
+            "--password-stdin",
+            &host,
+        ]),
+        b"s3cret-pw\n",
+    );
+    assert_success("kiln login", &ok);
+    let kiln_pushed = run(store
+        .cmd()
+        .env("DOCKER_CONFIG", &kiln_config)
+        .args(["push", &other]));
+    assert_success("kiln push", &kiln_pushed);
+    let docker_anonymous = run(docker()
+        .env("DOCKER_CONFIG", dir.path().join("nobody"))
+        .args(["pull", &other]));
+    assert!(
+        !docker_anonymous.status.success(),
+        "docker pulled without a login"
+    );
+    let docker_pulled = run(docker()
+        .env("DOCKER_CONFIG", &kiln_config)
+        .args(["pull", &other]));
+    let digests = run(docker().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &other,
+    ]));
+    docker_rmi(&other);
+    assert_success("docker pull with kiln's login", &docker_pulled);
+    assert!(
+        stdout_text(&digests).contains(&digest_line(&kiln_pushed)),
+        "{}",
+        stdout_text(&digests)
+    );
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A signing key and its self-signed certificate (the registry's `rootcertbundle`).
+#[derive(Clone)]
+struct TokenKey {
+    key: PathBuf,
+    cert: PathBuf,
+    /// The certificate's DER, standard base64 (the JWT's `x5c`).
+    x5c: String,
+}
+
+fn token_key(dir: &Path, name: &str) -> TokenKey {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", &format!("/CN=kiln test token issuer {name}")])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let der = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert),
+    );
+    use base64::Engine;
+    let x5c = base64::engine::general_purpose::STANDARD.encode(&der.stdout);
+    TokenKey { key, cert, x5c }
+}
+
+const TOKEN_ISSUER: &str = "kiln-test-issuer";
+const TOKEN_SERVICE: &str = "kiln-test-registry";
+
+/// A JWT for `access` (`[{"type","name","actions"}]`), RS256-signed with `key` by openssl.
+fn sign_token(key: &TokenKey, subject: &str, access: Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [key.x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": subject, "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now,
+        "jti": format!("{now}-{}", rand_suffix()), "access": access,
+    });
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let sig = run_with_stdin(
+        Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key.key),
+        input.as_bytes(),
+    );
+    assert_success("openssl dgst -sign", &sig);
+    format!("{input}.{}", b64url(&sig.stdout))
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// What the token server was asked: the account (None when anonymous) and the scopes.
+type TokenLog = std::sync::Mutex<Vec<(Option<String>, Vec<String>)>>;
+
+/// A token server on 127.0.0.1 (the registry's `auth: token: realm`): `GET /token` with
+/// basic credentials of `user`/`password` gets a token for the scopes asked; without
+/// credentials, a token with no access; with wrong ones, 401. Records each request's
+/// `(account, scopes)`.
+struct TokenServer {
+    port: u16,
+    requests: Arc<TokenLog>,
+}
+
+impl TokenServer {
+    fn start(key: TokenKey, user: &'static str, password: &'static str) -> TokenServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let key = Arc::new(key);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, key) = (log.clone(), key.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_token(stream, &key, user, password, &log);
+                });
+            }
+        });
+        TokenServer { port, requests }
+    }
+
+    fn realm(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+}
+
+fn serve_token(
+    mut stream: TcpStream,
+    key: &TokenKey,
+    user: &str,
+    password: &str,
+    log: &TokenLog,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let scopes: Vec<String> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "scope")
+        .map(|(_, v)| percent_decode(v))
+        .collect();
+    let auth = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("authorization")
+            .then(|| value.trim().to_string())
+    });
+    let account = match auth.as_deref().and_then(|a| a.strip_prefix("Basic ")) {
+        None => None,
+        Some(b64) => {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .unwrap_or_default();
+            if String::from_utf8_lossy(&decoded) != format!("{user}:{password}") {
+                let body = r#"{"details":"invalid credentials"}"#;
+                write!(
+                    stream,
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )?;
+                return Ok(());
+            }
+            Some(user.to_string())
+        }
+    };
+    if let Ok(mut l) = log.lock() {
+        l.push((account.clone(), scopes.clone()));
+    }
+    let access: Vec<Value> = match &account {
+        None => Vec::new(),
+        Some(_) => scopes
+            .iter()
+            .filter_map(|s| {
+                let (rest, actions) = s.rsplit_once(':')?;
+                let (kind, name) = rest.split_once(':')?;
+                Some(serde_json::json!({
+                    "type": kind, "name": name,
+                    "actions": actions.split(',').collect::<Vec<_>>(),
+                }))
+            })
+            .collect(),
+    };
+    let token = sign_token(key, account.as_deref().unwrap_or(""), Value::Array(access));
+    let body =
+        serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Bearer-token auth: the registry (`auth: token:` with the token server's certificate as
+/// its root bundle) accepts only JWTs the test token server signed; kiln gets one from the
+/// realm its challenge names, with the scopes of the operation, using the credentials of
+/// `kiln login`; skopeo reads the same config.json and goes through the same server.
+#[test]
+fn bearer_token_auth_through_a_token_server() {
+    if !require_tools(&[REGISTRY_BIN, "openssl", "curl"]) {
+        return;
+    }
+    require_peer!("busybox", "skopeo");
+    let dir = temp_dir();
+    let key = token_key(dir.path(), "issuer");
+    let forger = token_key(dir.path(), "forger");
+    let bundle = key.cert.clone();
+    let tokens = TokenServer::start(key.clone(), "kiln", "t0ken-pw");
+    let auth = format!(
+        "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+        tokens.realm(),
+        bundle.display()
+    );
+    let registry = Registry::start_with_auth(None, Some(&auth));
+    let host = registry.host();
+
+    // The registry really demands a token signed by the issuer's key.
+    let status = |token: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(t) = token {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        stdout_text(&run(c.arg(format!("http://{host}/v2/"))))
+    };
+    assert_eq!(status(None), "401");
+    assert_eq!(
+        status(Some(&sign_token(&forger, "kiln", Value::Array(Vec::new())))),
+        "401",
+        "a token signed by another key was accepted"
+    );
+    assert_eq!(
+        status(Some(&sign_token(&key, "kiln", Value::Array(Vec::new())))),
+        "200",
+        "the issuer's own token was refused"
+    );
+
+    let config = dir.path().join("docker-config");
+    let store = KilnStore::with_busybox();
+    let kiln = |args: &[&str], stdin: &[u8]| {
+        run_with_stdin(store.cmd().env("DOCKER_CONFIG", &config).args(args), stdin)
+    };
+    let name = format!("{host}/kiln-e2e/token:1");
+    store.kiln_ok(["tag", BUSYBOX, &name]);
+
+    let anonymous = kiln(&["push", &name], b"");
+    assert!(!anonymous.status.success());
+    assert!(
+        stderr_text(&anonymous).contains("requires authentication"),
+        "{}",
+        stderr_text(&anonymous)
+    );
+    let wrong = kiln(
+        &["login", "-u", "kiln", "--password-stdin", &host],
+        b"nope\n",
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        stderr_text(&wrong).contains("refused the credentials of user `kiln`"),
+        "{}",
+        stderr_text(&wrong)
+    );
+    let ok = kiln(
+        &["login", "-u", "kiln", "--password-stdin", &host],
+        b"t0ken-pw\n",
+    );
+    assert_success("kiln login", &ok);
+
+    let pushed = kiln(&["push", &name], b"");
+    assert_success("kiln push", &pushed);
+    let digest = digest_line(&pushed);
+    let asked = tokens.requests.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|(account, scopes)| account.as_deref() == Some("kiln")
+                && scopes.contains(&"repository:kiln-e2e/token:pull,push".to_string())),
+        "token requests: {asked:?}"
+    );
+
+    let authfile = config.join("config.json");
+    assert_eq!(
+        skopeo_digest(
+            &name,
+            &[
+                "--tls-verify=false",
+                "--authfile",
+                authfile.to_str().unwrap()
+            ]
+        ),
+        digest
+    );
+    let fresh = KilnStore::new();
+    let pulled = run(fresh
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["pull", &name]));
+    assert_success("kiln pull", &pulled);
+    assert!(
+        stdout_text(&pulled).contains(&digest),
+        "{}",
+        stdout_text(&pulled)
+    );
+    assert_store_whole(&fresh);
 }

@@ -8,14 +8,17 @@
 #[macro_use]
 mod common;
 
+mod build_cache;
 mod build_features;
 mod cli;
 mod debian;
 mod differential;
 mod differential_run;
+mod explain;
 mod image_diff;
 mod interop;
 mod kiln_lang;
+mod lifecycle;
 mod registry;
 mod repro_check;
 mod reproducible;

@@ -171,32 +171,35 @@ impl ContextIndex {
     /// The digest of a selection's content (spec v1, docs/cache-keys.md): blake3 over one
     /// record per entry, in path order: `path \0 kind \0 mode(octal) \0 link \0 hash(hex) \n`.
     pub fn content_digest(&self, which: &[usize]) -> Key {
-        use std::io::Write;
-        // Entries are sorted by path, so index order is path order.
-        let mut sorted: Vec<usize> = which.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
         let mut h = blake3::Hasher::new();
         let mut record = Vec::with_capacity(256);
-        for i in sorted {
-            let f = &self.files[i];
-            let kind = match f.kind {
-                SourceKind::File => "file",
-                SourceKind::Dir => "dir",
-                SourceKind::Symlink => "symlink",
-                SourceKind::Other => "other",
-            };
+        for i in sorted_unique(which) {
             record.clear();
-            let link = f.link_target.as_deref().unwrap_or("");
-            // Writing into a Vec cannot fail.
-            let _ = write!(record, "{}\0{kind}\0{:o}\0{link}\0", f.path, f.mode);
-            if let Some(hash) = f.hash {
-                record.extend_from_slice(blake3::Hash::from(hash).to_hex().as_bytes());
-            }
-            record.push(b'\n');
+            self.write_record(i, &mut record);
             h.update(&record);
         }
         Key(*h.finalize().as_bytes())
+    }
+
+    /// Appends entry `i`'s record in the content digest's format
+    /// (`path \0 kind \0 mode(octal) \0 link \0 hash(hex) \n`): the one encoding of a context
+    /// listing, also used by build records and the provenance's context digest.
+    pub fn write_record(&self, i: usize, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let f = &self.files[i];
+        let kind = match f.kind {
+            SourceKind::File => "file",
+            SourceKind::Dir => "dir",
+            SourceKind::Symlink => "symlink",
+            SourceKind::Other => "other",
+        };
+        let link = f.link_target.as_deref().unwrap_or("");
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{}\0{kind}\0{:o}\0{link}\0", f.path, f.mode);
+        if let Some(hash) = f.hash {
+            out.extend_from_slice(blake3::Hash::from(hash).to_hex().as_bytes());
+        }
+        out.push(b'\n');
     }
 
     /// A stat cache recording every hashed file, to be stored for the next build.
@@ -211,6 +214,15 @@ impl ContextIndex {
             entries,
         }
     }
+}
+
+/// `which` sorted, without duplicates: entries are sorted by path, so index order is path
+/// order.
+pub fn sorted_unique(which: &[usize]) -> Vec<usize> {
+    let mut sorted = which.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
 }
 
 /// The entries of one directory of the context and everything below it (unsorted).

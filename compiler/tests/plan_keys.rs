@@ -330,3 +330,39 @@ fn bad_copy_flags_fail_planning_at_the_flag() {
         );
     }
 }
+
+#[test]
+fn nodes_record_the_build_args_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    context(
+        dir.path(),
+        "FROM scratch\nARG V=1\nARG OTHER=x\nENV E=$V\nCOPY app /dst-${V}/\nENV OTHER=hidden\nRUN echo hi\n",
+    );
+    let input = FrontendInput {
+        context: dir.path().to_path_buf(),
+        dockerfile: None,
+    };
+    let opts = BuildOptions {
+        build_args: vec![("V".into(), "2".into())],
+        network: kiln_compiler::plan::RunNetwork::None,
+        ..Default::default()
+    };
+    let plan = match frontend::plan(&input, &opts, &StatCache::default(), &NoImages) {
+        Ok((_, lowered)) => lowered.plan,
+        Err(e) => panic!("plan failed: {e:?}"),
+    };
+    let args_of = |text: &str| {
+        plan.nodes
+            .iter()
+            .find(|n| n.origin.text == text && !matches!(n.op, Op::Context(_)))
+            .unwrap_or_else(|| panic!("no node {text}"))
+            .args
+            .clone()
+    };
+    let v = ("V".to_string(), "2".to_string());
+    assert_eq!(args_of("ENV E=$V"), vec![v.clone()]);
+    assert_eq!(args_of("COPY app /dst-${V}/"), vec![v.clone()]);
+    assert_eq!(args_of("ARG OTHER=x"), vec![]);
+    // RUN sees every ARG of the stage in its environment, except one an ENV hides.
+    assert_eq!(args_of("RUN echo hi"), vec![v]);
+}

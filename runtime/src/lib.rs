@@ -9,6 +9,8 @@ pub mod container;
 pub mod image;
 pub mod layer;
 pub mod oci;
+pub mod provenance;
 pub mod registry;
 pub mod sandbox;
+pub mod shared_cache;
 pub mod store;

@@ -7,6 +7,7 @@ use kiln_compiler::context::StatCache;
 use kiln_runtime::build::{self, BuildSettings};
 use kiln_runtime::image::ImageName;
 use kiln_runtime::oci::Compression;
+use kiln_runtime::shared_cache::{self, CacheLocation, ExportMode, ImportedCache};
 use kiln_runtime::store::Store;
 use miette::Result;
 
@@ -21,6 +22,16 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         .map(|t| ImageName::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
     let output = args.output.as_deref().map(parse_output).transpose()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|s| parse_cache_spec(s, CacheDirection::To))
+        .collect::<Result<Vec<_>>>()?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|s| parse_cache_spec(s, CacheDirection::From).map(|(location, _)| location))
+        .collect::<Result<Vec<_>>>()?;
     let network = run_network(&args.network)?;
     let store = Store::open(kiln_runtime::store::default_root(root)?)?;
     let (input, mut opts) = frontend::options(&args.frontend, &args.context, network)?;
@@ -54,10 +65,10 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     }
     let (parsed, lowered) = planned?;
     // The build checks are the Dockerfile's (a kiln program was checked whole already).
-    if let Some(parsed) = parsed {
+    if let Some(parsed) = &parsed {
         let ignore = kiln_compiler::frontend::read_ignore(&input)?;
         let checks = kiln_compiler::frontend::check(
-            &parsed,
+            parsed,
             Some(&ignore),
             &opts.build_args,
             lowered.warnings.clone(),
@@ -74,7 +85,35 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     if args.hermetic {
         refuse_impure(&lowered.plan)?;
     }
-    let printer = Printer::new(args.progress);
+    // The depfile's target, checked before anything is built.
+    let dep_target = match (&args.depfile, &args.iidfile, &output) {
+        (None, ..) => None,
+        (Some(_), Some(iid), _) => Some(iid.clone()),
+        (Some(_), None, Some(out)) => Some(out.dest.clone()),
+        (Some(_), None, None) => return Err(super::explain::DepfileError::NoTarget.into()),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // This build's record; with --explain, the reasons against the last one of the target.
+    let target_id = super::explain::target_id(&input, opts.target.as_deref());
+    let previous = store.last_records(&target_id, 1)?.pop();
+    let (mut record, chunks) = kiln_compiler::plan::record::from_plan(
+        &lowered.plan,
+        target_id,
+        now.max(0) as u64,
+        previous.as_ref(),
+    );
+    let mut printer = Printer::new(args.progress);
+    if args.quiet {
+        printer = printer.quiet();
+    }
+    let imported = import_caches(&cache_from, &registry_options);
+    if args.explain {
+        let reasons = super::explain::reasons(&store, previous.as_ref(), &record, &chunks)?;
+        printer = printer.with_reasons(reasons);
+    }
     // The image is tagged only once every output is written: a build's outputs are all
     // there, or none is.
     let settings = BuildSettings {
@@ -83,19 +122,40 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
         squash: args.squash,
         tags: Vec::new(),
         order: build::StartOrder::Plan,
+        cache_from: imported,
     };
     let runner = build::SandboxRunner {
         launcher: kiln_runtime::sandbox::Launcher::current()?,
     };
     let built = build::build(&store, &lowered.plan, &settings, &runner, &printer)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
     store.write_state(
         &state_name,
         &lowered.plan.context.to_stat_cache(now).to_bytes(),
     )?;
+    let cached = printer.cached_steps();
+    for (i, n) in record.nodes.iter_mut().enumerate() {
+        if n.is_step() {
+            n.cached = Some(cached.contains(&i));
+        }
+    }
+    record.image = Some(built.image.manifest_digest.to_string());
+    store.put_record(&record, &chunks)?;
+
+    for (location, mode) in &cache_to {
+        let exported = shared_cache::export(
+            &store,
+            &lowered.plan,
+            *mode,
+            location,
+            &settings.cache_from,
+            &registry_options,
+            &kiln_runtime::registry::NoProgress,
+        )?;
+        eprintln!(
+            "#cache exported {} steps ({} layers) to {location} as {}",
+            exported.steps, exported.layers, exported.digest
+        );
+    }
 
     let id = built.image.id().to_string();
     if let Some(out) = output {
@@ -104,12 +164,118 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &id)?;
     }
+    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    if let Some(path) = &args.provenance {
+        let statement = super::provenance::statement_of(
+            &input,
+            &args,
+            &opts,
+            &super::provenance::build_file_digest(&input, parsed.as_ref())?,
+            &lowered.plan,
+            &built.image.manifest_digest,
+            &tag_names,
+        );
+        write_file_atomically(path, &statement.to_bytes()).map_err(|error| {
+            miette::miette!(
+                "cannot write the provenance file {}: {error}",
+                path.display()
+            )
+        })?;
+    }
+    if let (Some(path), Some(target)) = (&args.depfile, &dep_target) {
+        let inputs = super::explain::build_inputs(&input, &lowered.plan);
+        super::explain::write_depfile(path, target, &inputs)?;
+    }
     for tag in &tags {
         store.set_ref(tag, &built.image.manifest_digest)?;
     }
-    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     printer.finish(&id, &tag_names, built.steps, built.cached);
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheDirection {
+    To,
+    From,
+}
+
+/// `--cache-to` / `--cache-from` as buildx writes them: `type=registry,ref=REF`,
+/// `type=local,dest=DIR` (to) or `src=DIR` (from), `mode=min|max` (to); a bare value is a
+/// registry reference.
+fn parse_cache_spec(spec: &str, direction: CacheDirection) -> Result<(CacheLocation, ExportMode)> {
+    let flag = match direction {
+        CacheDirection::To => "--cache-to",
+        CacheDirection::From => "--cache-from",
+    };
+    let help = match direction {
+        CacheDirection::To => {
+            "write --cache-to type=registry,ref=HOST/REPO:TAG or --cache-to type=local,dest=DIR"
+        }
+        CacheDirection::From => {
+            "write --cache-from type=registry,ref=HOST/REPO:TAG or --cache-from type=local,src=DIR"
+        }
+    };
+    if !spec.contains('=') {
+        return Ok((
+            CacheLocation::Registry(ImageName::parse(spec)?),
+            ExportMode::default(),
+        ));
+    }
+    let (mut kind, mut reference, mut dir, mut mode) = (None, None, None, ExportMode::default());
+    for field in spec.split(',') {
+        match (field.split_once('='), direction) {
+            (Some(("type", v)), _) => kind = Some(v),
+            (Some(("ref", v)), _) => reference = Some(v),
+            (Some(("dest", v)), CacheDirection::To) | (Some(("src", v)), CacheDirection::From) => {
+                dir = Some(PathBuf::from(v))
+            }
+            (Some(("mode", "min")), CacheDirection::To) => mode = ExportMode::Min,
+            (Some(("mode", "max")), CacheDirection::To) => mode = ExportMode::Max,
+            _ => miette::bail!(
+                help = help,
+                "unsupported {flag} field {field:?} in {spec:?}"
+            ),
+        }
+    }
+    let location = match (kind, reference, dir) {
+        (Some("registry"), Some(r), None) => CacheLocation::Registry(ImageName::parse(r)?),
+        (Some("local"), None, Some(d)) => CacheLocation::Local(d),
+        (Some(t), _, _) if t != "registry" && t != "local" => miette::bail!(
+            help = "kiln shares caches through registries (type=registry) and OCI layout directories (type=local)",
+            "unsupported {flag} type {t:?}"
+        ),
+        _ => miette::bail!(help = help, "incomplete {flag} {spec:?}"),
+    };
+    Ok((location, mode))
+}
+
+/// Opens each `--cache-from` cache. One that cannot be read is reported and skipped, as
+/// BuildKit does: the build runs the steps it would have taken from it.
+fn import_caches(
+    locations: &[CacheLocation],
+    registry: &kiln_runtime::registry::RegistryOptions,
+) -> Vec<std::sync::Arc<ImportedCache>> {
+    let mut out = Vec::new();
+    for location in locations {
+        match ImportedCache::open(location, registry) {
+            Ok(cache) => {
+                eprintln!(
+                    "#cache importing {} steps from {location}{}",
+                    cache.len(),
+                    match cache.refused {
+                        0 => String::new(),
+                        n => format!(" ({n} entries refused: not uncompressed layers)"),
+                    }
+                );
+                out.push(std::sync::Arc::new(cache));
+            }
+            Err(e) => eprintln!(
+                "warning: not using the cache at {location}:\n{:?}",
+                miette::Report::new(e)
+            ),
+        }
+    }
+    out
 }
 
 /// `--network` of RUN steps.
@@ -274,20 +440,79 @@ pub(super) struct IidFileError {
 
 /// `--iidfile`: written to a temporary file beside it and renamed into place.
 pub(super) fn write_iidfile(path: &std::path::Path, id: &str) -> Result<(), IidFileError> {
-    let failed = |error| IidFileError {
+    write_file_atomically(path, id.as_bytes()).map_err(|error| IidFileError {
         path: path.to_path_buf(),
         error,
-    };
+    })
+}
+
+/// A build output file (`--iidfile`, `--depfile`, `--provenance`): written to a temporary
+/// file beside it (mode 0666 less the umask) and renamed into place.
+pub(super) fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".kiln-iid-")
+        .prefix(".kiln-out-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(failed)?;
-    std::io::Write::write_all(&mut tmp, id.as_bytes()).map_err(failed)?;
-    tmp.persist(path).map_err(|e| failed(e.error))?;
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_specs_as_buildx_writes_them() {
+        let (to, mode) =
+            parse_cache_spec("type=local,dest=/c,mode=max", CacheDirection::To).unwrap();
+        assert_eq!(to, CacheLocation::Local(PathBuf::from("/c")));
+        assert_eq!(mode, ExportMode::Max);
+        let (from, _) = parse_cache_spec("type=local,src=/c", CacheDirection::From).unwrap();
+        assert_eq!(from, CacheLocation::Local(PathBuf::from("/c")));
+        let (reg, mode) = parse_cache_spec(
+            "type=registry,ref=127.0.0.1:5000/a/b:cache",
+            CacheDirection::To,
+        )
+        .unwrap();
+        assert_eq!(mode, ExportMode::Min);
+        assert_eq!(reg.to_string(), "127.0.0.1:5000/a/b:cache");
+        let (bare, _) = parse_cache_spec("127.0.0.1:5000/a/b:cache", CacheDirection::From).unwrap();
+        assert_eq!(bare, reg);
+        for (spec, direction, wanted) in [
+            (
+                "type=local,src=/c",
+                CacheDirection::To,
+                "unsupported --cache-to field",
+            ),
+            (
+                "type=local,dest=/c",
+                CacheDirection::From,
+                "unsupported --cache-from field",
+            ),
+            (
+                "type=local,src=/c,mode=max",
+                CacheDirection::From,
+                "field \"mode=max\"",
+            ),
+            (
+                "type=gha",
+                CacheDirection::From,
+                "unsupported --cache-from type \"gha\"",
+            ),
+            ("type=registry", CacheDirection::To, "incomplete --cache-to"),
+            (
+                "type=local,dest=/c,mode=all",
+                CacheDirection::To,
+                "field \"mode=all\"",
+            ),
+        ] {
+            let err = parse_cache_spec(spec, direction).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{spec}: {err}");
+        }
+    }
 }

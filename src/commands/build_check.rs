@@ -33,6 +33,12 @@ use crate::cli::{BuildArgs, Progress};
 const NOT_REPRODUCIBLE: u8 = 1;
 
 pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<ExitCode> {
+    if args.explain || args.depfile.is_some() || args.provenance.is_some() {
+        miette::bail!(
+            help = "run kiln build with them after the check passes",
+            "--check does not take --explain, --depfile or --provenance"
+        );
+    }
     if args.frontend.file.as_deref() == Some(Path::new("-")) {
         miette::bail!(
             help = "write the Dockerfile to a file and pass -f FILE",
@@ -67,6 +73,7 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<ExitCode> {
             squash: args.squash,
             tags: Vec::new(),
             order,
+            cache_from: Vec::new(),
         })
     };
     let runner = build::SandboxRunner {

@@ -70,7 +70,8 @@ fn source_of(arg: &str) -> Source {
 }
 
 fn compare_args(root: Option<PathBuf>, args: &DiffArgs) -> Result<ImageDiff> {
-    let sources = [source_of(&args.a), source_of(&args.b)];
+    let b = args.b.clone().unwrap_or_default();
+    let sources = [source_of(&args.a), source_of(&b)];
     let user_store = if sources.iter().any(|s| matches!(s, Source::Store(_))) {
         Some(Store::open(kiln_runtime::store::default_root(root)?)?)
     } else {
@@ -92,7 +93,7 @@ fn compare_args(root: Option<PathBuf>, args: &DiffArgs) -> Result<ImageDiff> {
         None => None,
     };
     let mut images: Vec<(&Store, Image)> = Vec::new();
-    for (source, arg) in sources.iter().zip([&args.a, &args.b]) {
+    for (source, arg) in sources.iter().zip([&args.a, &b]) {
         match (source, &user_store, &temp_store) {
             (Source::Store(reference), Some(store), _) => {
                 images.push((store, store.image(reference)?));

@@ -38,7 +38,13 @@ fn human_age(created: Option<&str>, now: i64) -> String {
     let Some(then) = created.and_then(time::parse_rfc3339) else {
         return "N/A".to_string();
     };
-    let secs = (now - then).max(0);
+    format!("{} ago", human_duration(now - then))
+}
+
+/// Docker's duration format (go-units' HumanDuration: `Less than a second`, `5 seconds`,
+/// `About a minute`, `3 days`), for ages, `Up ...` and `Exited (0) ... ago`.
+pub(crate) fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
     let (minutes, hours) = (secs / 60, secs / 3600);
     let text = if secs < 1 {
         "Less than a second".to_string()
@@ -63,10 +69,10 @@ fn human_age(created: Option<&str>, now: i64) -> String {
     } else {
         format!("{} years", hours / 24 / 365)
     };
-    format!("{text} ago")
+    text
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -75,7 +81,7 @@ fn now() -> i64 {
 
 /// Prints rows as docker's tabwriter does: each column as wide as its widest cell plus three
 /// spaces (at least ten), the last column unpadded.
-fn print_table(rows: &[Vec<String>]) {
+pub(crate) fn print_table(rows: &[Vec<String>]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -160,6 +166,14 @@ pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
 
 pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
     let store = open_store(root)?;
+    // As `docker inspect`: a container of that name or ID first, else an image.
+    if let Ok(record) = kiln_runtime::container::find(&store, &a.image) {
+        let out = json!([super::containers::inspect_json(&store, &record)]);
+        let text = serde_json::to_string_pretty(&out)
+            .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
+        println!("{text}");
+        return Ok(());
+    }
     let image = store.image(&a.image)?;
     let layers: Vec<_> = image
         .manifest
@@ -294,9 +308,31 @@ pub fn rmi(root: Option<PathBuf>, a: RmiArgs) -> miette::Result<()> {
     }
 }
 
-pub fn prune(root: Option<PathBuf>, _a: PruneArgs) -> miette::Result<()> {
+/// `90d`, or a Go duration (`12h`, `30m`, `0s`).
+fn parse_age(s: &str) -> miette::Result<std::time::Duration> {
+    let nanos = match s.strip_suffix('d').map(str::parse::<u64>) {
+        Some(Ok(days)) => Some(u128::from(days) * 86_400 * 1_000_000_000),
+        _ => kiln_compiler::dockerfile::lower::parse_go_duration(s)
+            .filter(|n| *n >= 0)
+            .map(|n| n as u128),
+    };
+    match nanos {
+        Some(n) => Ok(std::time::Duration::from_nanos(
+            u64::try_from(n).unwrap_or(u64::MAX),
+        )),
+        None => miette::bail!(
+            help = "write a number of days (90d) or a duration such as 12h, 30m or 0s",
+            "invalid --records-max-age {s:?}"
+        ),
+    }
+}
+
+pub fn prune(root: Option<PathBuf>, a: PruneArgs) -> miette::Result<()> {
+    let options = kiln_runtime::store::PruneOptions {
+        record_max_age: parse_age(&a.records_max_age)?,
+    };
     let store = open_store(root)?;
-    let report = store.prune()?;
+    let report = store.prune_with(&options)?;
     println!(
         "Deleted {} blob{} and {} cache entr{}",
         report.blobs_removed,
@@ -308,6 +344,15 @@ pub fn prune(root: Option<PathBuf>, _a: PruneArgs) -> miette::Result<()> {
             "ies"
         },
     );
+    if report.records.records + report.records.chunks > 0 {
+        println!(
+            "Deleted {} build record{} and {} listing chunk{}",
+            report.records.records,
+            if report.records.records == 1 { "" } else { "s" },
+            report.records.chunks,
+            if report.records.chunks == 1 { "" } else { "s" },
+        );
+    }
     println!("Total reclaimed space: {}", human_size(report.bytes_freed));
     Ok(())
 }
@@ -315,6 +360,14 @@ pub fn prune(root: Option<PathBuf>, _a: PruneArgs) -> miette::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_ages() {
+        assert_eq!(parse_age("2d").unwrap().as_secs(), 2 * 86400);
+        assert_eq!(parse_age("12h").unwrap().as_secs(), 12 * 3600);
+        assert_eq!(parse_age("0s").unwrap().as_secs(), 0);
+        assert!(parse_age("x").is_err());
+    }
 
     #[test]
     fn sizes_like_docker() {

@@ -3,13 +3,16 @@
 mod build;
 mod build_check;
 mod check;
+mod containers;
 mod diff;
+mod explain;
 mod fmt;
 mod frontend;
 mod images;
 mod parse;
 mod plan;
 mod progress;
+mod provenance;
 mod registry;
 mod run;
 mod transfer;
@@ -25,7 +28,10 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     let done = |r: miette::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Build(a) if a.check => build_check::run(root, a),
+        Command::Diff(a) if a.b.is_none() => done(containers::diff(root, a)),
         Command::Diff(a) => Ok(diff::run(root, a)),
+        Command::VerifyProvenance(a) => Ok(provenance::verify(root, a)),
+        Command::Explain(a) => done(explain::run(root, a)),
         Command::Parse(a) => done(parse::run(a)),
         Command::Check(a) => done(check::run(a)),
         Command::Fmt(a) => done(fmt::run(a)),
@@ -43,6 +49,21 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Run(a) => done(run::run(root, a)),
         Command::Volume(c) => done(run::volume(root, c)),
         Command::Rm(a) => done(run::rm(root, a)),
+        Command::Create(a) => done(run::create(root, a)),
+        Command::Start(a) => containers::start(root, a),
+        Command::Stop(a) => done(containers::stop(root, a)),
+        Command::Restart(a) => done(containers::restart(root, a)),
+        Command::Kill(a) => done(containers::kill(root, a)),
+        Command::Wait(a) => containers::wait(root, a),
+        Command::Ps(a) => done(containers::ps(root, a)),
+        Command::Logs(a) => done(containers::logs(root, a)),
+        Command::Exec(a) => containers::exec(root, a),
+        Command::Cp(a) => done(containers::cp(root, a)),
+        Command::Commit(a) => done(containers::commit(root, a)),
+        Command::Rename(a) => done(containers::rename(root, a)),
+        Command::Port(a) => done(containers::port(root, a)),
+        Command::Top(a) => done(containers::top(root, a)),
+        Command::Container(c) => done(containers::container(root, c)),
         Command::Push(a) => done(registry::push(root, a)),
         Command::Pull(a) => done(registry::pull(root, a)),
         Command::Login(a) => done(registry::login(a)),

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kiln_compiler::plan::explain::{self, Reason};
 use kiln_runtime::build::{Event, Progress};
 
 use crate::cli::Progress as Mode;
@@ -28,6 +29,12 @@ pub struct Printer {
     started: Instant,
     live: Arc<Mutex<Live>>,
     stop: Arc<AtomicBool>,
+    /// `--explain`: why each step (by node id) may not come from the cache.
+    reasons: Option<std::collections::BTreeMap<usize, Vec<Reason>>>,
+    /// Steps the build took from the cache (for the build record).
+    cached: Mutex<Vec<usize>>,
+    /// `-q`: no progress at all, and only the image ID (on stdout) at the end.
+    quiet: bool,
 }
 
 impl Printer {
@@ -42,6 +49,9 @@ impl Printer {
             started: Instant::now(),
             live: Arc::new(Mutex::new(Live::default())),
             stop: Arc::new(AtomicBool::new(false)),
+            reasons: None,
+            cached: Mutex::new(Vec::new()),
+            quiet: false,
         };
         if mode == Mode::Auto {
             // Redraw the running timers while long steps (a big COPY) work.
@@ -60,11 +70,40 @@ impl Printer {
         printer
     }
 
+    /// Explain each step that runs with these reasons (`--explain`).
+    pub fn with_reasons(mut self, reasons: std::collections::BTreeMap<usize, Vec<Reason>>) -> Self {
+        self.reasons = Some(reasons);
+        self
+    }
+
+    /// Print nothing while building and only the image ID at the end, as `docker build -q`
+    /// does (errors still go to stderr).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self.stop.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// The ids of the steps taken from the cache so far.
+    pub fn cached_steps(&self) -> Vec<usize> {
+        self.cached.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The reason lines of a step that runs (`--explain` only).
+    fn reason_lines(&self, id: usize) -> Option<(Vec<String>, &[Reason])> {
+        let reasons = self.reasons.as_ref()?.get(&id)?;
+        Some((explain::render_all(reasons), reasons))
+    }
+
     /// The summary at the end (`plain`/`auto`), or a final JSON event.
     pub fn finish(&self, id: &str, tags: &[String], steps: usize, cached: usize) {
         self.stop.store(true, Ordering::Relaxed);
         let _guard = self.live.lock();
         let secs = self.started.elapsed().as_secs_f64();
+        if self.quiet {
+            println!("{id}");
+            return;
+        }
         match self.mode {
             Mode::Json => {
                 let ev = serde_json::json!({"event": "image", "id": id, "tags": tags, "steps": steps, "cached": cached, "seconds": secs});
@@ -170,16 +209,40 @@ impl Progress for Printer {
         let Ok(mut live) = self.live.lock() else {
             return;
         };
+        if let Event::Cached { id, .. } = &event {
+            if let Ok(mut c) = self.cached.lock() {
+                c.push(*id);
+            }
+        }
+        if self.quiet {
+            return;
+        }
+        let why = match &event {
+            Event::Start { id, .. } | Event::Done { id, .. } => self.reason_lines(*id),
+            _ => None,
+        };
         match self.mode {
             Mode::Json => {
-                if let Ok(line) = serde_json::to_string(&event) {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
+                let mut value = serde_json::to_value(&event).unwrap_or_default();
+                if let (Some((lines, reasons)), Some(obj)) = (&why, value.as_object_mut()) {
+                    obj.insert("reason".into(), lines.join("\n").into());
+                    obj.insert(
+                        "causes".into(),
+                        serde_json::to_value(reasons).unwrap_or_default(),
+                    );
                 }
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{value}");
             }
             Mode::Plain => {
                 let line = match &event {
-                    Event::Start { id, stage, text } => format!("#{id} [{stage}] {text}"),
+                    Event::Start { id, stage, text } => {
+                        let mut line = format!("#{id} [{stage}] {text}");
+                        for l in why.iter().flat_map(|(lines, _)| lines) {
+                            line.push_str(&format!("\n#{id} why: {l}"));
+                        }
+                        line
+                    }
                     Event::Cached { id, stage, text } => {
                         format!("#{id} [{stage}] {text}\n#{id} CACHED")
                     }
@@ -203,7 +266,16 @@ impl Progress for Printer {
                 match &event {
                     Event::Start { id, stage, text } => {
                         live.running
-                            .push((*id, format!("[{stage}] {text}"), Instant::now()))
+                            .push((*id, format!("[{stage}] {text}"), Instant::now()));
+                        if let Some((lines, _)) = &why {
+                            let text = lines
+                                .iter()
+                                .map(|l| format!("#{id} why: {l}"))
+                                .collect::<Vec<_>>()
+                                .join("\n");
+                            redraw(&mut live, Some(&text));
+                            return;
+                        }
                     }
                     Event::Cached { id, .. } | Event::Done { id, .. } | Event::Error { id, .. } => {
                         live.running.retain(|(r, _, _)| r != id);

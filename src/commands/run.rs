@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kiln_runtime::container::{self, volume, MountRequest, RunOptions};
+use kiln_runtime::container::{
+    self, log::LogConfig, volume, MountRequest, RestartPolicy, RunOptions,
+};
 use kiln_runtime::sandbox::spec::{Port, Protocol};
 use kiln_runtime::sandbox::{tty, SandboxError, Streams};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -34,9 +36,6 @@ enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("container {0} is running")]
-    #[diagnostic(help("stop it first"))]
-    Running(String),
 }
 
 fn flag_error(flag: &'static str, value: &str, why: &str, help: &'static str) -> RunError {
@@ -49,7 +48,7 @@ fn flag_error(flag: &'static str, value: &str, why: &str, help: &'static str) ->
 }
 
 /// `-e K=V`, or `-e K` (kiln's own value, left out when unset), as docker does.
-fn env_entry(entry: &str) -> Option<String> {
+pub(crate) fn env_entry(entry: &str) -> Option<String> {
     if entry.contains('=') {
         Some(entry.to_string())
     } else {
@@ -293,6 +292,57 @@ fn parse_publish(v: &str) -> Result<Port, RunError> {
     }
 }
 
+const RESTART_HELP: &str = "write --restart no, on-failure, on-failure:3, always or unless-stopped";
+
+/// `--restart` as docker spells it.
+fn parse_restart(v: &str) -> Result<RestartPolicy, RunError> {
+    match v.split_once(':') {
+        None if v == "no" => Ok(RestartPolicy::No),
+        None if v == "always" => Ok(RestartPolicy::Always),
+        None if v == "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+        None if v == "on-failure" => Ok(RestartPolicy::OnFailure { max: 0 }),
+        Some(("on-failure", n)) => n
+            .parse()
+            .map(|max| RestartPolicy::OnFailure { max })
+            .map_err(|_| flag_error("--restart", v, "the count is a number", RESTART_HELP)),
+        Some((_, _)) => Err(flag_error(
+            "--restart",
+            v,
+            "only on-failure takes a maximum count",
+            RESTART_HELP,
+        )),
+        None => Err(flag_error("--restart", v, "unknown policy", RESTART_HELP)),
+    }
+}
+
+const LOG_OPT_HELP: &str = "write --log-opt max-size=10m or --log-opt max-file=3";
+
+/// `--log-opt max-size=..` / `max-file=..` (the json-file driver's rotation).
+fn parse_log_opts(opts: &[String]) -> Result<LogConfig, RunError> {
+    let mut config = LogConfig {
+        max_size: None,
+        max_file: 1,
+    };
+    for o in opts {
+        match o.split_once('=') {
+            Some(("max-size", v)) => {
+                let size = parse_size(v)
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| flag_error("--log-opt", o, "bad size", LOG_OPT_HELP))?;
+                config.max_size = Some(size);
+            }
+            Some(("max-file", v)) => {
+                config.max_file =
+                    v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        flag_error("--log-opt", o, "a positive number", LOG_OPT_HELP)
+                    })?;
+            }
+            _ => return Err(flag_error("--log-opt", o, "unknown option", LOG_OPT_HELP)),
+        }
+    }
+    Ok(config)
+}
+
 fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     let mut env = Vec::new();
     for f in &a.env_files {
@@ -341,10 +391,53 @@ fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         init: a.init,
         tty: a.tty,
         remove: a.rm,
+        restart: parse_restart(&a.restart)?,
+        log: parse_log_opts(&a.log_opts)?,
     })
 }
 
+/// `kiln create`: the container's record, nothing started; prints its ID.
+pub fn create(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let reference = &a.image_and_args[0];
+    let image = store
+        .image(reference)
+        .map_err(|_| RunError::NoImage(reference.clone()))?;
+    let opts = options(&a)?;
+    let record = container::create(&store, reference, &image, &opts)?;
+    println!("{}", record.id);
+    Ok(())
+}
+
+/// `kiln run -d`: create, hand the container to a supervisor, print its ID.
+fn run_detached(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let reference = &a.image_and_args[0];
+    let image = store
+        .image(reference)
+        .map_err(|_| RunError::NoImage(reference.clone()))?;
+    let opts = options(&a)?;
+    let record = container::create(&store, reference, &image, &opts)?;
+    match container::supervisor::start(&store, &record) {
+        Ok(()) => {
+            println!("{}", record.id);
+            Ok(())
+        }
+        Err(e) => {
+            let code = match &e {
+                container::ContainerError::Sandbox(SandboxError::Start { code, .. }) => *code,
+                _ => 125,
+            };
+            eprintln!("{:?}", miette::Report::new(e));
+            std::process::exit(code);
+        }
+    }
+}
+
 pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
+    if a.detach {
+        return run_detached(root, a);
+    }
     // Signals are taken by one thread (they are blocked here, before any other thread exists,
     // so every later thread inherits the mask) and passed to the container.
     let mut mask = SigSet::empty();
@@ -442,13 +535,12 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
 pub fn rm(root: Option<PathBuf>, a: RmArgs) -> miette::Result<()> {
     let store = open_store(root)?;
     for name in &a.containers {
-        let record = container::find(&store, name)?;
-        if record.state == container::State::Running
-            && record.pid.is_some_and(|p| {
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_ok()
-            })
-        {
-            return Err(RunError::Running(name.clone()).into());
+        let mut record = container::find(&store, name)?;
+        if record.held() && a.force {
+            record = container::kill_and_wait(&store, &record)?;
+        }
+        if record.held() {
+            return Err(container::ContainerError::Running(name.clone()).into());
         }
         container::remove(&store, &record)?;
         println!("{name}");

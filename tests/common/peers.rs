@@ -65,7 +65,7 @@ pub(crate) fn probe_peer(name: &str) -> Result<(), String> {
                 ))
             }
         }
-        "podman" | "skopeo" | "umoci" => {
+        "podman" | "skopeo" | "umoci" | "make" => {
             let mut c = Command::new(name);
             c.arg("--version");
             probe(c)

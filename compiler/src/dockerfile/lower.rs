@@ -21,7 +21,7 @@ use crate::dockerfile::instructions::{
 use crate::dockerfile::mounts::{self, path_base, path_clean, MountType};
 use crate::dockerfile::platforms::Platform;
 use crate::dockerfile::{checks, expose};
-use crate::plan::builder::{self, Lowered, PlanBuilder, Stage};
+use crate::plan::builder::{self, ArgUse, Lowered, PlanBuilder, Stage};
 use crate::plan::{
     BuildOptions, Chmod, Chown, ConfigChange, CopyOp, CopySource, Excludes, FileId, HealthConfig,
     HistoryEntry, ImageLookupError, ImageResolver, MountKind, MountSource, NoImages, NodeId,
@@ -368,6 +368,9 @@ impl<'a> Lowerer<'a> {
         match self.lexer.expand_word(word, &env) {
             Ok(e) => {
                 self.expanded = self.expanded.saturating_add(e.value.len());
+                for var in &e.used {
+                    self.b.arg_use.note(var);
+                }
                 if self.expanded > MAX_EXPANDED_TOTAL {
                     let span = node.span_of(self.source, word);
                     return Err(DockerfileError::at(
@@ -436,9 +439,23 @@ impl<'a> Lowerer<'a> {
         let Instruction::From(from) = &typed[from_idx].instr else {
             unreachable!("stage starts at a FROM")
         };
+        // This stage may be lowered in the middle of another's instruction (COPY --from):
+        // that instruction's record of the build arguments it reads is put back at the end.
+        let outer_args = std::mem::replace(
+            &mut self.b.arg_use,
+            ArgUse {
+                scope: self.global_args.clone(),
+                used: Vec::new(),
+            },
+        );
         // Unset names here are the UndefinedArgInFrom check's (checks.rs), not UndefinedVar.
         let image = match self.lexer.expand_word(&from.image, &self.global_args) {
-            Ok(e) => e.value,
+            Ok(e) => {
+                for var in &e.used {
+                    self.b.arg_use.note(var);
+                }
+                e.value
+            }
             Err(e) => {
                 return Err(self
                     .expand_error(typed[from_idx].node, &from.image, e)
@@ -504,6 +521,7 @@ impl<'a> Lowerer<'a> {
             self.lower_instruction(&mut st, idx, &typed[idx].instr)?;
         }
         self.in_progress.remove(&i);
+        self.b.arg_use = outer_args;
         let result = Rc::new(StageResult {
             last: st.img.prev,
             config: st.img.config,
@@ -584,6 +602,21 @@ impl<'a> Lowerer<'a> {
             _ => true,
         };
         let env = if expands { st.env() } else { Rc::default() };
+        self.b.arg_use.used.clear();
+        self.b.arg_use.scope.clear();
+        if expands || matches!(instr, Instruction::Arg(_)) {
+            for (k, v) in &st.args {
+                let hidden = st
+                    .img
+                    .config
+                    .env
+                    .iter()
+                    .any(|kv| kv.split('=').next() == Some(k.as_str()));
+                if let (Some(v), false) = (v, hidden) {
+                    self.b.arg_use.scope.push((k.clone(), v.clone()));
+                }
+            }
+        }
         match instr {
             Instruction::From(_) => unreachable!("FROM starts a stage"),
             Instruction::Env(pairs) => {
@@ -750,6 +783,8 @@ impl<'a> Lowerer<'a> {
                     .any(|kv| kv.split('=').next() == Some(k.as_str()));
                 if !in_env {
                     env_list.push([k.as_str(), "=", v.as_str()].concat());
+                    self.b.arg_use.scope.push((k.clone(), v.clone()));
+                    self.b.arg_use.note(k);
                 }
             }
         }
@@ -757,6 +792,8 @@ impl<'a> Lowerer<'a> {
             if let Some(v) = self.build_arg(p) {
                 self.consumed_args.insert(p.to_string());
                 env_list.push([p, "=", v].concat());
+                self.b.arg_use.scope.push((p.to_string(), v.to_string()));
+                self.b.arg_use.note(p);
             }
         }
         // `RUN --network=default` (or none given) is the build's choice.

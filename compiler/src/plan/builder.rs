@@ -166,6 +166,29 @@ struct PendingNode {
     inputs: Vec<NodeId>,
     reasons: Vec<String>,
     origin: Origin,
+    args: Vec<(String, String)>,
+}
+
+/// The build arguments the instruction being lowered reads: `scope` is the stage's ARGs with
+/// a value (an ENV of the same name hides one), `used` those an expansion (or RUN's
+/// environment) took so far, in order of first use. Every node pushed gets `used` as its
+/// [`Node::args`].
+#[derive(Debug, Default)]
+pub struct ArgUse {
+    pub scope: Vec<(String, String)>,
+    pub used: Vec<(String, String)>,
+}
+
+impl ArgUse {
+    /// `name` was read: recorded when it is a build argument in scope.
+    pub fn note(&mut self, name: &str) {
+        if self.used.iter().any(|(k, _)| k == name) {
+            return;
+        }
+        if let Some((k, v)) = self.scope.iter().rev().find(|(k, _)| k == name) {
+            self.used.push((k.clone(), v.clone()));
+        }
+    }
 }
 
 /// The builder both front ends drive. Nodes are pushed in dependency order; [`finish`]
@@ -179,6 +202,8 @@ pub struct PlanBuilder<'a> {
     nodes: Vec<PendingNode>,
     base_nodes: HashMap<String, (NodeId, Option<ResolvedImage>)>,
     pub warnings: Vec<Warning>,
+    /// The build arguments the current instruction reads (recorded on its nodes).
+    pub arg_use: ArgUse,
     epoch: u64,
 }
 
@@ -201,6 +226,7 @@ impl<'a> PlanBuilder<'a> {
             nodes: Vec::new(),
             base_nodes: HashMap::new(),
             warnings: Vec::new(),
+            arg_use: ArgUse::default(),
             epoch: opts.source_date_epoch.unwrap_or(0),
         }
     }
@@ -228,6 +254,7 @@ impl<'a> PlanBuilder<'a> {
             inputs,
             reasons,
             origin,
+            args: self.arg_use.used.clone(),
         });
         id
     }
@@ -514,6 +541,7 @@ impl<'a> PlanBuilder<'a> {
                 id: NodeId(i),
                 hermetic: reasons.is_empty(),
                 reasons,
+                args: p.args,
                 op: p.op,
                 inputs: p.inputs,
                 key,

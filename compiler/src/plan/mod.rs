@@ -9,7 +9,9 @@
 pub mod builder;
 pub mod config;
 pub mod copy_spec;
+pub mod explain;
 pub mod key;
+pub mod record;
 mod render;
 
 use serde::Serialize;
@@ -49,6 +51,10 @@ pub struct Node {
     pub hermetic: bool,
     /// Why the node is not hermetic (empty when it is).
     pub reasons: Vec<String>,
+    /// The build arguments (ARG values, after `--build-arg`) its definition read, in order
+    /// of first use: what `kiln build --explain` names when one of them changes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<(String, String)>,
     /// Where it came from: stage name (or index) and the instruction, for progress and errors.
     pub origin: Origin,
 }

@@ -14,6 +14,7 @@ pub mod vary;
 mod view;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use kiln_compiler::copy::SourceKind;
@@ -22,6 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use copy::{FsTree, Meta};
+pub(crate) use run::capture_layer;
 pub use run::{SandboxRunner, Secrets, StepExit, StepRunner};
 pub use users::{resolve_chown, ChownError, Owner};
 pub use view::LayerTree;
@@ -29,6 +31,7 @@ pub use view::LayerTree;
 use crate::image::ImageName;
 use crate::layer::{self, Entry, EntryKind, LayerError};
 use crate::oci::{self, Descriptor, Digest};
+use crate::shared_cache::{ImportedCache, PendingLayers, SharedCacheError};
 use crate::store::{Image, Store, StoreError};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -42,6 +45,10 @@ pub enum BuildError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Chown(#[from] ChownError),
+    /// A layer from a `--cache-from` cache could not be fetched.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    SharedCache(#[from] SharedCacheError),
     /// A COPY/ADD source selection failed (a missing literal source, a bad wildcard).
     #[error("{0}")]
     #[diagnostic(code(kiln::build::copy_source))]
@@ -133,6 +140,8 @@ pub struct BuildSettings {
     /// The order in which the independent nodes of one dependency level are started. The
     /// result never depends on it; `kiln build --check` runs its second build reversed.
     pub order: StartOrder,
+    /// Caches (`--cache-from`) asked, in order, for a step the store's cache lacks.
+    pub cache_from: Vec<Arc<ImportedCache>>,
 }
 
 /// See [`BuildSettings::order`].
@@ -196,10 +205,22 @@ struct Output {
     added: bool,
 }
 
-/// The cache index value for a layer-producing node.
+/// The cache index value for a layer-producing node (also the value of a shared cache's key
+/// map, see [`crate::shared_cache`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CacheRecord {
-    layer: Option<LayerRef>,
+pub struct CacheRecord {
+    /// The layer the step added; none when it added nothing.
+    pub layer: Option<LayerRef>,
+}
+
+/// A step whose result is recorded in the cache: COPY/ADD, WORKDIR's directory and RUN,
+/// except a download without `--checksum`, which may change under the same key.
+pub(crate) fn is_cacheable_step(node: &Node) -> bool {
+    match &node.op {
+        Op::Copy(c) => c.checksum.is_some() || c.urls().next().is_none(),
+        Op::Mkdir { .. } | Op::Run(_) => true,
+        _ => false,
+    }
 }
 
 #[derive(Debug)]
@@ -224,6 +245,7 @@ pub fn build(
     let mut outputs: Vec<Option<Output>> = vec![None; plan.nodes.len()];
     let cached = std::sync::atomic::AtomicUsize::new(0);
     let steps = std::sync::atomic::AtomicUsize::new(0);
+    let pending = PendingLayers::default();
     for mut level in levels {
         if settings.order == StartOrder::Reversed {
             level.reverse();
@@ -239,6 +261,7 @@ pub fn build(
                     outputs: &outputs,
                     runner,
                     progress,
+                    pending: &pending,
                 };
                 let r = ctx.run(node, &cached, &steps).map_err(|e| {
                     progress.event(Event::Error {
@@ -262,6 +285,12 @@ pub fn build(
     }
     let (target, img) = plan.target_image();
     let out = outputs[target.id.0].take().unwrap_or_default();
+    // The image's layers found in a shared cache are fetched now, if no step needed them.
+    pending.ensure(
+        store,
+        &settings.cache_from,
+        out.layers.iter().map(|l| &l.blob),
+    )?;
     let (image, layer_nodes) = finish_image(store, plan, target, img, &outputs, out, settings)?;
     Ok(Built {
         image,
@@ -293,6 +322,8 @@ struct Exec<'a> {
     outputs: &'a [Option<Output>],
     runner: &'a dyn StepRunner,
     progress: &'a dyn Progress,
+    /// Layers of steps found in `--cache-from` caches, fetched when their bytes are needed.
+    pending: &'a PendingLayers,
 }
 
 impl Exec<'_> {
@@ -334,10 +365,12 @@ impl Exec<'_> {
                 let key = node.key.to_hex();
                 let (stage, text) = (node.origin.stage.clone(), node.origin.text.clone());
                 // A download without --checksum may change under the same key: fetch it again.
-                let volatile = matches!(&node.op, Op::Copy(c) if c.checksum.is_none()
-                    && c.urls().next().is_some());
-                if !self.settings.no_cache && !volatile {
-                    if let Some(rec) = self.cached(&key)? {
+                if !self.settings.no_cache && is_cacheable_step(node) {
+                    let hit = match self.cached(&key)? {
+                        Some(rec) => Some(rec),
+                        None => self.imported(&key)?,
+                    };
+                    if let Some(rec) = hit {
                         cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         self.progress.event(Event::Cached {
                             id: node.id.0,
@@ -416,6 +449,37 @@ impl Exec<'_> {
         }
     }
 
+    /// A record from the first `--cache-from` cache that has `key`, now also in the store's
+    /// cache index; its layer is fetched when a step or the image needs it.
+    fn imported(&self, key: &str) -> Result<Option<CacheRecord>, BuildError> {
+        for (i, cache) in self.settings.cache_from.iter().enumerate() {
+            let Some(rec) = cache.lookup(key) else {
+                continue;
+            };
+            if let Some(layer) = &rec.layer {
+                self.pending.note(&layer.blob.digest, i);
+            }
+            self.store.put_cache(
+                key,
+                &serde_json::to_value(rec).map_err(|error| StoreError::BadJson {
+                    what: format!("the cache value for `{key}`"),
+                    error,
+                })?,
+            )?;
+            return Ok(Some(rec.clone()));
+        }
+        Ok(None)
+    }
+
+    /// The layers' blobs in the store: those found in a `--cache-from` cache are fetched.
+    fn ensure_layers(&self, layers: &[LayerRef]) -> Result<(), BuildError> {
+        Ok(self.pending.ensure(
+            self.store,
+            &self.settings.cache_from,
+            layers.iter().map(|l| &l.blob),
+        )?)
+    }
+
     /// A cache record whose layer blob is still in the store.
     fn cached(&self, key: &str) -> Result<Option<CacheRecord>, BuildError> {
         let Some(v) = self.store.get_cache(key)? else {
@@ -431,6 +495,7 @@ impl Exec<'_> {
     }
 
     fn tree(&self, layers: &[LayerRef]) -> Result<LayerTree, BuildError> {
+        self.ensure_layers(layers)?;
         LayerTree::open(self.store, layers)
     }
 
@@ -515,7 +580,7 @@ fn with_layer(mut base: Output, layer: Option<LayerRef>) -> Output {
     base
 }
 
-fn image_layers(image: &Image) -> Vec<LayerRef> {
+pub(crate) fn image_layers(image: &Image) -> Vec<LayerRef> {
     image
         .manifest
         .layers

@@ -187,15 +187,11 @@ impl Exec<'_> {
             });
         }
         let lower = self.tree(&base.layers)?;
-        remove_stubs(&upper, &exit.stubs, &lower);
-        let entries = layer::capture_upper(&upper, lower.view(), op.mtime)?;
-        if entries.is_empty() {
-            return Ok(None);
-        }
-        self.write(entries).map(Some)
+        capture_layer(self.store, &upper, &exit.stubs, &lower, op.mtime)
     }
 
     fn unpacked(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, BuildError> {
+        self.ensure_layers(layers)?;
         let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
         Ok(crate::container::layer_dirs(self.store, &diff_ids)?)
     }
@@ -362,23 +358,19 @@ impl Exec<'_> {
     }
 }
 
-/// Remove from the upper directory the mount points set-up created, when they are still the
-/// empty stubs it made (and the lower layers do not have them), deepest first.
-fn remove_stubs(upper: &Path, stubs: &[String], lower: &super::LayerTree) {
-    for stub in stubs.iter().rev() {
-        let rel = stub.trim_start_matches('/');
-        if rel.is_empty() || lower.view().get(rel).is_some() {
-            continue;
-        }
-        let path = upper.join(rel);
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_file() && meta.len() == 0 {
-            let _ = std::fs::remove_file(&path);
-        } else if meta.is_dir() {
-            // Fails, as it should, when the step put something inside.
-            let _ = std::fs::remove_dir(&path);
-        }
+/// The layer a container's upper directory makes over `lower` (its image's layers): the
+/// changes, mount-point stubs left out, every mtime `mtime`; `None` when nothing changed.
+/// RUN steps and `kiln commit` make their layers here.
+pub(crate) fn capture_layer(
+    store: &crate::store::Store,
+    upper: &Path,
+    stubs: &[String],
+    lower: &super::LayerTree,
+    mtime: u64,
+) -> Result<Option<LayerRef>, BuildError> {
+    let entries = layer::capture_changes(upper, lower.view(), mtime, stubs)?;
+    if entries.is_empty() {
+        return Ok(None);
     }
+    super::write_layer_blob(store, entries).map(Some)
 }

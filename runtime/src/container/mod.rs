@@ -1,14 +1,19 @@
 //! Containers of `kiln run`: a record in the store for each (id, name, image, spec, state,
-//! exit code), its directories (the overlay's upper and work directories, the mount point,
-//! the private tmpfs's directory), and named volumes. Detached containers, `ps`, `logs`,
-//! `stop` and `exec` build on these records; the process model is the sandbox's monitor,
-//! which can supervise a container without kiln in the foreground.
+//! exit code, restart policy, times), its directories (the overlay's upper and work
+//! directories, the mount point, the private tmpfs's directory), and named volumes.
+//! Foreground runs are held by the CLI; detached ones by a supervisor (`supervisor`), with
+//! their output in a json-file log (`log`). Reading the records notices a holder that died
+//! without recording the end, and records the container as failed.
 //!
-//! Store layout: `containers/<id>/{container.json,upper,work,merged,scratch}`,
-//! `volumes/<name>/_data` (see `volume`).
+//! Store layout: `containers/<id>/{container.json,upper,work,merged,scratch}`, and for
+//! detached containers `<id>-json.log[.N]` and `supervisor.sock`; `volumes/<name>/_data`
+//! (see `volume`).
 //! Must not: parse flags or text (the CLI gives typed [`RunOptions`]); run anything outside
 //! the sandbox.
 
+pub mod changes;
+pub mod log;
+pub mod supervisor;
 pub mod volume;
 
 use std::fs;
@@ -51,6 +56,21 @@ pub enum ContainerError {
     #[error("volume {name} is in use by {containers}")]
     #[diagnostic(help("remove those containers first (they keep a record until removed)"))]
     VolumeInUse { name: String, containers: String },
+    #[error("container {0} is running")]
+    #[diagnostic(help("stop it first, or remove it with -f"))]
+    Running(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("the supervisor of container {name}: {message}")]
+    Supervisor { name: String, message: String },
+    #[error("making the layer: {0}")]
+    #[diagnostic(transparent)]
+    Commit(Box<crate::build::BuildError>),
+    #[error("kiln cp: {0}")]
+    Copy(String),
+    #[error("container {0} is not running: kiln cp copies in and out of running containers")]
+    #[diagnostic(help("start it first (kiln start NAME)"))]
+    CopyNeedsRunning(String),
     #[error("no command given: the image has neither ENTRYPOINT nor CMD")]
     #[diagnostic(help("name the command after the image: kiln run IMAGE COMMAND..."))]
     NoCommand,
@@ -104,6 +124,47 @@ pub struct RunOptions {
     pub tty: bool,
     /// `--rm`: the container is removed when it ends.
     pub remove: bool,
+    pub restart: RestartPolicy,
+    pub log: log::LogConfig,
+}
+
+/// `--restart`: what the supervisor does when the container ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", tag = "name")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most `max` times (0: without limit).
+    OnFailure {
+        max: u32,
+    },
+    Always,
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Docker's name (`no`, `on-failure`, `always`, `unless-stopped`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure { .. } => "on-failure",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
+
+    /// Whether a run that ended with `code`, after `restarts` restarts, starts again.
+    /// A container stopped or killed by a command never restarts.
+    pub fn restarts(&self, code: i32, restarts: u32, stopped_by_user: bool) -> bool {
+        if stopped_by_user {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure { max } => code != 0 && (*max == 0 || restarts < *max),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +172,8 @@ pub struct RunOptions {
 pub enum State {
     Created,
     Running,
+    /// Ended; its supervisor starts it again after the restart delay.
+    Restarting,
     Exited,
 }
 
@@ -126,15 +189,88 @@ pub struct Record {
     pub created: String,
     pub state: State,
     pub exit_code: Option<i32>,
-    /// The monitor's pid while running.
+    /// While running: the monitor's pid (foreground), or the supervisor's (detached).
     pub pid: Option<u32>,
     pub spec: ContainerSpec,
+    /// Held by a supervisor (`kiln run -d`, `kiln start`) rather than a foreground CLI.
+    #[serde(default)]
+    pub supervised: bool,
+    /// PID 1 of the container while it runs (in kiln's pid namespace).
+    #[serde(default)]
+    pub init_pid: Option<u32>,
+    /// RFC 3339 with nanoseconds, UTC.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Why the container failed outside its payload (its holder died, the start failed).
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Stopped by `kiln stop`/`kill`: not restarted by its policy.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    #[serde(default)]
+    pub auto_remove: bool,
+    #[serde(default)]
+    pub log: log::LogConfig,
+    /// The image's STOPSIGNAL (empty: SIGTERM).
+    #[serde(default)]
+    pub stop_signal: String,
+    /// The ENTRYPOINT and CMD in effect (docker's `Config.Entrypoint` and `Config.Cmd`).
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// Mount points set-up created in the upper directory (left out of `commit` and `diff`).
+    #[serde(default)]
+    pub stubs: Vec<String>,
 }
 
 impl Record {
     pub fn dir(&self, store: &Store) -> PathBuf {
         containers_dir(store).join(&self.id)
     }
+
+    /// The json-file log of a detached container.
+    pub fn log_path(&self, store: &Store) -> PathBuf {
+        log::path(&self.dir(store), &self.id)
+    }
+
+    pub fn running(&self) -> bool {
+        self.state == State::Running
+    }
+
+    /// Running, or between runs under a restart policy: a holder looks after it.
+    pub fn held(&self) -> bool {
+        matches!(self.state, State::Running | State::Restarting)
+    }
+
+    /// The signal `kiln stop` sends first: the image's STOPSIGNAL, else SIGTERM.
+    pub fn stop_signal(&self) -> nix::sys::signal::Signal {
+        parse_signal(&self.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM)
+    }
+}
+
+/// A signal as docker takes it: `TERM`, `SIGTERM`, `sigterm` or `15`.
+pub fn parse_signal(text: &str) -> Option<nix::sys::signal::Signal> {
+    let t = text.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if let Ok(n) = t.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse().ok()
 }
 
 fn containers_dir(store: &Store) -> PathBuf {
@@ -183,7 +319,7 @@ pub fn list(store: &Store) -> Result<Vec<Record>, ContainerError> {
         let path = entry.path().join("container.json");
         if let Ok(bytes) = fs::read(&path) {
             if let Ok(rec) = serde_json::from_slice::<Record>(&bytes) {
-                out.push(rec);
+                out.push(refresh(store, rec)?);
             }
         }
     }
@@ -202,6 +338,57 @@ pub fn find(store: &Store, wanted: &str) -> Result<Record, ContainerError> {
         (Some(r), None) if !wanted.is_empty() => Ok(r),
         _ => Err(ContainerError::NoContainer(wanted.to_string())),
     }
+}
+
+/// A record as it stands: one that says running whose holder is gone (a supervisor that no
+/// longer answers on its socket, a foreground kiln whose monitor is gone) is recorded as
+/// exited with status 255 and the reason.
+pub fn refresh(store: &Store, record: Record) -> Result<Record, ContainerError> {
+    if !record.held() || holder_alive(store, &record) {
+        return Ok(record);
+    }
+    // Read it again: the holder may have recorded the end just before leaving.
+    let path = record.dir(store).join("container.json");
+    let mut fresh: Record = match fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(r) => r,
+        None => return Ok(record),
+    };
+    if !fresh.held() || holder_alive(store, &fresh) {
+        return Ok(fresh);
+    }
+    let holder = if fresh.supervised {
+        "supervisor"
+    } else {
+        "kiln process"
+    };
+    fresh.error = Some(format!(
+        "the container's {holder} (pid {}) ended without recording the container's end",
+        fresh.pid.unwrap_or(0)
+    ));
+    fresh.state = State::Exited;
+    fresh.exit_code = Some(255);
+    fresh.pid = None;
+    fresh.init_pid = None;
+    fresh.finished_at = Some(now_rfc3339_nanos());
+    save(store, &fresh)?;
+    Ok(fresh)
+}
+
+fn holder_alive(store: &Store, record: &Record) -> bool {
+    if record.supervised {
+        return supervisor::connect(&record.dir(store)).is_ok();
+    }
+    record
+        .pid
+        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_ok())
+}
+
+pub(crate) fn now_rfc3339_nanos() -> String {
+    let (secs, nanos) = log::now();
+    crate::oci::time::format_rfc3339_nanos(secs, nanos)
 }
 
 pub fn save(store: &Store, record: &Record) -> Result<(), ContainerError> {
@@ -249,12 +436,16 @@ pub fn create(
             .unwrap_or_default(),
         (None, Network::None) => id[..12].to_string(),
     };
+    let image_entrypoint = config.entrypoint.as_deref().unwrap_or(&[]);
+    let image_cmd = config.cmd.as_deref().unwrap_or(&[]);
     let args = spec::command_line(
-        config.entrypoint.as_deref().unwrap_or(&[]),
-        config.cmd.as_deref().unwrap_or(&[]),
+        image_entrypoint,
+        image_cmd,
         opts.entrypoint.as_deref(),
         &opts.args,
     );
+    let entrypoint = spec::command_line(image_entrypoint, &[], opts.entrypoint.as_deref(), &[]);
+    let cmd = args[entrypoint.len().min(args.len())..].to_vec();
     if args.is_empty() {
         return Err(ContainerError::NoCommand);
     }
@@ -309,6 +500,20 @@ pub fn create(
         exit_code: None,
         pid: None,
         spec,
+        supervised: false,
+        init_pid: None,
+        started_at: None,
+        finished_at: None,
+        error: None,
+        restart: opts.restart,
+        restart_count: 0,
+        stopped_by_user: false,
+        auto_remove: opts.remove,
+        log: opts.log,
+        stop_signal: config.stop_signal.clone(),
+        entrypoint,
+        cmd,
+        stubs: Vec::new(),
     };
     save(store, &record)?;
     Ok(record)
@@ -383,11 +588,16 @@ pub fn run_foreground(
     };
     record.state = State::Running;
     record.pid = Some(container.pid());
+    record.init_pid = container.init_pid;
+    record.stubs = container.stubs.clone();
+    record.started_at = Some(now_rfc3339_nanos());
     save(store, &record)?;
     on_start(&mut container);
     let result = container.wait();
     record.state = State::Exited;
     record.pid = None;
+    record.init_pid = None;
+    record.finished_at = Some(now_rfc3339_nanos());
     record.exit_code = Some(match &result {
         Ok(exit) => exit.code,
         Err(SandboxError::Start { code, .. }) => *code,
@@ -397,10 +607,126 @@ pub fn run_foreground(
     Ok((record, result?))
 }
 
-/// Remove a container that is not running: its record and directories.
+/// Remove a container that is not running: its record and directories (the log too).
 pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
     let dir = record.dir(store);
     fs::remove_dir_all(&dir).map_err(io("remove", &dir))
+}
+
+/// `kiln rename`: a new unique name (the supervisor of a running container reads the record
+/// afresh before each write, so it keeps the new name).
+pub fn rename(store: &Store, record: &Record, new_name: &str) -> Result<Record, ContainerError> {
+    if !valid_name(new_name) {
+        return Err(ContainerError::BadName(new_name.to_string()));
+    }
+    if list(store)?
+        .iter()
+        .any(|r| r.name == new_name && r.id != record.id)
+    {
+        return Err(ContainerError::NameInUse(new_name.to_string()));
+    }
+    let mut fresh = find(store, &record.id)?;
+    fresh.name = new_name.to_string();
+    save(store, &fresh)?;
+    Ok(fresh)
+}
+
+/// Send `sig` to a running container's PID 1 (through its supervisor when it has one).
+pub fn kill(
+    store: &Store,
+    record: &Record,
+    sig: nix::sys::signal::Signal,
+) -> Result<(), ContainerError> {
+    if !record.running() {
+        return Err(ContainerError::NotRunning(record.name.clone()));
+    }
+    if record.supervised {
+        let answer = supervisor::request(
+            &record.dir(store),
+            &supervisor::Request::Kill { signal: sig as i32 },
+        )
+        .map_err(|e| supervisor_error(record, e))?;
+        return match answer.error {
+            Some(message) => Err(ContainerError::Supervisor {
+                name: record.name.clone(),
+                message,
+            }),
+            None => Ok(()),
+        };
+    }
+    let pid = record.init_pid.or(record.pid).unwrap_or(0) as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        .map_err(|_| ContainerError::NotRunning(record.name.clone()))
+}
+
+fn supervisor_error(record: &Record, e: std::io::Error) -> ContainerError {
+    ContainerError::Supervisor {
+        name: record.name.clone(),
+        message: format!("no answer on its socket ({e})"),
+    }
+}
+
+/// `kiln stop`: the stop signal, SIGKILL after `timeout` seconds; returns the record once
+/// the container has ended (a container that is not running is left as it is).
+pub fn stop(store: &Store, record: &Record, timeout: u64) -> Result<Record, ContainerError> {
+    if record.supervised {
+        // The supervisor answers once the container has ended; a supervisor that left in
+        // the meantime has recorded the end.
+        let _ = supervisor::request(&record.dir(store), &supervisor::Request::Stop { timeout });
+    } else {
+        let _ = kill(store, record, record.stop_signal());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+        while find(store, &record.id)?.running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = kill(store, record, nix::sys::signal::Signal::SIGKILL);
+    }
+    wait_until_ended(store, record)
+}
+
+/// SIGKILL and wait for the end (`rm -f`).
+pub fn kill_and_wait(store: &Store, record: &Record) -> Result<Record, ContainerError> {
+    if !record.running() {
+        // Between runs: the supervisor is told not to start it again.
+        return stop(store, record, 0);
+    }
+    let _ = kill(store, record, nix::sys::signal::Signal::SIGKILL);
+    wait_until_ended(store, record)
+}
+
+fn wait_until_ended(store: &Store, record: &Record) -> Result<Record, ContainerError> {
+    loop {
+        let now = find(store, &record.id)?;
+        if !now.held() {
+            return Ok(now);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Until the current run of a running container ends (foreground runs).
+fn wait_until_not_running(store: &Store, record: &Record) -> Result<Record, ContainerError> {
+    loop {
+        let now = find(store, &record.id)?;
+        if !now.running() {
+            return Ok(now);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `kiln wait`: block until the container's current run ends (as docker's does: a restart
+/// policy may start it again) and give its exit code.
+pub fn wait(store: &Store, record: &Record) -> Result<i32, ContainerError> {
+    if record.held() && record.supervised {
+        if let Ok(answer) = supervisor::request(&record.dir(store), &supervisor::Request::Wait) {
+            if let Some(code) = answer.exit_code {
+                return Ok(code);
+            }
+        }
+    }
+    let now = wait_until_not_running(store, record)?;
+    Ok(now.exit_code.unwrap_or(0))
 }
 
 /// `IMAGE` as the user wrote it, resolved in the store.

@@ -188,7 +188,7 @@ pub mod unpack;
 pub mod view;
 pub mod writer;
 
-pub use capture::capture_upper;
+pub use capture::{capture_changes, capture_upper};
 pub use compress::{
     compress, decompress_auto, decompress_into, BlobDigest, LayerCompression, StreamFormat,
 };

@@ -43,6 +43,33 @@ pub fn format_rfc3339(secs: i64) -> String {
     )
 }
 
+/// A wall-clock instant (seconds and nanoseconds since the epoch) as Go's `RFC3339Nano` writes
+/// it: `2026-12-02T05:21:19.1234Z`, trailing zeros of the fraction dropped (container records
+/// and logs, never images).
+pub fn format_rfc3339_nanos(secs: i64, nanos: u32) -> String {
+    let whole = format_rfc3339(secs);
+    if nanos == 0 {
+        return whole;
+    }
+    let fraction = format!("{nanos:09}");
+    format!(
+        "{}.{}Z",
+        whole.trim_end_matches('Z'),
+        fraction.trim_end_matches('0')
+    )
+}
+
+/// The fraction of an RFC 3339 timestamp as nanoseconds (0 when it has none).
+pub fn rfc3339_nanos(s: &str) -> u32 {
+    let Some(dot) = s.find('.') else { return 0 };
+    let digits: String = s[dot + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
+    format!("{digits:0<9}").parse().unwrap_or(0)
+}
+
 /// Reads an RFC 3339 timestamp (`2024-01-02T03:04:05.123456789Z`, `...+02:00`) as whole
 /// seconds since the epoch; `None` when it is not one.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
@@ -98,6 +125,17 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nanosecond_instants() {
+        assert_eq!(format_rfc3339_nanos(0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            format_rfc3339_nanos(1_700_000_000, 120_000_000),
+            "2023-11-14T22:13:20.12Z"
+        );
+        assert_eq!(rfc3339_nanos("2023-11-14T22:13:20.12Z"), 120_000_000);
+        assert_eq!(rfc3339_nanos("2023-11-14T22:13:20Z"), 0);
+    }
 
     #[test]
     fn formats_and_parses() {

@@ -29,8 +29,10 @@ use crate::oci::Digest;
 use crate::store::StoreError;
 
 pub use credentials::{Credentials, CredentialsError};
+pub(crate) use pull::{fetch_blob, fetch_manifest, fetch_small_blob};
 pub use pull::{pull, PullOptions, Pulled};
 pub use push::{push, Pushed};
+pub(crate) use push::{push_document, Document};
 pub use resolver::PullingResolver;
 pub use transport::{check_login, Client};
 

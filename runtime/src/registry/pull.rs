@@ -318,9 +318,59 @@ fn choose_platform<'i>(
         })
 }
 
+/// `GET` of a small blob (at most `limit` bytes) into memory, verified against `desc`;
+/// retried like any download.
+pub(crate) fn fetch_small_blob(
+    client: &Client,
+    path: &str,
+    desc: &Descriptor,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let what = format!("blob {}", desc.digest);
+    if desc.size > limit {
+        return Err(RegistryError::BadDocument {
+            host: client.host().to_string(),
+            what,
+            reason: format!("it is larger than {limit} bytes"),
+        });
+    }
+    client.retrying(
+        &what,
+        |_, _| {},
+        || {
+            let response = client.send(
+                "GET",
+                &format!("/v2/{path}/blobs/{}", desc.digest),
+                &[],
+                &Body::Empty,
+                &what,
+            )?;
+            let mut bytes = Vec::new();
+            response
+                .into_reader()
+                .take(desc.size.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .map_err(|e| RegistryError::Unreachable {
+                    host: client.host().to_string(),
+                    message: format!("reading {what}: {e}"),
+                })?;
+            let actual = Digest::of_bytes(&bytes);
+            if actual != desc.digest || bytes.len() as u64 != desc.size {
+                return Err(RegistryError::DigestMismatch {
+                    host: client.host().to_string(),
+                    what: what.clone(),
+                    expected: desc.digest.clone(),
+                    actual,
+                });
+            }
+            Ok(bytes)
+        },
+    )
+}
+
 /// Downloads one blob into the store, verified; retried from the start on failure (the
 /// staged file of a failed attempt is dropped, so nothing partial remains).
-fn fetch_blob(
+pub(crate) fn fetch_blob(
     client: &Client,
     store: &Store,
     path: &str,

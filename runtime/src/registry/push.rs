@@ -47,27 +47,64 @@ pub fn push(
         .media_type
         .clone()
         .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
-    let mount_sources = mount_sources(&image, name);
+    let document = Document {
+        bytes: &manifest_bytes,
+        digest: &image.manifest_digest,
+        media_type: &media_type,
+        blobs: std::iter::once(&image.manifest.config)
+            .chain(&image.manifest.layers)
+            .collect(),
+    };
+    push_document(
+        store,
+        name,
+        &document,
+        &mount_sources(&image, name),
+        registry,
+        progress,
+    )
+}
+
+/// A manifest as the store holds it, and the blobs it names (all in the store).
+pub(crate) struct Document<'a> {
+    pub bytes: &'a [u8],
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub blobs: Vec<&'a Descriptor>,
+}
+
+/// Pushes `document`'s blobs, then the document itself as `name`'s tag (an image's manifest,
+/// or the build cache's artifact manifest).
+pub(crate) fn push_document(
+    store: &Store,
+    name: &ImageName,
+    document: &Document<'_>,
+    mount_sources: &[String],
+    registry: &RegistryOptions,
+    progress: &dyn TransferProgress,
+) -> Result<Pushed> {
     let mut scopes = vec![format!("repository:{}:pull,push", name.path())];
     scopes.extend(mount_sources.iter().map(|s| format!("repository:{s}:pull")));
     let client = Client::connect(name.domain(), registry, None, scopes)?;
     let path = name.path();
     let done = |existed: usize, uploaded: usize, mounted: usize| Pushed {
         name: name.clone(),
-        digest: image.manifest_digest.clone(),
-        size: manifest_bytes.len() as u64,
+        digest: document.digest.clone(),
+        size: document.bytes.len() as u64,
         uploaded,
         mounted,
         existed,
     };
     let blobs: Vec<&Descriptor> = {
         let mut seen = BTreeSet::new();
-        std::iter::once(&image.manifest.config)
-            .chain(&image.manifest.layers)
+        document
+            .blobs
+            .iter()
+            .copied()
             .filter(|d| seen.insert(d.digest.clone()))
             .collect()
     };
-    if remote_manifest_digest(&client, path, name.tag())? == Some(image.manifest_digest.clone()) {
+    if remote_manifest_digest(&client, path, name.tag())? == Some(document.digest.clone()) {
         for d in &blobs {
             progress.event(TransferEvent::Exists {
                 digest: d.digest.clone(),
@@ -77,7 +114,7 @@ pub fn push(
     }
     let outcomes = std::sync::Mutex::new(Vec::new());
     in_parallel(&blobs, super::pull::WORKERS, |d| {
-        let outcome = push_blob(&client, store, path, d, &mount_sources, progress)?;
+        let outcome = push_blob(&client, store, path, d, mount_sources, progress)?;
         if let Ok(mut o) = outcomes.lock() {
             o.push(outcome);
         }
@@ -93,8 +130,8 @@ pub fn push(
             client.send(
                 "PUT",
                 &format!("/v2/{path}/manifests/{}", name.tag()),
-                &[("Content-Type", media_type.as_str())],
-                &Body::Bytes(&manifest_bytes),
+                &[("Content-Type", document.media_type)],
+                &Body::Bytes(document.bytes),
                 &what,
             )
         },
@@ -103,11 +140,11 @@ pub fn push(
         .header("Docker-Content-Digest")
         .and_then(|d| d.parse::<Digest>().ok())
     {
-        if theirs != image.manifest_digest {
+        if theirs != *document.digest {
             return Err(RegistryError::DigestMismatch {
                 host: client.host().to_string(),
                 what: format!("the stored manifest of {}", name.familiar()),
-                expected: image.manifest_digest.clone(),
+                expected: document.digest.clone(),
                 actual: theirs,
             });
         }

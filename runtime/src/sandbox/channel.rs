@@ -30,17 +30,47 @@ pub enum Report {
     /// The container could not start: the step and why; `code` is the exit status Docker
     /// gives that failure (126 not executable, 127 not found, 125 set-up).
     Failed { message: String, code: i32 },
+    /// PID 1 exists: its pid in kiln's pid namespace (signals and `exec` reach the container
+    /// through it). Sent by the monitor right after the fork, so it may come before or after
+    /// [`Report::Stubs`].
+    Pid { pid: u32 },
+    /// The payload has exec'd (its command exists and runs). Not sent for `exec`.
+    Started,
     /// The payload (PID 1) ended.
     Exited { code: i32, signal: Option<i32> },
 }
 
-pub fn write_spec(mut w: impl Write, spec: &ContainerSpec) -> std::io::Result<()> {
-    let json = serde_json::to_vec(spec).map_err(std::io::Error::other)?;
+/// What `kiln exec` sends: the container's spec with the exec's process in it, and the
+/// container's PID 1 (in kiln's pid namespace), whose namespaces the process joins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub init_pid: u32,
+    pub spec: ContainerSpec,
+}
+
+pub fn write_spec(w: impl Write, spec: &ContainerSpec) -> std::io::Result<()> {
+    write_json(w, spec)
+}
+
+pub fn write_exec(w: impl Write, exec: &ExecSpec) -> std::io::Result<()> {
+    write_json(w, exec)
+}
+
+fn write_json(mut w: impl Write, value: &impl Serialize) -> std::io::Result<()> {
+    let json = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     w.write_all(&(json.len() as u32).to_le_bytes())?;
     w.write_all(&json)
 }
 
-pub fn read_spec(mut r: impl Read) -> std::io::Result<ContainerSpec> {
+pub fn read_spec(r: impl Read) -> std::io::Result<ContainerSpec> {
+    read_json(r)
+}
+
+pub fn read_exec(r: impl Read) -> std::io::Result<ExecSpec> {
+    read_json(r)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(mut r: impl Read) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len);

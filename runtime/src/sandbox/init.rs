@@ -11,6 +11,9 @@
 //! - **PID 1**: mounts the root and everything in it (`rootfs`), pivots, then either becomes
 //!   the payload (Docker's default) or, with `--init`, stays as a minimal init that forwards
 //!   signals to the payload and reaps every zombie.
+//! - **exec monitor** (`kiln __kiln-sandbox-exec`, for `kiln exec`): joins the namespaces of
+//!   a running container's PID 1, forks the process into them and watches it as the monitor
+//!   watches PID 1; the process takes the payload's steps below.
 //! - **payload**: closes every inherited descriptor, enters its working directory (resolved
 //!   inside the root, then checked, CVE-2024-21626), takes its identity, capabilities and
 //!   seccomp filter, and execs.
@@ -52,23 +55,109 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// The first argument that makes kiln run a process inside an existing container (`exec`).
+pub const EXEC_ARG: &str = "__kiln-sandbox-exec";
+
 /// Call first thing in `main`, before any thread exists: when kiln was started as a
-/// container's monitor, this runs the container and never returns.
+/// container's monitor (or an exec's), this runs it and never returns.
 pub fn run_if_requested() {
     let mut args = std::env::args_os();
-    if args.nth(1).as_deref() != Some(std::ffi::OsStr::new(INIT_ARG)) {
-        return;
-    }
-    let code = monitor();
+    let code = match args.nth(1) {
+        Some(a) if a == INIT_ARG => monitor(),
+        Some(a) if a == EXEC_ARG => exec_monitor(),
+        _ => return,
+    };
     std::process::exit(code);
+}
+
+/// The namespaces `exec` joins, the mount namespace last (after it, the host's /proc is out
+/// of sight).
+const EXEC_NAMESPACES: [(&str, CloneFlags); 6] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// `kiln exec`'s monitor: join every namespace of the container whose PID 1 the spec names,
+/// fork the process (it lands in the container's pid namespace), and watch it as the
+/// container's monitor watches PID 1. The process gets the container's capabilities and
+/// seccomp filter through the same payload steps.
+fn exec_monitor() -> i32 {
+    close_from(LIVENESS_FD as u32 + 1);
+    // SAFETY: fd 3 was set up by the launcher for this process; it is borrowed, not owned.
+    let control = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(CONTROL_FD) });
+    let exec = match channel::read_exec(&*control) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("reading the exec spec: {e}"), 125),
+    };
+    let mut namespaces = Vec::new();
+    for (name, flag) in EXEC_NAMESPACES {
+        let path = format!("/proc/{}/ns/{name}", exec.init_pid);
+        match std::fs::File::open(&path) {
+            Ok(f) => namespaces.push((name, f, flag)),
+            Err(e) => return fail(format!("the container is not running ({path}: {e})"), 125),
+        }
+    }
+    for (name, file, flag) in &namespaces {
+        if let Err(e) = nix::sched::setns(file, *flag) {
+            return fail(
+                format!("joining the container's {name} namespace: {}", e.desc()),
+                125,
+            );
+        }
+    }
+    drop(namespaces);
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    let mut old = SigSet::empty();
+    if nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
+        .is_err()
+    {
+        return fail("blocking signals".into(), 125);
+    }
+    // SAFETY: this process is single-threaded (a fresh exec).
+    let child = match unsafe { fork() } {
+        Err(e) => return fail(format!("fork: {}", e.desc()), 125),
+        Ok(ForkResult::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let _ = nix::unistd::setsid();
+            let code = payload(&exec.spec, &old, true);
+            // SAFETY: leaving the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    report(&Report::Pid {
+        pid: child.as_raw() as u32,
+    });
+    // Nothing is mounted for an exec: set-up is done.
+    report(&Report::Stubs { paths: Vec::new() });
+    watch(child, &mask, None, None)
 }
 
 fn report(r: &Report) {
     let _ = channel::send(CONTROL_FD, r, None);
 }
 
+/// In PID 1 and the payload: the write end of the exec pipe (-1 elsewhere). It closes on the
+/// payload's exec; a failure writes one byte first, so the monitor tells the two apart.
+static EXEC_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 fn fail(message: String, code: i32) -> i32 {
     report(&Report::Failed { message, code });
+    let fd = EXEC_PIPE.load(std::sync::atomic::Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: writing one byte to a descriptor this process holds.
+        unsafe {
+            libc::write(fd, b"x".as_ptr().cast(), 1);
+        }
+    }
     code
 }
 
@@ -121,17 +210,48 @@ fn monitor() -> i32 {
     {
         return fail("blocking signals".into(), 125);
     }
+    // The exec pipe: its write end closes when the payload execs (close-on-exec).
+    let (exec_r, exec_w) =
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+            Ok(p) => p,
+            Err(e) => return fail(format!("pipe: {}", e.desc()), 125),
+        };
     // SAFETY: this process is single-threaded (a fresh exec; the relays start after the fork).
     let pid1 = match unsafe { fork() } {
         Err(e) => return fail(format!("fork: {}", e.desc()), 125),
         Ok(ForkResult::Child) => {
-            let code = pid1(&spec, &old);
+            drop(exec_r);
+            EXEC_PIPE.store(exec_w.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+            let code = pid1(&spec, &old, exec_w);
             // SAFETY: leaving the child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => child,
     };
-    let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+    drop(exec_w);
+    report(&Report::Pid {
+        pid: pid1.as_raw() as u32,
+    });
+    watch(pid1, &mask, relay, Some(exec_r))
+}
+
+/// Whether the payload has exec'd: `Some(true)` when the exec pipe closed with nothing in it,
+/// `Some(false)` after a failure's byte, `None` while it is still open.
+fn exec_done(pipe: &OwnedFd) -> Option<bool> {
+    let mut b = [0u8; 1];
+    match nix::unistd::read(pipe.as_raw_fd(), &mut b) {
+        Ok(0) => Some(true),
+        Ok(_) => Some(false),
+        Err(Errno::EAGAIN) | Err(Errno::EINTR) => None,
+        Err(_) => Some(false),
+    }
+}
+
+/// The monitor's loop: forward signals to `pid1`, kill it when kiln goes away, and end with
+/// its status (reported to kiln first).
+/// With `exec_pipe`, [`Report::Started`] is sent once the payload has exec'd.
+fn watch(pid1: Pid, mask: &SigSet, relay: Option<Pid>, mut exec_pipe: Option<OwnedFd>) -> i32 {
+    let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
         Ok(s) => s,
         Err(e) => {
             let _ = kill(pid1, Signal::SIGKILL);
@@ -139,10 +259,17 @@ fn monitor() -> i32 {
         }
     };
     loop {
-        let mut fds = [
+        let exec_fd = exec_pipe.as_ref().map(|p| {
+            // SAFETY: the pipe outlives this iteration's poll.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(p.as_raw_fd()) }
+        });
+        let mut fds = vec![
             nix::poll::PollFd::new(sfd.as_fd_borrowed(), nix::poll::PollFlags::POLLIN),
             nix::poll::PollFd::new(liveness(), nix::poll::PollFlags::POLLIN),
         ];
+        if let Some(fd) = exec_fd {
+            fds.push(nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN));
+        }
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => {}
@@ -166,9 +293,17 @@ fn monitor() -> i32 {
                 }
             }
         }
+        if let Some(done) = exec_pipe.as_ref().and_then(exec_done) {
+            if done {
+                report(&Report::Started);
+            }
+            exec_pipe = None;
+        }
         if let Some(code) = reap(pid1) {
             if let Some(r) = relay {
-                let _ = kill(r, Signal::SIGKILL);
+                // The relay drains what is in flight and exits (bounded by RELAY_DRAIN).
+                let _ = kill(r, Signal::SIGTERM);
+                let _ = waitpid(r, None);
             }
             return code;
         }
@@ -182,8 +317,12 @@ fn monitor() -> i32 {
     }
 }
 
+/// How long the relay may take, once the payload has ended, to pass on what is in flight.
+const RELAY_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Fork the process that relays published ports (none when nothing is published). It dies
-/// with the monitor.
+/// with the monitor; on SIGTERM (the payload has ended) it first drains open connections,
+/// for at most [`RELAY_DRAIN`].
 fn relay_process(listeners: Vec<super::net::Listener>) -> nix::Result<Option<Pid>> {
     if listeners.is_empty() {
         return Ok(None);
@@ -193,10 +332,16 @@ fn relay_process(listeners: Vec<super::net::Listener>) -> nix::Result<Option<Pid
         ForkResult::Child => {
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             let _ = nix::sys::prctl::set_dumpable(false);
+            // Blocked before the relay threads start, so they inherit the mask and only
+            // this thread takes SIGTERM, through sigwait.
+            let mut term = SigSet::empty();
+            term.add(Signal::SIGTERM);
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&term), None);
             super::net::start_relays(listeners);
-            loop {
-                nix::unistd::pause();
-            }
+            while term.wait() != Ok(Signal::SIGTERM) {}
+            super::net::drain(RELAY_DRAIN);
+            // SAFETY: leaving without running destructors; the relay threads end with us.
+            unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => Ok(Some(child)),
     }
@@ -247,7 +392,7 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
-fn pid1(spec: &ContainerSpec, old_mask: &SigSet) -> i32 {
+fn pid1(spec: &ContainerSpec, old_mask: &SigSet, exec_pipe: OwnedFd) -> i32 {
     // If the monitor dies, so does the container. (Its parent lives outside this pid
     // namespace, so getppid() says 0 here whether or not the monitor is still there.)
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -295,6 +440,9 @@ fn pid1(spec: &ContainerSpec, old_mask: &SigSet) -> i32 {
         }
         Ok(ForkResult::Parent { child }) => child,
     };
+    // Only the payload's copy of the exec pipe may keep it open.
+    EXEC_PIPE.store(-1, std::sync::atomic::Ordering::SeqCst);
+    drop(exec_pipe);
     let _ = nix::unistd::close(CONTROL_FD);
     init_loop(child)
 }
@@ -489,7 +637,3 @@ fn close_range_cloexec(first: u32) {
         }
     }
 }
-
-/// Keep `OwnedFd` referenced for the tty module's signature.
-#[allow(dead_code)]
-fn _owned(_: OwnedFd) {}

@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 
 use nix::sys::signal::Signal;
 
+pub use super::channel::ExecSpec;
 use super::channel::{self, Report, Reports, CONTROL_FD};
-use super::init::{INIT_ARG, LIVENESS_FD};
+use super::init::{EXEC_ARG, INIT_ARG, LIVENESS_FD};
 use super::spec::ContainerSpec;
 use super::SandboxError;
 
@@ -46,6 +47,8 @@ pub struct Container {
     pub stubs: Vec<String>,
     /// The terminal's master side, with `-t`.
     pub terminal: Option<OwnedFd>,
+    /// PID 1 of the container, in kiln's pid namespace (once the monitor has reported it).
+    pub init_pid: Option<u32>,
 }
 
 /// How a container ended.
@@ -63,9 +66,35 @@ fn dup_high(fd: RawFd) -> RawFd {
 }
 
 impl Launcher {
-    /// Start `spec`. Returns once the root is set up (and, with a terminal, once the terminal
-    /// exists); a failure before the payload starts is an error with Docker's status code.
+    /// Start `spec`. Returns once the payload has exec'd (its root set up, its terminal
+    /// attached); a failure before that, its command missing included, is an error with
+    /// Docker's status code (125, 126, 127).
     pub fn start(&self, spec: &ContainerSpec, streams: Streams) -> Result<Container, SandboxError> {
+        self.launch(INIT_ARG, streams, spec.process.terminal, true, |sock| {
+            channel::write_spec(sock, spec)
+        })
+    }
+
+    /// Run `exec.spec`'s process inside the running container whose PID 1 is
+    /// `exec.init_pid`, joining its namespaces (`kiln exec`). Returns once it is started.
+    pub fn exec(&self, exec: &ExecSpec, streams: Streams) -> Result<Container, SandboxError> {
+        self.launch(
+            EXEC_ARG,
+            streams,
+            exec.spec.process.terminal,
+            false,
+            |sock| channel::write_exec(sock, exec),
+        )
+    }
+
+    fn launch(
+        &self,
+        arg: &str,
+        streams: Streams,
+        terminal: bool,
+        until_started: bool,
+        send: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+    ) -> Result<Container, SandboxError> {
         super::require_root()?;
         let (host, inner) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -78,7 +107,7 @@ impl Launcher {
             .map_err(|e| SandboxError::Spawn(format!("pipe: {}", e.desc())))?;
         let (inner_fd, live_fd) = (inner.as_raw_fd(), live_r.as_raw_fd());
         let mut cmd = Command::new(&self.exe);
-        cmd.arg(INIT_ARG)
+        cmd.arg(arg)
             .env_clear()
             .stdin(streams.stdin)
             .stdout(streams.stdout)
@@ -115,19 +144,27 @@ impl Launcher {
             _liveness: live_w,
             stubs: Vec::new(),
             terminal: None,
+            init_pid: None,
         };
         // SAFETY: the socket is owned by `container.reports`; this File only borrows it.
         let sock = std::mem::ManuallyDrop::new(unsafe {
             std::fs::File::from_raw_fd(container.reports.raw())
         });
-        if let Err(e) = channel::write_spec(&*sock, spec) {
+        if let Err(e) = send(&sock) {
             let _ = container.child.kill();
             let _ = container.child.wait();
             return Err(SandboxError::Spawn(format!("sending the spec: {e}")));
         }
         let mut stubs_seen = false;
-        while !stubs_seen || (spec.process.terminal && container.terminal.is_none()) {
+        let mut started = !until_started;
+        while !stubs_seen
+            || !started
+            || container.init_pid.is_none()
+            || (terminal && container.terminal.is_none())
+        {
             match container.reports.next() {
+                Ok(Some((Report::Pid { pid }, _))) => container.init_pid = Some(pid),
+                Ok(Some((Report::Started, _))) => started = true,
                 Ok(Some((Report::Stubs { paths }, _))) => {
                     container.stubs = paths;
                     stubs_seen = true;

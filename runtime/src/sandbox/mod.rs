@@ -3,9 +3,9 @@
 //! overlayfs root over layers unpacked once in the store, Docker's standard mounts, default
 //! capabilities and seccomp profile; no runc, no daemon.
 //!
-//! Files: `spec` (the typed container description), `launch` (kiln's side: start, report,
-//! wait), `channel` (the control socket), `init` (the re-executed monitor, PID 1 and the
-//! payload's last steps), `rootfs` (mounts and pivot_root), `syscall` (the kernel behind a
+//! Files: `spec` (the typed container description), `launch` (kiln's side: start, exec,
+//! report, wait), `channel` (the control socket), `init` (the re-executed monitor, PID 1 and
+//! the payload's last steps; the exec monitor that joins a running container), `rootfs` (mounts and pivot_root), `syscall` (the kernel behind a
 //! trait), `user` (passwd/group), `security` (identity, capabilities, seccomp in order),
 //! `caps`, `seccomp`, `net` (loopback and published ports), `tty`.
 //! Must not: read plans or parse Dockerfiles; know the store's layout (callers give paths).
@@ -23,7 +23,7 @@ pub mod syscall;
 pub mod tty;
 pub mod user;
 
-pub use launch::{Container, Exit, Launcher, Streams};
+pub use launch::{Container, ExecSpec, Exit, Launcher, Streams};
 pub use spec::ContainerSpec;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

@@ -62,18 +62,24 @@ pub fn loopback_up() -> nix::Result<()> {
     Ok(())
 }
 
+/// TCP connections being relayed right now (see [`drain`]).
+static ACTIVE_CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Relay each listener into `127.0.0.1:<container port>` of the namespace the calling
 /// process is now in (the container's), one thread per listener and per connection.
 pub fn start_relays(listeners: Vec<Listener>) {
+    use std::sync::atomic::Ordering;
     for l in listeners {
         match l {
             Listener::Tcp(listener, port) => {
                 std::thread::spawn(move || {
                     for conn in listener.incoming().flatten() {
+                        ACTIVE_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
                         std::thread::spawn(move || {
                             if let Ok(inner) = TcpStream::connect(("127.0.0.1", port)) {
                                 let _ = splice_both(conn, inner);
                             }
+                            ACTIVE_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
                         });
                     }
                 });
@@ -82,6 +88,18 @@ pub fn start_relays(listeners: Vec<Listener>) {
                 std::thread::spawn(move || relay_udp(sock, port));
             }
         }
+    }
+}
+
+/// Waits until no TCP connection is being relayed, or `limit` has passed. Called once the
+/// payload has ended: a server that wrote its reply and exited still has that reply in
+/// flight through the relay, and killing the relay at once would drop it.
+pub fn drain(limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while ACTIVE_CONNECTIONS.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

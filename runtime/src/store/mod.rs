@@ -16,6 +16,8 @@
 //!                                0/0 devices, opaque xattrs), made once, renamed in whole
 //! <root>/cache/<sha256(key)>.json  build cache entries {"key":..., "value":...}
 //! <root>/state/<name>            small state files (e.g. the context stat cache)
+//! <root>/records/targets/<t>/<n>.zst  build records, one per build of a target (records.rs)
+//! <root>/records/chunks/<hex>.zst     context listing chunks the records share
 //! <root>/lock                    flock: held exclusively while index.json is rewritten
 //! <root>/gc.lock                 flock: shared by every open Store, exclusive for prune
 //! <root>/tmp/<session>/          each open Store's temporary files; <session>.lock is held
@@ -32,6 +34,7 @@ mod cache;
 mod cache_mounts;
 mod layers;
 mod prune;
+mod records;
 mod refs;
 mod unpacked;
 
@@ -42,7 +45,8 @@ use std::time::{Duration, SystemTime};
 
 pub use blobs::{BlobWriter, StagedBlob};
 pub use cache_mounts::CacheMountLock;
-pub use prune::PruneReport;
+pub use prune::{PruneOptions, PruneReport};
+pub use records::RecordsPruned;
 pub use refs::{Image, Removed};
 
 pub use crate::image::{ImageName, ImageRef, ReferenceError};
@@ -235,6 +239,8 @@ impl Store {
             "layers/unpacked",
             "cache",
             "state",
+            "records/targets",
+            "records/chunks",
             "tmp",
         ] {
             let path = root.join(dir);
@@ -333,6 +339,7 @@ fn initialise(root: &Path) -> Result<()> {
         "layers",
         "cache",
         "state",
+        "records",
         "lock",
         "gc.lock",
         "index.json",

@@ -6,6 +6,8 @@
 //! nothing live names, layer mappings whose blobs are gone, and unpacked layers
 //! (`layers/unpacked/<hex>`) whose diff_id no live image has (decided like the mappings). Runs only when no other kiln
 //! process has the store open (it takes `gc.lock` exclusively, without waiting).
+//! Build records older than `PruneOptions::record_max_age` go too (each target's two newest
+//! stay), and the listing chunks no remaining record names (`records.rs`).
 //! Must not: change the index.
 
 use std::collections::BTreeSet;
@@ -24,10 +26,32 @@ pub struct PruneReport {
     /// Unpacked layer directories removed (their bytes are not counted in `bytes_freed`).
     pub unpacked_removed: usize,
     pub bytes_freed: u64,
+    /// Build records and listing chunks removed (their bytes are in `bytes_freed`).
+    pub records: super::RecordsPruned,
+}
+
+/// What `prune` may remove besides what no image needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Build records older than this go (a target's two newest always stay).
+    pub record_max_age: std::time::Duration,
+}
+
+impl Default for PruneOptions {
+    /// Records are kept for 90 days.
+    fn default() -> Self {
+        PruneOptions {
+            record_max_age: std::time::Duration::from_secs(90 * 86400),
+        }
+    }
 }
 
 impl Store {
     pub fn prune(&self) -> Result<PruneReport> {
+        self.prune_with(&PruneOptions::default())
+    }
+
+    pub fn prune_with(&self, options: &PruneOptions) -> Result<PruneReport> {
         if self.gc_lock.try_lock().is_err() {
             // A failed conversion may have dropped our shared lock: take it back.
             let _ = self.gc_lock.lock_shared();
@@ -35,7 +59,12 @@ impl Store {
                 root: self.root.clone(),
             });
         }
-        let report = self.with_lock(|| self.prune_locked());
+        let report = self.with_lock(|| {
+            let mut report = self.prune_locked()?;
+            report.records = self.prune_records(options.record_max_age)?;
+            report.bytes_freed += report.records.bytes;
+            Ok(report)
+        });
         let path = self.root.join("gc.lock");
         self.gc_lock.lock_shared().map_err(io_err("lock", &path))?;
         report

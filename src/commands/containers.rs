@@ -1,0 +1,956 @@
+//! ps, logs, start, stop, restart, kill, wait, exec and `inspect` of containers: the
+//! container lifecycle as docker's commands show it (columns, statuses, ages, JSON shapes).
+//! Names, full IDs and unique ID prefixes name a container everywhere.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kiln_runtime::container::{self, log, Record, State};
+use kiln_runtime::oci::time;
+use kiln_runtime::sandbox::{ExecSpec, Launcher, SandboxError, Streams};
+use kiln_runtime::store::Store;
+use serde_json::{json, Value};
+
+use super::images::{human_duration, now, print_table};
+use super::transfer::open_store;
+use crate::cli::{ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, StartArgs, StopArgs};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+enum ContainersError {
+    #[error("invalid signal {0:?}")]
+    #[diagnostic(help("name it (TERM, SIGKILL) or give its number"))]
+    Signal(String),
+    #[error("invalid filter {0:?}")]
+    #[diagnostic(help(
+        "kiln ps filters by status=created|running|exited, name=TEXT or id=PREFIX"
+    ))]
+    Filter(String),
+    #[error("invalid {flag} value {value:?}")]
+    #[diagnostic(help("{help}"))]
+    Value {
+        flag: &'static str,
+        value: String,
+        help: &'static str,
+    },
+    #[error("container {0} has no log: it ran in the foreground, its output went to the terminal")]
+    NoLog(String),
+}
+
+/// docker's STATUS column: `Up 5 seconds`, `Exited (0) 3 minutes ago`, `Created`.
+fn status(r: &Record, now: i64) -> String {
+    let since = |t: &Option<String>| t.as_deref().and_then(time::parse_rfc3339);
+    match r.state {
+        State::Created => "Created".into(),
+        State::Running => match since(&r.started_at) {
+            Some(t) => format!("Up {}", human_duration(now - t)),
+            None => "Up".into(),
+        },
+        State::Exited | State::Restarting => {
+            let code = r.exit_code.unwrap_or(0);
+            let word = if r.state == State::Exited {
+                "Exited"
+            } else {
+                "Restarting"
+            };
+            match since(&r.finished_at) {
+                Some(t) => format!("{word} ({code}) {} ago", human_duration(now - t)),
+                None => format!("{word} ({code})"),
+            }
+        }
+    }
+}
+
+fn state_name(r: &Record) -> &'static str {
+    match r.state {
+        State::Created => "created",
+        State::Running => "running",
+        State::Restarting => "restarting",
+        State::Exited => "exited",
+    }
+}
+
+/// docker's COMMAND column: the command line (an argument with a space in single quotes),
+/// cut to 20 characters with `…`, in double quotes.
+fn command(r: &Record, full: bool) -> String {
+    let line = r
+        .spec
+        .process
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let shown = if full || line.chars().count() <= 20 {
+        line
+    } else {
+        let mut s: String = line.chars().take(19).collect();
+        s.push('…');
+        s
+    };
+    format!("\"{shown}\"")
+}
+
+fn ports(r: &Record) -> String {
+    r.spec
+        .ports
+        .iter()
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                p.host_ip.as_str()
+            };
+            let proto = match p.protocol {
+                kiln_runtime::sandbox::spec::Protocol::Tcp => "tcp",
+                kiln_runtime::sandbox::spec::Protocol::Udp => "udp",
+            };
+            format!("{ip}:{}->{}/{proto}", p.host_port, p.container_port)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One `{{.Field}}` of `ps --format`.
+fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<String> {
+    let id = if full {
+        r.id.clone()
+    } else {
+        r.id[..12].to_string()
+    };
+    Some(match name {
+        "ID" => id,
+        "Image" => r.image.clone(),
+        "Command" => command(r, full),
+        "CreatedAt" => r.created.clone(),
+        "RunningFor" => format!(
+            "{} ago",
+            human_duration(now - time::parse_rfc3339(&r.created).unwrap_or(now))
+        ),
+        "Status" => status(r, now),
+        "State" => state_name(r).into(),
+        "Ports" => ports(r),
+        "Names" => r.name.clone(),
+        _ => return None,
+    })
+}
+
+/// `{{.A}}`-style templates, as far as `ps --format` fields go (text, `\t`, fields).
+fn render_template(template: &str, r: &Record, now: i64, full: bool) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| template.to_string())?;
+        let name = after[..end].trim().trim_start_matches('.');
+        out.push_str(&field(r, name, now, full).ok_or_else(|| after[..end].to_string())?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out.replace("\\t", "\t").replace("\\n", "\n"))
+}
+
+fn header_of(template: &str) -> String {
+    let mut out = template.to_string();
+    for (f, h) in [
+        ("ID", "CONTAINER ID"),
+        ("Image", "IMAGE"),
+        ("Command", "COMMAND"),
+        ("CreatedAt", "CREATED AT"),
+        ("RunningFor", "CREATED"),
+        ("Status", "STATUS"),
+        ("State", "STATE"),
+        ("Ports", "PORTS"),
+        ("Names", "NAMES"),
+    ] {
+        out = out.replace(&format!("{{{{.{f}}}}}"), h);
+    }
+    out.replace("\\t", "\t")
+}
+
+fn matches_filter(r: &Record, filter: &str) -> Result<bool, ContainersError> {
+    let (k, v) = filter
+        .split_once('=')
+        .ok_or_else(|| ContainersError::Filter(filter.to_string()))?;
+    Ok(match k {
+        "status" => match v {
+            "created" | "running" | "restarting" | "exited" => state_name(r) == v,
+            "paused" | "removing" | "dead" => false,
+            _ => return Err(ContainersError::Filter(filter.to_string())),
+        },
+        "name" => r.name.contains(v),
+        "id" => r.id.starts_with(v),
+        _ => return Err(ContainersError::Filter(filter.to_string())),
+    })
+}
+
+pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let mut all = container::list(&store)?;
+    // Newest first, as docker lists.
+    all.reverse();
+    if a.latest {
+        all.truncate(1);
+    }
+    // Stopped containers show with -a, -l, or a status filter (docker's rule).
+    let status_filter = a.filters.iter().any(|f| f.starts_with("status="));
+    let mut shown = Vec::new();
+    for r in all {
+        if !(a.all || a.latest || status_filter || r.held()) {
+            continue;
+        }
+        let mut keep = true;
+        for f in &a.filters {
+            keep &= matches_filter(&r, f)?;
+        }
+        if keep {
+            shown.push(r);
+        }
+    }
+    let now = now();
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in &shown {
+            let id = if a.no_trunc { &r.id[..] } else { &r.id[..12] };
+            let _ = writeln!(out, "{id}");
+        }
+        return Ok(());
+    }
+    if let Some(format) = &a.format {
+        let (table, template) = match format.strip_prefix("table") {
+            Some(t) => (true, t.trim_start()),
+            None => (false, format.as_str()),
+        };
+        let mut rows = Vec::new();
+        if table {
+            rows.push(header_of(template));
+        }
+        for r in &shown {
+            rows.push(
+                render_template(template, r, now, a.no_trunc).map_err(|bad| {
+                    ContainersError::Value {
+                        flag: "--format",
+                        value: bad,
+                        help: "fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}} {{.Status}} {{.State}} {{.Ports}} {{.Names}}",
+                    }
+                })?,
+            );
+        }
+        if table {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|l| l.split('\t').map(str::to_string).collect())
+                .collect();
+            print_table(&cells);
+        } else {
+            for l in rows {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    .map(str::to_string)
+    .to_vec()];
+    for r in &shown {
+        let f = |n: &str| field(r, n, now, a.no_trunc).unwrap_or_default();
+        rows.push(vec![
+            f("ID"),
+            f("Image"),
+            f("Command"),
+            f("RunningFor"),
+            f("Status"),
+            f("Ports"),
+            f("Names"),
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+/// `--since`: an RFC 3339 time, a Unix time (with a fraction), or a Go duration ago.
+fn parse_since(v: &str, now: i64) -> Option<(i64, u32)> {
+    if let Some(t) = time::parse_rfc3339(v) {
+        return Some((t, time::rfc3339_nanos(v)));
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        return Some((f.trunc() as i64, (f.fract() * 1e9) as u32));
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = v.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if (c == 'm' || c == 'u' || c == 'n') && chars.peek() == Some(&'s') {
+            unit.push('s');
+            chars.next();
+        }
+        let n: f64 = num.parse().ok()?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        any = true;
+    }
+    if !any || !num.is_empty() {
+        return None;
+    }
+    let t = now as f64 - total;
+    Some((t.trunc() as i64, (t.fract() * 1e9) as u32))
+}
+
+fn print_entry(e: &log::Entry, timestamps: bool) {
+    let text = if timestamps {
+        let (secs, nanos) = e.instant();
+        let whole = time::format_rfc3339(secs);
+        format!("{}.{nanos:09}Z {}", whole.trim_end_matches('Z'), e.log)
+    } else {
+        e.log.clone()
+    };
+    if e.stream == "stderr" {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        let _ = err.flush();
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+pub fn logs(root: Option<PathBuf>, a: LogsArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    let path = record.log_path(&store);
+    if !path.exists() && !record.supervised {
+        return Err(ContainersError::NoLog(record.name).into());
+    }
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(n.parse().map_err(|_| ContainersError::Value {
+            flag: "--tail",
+            value: n.to_string(),
+            help: "a number of lines, or all",
+        })?),
+    };
+    let since = match &a.since {
+        Some(v) => Some(parse_since(v, now()).ok_or_else(|| ContainersError::Value {
+            flag: "--since",
+            value: v.clone(),
+            help:
+                "an RFC 3339 time (2026-01-02T15:04:05Z), a Unix time, or a duration (10m, 1h30m)",
+        })?),
+        None => None,
+    };
+    let keep = |e: &log::Entry| since.is_none_or(|s| e.instant() >= s);
+    // The follower starts before the files are read, so nothing written in between is lost.
+    let mut follower = if a.follow {
+        Some(log::Follower::at_end(&path).map_err(|e| miette::miette!("{}: {e}", path.display()))?)
+    } else {
+        None
+    };
+    let entries: Vec<log::Entry> = log::read_all(&path)
+        .map_err(|e| miette::miette!("{}: {e}", path.display()))?
+        .into_iter()
+        .filter(|e| keep(e))
+        .collect();
+    let skip = tail.map_or(0, |n| entries.len().saturating_sub(n));
+    for e in &entries[skip..] {
+        print_entry(e, a.timestamps);
+    }
+    let Some(follower) = follower.as_mut() else {
+        return Ok(());
+    };
+    loop {
+        let running = container::find(&store, &record.id).is_ok_and(|r| r.held());
+        let new = follower
+            .poll()
+            .map_err(|e| miette::miette!("{}: {e}", path.display()))?;
+        for e in new.iter().filter(|e| keep(e)) {
+            print_entry(e, a.timestamps);
+        }
+        if !running {
+            // Read once more: the supervisor writes the last output before the end.
+            for e in follower
+                .poll()
+                .unwrap_or_default()
+                .iter()
+                .filter(|e| keep(e))
+            {
+                print_entry(e, a.timestamps);
+            }
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn signal(text: &str) -> Result<nix::sys::signal::Signal, ContainersError> {
+    container::parse_signal(text).ok_or_else(|| ContainersError::Signal(text.to_string()))
+}
+
+pub fn stop(root: Option<PathBuf>, a: StopArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    for name in &a.containers {
+        let record = container::find(&store, name)?;
+        container::stop(&store, &record, a.time)?;
+        println!("{name}");
+    }
+    Ok(())
+}
+
+fn start_one(store: &Store, name: &str) -> miette::Result<Record> {
+    let record = container::find(store, name)?;
+    if !record.held() {
+        container::supervisor::start(store, &record)?;
+    }
+    Ok(container::find(store, &record.id)?)
+}
+
+pub fn start(root: Option<PathBuf>, a: StartArgs) -> miette::Result<ExitCode> {
+    let store = open_store(root)?;
+    if a.attach {
+        let [name] = a.containers.as_slice() else {
+            return Err(miette::miette!(
+                "you cannot start and attach multiple containers at once"
+            ));
+        };
+        let record = container::find(&store, name)?;
+        let path = record.log_path(&store);
+        // Attach from the end of what earlier runs wrote, as docker shows only this run.
+        let mut follower =
+            log::Follower::at_end(&path).map_err(|e| miette::miette!("{}: {e}", path.display()))?;
+        let record = start_one(&store, name)?;
+        loop {
+            let running = container::find(&store, &record.id).is_ok_and(|r| r.running());
+            for e in follower.poll().unwrap_or_default() {
+                print_entry(&e, false);
+            }
+            if !running {
+                for e in follower.poll().unwrap_or_default() {
+                    print_entry(&e, false);
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let code = container::wait(&store, &record)?;
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
+    for name in &a.containers {
+        start_one(&store, name)?;
+        println!("{name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restart(root: Option<PathBuf>, a: StopArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    for name in &a.containers {
+        let record = container::find(&store, name)?;
+        container::stop(&store, &record, a.time)?;
+        start_one(&store, name)?;
+        println!("{name}");
+    }
+    Ok(())
+}
+
+pub fn kill(root: Option<PathBuf>, a: KillArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let sig = signal(&a.signal)?;
+    for name in &a.containers {
+        let record = container::find(&store, name)?;
+        container::kill(&store, &record, sig)?;
+        println!("{name}");
+    }
+    Ok(())
+}
+
+pub fn wait(root: Option<PathBuf>, a: ContainersArgs) -> miette::Result<ExitCode> {
+    let store = open_store(root)?;
+    for name in &a.containers {
+        let record = container::find(&store, name)?;
+        let code = container::wait(&store, &record)?;
+        println!("{code}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn exec(root: Option<PathBuf>, a: ExecArgs) -> miette::Result<ExitCode> {
+    let store = open_store(root)?;
+    let name = &a.container_and_command[0];
+    let record = container::find(&store, name)?;
+    let Some(init_pid) = record.init_pid.filter(|_| record.running()) else {
+        return Err(container::ContainerError::NotRunning(name.clone()).into());
+    };
+    let mut spec = record.spec.clone();
+    spec.process.args = a.container_and_command[1..].to_vec();
+    let extra: Vec<String> = a
+        .env
+        .iter()
+        .filter_map(|e| super::run::env_entry(e))
+        .collect();
+    spec.process.env = kiln_runtime::sandbox::spec::container_env(&spec.process.env, &extra, "");
+    if let Some(u) = &a.user {
+        spec.process.user = u.clone();
+    }
+    if let Some(w) = &a.workdir {
+        spec.process.cwd = w.clone();
+    }
+    spec.process.terminal = a.tty;
+    let streams = Streams {
+        stdin: if a.interactive && !a.tty {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        },
+        stdout: std::process::Stdio::inherit(),
+        stderr: std::process::Stdio::inherit(),
+    };
+    let launcher = Launcher::current().map_err(container::ContainerError::from)?;
+    let exec = ExecSpec { init_pid, spec };
+    let result = launcher.exec(&exec, streams).and_then(|mut c| {
+        let raw;
+        let relay = match c.terminal.take() {
+            Some(master) => {
+                raw = kiln_runtime::sandbox::tty::RawMode::enter(0);
+                let input = a.interactive;
+                Some(std::thread::spawn(move || {
+                    kiln_runtime::sandbox::tty::relay(master, input)
+                }))
+            }
+            None => {
+                raw = None;
+                None
+            }
+        };
+        let exit = c.wait();
+        if let Some(r) = relay {
+            let _ = r.join();
+        }
+        drop(raw);
+        exit
+    });
+    let code = match result {
+        Ok(exit) => exit.code,
+        Err(SandboxError::Start { message, code }) => {
+            eprintln!("kiln exec: {message}");
+            code
+        }
+        Err(e) => return Err(container::ContainerError::from(e).into()),
+    };
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+const NEVER: &str = "0001-01-01T00:00:00Z";
+
+/// `kiln inspect` of a container, in docker's shape for the common fields.
+pub fn inspect_json(store: &Store, r: &Record) -> Value {
+    let volumes = store.root().join("volumes");
+    let mounts: Vec<Value> = r
+        .spec
+        .mounts
+        .iter()
+        .filter_map(|m| {
+            use kiln_runtime::sandbox::spec::MountKind;
+            let rw = !m.readonly;
+            let mode = if m.readonly { "ro" } else { "" };
+            match &m.kind {
+                MountKind::Bind { source, .. } => match source.strip_prefix(&volumes) {
+                    Ok(rel) => Some(json!({
+                        "Type": "volume",
+                        "Name": rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()),
+                        "Source": source,
+                        "Destination": m.target,
+                        "Driver": "local",
+                        "Mode": if m.readonly { "ro" } else { "z" },
+                        "RW": rw,
+                        "Propagation": "",
+                    })),
+                    Err(_) => Some(json!({
+                        "Type": "bind",
+                        "Source": source,
+                        "Destination": m.target,
+                        "Mode": mode,
+                        "RW": rw,
+                        "Propagation": "rprivate",
+                    })),
+                },
+                MountKind::Tmpfs { .. } => Some(json!({
+                    "Type": "tmpfs",
+                    "Source": "",
+                    "Destination": m.target,
+                    "Mode": mode,
+                    "RW": rw,
+                    "Propagation": "",
+                })),
+                _ => None,
+            }
+        })
+        .collect();
+    let args = &r.spec.process.args;
+    let max_retry = match r.restart {
+        container::RestartPolicy::OnFailure { max } => max,
+        _ => 0,
+    };
+    json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": args.first(),
+        "Args": args.get(1..).unwrap_or(&[]),
+        "State": {
+            "Status": state_name(r),
+            "Running": r.held(),
+            "Paused": false,
+            "Restarting": r.state == State::Restarting,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": if r.running() { r.init_pid.unwrap_or(0) } else { 0 },
+            "ExitCode": r.exit_code.unwrap_or(0),
+            "Error": r.error.clone().unwrap_or_default(),
+            "StartedAt": r.started_at.clone().unwrap_or_else(|| NEVER.into()),
+            "FinishedAt": r.finished_at.clone().unwrap_or_else(|| NEVER.into()),
+        },
+        "Image": r.image_id,
+        "LogPath": if r.supervised || r.log_path(store).exists() { r.log_path(store).display().to_string() } else { String::new() },
+        "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
+        "HostConfig": {
+            "AutoRemove": r.auto_remove,
+            "NetworkMode": match r.spec.network {
+                kiln_runtime::sandbox::spec::Network::None => "none",
+                kiln_runtime::sandbox::spec::Network::Host => "host",
+            },
+            "ReadonlyRootfs": r.spec.rootfs.readonly,
+            "Init": r.spec.init,
+            "RestartPolicy": {"Name": r.restart.name(), "MaximumRetryCount": max_retry},
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": match r.log.max_size {
+                    Some(size) => json!({"max-size": size.to_string(), "max-file": r.log.max_file.to_string()}),
+                    None => json!({}),
+                },
+            },
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": r.spec.hostname,
+            "User": r.spec.process.user,
+            "Tty": r.spec.process.terminal,
+            "Env": r.spec.process.env,
+            "Cmd": r.cmd,
+            "Image": r.image,
+            "WorkingDir": r.spec.process.cwd,
+            "Entrypoint": if r.entrypoint.is_empty() { Value::Null } else { json!(r.entrypoint) },
+            "StopSignal": if r.stop_signal.is_empty() { Value::Null } else { json!(r.stop_signal) },
+        },
+    })
+}
+
+/// `kiln diff CONTAINER`: the container's changes, docker's `A|C|D PATH` lines.
+pub fn diff(root: Option<PathBuf>, a: crate::cli::DiffArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.a)?;
+    let changes = container::changes::changes(&store, &record)?;
+    if a.json {
+        let list: Vec<Value> = changes
+            .iter()
+            .map(|c| json!({"Kind": c.kind.to_string(), "Path": c.path}))
+            .collect();
+        println!("{}", Value::Array(list));
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for c in changes {
+        let _ = writeln!(out, "{} {}", c.kind, c.path);
+    }
+    Ok(())
+}
+
+/// `kiln cp`: exactly one side names a container (`NAME:PATH`); a host path with a colon
+/// must start with `/` or `./`, as with docker.
+pub fn cp(root: Option<PathBuf>, a: crate::cli::CpArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let split = |arg: &str| -> Option<(String, String)> {
+        if arg.starts_with('/') || arg.starts_with('.') {
+            return None;
+        }
+        arg.split_once(':')
+            .map(|(c, p)| (c.to_string(), p.to_string()))
+    };
+    match (split(&a.src), split(&a.dest)) {
+        (Some((c, path)), None) => {
+            let record = container::find(&store, &c)?;
+            container::changes::copy_out(
+                &record,
+                &path,
+                std::path::Path::new(&a.dest),
+                a.follow_link,
+            )?;
+        }
+        (None, Some((c, path))) => {
+            let record = container::find(&store, &c)?;
+            container::changes::copy_in(&record, std::path::Path::new(&a.src), &path)?;
+        }
+        _ => {
+            return Err(ContainersError::Value {
+                flag: "cp",
+                value: format!("{} {}", a.src, a.dest),
+                help: "name the container on exactly one side: kiln cp NAME:/path dest, or kiln cp src NAME:/path",
+            }
+            .into())
+        }
+    }
+    Ok(())
+}
+
+/// Instructions `commit -c` accepts (docker's list).
+const COMMIT_CHANGES: &[&str] = &[
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "LABEL",
+    "ONBUILD",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+];
+
+/// The one image the `-c` changes are lowered on: the container's.
+struct CommitBase(kiln_compiler::plan::ResolvedImage);
+
+impl kiln_compiler::plan::ImageResolver for CommitBase {
+    fn resolve(
+        &self,
+        _reference: &str,
+    ) -> Result<Option<kiln_compiler::plan::ResolvedImage>, kiln_compiler::plan::ImageLookupError>
+    {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+/// `kiln commit`: the `-c` instructions are lowered by the compiler as a Dockerfile's
+/// `FROM <the container's image>` stage would be, so they mean what they mean in a build;
+/// the runtime makes the layer and the image.
+pub fn commit(root: Option<PathBuf>, a: crate::cli::CommitArgs) -> miette::Result<()> {
+    use kiln_compiler::plan::ImageResolver;
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    for c in &a.changes {
+        let word = c
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if !COMMIT_CHANGES.contains(&word.as_str()) {
+            return Err(ContainersError::Value {
+                flag: "-c",
+                value: c.clone(),
+                help: "commit -c takes CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL or HEALTHCHECK",
+            }
+            .into());
+        }
+    }
+    let base = ImageResolver::resolve(&store, &record.image_id.to_string())
+        .map_err(|e| miette::miette!("{e}"))?
+        .ok_or_else(|| container::ContainerError::NoContainer(record.image.clone()))?;
+    let epoch =
+        kiln_compiler::source_date_epoch::from_environment().map_err(|e| miette::miette!("{e}"))?;
+    let text = format!("FROM base\n{}\n", a.changes.join("\n"));
+    let tree = kiln_compiler::syntax::parse(&text).map_err(|e| miette::miette!("-c: {e}"))?;
+    let opts = kiln_compiler::plan::BuildOptions {
+        source_date_epoch: epoch,
+        skip_context: true,
+        ..Default::default()
+    };
+    let lowered = kiln_compiler::dockerfile::lower(
+        &tree,
+        &text,
+        kiln_compiler::context::ContextIndex::default(),
+        &kiln_compiler::context::StatCache::default(),
+        &opts,
+        &CommitBase(base),
+    )
+    .map_err(|e| miette::miette!("-c: {e}"))?;
+    let (_, image_op) = lowered.plan.target_image();
+    let tag = match &a.image {
+        Some(t) => Some(
+            kiln_runtime::image::ImageName::parse(t).map_err(|e| miette::miette!("{t}: {e}"))?,
+        ),
+        None => None,
+    };
+    let image = container::changes::commit(
+        &store,
+        &record,
+        &container::changes::CommitOptions {
+            config: image_op.config.clone(),
+            message: a.message.unwrap_or_default(),
+            author: a.author.unwrap_or_default(),
+            tag,
+            epoch: epoch.unwrap_or(0),
+        },
+    )?;
+    println!("{}", image.id());
+    Ok(())
+}
+
+pub fn rename(root: Option<PathBuf>, a: crate::cli::RenameArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    container::rename(&store, &record, &a.new_name)?;
+    Ok(())
+}
+
+/// `kiln port`: docker's `80/tcp -> 127.0.0.1:8080` lines (or just the host side for one
+/// port).
+pub fn port(root: Option<PathBuf>, a: crate::cli::PortArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    let mut out = std::io::stdout().lock();
+    let mut found = false;
+    for p in &record.spec.ports {
+        let proto = match p.protocol {
+            kiln_runtime::sandbox::spec::Protocol::Tcp => "tcp",
+            kiln_runtime::sandbox::spec::Protocol::Udp => "udp",
+        };
+        let ip = if p.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            p.host_ip.as_str()
+        };
+        let inner = format!("{}/{proto}", p.container_port);
+        match &a.port {
+            Some(want) => {
+                let want = if want.contains('/') {
+                    want.clone()
+                } else {
+                    format!("{want}/tcp")
+                };
+                if want == inner {
+                    found = true;
+                    let _ = writeln!(out, "{ip}:{}", p.host_port);
+                }
+            }
+            None => {
+                found = true;
+                let _ = writeln!(out, "{inner} -> {ip}:{}", p.host_port);
+            }
+        }
+    }
+    if let (Some(want), false) = (&a.port, found) {
+        return Err(miette::miette!(
+            "no public port '{want}' published for {}",
+            record.name
+        ));
+    }
+    Ok(())
+}
+
+/// `kiln container prune`: every container that is not running or restarting, removed.
+pub fn container(root: Option<PathBuf>, c: crate::cli::ContainerCommand) -> miette::Result<()> {
+    let crate::cli::ContainerCommand::Prune { force: _ } = c;
+    let store = open_store(root)?;
+    let mut removed = Vec::new();
+    for r in container::list(&store)? {
+        if !r.held() {
+            container::remove(&store, &r)?;
+            removed.push(r.id);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if !removed.is_empty() {
+        let _ = writeln!(out, "Deleted Containers:");
+        for id in &removed {
+            let _ = writeln!(out, "{id}");
+        }
+        let _ = writeln!(out);
+    }
+    Ok(())
+}
+
+/// `kiln top`: the host's `ps` (options as given, `-ef` by default), as docker runs it,
+/// keeping the header and the processes in the container's pid namespace.
+pub fn top(root: Option<PathBuf>, a: crate::cli::TopArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    let Some(init_pid) = record.init_pid.filter(|_| record.running()) else {
+        return Err(container::ContainerError::NotRunning(a.container.clone()).into());
+    };
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let container_ns = ns(&init_pid.to_string())
+        .ok_or_else(|| container::ContainerError::NotRunning(a.container.clone()))?;
+    let pids: std::collections::HashSet<String> = std::fs::read_dir("/proc")
+        .map_err(|e| miette::miette!("/proc: {e}"))?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| ns(p).as_ref() == Some(&container_ns))
+        .collect();
+    let options = if a.ps_options.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        a.ps_options.clone()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&options)
+        .output()
+        .map_err(|e| miette::miette!("running ps: {e}"))?;
+    if !out.status.success() {
+        return Err(miette::miette!(
+            "ps {}: {}",
+            options.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(column) = header.split_whitespace().position(|h| h == "PID") else {
+        return Err(miette::miette!(
+            "ps {} prints no PID column",
+            options.join(" ")
+        ));
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{header}");
+    for line in lines {
+        if line
+            .split_whitespace()
+            .nth(column)
+            .is_some_and(|p| pids.contains(p))
+        {
+            let _ = writeln!(stdout, "{line}");
+        }
+    }
+    Ok(())
+}
