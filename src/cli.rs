@@ -29,6 +29,8 @@ pub enum Command {
     Parse(ParseArgs),
     /// Validate a Dockerfile and run the build checks (warnings), or check a kiln program
     Check(CheckArgs),
+    /// Rewrite a kiln program in the canonical layout (comments kept)
+    Fmt(FmtArgs),
     /// Print the layer plan of a build, with cache keys
     Plan(PlanArgs),
     /// Build an image from a Dockerfile and a context directory
@@ -528,6 +530,16 @@ pub struct ParseArgs {
     pub json: bool,
     /// The Dockerfile
     pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// Only check: exit 1 when the file is not in the canonical layout; write nothing
+    #[arg(long)]
+    pub check: bool,
+    /// The kiln program (a `.kiln` file, or a directory with `build.kiln`; `-` reads
+    /// standard input and writes standard output) [default: ./build.kiln]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

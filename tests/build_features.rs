@@ -4,8 +4,6 @@
 
 use crate::common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 
 use common::{read_saved_image, stderr_text, temp_dir, write_file, FsKind, KilnStore};
@@ -72,30 +70,10 @@ fn squash_merges_this_builds_layers_into_one_with_the_same_tree() {
     );
 }
 
-/// Serve `body` once per connection on loopback; returns the URL base.
-fn serve(body: &'static [u8], requests: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(requests) {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body);
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[test]
 fn add_url_downloads_verifies_checksum_and_sets_mode_0600() {
     const BODY: &[u8] = b"downloaded bytes\n";
-    let url = serve(BODY, 2);
+    let url = common::serve(BODY, 2);
     let good = format!("sha256:{}", common::sha256_hex(BODY));
     let store = KilnStore::new();
     let ctx = temp_dir();

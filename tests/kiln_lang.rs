@@ -215,3 +215,283 @@ fn build_hermetic_refuses_an_impure_target_and_names_the_chain() {
     let out = run("pure.kiln");
     assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
 }
+
+#[test]
+fn plan_json_shows_hermeticity_per_node_of_a_program() {
+    let store = KilnStore::new();
+    let ctx = temp_dir();
+    write_file(&ctx.path().join("a.txt"), b"a\n", 0o644);
+    write_file(
+        &ctx.path().join("build.kiln"),
+        b"export app = scratch()\n  |> copy(context().only([\"a.txt\"]), to: \"/a.txt\")\n  |> run([\"/fetch\"], network: true)\n  |> env(A: \"1\")\n",
+        0o644,
+    );
+    let out = store.kiln_ok([
+        "plan".as_ref(),
+        "--json".as_ref(),
+        "-f".as_ref(),
+        ctx.path().join("build.kiln").as_os_str(),
+        ctx.path().as_os_str(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = v["nodes"].as_array().unwrap();
+    let by_kind = |kind: &str| {
+        nodes
+            .iter()
+            .find(|n| n["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} node: {v}"))
+    };
+    for pure in ["scratch", "context", "copy"] {
+        assert_eq!(by_kind(pure)["hermetic"], true, "{pure}: {v}");
+        assert_eq!(by_kind(pure)["reasons"], serde_json::json!([]), "{pure}");
+    }
+    let run = by_kind("run");
+    assert_eq!(run["hermetic"], false);
+    let reasons = run["reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("network")),
+        "{run}"
+    );
+    // Everything built on the networked step is impure through it.
+    let config = by_kind("config");
+    assert_eq!(config["hermetic"], false, "{config}");
+    assert_eq!(by_kind("image")["hermetic"], false);
+}
+
+/// examples/multi-stage (its base is the busybox one, no registry needed): its Dockerfile and
+/// its build.kiln build the same image ID, and the image runs.
+#[test]
+fn the_multi_stage_example_builds_one_image_from_both_files_and_runs() {
+    let store = KilnStore::with_busybox();
+    store.kiln_ok(["tag", "busybox:test", "kiln-example/busybox:1"]);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multi-stage");
+    // A copy, so the iidfiles are not written into the source tree.
+    let ctx = temp_dir();
+    for rel in ["Dockerfile", "build.kiln", ".dockerignore", "src/greet.sh"] {
+        let body = std::fs::read(src.join(rel)).unwrap();
+        write_file(&ctx.path().join(rel), &body, 0o755);
+    }
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b, "the example's Dockerfile and build.kiln differ");
+    let out = store.kiln_ok(["run", "--rm", "--network", "none", a.as_str(), "kiln"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello, kiln (greet 1.0)\n"
+    );
+}
+
+#[test]
+fn kiln_fmt_rewrites_a_program_and_check_says_whether_it_is_formatted() {
+    let store = KilnStore::new();
+    let dir = temp_dir();
+    let prog = dir.path().join("build.kiln");
+    write_file(
+        &prog,
+        b"# the app\nexport app=scratch()|>env(A:\"1\") |> cmd([\"/x\"])\n",
+        0o640,
+    );
+    let check = |p: &Path| store.kiln(["fmt".as_ref(), "--check".as_ref(), p.as_os_str()]);
+    let out = check(&prog);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_text(&out).contains("is not formatted"),
+        "{}",
+        stderr_text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&prog).unwrap(),
+        "# the app\nexport app=scratch()|>env(A:\"1\") |> cmd([\"/x\"])\n",
+        "--check writes nothing"
+    );
+    // A directory means its build.kiln.
+    store.kiln_ok(["fmt".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(
+        std::fs::read_to_string(&prog).unwrap(),
+        "# the app\nexport app = scratch()\n  |> env(A: \"1\")\n  |> cmd([\"/x\"])\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&prog).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "the file keeps its mode");
+    let out = check(&prog);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    // A file that does not parse is left alone, with the syntax error.
+    write_file(&prog, b"export app = scratch(\n", 0o644);
+    let out = store.kiln(["fmt".as_ref(), prog.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_text(&out).contains("syntax error"),
+        "{}",
+        stderr_text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&prog).unwrap(),
+        "export app = scratch(\n"
+    );
+}
+
+/// `fetch(url, sha256)` downloads once from a loopback server, verified, as ADD does: the
+/// program and `ADD --checksum` build one image ID, and a wrong digest fails the build.
+#[test]
+fn fetch_downloads_a_pinned_file_as_add_checksum_does() {
+    const BODY: &[u8] = b"fetched bytes\n";
+    let url = common::serve(BODY, 3);
+    let hex = common::sha256_hex(BODY);
+    let store = KilnStore::new();
+    let ctx = pair(
+        &format!("FROM scratch\nADD --checksum=sha256:{hex} {url}/tool.txt /opt/tool.txt\n"),
+        &format!(
+            "export app = scratch() |> copy(fetch(\"{url}/tool.txt\", sha256: \"{hex}\"), to: \"/opt/tool.txt\")\n"
+        ),
+        &[],
+    );
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b);
+    write_file(
+        &ctx.path().join("bad.kiln"),
+        format!(
+            "export app = scratch() |> copy(fetch(\"{url}/tool.txt\", sha256: \"{}\"), to: \"/x\")\n",
+            "0".repeat(64)
+        )
+        .as_bytes(),
+        0o644,
+    );
+    let out = store.kiln([
+        "build".as_ref(),
+        "-f".as_ref(),
+        ctx.path().join("bad.kiln").as_os_str(),
+        ctx.path().as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_text(&out).contains("checksum mismatch"),
+        "{}",
+        stderr_text(&out)
+    );
+}
+
+/// A bind mount of a context directory in run(): the step reads it, the layer holds only
+/// what the step wrote, and the Dockerfile's `--mount=type=bind` builds the same image ID.
+#[test]
+fn a_bind_mount_builds_the_dockerfiles_image() {
+    let store = KilnStore::with_busybox();
+    let ctx = pair(
+        "FROM busybox:test\nRUN --network=none --mount=type=bind,source=conf,target=/mnt/conf cat /mnt/conf/a.txt > /copied\n",
+        "export app = image(\"busybox:test\")\n  |> run(\"cat /mnt/conf/a.txt > /copied\", network: false, mounts: [bind(\"/mnt/conf\", context(\"conf\"))])\n",
+        &[("conf/a.txt", b"bound\n")],
+    );
+    let a = build(&store, ctx.path(), "Dockerfile", None);
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b);
+    let out = store.kiln_ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        a.as_str(),
+        "cat",
+        "/copied",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "bound\n");
+    // The mount point is not in the layer.
+    store.kiln_ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        a.as_str(),
+        "sh",
+        "-c",
+        "test ! -e /mnt/conf",
+    ]);
+}
+
+/// `run(pin:)`: a networked step pinned by its layer's diff_id is hermetic itself (its
+/// network is no reason) and fails the build when its output differs from the pin.
+#[test]
+fn a_pinned_networked_step_is_hermetic_and_fails_when_its_output_differs() {
+    let store = KilnStore::with_busybox();
+    let ctx = temp_dir();
+    let prog = |pin: &str, text: &str| {
+        format!(
+            "export app = image(\"busybox:test\") |> run(\"echo {text} > /fetched\", network: true{pin})\n"
+        )
+    };
+    write_file(
+        &ctx.path().join("unpinned.kiln"),
+        prog("", "v1").as_bytes(),
+        0o644,
+    );
+    let id = build(&store, ctx.path(), "unpinned.kiln", None);
+    let out = store.kiln_ok(["inspect", id.as_str()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    let layers = v["RootFS"]["Layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    let diff_id = layers.last().unwrap().as_str().unwrap().to_string();
+
+    let pinned = |text: &str| prog(&format!(", pin: \"{diff_id}\""), text);
+    write_file(
+        &ctx.path().join("pinned.kiln"),
+        pinned("v1").as_bytes(),
+        0o644,
+    );
+    write_file(
+        &ctx.path().join("changed.kiln"),
+        pinned("v2").as_bytes(),
+        0o644,
+    );
+    // The plan: the pinned step is hermetic, the unpinned one is not.
+    let plan = |file: &str| {
+        let out = store.kiln_ok([
+            "plan".as_ref(),
+            "--json".as_ref(),
+            "-f".as_ref(),
+            ctx.path().join(file).as_os_str(),
+            ctx.path().as_os_str(),
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["kind"] == "run")
+            .unwrap()
+            .clone()
+    };
+    // (The base is named by tag, so both are impure through it; only the step's own
+    // network reason goes away with the pin.)
+    let own_network = |run: &serde_json::Value| {
+        run["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("network"))
+    };
+    assert!(own_network(&plan("unpinned.kiln")));
+    let run = plan("pinned.kiln");
+    assert!(!own_network(&run), "{run}");
+    assert_eq!(
+        run["reasons"],
+        serde_json::json!(["input #0 is not hermetic"])
+    );
+    assert_eq!(build(&store, ctx.path(), "pinned.kiln", None).len(), 71);
+    let out = store.kiln([
+        "build".as_ref(),
+        "--progress".as_ref(),
+        "plain".as_ref(),
+        "-f".as_ref(),
+        ctx.path().join("changed.kiln").as_os_str(),
+        ctx.path().as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(
+        err.contains("pinned step") && err.contains(&diff_id),
+        "{err}"
+    );
+}

@@ -297,6 +297,257 @@ fn std_static_is_scratch_certs_binary_and_user() {
     assert_eq!(op.config.user, "10001:10001");
 }
 
+/// The key of the first RUN node and of the image node.
+fn run_and_image_keys(p: &Plan) -> (String, String) {
+    let run = p
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Run(_)))
+        .expect("a RUN node");
+    (run.key.to_hex(), p.target_image().0.key.to_hex())
+}
+
+#[test]
+fn std_node_is_the_manifest_install_sources_dockerfile() {
+    assert_same_plan(
+        "FROM scratch\nWORKDIR /app\nCOPY package.json package-lock.json /app/\nRUN --network=host npm ci --omit=dev\nCOPY --exclude=node_modules --exclude=.git . /app/\nENV NODE_ENV=production\nUSER node\nEXPOSE 8080\nCMD [\"node\", \"index.js\"]\n",
+        "import std.node\nexport app = node.app(scratch(), context(), port: 8080, command: [\"node\", \"index.js\"])\n",
+        None,
+    );
+}
+
+#[test]
+fn std_node_source_change_reuses_the_install_layer() {
+    let program = "import std.node\nexport app = node.app(scratch(), context())\n";
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let (install_a, image_a) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    write(d.path(), "server.js", "console.log('changed')\n");
+    let (install_b, image_b) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    assert_eq!(
+        install_a, install_b,
+        "a source change must not touch the install step"
+    );
+    assert_ne!(image_a, image_b, "the sources are in the image");
+    write(d.path(), "package-lock.json", "{\"lockfileVersion\":3}\n");
+    let (install_c, _) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    assert_ne!(install_b, install_c, "a manifest change reinstalls");
+}
+
+#[test]
+fn std_python_installs_requirements_before_the_sources() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    write(d.path(), "requirements.txt", "requests==2.32.3\n");
+    write(d.path(), "main.py", "print('hi')\n");
+    let program = "import std.python\nexport app = python.app(scratch(), context())\n";
+    let p = kiln_plan(d.path(), program, None);
+    let steps: Vec<String> = p
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Copy(c) => Some(format!("copy {}", c.dest)),
+            Op::Run(r) => Some(format!("run {}", r.argv.join(" "))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "copy /app/",
+            "run /bin/sh -c pip install --no-cache-dir -r requirements.txt",
+            "copy /app/"
+        ]
+    );
+    let config = &p.target_image().1.config;
+    assert!(config
+        .env
+        .contains(&"PYTHONDONTWRITEBYTECODE=1".to_string()));
+    assert_eq!(config.user, "65534:65534");
+    let (install_a, _) = run_and_image_keys(&p);
+    write(d.path(), "main.py", "print('changed')\n");
+    let (install_b, _) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    assert_eq!(install_a, install_b);
+    write(d.path(), "requirements.txt", "requests==2.32.4\n");
+    let (install_c, _) = run_and_image_keys(&kiln_plan(d.path(), program, None));
+    assert_ne!(install_b, install_c);
+}
+
+#[test]
+fn std_debian_installs_and_removes_what_differs_between_builds() {
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(
+        d.path(),
+        "import std.debian\nexport app = scratch() |> debian.install([\"curl\", \"ca-certificates\"])\n",
+        None,
+    );
+    let runs: Vec<&kiln_compiler::plan::RunOp> = p
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Run(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs.len(), 1, "one step: install and clean up together");
+    let script = &runs[0].argv[2];
+    assert!(
+        script.starts_with("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl ca-certificates && rm -rf "),
+        "{script}"
+    );
+    for gone in [
+        "/var/lib/apt/lists/*",
+        "/var/cache/ldconfig/aux-cache",
+        "/var/log/dpkg.log",
+        "/var/log/apt",
+        "'*.pyc'",
+    ] {
+        assert!(script.contains(gone), "{gone} is not removed: {script}");
+    }
+    assert!(!p.target_image().0.hermetic, "apt needs the network");
+}
+
+/// Every example with a Dockerfile and a build.kiln: both plan the same nodes, keys, config
+/// and history (so they build the same image ID; tests/kiln_lang.rs builds the one whose
+/// base needs no registry).
+#[test]
+fn every_example_pair_plans_the_same_image() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut compared = Vec::new();
+    let mut dirs: Vec<_> = fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        if !dir.join("Dockerfile").is_file() || !dir.join("build.kiln").is_file() {
+            continue;
+        }
+        let df = match frontend::plan(
+            &FrontendInput {
+                context: dir.clone(),
+                dockerfile: Some(dir.join("Dockerfile")),
+            },
+            &opts(None),
+            &StatCache::default(),
+            &NoImages,
+        ) {
+            Ok((_, l)) => l.plan,
+            Err(e) => panic!("{}: Dockerfile: {e:?}", dir.display()),
+        };
+        let kl = match frontend::plan_kiln(
+            &dir.join("build.kiln"),
+            &dir,
+            &opts(None),
+            &StatCache::default(),
+            &NoImages,
+        ) {
+            Ok(l) => l.plan,
+            Err(e) => panic!("{}: build.kiln: {e:?}", dir.display()),
+        };
+        assert_eq!(keys(&df), keys(&kl), "{}: plans differ", dir.display());
+        let (a, b) = (df.target_image().1, kl.target_image().1);
+        assert_eq!(
+            serde_json::to_value(a).unwrap(),
+            serde_json::to_value(b).unwrap(),
+            "{}: image config or history differ",
+            dir.display()
+        );
+        compared.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for want in ["countdown", "multi-stage", "node-web", "python-script"] {
+        assert!(
+            compared.iter().any(|c| c == want),
+            "{want} not compared: {compared:?}"
+        );
+    }
+}
+
+#[test]
+fn fetch_is_add_with_a_checksum_and_hermetic() {
+    let hex = "a".repeat(64);
+    let dockerfile = format!(
+        "FROM scratch\nADD --checksum=sha256:{hex} http://127.0.0.1:9/tool.txt /opt/tool.txt\nCMD [\"/x\"]\n"
+    );
+    let program = format!(
+        "export app = scratch()\n  |> copy(fetch(\"http://127.0.0.1:9/tool.txt\", sha256: \"{hex}\"), to: \"/opt/tool.txt\")\n  |> cmd([\"/x\"])\n"
+    );
+    assert_same_plan(&dockerfile, &program, None);
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(d.path(), &program, None);
+    assert!(
+        p.nodes.iter().all(|n| n.hermetic),
+        "a pinned download is hermetic"
+    );
+    // The Dockerfile without --checksum is not: the pin is what makes it hermetic.
+    let unpinned = dockerfile_plan(
+        d.path(),
+        "FROM scratch\nADD http://127.0.0.1:9/tool.txt /opt/tool.txt\n",
+    );
+    assert!(!unpinned.target_image().0.hermetic);
+    // A bad digest and a URL that is not http(s) are found before anything runs.
+    write(
+        d.path(),
+        "bad.kiln",
+        "export a = scratch() |> copy(fetch(\"http://x/y\", sha256: \"abc\"), to: \"/y\")\nexport b = scratch() |> copy(fetch(\"file:///etc/passwd\", sha256: \"abc\"), to: \"/y\")\n",
+    );
+    let prog = kiln::check_file(&d.path().join("bad.kiln")).unwrap();
+    let errors = kiln::lower::check_exports(&prog, &opts(None))
+        .unwrap_err()
+        .errors;
+    let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].contains("64 lowercase hex digits"),
+        "{messages:?}"
+    );
+    assert!(messages[1].contains("http or https URL"), "{messages:?}");
+}
+
+#[test]
+fn bind_mounts_pair_with_run_mount_type_bind() {
+    assert_same_plan(
+        "FROM scratch AS build\nCOPY src /src\n\nFROM scratch\nRUN --network=none --mount=type=bind,source=app,target=/mnt/app --mount=type=bind,from=build,source=/src,target=/mnt/b,rw [\"/mnt/app/run.sh\"]\nRUN --network=none --mount=type=bind,target=/ctx [\"/x\"]\n",
+        r#"
+let build = scratch() |> copy(context("src"), to: "/src")
+export app = scratch()
+  |> run(
+    ["/mnt/app/run.sh"],
+    network: false,
+    mounts: [bind("/mnt/app", context("app")), bind("/mnt/b", files(build, "/src"), rw: true)],
+  )
+  |> run(["/x"], network: false, mounts: [bind("/ctx", context())])
+"#,
+        None,
+    );
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let p = kiln_plan(
+        d.path(),
+        "export app = scratch() |> run([\"/x\"], network: false, mounts: [bind(\"/m\", context(\"app\"))])\n",
+        None,
+    );
+    let run = p.nodes.iter().find(|n| matches!(n.op, Op::Run(_))).unwrap();
+    assert_eq!(
+        run.inputs.len(),
+        2,
+        "the bound directory is an input of the step"
+    );
+    assert!(run.hermetic, "a bind mount of the context is hermetic");
+    // The bound files are in the key: changing one changes the step's key.
+    let before = run.key.to_hex();
+    write(d.path(), "app/run.sh", "#!/bin/sh\necho changed\n");
+    let p = kiln_plan(
+        d.path(),
+        "export app = scratch() |> run([\"/x\"], network: false, mounts: [bind(\"/m\", context(\"app\"))])\n",
+        None,
+    );
+    let run = p.nodes.iter().find(|n| matches!(n.op, Op::Run(_))).unwrap();
+    assert_ne!(before, run.key.to_hex());
+}
+
 /// The rendered diagnostics of `kiln check` on a program (files written into a temporary
 /// directory; the first is the program).
 fn check_errors(files: &[(&str, &str)]) -> (usize, String) {
@@ -434,4 +685,105 @@ fn unknown_target_suggests_an_export() {
         text.contains("did you mean \\\"app\\\"") || text.contains("did you mean \"app\""),
         "{text}"
     );
+}
+
+/// The `#` comment lines of a kiln file's text, trimmed (the lexical view of what fmt keeps).
+fn comment_texts(src: &str) -> Vec<String> {
+    src.lines()
+        .filter_map(|l| {
+            l.find(" #")
+                .map(|i| &l[i + 1..])
+                .or(l.trim_start().starts_with('#').then(|| l.trim_start()))
+        })
+        .map(|c| c.trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn fmt_leaves_every_stdlib_module_and_example_as_it_is() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<(String, String)> = kiln::STDLIB
+        .iter()
+        .map(|(n, t)| (format!("std.{n}"), t.to_string()))
+        .collect();
+    for e in fs::read_dir(&examples).unwrap() {
+        let p = e.unwrap().path().join("build.kiln");
+        if p.is_file() {
+            files.push((p.display().to_string(), fs::read_to_string(&p).unwrap()));
+        }
+    }
+    assert!(files.len() >= 10, "{}", files.len());
+    for (name, text) in &files {
+        let once = kiln::fmt::format(text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let twice = kiln::fmt::format(&once).unwrap();
+        assert_eq!(once, twice, "{name}: formatting twice changes it");
+        assert_eq!(&once, text, "{name} is not in the canonical layout");
+        assert_eq!(
+            comment_texts(&once),
+            comment_texts(text),
+            "{name}: comments"
+        );
+    }
+}
+
+#[test]
+fn fmt_is_one_layout_keeps_comments_and_meaning() {
+    let messy = r##"# header
+
+import std.users   # after the import
+let   greeting="# not a comment ${ {A: "1"}.A } \$${name} end\n" # after the let
+let name: String = "web"
+fn f(port: Int, labels: {A: String, "b.c": String}? = none) -> Image { # after the brace
+  # inside
+  let base = { let q = scratch(); q }
+
+  base |> env(A: "${port}", B: greeting)   # after a step
+  # before a step
+  |> cmd(["a",
+   # in a list
+   "b"]) |> users.runtime_user(name: name)
+}
+export app = f(8080)
+# at the end
+"##;
+    let want = r##"# header
+
+import std.users
+# after the import
+let greeting = "# not a comment ${{A: "1"}.A} $${name} end\n"
+# after the let
+let name: String = "web"
+fn f(port: Int, labels: {A: String, "b.c": String}? = none) -> Image {
+  # after the brace
+  # inside
+  let base = {
+    let q = scratch()
+    q
+  }
+
+  base
+    |> env(A: "${port}", B: greeting)
+    # after a step
+    # before a step
+    |> cmd(
+      [
+        "a",
+        # in a list
+        "b",
+      ],
+    )
+    |> users.runtime_user(name: name)
+}
+export app = f(8080)
+# at the end
+"##;
+    let once = kiln::fmt::format(messy).unwrap();
+    assert_eq!(once, want);
+    assert_eq!(kiln::fmt::format(&once).unwrap(), once);
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    let a = kiln_plan(d.path(), messy, None);
+    let b = kiln_plan(d.path(), &once, None);
+    assert_eq!(keys(&a), keys(&b), "formatting changed the plan");
+    assert_eq!(a.target_image().1, b.target_image().1);
 }

@@ -6,6 +6,7 @@ mod check;
 mod containers;
 mod diff;
 mod explain;
+mod fmt;
 mod frontend;
 mod images;
 mod network;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Explain(a) => done(explain::run(root, a)),
         Command::Parse(a) => done(parse::run(a)),
         Command::Check(a) => done(check::run(a)),
+        Command::Fmt(a) => done(fmt::run(a)),
         Command::Plan(a) => done(plan::run(a)),
         Command::Build(a) => done(build::run(root, a)),
         Command::Save(a) => done(transfer::save(root, a)),

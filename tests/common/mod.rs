@@ -3,7 +3,7 @@
 //! missing, the deterministic busybox base image, and readers that turn a `docker save` or
 //! `kiln save` tarball into a comparable file tree and config.
 //!
-//! Must not: build or patch kiln, talk to a network, or leave anything outside the scratch
+//! Must not: build or patch kiln, talk to a network (beyond the loopback server `http` starts), or leave anything outside the scratch
 //! directory (`target/tmp/e2e/<pid>`) and the docker tags named `*kiln-e2e*` / `busybox:test`.
 #![allow(dead_code)]
 
@@ -34,6 +34,8 @@ mod busybox;
 pub use busybox::*;
 mod tarball;
 pub use tarball::*;
+mod http;
+pub use http::*;
 
 /// Skip the calling test (return from it) when a peer is missing; in CI, panic instead, so a
 /// skipped test is never reported as passing there.

@@ -837,6 +837,7 @@ impl<'a> Lowerer<'a> {
             user: st.img.config.user.clone(),
             network,
             mounts: run_mounts,
+            pin: None,
             mtime: self.b.epoch(),
         };
         let origin = self.origin(&st.img.name, idx);

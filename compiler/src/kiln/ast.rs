@@ -110,6 +110,8 @@ pub enum ExprKind {
     Call {
         callee: Box<Expr>,
         args: Vec<Arg>,
+        /// Written `a |> f(x)` (so `kiln fmt` prints it as written).
+        piped: bool,
     },
     /// `{ let a = ...; expr }`
     Block(Vec<LetDef>, Box<Expr>),

@@ -444,7 +444,7 @@ impl<'p> Checker<'p> {
                     }
                 }
             }
-            ExprKind::Call { callee, args } => self.call(file, locals, e.span, callee, args),
+            ExprKind::Call { callee, args, .. } => self.call(file, locals, e.span, callee, args),
             ExprKind::Block(lets, last) => {
                 let depth = locals.len();
                 for l in lets {

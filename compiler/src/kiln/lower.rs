@@ -18,7 +18,8 @@ use crate::dockerfile::mounts;
 use crate::plan::builder::{run_created_by, Lowered, PlanBuilder, Stage};
 use crate::plan::{
     BuildOptions, Chmod, Chown, ConfigChange, CopyOp, CopySource, Excludes, FileId, HealthConfig,
-    ImageResolver, MountKind, Origin, RunMount, RunNetwork, RunOp, Sharing, SourcePath,
+    ImageResolver, MountKind, MountSource, NodeId, Origin, RunMount, RunNetwork, RunOp, Sharing,
+    SourcePath,
 };
 use crate::syntax::Span;
 
@@ -35,6 +36,8 @@ enum FilesVal {
     Image { from: Rc<Stage>, path: String },
     /// One file with this content.
     Text(String),
+    /// A file downloaded from `url` whose sha256 must be `sha256` (`sha256:<hex>`).
+    Fetch { url: String, checksum: String },
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +50,8 @@ enum Value {
     Record(BTreeMap<String, Value>),
     Files(Rc<FilesVal>),
     Image(Rc<Stage>),
-    Mount(RunMount),
+    /// A RUN mount; a bind mount's source node, placed among the step's inputs by run().
+    Mount(RunMount, Option<NodeId>),
     Fn(usize, usize),
     Builtin(String),
     Module(usize),
@@ -64,7 +68,7 @@ impl Value {
             Value::Record(_) => "a record",
             Value::Files(_) => "Files",
             Value::Image(_) => "Image",
-            Value::Mount(_) => "Mount",
+            Value::Mount(..) => "Mount",
             Value::Fn(..) | Value::Builtin(_) => "a function",
             Value::Module(_) => "a module",
         }
@@ -72,6 +76,13 @@ impl Value {
 }
 
 type Res<T> = Result<T, Problem>;
+
+/// `sha256:<hex>` from 64 lowercase hex digits, with or without the `sha256:` prefix.
+fn sha256_digest(s: &str) -> Option<String> {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| format!("sha256:{hex}"))
+}
 
 /// The names a program exports, in file order (targets of `kiln build`).
 pub fn exports(prog: &Program) -> Vec<String> {
@@ -326,7 +337,7 @@ impl<'a> Eval<'a> {
                 locals.truncate(depth);
                 v
             }
-            ExprKind::Call { callee, args } => {
+            ExprKind::Call { callee, args, .. } => {
                 let mut pos = Vec::new();
                 let f = match &callee.kind {
                     ExprKind::Field(base, name) => match self.expr(file, locals, base)? {
@@ -558,6 +569,39 @@ impl<'a> Eval<'a> {
                     _ => Err(err("files() needs an Image".into())),
                 }
             }
+            "join" => {
+                let items = match args.get("items") {
+                    Some(Value::List(l)) => l
+                        .iter()
+                        .map(|v| match v {
+                            Value::Str(s) => Ok(s.as_str()),
+                            other => Err(err(format!(
+                                "join() takes Strings, found {}",
+                                other.type_name()
+                            ))),
+                        })
+                        .collect::<Res<Vec<_>>>()?,
+                    _ => return Err(err("join() needs a list".into())),
+                };
+                let sep = str_arg(&args, "sep").unwrap_or_else(|| " ".into());
+                Ok(Value::Str(items.join(&sep)))
+            }
+            "fetch" => {
+                let url = str_arg(&args, "url").unwrap_or_default();
+                if !copy::is_url(&url) {
+                    return Err(err(format!(
+                        "fetch() needs an http or https URL, not {url:?}"
+                    )));
+                }
+                let given = str_arg(&args, "sha256").unwrap_or_default();
+                let checksum = sha256_digest(&given).ok_or_else(|| {
+                    err(format!(
+                        "fetch() needs the file's sha256 as 64 lowercase hex digits, not {given:?}"
+                    ))
+                    .help("compute it with: sha256sum FILE")
+                })?;
+                Ok(Value::Files(Rc::new(FilesVal::Fetch { url, checksum })))
+            }
             "text" => Ok(Value::Files(Rc::new(FilesVal::Text(
                 str_arg(&args, "content").unwrap_or_default(),
             )))),
@@ -616,17 +660,39 @@ impl<'a> Eval<'a> {
                     Some(Value::Bool(false)) => RunNetwork::None,
                     _ => self.b.run_network(None),
                 };
-                let created_by = run_created_by("", &argv);
-                let mounts = match args.remove("mounts") {
-                    Some(Value::List(l)) => l
-                        .into_iter()
-                        .filter_map(|v| match v {
-                            Value::Mount(m) => Some(m),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
+                let pin = match str_arg(&args, "pin") {
+                    None => None,
+                    Some(p) => Some(sha256_digest(&p).ok_or_else(|| {
+                        err(format!("pin: needs a layer digest sha256:<64 hex digits>, not {p:?}"))
+                            .help("build the step once unpinned; its layer's diff_id is in kiln inspect (RootFS.Layers)")
+                    })?),
                 };
+                let created_by = run_created_by("", &argv);
+                // A bind mount's source is an input of the step: input 0 is the stage, the
+                // mount sources follow, each once.
+                let mut mount_inputs: Vec<NodeId> = Vec::new();
+                let mut mounts = Vec::new();
+                if let Some(Value::List(l)) = args.remove("mounts") {
+                    for v in l {
+                        let Value::Mount(mut m, node) = v else {
+                            continue;
+                        };
+                        if let (Some(node), MountKind::Bind { from, .. }) = (node, &mut m.kind) {
+                            let at = match mount_inputs.iter().position(|i| *i == node) {
+                                Some(i) => i,
+                                None => {
+                                    mount_inputs.push(node);
+                                    mount_inputs.len() - 1
+                                }
+                            } + 1;
+                            *from = match from {
+                                MountSource::Context { .. } => MountSource::Context { input: at },
+                                MountSource::Node { .. } => MountSource::Node { input: at },
+                            };
+                        }
+                        mounts.push(m);
+                    }
+                }
                 let op = RunOp {
                     argv,
                     env: env.env,
@@ -635,11 +701,79 @@ impl<'a> Eval<'a> {
                     network,
                     mounts,
                     mtime: self.b.epoch(),
+                    pin,
                 };
                 let text = created_by.trim_end_matches(" # buildkit").to_string();
                 let origin = self.origin(file, span, &st.name, text);
-                self.b.run(&mut st, op, vec![], vec![], created_by, origin);
+                self.b
+                    .run(&mut st, op, mount_inputs, vec![], created_by, origin);
                 Ok(Value::Image(Rc::new(st)))
+            }
+            "bind" => {
+                let target = str_arg(&args, "target").unwrap_or_default();
+                if !target.starts_with('/') || mounts::path_clean(&target) == "/" {
+                    return Err(err(format!(
+                        "bind target {target:?} is not an absolute path below /"
+                    ))
+                    .help("write the target as an absolute path, e.g. /src"));
+                }
+                let target = mounts::path_clean(&target);
+                let readonly = !matches!(args.get("rw"), Some(Value::Bool(true)));
+                let (source, from, node) = match args.get("src") {
+                    Some(Value::Files(f)) => match &**f {
+                        FilesVal::Context { base, only, except }
+                            if only.is_empty() && except.is_empty() =>
+                        {
+                            let source = mounts::path_clean(&["/", base].concat());
+                            let rel = copy::clean(&source);
+                            let path = SourcePath {
+                                written: rel.clone(),
+                                wildcard: copy::has_wildcard(&rel),
+                                cleaned: rel.clone(),
+                            };
+                            let (_, files) = self
+                                .b
+                                .select_context(&[&path], &Excludes::default())
+                                .map_err(|e| match e {
+                                    CopyError::NotFound(p) => {
+                                        err(format!("{p:?} is not in the build context"))
+                                    }
+                                    other => err(other.to_string()),
+                                })?;
+                            let origin = self.origin(file, span, "bind", String::new());
+                            let id = self.b.context_node(
+                                vec![rel],
+                                Excludes::default(),
+                                files,
+                                origin,
+                            );
+                            (source, MountSource::Context { input: 0 }, id)
+                        }
+                        FilesVal::Image { from, path } => (
+                            mounts::path_clean(&["/", path].concat()),
+                            MountSource::Node { input: 0 },
+                            from.prev,
+                        ),
+                        _ => {
+                            return Err(err(
+                                "bind() mounts a context directory or files(image, path)".into(),
+                            )
+                            .help("only()/except() selections, text() and fetch() cannot be bound; copy them instead"))
+                        }
+                    },
+                    _ => return Err(err("bind() needs src: Files".into())),
+                };
+                Ok(Value::Mount(
+                    RunMount {
+                        target: Some(target),
+                        kind: MountKind::Bind {
+                            source,
+                            from,
+                            readonly,
+                        },
+                    },
+                    Some(node),
+                ))
             }
             "cache" | "tmpfs" | "secret" => {
                 let bool_arg = |k: &str| matches!(args.get(k), Some(Value::Bool(true)));
@@ -715,7 +849,7 @@ impl<'a> Eval<'a> {
                     }
                 };
                 let (kind, target) = kind_and_target;
-                Ok(Value::Mount(RunMount { target, kind }))
+                Ok(Value::Mount(RunMount { target, kind }, None))
             }
             "workdir" => {
                 let mut st = image(&mut args)?;
@@ -874,6 +1008,11 @@ impl<'a> Eval<'a> {
         if let Some(m) = &mode {
             flags.push_str(&format!("--chmod={m} "));
         }
+        let mut checksum = None;
+        if let FilesVal::Fetch { checksum: c, .. } = src {
+            flags.insert_str(0, &format!("--checksum={c} "));
+            checksum = Some(c.clone());
+        }
         let (sources, written, inline, excludes, source_node, from_context, selected) = match src {
             FilesVal::Text(content) => (
                 Vec::new(),
@@ -882,6 +1021,15 @@ impl<'a> Eval<'a> {
                 Excludes::default(),
                 None,
                 false,
+                Vec::new(),
+            ),
+            FilesVal::Fetch { url, .. } => (
+                vec![CopySource::Url(url.clone())],
+                vec![url.clone()],
+                Vec::new(),
+                Excludes::default(),
+                None,
+                true,
                 Vec::new(),
             ),
             FilesVal::Image { from, path } => {
@@ -939,9 +1087,15 @@ impl<'a> Eval<'a> {
             ))
             .help(format!("write to: \"{to}/\"")));
         }
-        let created_by = format!("COPY {flags}{} {to}", written.join(" "));
+        // A fetched file is ADD's download with --checksum: hermetic, as its bytes are known.
+        let add = checksum.is_some();
+        let created_by = format!(
+            "{} {flags}{} {to}",
+            if add { "ADD" } else { "COPY" },
+            written.join(" ")
+        );
         let op = CopyOp {
-            add: false,
+            add,
             sources,
             selected,
             inline,
@@ -951,7 +1105,7 @@ impl<'a> Eval<'a> {
             link: false,
             parents: false,
             excludes,
-            checksum: None,
+            checksum,
             from_context,
             mtime: self.b.epoch(),
         };

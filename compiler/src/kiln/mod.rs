@@ -9,6 +9,7 @@
 pub mod ast;
 pub mod check;
 pub mod error;
+pub mod fmt;
 pub mod lower;
 pub mod parse;
 pub mod types;
@@ -24,6 +25,9 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("users", include_str!("../../../stdlib/users.kiln")),
     ("oci", include_str!("../../../stdlib/oci.kiln")),
     ("static", include_str!("../../../stdlib/static.kiln")),
+    ("node", include_str!("../../../stdlib/node.kiln")),
+    ("python", include_str!("../../../stdlib/python.kiln")),
+    ("debian", include_str!("../../../stdlib/debian.kiln")),
 ];
 
 /// One file of a program.
@@ -168,17 +172,7 @@ impl Loader {
         let module = match parse::parse_module(&text) {
             Ok(m) => Some(m),
             Err(e) => {
-                let end = (e.offset + 1).min(text.len()).max(e.offset);
-                let found = text[e.offset..]
-                    .chars()
-                    .next()
-                    .map_or("the end of the file".to_string(), |c| format!("{c:?}"));
-                problems.push(Problem::new(
-                    id,
-                    crate::syntax::Span::new(e.offset, end),
-                    format!("syntax error: expected {}, found {found}", e.expected),
-                    format!("expected {}", e.expected),
-                ));
+                problems.push(syntax_problem(id, &text, &e));
                 None
             }
         };
@@ -321,4 +315,20 @@ pub fn check_file(path: &Path) -> Result<Program, KilnErrors> {
     } else {
         Err(prog.report(problems))
     }
+}
+
+/// A syntax error as a problem at its offset in file `file` (whose text is `text`).
+pub fn syntax_problem(file: usize, text: &str, e: &parse::SyntaxError) -> Problem {
+    let offset = e.offset.min(text.len());
+    let end = (offset + 1).min(text.len()).max(offset);
+    let found = text[offset..]
+        .chars()
+        .next()
+        .map_or("the end of the file".to_string(), |c| format!("{c:?}"));
+    Problem::new(
+        file,
+        crate::syntax::Span::new(offset, end),
+        format!("syntax error: expected {}, found {found}", e.expected),
+        format!("expected {}", e.expected),
+    )
 }

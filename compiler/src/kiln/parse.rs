@@ -398,7 +398,9 @@ impl<'s> Parser<'s> {
             let (r, rhs) = cut(context("a function call after `|>`", |x| self.postfix(x)))(r)?;
             let span = self.span(start, r);
             e = match rhs.kind {
-                ExprKind::Call { callee, mut args } => {
+                ExprKind::Call {
+                    callee, mut args, ..
+                } => {
                     args.insert(
                         0,
                         Arg {
@@ -407,7 +409,11 @@ impl<'s> Parser<'s> {
                         },
                     );
                     Expr {
-                        kind: ExprKind::Call { callee, args },
+                        kind: ExprKind::Call {
+                            callee,
+                            args,
+                            piped: true,
+                        },
                         span,
                     }
                 }
@@ -418,6 +424,7 @@ impl<'s> Parser<'s> {
                             name: None,
                             value: e,
                         }],
+                        piped: true,
                     },
                     span,
                 },
@@ -439,6 +446,7 @@ impl<'s> Parser<'s> {
                     kind: ExprKind::Call {
                         callee: Box::new(e),
                         args,
+                        piped: false,
                     },
                     span: self.span(start, r),
                 };

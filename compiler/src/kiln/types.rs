@@ -153,10 +153,13 @@ pub const BUILTINS: &[&str] = &[
     "stopsignal",
     "healthcheck",
     "shell",
+    "bind",
     "cache",
     "tmpfs",
     "secret",
     "arg",
+    "join",
+    "fetch",
 ];
 
 /// A builtin's signature.
@@ -196,6 +199,7 @@ pub fn builtin(name: &str) -> Option<Sig> {
                 opt("workdir", o(Ty::Path)),
                 opt("network", o(Ty::Bool)),
                 opt("mounts", o(list(Ty::Mount))),
+                opt("pin", o(Ty::Str)),
             ],
             Ty::Image,
         ),
@@ -240,6 +244,14 @@ pub fn builtin(name: &str) -> Option<Sig> {
             ],
             Ty::Mount,
         ),
+        "bind" => sig(
+            vec![
+                p("target", Ty::Path),
+                p("src", Ty::Files),
+                opt("rw", Ty::Bool),
+            ],
+            Ty::Mount,
+        ),
         "tmpfs" => sig(
             vec![p("target", Ty::Path), opt("size", o(Ty::Int))],
             Ty::Mount,
@@ -254,6 +266,11 @@ pub fn builtin(name: &str) -> Option<Sig> {
             Ty::Mount,
         ),
         "arg" => sig(vec![p("name", Ty::Str), opt("default", Ty::Str)], Ty::Str),
+        "fetch" => sig(vec![p("url", Ty::Str), p("sha256", Ty::Str)], Ty::Files),
+        "join" => sig(
+            vec![p("items", list(Ty::Str)), opt("sep", Ty::Str)],
+            Ty::Str,
+        ),
         _ => return None,
     })
 }

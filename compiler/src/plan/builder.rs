@@ -428,7 +428,9 @@ impl<'a> PlanBuilder<'a> {
         created_by: String,
         origin: Origin,
     ) {
-        if op.network != RunNetwork::None {
+        // A pinned step's output is checked against its digest, so its network does not
+        // make it impure (a fixed-output step).
+        if op.network != RunNetwork::None && op.pin.is_none() {
             reasons.insert(
                 0,
                 [

@@ -315,6 +315,11 @@ pub struct RunOp {
     pub mounts: Vec<RunMount>,
     /// The mtime every entry of the step's layer gets (SOURCE_DATE_EPOCH, or 0).
     pub mtime: u64,
+    /// A fixed-output step (the kiln language's `run(pin:)`): the diff_id
+    /// (`sha256:<hex>`) the step's layer must have, else the build fails. In the key only
+    /// when set, so unpinned keys are as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
 }
 
 /// The network a RUN step sees.

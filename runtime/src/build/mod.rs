@@ -75,6 +75,15 @@ pub enum BuildError {
     Unsupported(String),
     #[error("cannot download {url}: {reason}")]
     Fetch { url: String, reason: String },
+    #[error("pinned step {step} made layer {got}, not the pinned {want}")]
+    #[diagnostic(help(
+        "what the step fetched or made changed; check it, then pin the new digest if it is right"
+    ))]
+    PinMismatch {
+        step: String,
+        want: String,
+        got: String,
+    },
     #[error("checksum mismatch for {url}: expected {want}, got {got}")]
     #[diagnostic(help("the file at the URL changed, or --checksum is wrong"))]
     Checksum {
@@ -380,7 +389,22 @@ impl Exec<'_> {
                 let layer = match &node.op {
                     Op::Copy(c) => self.copy(node, c, &base)?,
                     Op::Mkdir { path, mtime } => self.mkdir(path, *mtime, &base)?,
-                    Op::Run(r) => self.run_step(node, r, &base)?,
+                    Op::Run(r) => {
+                        let layer = self.run_step(node, r, &base)?;
+                        if let Some(want) = &r.pin {
+                            let got = layer
+                                .as_ref()
+                                .map_or_else(|| "no layer".to_string(), |l| l.diff_id.to_string());
+                            if &got != want {
+                                return Err(BuildError::PinMismatch {
+                                    step: node.origin.text.clone(),
+                                    want: want.clone(),
+                                    got,
+                                });
+                            }
+                        }
+                        layer
+                    }
                     _ => unreachable!("matched above"),
                 };
                 let bytes = layer.as_ref().map(|l| l.blob.size);
