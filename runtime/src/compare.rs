@@ -9,8 +9,8 @@
 //!
 //! Speed: file contents are never hashed to decide equality. Two files whose bytes are the
 //! same range of the same layer (same diff_id, offset and size) are equal unread; files of
-//! different sizes differ unread; only the remaining pairs are compared byte for byte, in
-//! parallel, and each pair at most once (the layer and merged comparisons share results).
+//! different sizes differ unread; only the remaining pairs are compared byte for byte (the
+//! layer tars mapped into memory), in parallel, and each pair at most once (the layer and merged comparisons share results).
 //! Only files found to differ are hashed (sha256), to show their content digests.
 //!
 //! Must not: change either image or store beyond what reading a layer needs (a layer stored
@@ -20,10 +20,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
+use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
@@ -39,8 +39,6 @@ use crate::store::{Image, Store, StoreError};
 const TEXT_DIFF_MAX_BYTES: u64 = 16 * 1024;
 /// Lines of a unified diff kept (the rest is summarised in one line).
 const TEXT_DIFF_MAX_LINES: usize = 40;
-/// Bytes compared at a time.
-const COMPARE_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CompareError {
@@ -384,52 +382,76 @@ fn scan(tar: &Path) -> Result<Vec<Entry<TarOffset>>, CompareError> {
     Ok(scan_layer_file(&file)?)
 }
 
-/// Where a file's bytes are: a range of a layer tar, known by the layer's diff_id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Where a file's bytes are: a range of one of the layer tars [`Contents`] holds (by index;
+/// two images sharing a layer share its tar, so equal ranges are equal bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Bytes {
-    diff_id: Digest,
+    tar: usize,
     offset: u64,
     size: u64,
 }
 
-/// The open layer tars of both images, and the results of comparisons already made.
+/// The layer tars of both images, mapped into memory, and the results of comparisons
+/// already made.
+///
+/// Mapping, not reading: comparing two large layers byte for byte through `pread` spent as
+/// long copying pages out of the page cache as comparing them. Store blobs are never
+/// modified in place (they are written under a temporary name and renamed), so a mapping
+/// cannot change under the comparison.
 struct Contents {
-    tars: HashMap<PathBuf, (Digest, Arc<File>)>,
+    index: HashMap<PathBuf, usize>,
+    tars: Vec<(PathBuf, Mmap)>,
     same: Mutex<HashMap<(Bytes, Bytes), bool>>,
 }
 
 impl Contents {
     fn new(a: &Stack, b: &Stack) -> Result<Contents, CompareError> {
-        let mut tars = HashMap::new();
+        let (mut index, mut tars) = (HashMap::new(), Vec::new());
         for layer in a.layers.iter().chain(&b.layers) {
-            if tars.contains_key(&layer.tar) {
+            if index.contains_key(&layer.tar) {
                 continue;
             }
-            let file = File::open(&layer.tar).map_err(|error| CompareError::Read {
+            let read_error = |error| CompareError::Read {
                 path: layer.tar.clone(),
                 error,
-            })?;
-            tars.insert(layer.tar.clone(), (layer.diff_id.clone(), Arc::new(file)));
+            };
+            let file = File::open(&layer.tar).map_err(read_error)?;
+            // SAFETY: the store never changes a blob in place (see the type's docs).
+            let map = unsafe { Mmap::map(&file) }.map_err(read_error)?;
+            index.insert(layer.tar.clone(), tars.len());
+            tars.push((layer.tar.clone(), map));
         }
         Ok(Contents {
+            index,
             tars,
             same: Mutex::new(HashMap::new()),
         })
     }
 
     fn bytes(&self, tar: &Path, offset: u64, size: u64) -> Option<Bytes> {
-        self.tars.get(tar).map(|(diff_id, _)| Bytes {
-            diff_id: diff_id.clone(),
-            offset,
-            size,
-        })
+        self.index.get(tar).map(|&tar| Bytes { tar, offset, size })
     }
 
-    fn file(&self, diff_id: &Digest) -> Option<(&Path, &File)> {
-        self.tars
-            .iter()
-            .find(|(_, (d, _))| d == diff_id)
-            .map(|(p, (_, f))| (p.as_path(), f.as_ref()))
+    /// The bytes of a range, or an error naming the tar when the range runs past its end
+    /// (the layer scan refuses such entries, so this is a store that changed underneath).
+    fn slice(&self, bytes: &Bytes) -> Result<&[u8], CompareError> {
+        let Some((path, map)) = self.tars.get(bytes.tar) else {
+            return Ok(&[]);
+        };
+        usize::try_from(bytes.offset)
+            .ok()
+            .zip(usize::try_from(bytes.size).ok())
+            .and_then(|(start, len)| map.get(start..start.checked_add(len)?))
+            .ok_or_else(|| CompareError::Read {
+                path: path.clone(),
+                error: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{} bytes at offset {} are past the end",
+                        bytes.size, bytes.offset
+                    ),
+                ),
+            })
     }
 
     /// Whether two byte ranges hold the same bytes (see the module docs for the shortcuts).
@@ -440,11 +462,11 @@ impl Contents {
         if a.size != b.size {
             return Ok(false);
         }
-        let key = (a.clone(), b.clone());
+        let key = (*a, *b);
         if let Some(known) = self.lock().get(&key) {
             return Ok(*known);
         }
-        let result = self.compare_bytes(a, b)?;
+        let result = self.slice(a)? == self.slice(b)?;
         self.lock().insert(key, result);
         Ok(result)
     }
@@ -453,66 +475,13 @@ impl Contents {
         self.same.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn compare_bytes(&self, a: &Bytes, b: &Bytes) -> Result<bool, CompareError> {
-        let (Some((pa, fa)), Some((pb, fb))) = (self.file(&a.diff_id), self.file(&b.diff_id))
-        else {
-            return Ok(false);
-        };
-        let mut ba = vec![0u8; COMPARE_CHUNK.min(a.size as usize)];
-        let mut bb = vec![0u8; ba.len()];
-        let mut done = 0u64;
-        while done < a.size {
-            let n = COMPARE_CHUNK.min((a.size - done) as usize);
-            let (ca, cb) = (&mut ba[..n], &mut bb[..n]);
-            fa.read_exact_at(ca, a.offset + done)
-                .map_err(|error| CompareError::Read {
-                    path: pa.to_path_buf(),
-                    error,
-                })?;
-            fb.read_exact_at(cb, b.offset + done)
-                .map_err(|error| CompareError::Read {
-                    path: pb.to_path_buf(),
-                    error,
-                })?;
-            if ca != cb {
-                return Ok(false);
-            }
-            done += n as u64;
-        }
-        Ok(true)
-    }
-
     fn read(&self, bytes: &Bytes) -> Result<Vec<u8>, CompareError> {
-        let Some((path, file)) = self.file(&bytes.diff_id) else {
-            return Ok(Vec::new());
-        };
-        let mut data = vec![0u8; bytes.size as usize];
-        file.read_exact_at(&mut data, bytes.offset)
-            .map_err(|error| CompareError::Read {
-                path: path.to_path_buf(),
-                error,
-            })?;
-        Ok(data)
+        Ok(self.slice(bytes)?.to_vec())
     }
 
     fn sha256(&self, bytes: &Bytes) -> Result<String, CompareError> {
-        let Some((path, file)) = self.file(&bytes.diff_id) else {
-            return Ok(String::new());
-        };
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; COMPARE_CHUNK.min(bytes.size as usize)];
-        let mut done = 0u64;
-        while done < bytes.size {
-            let n = COMPARE_CHUNK.min((bytes.size - done) as usize);
-            file.read_exact_at(&mut buf[..n], bytes.offset + done)
-                .map_err(|error| CompareError::Read {
-                    path: path.to_path_buf(),
-                    error,
-                })?;
-            hasher.update(&buf[..n]);
-            done += n as u64;
-        }
-        Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+        let digest = Sha256::digest(self.slice(bytes)?);
+        Ok(format!("sha256:{}", hex::encode(digest)))
     }
 }
 
@@ -646,8 +615,8 @@ fn join_changes(
                 (Some(_), None) => (Change::Removed, Vec::new()),
                 _ => (Change::Added, Vec::new()),
             };
-            let bytes_a = ia.as_ref().and_then(|i| i.bytes.clone());
-            let bytes_b = ib.as_ref().and_then(|i| i.bytes.clone());
+            let bytes_a = ia.as_ref().and_then(|i| i.bytes);
+            let bytes_b = ib.as_ref().and_then(|i| i.bytes);
             Ok(Some((
                 FileChange {
                     path,
