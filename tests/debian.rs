@@ -19,7 +19,7 @@ use common::*;
 
 const MIRROR: &str = "http://deb.debian.org/debian";
 
-pub(crate) fn cached_tarball() -> PathBuf {
+fn cached_tarball() -> PathBuf {
     std::env::var_os("KILN_TEST_DEBIAN_TAR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/kiln-tests/debian-bookworm-minbase.tar"))
@@ -34,8 +34,11 @@ fn unavailable(why: &str) {
 }
 
 /// The cached minbase tarball, made with debootstrap when it is missing (in a directory next
-/// to it, written to a temporary name, renamed into place when whole).
-fn minbase_tarball() -> Result<PathBuf, String> {
+/// to it, written to a temporary name, renamed into place when whole). Tests that need it
+/// call this, so one debootstrap serves them all: a second caller waits for the first.
+pub(crate) fn minbase_tarball() -> Result<PathBuf, String> {
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|p| p.into_inner());
     let tarball = cached_tarball();
     if tarball.is_file() {
         return Ok(tarball);
