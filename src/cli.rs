@@ -31,6 +31,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Rewrite a kiln program in the canonical layout (comments kept)
     Fmt(FmtArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    Completion(CompletionArgs),
+    /// Write kiln's manual pages (roff): kiln(1) to standard output, or every page to a directory
+    Man(ManArgs),
     /// Print the layer plan of a build, with cache keys
     Plan(PlanArgs),
     /// Build an image from a Dockerfile and a context directory
@@ -797,4 +801,20 @@ pub struct VerifyProvenanceArgs {
     pub progress: Progress,
     /// The provenance file (kiln build --provenance)
     pub provenance: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Install for bash: kiln completion bash > /etc/bash_completion.d/kiln")]
+pub struct CompletionArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Install: kiln man --dir /usr/local/share/man/man1")]
+pub struct ManArgs {
+    /// Write kiln.1 and a kiln-COMMAND.1 page for every command into this directory
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }

@@ -981,3 +981,54 @@ fn hostile_failed_outputs_leave_no_tag() {
         "a failed build left a tag:\n{images}"
     );
 }
+
+#[test]
+fn completion_scripts_and_man_pages_come_from_the_cli() {
+    let bash = stdout_text(&kiln_plain(&["completion".as_ref(), "bash".as_ref()]));
+    for word in [
+        "_kiln()",
+        "build",
+        "verify-provenance",
+        "--iidfile",
+        "--cache-from",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word:?}");
+    }
+    let fish = stdout_text(&kiln_plain(&["completion".as_ref(), "fish".as_ref()]));
+    assert!(
+        fish.contains("complete -c kiln"),
+        "fish completion:\n{fish}"
+    );
+    let bad = kiln_plain(&["completion".as_ref(), "tcsh".as_ref()]);
+    assert_exit(&bad, 2, "an unknown shell is bad usage");
+
+    let page = stdout_text(&kiln_plain(&["man".as_ref()]));
+    assert!(
+        page.contains(".TH kiln 1") && page.contains(".SH NAME"),
+        "kiln(1):\n{page}"
+    );
+    let dir = temp_dir();
+    let pages = dir.path().join("man1");
+    let wrote = kiln_plain(&["man".as_ref(), "--dir".as_ref(), pages.as_os_str()]);
+    assert_exit(&wrote, 0, "kiln man --dir");
+    let help = stdout_text(&kiln_plain(&["--help".as_ref()]));
+    // Every command `kiln --help` lists has its page, and the page documents its flags.
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 20, "commands from --help: {commands:?}");
+    for c in &commands {
+        let path = pages.join(format!("kiln-{c}.1"));
+        assert!(path.is_file(), "no page {}", path.display());
+    }
+    let build = std::fs::read_to_string(pages.join("kiln-build.1")).expect("kiln-build.1");
+    assert!(
+        build.contains(".TH kiln-build 1") && build.contains("iidfile"),
+        "{build}"
+    );
+}

@@ -5,6 +5,7 @@ mod build_check;
 mod check;
 mod containers;
 mod diff;
+mod docs;
 mod explain;
 mod fmt;
 mod frontend;
@@ -36,6 +37,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Parse(a) => done(parse::run(a)),
         Command::Check(a) => done(check::run(a)),
         Command::Fmt(a) => done(fmt::run(a)),
+        Command::Completion(a) => done(docs::completion(a)),
+        Command::Man(a) => done(docs::man(a)),
         Command::Plan(a) => done(plan::run(a)),
         Command::Build(a) => done(build::run(root, a)),
         Command::Save(a) => done(transfer::save(root, a)),
