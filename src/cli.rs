@@ -94,6 +94,8 @@ pub enum Command {
     /// Manage networks (one shared loopback namespace each; no bridges)
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Run a compose project: config, up -d, ps, logs, down
+    Compose(ComposeArgs),
     /// Remove containers
     Rm(RmArgs),
     /// Create a container without starting it
@@ -817,4 +819,45 @@ pub struct ManArgs {
     /// Write kiln.1 and a kiln-COMMAND.1 page for every command into this directory
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// The compose file (default: compose.yaml, compose.yml, docker-compose.yml or
+    /// docker-compose.yaml in the project directory)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The project name (default: COMPOSE_PROJECT_NAME, the file's name:, the directory's name)
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// The project directory (default: the compose file's directory)
+    #[arg(long = "project-directory", value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: ComposeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComposeCommand {
+    /// Print the normalised project as YAML (interpolated, defaults filled in)
+    Config,
+    /// Create the project's network and volumes and start its services in depends_on order
+    Up {
+        /// Run the services in the background (required: kiln compose runs detached only)
+        #[arg(short = 'd', long)]
+        detach: bool,
+    },
+    /// List the project's containers
+    Ps,
+    /// Print the services' logs
+    Logs {
+        /// Only this service
+        service: Option<String>,
+    },
+    /// Stop and remove the project's containers and its network
+    Down {
+        /// Also remove the project's named volumes
+        #[arg(short = 'v', long)]
+        volumes: bool,
+    },
 }

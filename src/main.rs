@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod compose;
 
 use clap::Parser;
 

@@ -11,6 +11,7 @@ mod common;
 mod build_cache;
 mod build_features;
 mod cli;
+mod compose;
 mod debian;
 mod differential;
 mod differential_run;

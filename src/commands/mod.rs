@@ -3,6 +3,7 @@
 mod build;
 mod build_check;
 mod check;
+mod compose;
 mod containers;
 mod diff;
 mod docs;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Run(a) => done(run::run(root, a)),
         Command::Volume(c) => done(run::volume(root, c)),
         Command::Network(c) => done(network::network(root, c)),
+        Command::Compose(a) => done(compose::compose(root, a)),
         Command::Rm(a) => done(run::rm(root, a)),
         Command::Create(a) => done(run::create(root, a)),
         Command::Start(a) => containers::start(root, a),

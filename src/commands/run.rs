@@ -343,7 +343,7 @@ fn parse_log_opts(opts: &[String]) -> Result<LogConfig, RunError> {
     Ok(config)
 }
 
-fn options(a: &RunArgs) -> miette::Result<RunOptions> {
+pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     let mut env = Vec::new();
     for f in &a.env_files {
         env.extend(env_file(f)?);
