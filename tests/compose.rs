@@ -197,6 +197,18 @@ volumes:
         cmd.env_remove("COMPOSE_PROJECT_NAME");
         run(&mut cmd)
     };
+    // A failed assertion still takes the project down (its containers outlive the test).
+    struct Down<'a>(&'a KilnStore, &'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = run(self
+                .0
+                .cmd()
+                .args(["compose", "down", "-v"])
+                .current_dir(self.1));
+        }
+    }
+    let _down = Down(&store, &proj);
     ok(compose(&["up", "-d"]), "compose up -d");
     let ps = ok(compose(&["ps"]), "compose ps");
     let lines: Vec<&str> = ps.lines().collect();

@@ -189,7 +189,7 @@ fn ps(root: Option<PathBuf>, p: &Project) -> miette::Result<()> {
                 .unwrap_or_default(),
         };
         println!(
-            "{:<30}{:<30}{:<16}{:<12}{status}",
+            "{:<30}{:<30}{:<16}{:<14}{status}",
             r.name,
             r.image,
             s.name,
