@@ -846,6 +846,9 @@ pub enum ComposeCommand {
         /// Run the services in the background (required: kiln compose runs detached only)
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Build every service that has build:, even when its image is in the store
+        #[arg(long)]
+        build: bool,
     },
     /// List the project's containers
     Ps,

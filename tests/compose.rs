@@ -1,6 +1,7 @@
 //! `kiln compose`: `config` of a file with `${VAR}` interpolation and `.env`, `config` of the
-//! seeds' to-do app, and `up -d` / `ps` / `down [-v]` of two busybox services where one
-//! reaches the other by its service name on the project's network, leaving nothing behind.
+//! seeds' to-do app, and `up -d` / `ps` / `down [-v]` of two busybox services (one built from
+//! its `build:`) where one reaches the other by its service name on the project's network,
+//! leaving nothing behind.
 //!
 //! Must not: start anything outside the kiln store of each test (no docker, no bridges).
 
@@ -182,13 +183,22 @@ fn up_ps_down_two_services_by_name() {
     volumes:
       - data:/data
   client:
-    image: {BUSYBOX}
+    build:
+      context: ./client
+      args:
+        MSG: built by compose
     command: sleep 300
     depends_on: [web]
 volumes:
   data:
 "#
         ),
+    )
+    .unwrap();
+    std::fs::create_dir(proj.join("client")).unwrap();
+    std::fs::write(
+        proj.join("client/Dockerfile"),
+        format!("FROM {BUSYBOX}\nARG MSG\nRUN echo \"$MSG\" > /built\n"),
     )
     .unwrap();
     let compose = |args: &[&str]| {
@@ -237,6 +247,13 @@ volumes:
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(body, web_id, "the client reached web by its service name");
+    // The client's image was built from its build: with its args, and tagged <project>-<service>.
+    let built = ok(
+        store.kiln(["exec", "pair-client-1", "cat", "/built"]),
+        "exec cat /built",
+    );
+    assert_eq!(built.trim(), "built by compose");
+    assert!(lines[2].contains(" pair-client "), "{ps}");
     let net = ok(store.kiln(["network", "ls", "-q"]), "network ls");
     assert_eq!(net.trim(), "pair_default");
 

@@ -1,29 +1,23 @@
 //! `kiln compose config|up -d|ps|logs|down`: a compose project (src/compose.rs) carried out
-//! with the library calls `kiln network create`, `kiln volume create`, `kiln run -d`,
+//! with the library calls `kiln network create`, `kiln volume create`, `kiln build`, `kiln run -d`,
 //! `kiln ps`, `kiln logs`, `kiln stop` and `kiln rm` make.
-//! Must not: parse the file itself (src/compose.rs does), shell out to kiln, or build images
-//! (a service with `build:` needs its image built first; `up` says so).
+//! A service's `build:` is `kiln build`'s `build::run`.
+//! Must not: parse the file itself (src/compose.rs does) or shell out to kiln.
 
 use std::path::PathBuf;
 
 use kiln_runtime::container::{self, network, volume, ContainerError};
 
 use super::transfer::open_store;
-use crate::cli::{ComposeArgs, ComposeCommand, LogsArgs, RunArgs};
+use clap::Parser;
+
+use crate::cli::{BuildArgs, Cli, Command, ComposeArgs, ComposeCommand, LogsArgs, RunArgs};
 use crate::compose::{self, Project, Service};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 enum ComposeRunError {
-    #[error("service {service}: image {image} is not in the store")]
-    #[diagnostic(help(
-        "kiln compose does not build yet: run `kiln build -t {image} -f {dockerfile} {context}`, then `kiln compose up -d` again"
-    ))]
-    NotBuilt {
-        service: String,
-        image: String,
-        dockerfile: String,
-        context: String,
-    },
+    #[error("the build of a service did not parse as kiln build arguments: {0}")]
+    BuildArgs(String),
     #[error("service {service}: image {image} is not in the store")]
     #[diagnostic(help("kiln pull {image}"))]
     NoImage { service: String, image: String },
@@ -47,11 +41,11 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<()> {
             print!("{text}");
             Ok(())
         }
-        ComposeCommand::Up { detach } => {
+        ComposeCommand::Up { detach, build } => {
             if !detach {
                 return Err(ComposeRunError::Foreground.into());
             }
-            up(root, &project)
+            up(root, &project, build)
         }
         ComposeCommand::Ps => ps(root, &project),
         ComposeCommand::Logs { service } => logs(root, &project, service.as_deref()),
@@ -59,25 +53,51 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<()> {
     }
 }
 
-fn up(root: Option<PathBuf>, p: &Project) -> miette::Result<()> {
+/// The `kiln build` arguments of a service's `build:`, read by the CLI's own parser so every
+/// default is the one `kiln build` has.
+fn build_args(image: &str, b: &compose::Build) -> miette::Result<BuildArgs> {
+    let mut argv: Vec<String> = vec!["kiln".into(), "build".into(), "-q".into()];
+    argv.extend(["-t".into(), image.to_string()]);
+    argv.extend([
+        "-f".into(),
+        b.context.join(&b.dockerfile).display().to_string(),
+    ]);
+    for (k, v) in &b.args {
+        argv.extend(["--build-arg".into(), format!("{k}={v}")]);
+    }
+    if let Some(t) = &b.target {
+        argv.extend(["--target".into(), t.clone()]);
+    }
+    argv.push(b.context.display().to_string());
+    match Cli::try_parse_from(&argv) {
+        Ok(Cli {
+            command: Command::Build(a),
+            ..
+        }) => Ok(a),
+        Ok(_) => Err(ComposeRunError::BuildArgs(argv.join(" ")).into()),
+        Err(e) => Err(miette::miette!("{}: {e}", argv.join(" "))),
+    }
+}
+
+fn up(root: Option<PathBuf>, p: &Project, rebuild: bool) -> miette::Result<()> {
     let store = open_store(root.clone())?;
-    // Every image first, so a missing one fails before anything is created.
+    // Every image first, so a missing one fails before anything is created: a service with
+    // `build:` is built (as `kiln build` would) when its image is missing or with --build.
     for s in &p.services {
         let image = p.image(s);
-        if store.image(&image).is_err() {
-            return Err(match &s.build {
-                Some(b) => ComposeRunError::NotBuilt {
-                    service: s.name.clone(),
-                    image,
-                    dockerfile: b.context.join(&b.dockerfile).display().to_string(),
-                    context: b.context.display().to_string(),
-                },
-                None => ComposeRunError::NoImage {
-                    service: s.name.clone(),
-                    image,
-                },
+        match &s.build {
+            Some(b) if rebuild || store.image(&image).is_err() => {
+                eprintln!("Service {} Building {image}", s.name);
+                super::build::run(root.clone(), build_args(&image, b)?)?;
             }
-            .into());
+            None if store.image(&image).is_err() => {
+                return Err(ComposeRunError::NoImage {
+                    service: s.name.clone(),
+                    image,
+                }
+                .into());
+            }
+            _ => {}
         }
     }
     let net = p.network();
