@@ -530,16 +530,18 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
     let build = match get("build") {
         None | Some(Value::Null) => None,
         Some(Value::String(c)) => Some(Build {
-            context: dir.join(c),
+            context: normalise_path(&dir.join(c)),
             dockerfile: "Dockerfile".into(),
             args: BTreeMap::new(),
             target: None,
         }),
         Some(Value::Mapping(b)) => Some(Build {
-            context: dir.join(
-                b.get("context")
-                    .and_then(scalar)
-                    .unwrap_or_else(|| ".".into()),
+            context: normalise_path(
+                &dir.join(
+                    b.get("context")
+                        .and_then(scalar)
+                        .unwrap_or_else(|| ".".into()),
+                ),
             ),
             dockerfile: b
                 .get("dockerfile")

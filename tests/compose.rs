@@ -139,6 +139,7 @@ fn config_reads_the_seeds_todo_app() {
         "  db:\n",
         "  lb:\n",
         "dockerfile: Dockerfile.full\n",
+        &format!("context: {}\n", dir.display()),
         "DATABASE_URL: mongodb://db:27017\n",
         "image: mongo:3\n",
         "- 3000:80\n",
