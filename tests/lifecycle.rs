@@ -19,31 +19,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn show(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        stdout_text(out),
-        stderr_text(out)
-    )
-}
-
 fn ok(out: Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {}", show(&out));
     stdout_text(&out).trim().to_string()
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A unique name for containers of this test process.
@@ -54,19 +32,6 @@ fn name(what: &str) -> String {
         std::process::id(),
         N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     )
-}
-
-/// Root and the busybox binary are what kiln's containers need; docker is checked apart.
-fn can_run() -> bool {
-    if !running_as_root() {
-        skip_or_fail("root", "containers need root");
-        return false;
-    }
-    if let Err(why) = peer_status("busybox") {
-        skip_or_fail("busybox", &why);
-        return false;
-    }
-    true
 }
 
 /// `docker run -d --network none busybox:test ARGS` with a name; removed on drop.
@@ -240,7 +205,7 @@ const TERM_HANDLER: &str =
 
 #[test]
 fn stop_runs_the_term_handler_like_docker() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     require_peer!("docker");
@@ -278,7 +243,7 @@ fn stop_runs_the_term_handler_like_docker() {
 
 #[test]
 fn stop_t1_kills_a_payload_that_ignores_term() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     require_peer!("docker");
@@ -316,7 +281,7 @@ fn stop_t1_kills_a_payload_that_ignores_term() {
 
 #[test]
 fn logs_follow_a_running_container() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
@@ -396,7 +361,7 @@ fn logs_follow_a_running_container() {
 
 #[test]
 fn exec_output_and_exit_code_like_docker() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     require_peer!("docker");
@@ -445,7 +410,7 @@ fn exec_output_and_exit_code_like_docker() {
 
 #[test]
 fn detached_container_outlives_the_cli_and_its_shell() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
@@ -502,7 +467,7 @@ fn detached_container_outlives_the_cli_and_its_shell() {
 
 #[test]
 fn killing_the_supervisor_records_a_failure() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
@@ -546,7 +511,7 @@ fn killing_the_supervisor_records_a_failure() {
 
 #[test]
 fn restart_on_failure_3_restarts_three_times_like_docker() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     require_peer!("docker");
@@ -604,7 +569,7 @@ fn restart_on_failure_3_restarts_three_times_like_docker() {
 
 #[test]
 fn ps_and_inspect_have_dockers_shape() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     require_peer!("docker");
@@ -700,7 +665,7 @@ fn ps_and_inspect_have_dockers_shape() {
 
 #[test]
 fn create_start_restart_wait_rm() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
@@ -748,7 +713,7 @@ fn create_start_restart_wait_rm() {
 
 #[test]
 fn twenty_cycles_leave_nothing_behind() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
@@ -796,7 +761,7 @@ fn twenty_cycles_leave_nothing_behind() {
 
 #[test]
 fn cp_resolves_inside_the_root_and_refuses_escaping_symlinks() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
@@ -895,7 +860,7 @@ fn top_layer(k: &Kiln, image: &str) -> String {
 
 #[test]
 fn commit_twice_gives_the_same_layer_as_a_run_step() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
@@ -959,7 +924,7 @@ fn commit_twice_gives_the_same_layer_as_a_run_step() {
 
 #[test]
 fn diff_lists_changes_like_docker() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     require_peer!("docker");
@@ -997,7 +962,7 @@ fn diff_lists_changes_like_docker() {
 
 #[test]
 fn rename_port_and_container_prune() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
@@ -1036,7 +1001,7 @@ fn rename_port_and_container_prune() {
 
 #[test]
 fn top_lists_the_containers_processes_like_docker() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     require_peer!("docker");
@@ -1073,7 +1038,7 @@ fn top_lists_the_containers_processes_like_docker() {
 
 #[test]
 fn run_d_of_a_missing_command_fails_like_docker() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     require_peer!("docker");
@@ -1112,7 +1077,7 @@ fn run_d_of_a_missing_command_fails_like_docker() {
 
 #[test]
 fn stop_between_restarts_ends_the_policy() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let k = Kiln::new();

@@ -26,18 +26,6 @@ fn ok(out: Output, what: &str) -> String {
     stdout_text(&out).trim().to_string()
 }
 
-fn can_run() -> bool {
-    if !running_as_root() {
-        skip_or_fail("root", "containers need root");
-        return false;
-    }
-    if let Err(why) = peer_status("busybox") {
-        skip_or_fail("busybox", &why);
-        return false;
-    }
-    true
-}
-
 /// A network name unique to this test process.
 fn unique(what: &str) -> String {
     format!("kn-{}-{what}", std::process::id())
@@ -89,7 +77,7 @@ fn mounts_under(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn members_reach_each_other_by_name_and_alias_and_leave_nothing() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let store = KilnStore::with_busybox();
@@ -246,7 +234,7 @@ fn members_reach_each_other_by_name_and_alias_and_leave_nothing() {
 
 #[test]
 fn ports_publish_from_any_member_and_twice_is_refused() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let store = KilnStore::with_busybox();
@@ -352,7 +340,7 @@ fn ports_publish_from_any_member_and_twice_is_refused() {
 /// that tests/debian.rs caches (skipped locally, a failure in CI, when it is missing).
 #[test]
 fn a_debian_member_resolves_names_and_aliases() {
-    if !can_run() {
+    if !can_run_containers() {
         return;
     }
     let tarball = match crate::debian::minbase_tarball() {

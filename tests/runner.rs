@@ -94,15 +94,6 @@ fn kill(pid: u32, sig: i32) -> nix::Result<()> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
 }
 
-fn show(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        stdout_text(out),
-        stderr_text(out)
-    )
-}
-
 fn assert_exit(out: &Output, code: i32, what: &str) {
     assert_eq!(
         out.status.code(),
@@ -125,19 +116,6 @@ fn marker(what: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Every process: (pid, ppid, state, argv).

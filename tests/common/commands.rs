@@ -61,3 +61,27 @@ pub fn stdout_text(out: &Output) -> String {
 pub fn stderr_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A command's status and output, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        stdout_text(out),
+        stderr_text(out)
+    )
+}
+
+/// Polls `f` every 20 ms until it holds (true) or `limit` has passed (false).
+pub fn wait_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -73,3 +73,17 @@ pub(crate) fn probe_peer(name: &str) -> Result<(), String> {
         other => Err(format!("unknown peer {other:?}")),
     }
 }
+
+/// Whether kiln's containers (and RUN steps) can run here: they need root and the busybox
+/// binary; otherwise skips with the reason, or fails in CI.
+pub fn can_run_containers() -> bool {
+    if !crate::common::running_as_root() {
+        skip_or_fail("root", "containers and RUN steps need root");
+        return false;
+    }
+    if let Err(why) = peer_status("busybox") {
+        skip_or_fail("busybox", &why);
+        return false;
+    }
+    true
+}

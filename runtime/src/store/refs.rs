@@ -249,40 +249,30 @@ impl Store {
     /// Every image in the store (one per manifest entry; indexes are [`Store::indexes`]),
     /// tagged ones first, by name.
     pub fn images(&self) -> Result<Vec<Image>> {
-        let index = self.read_index()?;
-        let mut order: Vec<Digest> = Vec::new();
-        let mut tags: BTreeMap<Digest, Vec<ImageName>> = BTreeMap::new();
-        for e in index
-            .manifests
-            .iter()
-            .filter(|e| !is_index_media_type(&e.media_type))
-        {
-            if !tags.contains_key(&e.digest) {
-                order.push(e.digest.clone());
-            }
-            let list = tags.entry(e.digest.clone()).or_default();
-            if let Some(name) = entry_name(e) {
-                list.push(name);
-            }
-        }
-        order
+        self.entries(false)?
             .into_iter()
-            .map(|d| {
-                let t = tags.remove(&d).unwrap_or_default();
-                self.load_image(&d, t)
-            })
+            .map(|(d, tags)| self.load_image(&d, tags))
             .collect()
     }
 
     /// Every index in the store (one per index entry), tagged ones first, by name.
     pub fn indexes(&self) -> Result<Vec<StoredIndex>> {
+        self.entries(true)?
+            .into_iter()
+            .map(|(d, tags)| self.load_index(&d, tags))
+            .collect()
+    }
+
+    /// The distinct digests of the store's index entries that are indexes (`indexes`) or
+    /// manifests (not), in the order they first appear, each with every name it has.
+    fn entries(&self, indexes: bool) -> Result<Vec<(Digest, Vec<ImageName>)>> {
         let index = self.read_index()?;
         let mut order: Vec<Digest> = Vec::new();
         let mut tags: BTreeMap<Digest, Vec<ImageName>> = BTreeMap::new();
         for e in index
             .manifests
             .iter()
-            .filter(|e| is_index_media_type(&e.media_type))
+            .filter(|e| is_index_media_type(&e.media_type) == indexes)
         {
             if !tags.contains_key(&e.digest) {
                 order.push(e.digest.clone());
@@ -292,13 +282,13 @@ impl Store {
                 list.push(name);
             }
         }
-        order
+        Ok(order
             .into_iter()
             .map(|d| {
                 let t = tags.remove(&d).unwrap_or_default();
-                self.load_index(&d, t)
+                (d, t)
             })
-            .collect()
+            .collect())
     }
 
     /// Reads an index blob.
