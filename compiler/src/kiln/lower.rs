@@ -232,6 +232,18 @@ struct Eval<'a> {
 type Locals = Vec<(String, Value)>;
 
 /// A stage name for an image bound to `name`, so `files(build, ...)` shows `--from=build`.
+/// The string-valued pairs of named arguments (`env(A: "1")`, `label(k: "v")`); the checker
+/// has already refused other types.
+fn string_pairs(pairs: Vec<(String, Value)>) -> Vec<(String, String)> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::Str(s) => Some((k, s)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn named(v: Value, name: &str) -> Value {
     match v {
         Value::Image(st) if st.name != name => {
@@ -875,22 +887,10 @@ impl<'a> Eval<'a> {
                 };
                 let change = match name {
                     "env" => ConfigChange::Env {
-                        vars: rest
-                            .into_iter()
-                            .filter_map(|(k, v)| match v {
-                                Value::Str(s) => Some((k, s)),
-                                _ => None,
-                            })
-                            .collect(),
+                        vars: string_pairs(rest),
                     },
                     "label" => ConfigChange::Label {
-                        labels: rest
-                            .into_iter()
-                            .filter_map(|(k, v)| match v {
-                                Value::Str(s) => Some((k, s)),
-                                _ => None,
-                            })
-                            .collect(),
+                        labels: string_pairs(rest),
                     },
                     "user" => ConfigChange::User {
                         user: str_arg(&args, "name").unwrap_or_default(),

@@ -343,6 +343,34 @@ impl<'s> Parser<'s> {
         ))
     }
 
+    /// `name: X, ...}` after a record's `{` (a record type's fields or a record literal's),
+    /// trailing comma allowed; `what` names what is expected where a field starts.
+    fn record_fields<'a, T>(
+        &self,
+        i: &'a str,
+        what: &'static str,
+        mut value: impl FnMut(&'a str) -> R<'a, T>,
+    ) -> R<'a, Vec<(Ident, T)>> {
+        let mut fields = Vec::new();
+        let mut r = i;
+        loop {
+            if let Ok((r2, _)) = sym("}")(r) {
+                return Ok((r2, fields));
+            }
+            let (r2, n) = cut(context(what, |x| self.field_name(x)))(r)?;
+            let (r2, _) = cut(context("`:`", sym(":")))(r2)?;
+            let (r2, v) = cut(&mut value)(r2)?;
+            fields.push((n, v));
+            r = match sym(",")(r2) {
+                Ok((r3, _)) => r3,
+                Err(_) => {
+                    let (r3, _) = cut(context("`,` or `}`", sym("}")))(r2)?;
+                    return Ok((r3, fields));
+                }
+            };
+        }
+    }
+
     fn ty<'a>(&self, i: &'a str) -> R<'a, TypeExpr> {
         let (i, _) = ws(i)?;
         let start = i;
@@ -350,26 +378,8 @@ impl<'s> Parser<'s> {
             let (r, inner) = cut(|x| self.ty(x))(r)?;
             let (r, _) = cut(context("`]`", sym("]")))(r)?;
             (r, TypeKind::List(Box::new(inner)))
-        } else if let Ok((mut r, _)) = tag::<_, _, PErr>("{")(i) {
-            let mut fields = Vec::new();
-            loop {
-                if let Ok((r2, _)) = sym("}")(r) {
-                    r = r2;
-                    break;
-                }
-                let (r2, n) = cut(context("a field name", |x| self.field_name(x)))(r)?;
-                let (r2, _) = cut(context("`:`", sym(":")))(r2)?;
-                let (r2, t) = cut(|x| self.ty(x))(r2)?;
-                fields.push((n, t));
-                r = match sym(",")(r2) {
-                    Ok((r3, _)) => r3,
-                    Err(_) => {
-                        let (r3, _) = cut(context("`,` or `}`", sym("}")))(r2)?;
-                        r = r3;
-                        break;
-                    }
-                };
-            }
+        } else if let Ok((r, _)) = tag::<_, _, PErr>("{")(i) {
+            let (r, fields) = self.record_fields(r, "a field name", |x| self.ty(x))?;
             (r, TypeKind::Record(fields))
         } else {
             let (r, n) = context("a type", |x| self.ident(x))(i)?;
@@ -583,26 +593,7 @@ impl<'s> Parser<'s> {
                 .ok()
                 .is_some_and(|(r, _)| sym(":")(r).is_ok());
         if is_record {
-            let mut fields = Vec::new();
-            let mut r = i;
-            loop {
-                if let Ok((r2, _)) = sym("}")(r) {
-                    r = r2;
-                    break;
-                }
-                let (r2, n) = cut(context("a field name or `}`", |x| self.field_name(x)))(r)?;
-                let (r2, _) = cut(context("`:`", sym(":")))(r2)?;
-                let (r2, v) = cut(|x| self.expr(x))(r2)?;
-                fields.push((n, v));
-                r = match sym(",")(r2) {
-                    Ok((r3, _)) => r3,
-                    Err(_) => {
-                        let (r3, _) = cut(context("`,` or `}`", sym("}")))(r2)?;
-                        r = r3;
-                        break;
-                    }
-                };
-            }
+            let (r, fields) = self.record_fields(i, "a field name or `}`", |x| self.expr(x))?;
             return Ok((
                 r,
                 Expr {
