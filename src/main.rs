@@ -24,6 +24,13 @@ fn main() -> std::process::ExitCode {
             nix::sys::signal::SigHandler::SigDfl,
         );
     }
+    // Errors read on a terminal wrap at its width; errors written to a log or a pipe keep
+    // each sentence on one line, so that grep finds a message however long its paths are.
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let _ = miette::set_hook(Box::new(|_| {
+            Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+        }));
+    }
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,

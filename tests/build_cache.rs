@@ -133,6 +133,15 @@ fn a_local_cache_makes_a_fresh_store_run_no_step() {
     );
     let (cache_layers, keys) = layout_cache(&cache);
     assert_eq!(keys.as_object().unwrap().len(), 5, "{keys}");
+    // Readable by the other users a CI system may restore the directory as.
+    for entry in std::fs::read_dir(cache.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{}", entry.path().display());
+    }
 
     let second_store = KilnStore::with_busybox();
     let second = build(

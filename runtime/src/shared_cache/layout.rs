@@ -33,18 +33,30 @@ fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs").join("sha256").join(digest.hex())
 }
 
-/// Writes `bytes` to `dest` through a temporary file in the same directory.
-fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `dest` through a temporary file in the same directory, renamed into place only
+/// once `fill` has written all of it, so a reader never sees half a file. The file is made
+/// world-readable (0644), as other tools' OCI layouts are, since CI systems restore cache
+/// directories as other users.
+fn write_atomic(
+    dest: &Path,
+    fill: impl FnOnce(&mut fs::File) -> std::result::Result<(), SharedCacheError>,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let parent = dest.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".kiln-")
+        .permissions(fs::Permissions::from_mode(0o644))
         .tempfile_in(parent)
         .map_err(io_err("create a file in", parent))?;
-    tmp.write_all(bytes).map_err(io_err("write", dest))?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(io_err("write", dest))?;
     tmp.persist(dest)
         .map_err(|e| io_err("rename a temporary file to", dest)(e.error))?;
     Ok(())
+}
+
+fn write_bytes(dest: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(dest, |f| f.write_all(bytes).map_err(io_err("write", dest)))
 }
 
 /// Copies a store blob into the layout unless the layout has a file of that size already.
@@ -53,16 +65,12 @@ fn put_store_blob(dir: &Path, store: &Store, desc: &Descriptor) -> Result<()> {
     if fs::metadata(&dest).is_ok_and(|m| m.len() == desc.size) {
         return Ok(());
     }
-    let parent = dest.parent().unwrap_or(dir);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kiln-")
-        .tempfile_in(parent)
-        .map_err(io_err("create a file in", parent))?;
     let mut from = store.open_blob(&desc.digest)?;
-    io::copy(&mut from, tmp.as_file_mut()).map_err(io_err("write", &dest))?;
-    tmp.persist(&dest)
-        .map_err(|e| io_err("rename a temporary file to", &dest)(e.error))?;
-    Ok(())
+    write_atomic(&dest, |f| {
+        io::copy(&mut from, f)
+            .map(drop)
+            .map_err(io_err("write", &dest))
+    })
 }
 
 /// Writes the cache artifact (`manifest` and its blobs) into `dir` and names it in
@@ -78,18 +86,18 @@ pub(super) fn write(
     fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
     let layout = dir.join("oci-layout");
     if !layout.is_file() {
-        write_atomic(&layout, OCI_LAYOUT_FILE)?;
+        write_bytes(&layout, OCI_LAYOUT_FILE)?;
     }
     for layer in &manifest.layers {
         put_store_blob(dir, store, layer)?;
     }
-    write_atomic(&blob_path(dir, &manifest.config.digest), config_bytes)?;
+    write_bytes(&blob_path(dir, &manifest.config.digest), config_bytes)?;
     let digest = Digest::of_bytes(manifest_bytes);
-    write_atomic(&blob_path(dir, &digest), manifest_bytes)?;
+    write_bytes(&blob_path(dir, &digest), manifest_bytes)?;
     let mut desc = Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, digest, manifest_bytes.len() as u64);
     desc.annotations
         .insert(ANNOTATION_REF_NAME.to_string(), REF_NAME.to_string());
-    write_atomic(
+    write_bytes(
         &dir.join("index.json"),
         &oci::to_canonical_json(&Index::new(vec![desc])),
     )
