@@ -1095,3 +1095,36 @@ fn stop_between_restarts_ends_the_policy() {
         ok(k.kiln(&["rm", &n]), "rm");
     }
 }
+
+#[test]
+fn run_d_with_a_relative_store_path_works() {
+    if !can_run_containers() {
+        return;
+    }
+    // The supervisor runs in `/`: a store named relative to the caller's directory must
+    // still be the store it writes to.
+    let k = Kiln::new();
+    let root = k.store.root();
+    let (parent, leaf) = (root.parent().unwrap(), root.file_name().unwrap());
+    let n = name("relative");
+    let mut c = Command::new(kiln_bin());
+    c.current_dir(parent).arg("--root").arg(leaf);
+    c.args([
+        "run",
+        "-d",
+        "--name",
+        &n,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo hi; sleep 30",
+    ]);
+    let id = ok(run(&mut c), "kiln --root RELATIVE run -d");
+    assert!(wait_until(Duration::from_secs(10), || stdout_text(
+        &k.kiln(&["logs", &n])
+    )
+    .contains("hi")));
+    assert_eq!(k.record(&id)["state"], "running", "{}", k.record(&id));
+    ok(k.kiln(&["rm", "-f", &n]), "kiln rm -f");
+    k.assert_no_supervisors();
+}

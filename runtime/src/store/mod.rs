@@ -238,6 +238,9 @@ impl Store {
             }
         }
         fs::create_dir_all(&root).map_err(io_err("create the store directory", &root))?;
+        // Absolute, so that paths handed to processes that change directory (a container's
+        // supervisor runs in `/`) still name this store.
+        let root = std::path::absolute(&root).map_err(io_err("resolve", &root))?;
         let version_path = root.join("version");
         match fs::read_to_string(&version_path) {
             Ok(found) if found == VERSION_CONTENT => {}
