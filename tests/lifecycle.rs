@@ -3,7 +3,7 @@
 //! json-file log and `logs -f`, `stop` (TERM handler, `-t 1` then SIGKILL), `exec`,
 //! `--restart on-failure:3`, a killed supervisor recorded as a failure, `ps`/`inspect`
 //! shapes, `cp` (symlinks never lead out of the root), `commit` (twice the same layer, the
-//! same as a RUN step's), `diff CONTAINER`, `rename`/`port`/`top`/`container prune`, and 20 cycles of `run -d`/`exec`/`stop`/`rm`
+//! same as a RUN step's), `diff CONTAINER`, `rename`/`port`/`top`/`container prune`, and 100 cycles of `run -d`/`exec`/`stop`/`rm`
 //! leaving nothing behind.
 //!
 //! Must not: start docker containers with a network (`--network none` only), or leave
@@ -712,13 +712,13 @@ fn create_start_restart_wait_rm() {
 }
 
 #[test]
-fn twenty_cycles_leave_nothing_behind() {
+fn a_hundred_cycles_leave_nothing_behind() {
     if !can_run_containers() {
         return;
     }
     let k = Kiln::new();
     let containers = k.store.root().join("containers");
-    for i in 0..20 {
+    for i in 0..100 {
         let n = name(&format!("cycle{i}"));
         let marker = format!("{n}-payload");
         let id = k.run_d(

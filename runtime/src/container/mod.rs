@@ -12,6 +12,7 @@
 //! the sandbox.
 
 pub mod changes;
+pub mod idle;
 pub mod log;
 pub mod network;
 pub mod supervisor;

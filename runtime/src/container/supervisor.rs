@@ -337,6 +337,8 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
                 let _ = log::copy_stream(File::from(fd), name, &writer);
             }));
         }
+        // Everything is set up: from here on it waits, so its start-up's pages can go.
+        super::idle::release_idle_memory();
         let code = match container.wait() {
             Ok(exit) => exit.code,
             Err(SandboxError::Start { code, .. }) => code,
