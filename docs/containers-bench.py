@@ -23,8 +23,9 @@ for who,c,img,extra in [("kiln",kiln,"bb:1",[]),("docker",dock,"busybox:test",["
     st=statistics.median([t(c("stop",f"lcb-{who}-{i}")) for i in range(1,5)])
     if who=="kiln":
         pid=int(subprocess.run(["pgrep","-f","__kiln-supervise "+R],capture_output=True,text=True).stdout.split()[0])
-        rss=[l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0].strip()
-        res["rss"]=rss
+        time.sleep(1)
+        res["rss"]=", ".join(l.split()[0] + " " + l.split()[1] + " kB" for l in open(f"/proc/{pid}/status")
+                            if l.startswith(("VmRSS", "RssAnon", "RssFile")))
     for i in range(5): subprocess.run(c("rm","-f",f"lcb-{who}-{i}"),capture_output=True)
     for i in range(50): subprocess.run(c("create",*extra,"--name",f"lcp-{who}-{i}",img,"true"),check=True,capture_output=True)
     p=med(lambda i: t(c("ps","-a")))

@@ -1,12 +1,15 @@
 //! What a supervisor gives back when it goes idle: its free heap, and the page-table entries
-//! of its code. A supervisor spends its life waiting on a container and a socket, but the
-//! start-up that came before (record, sandbox launch, log writer) touched much of kiln's
-//! code, and each of those pages stays mapped, counted in its resident set, until it exits.
+//! of its read-only file mappings. A supervisor spends its life waiting on a container and a
+//! socket, but the start-up that came before (record, sandbox launch, log writer) touched
+//! much of kiln's code and constants, and each of those pages stays mapped, counted in its
+//! resident set, until it exits.
 //!
-//! Must not: touch a mapping that is writable or was ever written. Only the executable,
-//! read-only, file-backed mappings (`r-xp` with a path) are released: their pages are never
-//! copied on write, so dropping them changes nothing but where the next instruction fetch
-//! is served from (the page cache, where the pages stay, shared with every kiln process).
+//! Must not: touch a mapping that is writable or holds a page that was ever written. Only
+//! private, file-backed mappings that are read-only (`r-xp` code, `r--p` constants) and hold
+//! no anonymous (copied-on-write) page are released: dropping their entries changes nothing
+//! but where the next access is served from (the page cache, where the pages stay, shared
+//! with every kiln process). A relocated read-only region (RELRO) holds anonymous pages and
+//! is kept.
 
 use std::io::BufRead;
 
@@ -17,30 +20,51 @@ pub fn release_idle_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-    let Ok(maps) = std::fs::File::open("/proc/self/maps") else {
+    let Ok(smaps) = std::fs::File::open("/proc/self/smaps") else {
         return;
     };
-    for line in std::io::BufReader::new(maps).lines().map_while(Result::ok) {
-        let Some((start, len)) = code_mapping(&line) else {
-            continue;
-        };
-        // SAFETY: the range is a private, read-only, executable file mapping (checked by
-        // `code_mapping`); MADV_DONTNEED on it only drops page-table entries, and the next
-        // access maps the same file contents again.
+    let lines = std::io::BufReader::new(smaps).lines().map_while(Result::ok);
+    for (start, len) in releasable(lines) {
+        // SAFETY: the range is a private, read-only file mapping without anonymous pages
+        // (checked by `releasable`); MADV_DONTNEED on it only drops page-table entries, and
+        // the next access maps the same file contents again.
         unsafe {
             libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
         }
     }
 }
 
-/// The address range of a `/proc/self/maps` line when it is file-backed code (`r-xp`
-/// and a path).
-fn code_mapping(line: &str) -> Option<(usize, usize)> {
+/// The address ranges of `/proc/self/smaps` entries that are read-only, private and
+/// file-backed, with no anonymous page.
+fn releasable(lines: impl Iterator<Item = String>) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in lines {
+        if let Some(anon) = line.strip_prefix("Anonymous:") {
+            let kib = anon.trim().trim_end_matches("kB").trim();
+            if kib != "0" {
+                current = None;
+            }
+        } else if line.starts_with("VmFlags:") {
+            out.extend(current.take());
+        } else if let Some(range) = file_mapping(&line) {
+            current = Some(range);
+        } else if line.split_once(' ').is_some_and(|(r, _)| r.contains('-')) {
+            // Another mapping's header (anonymous, writable, ...): not ours.
+            current = None;
+        }
+    }
+    out
+}
+
+/// The address range of a mappings header line when it is a private, read-only file
+/// mapping (`r-xp` or `r--p` and a path).
+fn file_mapping(line: &str) -> Option<(usize, usize)> {
     let mut fields = line.split_ascii_whitespace();
     let range = fields.next()?;
     let perms = fields.next()?;
     let path = fields.nth(3)?;
-    if perms != "r-xp" || !path.starts_with('/') {
+    if !matches!(perms, "r-xp" | "r--p") || !path.starts_with('/') {
         return None;
     }
     let (start, end) = range.split_once('-')?;
@@ -53,25 +77,51 @@ fn code_mapping(line: &str) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
+    fn entry(header: &str, anonymous_kib: u32) -> Vec<String> {
+        vec![
+            header.to_string(),
+            "Rss:                 512 kB".to_string(),
+            format!("Anonymous:           {anonymous_kib} kB"),
+            "VmFlags: rd ex mr mw me".to_string(),
+        ]
+    }
+
     #[test]
-    fn only_file_backed_code_is_released() {
-        let code = "7f3a00000000-7f3a00200000 r-xp 00028000 08:01 1234 /usr/lib/libc.so.6";
-        assert_eq!(code_mapping(code), Some((0x7f3a00000000, 0x200000)));
-        for other in [
-            "7f3a00000000-7f3a00200000 rw-p 00028000 08:01 1234 /usr/lib/libc.so.6",
-            "7f3a00000000-7f3a00200000 r--p 00028000 08:01 1234 /usr/lib/libc.so.6",
-            "7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]",
-            "7f3a00000000-7f3a00200000 r-xp 00000000 00:00 0",
-            "garbage",
-        ] {
-            assert_eq!(code_mapping(other), None, "{other}");
-        }
+    fn only_read_only_file_mappings_without_written_pages_are_released() {
+        let lines = [
+            entry(
+                "7f3a00000000-7f3a00200000 r-xp 00028000 08:01 1234 /usr/lib/libc.so.6",
+                0,
+            ),
+            entry(
+                "7f3a00200000-7f3a00300000 r--p 00228000 08:01 1234 /usr/lib/libc.so.6",
+                0,
+            ),
+            // RELRO: read-only now, but relocated (written) at start-up.
+            entry(
+                "7f3a00300000-7f3a00304000 r--p 00328000 08:01 1234 /usr/lib/libc.so.6",
+                16,
+            ),
+            entry(
+                "7f3a00304000-7f3a00306000 rw-p 0032c000 08:01 1234 /usr/lib/libc.so.6",
+                8,
+            ),
+            entry("7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]", 0),
+            entry("7f3b00000000-7f3b00200000 r--p 00000000 00:00 0", 0),
+        ]
+        .concat();
+        assert_eq!(
+            releasable(lines.into_iter()),
+            vec![(0x7f3a00000000, 0x200000), (0x7f3a00200000, 0x100000)]
+        );
     }
 
     #[test]
     fn releasing_keeps_the_process_working() {
+        static TABLE: [u64; 4] = [1, 2, 3, 36];
         release_idle_memory();
-        // Code runs again from the page cache after its entries were dropped.
+        // Code and constants are read again from the page cache after their entries went.
+        assert_eq!(TABLE.iter().sum::<u64>() + 6, 48);
         assert_eq!(format!("{}", 6 * 7), "42");
     }
 }

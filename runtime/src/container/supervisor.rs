@@ -282,8 +282,15 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
                 let shared = Arc::clone(&shared);
                 std::thread::spawn(move || {
                     answer(conn, &shared);
-                    shared.lock().answering -= 1;
+                    let idle = {
+                        let mut live = shared.lock();
+                        live.answering -= 1;
+                        live.answering == 0 && live.running
+                    };
                     shared.changed.notify_all();
+                    if idle {
+                        super::idle::release_idle_memory();
+                    }
                 });
             }
         });
