@@ -1,7 +1,11 @@
-//! `kiln compose`: `config` of a file with `${VAR}` interpolation and `.env`, `config` of the
-//! seeds' to-do app, and `up -d` / `ps` / `down [-v]` of two busybox services (one built from
-//! its `build:`) where one reaches the other by its service name on the project's network,
-//! leaving nothing behind.
+//! `kiln compose`: `config` of a file with `${VAR}` interpolation and `.env` and of the long
+//! syntaxes, `env_file` and `healthcheck`; `config` of the seeds' to-do app; `convert --to
+//! kubernetes` checked against the Kubernetes OpenAPI schemas (kubernetes-validate); `up -d`
+//! / `ps` / `down [-v]` of two busybox services (one built from its `build:`) where one
+//! reaches the other by its service name; and a seeds-like project: a web service that waits
+//! for a healthy backend, a named volume that survives `down` and `up`, and the lifecycle
+//! subcommands (`stop`, `start`, `restart`, `rm`, `exec`, `run --rm`, `logs`, `--scale`, `up`
+//! in the foreground stopped by SIGTERM), leaving nothing behind.
 //!
 //! Must not: start anything outside the kiln store of each test (no docker, no bridges).
 
@@ -85,7 +89,8 @@ volumes:
         "EMPTY_DEFAULT: fallback\n",
         "EMPTY_DASH: ''\n",
         "LITERAL: $HOME\n",
-        "- 8080:80\n",
+        "published: '8080'\n",
+        "target: 80\n",
         "type: volume\n",
         "source: data\n",
         &format!("source: {}/site\n", proj.display()),
@@ -142,7 +147,7 @@ fn config_reads_the_seeds_todo_app() {
         &format!("context: {}\n", dir.display()),
         "DATABASE_URL: mongodb://db:27017\n",
         "image: mongo:3\n",
-        "- 3000:80\n",
+        "published: '3000'\n",
         "target: /etc/nginx/nginx.conf\n",
         &format!("source: {}/nginx.conf\n", dir.display()),
         "name: todo_data\n",
@@ -275,4 +280,321 @@ volumes:
         ""
     );
     assert_eq!(mounts_under(store.root()), Vec::<String>::new());
+}
+
+#[test]
+fn config_long_syntax_env_file_and_healthcheck() {
+    let dir = temp_dir();
+    let proj = dir.path().join("long");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(proj.join("web.env"), "FROM_FILE=1\nBOTH=file\n# c\n").unwrap();
+    std::fs::write(
+        proj.join("compose.yaml"),
+        r#"services:
+  web:
+    image: busybox
+    env_file: web.env
+    environment:
+      BOTH: environment
+    ports:
+      - target: 80
+        published: 8080
+        host_ip: 127.0.0.1
+        protocol: tcp
+      - "9090:90/udp"
+    volumes:
+      - type: volume
+        source: data
+        target: /data
+        read_only: true
+      - type: bind
+        source: ./conf
+        target: /conf
+    entrypoint: ["/bin/sh", "-c"]
+    command: echo hi
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 1m30s
+      timeout: 500ms
+      retries: 5
+      start_period: 2s
+volumes:
+  data: {}
+"#,
+    )
+    .unwrap();
+    let text = config(&proj, &[]);
+    for want in [
+        "FROM_FILE: '1'\n",
+        "BOTH: environment\n",
+        "host_ip: 127.0.0.1\n",
+        "published: '8080'\n",
+        "published: '9090'\n",
+        "protocol: udp\n",
+        "read_only: true\n",
+        &format!("source: {}/conf\n", proj.display()),
+        "- CMD-SHELL\n",
+        "- test -f /tmp/ready\n",
+        "interval: 1m30s\n",
+        "timeout: 500ms\n",
+        "retries: 5\n",
+        "start_period: 2s\n",
+        "- echo\n",
+        "- /bin/sh\n",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    // A missing env_file and an unknown healthcheck test form are errors naming the service.
+    for (bad, why) in [
+        ("env_file: nope.env", "nope.env is not a file"),
+        ("healthcheck:\n      test: [\"WHAT\"]", "CMD"),
+        (
+            "ports:\n      - \"8000-8010:80\"",
+            "ranges are not supported",
+        ),
+    ] {
+        std::fs::write(
+            proj.join("bad.yaml"),
+            format!("services:\n  a:\n    image: busybox\n    {bad}\n"),
+        )
+        .unwrap();
+        let store = shared_store();
+        let out = run(store
+            .cmd()
+            .args(["compose", "-f", "bad.yaml", "config"])
+            .current_dir(&proj));
+        assert!(!out.status.success(), "{bad} was accepted");
+        // miette wraps long lines: compare the words.
+        let err = stderr_text(&out)
+            .split_whitespace()
+            .filter(|w| *w != "│")
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            err.contains("service a") && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// The ManifestDigest `kiln inspect` shows for an image.
+fn manifest_digest(store: &KilnStore, image: &str) -> String {
+    let out = ok(store.kiln(["inspect", image]), "kiln inspect");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+    let v = if v.is_array() { v[0].clone() } else { v };
+    v["ManifestDigest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ManifestDigest in {out}"))
+        .to_string()
+}
+
+#[test]
+fn convert_to_kubernetes_pins_digests_and_validates() {
+    if !running_as_root() {
+        skip_or_fail("root", "kiln build needs root");
+        return;
+    }
+    if let Err(why) = peer_status("busybox") {
+        skip_or_fail("busybox", &why);
+        return;
+    }
+    let validate = peer_status("kubernetes-validate");
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("shop");
+    std::fs::create_dir_all(proj.join("app")).unwrap();
+    std::fs::write(
+        proj.join("app/Dockerfile"),
+        format!("FROM {BUSYBOX}\nENV GREETING=hello\nCMD [\"httpd\", \"-f\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(proj.join("app.env"), "MODE=production\n").unwrap();
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            r#"services:
+  app:
+    build: ./app
+    env_file: app.env
+    environment:
+      DB: db:5432
+    ports:
+      - "8080:80"
+      - target: 9000
+    user: "1000:1000"
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:80/"]
+      interval: 5s
+      timeout: 1500ms
+      retries: 4
+      start_period: 10s
+    depends_on:
+      db:
+        condition: service_healthy
+  db:
+    image: {BUSYBOX}
+    command: ["sleep", "3600"]
+    working_dir: /data
+    restart: "no"
+    volumes:
+      - db_data:/data
+      - ./init.sql:/docker-entrypoint-initdb.d/init.sql:ro
+volumes:
+  db_data:
+"#
+        ),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.arg("compose").args(args).current_dir(&proj);
+        cmd.env_remove("COMPOSE_PROJECT_NAME");
+        run(&mut cmd)
+    };
+    // Before the build, app's image has no digest to pin: a clear error, nothing printed.
+    let out = compose(&["convert", "--to", "kubernetes"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = stderr_text(&out);
+    assert!(
+        err.contains("service app: image shop-app is not in kiln's store")
+            && err.contains("kiln compose build"),
+        "{err}"
+    );
+    assert_eq!(stdout_text(&out), "");
+    ok(compose(&["build"]), "compose build");
+
+    let first = ok(compose(&["convert", "--to", "kubernetes"]), "convert");
+    let second = ok(compose(&["convert", "--to", "kubernetes"]), "convert again");
+    assert_eq!(first, second, "the same project gives the same bytes");
+    let docs: Vec<serde_json::Value> = first
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str(d).expect("each document is YAML"))
+        .collect();
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "PersistentVolumeClaim/shop-db-data",
+            "Deployment/app",
+            "Service/app",
+            "Deployment/db"
+        ]
+    );
+    // Images pinned by the manifest digest in the store.
+    let app = &docs[1]["spec"]["template"]["spec"]["containers"][0];
+    let db = &docs[3]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        app["image"].as_str().unwrap(),
+        format!("shop-app@{}", manifest_digest(&store, "shop-app"))
+    );
+    let db_image = db["image"].as_str().unwrap();
+    assert_eq!(
+        db_image,
+        format!("busybox@{}", manifest_digest(&store, BUSYBOX))
+    );
+    ok(
+        store.kiln(["inspect", db_image]),
+        "the pinned reference resolves",
+    );
+    // The service's fields, as Kubernetes spells them.
+    assert_eq!(app["env"][0]["name"], "DB");
+    assert_eq!(app["env"][1]["value"], "production");
+    assert_eq!(app["securityContext"]["runAsUser"], 1000);
+    assert_eq!(app["readinessProbe"]["exec"]["command"][0], "wget");
+    assert_eq!(app["readinessProbe"]["timeoutSeconds"], 2);
+    assert_eq!(app["livenessProbe"]["initialDelaySeconds"], 10);
+    assert_eq!(docs[2]["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(docs[2]["spec"]["ports"][0]["targetPort"], 80);
+    assert_eq!(docs[2]["spec"]["ports"][1]["port"], 9000);
+    assert_eq!(db["args"][0], "sleep");
+    assert_eq!(db["workingDir"], "/data");
+    assert_eq!(
+        docs[3]["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "shop-db-data"
+    );
+    assert_eq!(docs[3]["spec"]["strategy"]["type"], "Recreate");
+    let err = stderr_text(&compose(&["convert", "--to", "kubernetes"]));
+    assert!(
+        err.contains("hostPath") && err.contains("restart: no"),
+        "{err}"
+    );
+
+    // -o DIR: one file per object, the same objects.
+    let out_dir = dir.path().join("k8s");
+    ok(
+        compose(&[
+            "convert",
+            "--to",
+            "kubernetes",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ]),
+        "convert -o",
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "app-deployment.yaml",
+            "app-service.yaml",
+            "db-deployment.yaml",
+            "shop-db-data-persistentvolumeclaim.yaml"
+        ]
+    );
+    let joined = [
+        "shop-db-data-persistentvolumeclaim.yaml",
+        "app-deployment.yaml",
+        "app-service.yaml",
+        "db-deployment.yaml",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(out_dir.join(f)).unwrap())
+    .collect::<Vec<_>>()
+    .join("---\n");
+    assert_eq!(joined, first);
+
+    // Every object against the Kubernetes OpenAPI schemas, rejecting unknown fields.
+    if let Err(why) = validate {
+        skip_or_fail("kubernetes-validate", &why);
+        return;
+    }
+    let mut cmd = std::process::Command::new(kubernetes_validate_bin());
+    cmd.arg("--strict");
+    for f in &files {
+        cmd.arg(out_dir.join(f));
+    }
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "kubernetes-validate: {}", show(&out));
+    let said = stdout_text(&out);
+    assert_eq!(said.matches("INFO").count(), files.len(), "{said}");
+    // And it does reject a wrong object: the check can fail.
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(out_dir.join("app-deployment.yaml"))
+            .unwrap()
+            .replace("containerPort", "containerPorts"),
+    )
+    .unwrap();
+    let out = run(std::process::Command::new(kubernetes_validate_bin())
+        .arg("--strict")
+        .arg(&broken));
+    assert!(
+        !out.status.success(),
+        "a misspelt field passed: {}",
+        show(&out)
+    );
 }
