@@ -598,3 +598,216 @@ volumes:
         show(&out)
     );
 }
+
+/// A seeds-like project (the to-do app's shape: `app` needs `db`, whose data is a named
+/// volume): `app` waits for `db`'s healthcheck, reaches it by its service name and reads what
+/// the volume holds; the volume survives `down` and `up`; then the lifecycle subcommands.
+#[test]
+fn seeds_like_project_healthcheck_volume_and_lifecycle() {
+    if !running_as_root() {
+        skip_or_fail("root", "containers need root");
+        return;
+    }
+    if let Err(why) = peer_status("busybox") {
+        skip_or_fail("busybox", &why);
+        return;
+    }
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("todo");
+    std::fs::create_dir(&proj).unwrap();
+    // db becomes ready (its healthcheck passes) only a second after it starts, and only then
+    // serves /data; app fetches /data/count from db by name once, when it starts.
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            r#"services:
+  db:
+    image: {BUSYBOX}
+    command:
+      - sh
+      - -c
+      - |
+        [ -f /data/count ] || echo 0 > /data/count
+        sleep 1
+        busybox httpd -p 127.0.0.1:27017 -h /data
+        touch /tmp/ready
+        trap 'exit 0' TERM
+        sleep 300 & wait
+    volumes:
+      - type: volume
+        source: data
+        target: /data
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 100ms
+      timeout: 5s
+      retries: 100
+  app:
+    image: {BUSYBOX}
+    environment:
+      DATABASE_HOST: db
+    command:
+      - sh
+      - -c
+      - |
+        ip=$$(grep -w "$$DATABASE_HOST" /etc/hosts | cut -f1 | head -n1)
+        echo "app got $$(busybox wget -q -O- http://$$ip:27017/count)"
+        trap 'exit 0' TERM
+        sleep 300 & wait
+    depends_on:
+      db:
+        condition: service_healthy
+volumes:
+  data:
+"#
+        ),
+    )
+    .unwrap();
+    let compose_cmd = |args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.arg("compose").args(args).current_dir(&proj);
+        cmd.env_remove("COMPOSE_PROJECT_NAME");
+        cmd
+    };
+    let compose = |args: &[&str]| run(&mut compose_cmd(args));
+    struct Down<'a>(&'a KilnStore, &'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = run(self
+                .0
+                .cmd()
+                .args(["compose", "down", "-v"])
+                .current_dir(self.1));
+        }
+    }
+    let _down = Down(&store, &proj);
+    let app_log = |want: &str| {
+        let mut last = String::new();
+        let seen = wait_until(Duration::from_secs(20), || {
+            last = stdout_text(&compose(&["logs", "app"]));
+            last.contains(want)
+        });
+        assert!(seen, "{want:?} in app's log:\n{last}");
+    };
+
+    let up = compose(&["up", "-d"]);
+    let err = ok(up, "compose up -d");
+    let _ = err;
+    app_log("app got 0\n");
+    // A second up leaves running containers alone.
+    let again = compose(&["up", "-d"]);
+    assert!(
+        stderr_text(&again).contains("Container todo-db-1 Running"),
+        "{}",
+        show(&again)
+    );
+
+    // exec: the command's status comes back; the volume is written through db.
+    let out = compose(&["exec", "db", "sh", "-c", "echo 41 > /data/count; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+
+    // The named volume survives down and up: app now reads 41.
+    ok(compose(&["down"]), "compose down");
+    assert_eq!(ok(store.kiln(["ps", "-a", "-q"]), "ps -a").trim(), "");
+    ok(compose(&["up", "-d"]), "compose up -d again");
+    app_log("app got 41\n");
+
+    // stop / start / restart / rm.
+    ok(compose(&["stop", "-t", "1"]), "compose stop");
+    let ps = ok(compose(&["ps"]), "compose ps");
+    assert_eq!(ps.matches("exited").count(), 2, "{ps}");
+    ok(compose(&["start"]), "compose start");
+    let ps = ok(compose(&["ps"]), "compose ps");
+    assert_eq!(ps.matches("running").count(), 2, "{ps}");
+    ok(
+        compose(&["restart", "-t", "1", "app"]),
+        "compose restart app",
+    );
+    // rm leaves a running container alone; stopped, it goes.
+    ok(compose(&["rm", "-f", "app"]), "compose rm running");
+    assert!(ok(compose(&["ps"]), "ps").contains("todo-app-1 "));
+    ok(compose(&["stop", "-t", "1", "app"]), "compose stop app");
+    ok(compose(&["rm", "-f", "app"]), "compose rm stopped");
+    let ps = ok(compose(&["ps"]), "compose ps");
+    assert!(
+        !ps.contains("todo-app-1 ") && ps.contains("todo-db-1 "),
+        "{ps}"
+    );
+
+    // run --rm: a one-off container with its own command and status, removed after.
+    let out = compose(&["run", "--rm", "app", "sh", "-c", "echo one-off; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert_eq!(stdout_text(&out), "one-off\n");
+    let names = ok(store.kiln(["ps", "-a", "--format", "{{.Names}}"]), "ps -a");
+    assert!(!names.contains("run"), "the run container is gone: {names}");
+
+    // --scale: two app containers, then back to one.
+    ok(
+        compose(&["up", "-d", "--scale", "app=2"]),
+        "up --scale app=2",
+    );
+    let ps = ok(compose(&["ps"]), "compose ps");
+    assert!(
+        ps.contains("todo-app-1 ") && ps.contains("todo-app-2 "),
+        "{ps}"
+    );
+    ok(compose(&["up", "-d"]), "up without --scale");
+    let ps = ok(compose(&["ps"]), "compose ps");
+    assert!(
+        ps.contains("todo-app-1 ") && !ps.contains("todo-app-2 "),
+        "{ps}"
+    );
+    ok(compose(&["down"]), "compose down");
+
+    // up in the foreground: prefixed logs; SIGTERM stops the project's containers.
+    let mut child = compose_cmd(&["up"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kiln compose up");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        lines.push(line);
+        if lines.iter().any(|l| l.starts_with("app-1  | app got 41")) {
+            break;
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l == "app-1  | app got 41"),
+        "prefixed app output in {lines:?}"
+    );
+    nix_kill(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "compose up after SIGTERM: {status}");
+    let ps = ok(compose(&["ps"]), "compose ps");
+    assert_eq!(
+        ps.matches("exited").count(),
+        2,
+        "SIGTERM stopped both: {ps}"
+    );
+    ok(compose(&["down", "-v"]), "compose down -v");
+    assert_eq!(
+        ok(store.kiln(["volume", "ls", "-q"]), "volume ls").trim(),
+        ""
+    );
+    assert_eq!(mounts_under(store.root()), Vec::<String>::new());
+}
+
+fn nix_kill(pid: u32, sig: &str) {
+    let out = run(std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string()));
+    assert!(out.status.success(), "kill: {}", show(&out));
+}

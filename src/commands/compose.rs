@@ -112,6 +112,11 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
             scale,
             services,
         } => {
+            if !detach {
+                // Before any thread exists, so every thread inherits the mask: a SIGTERM or
+                // Ctrl-C while the services start is taken once the logs are followed.
+                stop_signals();
+            }
             let scale = parse_scale(p, &scale)?;
             let chosen = with_dependencies(p, &selected(p, &services)?);
             up(root.clone(), p, &chosen, build, &scale)?;
@@ -704,6 +709,16 @@ fn probe(store: &Store, r: &Record, argv: &[String], timeout: Duration) -> Resul
     }
 }
 
+/// Blocks SIGINT and SIGTERM in this thread (and the threads it starts), for a signalfd.
+fn stop_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGTERM);
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    mask
+}
+
 /// `up` without -d and `logs -f`: every chosen container's output from its start, prefixed
 /// `service-N  | ` as docker compose does, until every container has stopped or until
 /// Ctrl-C or SIGTERM (which, for `up`, stops the containers: `stop_them`).
@@ -713,13 +728,9 @@ fn follow_logs(
     chosen: &[&Service],
     stop_them: bool,
 ) -> miette::Result<()> {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let store = open_store(root)?;
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGINT);
-    mask.add(Signal::SIGTERM);
-    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    let mask = stop_signals();
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| miette::miette!("signalfd: {e}"))?;
     let mut followed = Vec::new();
