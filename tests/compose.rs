@@ -695,6 +695,15 @@ volumes:
     let err = ok(up, "compose up -d");
     let _ = err;
     app_log("app got 0\n");
+    // db's health is the supervisor's record, in docker's State.Health shape.
+    let out = ok(store.kiln(["inspect", "todo-db-1"]), "inspect db");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    assert_eq!(v["State"]["Health"]["Status"], "healthy", "{out}");
+    assert_eq!(v["State"]["Health"]["FailingStreak"], 0, "{out}");
+    assert_eq!(v["Config"]["Healthcheck"]["Test"][0], "CMD-SHELL", "{out}");
+    let ps = ok(compose(&["ps"]), "compose ps");
+    assert!(ps.contains("running (healthy)"), "{ps}");
     // A second up leaves running containers alone.
     let again = compose(&["up", "-d"]);
     assert!(

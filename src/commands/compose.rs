@@ -2,18 +2,17 @@
 //! a compose project (src/compose.rs) carried out with the library calls and commands of
 //! `kiln network create`, `kiln volume create`, `kiln build`, `kiln pull`, `kiln push`,
 //! `kiln run`, `kiln ps`, `kiln logs`, `kiln exec`, `kiln stop|start|restart` and `kiln rm`;
-//! `up` waits for depends_on conditions (a healthcheck is probed as `kiln exec` runs a
-//! command) and, without -d, follows the containers' logs with `service-N  | ` prefixes.
+//! `up` waits for depends_on conditions (`service_healthy` reads the health the container's
+//! supervisor records from its healthcheck) and, without -d, follows the containers' logs with `service-N  | ` prefixes.
 //! Must not: parse the file itself (src/compose.rs does) or shell out to kiln.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kiln_runtime::container::{self, log, network, volume, ContainerError, Record};
-use kiln_runtime::sandbox::{ExecSpec, Launcher, Streams};
+use kiln_runtime::container::{self, health, log, network, volume, ContainerError, Record};
 use kiln_runtime::store::Store;
 
 use super::transfer::open_store;
@@ -578,7 +577,12 @@ fn up(
                     service: s.name.clone(),
                     image: reference.clone(),
                 })?;
-            let record = container::create(&store, reference, &image, &opts)?;
+            let mut record = container::create(&store, reference, &image, &opts)?;
+            if let Some(h) = &s.healthcheck {
+                // The service's healthcheck replaces the image's, probed by the supervisor.
+                record.healthcheck = Some(health_config(h));
+                container::save(&store, &record)?;
+            }
             container::supervisor::start(&store, &record)?;
             eprintln!("Container {name} Started");
         }
@@ -605,45 +609,48 @@ fn wait_for(
     match condition {
         "service_started" => Ok(()),
         "service_healthy" => {
-            let Some(h) = &dep.healthcheck else {
-                return Err(ComposeRunError::NoHealthcheck(dep.name.clone()).into());
-            };
             let unhealthy = |why: String| ComposeRunError::Unhealthy {
                 service: dep.name.clone(),
                 why,
             };
-            let started = Instant::now();
-            let mut failures = 0u32;
-            eprintln!("Container {} Waiting", p.container(&dep.name, 1));
+            let mut said = false;
             loop {
                 let r = first()?.ok_or_else(|| unhealthy("it has no container".into()))?;
+                if r.healthcheck.is_none() {
+                    return Err(ComposeRunError::NoHealthcheck(dep.name.clone()).into());
+                }
                 if !r.running() {
                     return Err(
                         unhealthy(format!("its container {} is not running", r.name)).into(),
                     );
                 }
-                match probe(store, &r, &h.argv(), h.timeout) {
-                    Ok(0) => {
+                match health::read(&r.dir(store)) {
+                    Some(h) if h.status == "healthy" => {
                         eprintln!("Container {} Healthy", r.name);
                         return Ok(());
                     }
-                    result => {
-                        // Failures in the start period do not count, as docker's.
-                        if started.elapsed() >= h.start_period {
-                            failures += 1;
+                    Some(h) if h.status == "unhealthy" => {
+                        let last = h.log.last().map_or(String::new(), |p| {
+                            format!(
+                                ": the last check exited {}: {}",
+                                p.exit_code,
+                                p.output.trim()
+                            )
+                        });
+                        return Err(unhealthy(format!(
+                            "{} checks failed in a row{last}",
+                            h.failing_streak
+                        ))
+                        .into());
+                    }
+                    _ => {
+                        if !said {
+                            eprintln!("Container {} Waiting", r.name);
+                            said = true;
                         }
-                        if failures >= h.retries.max(1) {
-                            let why = match result {
-                                Ok(code) => format!(
-                                    "the healthcheck exited {code} {failures} times in a row"
-                                ),
-                                Err(e) => format!("the healthcheck could not run: {e}"),
-                            };
-                            return Err(unhealthy(why).into());
-                        }
+                        std::thread::sleep(Duration::from_millis(50));
                     }
                 }
-                std::thread::sleep(h.interval);
             }
         }
         "service_completed_successfully" => {
@@ -668,44 +675,16 @@ fn wait_for(
     }
 }
 
-/// Runs `argv` in the running container as `kiln exec` does, output discarded; its exit
-/// status, or an error when it cannot start or outlives `timeout` (it is then sent SIGTERM).
-fn probe(store: &Store, r: &Record, argv: &[String], timeout: Duration) -> Result<i32, String> {
-    let _ = store;
-    let init_pid = r
-        .init_pid
-        .filter(|_| r.running())
-        .ok_or_else(|| format!("{} is not running", r.name))?;
-    let mut spec = r.spec.clone();
-    spec.process.args = argv.to_vec();
-    spec.process.terminal = false;
-    let streams = Streams {
-        stdin: std::process::Stdio::null(),
-        stdout: std::process::Stdio::null(),
-        stderr: std::process::Stdio::null(),
-    };
-    let launcher = Launcher::current().map_err(|e| e.to_string())?;
-    let c = launcher
-        .exec(&ExecSpec { init_pid, spec }, streams)
-        .map_err(|e| e.to_string())?;
-    let pid = c.pid();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(c.wait());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(exit)) => Ok(exit.code),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            Err(format!(
-                "it ran longer than {}",
-                compose::format_duration(timeout)
-            ))
-        }
+/// A service's `healthcheck:` as the image config's HEALTHCHECK (durations in nanoseconds).
+fn health_config(h: &compose::Healthcheck) -> kiln_runtime::oci::HealthConfig {
+    let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    kiln_runtime::oci::HealthConfig {
+        test: h.test.clone(),
+        interval: ns(h.interval),
+        timeout: ns(h.timeout),
+        start_period: ns(h.start_period),
+        retries: i64::from(h.retries),
+        ..Default::default()
     }
 }
 
@@ -884,13 +863,18 @@ fn ps(root: Option<PathBuf>, p: &Project) -> miette::Result<()> {
     for s in &p.services {
         for (_, r) in instances(&store, p, &s.name)? {
             let r = container::refresh(&store, r)?;
-            let status = match (r.state, r.exit_code) {
+            let mut status = match (r.state, r.exit_code) {
                 (container::State::Exited, Some(c)) => format!("exited ({c})"),
                 (state, _) => serde_json::to_value(state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
             };
+            if r.running() && r.healthcheck.is_some() {
+                if let Some(h) = health::read(&r.dir(&store)) {
+                    status.push_str(&format!(" ({})", h.status));
+                }
+            }
             println!(
                 "{:<30}{:<30}{:<16}{:<14}{status}",
                 r.name,

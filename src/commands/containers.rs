@@ -620,7 +620,7 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         container::RestartPolicy::OnFailure { max } => max,
         _ => 0,
     };
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": r.created,
         "Path": args.first(),
@@ -673,7 +673,19 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
             "Entrypoint": if r.entrypoint.is_empty() { Value::Null } else { json!(r.entrypoint) },
             "StopSignal": if r.stop_signal.is_empty() { Value::Null } else { json!(r.stop_signal) },
         },
-    })
+    });
+    if let Some(h) = &r.healthcheck {
+        v["Config"]["Healthcheck"] = json!(h);
+    }
+    // docker's State.Health, as the supervisor's health thread last wrote it.
+    if let Some(h) = r
+        .healthcheck
+        .as_ref()
+        .and_then(|_| container::health::read(&r.dir(store)))
+    {
+        v["State"]["Health"] = json!(h);
+    }
+    v
 }
 
 /// `kiln diff CONTAINER`: the container's changes, docker's `A|C|D PATH` lines.

@@ -12,6 +12,7 @@
 //! the sandbox.
 
 pub mod changes;
+pub mod health;
 pub mod log;
 pub mod network;
 pub mod supervisor;
@@ -272,6 +273,10 @@ pub struct Record {
     pub network: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The HEALTHCHECK the supervisor probes (the image's unless the creator set another);
+    /// its results are `health.json` (see `health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::oci::HealthConfig>,
 }
 
 impl Record {
@@ -571,6 +576,10 @@ pub fn create(
         stubs: Vec::new(),
         network: None,
         aliases: opts.aliases.clone(),
+        healthcheck: config
+            .healthcheck
+            .clone()
+            .filter(|h| health::Settings::of(h).is_some()),
     };
     if let Some(net) = &joined {
         network::attach_spec(store, &mut record, net);
