@@ -820,3 +820,59 @@ fn nix_kill(pid: u32, sig: &str) {
         .arg(pid.to_string()));
     assert!(out.status.success(), "kill: {}", show(&out));
 }
+
+/// `depends_on: condition: service_healthy` on a service whose check keeps failing: `up`
+/// fails naming it and the last check, and does not start the dependent service.
+#[test]
+fn up_fails_when_a_dependency_stays_unhealthy() {
+    if !can_run_containers() {
+        return;
+    }
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("sick");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            r#"services:
+  db:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 120 & wait"]
+    healthcheck:
+      test: ["CMD", "sh", "-c", "echo not ready; exit 1"]
+      interval: 100ms
+      retries: 3
+  app:
+    image: {BUSYBOX}
+    command: ["sleep", "120"]
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+        ),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.arg("compose").args(args).current_dir(&proj);
+        cmd.env_remove("COMPOSE_PROJECT_NAME");
+        run(&mut cmd)
+    };
+    let out = compose(&["up", "-d"]);
+    let down = compose(&["down"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = stderr_text(&out)
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        err.contains("service db did not become healthy")
+            && err.contains("3 checks failed in a row")
+            && err.contains("exited 1: not ready"),
+        "{err}"
+    );
+    assert!(!stderr_text(&out).contains("sick-app-1 Started"), "{err}");
+    assert!(down.status.success(), "{}", show(&down));
+}
