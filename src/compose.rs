@@ -963,8 +963,25 @@ fn normalise_path(p: &Path) -> PathBuf {
     out
 }
 
-/// The normalised model in docker compose config's shape.
+/// `$` written as `$$` in every string, so the printed model reads back as the same model
+/// (docker compose config does the same).
+fn escape_dollars(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = s.replace('$', "$$"),
+        Value::Sequence(items) => items.iter_mut().for_each(escape_dollars),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| escape_dollars(v)),
+        _ => {}
+    }
+}
+
+/// The normalised model in docker compose config's shape, `$` escaped as `$$`.
 pub fn to_yaml(p: &Project) -> Value {
+    let mut v = model(p);
+    escape_dollars(&mut v);
+    v
+}
+
+fn model(p: &Project) -> Value {
     let s = |t: &str| Value::String(t.to_string());
     let mut top = Mapping::new();
     top.insert(s("name"), s(&p.name));

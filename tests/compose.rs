@@ -88,7 +88,7 @@ volumes:
         "GREETING: hello\n",
         "EMPTY_DEFAULT: fallback\n",
         "EMPTY_DASH: ''\n",
-        "LITERAL: $HOME\n",
+        "LITERAL: $$HOME\n",
         "published: '8080'\n",
         "target: 80\n",
         "type: volume\n",
@@ -875,4 +875,209 @@ fn up_fails_when_a_dependency_stays_unhealthy() {
     );
     assert!(!stderr_text(&out).contains("sick-app-1 Started"), "{err}");
     assert!(down.status.success(), "{}", show(&down));
+}
+
+// --- `kiln compose config` against recorded `docker-compose config` (v1.29.2, Debian's
+// docker-compose package): tests/fixtures/compose/{todo,long,interp}/docker-compose-v1-config.yaml,
+// with the project directory written as ${PROJECT_DIR}. Both outputs are brought to one
+// model first, for the spellings that differ but mean the same (docs/compose.md lists them).
+
+use serde_json::{json, Value as Json};
+
+/// Shell words, as compose splits a command string.
+fn words(s: &str) -> Vec<String> {
+    let (mut out, mut word, mut quote, mut any) = (Vec::new(), String::new(), None, false);
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some('"') | None, '\\') => {
+                if let Some(n) = chars.next() {
+                    word.push(n);
+                }
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any {
+                    out.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            (_, c) => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(word);
+    }
+    out
+}
+
+fn millis(s: &str) -> u64 {
+    let (mut total, mut num) = (0f64, String::new());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = if c == 'm' && chars.peek() == Some(&'s') {
+            chars.next();
+            0.001
+        } else {
+            match c {
+                'h' => 3600.0,
+                'm' => 60.0,
+                's' => 1.0,
+                _ => panic!("duration {s}"),
+            }
+        };
+        total += num.parse::<f64>().unwrap() * unit;
+        num.clear();
+    }
+    (total * 1000.0).round() as u64
+}
+
+fn text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        v => v.to_string(),
+    }
+}
+
+fn normal_port(p: &Json) -> Json {
+    if let Some(s) = p.as_str() {
+        let (spec, proto) = s.rsplit_once('/').unwrap_or((s, "tcp"));
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+        return json!({
+            "target": parts[0].parse::<u64>().unwrap(),
+            "published": parts.get(1).map(|p| p.to_string()),
+            "host_ip": parts.get(2).map(|p| p.to_string()),
+            "protocol": proto,
+        });
+    }
+    json!({
+        "target": p["target"].as_u64().unwrap(),
+        "published": p.get("published").map(text),
+        "host_ip": p.get("host_ip").map(text),
+        "protocol": p.get("protocol").map(text).unwrap_or_else(|| "tcp".into()),
+    })
+}
+
+fn normal_volume(v: &Json) -> Json {
+    if let Some(s) = v.as_str() {
+        let parts: Vec<&str> = s.split(':').collect();
+        return json!({
+            "type": if parts[0].starts_with('/') { "bind" } else { "volume" },
+            "source": parts[0],
+            "target": parts[1],
+            "read_only": parts.get(2) == Some(&"ro"),
+        });
+    }
+    json!({
+        "type": text(&v["type"]),
+        "source": text(&v["source"]),
+        "target": text(&v["target"]),
+        "read_only": v["read_only"].as_bool().unwrap_or(false),
+    })
+}
+
+fn normal_list(v: &Json) -> Json {
+    match v {
+        Json::String(s) => json!(words(s)),
+        v => v.clone(),
+    }
+}
+
+/// The model both outputs mean.
+fn normal_model(yaml: &str) -> Json {
+    let v: Json = serde_norway::from_str(yaml).expect("config output is YAML");
+    let mut services = serde_json::Map::new();
+    for (name, s) in v["services"].as_object().unwrap() {
+        let mut out = serde_json::Map::new();
+        for (k, field) in s.as_object().unwrap() {
+            let n = match k.as_str() {
+                "networks" => continue,
+                "command" | "entrypoint" => normal_list(field),
+                "environment" => json!(field
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(text(v))))
+                    .collect::<serde_json::Map<_, _>>()),
+                "ports" => json!(field
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(normal_port)
+                    .collect::<Vec<_>>()),
+                "volumes" => json!(field
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(normal_volume)
+                    .collect::<Vec<_>>()),
+                "depends_on" => json!(field
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v["condition"].clone()))
+                    .collect::<serde_json::Map<_, _>>()),
+                "healthcheck" => {
+                    let test = match &field["test"] {
+                        Json::String(s) => json!(["CMD-SHELL", s]),
+                        t => t.clone(),
+                    };
+                    let d = |k: &str, default: &str| {
+                        millis(field.get(k).and_then(Json::as_str).unwrap_or(default))
+                    };
+                    json!({
+                        "test": test,
+                        "interval": d("interval", "30s"),
+                        "timeout": d("timeout", "30s"),
+                        "start_period": d("start_period", "0s"),
+                        "retries": field.get("retries").and_then(Json::as_u64).unwrap_or(3),
+                    })
+                }
+                _ => field.clone(),
+            };
+            out.insert(k.clone(), n);
+        }
+        services.insert(name.clone(), Json::Object(out));
+    }
+    let volumes: Vec<String> = v["volumes"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    json!({"services": services, "volumes": volumes})
+}
+
+#[test]
+fn config_matches_recorded_docker_compose_v1_output() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose");
+    for case in ["todo", "long", "interp"] {
+        let dir = fixtures.join(case);
+        let recorded = std::fs::read_to_string(dir.join("docker-compose-v1-config.yaml"))
+            .unwrap()
+            .replace("${PROJECT_DIR}", &dir.display().to_string());
+        let store = shared_store();
+        let mut cmd = store.cmd();
+        cmd.args(["compose", "config"]).current_dir(&dir);
+        for var in ["COMPOSE_PROJECT_NAME", "GREETING", "TAG", "PORT", "EMPTY"] {
+            cmd.env_remove(var);
+        }
+        let ours = ok(run(&mut cmd), "compose config");
+        assert_eq!(
+            normal_model(&ours),
+            normal_model(&recorded),
+            "{case}: kiln's model (left) differs from docker-compose's (right)\n--- kiln\n{ours}\n--- docker-compose\n{recorded}"
+        );
+    }
 }
