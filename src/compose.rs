@@ -1115,3 +1115,83 @@ fn str_map(m: &BTreeMap<String, String>) -> Value {
     }
     Value::Mapping(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_and_print_as_go_spells_them() {
+        for (text, ms) in [
+            ("1m30s", 90_000),
+            ("90s", 90_000),
+            ("500ms", 500),
+            ("1.5s", 1500),
+            ("2h", 7_200_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Some(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for bad in ["", "10", "5x", "s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn short_ports() {
+        let p = short_port("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(
+            (
+                p.host_ip.as_deref(),
+                p.published,
+                p.target,
+                p.protocol.as_str()
+            ),
+            (Some("127.0.0.1"), Some(8080), 80, "udp")
+        );
+        assert_eq!(p.publish_flag().as_deref(), Some("127.0.0.1:8080:80/udp"));
+        let p = short_port("80").unwrap();
+        assert_eq!((p.published, p.publish_flag()), (None, None));
+        let p = short_port("[::1]:53:53").unwrap();
+        assert_eq!(p.host_ip.as_deref(), Some("::1"));
+        let p = short_port("127.0.0.1::80").unwrap();
+        assert_eq!((p.published, p.target), (None, 80));
+        for bad in ["8000-8010:80", "0:80", "80/sctp", "a:b"] {
+            assert!(short_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn command_strings_split_into_shell_words() {
+        assert_eq!(
+            split_words(r#"sh -c "echo 'a b'" x\ y ''"#).unwrap(),
+            ["sh", "-c", "echo 'a b'", "x y", ""]
+        );
+        assert_eq!(split_words("unbalanced 'quote"), None);
+    }
+
+    #[test]
+    fn healthcheck_argv() {
+        let h = |test: &[&str]| Healthcheck {
+            test: test.iter().map(|s| s.to_string()).collect(),
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+            retries: 3,
+            start_period: Duration::ZERO,
+        };
+        assert_eq!(h(&["CMD", "pg_isready", "-q"]).argv(), ["pg_isready", "-q"]);
+        assert_eq!(
+            h(&["CMD-SHELL", "test -f /ok"]).argv(),
+            ["/bin/sh", "-c", "test -f /ok"]
+        );
+    }
+}

@@ -750,6 +750,11 @@ volumes:
     assert_eq!(stdout_text(&out), "one-off\n");
     let names = ok(store.kiln(["ps", "-a", "--format", "{{.Names}}"]), "ps -a");
     assert!(!names.contains("run"), "the run container is gone: {names}");
+    // Without --rm it stays (exited) until down removes it with the project.
+    let out = compose(&["run", "app", "true"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let names = ok(store.kiln(["ps", "-a", "--format", "{{.Names}}"]), "ps -a");
+    assert!(names.contains("todo-app-run-"), "{names}");
 
     // --scale: two app containers, then back to one.
     ok(

@@ -912,10 +912,27 @@ fn logs(
     Ok(())
 }
 
+/// The one-off containers `compose run` left (`<project>-<service>-run-<hex>`).
+fn one_offs(store: &Store, p: &Project, service: &str) -> miette::Result<Vec<Record>> {
+    let prefix = format!("{}-{service}-run-", p.name);
+    Ok(container::list(store)?
+        .into_iter()
+        .filter(|r| {
+            r.name
+                .strip_prefix(&prefix)
+                .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .collect())
+}
+
 fn down(root: Option<PathBuf>, p: &Project, volumes: bool) -> miette::Result<()> {
     let store = open_store(root)?;
     for s in p.services.iter().rev() {
-        for (_, r) in instances(&store, p, &s.name)? {
+        let all = instances(&store, p, &s.name)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .chain(one_offs(&store, p, &s.name)?);
+        for r in all {
             let r = match container::refresh(&store, r) {
                 Ok(r) => r,
                 Err(ContainerError::NoContainer(_)) => continue,
