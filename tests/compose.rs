@@ -722,6 +722,32 @@ volumes:
     ok(compose(&["up", "-d"]), "compose up -d again");
     app_log("app got 41\n");
 
+    // logs -f: the prefixed lines so far, then it follows until the container stops.
+    let mut follower = compose_cmd(&["logs", "-f", "app"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kiln compose logs -f");
+    let first = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(follower.stdout.take().unwrap());
+        reader.read_line(&mut line).unwrap();
+        line
+    };
+    assert_eq!(first, "app-1  | app got 41\n");
+    ok(compose(&["stop", "-t", "1", "app"]), "compose stop app");
+    let mut status = None;
+    let ended = wait_until(Duration::from_secs(30), || {
+        status = follower.try_wait().unwrap();
+        status.is_some()
+    });
+    if !ended {
+        let _ = follower.kill();
+    }
+    assert!(ended, "logs -f did not end when the container stopped");
+    assert!(status.unwrap().success());
+    ok(compose(&["start", "app"]), "compose start app");
+
     // stop / start / restart / rm.
     ok(compose(&["stop", "-t", "1"]), "compose stop");
     let ps = ok(compose(&["ps"]), "compose ps");
@@ -1085,4 +1111,90 @@ fn config_matches_recorded_docker_compose_v1_output() {
             "{case}: kiln's model (left) differs from docker-compose's (right)\n--- kiln\n{ours}\n--- docker-compose\n{recorded}"
         );
     }
+}
+
+/// `compose build`, `compose push` to a loopback registry, `compose pull` into an empty
+/// store; `convert --to kubernetes` pins each image by the digest the registry serves
+/// (as skopeo reads it).
+#[test]
+fn push_pull_and_convert_pin_the_registry_digest() {
+    use crate::registry::{require_tools, Registry, REGISTRY_BIN};
+    if !require_tools(&[REGISTRY_BIN]) {
+        return;
+    }
+    require_peer!("busybox", "skopeo");
+    if !running_as_root() {
+        skip_or_fail("root", "kiln build needs root");
+        return;
+    }
+    let registry = Registry::start(None, None);
+    let host = registry.host();
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("reg");
+    std::fs::create_dir_all(proj.join("app")).unwrap();
+    std::fs::write(
+        proj.join("app/Dockerfile"),
+        format!("FROM {BUSYBOX}\nENV BUILT=by-compose\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            "services:\n  app:\n    build: ./app\n    image: {host}/kiln-e2e/app:1\n  db:\n    image: {host}/kiln-e2e/db:1\n"
+        ),
+    )
+    .unwrap();
+    let compose = |store: &KilnStore, args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.arg("compose").args(args).current_dir(&proj);
+        cmd.env_remove("COMPOSE_PROJECT_NAME");
+        run(&mut cmd)
+    };
+    ok(compose(&store, &["build"]), "compose build");
+    store.kiln_ok(["tag", BUSYBOX, &format!("{host}/kiln-e2e/db:1")]);
+    ok(compose(&store, &["push"]), "compose push");
+    let served = |image: &str| {
+        let out = run_ok(std::process::Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{host}/kiln-e2e/{image}:1"),
+        ]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["Digest"].as_str().unwrap().to_string()
+    };
+    let (app, db) = (served("app"), served("db"));
+    let pinned = |store: &KilnStore| {
+        let text = ok(
+            compose(store, &["convert", "--to", "kubernetes"]),
+            "convert",
+        );
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("image: "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        pinned(&store),
+        [
+            format!("{host}/kiln-e2e/app@{app}"),
+            format!("{host}/kiln-e2e/db@{db}")
+        ]
+    );
+    // A store without the project's images (only the base): pull fetches db (app is built,
+    // not pulled); convert then pins db by the same digest and refuses app until it is built.
+    let fresh = KilnStore::with_busybox();
+    ok(compose(&fresh, &["pull"]), "compose pull");
+    assert_eq!(
+        manifest_digest(&fresh, &format!("{host}/kiln-e2e/db:1")),
+        db
+    );
+    let out = compose(&fresh, &["convert", "--to", "kubernetes"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(stderr_text(&out).contains("service app"), "{}", show(&out));
+    ok(
+        compose(&fresh, &["build"]),
+        "compose build in the fresh store",
+    );
+    assert_eq!(pinned(&fresh)[1], format!("{host}/kiln-e2e/db@{db}"));
 }

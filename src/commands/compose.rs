@@ -411,7 +411,7 @@ fn ensure_images(
                 let args: PullArgs = args;
                 super::registry::pull(root.clone(), args)?;
             }
-            (None, Images::Missing | Images::Build) if missing => {
+            (None, Images::Missing) if missing => {
                 return Err(ComposeRunError::NoImage {
                     service: s.name.clone(),
                     image,
