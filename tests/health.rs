@@ -74,6 +74,26 @@ fn image_healthcheck_goes_healthy_then_unhealthy_as_dockers() {
     };
     let k = reach("kiln", &kiln_inspect, "healthy");
     let d = reach("docker", &docker_inspect, "healthy");
+    // ps's STATUS carries it as docker's does: `Up 2 seconds (healthy)`.
+    let status = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", show(&out));
+        stdout_text(&out).trim().to_string()
+    };
+    let filter = format!("name={name}");
+    let kiln_status = status(store.kiln(["ps", "--filter", &filter, "--format", "{{.Status}}"]));
+    let docker_status = status(run(docker().args([
+        "ps",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Status}}",
+    ])));
+    for s in [&kiln_status, &docker_status] {
+        assert!(
+            s.starts_with("Up ") && s.ends_with(" (healthy)"),
+            "{kiln_status} / {docker_status}"
+        );
+    }
     assert_eq!(k["FailingStreak"], d["FailingStreak"]);
     let last = |h: &serde_json::Value| h["Log"].as_array().and_then(|l| l.last()).cloned();
     assert_eq!(last(&k).unwrap()["ExitCode"], 0);

@@ -870,10 +870,8 @@ fn ps(root: Option<PathBuf>, p: &Project) -> miette::Result<()> {
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
             };
-            if r.running() && r.healthcheck.is_some() {
-                if let Some(h) = health::read(&r.dir(&store)) {
-                    status.push_str(&format!(" ({})", h.status));
-                }
+            if let Some(h) = &r.health {
+                status.push_str(&format!(" ({h})"));
             }
             println!(
                 "{:<30}{:<30}{:<16}{:<14}{status}",

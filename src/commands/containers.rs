@@ -42,10 +42,18 @@ fn status(r: &Record, now: i64) -> String {
     let since = |t: &Option<String>| t.as_deref().and_then(time::parse_rfc3339);
     match r.state {
         State::Created => "Created".into(),
-        State::Running => match since(&r.started_at) {
-            Some(t) => format!("Up {}", human_duration(now - t)),
-            None => "Up".into(),
-        },
+        State::Running => {
+            let up = match since(&r.started_at) {
+                Some(t) => format!("Up {}", human_duration(now - t)),
+                None => "Up".into(),
+            };
+            // docker's health suffix: (health: starting), (healthy), (unhealthy).
+            match r.health.as_deref() {
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({h})"),
+                None => up,
+            }
+        }
         State::Exited | State::Restarting => {
             let code = r.exit_code.unwrap_or(0);
             let word = if r.state == State::Exited {

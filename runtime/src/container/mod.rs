@@ -277,6 +277,10 @@ pub struct Record {
     /// its results are `health.json` (see `health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<crate::oci::HealthConfig>,
+    /// The health status (`starting`, `healthy`, `unhealthy`) of a running container with a
+    /// healthcheck, read from `health.json` by `list`/`find`; never stored in the record.
+    #[serde(skip)]
+    pub health: Option<String>,
 }
 
 impl Record {
@@ -368,7 +372,11 @@ pub fn list(store: &Store) -> Result<Vec<Record>, ContainerError> {
         let path = entry.path().join("container.json");
         if let Ok(bytes) = fs::read(&path) {
             if let Ok(rec) = serde_json::from_slice::<Record>(&bytes) {
-                out.push(refresh(store, rec)?);
+                let mut rec = refresh(store, rec)?;
+                if rec.healthcheck.is_some() && rec.running() {
+                    rec.health = health::read(&rec.dir(store)).map(|h| h.status);
+                }
+                out.push(rec);
             }
         }
     }
@@ -580,6 +588,7 @@ pub fn create(
             .healthcheck
             .clone()
             .filter(|h| health::Settings::of(h).is_some()),
+        health: None,
     };
     if let Some(net) = &joined {
         network::attach_spec(store, &mut record, net);
