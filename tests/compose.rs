@@ -755,10 +755,19 @@ volumes:
     ok(compose(&["start"]), "compose start");
     let ps = ok(compose(&["ps"]), "compose ps");
     assert_eq!(ps.matches("running").count(), 2, "{ps}");
+    let started = |name: &str| {
+        let out = ok(store.kiln(["inspect", name]), "inspect");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let v = if v.is_array() { v[0].clone() } else { v };
+        v["State"]["StartedAt"].as_str().unwrap().to_string()
+    };
+    let (app_before, db_before) = (started("todo-app-1"), started("todo-db-1"));
     ok(
         compose(&["restart", "-t", "1", "app"]),
         "compose restart app",
     );
+    assert_ne!(started("todo-app-1"), app_before, "app was restarted");
+    assert_eq!(started("todo-db-1"), db_before, "db was left alone");
     // rm leaves a running container alone; stopped, it goes.
     ok(compose(&["rm", "-f", "app"]), "compose rm running");
     assert!(ok(compose(&["ps"]), "ps").contains("todo-app-1 "));
@@ -1197,4 +1206,74 @@ fn push_pull_and_convert_pin_the_registry_digest() {
         "compose build in the fresh store",
     );
     assert_eq!(pinned(&fresh)[1], format!("{host}/kiln-e2e/db@{db}"));
+}
+
+/// `user`, `working_dir`, a list `entrypoint` with a string `command`, `environment` over
+/// `env_file`: `compose run --rm` prints what the same `docker run` prints.
+#[test]
+fn run_takes_the_service_settings_as_docker_run_does() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    docker_busybox();
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("tool");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(proj.join("tool.env"), "A=from-file\nB=from-file\n").unwrap();
+    let script = r#"echo "$(id -u):$(id -g) $(pwd) $A $B $*""#;
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            "services:\n  tool:\n    image: {BUSYBOX}\n    user: \"1000:1000\"\n    working_dir: /tmp\n    env_file: tool.env\n    environment:\n      B: from-environment\n    entrypoint: [\"sh\", \"-c\", '{}', \"sh\"]\n    command: one \"two three\"\n",
+            script.replace('$', "$$")
+        ),
+    )
+    .unwrap();
+    let mut cmd = store.cmd();
+    cmd.args(["compose", "run", "--rm", "tool"])
+        .current_dir(&proj);
+    cmd.env_remove("COMPOSE_PROJECT_NAME");
+    let ours = ok(run(&mut cmd), "compose run --rm tool");
+    let theirs = run_ok(docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "1000:1000",
+        "-w",
+        "/tmp",
+        "-e",
+        "A=from-file",
+        "-e",
+        "B=from-environment",
+        "--entrypoint",
+        "sh",
+        BUSYBOX,
+        "-c",
+        script,
+        "sh",
+        "one",
+        "two three",
+    ]));
+    assert_eq!(ours, stdout_text(&theirs));
+    assert_eq!(
+        ours,
+        "1000:1000 /tmp from-file from-environment one two three\n"
+    );
+    // The command given to run replaces the service's command, not its entrypoint.
+    let mut cmd = store.cmd();
+    cmd.args(["compose", "run", "--rm", "tool", "other"])
+        .current_dir(&proj);
+    cmd.env_remove("COMPOSE_PROJECT_NAME");
+    assert_eq!(
+        ok(run(&mut cmd), "compose run --rm tool other"),
+        "1000:1000 /tmp from-file from-environment other\n"
+    );
+    let mut cmd = store.cmd();
+    cmd.args(["compose", "down"]).current_dir(&proj);
+    ok(run(&mut cmd), "compose down");
+    assert_eq!(ok(store.kiln(["ps", "-a", "-q"]), "ps -a").trim(), "");
 }

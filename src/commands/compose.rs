@@ -512,9 +512,6 @@ fn up(
     rebuild: bool,
     scale: &BTreeMap<String, u32>,
 ) -> miette::Result<()> {
-    if chosen.is_empty() {
-        return Ok(());
-    }
     // Every image first, so a missing one fails before anything is created: a service with
     // `build:` is built (as `kiln build` would) when its image is missing or with --build.
     ensure_images(
@@ -528,17 +525,7 @@ fn up(
         },
     )?;
     let store = open_store(root.clone())?;
-    let net = p.network();
-    if network::inspect(&store, &net).is_err() {
-        network::create(&store, &net)?;
-        eprintln!("Network {net} Created");
-    }
-    for v in &p.volumes {
-        if volume::inspect(&store, &p.volume(v)).is_err() {
-            volume::create(&store, &p.volume(v))?;
-            eprintln!("Volume {} Created", p.volume(v));
-        }
-    }
+    network_and_volumes(&store, p)?;
     for s in chosen {
         for (dep, condition) in &s.depends_on {
             let d = service_of(p, dep)?;
@@ -585,6 +572,22 @@ fn up(
             }
             container::supervisor::start(&store, &record)?;
             eprintln!("Container {name} Started");
+        }
+    }
+    Ok(())
+}
+
+/// The project's network and volumes, created when missing.
+fn network_and_volumes(store: &Store, p: &Project) -> miette::Result<()> {
+    let net = p.network();
+    if network::inspect(store, &net).is_err() {
+        network::create(store, &net)?;
+        eprintln!("Network {net} Created");
+    }
+    for v in &p.volumes {
+        if volume::inspect(store, &p.volume(v)).is_err() {
+            volume::create(store, &p.volume(v))?;
+            eprintln!("Volume {} Created", p.volume(v));
         }
     }
     Ok(())
