@@ -1,6 +1,9 @@
 //! `kiln compose`: `config` of a file with `${VAR}` interpolation and `.env` and of the long
-//! syntaxes, `env_file` and `healthcheck`; `config` of the seeds' to-do app; `convert --to
-//! kubernetes` checked against the Kubernetes OpenAPI schemas (kubernetes-validate); `up -d`
+//! syntaxes, `env_file` and `healthcheck`; `config` of the seeds' to-do app and of three
+//! files against recorded docker-compose 1.29 output; `convert --to kubernetes` checked
+//! against the Kubernetes OpenAPI schemas (kubernetes-validate); `build`/`push`/`pull`
+//! through a loopback registry, with `convert` pinning the digests it serves; `run` against
+//! the same `docker run`; `up` failing on a dependency that stays unhealthy; `up -d`
 //! / `ps` / `down [-v]` of two busybox services (one built from its `build:`) where one
 //! reaches the other by its service name; and a seeds-like project: a web service that waits
 //! for a healthy backend, a named volume that survives `down` and `up`, and the lifecycle
@@ -1150,7 +1153,7 @@ fn push_pull_and_convert_pin_the_registry_digest() {
     std::fs::write(
         proj.join("compose.yaml"),
         format!(
-            "services:\n  app:\n    build: ./app\n    image: {host}/kiln-e2e/app:1\n  db:\n    image: {host}/kiln-e2e/db:1\n"
+            "services:\n  app:\n    build: ./app\n    image: {host}/kiln-e2e/app:1\n  db:\n    image: {host}/kiln-e2e/db:1\n    command: [\"true\"]\n"
         ),
     )
     .unwrap();
@@ -1206,6 +1209,20 @@ fn push_pull_and_convert_pin_the_registry_digest() {
         "compose build in the fresh store",
     );
     assert_eq!(pinned(&fresh)[1], format!("{host}/kiln-e2e/db@{db}"));
+    // up pulls a missing image, as docker compose up does.
+    let third = KilnStore::with_busybox();
+    let out = compose(&third, &["up", "-d", "db"]);
+    let _ = compose(&third, &["down"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stderr_text(&out).contains("Service db Pulling"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        manifest_digest(&third, &format!("{host}/kiln-e2e/db:1")),
+        db
+    );
 }
 
 /// `user`, `working_dir`, a list `entrypoint` with a string `command`, `environment` over

@@ -371,7 +371,7 @@ fn build_args(image: &str, b: &compose::Build) -> miette::Result<BuildArgs> {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Images {
-    /// Build a service with `build:` when its image is missing; fail for one without.
+    /// Build a service with `build:` when its image is missing; pull one without.
     Missing,
     /// Build every service that has `build:` (`compose build`, `up --build`).
     Build,
@@ -397,7 +397,8 @@ fn ensure_images(
                 eprintln!("Service {} Building {image}", s.name);
                 super::build::run(root.clone(), build_args(&image, b)?)?;
             }
-            (None, Images::Pull) => {
+            // docker compose up pulls a missing image too.
+            (None, Images::Pull) | (None, Images::Missing) if what == Images::Pull || missing => {
                 eprintln!("Service {} Pulling {image}", s.name);
                 let args = match Cli::try_parse_from(["kiln", "pull", "-q", image.as_str()]) {
                     Ok(Cli {
@@ -410,13 +411,6 @@ fn ensure_images(
                 };
                 let args: PullArgs = args;
                 super::registry::pull(root.clone(), args)?;
-            }
-            (None, Images::Missing) if missing => {
-                return Err(ComposeRunError::NoImage {
-                    service: s.name.clone(),
-                    image,
-                }
-                .into());
             }
             _ => {}
         }
