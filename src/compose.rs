@@ -130,6 +130,8 @@ pub struct Service {
     pub entrypoint: Option<Vec<String>>,
     pub environment: BTreeMap<String, String>,
     pub ports: Vec<PortSpec>,
+    /// `expose:` container ports (never published; `convert` gives them a Service).
+    pub expose: Vec<PortSpec>,
     pub volumes: Vec<Mount>,
     /// `None` also for `disable: true` and `test: [NONE]`.
     pub healthcheck: Option<Healthcheck>,
@@ -658,6 +660,21 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("ports: must be a list".into()),
     };
+    let expose = match get("expose") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| {
+                let text = scalar(i).ok_or("expose: items are ports")?;
+                let p = short_port(&text).map_err(|e| e.replacen("ports:", "expose:", 1))?;
+                if p.published.is_some() || p.host_ip.is_some() {
+                    return Err(format!("expose: {text}: only a container port[/protocol]"));
+                }
+                Ok(p)
+            })
+            .collect::<Result<_, String>>()?,
+        Some(_) => return Err("expose: must be a list".into()),
+    };
     // env_file first, environment: over it, as compose merges them.
     let mut environment = BTreeMap::new();
     let env_files = match get("env_file") {
@@ -706,6 +723,7 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
             .transpose()?,
         environment,
         ports,
+        expose,
         volumes,
         healthcheck,
         depends_on,
@@ -1020,6 +1038,17 @@ fn model(p: &Project) -> Value {
         }
         if !svc.environment.is_empty() {
             m.insert(s("environment"), str_map(&svc.environment));
+        }
+        if !svc.expose.is_empty() {
+            let items: Vec<String> = svc
+                .expose
+                .iter()
+                .map(|p| match p.protocol.as_str() {
+                    "tcp" => p.target.to_string(),
+                    proto => format!("{}/{proto}", p.target),
+                })
+                .collect();
+            m.insert(s("expose"), list(&items));
         }
         if let Some(h) = &svc.healthcheck {
             let mut hm = Mapping::new();

@@ -437,6 +437,7 @@ fn convert_to_kubernetes_pins_digests_and_validates() {
   db:
     image: {BUSYBOX}
     command: ["sleep", "3600"]
+    expose: ["5432"]
     working_dir: /data
     restart: "no"
     volumes:
@@ -489,7 +490,8 @@ volumes:
             "PersistentVolumeClaim/shop-db-data",
             "Deployment/app",
             "Service/app",
-            "Deployment/db"
+            "Deployment/db",
+            "Service/db"
         ]
     );
     // Images pinned by the manifest digest in the store.
@@ -525,6 +527,10 @@ volumes:
         "shop-db-data"
     );
     assert_eq!(docs[3]["spec"]["strategy"]["type"], "Recreate");
+    // expose: gives db a Service, so app's db:5432 resolves in the cluster too.
+    assert_eq!(db["ports"][0]["containerPort"], 5432);
+    assert_eq!(docs[4]["spec"]["ports"][0]["port"], 5432);
+    assert_eq!(docs[4]["spec"]["ports"][0]["targetPort"], 5432);
     let err = stderr_text(&compose(&["convert", "--to", "kubernetes"]));
     assert!(
         err.contains("hostPath") && err.contains("restart: no"),
@@ -554,6 +560,7 @@ volumes:
             "app-deployment.yaml",
             "app-service.yaml",
             "db-deployment.yaml",
+            "db-service.yaml",
             "shop-db-data-persistentvolumeclaim.yaml"
         ]
     );
@@ -562,6 +569,7 @@ volumes:
         "app-deployment.yaml",
         "app-service.yaml",
         "db-deployment.yaml",
+        "db-service.yaml",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(out_dir.join(f)).unwrap())

@@ -1,6 +1,6 @@
 //! `kiln compose convert --to kubernetes`: a compose project as Kubernetes objects — one
 //! PersistentVolumeClaim per top-level volume, one Deployment per service and one Service per
-//! service that has `ports:` — in a fixed order with fixed key order, so the same project
+//! service that has `ports:` or `expose:` — in a fixed order with fixed key order, so the same project
 //! gives the same bytes.
 //! Must not: touch the store (the caller resolves each service's image to a reference pinned
 //! by digest and passes them in) or write files.
@@ -150,14 +150,20 @@ fn deployment(p: &Project, svc: &Service, image: &str, notes: &mut Vec<String>) 
             .collect();
         c.insert(s("env"), Value::Sequence(env));
     }
-    if !svc.ports.is_empty() {
-        let ports = svc
-            .ports
+    let mut container_ports: Vec<(u16, String)> = Vec::new();
+    for port in svc.ports.iter().chain(&svc.expose) {
+        let key = (port.target, port.protocol.clone());
+        if !container_ports.contains(&key) {
+            container_ports.push(key);
+        }
+    }
+    if !container_ports.is_empty() {
+        let ports = container_ports
             .iter()
-            .map(|port| {
+            .map(|(target, protocol)| {
                 map(vec![
-                    ("containerPort", num(port.target.into())),
-                    ("protocol", s(&port.protocol.to_uppercase())),
+                    ("containerPort", num((*target).into())),
+                    ("protocol", s(&protocol.to_uppercase())),
                 ])
             })
             .collect();
@@ -285,16 +291,16 @@ fn security_context(user: &str) -> Option<Value> {
     Some(map(pairs))
 }
 
-/// A ClusterIP Service for a service with `ports:`: each port under its published number
-/// (the target where none is published), forwarding to the target.
+/// A ClusterIP Service for a service with `ports:` or `expose:`: each port under its
+/// published number (the target where none is published), forwarding to the target.
 fn service(p: &Project, svc: &Service) -> Option<Object> {
-    if svc.ports.is_empty() {
+    if svc.ports.is_empty() && svc.expose.is_empty() {
         return None;
     }
     let name = dns_label(&svc.name);
     let mut seen = Vec::new();
     let mut ports = Vec::new();
-    for port in &svc.ports {
+    for port in svc.ports.iter().chain(&svc.expose) {
         let number = port.published.unwrap_or(port.target);
         let key = (number, port.protocol.clone());
         if seen.contains(&key) {
