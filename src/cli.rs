@@ -974,8 +974,17 @@ pub enum ComposeCommand {
         )]
         service_and_command: Vec<String>,
     },
-    /// List the project's containers
-    Ps,
+    /// List the project's running containers (-a: all)
+    Ps {
+        /// Also stopped containers (and compose run's)
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Only the container IDs
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Only these services
+        services: Vec<String>,
+    },
     /// Print the services' logs
     Logs {
         /// Follow the output until every followed container stops (or Ctrl-C)

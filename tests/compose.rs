@@ -232,15 +232,24 @@ volumes:
     let ps = ok(compose(&["ps"]), "compose ps");
     let lines: Vec<&str> = ps.lines().collect();
     assert_eq!(lines.len(), 3, "a header and two containers:\n{ps}");
+    // docker compose ps's columns, docker's STATUS.
     assert!(
-        lines[1].starts_with("pair-web-1 ") && lines[1].contains("running"),
+        lines[0].split_whitespace().collect::<Vec<_>>()
+            == ["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"],
         "{ps}"
     );
     assert!(
-        lines[2].starts_with("pair-client-1 ") && lines[2].contains("running"),
+        lines[1].starts_with("pair-web-1 ")
+            && lines[1].contains(" web ")
+            && lines[1].contains(" Up "),
         "{ps}"
     );
-    let web_id: String = lines[1].split_whitespace().nth(3).unwrap().to_string();
+    assert!(
+        lines[2].starts_with("pair-client-1 ") && lines[2].contains(" Up "),
+        "{ps}"
+    );
+    let ids = ok(compose(&["ps", "-q"]), "compose ps -q");
+    let web_id: String = ids.lines().next().unwrap()[..12].to_string();
 
     // The client finds `web` in the /etc/hosts kiln writes for the project's network (the
     // static busybox cannot use glibc's resolver in the image) and fetches from it.
@@ -714,7 +723,7 @@ volumes:
     assert_eq!(v["State"]["Health"]["FailingStreak"], 0, "{out}");
     assert_eq!(v["Config"]["Healthcheck"]["Test"][0], "CMD-SHELL", "{out}");
     let ps = ok(compose(&["ps"]), "compose ps");
-    assert!(ps.contains("running (healthy)"), "{ps}");
+    assert!(ps.contains(" (healthy)"), "{ps}");
     // A second up leaves running containers alone.
     let again = compose(&["up", "-d"]);
     assert!(
@@ -762,10 +771,16 @@ volumes:
     // stop / start / restart / rm.
     ok(compose(&["stop", "-t", "1"]), "compose stop");
     let ps = ok(compose(&["ps"]), "compose ps");
-    assert_eq!(ps.matches("exited").count(), 2, "{ps}");
+    assert_eq!(
+        ps.lines().count(),
+        1,
+        "ps lists running containers only: {ps}"
+    );
+    let ps = ok(compose(&["ps", "-a"]), "compose ps -a");
+    assert_eq!(ps.matches("Exited (0)").count(), 2, "{ps}");
     ok(compose(&["start"]), "compose start");
     let ps = ok(compose(&["ps"]), "compose ps");
-    assert_eq!(ps.matches("running").count(), 2, "{ps}");
+    assert_eq!(ps.matches(" Up ").count(), 2, "{ps}");
     let started = |name: &str| {
         let out = ok(store.kiln(["inspect", name]), "inspect");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -784,7 +799,7 @@ volumes:
     assert!(ok(compose(&["ps"]), "ps").contains("todo-app-1 "));
     ok(compose(&["stop", "-t", "1", "app"]), "compose stop app");
     ok(compose(&["rm", "-f", "app"]), "compose rm stopped");
-    let ps = ok(compose(&["ps"]), "compose ps");
+    let ps = ok(compose(&["ps", "-a"]), "compose ps -a");
     assert!(
         !ps.contains("todo-app-1 ") && ps.contains("todo-db-1 "),
         "{ps}"
@@ -851,9 +866,9 @@ volumes:
     nix_kill(child.id(), "TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "compose up after SIGTERM: {status}");
-    let ps = ok(compose(&["ps"]), "compose ps");
+    let ps = ok(compose(&["ps", "-a"]), "compose ps -a");
     assert_eq!(
-        ps.matches("exited").count(),
+        ps.matches("Exited (0)").count(),
         2,
         "SIGTERM stopped both: {ps}"
     );

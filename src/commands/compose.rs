@@ -245,7 +245,11 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
             let args = run_args(p, &service, &name, &extra, command)?;
             done(super::run::run(root, args))
         }
-        ComposeCommand::Ps => done(ps(root, p)),
+        ComposeCommand::Ps {
+            all,
+            quiet,
+            services,
+        } => done(ps(root, p, &selected(p, &services)?, all, quiet)),
         ComposeCommand::Logs { follow, services } => {
             done(logs(root, p, &selected(p, &services)?, follow))
         }
@@ -851,33 +855,52 @@ fn run_args(
     }
 }
 
-fn ps(root: Option<PathBuf>, p: &Project) -> miette::Result<()> {
+/// docker compose ps's table: NAME IMAGE COMMAND SERVICE CREATED STATUS PORTS, running
+/// containers only unless `all` (then `compose run`'s too), in depends_on order.
+fn ps(
+    root: Option<PathBuf>,
+    p: &Project,
+    services: &[&Service],
+    all: bool,
+    quiet: bool,
+) -> miette::Result<()> {
     let store = open_store(root)?;
-    println!(
-        "{:<30}{:<30}{:<16}{:<14}STATUS",
-        "NAME", "IMAGE", "SERVICE", "CONTAINER ID"
-    );
-    for s in &p.services {
-        for (_, r) in instances(&store, p, &s.name)? {
-            let r = container::refresh(&store, r)?;
-            let mut status = match (r.state, r.exit_code) {
-                (container::State::Exited, Some(c)) => format!("exited ({c})"),
-                (state, _) => serde_json::to_value(state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-            };
-            if let Some(h) = &r.health {
-                status.push_str(&format!(" ({h})"));
-            }
-            println!(
-                "{:<30}{:<30}{:<16}{:<14}{status}",
-                r.name,
-                r.image,
-                s.name,
-                &r.id[..12.min(r.id.len())]
-            );
+    let now = super::images::now();
+    let mut rows = vec![[
+        "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
+    ]
+    .map(str::to_string)
+    .to_vec()];
+    for s in services {
+        let mut records: Vec<Record> = instances(&store, p, &s.name)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        if all {
+            records.extend(one_offs(&store, p, &s.name)?);
         }
+        for r in records {
+            if !all && !r.held() {
+                continue;
+            }
+            if quiet {
+                println!("{}", r.id);
+                continue;
+            }
+            let f = |n: &str| super::containers::field(&r, n, now, false).unwrap_or_default();
+            rows.push(vec![
+                r.name.clone(),
+                f("Image"),
+                f("Command"),
+                s.name.clone(),
+                f("RunningFor"),
+                f("Status"),
+                f("Ports"),
+            ]);
+        }
+    }
+    if !quiet {
+        super::images::print_table(&rows);
     }
     Ok(())
 }

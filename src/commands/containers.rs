@@ -126,8 +126,8 @@ fn ports(r: &Record) -> String {
         .join(", ")
 }
 
-/// One `{{.Field}}` of `ps --format`.
-fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<String> {
+/// One `{{.Field}}` of `ps --format` (also `kiln compose ps`'s columns).
+pub(crate) fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<String> {
     let id = if full {
         r.id.clone()
     } else {
