@@ -180,19 +180,30 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
                 }
                 .into());
             }
-            super::containers::exec(
-                root,
-                ExecArgs {
-                    interactive: tty,
-                    tty,
-                    env,
-                    user,
-                    workdir,
-                    container_and_command: std::iter::once(name)
-                        .chain(command.iter().cloned())
-                        .collect(),
-                },
-            )
+            // `kiln exec`'s argv, read by the CLI's parser (its defaults, its checks).
+            let mut argv: Vec<String> = vec!["kiln".into(), "exec".into()];
+            if tty {
+                argv.extend(["-i".into(), "-t".into()]);
+            }
+            for e in env {
+                argv.push(format!("--env={e}"));
+            }
+            if let Some(u) = user {
+                argv.push(format!("--user={u}"));
+            }
+            if let Some(w) = workdir {
+                argv.push(format!("--workdir={w}"));
+            }
+            argv.push(name);
+            argv.extend(command.iter().cloned());
+            let args: ExecArgs = match Cli::try_parse_from(&argv) {
+                Ok(Cli {
+                    command: Command::Exec(a),
+                    ..
+                }) => a,
+                _ => return Err(ComposeRunError::BuildArgs(argv.join(" ")).into()),
+            };
+            super::containers::exec(root, args)
         }
         ComposeCommand::Run {
             rm,
@@ -223,16 +234,16 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
                 extra.push("-d".into());
             }
             for e in &env {
-                extra.extend(["-e".into(), e.clone()]);
+                extra.push(format!("--env={e}"));
             }
             if let Some(u) = &user {
-                extra.extend(["-u".into(), u.clone()]);
+                extra.push(format!("--user={u}"));
             }
             if let Some(w) = &workdir {
-                extra.extend(["-w".into(), w.clone()]);
+                extra.push(format!("--workdir={w}"));
             }
             if let Some(e) = &entrypoint {
-                extra.extend(["--entrypoint".into(), e.clone()]);
+                extra.push(format!("--entrypoint={e}"));
             }
             let name = format!("{}-{}-run-{}", p.name, s.name, run_suffix());
             let mut service = s.clone();
@@ -792,15 +803,13 @@ fn run_args(
     command: Option<&[String]>,
 ) -> miette::Result<RunArgs> {
     let mut argv: Vec<String> = vec!["kiln".into(), "run".into()];
-    let mut flag = |f: &str, v: &str| {
-        argv.push(f.to_string());
-        argv.push(v.to_string());
-    };
+    // `--flag=value`, so a value that starts with `-` is still the flag's value.
+    let mut flag = |f: &str, v: &str| argv.push(format!("{f}={v}"));
     flag("--name", name);
     flag("--network", &p.network());
     flag("--network-alias", &s.name);
     for (k, v) in &s.environment {
-        flag("-e", &format!("{k}={v}"));
+        flag("--env", &format!("{k}={v}"));
     }
     for m in &s.volumes {
         let source = if m.kind == "volume" {
@@ -809,7 +818,7 @@ fn run_args(
             m.source.clone()
         };
         let ro = if m.read_only { ":ro" } else { "" };
-        flag("-v", &format!("{source}:{}{ro}", m.target));
+        flag("--volume", &format!("{source}:{}{ro}", m.target));
     }
     for port in &s.ports {
         let Some(f) = port.publish_flag() else {
@@ -819,13 +828,13 @@ fn run_args(
             }
             .into());
         };
-        flag("-p", &f);
+        flag("--publish", &f);
     }
     if let Some(w) = &s.working_dir {
-        flag("-w", w);
+        flag("--workdir", w);
     }
     if let Some(u) = &s.user {
-        flag("-u", u);
+        flag("--user", u);
     }
     if let Some(r) = &s.restart {
         flag("--restart", r);
