@@ -846,7 +846,17 @@ pub enum ConvertFormat {
 #[derive(Debug, Subcommand)]
 pub enum ComposeCommand {
     /// Print the normalised project as YAML (interpolated, defaults filled in)
-    Config,
+    Config {
+        /// Only check the file: print nothing, exit 0 when it is valid
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Print the service names, one a line (in depends_on order)
+        #[arg(long, conflicts_with = "volumes")]
+        services: bool,
+        /// Print the top-level volume names, one a line
+        #[arg(long)]
+        volumes: bool,
+    },
     /// Convert the project: `--to compose` prints the normalised project (as `config`),
     /// `--to kubernetes` writes Deployments, Services and PersistentVolumeClaims with every
     /// image pinned by its digest in kiln's store

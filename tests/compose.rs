@@ -140,6 +140,16 @@ volumes:
 #[test]
 fn config_reads_the_seeds_todo_app() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose/todo");
+    // --services in depends_on order, --volumes, -q (as docker compose config's flags).
+    let list = |flag: &str| {
+        let store = shared_store();
+        let mut cmd = store.cmd();
+        cmd.args(["compose", "config", flag]).current_dir(&dir);
+        ok(run(&mut cmd), "compose config flag")
+    };
+    assert_eq!(list("--services"), "db\napp\nlb\n");
+    assert_eq!(list("--volumes"), "data\n");
+    assert_eq!(list("-q"), "");
     let text = config(&dir, &["-f", "docker-compose.yml"]);
     for want in [
         "name: todo\n",

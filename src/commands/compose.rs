@@ -86,7 +86,20 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
     let p = &project;
     let done = |r: miette::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match a.command {
-        ComposeCommand::Config
+        ComposeCommand::Config { quiet: true, .. } => Ok(ExitCode::SUCCESS),
+        ComposeCommand::Config { services: true, .. } => {
+            for s in &p.services {
+                println!("{}", s.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ComposeCommand::Config { volumes: true, .. } => {
+            for v in &p.volumes {
+                println!("{v}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ComposeCommand::Config { .. }
         | ComposeCommand::Convert {
             to: ConvertFormat::Compose,
             out: None,
