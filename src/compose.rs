@@ -644,9 +644,17 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
                     .get("condition")
                     .and_then(scalar)
                     .unwrap_or_else(|| "service_started".into());
-                (key(k), c)
+                match c.as_str() {
+                    "service_started" | "service_healthy" | "service_completed_successfully" => {
+                        Ok((key(k), c))
+                    }
+                    _ => Err(format!(
+                        "depends_on: {}: condition {c} is not service_started, service_healthy or service_completed_successfully",
+                        key(k)
+                    )),
+                }
             })
-            .collect(),
+            .collect::<Result<_, String>>()?,
         Some(_) => return Err("depends_on: must be a list or a mapping".into()),
     };
     let ports = match get("ports") {

@@ -374,6 +374,10 @@ volumes:
             "ports:\n      - \"8000-8010:80\"",
             "ranges are not supported",
         ),
+        (
+            "depends_on:\n      b:\n        condition: service_ready",
+            "condition service_ready is not",
+        ),
     ] {
         std::fs::write(
             proj.join("bad.yaml"),
