@@ -761,10 +761,10 @@ volumes:
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("kiln compose logs -f");
+    let mut reader = std::io::BufReader::new(follower.stdout.take().unwrap());
     let first = {
         use std::io::BufRead;
         let mut line = String::new();
-        let mut reader = std::io::BufReader::new(follower.stdout.take().unwrap());
         reader.read_line(&mut line).unwrap();
         line
     };
@@ -780,6 +780,16 @@ volumes:
     }
     assert!(ended, "logs -f did not end when the container stopped");
     assert!(status.unwrap().success());
+    let rest = {
+        use std::io::Read;
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        rest
+    };
+    assert_eq!(
+        rest, "app-1 exited with code 0\n",
+        "as docker compose says it"
+    );
     ok(compose(&["start", "app"]), "compose start app");
 
     // stop / start / restart / rm.

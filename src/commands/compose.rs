@@ -746,7 +746,7 @@ fn follow_logs(
             let f = log::Follower::at_end(&path)
                 .map_err(|e| miette::miette!("{}: {e}", path.display()))?;
             let earlier = log::read_all(&path).unwrap_or_default();
-            followed.push((format!("{}-{n}", s.name), r, earlier, f));
+            followed.push((format!("{}-{n}", s.name), r, earlier, f, false));
         }
     }
     let width = followed.iter().map(|(l, ..)| l.len()).max().unwrap_or(0);
@@ -761,7 +761,7 @@ fn follow_logs(
         let _ = out.write_all(line.as_bytes());
         let _ = out.flush();
     };
-    for (label, _, earlier, _) in &followed {
+    for (label, _, earlier, _, _) in &followed {
         for e in earlier {
             print(label, e);
         }
@@ -772,7 +772,7 @@ fn follow_logs(
                 return Ok(());
             }
             eprintln!("Gracefully stopping...");
-            for (label, r, _, f) in followed.iter_mut().rev() {
+            for (label, r, _, f, _) in followed.iter_mut().rev() {
                 let current = container::refresh(&store, r.clone())?;
                 if current.held() {
                     container::stop(&store, &current, 10)?;
@@ -784,22 +784,23 @@ fn follow_logs(
             }
             return Ok(());
         }
-        let mut any_running = false;
-        for (label, r, _, f) in followed.iter_mut() {
-            let running = container::find(&store, &r.id).is_ok_and(|r| r.held());
+        for (label, r, _, f, ended) in followed.iter_mut().filter(|x| !x.4) {
+            let now = container::find(&store, &r.id).ok();
+            let running = now.as_ref().is_some_and(Record::held);
             for e in f.poll().unwrap_or_default() {
                 print(label, &e);
             }
-            if running {
-                any_running = true;
+            if !running {
+                // The last output is written before the end is recorded: read once more.
+                for e in f.poll().unwrap_or_default() {
+                    print(label, &e);
+                }
+                let code = now.and_then(|c| c.exit_code).unwrap_or(0);
+                println!("{label} exited with code {code}");
+                *ended = true;
             }
         }
-        if !any_running {
-            for (label, r, _, _) in &followed {
-                if let Ok(c) = container::find(&store, &r.id) {
-                    eprintln!("{label} exited with code {}", c.exit_code.unwrap_or(0));
-                }
-            }
+        if followed.iter().all(|x| x.4) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
