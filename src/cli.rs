@@ -837,25 +837,171 @@ pub struct ComposeArgs {
     pub command: ComposeCommand,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConvertFormat {
+    Compose,
+    Kubernetes,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ComposeCommand {
     /// Print the normalised project as YAML (interpolated, defaults filled in)
-    Config,
+    Config {
+        /// Only check the file: print nothing, exit 0 when it is valid
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Print the service names, one a line (in depends_on order)
+        #[arg(long, conflicts_with = "volumes")]
+        services: bool,
+        /// Print the top-level volume names, one a line
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Convert the project: `--to compose` prints the normalised project (as `config`),
+    /// `--to kubernetes` writes Deployments, Services and PersistentVolumeClaims with every
+    /// image pinned by its digest in kiln's store
+    Convert {
+        /// The format to convert to
+        #[arg(long = "to", value_enum, default_value = "compose")]
+        to: ConvertFormat,
+        /// Write one file per object into DIR (default: all objects on stdout, `---` between)
+        #[arg(short = 'o', long = "out", value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Create the project's network and volumes and start its services in depends_on order
+    /// (waiting for the conditions of depends_on); without -d, follow their output until
+    /// Ctrl-C or SIGTERM, then stop them
     Up {
-        /// Run the services in the background (required: kiln compose runs detached only)
+        /// Run the services in the background
         #[arg(short = 'd', long)]
         detach: bool,
         /// Build every service that has build:, even when its image is in the store
         #[arg(long)]
         build: bool,
+        /// Run N containers of SERVICE (<project>-<service>-1 ... -N)
+        #[arg(long = "scale", value_name = "SERVICE=N")]
+        scale: Vec<String>,
+        /// Only these services (and the ones they depend on)
+        services: Vec<String>,
     },
-    /// List the project's containers
-    Ps,
+    /// Build the services that have build: (all, or the ones named)
+    Build { services: Vec<String> },
+    /// Pull the images of the services that have image: and no build:
+    Pull { services: Vec<String> },
+    /// Push the images of the services (all, or the ones named) to their registries
+    Push { services: Vec<String> },
+    /// Stop the services' containers (the stop signal, then SIGKILL after a timeout)
+    Stop {
+        /// Seconds to wait after the stop signal before SIGKILL
+        #[arg(
+            short = 't',
+            long = "timeout",
+            value_name = "SECONDS",
+            default_value_t = 10
+        )]
+        timeout: u64,
+        services: Vec<String>,
+    },
+    /// Start the services' stopped containers
+    Start { services: Vec<String> },
+    /// Stop and start the services' containers
+    Restart {
+        /// Seconds to wait after the stop signal before SIGKILL
+        #[arg(
+            short = 't',
+            long = "timeout",
+            value_name = "SECONDS",
+            default_value_t = 10
+        )]
+        timeout: u64,
+        services: Vec<String>,
+    },
+    /// Remove the services' stopped containers
+    Rm {
+        /// Do not ask (kiln never asks; accepted as docker compose's flag)
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Stop running containers first
+        #[arg(short = 's', long)]
+        stop: bool,
+        services: Vec<String>,
+    },
+    /// Run a command in a service's running container
+    Exec {
+        /// Do not allocate a pseudo-terminal (kiln allocates none unless -t is given)
+        #[arg(short = 'T')]
+        no_tty: bool,
+        /// Allocate a pseudo-terminal
+        #[arg(short = 't', long = "tty")]
+        tty: bool,
+        /// Set an environment variable (K=V)
+        #[arg(short = 'e', long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// User (name or uid, optionally :group or :gid)
+        #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+        user: Option<String>,
+        /// Working directory inside the container
+        #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+        workdir: Option<String>,
+        /// Which container of a scaled service
+        #[arg(long, default_value_t = 1)]
+        index: u32,
+        /// The service, then the command and its arguments
+        #[arg(
+            required = true,
+            num_args = 2..,
+            value_name = "SERVICE COMMAND [ARG...]",
+            allow_hyphen_values = true
+        )]
+        service_and_command: Vec<String>,
+    },
+    /// Run a one-off container of a service (the command replaces the service's command)
+    Run {
+        /// Remove the container when it exits
+        #[arg(long)]
+        rm: bool,
+        /// Run it in the background
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Set an environment variable (K=V)
+        #[arg(short = 'e', long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// User (name or uid, optionally :group or :gid)
+        #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+        user: Option<String>,
+        /// Working directory inside the container
+        #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+        workdir: Option<String>,
+        /// Override the service's entrypoint
+        #[arg(long)]
+        entrypoint: Option<String>,
+        /// The service, then the command and its arguments (default: the service's)
+        #[arg(
+            required = true,
+            num_args = 1..,
+            value_name = "SERVICE [COMMAND [ARG...]]",
+            allow_hyphen_values = true
+        )]
+        service_and_command: Vec<String>,
+    },
+    /// List the project's running containers (-a: all)
+    Ps {
+        /// Also stopped containers (and compose run's)
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Only the container IDs
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Only these services
+        services: Vec<String>,
+    },
     /// Print the services' logs
     Logs {
-        /// Only this service
-        service: Option<String>,
+        /// Follow the output until every followed container stops (or Ctrl-C)
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only these services
+        services: Vec<String>,
     },
     /// Stop and remove the project's containers and its network
     Down {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::{Mapping, Value};
 
+pub mod kubernetes;
+
 /// File names looked for in the project directory, in docker compose's order.
 pub const DEFAULT_FILES: &[&str] = &[
     "compose.yaml",
@@ -61,7 +63,55 @@ pub struct Build {
     pub target: Option<String>,
 }
 
-/// A `volumes:` entry of a service (short syntax).
+/// A `ports:` entry of a service (short `[IP:][HOST:]CONTAINER[/PROTO]` or long syntax).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortSpec {
+    pub target: u16,
+    /// The host port; `None` when compose would pick one (kiln's `up` refuses that).
+    pub published: Option<u16>,
+    pub host_ip: Option<String>,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+impl PortSpec {
+    /// The `kiln run -p` spelling, when the port is published.
+    pub fn publish_flag(&self) -> Option<String> {
+        let p = self.published?;
+        let ip = self
+            .host_ip
+            .as_ref()
+            .map(|i| format!("{i}:"))
+            .unwrap_or_default();
+        Some(format!("{ip}{p}:{}/{}", self.target, self.protocol))
+    }
+}
+
+/// A service's `healthcheck:` (durations as docker's defaults when unset).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Healthcheck {
+    /// `CMD` arguments run directly, or `CMD-SHELL` (one string for `/bin/sh -c`), as written.
+    pub test: Vec<String>,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub retries: u32,
+    pub start_period: std::time::Duration,
+}
+
+impl Healthcheck {
+    /// The command one probe runs in the container.
+    pub fn argv(&self) -> Vec<String> {
+        match self.test.split_first() {
+            Some((k, rest)) if k == "CMD-SHELL" => {
+                vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
+            }
+            Some((k, rest)) if k == "CMD" => rest.to_vec(),
+            _ => self.test.clone(),
+        }
+    }
+}
+
+/// A `volumes:` entry of a service (short or long syntax).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mount {
     /// `volume` (source is the top-level name), `bind` (source an absolute path).
@@ -79,8 +129,12 @@ pub struct Service {
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
     pub environment: BTreeMap<String, String>,
-    pub ports: Vec<String>,
+    pub ports: Vec<PortSpec>,
+    /// `expose:` container ports (never published; `convert` gives them a Service).
+    pub expose: Vec<PortSpec>,
     pub volumes: Vec<Mount>,
+    /// `None` also for `disable: true` and `test: [NONE]`.
+    pub healthcheck: Option<Healthcheck>,
     /// Service name and condition (`service_started`, `service_healthy`, ...).
     pub depends_on: BTreeMap<String, String>,
     pub working_dir: Option<String>,
@@ -106,8 +160,9 @@ impl Project {
     pub fn volume(&self, name: &str) -> String {
         format!("{}_{name}", self.name)
     }
-    pub fn container(&self, service: &str) -> String {
-        format!("{}-{service}-1", self.name)
+    /// The name of a service's container number `index` (from 1), as docker compose's.
+    pub fn container(&self, service: &str, index: u32) -> String {
+        format!("{}-{service}-{index}", self.name)
     }
     /// The image a service runs: `image:`, else `<project>-<service>` for a built one.
     pub fn image(&self, s: &Service) -> String {
@@ -560,13 +615,20 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
         return Err("has neither image: nor build:".into());
     }
     let mut volumes = Vec::new();
-    if let Some(Value::Sequence(items)) = get("volumes") {
-        for i in items {
-            let Some(s) = scalar(i) else {
-                return Err("volumes: only the short syntax SRC:DST[:ro] is supported".into());
-            };
-            volumes.push(mount(&s, dir)?);
+    match get("volumes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Sequence(items)) => {
+            for i in items {
+                volumes.push(match i {
+                    Value::Mapping(m) => long_mount(m, dir)?,
+                    i => mount(
+                        &scalar(i).ok_or("volumes: an item is a string or a mapping")?,
+                        dir,
+                    )?,
+                });
+            }
         }
+        Some(_) => return Err("volumes: must be a list".into()),
     }
     let depends_on = match get("depends_on") {
         None | Some(Value::Null) => BTreeMap::new(),
@@ -582,20 +644,80 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
                     .get("condition")
                     .and_then(scalar)
                     .unwrap_or_else(|| "service_started".into());
-                (key(k), c)
+                match c.as_str() {
+                    "service_started" | "service_healthy" | "service_completed_successfully" => {
+                        Ok((key(k), c))
+                    }
+                    _ => Err(format!(
+                        "depends_on: {}: condition {c} is not service_started, service_healthy or service_completed_successfully",
+                        key(k)
+                    )),
+                }
             })
-            .collect(),
+            .collect::<Result<_, String>>()?,
         Some(_) => return Err("depends_on: must be a list or a mapping".into()),
     };
     let ports = match get("ports") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Sequence(items)) => items
             .iter()
-            .map(|i| {
-                scalar(i).ok_or_else(|| "ports: only the short syntax is supported".to_string())
+            .map(|i| match i {
+                Value::Mapping(m) => long_port(m),
+                i => short_port(&scalar(i).ok_or("ports: an item is a string or a mapping")?),
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("ports: must be a list".into()),
+    };
+    let expose = match get("expose") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| {
+                let text = scalar(i).ok_or("expose: items are ports")?;
+                let p = short_port(&text).map_err(|e| e.replacen("ports:", "expose:", 1))?;
+                if p.published.is_some() || p.host_ip.is_some() {
+                    return Err(format!("expose: {text}: only a container port[/protocol]"));
+                }
+                Ok(p)
+            })
+            .collect::<Result<_, String>>()?,
+        Some(_) => return Err("expose: must be a list".into()),
+    };
+    // env_file first, environment: over it, as compose merges them.
+    let mut environment = BTreeMap::new();
+    let env_files = match get("env_file") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| match i {
+                Value::Mapping(m) => m.get("path").and_then(scalar).map(|p| {
+                    let required = m.get("required").and_then(Value::as_bool).unwrap_or(true);
+                    (p, required)
+                }),
+                i => scalar(i).map(|p| (p, true)),
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or("env_file: an item is a path or a mapping with path:")?,
+        Some(v) => vec![(scalar(v).ok_or("env_file: must be a path or a list")?, true)],
+    };
+    for (f, required) in env_files {
+        let path = normalise_path(&dir.join(&f));
+        if !path.is_file() {
+            if required {
+                return Err(format!("env_file: {} is not a file", path.display()));
+            }
+            continue;
+        }
+        let vars = read_dotenv(&path).map_err(|e| format!("env_file: {e}"))?;
+        environment.extend(vars);
+    }
+    if let Some(e) = get("environment") {
+        environment.extend(string_map(e, "environment")?);
+    }
+    let healthcheck = match get("healthcheck") {
+        None | Some(Value::Null) => None,
+        Some(Value::Mapping(h)) => healthcheck(h)?,
+        Some(_) => return Err("healthcheck: must be a mapping".into()),
     };
     Ok(Service {
         name: name.to_string(),
@@ -607,17 +729,218 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
         entrypoint: get("entrypoint")
             .map(|v| string_list(v, "entrypoint"))
             .transpose()?,
-        environment: match get("environment") {
-            Some(e) => string_map(e, "environment")?,
-            None => BTreeMap::new(),
-        },
+        environment,
         ports,
+        expose,
         volumes,
+        healthcheck,
         depends_on,
         working_dir: text("working_dir")?,
         user: text("user")?,
         restart: text("restart")?,
     })
+}
+
+/// `[IP:][HOST:]CONTAINER[/PROTO]`, IPv6 addresses in brackets.
+fn short_port(s: &str) -> Result<PortSpec, String> {
+    let bad = |why: &str| format!("ports: {s}: {why}");
+    let (spec, protocol) = match s.rsplit_once('/') {
+        Some((p, proto @ ("tcp" | "udp"))) => (p, proto.to_string()),
+        Some(_) => return Err(bad("the protocol is tcp or udp")),
+        None => (s, "tcp".to_string()),
+    };
+    let num = |p: &str| {
+        p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+            bad("ports are single numbers from 1 to 65535 (ranges are not supported)")
+        })
+    };
+    let (ip, published, target) = match spec.rsplitn(3, ':').collect::<Vec<_>>().as_slice() {
+        [t] => (None, None, num(t)?),
+        [t, h] => (None, Some(num(h)?), num(t)?),
+        [t, h, ip] => {
+            let ip = ip.trim_matches(['[', ']']);
+            let published = if h.is_empty() { None } else { Some(num(h)?) };
+            ((!ip.is_empty()).then(|| ip.to_string()), published, num(t)?)
+        }
+        _ => return Err(bad("cannot read it")),
+    };
+    Ok(PortSpec {
+        target,
+        published,
+        host_ip: ip,
+        protocol,
+    })
+}
+
+/// `target`, `published`, `host_ip`, `protocol` (`mode` and `name` are accepted and ignored).
+fn long_port(m: &Mapping) -> Result<PortSpec, String> {
+    let num = |k: &str| -> Result<Option<u16>, String> {
+        match m.get(k).and_then(scalar) {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => v
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .map(Some)
+                .ok_or_else(|| format!("ports: {k}: {v} is not a port from 1 to 65535")),
+        }
+    };
+    let protocol = m
+        .get("protocol")
+        .and_then(scalar)
+        .unwrap_or_else(|| "tcp".into());
+    if protocol != "tcp" && protocol != "udp" {
+        return Err(format!(
+            "ports: protocol {protocol}: the protocol is tcp or udp"
+        ));
+    }
+    Ok(PortSpec {
+        target: num("target")?.ok_or("ports: the long syntax needs target:")?,
+        published: num("published")?,
+        host_ip: m.get("host_ip").and_then(scalar).filter(|s| !s.is_empty()),
+        protocol,
+    })
+}
+
+/// `type: volume|bind`, `source`, `target`, `read_only`.
+fn long_mount(m: &Mapping, dir: &Path) -> Result<Mount, String> {
+    let field = |k: &str| m.get(k).and_then(scalar);
+    let target = field("target").ok_or("volumes: the long syntax needs target:")?;
+    let source = field("source").ok_or_else(|| {
+        format!("volumes: {target}: anonymous volumes (no source:) are not supported")
+    })?;
+    let read_only = m.get("read_only").and_then(Value::as_bool).unwrap_or(false);
+    match field("type").as_deref() {
+        Some("volume") | None => Ok(Mount {
+            kind: "volume",
+            source,
+            target,
+            read_only,
+        }),
+        Some("bind") => Ok(Mount {
+            kind: "bind",
+            source: bind_source(&source, dir),
+            target,
+            read_only,
+        }),
+        Some(t) => Err(format!(
+            "volumes: {target}: type {t} is not supported (volume and bind are)"
+        )),
+    }
+}
+
+fn bind_source(source: &str, dir: &Path) -> String {
+    let path = match source.strip_prefix("~/") {
+        Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest),
+        None => dir.join(source),
+    };
+    normalise_path(&path).to_string_lossy().into_owned()
+}
+
+/// Durations as compose writes them: `1m30s`, `500ms`, `10s`, `2h`, `1.5s`.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += value * unit;
+        rest = &rest[u..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+/// Go's duration spelling, as docker compose config prints it: `1m30s`, `500ms`, `10s`.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, rem) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if rem == 0 {
+        out.push_str(&format!("{s}s"));
+    } else {
+        let frac = format!("{rem:03}");
+        out.push_str(&format!("{s}.{}s", frac.trim_end_matches('0')));
+    }
+    out
+}
+
+/// `test`, `interval`, `timeout`, `retries`, `start_period`, `disable`; docker's defaults.
+fn healthcheck(h: &Mapping) -> Result<Option<Healthcheck>, String> {
+    if h.get("disable").and_then(Value::as_bool) == Some(true) {
+        return Ok(None);
+    }
+    let test = match h.get("test") {
+        Some(Value::String(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()
+            .ok_or("healthcheck: test: items must be strings")?,
+        None => return Err("healthcheck: needs test:".into()),
+        Some(_) => return Err("healthcheck: test: must be a string or a list".into()),
+    };
+    match test.first().map(String::as_str) {
+        Some("NONE") => return Ok(None),
+        Some("CMD") if test.len() > 1 => {}
+        Some("CMD-SHELL") if test.len() == 2 => {}
+        _ => {
+            return Err(
+                "healthcheck: test: a list starts with CMD (then the arguments) or CMD-SHELL (then one command string)".into(),
+            )
+        }
+    }
+    let duration = |k: &str, default: u64| -> Result<std::time::Duration, String> {
+        match h.get(k).and_then(scalar) {
+            None => Ok(std::time::Duration::from_secs(default)),
+            Some(v) => parse_duration(&v).ok_or_else(|| {
+                format!("healthcheck: {k}: {v} is not a duration like 10s or 1m30s")
+            }),
+        }
+    };
+    Ok(Some(Healthcheck {
+        test,
+        interval: duration("interval", 30)?,
+        timeout: duration("timeout", 30)?,
+        retries: match h.get("retries") {
+            None => 3,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or("healthcheck: retries: must be a whole number")?,
+        },
+        start_period: duration("start_period", 0)?,
+    }))
 }
 
 fn mount(s: &str, dir: &Path) -> Result<Mount, String> {
@@ -635,14 +958,9 @@ fn mount(s: &str, dir: &Path) -> Result<Mount, String> {
     };
     let bind = source.starts_with('.') || source.starts_with('/') || source.starts_with('~');
     if bind {
-        let path = match source.strip_prefix("~/") {
-            Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest),
-            None => dir.join(source),
-        };
-        let path = normalise_path(&path);
         Ok(Mount {
             kind: "bind",
-            source: path.to_string_lossy().into_owned(),
+            source: bind_source(source, dir),
             target: target.to_string(),
             read_only,
         })
@@ -671,8 +989,25 @@ fn normalise_path(p: &Path) -> PathBuf {
     out
 }
 
-/// The normalised model in docker compose config's shape.
+/// `$` written as `$$` in every string, so the printed model reads back as the same model
+/// (docker compose config does the same).
+fn escape_dollars(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = s.replace('$', "$$"),
+        Value::Sequence(items) => items.iter_mut().for_each(escape_dollars),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| escape_dollars(v)),
+        _ => {}
+    }
+}
+
+/// The normalised model in docker compose config's shape, `$` escaped as `$$`.
 pub fn to_yaml(p: &Project) -> Value {
+    let mut v = model(p);
+    escape_dollars(&mut v);
+    v
+}
+
+fn model(p: &Project) -> Value {
     let s = |t: &str| Value::String(t.to_string());
     let mut top = Mapping::new();
     top.insert(s("name"), s(&p.name));
@@ -712,6 +1047,28 @@ pub fn to_yaml(p: &Project) -> Value {
         if !svc.environment.is_empty() {
             m.insert(s("environment"), str_map(&svc.environment));
         }
+        if !svc.expose.is_empty() {
+            let items: Vec<String> = svc
+                .expose
+                .iter()
+                .map(|p| match p.protocol.as_str() {
+                    "tcp" => p.target.to_string(),
+                    proto => format!("{}/{proto}", p.target),
+                })
+                .collect();
+            m.insert(s("expose"), list(&items));
+        }
+        if let Some(h) = &svc.healthcheck {
+            let mut hm = Mapping::new();
+            hm.insert(s("test"), list(&h.test));
+            hm.insert(s("timeout"), s(&format_duration(h.timeout)));
+            hm.insert(s("interval"), s(&format_duration(h.interval)));
+            hm.insert(s("retries"), Value::Number(h.retries.into()));
+            if !h.start_period.is_zero() {
+                hm.insert(s("start_period"), s(&format_duration(h.start_period)));
+            }
+            m.insert(s("healthcheck"), Value::Mapping(hm));
+        }
         if let Some(i) = &svc.image {
             m.insert(s("image"), s(i));
         }
@@ -719,7 +1076,24 @@ pub fn to_yaml(p: &Project) -> Value {
         nets.insert(s("default"), Value::Null);
         m.insert(s("networks"), Value::Mapping(nets));
         if !svc.ports.is_empty() {
-            m.insert(s("ports"), list(&svc.ports));
+            let ports = svc
+                .ports
+                .iter()
+                .map(|p| {
+                    let mut pm = Mapping::new();
+                    pm.insert(s("mode"), s("ingress"));
+                    if let Some(ip) = &p.host_ip {
+                        pm.insert(s("host_ip"), s(ip));
+                    }
+                    pm.insert(s("target"), Value::Number(p.target.into()));
+                    if let Some(h) = p.published {
+                        pm.insert(s("published"), s(&h.to_string()));
+                    }
+                    pm.insert(s("protocol"), s(&p.protocol));
+                    Value::Mapping(pm)
+                })
+                .collect();
+            m.insert(s("ports"), Value::Sequence(ports));
         }
         if let Some(r) = &svc.restart {
             m.insert(s("restart"), s(r));
@@ -777,4 +1151,84 @@ fn str_map(m: &BTreeMap<String, String>) -> Value {
         out.insert(Value::String(k.clone()), Value::String(v.clone()));
     }
     Value::Mapping(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_and_print_as_go_spells_them() {
+        for (text, ms) in [
+            ("1m30s", 90_000),
+            ("90s", 90_000),
+            ("500ms", 500),
+            ("1.5s", 1500),
+            ("2h", 7_200_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Some(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for bad in ["", "10", "5x", "s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn short_ports() {
+        let p = short_port("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(
+            (
+                p.host_ip.as_deref(),
+                p.published,
+                p.target,
+                p.protocol.as_str()
+            ),
+            (Some("127.0.0.1"), Some(8080), 80, "udp")
+        );
+        assert_eq!(p.publish_flag().as_deref(), Some("127.0.0.1:8080:80/udp"));
+        let p = short_port("80").unwrap();
+        assert_eq!((p.published, p.publish_flag()), (None, None));
+        let p = short_port("[::1]:53:53").unwrap();
+        assert_eq!(p.host_ip.as_deref(), Some("::1"));
+        let p = short_port("127.0.0.1::80").unwrap();
+        assert_eq!((p.published, p.target), (None, 80));
+        for bad in ["8000-8010:80", "0:80", "80/sctp", "a:b"] {
+            assert!(short_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn command_strings_split_into_shell_words() {
+        assert_eq!(
+            split_words(r#"sh -c "echo 'a b'" x\ y ''"#).unwrap(),
+            ["sh", "-c", "echo 'a b'", "x y", ""]
+        );
+        assert_eq!(split_words("unbalanced 'quote"), None);
+    }
+
+    #[test]
+    fn healthcheck_argv() {
+        let h = |test: &[&str]| Healthcheck {
+            test: test.iter().map(|s| s.to_string()).collect(),
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+            retries: 3,
+            start_period: Duration::ZERO,
+        };
+        assert_eq!(h(&["CMD", "pg_isready", "-q"]).argv(), ["pg_isready", "-q"]);
+        assert_eq!(
+            h(&["CMD-SHELL", "test -f /ok"]).argv(),
+            ["/bin/sh", "-c", "test -f /ok"]
+        );
+    }
 }

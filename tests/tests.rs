@@ -16,6 +16,7 @@ mod debian;
 mod differential;
 mod differential_run;
 mod explain;
+mod health;
 mod image_diff;
 mod interop;
 mod kiln_lang;

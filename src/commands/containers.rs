@@ -42,10 +42,18 @@ fn status(r: &Record, now: i64) -> String {
     let since = |t: &Option<String>| t.as_deref().and_then(time::parse_rfc3339);
     match r.state {
         State::Created => "Created".into(),
-        State::Running => match since(&r.started_at) {
-            Some(t) => format!("Up {}", human_duration(now - t)),
-            None => "Up".into(),
-        },
+        State::Running => {
+            let up = match since(&r.started_at) {
+                Some(t) => format!("Up {}", human_duration(now - t)),
+                None => "Up".into(),
+            };
+            // docker's health suffix: (health: starting), (healthy), (unhealthy).
+            match r.health.as_deref() {
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({h})"),
+                None => up,
+            }
+        }
         State::Exited | State::Restarting => {
             let code = r.exit_code.unwrap_or(0);
             let word = if r.state == State::Exited {
@@ -118,8 +126,8 @@ fn ports(r: &Record) -> String {
         .join(", ")
 }
 
-/// One `{{.Field}}` of `ps --format`.
-fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<String> {
+/// One `{{.Field}}` of `ps --format` (also `kiln compose ps`'s columns).
+pub(crate) fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<String> {
     let id = if full {
         r.id.clone()
     } else {
@@ -620,7 +628,7 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         container::RestartPolicy::OnFailure { max } => max,
         _ => 0,
     };
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": r.created,
         "Path": args.first(),
@@ -673,7 +681,19 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
             "Entrypoint": if r.entrypoint.is_empty() { Value::Null } else { json!(r.entrypoint) },
             "StopSignal": if r.stop_signal.is_empty() { Value::Null } else { json!(r.stop_signal) },
         },
-    })
+    });
+    if let Some(h) = &r.healthcheck {
+        v["Config"]["Healthcheck"] = json!(h);
+    }
+    // docker's State.Health, as the supervisor's health thread last wrote it.
+    if let Some(h) = r
+        .healthcheck
+        .as_ref()
+        .and_then(|_| container::health::read(&r.dir(store)))
+    {
+        v["State"]["Health"] = json!(h);
+    }
+    v
 }
 
 /// `kiln diff CONTAINER`: the container's changes, docker's `A|C|D PATH` lines.

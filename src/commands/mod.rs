@@ -54,7 +54,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Run(a) => done(run::run(root, a)),
         Command::Volume(c) => done(run::volume(root, c)),
         Command::Network(c) => done(network::network(root, c)),
-        Command::Compose(a) => done(compose::compose(root, a)),
+        Command::Compose(a) => compose::compose(root, a),
         Command::Rm(a) => done(run::rm(root, a)),
         Command::Create(a) => done(run::create(root, a)),
         Command::Start(a) => containers::start(root, a),

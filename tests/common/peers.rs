@@ -65,6 +65,13 @@ pub(crate) fn probe_peer(name: &str) -> Result<(), String> {
                 ))
             }
         }
+        "kubernetes-validate" => {
+            let mut c = Command::new(kubernetes_validate_bin());
+            c.arg("--version");
+            probe(c).map_err(|e| {
+                format!("{e} (.ci/run installs it into {KUBERNETES_VALIDATE_VENV}; or set KILN_TEST_KUBERNETES_VALIDATE)")
+            })
+        }
         "podman" | "skopeo" | "umoci" | "make" => {
             let mut c = Command::new(name);
             c.arg("--version");
@@ -86,4 +93,15 @@ pub fn can_run_containers() -> bool {
         return false;
     }
     true
+}
+
+/// The venv `.ci/run` installs the PyPI package `kubernetes-validate` into (it bundles the
+/// Kubernetes OpenAPI schemas, so validation needs no network).
+pub const KUBERNETES_VALIDATE_VENV: &str = "/opt/kiln-ci-venv";
+
+/// `kubernetes-validate`: `$KILN_TEST_KUBERNETES_VALIDATE`, else the one in `.ci/run`'s venv.
+pub fn kubernetes_validate_bin() -> PathBuf {
+    std::env::var_os("KILN_TEST_KUBERNETES_VALIDATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(KUBERNETES_VALIDATE_VENV).join("bin/kubernetes-validate"))
 }

@@ -12,6 +12,7 @@
 //! the sandbox.
 
 pub mod changes;
+pub mod health;
 pub mod idle;
 pub mod log;
 pub mod network;
@@ -273,6 +274,14 @@ pub struct Record {
     pub network: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The HEALTHCHECK the supervisor probes (the image's unless the creator set another);
+    /// its results are `health.json` (see `health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::oci::HealthConfig>,
+    /// The health status (`starting`, `healthy`, `unhealthy`) of a running container with a
+    /// healthcheck, read from `health.json` by `list`/`find`; never stored in the record.
+    #[serde(skip)]
+    pub health: Option<String>,
 }
 
 impl Record {
@@ -364,7 +373,11 @@ pub fn list(store: &Store) -> Result<Vec<Record>, ContainerError> {
         let path = entry.path().join("container.json");
         if let Ok(bytes) = fs::read(&path) {
             if let Ok(rec) = serde_json::from_slice::<Record>(&bytes) {
-                out.push(refresh(store, rec)?);
+                let mut rec = refresh(store, rec)?;
+                if rec.healthcheck.is_some() && rec.running() {
+                    rec.health = health::read(&rec.dir(store)).map(|h| h.status);
+                }
+                out.push(rec);
             }
         }
     }
@@ -572,6 +585,11 @@ pub fn create(
         stubs: Vec::new(),
         network: None,
         aliases: opts.aliases.clone(),
+        healthcheck: config
+            .healthcheck
+            .clone()
+            .filter(|h| health::Settings::of(h).is_some()),
+        health: None,
     };
     if let Some(net) = &joined {
         network::attach_spec(store, &mut record, net);

@@ -7,7 +7,8 @@
 //! container through the sandbox (it is the monitor's parent: when the supervisor dies, even
 //! by SIGKILL, the liveness pipe closes and the container is killed), copies its output
 //! into the json-file log, records every state change in `container.json`, carries out the
-//! restart policy, and answers other kiln commands on `containers/<id>/supervisor.sock`
+//! restart policy, probes the container's HEALTHCHECK (`health`) while it runs, and answers
+//! other kiln commands on `containers/<id>/supervisor.sock`
 //! (one JSON request line, one JSON response line). When the container ends for good the
 //! supervisor removes its socket and exits: with no container running, no kiln process
 //! exists. It opens the store only for the moment of each record write, so it never holds
@@ -344,6 +345,31 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
                 let _ = log::copy_stream(File::from(fd), name, &writer);
             }));
         }
+        // The healthcheck probes this run until it ends.
+        let prober = match (
+            record
+                .healthcheck
+                .as_ref()
+                .and_then(super::health::Settings::of),
+            init_pid,
+        ) {
+            (Some(settings), Some(init_pid)) => {
+                let shared = Arc::clone(&shared);
+                let (dir, spec) = (dir.clone(), record.spec.clone());
+                let run = shared.lock().ended;
+                Some(std::thread::spawn(move || {
+                    super::health::monitor(&dir, &spec, init_pid, &settings, |pause| {
+                        let live = shared.lock();
+                        let (live, _) = shared
+                            .changed
+                            .wait_timeout_while(live, pause, |l| l.ended == run)
+                            .unwrap_or_else(|p| p.into_inner());
+                        live.ended != run
+                    })
+                }))
+            }
+            _ => None,
+        };
         // Everything is set up: from here on it waits, so its start-up's pages can go.
         super::idle::release_idle_memory();
         let code = match container.wait() {
@@ -363,6 +389,9 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
             live.stopped_by_user
         };
         shared.changed.notify_all();
+        if let Some(p) = prober {
+            let _ = p.join();
+        }
         // One write decides: exited, or restarting (so no reader sees an end that is not).
         let current = load(root, id)?;
         let again = current
