@@ -1006,5 +1006,13 @@ pub enum ComposeCommand {
         /// Also remove the project's named volumes
         #[arg(short = 'v', long)]
         volumes: bool,
+        /// Seconds to wait after the stop signal before SIGKILL
+        #[arg(
+            short = 't',
+            long = "timeout",
+            value_name = "SECONDS",
+            default_value_t = 10
+        )]
+        timeout: u64,
     },
 }
