@@ -94,7 +94,7 @@ pub enum Command {
     /// Manage networks (one shared loopback namespace each; no bridges)
     #[command(subcommand)]
     Network(NetworkCommand),
-    /// Run a compose project: config, up -d, ps, logs, down
+    /// Run a compose project: config, convert, up, down, ps, logs, build, pull, push, stop, start, restart, rm, exec, run
     Compose(ComposeArgs),
     /// Remove containers
     Rm(RmArgs),
@@ -857,9 +857,8 @@ pub enum ComposeCommand {
         #[arg(long)]
         volumes: bool,
     },
-    /// Convert the project: `--to compose` prints the normalised project (as `config`),
-    /// `--to kubernetes` writes Deployments, Services and PersistentVolumeClaims with every
-    /// image pinned by its digest in kiln's store
+    /// Convert the project: to compose (as config), or to Kubernetes objects (Deployments,
+    /// Services, PersistentVolumeClaims) with every image pinned by its digest in the store
     Convert {
         /// The format to convert to
         #[arg(long = "to", value_enum, default_value = "compose")]
@@ -868,9 +867,8 @@ pub enum ComposeCommand {
         #[arg(short = 'o', long = "out", value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Create the project's network and volumes and start its services in depends_on order
-    /// (waiting for the conditions of depends_on); without -d, follow their output until
-    /// Ctrl-C or SIGTERM, then stop them
+    /// Start the services in depends_on order, waiting for its conditions (without -d: follow
+    /// their output until Ctrl-C or SIGTERM, then stop them)
     Up {
         /// Run the services in the background
         #[arg(short = 'd', long)]
@@ -1008,5 +1006,13 @@ pub enum ComposeCommand {
         /// Also remove the project's named volumes
         #[arg(short = 'v', long)]
         volumes: bool,
+        /// Seconds to wait after the stop signal before SIGKILL
+        #[arg(
+            short = 't',
+            long = "timeout",
+            value_name = "SECONDS",
+            default_value_t = 10
+        )]
+        timeout: u64,
     },
 }

@@ -3,7 +3,8 @@
 //! files against recorded docker-compose 1.29 output; `convert --to kubernetes` checked
 //! against the Kubernetes OpenAPI schemas (kubernetes-validate); `build`/`push`/`pull`
 //! through a loopback registry, with `convert` pinning the digests it serves; `run` against
-//! the same `docker run`; `up` failing on a dependency that stays unhealthy; `up -d`
+//! the same `docker run`; the lifecycle of one project under docker-compose 1 and kiln; `up`
+//! failing on a dependency that stays unhealthy; `up -d`
 //! / `ps` / `down [-v]` of two busybox services (one built from its `build:`) where one
 //! reaches the other by its service name; and a seeds-like project: a web service that waits
 //! for a healthy backend, a named volume that survives `down` and `up`, and the lifecycle
@@ -1340,4 +1341,150 @@ fn run_takes_the_service_settings_as_docker_run_does() {
     cmd.args(["compose", "down"]).current_dir(&proj);
     ok(run(&mut cmd), "compose down");
     assert_eq!(ok(store.kiln(["ps", "-a", "-q"]), "ps -a").trim(), "");
+}
+
+/// The same project under docker-compose 1 (every service `network_mode: none`, so it makes
+/// no network) and kiln: `depends_on: service_healthy` holds `app` back until `db` is healthy
+/// (app sees the file db writes before its check passes, through the shared named volume),
+/// the volume survives `down`/`up`, `exec` and `run --rm` return the command's status, and
+/// `down -v` removes the volume.
+#[test]
+fn lifecycle_matches_docker_compose_v1() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker-compose");
+    docker_busybox();
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("pair");
+    std::fs::create_dir(&proj).unwrap();
+    let name = format!("kilne2e{}", std::process::id());
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            r#"services:
+  db:
+    image: {BUSYBOX}
+    network_mode: none
+    command:
+      - sh
+      - -c
+      - |
+        sleep 1
+        echo $$(( $$(cat /data/starts 2>/dev/null || echo 0) + 1 )) > /data/starts
+        touch /tmp/ok
+        trap 'exit 0' TERM
+        sleep 120 & wait
+    volumes:
+      - data:/data
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 200ms
+      retries: 50
+  app:
+    image: {BUSYBOX}
+    network_mode: none
+    command:
+      - sh
+      - -c
+      - |
+        echo "db started $$(cat /data/starts 2>/dev/null || echo never) times"
+        trap 'exit 0' TERM
+        sleep 120 & wait
+    volumes:
+      - data:/data
+    depends_on:
+      db:
+        condition: service_healthy
+volumes:
+  data:
+"#
+        ),
+    )
+    .unwrap();
+    let kiln = |args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.args(["compose", "-p", &name])
+            .args(args)
+            .current_dir(&proj);
+        run(&mut cmd)
+    };
+    let docker_compose = |args: &[&str]| {
+        run(std::process::Command::new("docker-compose")
+            .args(["-p", &name, "--no-ansi"])
+            .args(args)
+            .current_dir(&proj)
+            .stdin(std::process::Stdio::null()))
+    };
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-v", "-t", "1"]);
+        }
+    }
+    let _docker_down = Down(&docker_compose);
+    let _kiln_down = Down(&kiln);
+    // The message of each log line, without the `container  | ` prefix both put there.
+    let messages = |out: std::process::Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", show(&out));
+        stdout_text(&out)
+            .lines()
+            .filter_map(|l| l.split_once("| ").map(|(_, m)| m.trim_end().to_string()))
+            .filter(|m| !m.is_empty())
+            .collect()
+    };
+    for round in 1..=2 {
+        let k = kiln(&["up", "-d"]);
+        assert!(k.status.success(), "kiln up: {}", show(&k));
+        let d = docker_compose(&["up", "-d"]);
+        assert!(d.status.success(), "docker-compose up: {}", show(&d));
+        let want = vec![format!("db started {round} times")];
+        let mut got = (Vec::new(), Vec::new());
+        let seen = wait_until(Duration::from_secs(20), || {
+            got = (
+                messages(kiln(&["logs", "app"])),
+                messages(docker_compose(&["logs", "--no-color", "app"])),
+            );
+            got.0 == want && got.1 == want
+        });
+        assert!(
+            seen,
+            "round {round}: kiln {:?}, docker-compose {:?}",
+            got.0, got.1
+        );
+        let k = kiln(&["exec", "db", "sh", "-c", "exit 3"]);
+        let d = docker_compose(&["exec", "-T", "db", "sh", "-c", "exit 3"]);
+        assert_eq!(k.status.code(), Some(3), "{}", show(&k));
+        assert_eq!(d.status.code(), k.status.code(), "{}", show(&d));
+        let k = kiln(&["run", "--rm", "app", "sh", "-c", "cat /data/starts; exit 4"]);
+        let d = docker_compose(&[
+            "run",
+            "--rm",
+            "-T",
+            "app",
+            "sh",
+            "-c",
+            "cat /data/starts; exit 4",
+        ]);
+        assert_eq!(k.status.code(), Some(4), "{}", show(&k));
+        assert_eq!(d.status.code(), k.status.code(), "{}", show(&d));
+        assert_eq!(stdout_text(&k), format!("{round}\n"));
+        assert_eq!(stdout_text(&d).replace("\r\n", "\n"), stdout_text(&k));
+        // down keeps the volume for the next round.
+        let k = kiln(&["down", "-t", "1"]);
+        assert!(k.status.success(), "{}", show(&k));
+        let d = docker_compose(&["down", "-t", "1"]);
+        assert!(d.status.success(), "{}", show(&d));
+    }
+    let k = kiln(&["down", "-v"]);
+    assert!(k.status.success(), "{}", show(&k));
+    let d = docker_compose(&["down", "-v"]);
+    assert!(d.status.success(), "{}", show(&d));
+    assert_eq!(
+        ok(store.kiln(["volume", "ls", "-q"]), "volume ls").trim(),
+        ""
+    );
+    let vols = run_ok(docker().args(["volume", "ls", "-q", "--filter", &format!("name={name}")]));
+    assert_eq!(stdout_text(&vols).trim(), "");
 }

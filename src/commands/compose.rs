@@ -19,8 +19,8 @@ use super::transfer::open_store;
 use clap::Parser;
 
 use crate::cli::{
-    BuildArgs, Cli, Command, ComposeArgs, ComposeCommand, ConvertFormat, ExecArgs, LogsArgs,
-    PullArgs, PushArgs, RunArgs,
+    BuildArgs, Cli, Command, ComposeArgs, ComposeCommand, ConvertFormat, ExecArgs, PullArgs,
+    PushArgs, RunArgs,
 };
 use crate::compose::{self, Project, Service};
 
@@ -135,7 +135,7 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
             if detach {
                 Ok(ExitCode::SUCCESS)
             } else {
-                done(follow_logs(root, p, &chosen, true))
+                done(follow_logs(root, p, &chosen, Follow::AndStop))
             }
         }
         ComposeCommand::Build { services } => done(ensure_images(
@@ -277,7 +277,7 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
         ComposeCommand::Logs { follow, services } => {
             done(logs(root, p, &selected(p, &services)?, follow))
         }
-        ComposeCommand::Down { volumes } => done(down(root, p, volumes)),
+        ComposeCommand::Down { volumes, timeout } => done(down(root, p, volumes, timeout)),
     }
 }
 
@@ -723,20 +723,26 @@ fn stop_signals() -> nix::sys::signal::SigSet {
     mask
 }
 
-/// `up` without -d and `logs -f`: every chosen container's output from its start, prefixed
-/// `service-N  | ` as docker compose does, until every container has stopped or until
-/// Ctrl-C or SIGTERM (which, for `up`, stops the containers: `stop_them`).
+#[derive(Clone, Copy, PartialEq)]
+enum Follow {
+    /// `logs`: what the containers printed so far.
+    No,
+    /// `logs -f`: then follow until they stop, or Ctrl-C / SIGTERM.
+    Yes,
+    /// `up` without -d: the same, and Ctrl-C / SIGTERM stops the containers.
+    AndStop,
+}
+
+/// `logs [-f]` and `up` without -d: every chosen container's output from its start, prefixed
+/// `service-N  | ` as docker compose does, then as `follow` says.
 fn follow_logs(
     root: Option<PathBuf>,
     p: &Project,
     chosen: &[&Service],
-    stop_them: bool,
+    follow: Follow,
 ) -> miette::Result<()> {
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let store = open_store(root)?;
-    let mask = stop_signals();
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| miette::miette!("signalfd: {e}"))?;
     let mut followed = Vec::new();
     for s in chosen {
         for (n, r) in instances(&store, p, &s.name)? {
@@ -766,9 +772,15 @@ fn follow_logs(
             print(label, e);
         }
     }
+    if follow == Follow::No {
+        return Ok(());
+    }
+    let mask = stop_signals();
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| miette::miette!("signalfd: {e}"))?;
     loop {
         if let Ok(Some(_)) = signals.read_signal() {
-            if !stop_them {
+            if follow != Follow::AndStop {
                 return Ok(());
             }
             eprintln!("Gracefully stopping...");
@@ -934,23 +946,8 @@ fn logs(
     services: &[&Service],
     follow: bool,
 ) -> miette::Result<()> {
-    if follow {
-        return follow_logs(root, p, services, false);
-    }
-    let store = open_store(root.clone())?;
-    for name in names(&store, p, services)? {
-        super::containers::logs(
-            root.clone(),
-            LogsArgs {
-                follow: false,
-                tail: "all".into(),
-                timestamps: false,
-                since: None,
-                container: name,
-            },
-        )?;
-    }
-    Ok(())
+    let how = if follow { Follow::Yes } else { Follow::No };
+    follow_logs(root, p, services, how)
 }
 
 /// The one-off containers `compose run` left (`<project>-<service>-run-<hex>`).
@@ -966,7 +963,7 @@ fn one_offs(store: &Store, p: &Project, service: &str) -> miette::Result<Vec<Rec
         .collect())
 }
 
-fn down(root: Option<PathBuf>, p: &Project, volumes: bool) -> miette::Result<()> {
+fn down(root: Option<PathBuf>, p: &Project, volumes: bool, timeout: u64) -> miette::Result<()> {
     let store = open_store(root)?;
     for s in p.services.iter().rev() {
         let all = instances(&store, p, &s.name)?
@@ -980,7 +977,7 @@ fn down(root: Option<PathBuf>, p: &Project, volumes: bool) -> miette::Result<()>
                 Err(e) => return Err(e.into()),
             };
             let r = if r.held() {
-                container::stop(&store, &r, 10)?
+                container::stop(&store, &r, timeout)?
             } else {
                 r
             };

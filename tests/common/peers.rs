@@ -72,6 +72,13 @@ pub(crate) fn probe_peer(name: &str) -> Result<(), String> {
                 format!("{e} (.ci/run installs it into {KUBERNETES_VALIDATE_VENV}; or set KILN_TEST_KUBERNETES_VALIDATE)")
             })
         }
+        "docker-compose" => {
+            // Debian's docker-compose 1 (Python); it talks to the same dockerd.
+            let mut c = Command::new("docker-compose");
+            c.arg("version");
+            probe(c)?;
+            probe_peer("docker")
+        }
         "podman" | "skopeo" | "umoci" | "make" => {
             let mut c = Command::new(name);
             c.arg("--version");
