@@ -140,6 +140,47 @@ pub struct Service {
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub restart: Option<String>,
+    /// `network_mode:`; `None` puts the service on the project's network.
+    pub network_mode: Option<NetworkMode>,
+}
+
+/// A service's `network_mode:`, in the forms kiln can give without a bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Its own loopback only.
+    None,
+    /// The host's network.
+    Host,
+    /// The network namespace of another service's (first) container.
+    Service(String),
+    /// The network namespace of a container by name or ID.
+    Container(String),
+}
+
+impl NetworkMode {
+    fn parse(text: &str) -> Result<NetworkMode, String> {
+        match text.split_once(':') {
+            None if text == "none" => Ok(NetworkMode::None),
+            None if text == "host" => Ok(NetworkMode::Host),
+            Some(("service", s)) if !s.is_empty() => Ok(NetworkMode::Service(s.to_string())),
+            Some(("container", c)) if !c.is_empty() => Ok(NetworkMode::Container(c.to_string())),
+            _ => Err(format!(
+                "network_mode: {text}: kiln gives none, host, service:NAME and container:NAME \
+                 (it creates no bridges; leave network_mode out to put the service on the \
+                 project's network)"
+            )),
+        }
+    }
+
+    /// As written in a compose file.
+    pub fn text(&self) -> String {
+        match self {
+            NetworkMode::None => "none".into(),
+            NetworkMode::Host => "host".into(),
+            NetworkMode::Service(s) => format!("service:{s}"),
+            NetworkMode::Container(c) => format!("container:{c}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +197,10 @@ pub struct Project {
 impl Project {
     pub fn network(&self) -> String {
         format!("{}_default", self.name)
+    }
+    /// Whether any service is on the project's network (none has a `network_mode:`).
+    pub fn uses_network(&self) -> bool {
+        self.services.iter().any(|s| s.network_mode.is_none())
     }
     pub fn volume(&self, name: &str) -> String {
         format!("{}_{name}", self.name)
@@ -657,6 +702,16 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
             .collect::<Result<_, String>>()?,
         Some(_) => return Err("depends_on: must be a list or a mapping".into()),
     };
+    let network_mode = text("network_mode")?
+        .map(|m| NetworkMode::parse(&m))
+        .transpose()?;
+    let mut depends_on = depends_on;
+    if let Some(NetworkMode::Service(other)) = &network_mode {
+        // Its namespace must exist first, as docker compose orders it.
+        depends_on
+            .entry(other.clone())
+            .or_insert_with(|| "service_started".to_string());
+    }
     let ports = match get("ports") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Sequence(items)) => items
@@ -738,6 +793,7 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
         working_dir: text("working_dir")?,
         user: text("user")?,
         restart: text("restart")?,
+        network_mode,
     })
 }
 
@@ -1072,9 +1128,16 @@ fn model(p: &Project) -> Value {
         if let Some(i) = &svc.image {
             m.insert(s("image"), s(i));
         }
-        let mut nets = Mapping::new();
-        nets.insert(s("default"), Value::Null);
-        m.insert(s("networks"), Value::Mapping(nets));
+        match &svc.network_mode {
+            Some(mode) => {
+                m.insert(s("network_mode"), s(&mode.text()));
+            }
+            None => {
+                let mut nets = Mapping::new();
+                nets.insert(s("default"), Value::Null);
+                m.insert(s("networks"), Value::Mapping(nets));
+            }
+        }
         if !svc.ports.is_empty() {
             let ports = svc
                 .ports
@@ -1124,11 +1187,13 @@ fn model(p: &Project) -> Value {
         services.insert(s(&svc.name), Value::Mapping(m));
     }
     top.insert(s("services"), Value::Mapping(services));
-    let mut nets = Mapping::new();
-    let mut def = Mapping::new();
-    def.insert(s("name"), s(&p.network()));
-    nets.insert(s("default"), Value::Mapping(def));
-    top.insert(s("networks"), Value::Mapping(nets));
+    if p.uses_network() {
+        let mut nets = Mapping::new();
+        let mut def = Mapping::new();
+        def.insert(s("name"), s(&p.network()));
+        nets.insert(s("default"), Value::Mapping(def));
+        top.insert(s("networks"), Value::Mapping(nets));
+    }
     if !p.volumes.is_empty() {
         let mut vols = Mapping::new();
         for v in &p.volumes {

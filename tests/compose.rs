@@ -1488,3 +1488,94 @@ volumes:
     let vols = run_ok(docker().args(["volume", "ls", "-q", "--filter", &format!("name={name}")]));
     assert_eq!(stdout_text(&vols).trim(), "");
 }
+
+/// `network_mode:` as docker compose gives it without a bridge: `none` (own loopback),
+/// `service:NAME` (that service's namespace, started first); no project network is made when
+/// no service is on it; `bridge` is refused with the forms kiln has.
+#[test]
+fn network_mode_none_and_service_share_a_namespace_and_make_no_network() {
+    let dir = temp_dir();
+    let proj = dir.path().join("netmode");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            r#"services:
+  client:
+    image: {BUSYBOX}
+    network_mode: "service:web"
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"]
+  web:
+    image: {BUSYBOX}
+    network_mode: none
+    command: ["busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/etc"]
+"#
+        ),
+    )
+    .unwrap();
+    let printed = config(&proj, &["-p", "netmode"]);
+    assert!(printed.contains("network_mode: service:web"), "{printed}");
+    assert!(printed.contains("network_mode: none"), "{printed}");
+    assert!(!printed.contains("netmode_default"), "{printed}");
+    // client depends on web through its network_mode: web comes first.
+    assert!(
+        printed.find("depends_on").is_some(),
+        "the namespace's owner is a dependency: {printed}"
+    );
+
+    let bad = dir.path().join("bridge");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(
+        bad.join("compose.yaml"),
+        format!("services:\n  a:\n    image: {BUSYBOX}\n    network_mode: bridge\n"),
+    )
+    .unwrap();
+    let store = shared_store();
+    let out = run(store.cmd().args(["compose", "config"]).current_dir(&bad));
+    assert!(!out.status.success());
+    let err = stderr_text(&out);
+    assert!(err.contains("network_mode: bridge"), "{err}");
+    assert!(err.contains("service:NAME"), "{err}");
+
+    if !can_run_containers() {
+        return;
+    }
+    let store = KilnStore::with_busybox();
+    let compose = |args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.args(["compose", "-p", "netmode"])
+            .args(args)
+            .current_dir(&proj);
+        run(&mut cmd)
+    };
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-t", "1"]);
+        }
+    }
+    let _down = Down(&compose);
+    ok(compose(&["up", "-d"]), "compose up -d");
+    let networks = ok(store.kiln(["network", "ls"]), "network ls");
+    assert!(!networks.contains("netmode_default"), "{networks}");
+    // client is in web's namespace: web's loopback server answers it.
+    let mut fetched = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let out = compose(&[
+                "exec",
+                "client",
+                "busybox",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                "http://127.0.0.1:8080/hostname",
+            ]);
+            fetched = show(&out);
+            out.status.success()
+        }),
+        "{fetched}"
+    );
+    ok(compose(&["down", "-t", "1"]), "compose down");
+}

@@ -22,7 +22,7 @@ use crate::cli::{
     BuildArgs, Cli, Command, ComposeArgs, ComposeCommand, ConvertFormat, ExecArgs, PullArgs,
     PushArgs, RunArgs,
 };
-use crate::compose::{self, Project, Service};
+use crate::compose::{self, NetworkMode, Project, Service};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 enum ComposeRunError {
@@ -602,7 +602,7 @@ fn up(
 /// The project's network and volumes, created when missing.
 fn network_and_volumes(store: &Store, p: &Project) -> miette::Result<()> {
     let net = p.network();
-    if network::inspect(store, &net).is_err() {
+    if p.uses_network() && network::inspect(store, &net).is_err() {
         network::create(store, &net)?;
         eprintln!("Network {net} Created");
     }
@@ -832,8 +832,18 @@ fn run_args(
     // `--flag=value`, so a value that starts with `-` is still the flag's value.
     let mut flag = |f: &str, v: &str| argv.push(format!("{f}={v}"));
     flag("--name", name);
-    flag("--network", &p.network());
-    flag("--network-alias", &s.name);
+    match &s.network_mode {
+        None => {
+            flag("--network", &p.network());
+            flag("--network-alias", &s.name);
+        }
+        Some(NetworkMode::None) => flag("--network", "none"),
+        Some(NetworkMode::Host) => flag("--network", "host"),
+        Some(NetworkMode::Service(other)) => {
+            flag("--network", &format!("container:{}", p.container(other, 1)))
+        }
+        Some(NetworkMode::Container(c)) => flag("--network", &format!("container:{c}")),
+    }
     for (k, v) in &s.environment {
         flag("--env", &format!("{k}={v}"));
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_norway::{Mapping, Value};
 
-use super::{Mount, Project, Service};
+use super::{Mount, NetworkMode, Project, Service};
 
 /// One object: the file name `-o DIR` gives it, and the object.
 pub struct Object {
@@ -234,6 +234,17 @@ fn deployment(p: &Project, svc: &Service, image: &str, notes: &mut Vec<String>) 
     let mut pod = Mapping::new();
     pod.insert(s("containers"), Value::Sequence(vec![Value::Mapping(c)]));
     pod.insert(s("restartPolicy"), s("Always"));
+    match &svc.network_mode {
+        None => {}
+        Some(NetworkMode::Host) => {
+            pod.insert(s("hostNetwork"), Value::Bool(true));
+        }
+        Some(mode) => notes.push(format!(
+            "service {}: network_mode: {} has no Deployment equivalent; the pod gets the cluster's network",
+            svc.name,
+            mode.text()
+        )),
+    }
     if !volumes.is_empty() {
         pod.insert(s("volumes"), Value::Sequence(volumes));
     }
