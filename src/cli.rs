@@ -277,6 +277,8 @@ pub struct RunArgs {
     /// Log options of a detached container: max-size=SIZE (10m), max-file=N
     #[arg(long = "log-opt", value_name = "K=V")]
     pub log_opts: Vec<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// The image, then the command and its arguments
     #[arg(
         required = true,
@@ -284,6 +286,31 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub image_and_args: Vec<String>,
+}
+
+/// `kiln run`'s capabilities, namespaces, and what a container shares with the host and
+/// other containers.
+#[derive(Debug, Default, Args)]
+pub struct SecurityArgs {
+    /// Add a Linux capability (CHOWN or CAP_CHOWN, any case; ALL for every one)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (CHOWN or CAP_CHOWN, any case; ALL for every one)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, no seccomp filter, /proc and /sys unmasked (host devices are not
+    /// added; see docs/containers.md)
+    #[arg(long)]
+    pub privileged: bool,
+    /// PID namespace: host, or container:NAME (default: a new one)
+    #[arg(long, value_name = "host|container:NAME")]
+    pub pid: Option<String>,
+    /// Mount the volumes and binds of another container: CONTAINER[:ro|:rw]
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|:rw]")]
+    pub volumes_from: Vec<String>,
+    /// Publish every port the image EXPOSEs on a free port of 127.0.0.1
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,7 +35,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use super::channel::{self, Report, CONTROL_FD};
-use super::spec::{ContainerSpec, Network};
+use super::spec::{ContainerSpec, Network, PidNamespace};
 use super::syscall::{Create, Linux, Syscall};
 use super::{rootfs, security, user};
 
@@ -196,11 +196,36 @@ fn monitor() -> i32 {
         Ok(r) => r,
         Err(e) => return fail(format!("starting the port relays: {}", e.desc()), 125),
     };
-    let flags = CloneFlags::CLONE_NEWNS
+    let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWCGROUP;
+    match &spec.pid {
+        PidNamespace::Private => flags |= CloneFlags::CLONE_NEWPID,
+        PidNamespace::Host => {}
+        PidNamespace::Join { path } => {
+            // The next fork lands in the other container's pid namespace.
+            let joined = std::fs::File::open(path)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    nix::sched::setns(&f, CloneFlags::CLONE_NEWPID).map_err(|e| e.desc().into())
+                });
+            if let Err(e) = joined {
+                return fail(
+                    format!(
+                        "joining the pid namespace {} (is that container running?): {e}",
+                        path.display()
+                    ),
+                    125,
+                );
+            }
+        }
+    }
+    if spec.pid != PidNamespace::Private {
+        // No pid namespace of its own ends the payload's children with it: the monitor
+        // adopts them (subreaper) and kills what is left when the payload ends.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
     if let Err(e) = Linux.unshare(flags) {
         return fail(format!("creating the namespaces: {}", e.desc()), 125);
     }
@@ -237,7 +262,42 @@ fn monitor() -> i32 {
     report(&Report::Pid {
         pid: pid1.as_raw() as u32,
     });
-    watch(pid1, &mask, relay, Some(exec_r))
+    let code = watch(pid1, &mask, relay, Some(exec_r));
+    if spec.pid != PidNamespace::Private {
+        kill_adopted();
+    }
+    code
+}
+
+/// Without a pid namespace of its own nothing ends the payload's children with it: kill
+/// and reap every process the monitor has adopted as their subreaper (the relay has been
+/// reaped by then), until none is left.
+fn kill_adopted() {
+    let me = std::process::id();
+    for _ in 0..100 {
+        let children: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|st| {
+                        let rest = &st[st.rfind(')')? + 1..];
+                        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                    })
+                    == Some(me)
+            })
+            .collect();
+        if children.is_empty() {
+            return;
+        }
+        for pid in children {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+    }
 }
 
 /// Whether the payload has exec'd: `Some(true)` when the exec pipe closed with nothing in it,
