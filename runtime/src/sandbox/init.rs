@@ -121,10 +121,19 @@ fn exec_monitor() -> i32 {
     {
         return fail("blocking signals".into(), 125);
     }
+    // The exec pipe, as the container's monitor has one: kiln learns that the process has
+    // exec'd (or why it could not) before `exec` returns.
+    let (exec_r, exec_w) =
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+            Ok(p) => p,
+            Err(e) => return fail(format!("pipe: {}", e.desc()), 125),
+        };
     // SAFETY: this process is single-threaded (a fresh exec).
     let child = match unsafe { fork() } {
         Err(e) => return fail(format!("fork: {}", e.desc()), 125),
         Ok(ForkResult::Child) => {
+            drop(exec_r);
+            EXEC_PIPE.store(exec_w.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             let _ = nix::unistd::setsid();
             let code = payload(&exec.spec, &old, true);
@@ -136,9 +145,10 @@ fn exec_monitor() -> i32 {
     report(&Report::Pid {
         pid: child.as_raw() as u32,
     });
+    drop(exec_w);
     // Nothing is mounted for an exec: set-up is done.
     report(&Report::Stubs { paths: Vec::new() });
-    watch(child, &mask, None, None)
+    watch(child, &mask, None, Some(exec_r))
 }
 
 fn report(r: &Report) {
