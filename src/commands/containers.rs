@@ -1,4 +1,4 @@
-//! ps, logs, start, stop, restart, kill, wait, exec and `inspect` of containers: the
+//! ps, logs, start, stop, restart, kill, wait, exec (and `exec -d`) and `inspect` of containers: the
 //! container lifecycle as docker's commands show it (columns, statuses, ages, JSON shapes).
 //! Names, full IDs and unique ID prefixes name a container everywhere.
 

@@ -1,5 +1,6 @@
 //! run, rm, volume: containers in the foreground, as `docker run` runs them. Turns docker's
-//! flag spellings (`-v`, `--mount`, `--tmpfs`, `-p`, `-e`, `--env-file`) into typed options,
+//! flag spellings (`-v`, `--mount`, `--tmpfs`, `-p`, `-P`, `-e`, `--env-file`, `--cap-add`,
+//! `--pid`, `--volumes-from`, ...) into typed options,
 //! forwards signals and the terminal, and exits with the container's status.
 
 use std::path::PathBuf;
@@ -354,7 +355,7 @@ fn security_options(s: &SecurityArgs, opts: &mut RunOptions) -> Result<(), RunEr
                 flag_error(
                     "--cap-add/--cap-drop",
                     &e.0,
-                    &e.to_string(),
+                    "unknown capability",
                     "capability names are the kernel's, with or without CAP_ (CHOWN, NET_ADMIN, SYS_PTRACE, ...), or ALL",
                 )
             })?;
@@ -378,8 +379,8 @@ fn security_options(s: &SecurityArgs, opts: &mut RunOptions) -> Result<(), RunEr
     };
     for v in &s.volumes_from {
         let (container, readonly) = match v.rsplit_once(':') {
-            Some((c, "ro")) => (c, Some(true)),
-            Some((c, "rw")) => (c, Some(false)),
+            Some((c, "ro")) => (c, true),
+            Some((c, "rw")) => (c, false),
             Some((_, other)) => {
                 return Err(flag_error(
                     "--volumes-from",
@@ -388,7 +389,7 @@ fn security_options(s: &SecurityArgs, opts: &mut RunOptions) -> Result<(), RunEr
                     "write --volumes-from CONTAINER, CONTAINER:ro or CONTAINER:rw",
                 ))
             }
-            None => (v.as_str(), None),
+            None => (v.as_str(), false),
         };
         opts.volumes_from.push(VolumesFrom {
             container: container.to_string(),

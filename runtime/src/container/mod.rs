@@ -181,11 +181,12 @@ pub enum PidRequest {
     Container(String),
 }
 
-/// `--volumes-from CONTAINER[:ro|:rw]`: `readonly` overrides each mount's own mode.
+/// `--volumes-from CONTAINER[:ro|:rw]`: with `:ro` every mount is read-only; `:rw` (the
+/// default) leaves each as the other container has it (docker's rule).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumesFrom {
     pub container: String,
-    pub readonly: Option<bool>,
+    pub readonly: bool,
 }
 
 /// A namespace a new container joins.
@@ -368,7 +369,7 @@ pub fn container_ns(
 const ETC_FILES: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
 
 /// `--volumes-from`: the other containers' binds and volumes (not tmpfs, not kiln's own
-/// /etc files), in order, each read-only as asked or as it was.
+/// /etc files), in order, each read-only when it was or when `:ro` asks.
 fn mounts_from(store: &Store, from: &[VolumesFrom]) -> Result<Vec<Mount>, ContainerError> {
     let mut out: Vec<Mount> = Vec::new();
     for f in from {
@@ -378,9 +379,7 @@ fn mounts_from(store: &Store, from: &[VolumesFrom]) -> Result<Vec<Mount>, Contai
                 continue;
             }
             let mut m = m.clone();
-            if let Some(ro) = f.readonly {
-                m.readonly = ro;
-            }
+            m.readonly |= f.readonly;
             out.retain(|o| o.target != m.target);
             out.push(m);
         }

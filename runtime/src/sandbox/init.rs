@@ -7,13 +7,16 @@
 //!   namespaces, forks PID 1, forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2/SIGWINCH
 //!   to it, relays published ports into the container's loopback, kills it when kiln goes
 //!   away (the liveness pipe closes, even when kiln is SIGKILLed), and exits with its status
-//!   (128+signal when it was killed).
+//!   (128+signal when it was killed). With `--pid host` it unshares no pid namespace, with
+//!   `--pid container:` it joins that one; in both it is the payload's subreaper and kills
+//!   what the payload leaves.
 //! - **PID 1**: mounts the root and everything in it (`rootfs`), pivots, then either becomes
 //!   the payload (Docker's default) or, with `--init`, stays as a minimal init that forwards
 //!   signals to the payload and reaps every zombie.
 //! - **exec monitor** (`kiln __kiln-sandbox-exec`, for `kiln exec`): joins the namespaces of
 //!   a running container's PID 1, forks the process into them and watches it as the monitor
-//!   watches PID 1; the process takes the payload's steps below.
+//!   watches PID 1 (reporting Started once it has exec'd); the process takes the payload's
+//!   steps below.
 //! - **payload**: closes every inherited descriptor, enters its working directory (resolved
 //!   inside the root, then checked, CVE-2024-21626), takes its identity, capabilities and
 //!   seccomp filter, and execs.
