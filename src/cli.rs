@@ -84,6 +84,12 @@ pub enum Command {
     Tag(TagArgs),
     /// Remove images
     Rmi(RmiArgs),
+    /// Manage images: ls, inspect, rm, tag, prune, history (the same as images, inspect,
+    /// rmi, tag, prune, history)
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Show kiln's version: the Client section of docker version
+    Version,
     /// Remove blobs and cache entries that nothing refers to
     Prune(PruneArgs),
     /// Run a command in a new container
@@ -277,6 +283,8 @@ pub struct RunArgs {
     /// Log options of a detached container: max-size=SIZE (10m), max-file=N
     #[arg(long = "log-opt", value_name = "K=V")]
     pub log_opts: Vec<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// The image, then the command and its arguments
     #[arg(
         required = true,
@@ -284,6 +292,31 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub image_and_args: Vec<String>,
+}
+
+/// `kiln run`'s capabilities, namespaces, and what a container shares with the host and
+/// other containers.
+#[derive(Debug, Default, Args)]
+pub struct SecurityArgs {
+    /// Add a Linux capability (CHOWN or CAP_CHOWN, any case; ALL for every one)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (CHOWN or CAP_CHOWN, any case; ALL for every one)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, no seccomp filter, /proc and /sys unmasked (host devices are not
+    /// added; see docs/containers.md)
+    #[arg(long)]
+    pub privileged: bool,
+    /// PID namespace: host, or container:NAME (default: a new one)
+    #[arg(long, value_name = "host|container:NAME")]
+    pub pid: Option<String>,
+    /// Mount the volumes and binds of another container: CONTAINER[:ro|:rw]
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|:rw]")]
+    pub volumes_from: Vec<String>,
+    /// Publish every port the image EXPOSEs on a free port of 127.0.0.1
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -519,6 +552,13 @@ pub struct ExecArgs {
     /// Working directory inside the container
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
+    /// Run the command in the background: kiln returns once it has started (its output is
+    /// discarded, as docker's)
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Internal (exec -d): report the start on descriptor 3
+    #[arg(long = "kiln-ready-fd", hide = true)]
+    pub ready_fd: bool,
     /// The container, then the command and its arguments
     #[arg(
         required = true,
@@ -717,9 +757,30 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
+    /// Show all images (kiln stores no intermediate images, so this is the same list)
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Only show image IDs
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images (kiln images)
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Show an image's configuration, manifest and layers as JSON (images only)
+    Inspect(InspectArgs),
+    /// Remove images (kiln rmi)
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Create a tag TARGET that refers to SOURCE (kiln tag)
+    Tag(TagArgs),
+    /// Remove blobs and cache entries that nothing refers to (kiln prune)
+    Prune(PruneArgs),
+    /// Show the history of an image (kiln history)
+    History(HistoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -759,6 +820,10 @@ pub struct TagArgs {
 
 #[derive(Debug, Args)]
 pub struct RmiArgs {
+    /// Untag an image even when containers use it (kept, untagged, while one does), and
+    /// remove every tag of an image named by ID
+    #[arg(short = 'f', long)]
+    pub force: bool,
     /// Images to remove
     #[arg(required = true)]
     pub images: Vec<String>,
@@ -766,6 +831,9 @@ pub struct RmiArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Do not ask (kiln never asks; accepted for docker's scripts)
+    #[arg(short = 'f', long)]
+    pub force: bool,
     /// Remove build records older than this (each target's two newest stay): 90d, 12h, 0s
     #[arg(long, value_name = "DURATION", default_value = "90d")]
     pub records_max_age: String,

@@ -25,4 +25,5 @@ mod network;
 mod registry;
 mod repro_check;
 mod reproducible;
+mod runflags;
 mod runner;

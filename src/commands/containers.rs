@@ -1,4 +1,4 @@
-//! ps, logs, start, stop, restart, kill, wait, exec and `inspect` of containers: the
+//! ps, logs, start, stop, restart, kill, wait, exec (and `exec -d`) and `inspect` of containers: the
 //! container lifecycle as docker's commands show it (columns, statuses, ages, JSON shapes).
 //! Names, full IDs and unique ID prefixes name a container everywhere.
 
@@ -511,6 +511,81 @@ pub fn wait(root: Option<PathBuf>, a: ContainersArgs) -> miette::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// The descriptor `exec --kiln-ready-fd` reports its start on.
+const EXEC_READY_FD: i32 = 3;
+
+/// `kiln exec -d`: the same exec run by a kiln of its own (a new session, standard streams
+/// on /dev/null), which holds the process until it ends as a foreground exec does; this
+/// one returns once it has started, with its failure's status if it did not.
+fn exec_detached(store: &Store, a: &ExecArgs) -> miette::Result<ExitCode> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| miette::miette!("cannot find kiln: {e}"))?;
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| miette::miette!("pipe: {}", e.desc()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--root")
+        .arg(store.root())
+        .args(["exec", "--kiln-ready-fd"]);
+    for e in a.env.iter().filter_map(|e| super::run::env_entry(e)) {
+        cmd.arg("-e").arg(e);
+    }
+    if let Some(u) = &a.user {
+        cmd.arg("-u").arg(u);
+    }
+    if let Some(w) = &a.workdir {
+        cmd.arg("-w").arg(w);
+    }
+    cmd.args(&a.container_and_command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let fd = ready_w.as_raw_fd();
+    // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2, setsid) on a
+    // descriptor that stays open until exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let high = nix::libc::fcntl(fd, nix::libc::F_DUPFD_CLOEXEC, 10);
+            if high < 0 || nix::libc::dup2(high, EXEC_READY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            nix::libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| miette::miette!("cannot start the detached exec: {e}"))?;
+    drop(ready_w);
+    let mut text = String::new();
+    let _ = std::fs::File::from(ready_r).read_to_string(&mut text);
+    match text.split_once(' ') {
+        None if text == "ok" => Ok(ExitCode::SUCCESS),
+        Some((code, message)) => {
+            eprintln!("kiln exec: {message}");
+            Ok(ExitCode::from(code.parse::<u8>().unwrap_or(125)))
+        }
+        None => miette::bail!("the detached exec ended before starting its command"),
+    }
+}
+
+/// `exec --kiln-ready-fd`: tell the `exec -d` that started this one how the start went.
+fn report_ready(started: &Result<kiln_runtime::sandbox::Container, SandboxError>) {
+    use std::os::fd::FromRawFd;
+    // Only a descriptor that is open (the pipe `exec_detached` put there) is written.
+    if nix::fcntl::fcntl(EXEC_READY_FD, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        return;
+    }
+    // SAFETY: fd 3 is the ready pipe exec_detached set up for this process; owned from here.
+    let mut f = unsafe { std::fs::File::from_raw_fd(EXEC_READY_FD) };
+    let text = match started {
+        Ok(_) => "ok".to_string(),
+        Err(SandboxError::Start { message, code }) => format!("{code} {message}"),
+        Err(e) => format!("125 {e}"),
+    };
+    let _ = f.write_all(text.as_bytes());
+}
+
 pub fn exec(root: Option<PathBuf>, a: ExecArgs) -> miette::Result<ExitCode> {
     let store = open_store(root)?;
     let name = &a.container_and_command[0];
@@ -518,6 +593,9 @@ pub fn exec(root: Option<PathBuf>, a: ExecArgs) -> miette::Result<ExitCode> {
     let Some(init_pid) = record.init_pid.filter(|_| record.running()) else {
         return Err(container::ContainerError::NotRunning(name.clone()).into());
     };
+    if a.detach {
+        return exec_detached(&store, &a);
+    }
     let mut spec = record.spec.clone();
     spec.process.args = a.container_and_command[1..].to_vec();
     let extra: Vec<String> = a
@@ -544,7 +622,11 @@ pub fn exec(root: Option<PathBuf>, a: ExecArgs) -> miette::Result<ExitCode> {
     };
     let launcher = Launcher::current().map_err(container::ContainerError::from)?;
     let exec = ExecSpec { init_pid, spec };
-    let result = launcher.exec(&exec, streams).and_then(|mut c| {
+    let started = launcher.exec(&exec, streams);
+    if a.ready_fd {
+        report_ready(&started);
+    }
+    let result = started.and_then(|mut c| {
         let raw;
         let relay = match c.terminal.take() {
             Some(master) => {

@@ -1,4 +1,5 @@
-//! images, inspect, history, tag, rmi, prune: looking after the store's images.
+//! images, inspect, history, tag, rmi, prune (and `kiln image ...`, the same commands),
+//! version: looking after the store's images.
 //! Tables and human-readable sizes and ages follow `docker images` / `docker history`.
 //! A multi-platform index is one row of `kiln images` (its ID is the index digest, its age the
 //! host platform's image's, its size every platform's layers); `inspect` shows the host
@@ -12,7 +13,38 @@ use kiln_runtime::store::{Store, Stored, StoredIndex};
 use serde_json::json;
 
 use super::transfer::open_store;
-use crate::cli::{HistoryArgs, ImagesArgs, InspectArgs, PruneArgs, RmiArgs, TagArgs};
+use crate::cli::{HistoryArgs, ImageCommand, ImagesArgs, InspectArgs, PruneArgs, RmiArgs, TagArgs};
+
+/// `kiln image ls|inspect|rm|tag|prune|history`: docker's management spellings of the
+/// image commands (`image inspect` looks at images only, as docker's does).
+pub fn image(root: Option<PathBuf>, c: ImageCommand) -> miette::Result<()> {
+    match c {
+        ImageCommand::Ls(a) => images(root, a),
+        ImageCommand::Inspect(a) => inspect_image(root, a),
+        ImageCommand::Rm(a) => rmi(root, a),
+        ImageCommand::Tag(a) => tag(root, a),
+        ImageCommand::Prune(a) => prune(root, a),
+        ImageCommand::History(a) => history(root, a),
+    }
+}
+
+/// The commit kiln was built from, when the build could ask git (`build.rs`).
+const GIT_COMMIT: Option<&str> = option_env!("KILN_GIT_COMMIT");
+
+/// `kiln version`: the Client section of `docker version`, the fields kiln has.
+pub fn version() -> miette::Result<()> {
+    let platform = kiln_compiler::platform::host();
+    println!("Client:");
+    println!(" {:<19}{}", "Version:", env!("CARGO_PKG_VERSION"));
+    if let Some(commit) = GIT_COMMIT.filter(|c| !c.is_empty()) {
+        println!(" {:<19}{commit}", "Git commit:");
+    }
+    println!(
+        " {:<19}{}/{}",
+        "OS/Arch:", platform.os, platform.architecture
+    );
+    Ok(())
+}
 
 /// Docker's size format: decimal units, three significant digits (`1.99MB`, `117MB`, `0B`).
 fn human_size(bytes: u64) -> String {
@@ -213,6 +245,16 @@ pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
         println!("{text}");
         return Ok(());
     }
+    inspect_in(&store, a)
+}
+
+/// `kiln image inspect`: images only.
+fn inspect_image(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    inspect_in(&store, a)
+}
+
+fn inspect_in(store: &Store, a: InspectArgs) -> miette::Result<()> {
     let (image, index) = match store.lookup(&ImageRef::parse(&a.image)?)? {
         Stored::Image(image) => (*image, None),
         Stored::Index(index) => (
@@ -340,16 +382,8 @@ pub fn rmi(root: Option<PathBuf>, a: RmiArgs) -> miette::Result<()> {
     let store = open_store(root)?;
     let mut failures = Vec::new();
     for reference in &a.images {
-        match store.remove(reference) {
-            Ok(removed) => {
-                for tag in &removed.untagged {
-                    println!("Untagged: {}", tag.familiar());
-                }
-                if let Some(id) = &removed.deleted {
-                    println!("Deleted: {id}");
-                }
-            }
-            Err(e) => failures.push(miette::Report::from(e)),
+        if let Err(e) = remove_image(&store, reference, a.force) {
+            failures.push(e);
         }
     }
     match failures.len() {
@@ -362,6 +396,66 @@ pub fn rmi(root: Option<PathBuf>, a: RmiArgs) -> miette::Result<()> {
             Err(failures.remove(n - 1))
         }
     }
+}
+
+/// `rmi` of one reference, as docker's: an image containers use (stopped or running) keeps
+/// its last reference unless forced; forced, its tags go but the image stays, untagged,
+/// while a container uses it (and by ID not at all while one runs). `-f` of an image with
+/// several tags named by ID removes every tag.
+fn remove_image(store: &Store, reference: &str, force: bool) -> miette::Result<()> {
+    let print = |removed: &kiln_runtime::store::Removed| {
+        for tag in &removed.untagged {
+            println!("Untagged: {}", tag.familiar());
+        }
+        if let Some(id) = &removed.deleted {
+            println!("Deleted: {id}");
+        }
+    };
+    let parsed = ImageRef::parse(reference)?;
+    if let Ok(Stored::Image(image)) = store.lookup(&parsed) {
+        let users: Vec<_> = kiln_runtime::container::list(store)?
+            .into_iter()
+            .filter(|r| &r.image_id == image.id())
+            .collect();
+        let by_name = ImageName::parse(reference)
+            .ok()
+            .filter(|n| image.tags.contains(n));
+        let last_reference = by_name.is_none() || image.tags.len() <= 1;
+        if let (Some(user), true) = (users.first(), last_reference) {
+            let (id, container) = (image.id().short().to_string(), &user.id[..12]);
+            if !force {
+                miette::bail!(
+                    help = "remove the container first, or untag with kiln rmi -f (the image stays while a container uses it)",
+                    "conflict: unable to remove repository reference {reference:?} (must force) - container {container} is using its referenced image {id}"
+                );
+            }
+            if let (None, Some(running)) = (&by_name, users.iter().find(|r| r.held())) {
+                miette::bail!(
+                    "conflict: unable to delete {id} (cannot be forced) - image is being used by running container {}",
+                    &running.id[..12]
+                );
+            }
+            let untag: Vec<ImageName> = match by_name {
+                Some(n) => vec![n],
+                None => image.tags.clone(),
+            };
+            for name in &untag {
+                store.remove_ref(name)?;
+                println!("Untagged: {}", name.familiar());
+            }
+            // Still the image of a container: it stays in the index, untagged.
+            store.register_image(&image.manifest_digest, &[])?;
+            return Ok(());
+        }
+        if force && by_name.is_none() && image.tags.len() > 1 {
+            for name in &image.tags {
+                print(&store.remove(&name.to_string())?);
+            }
+            return Ok(());
+        }
+    }
+    print(&store.remove(reference)?);
+    Ok(())
 }
 
 /// `90d`, or a Go duration (`12h`, `30m`, `0s`).

@@ -51,6 +51,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Tag(a) => done(images::tag(root, a)),
         Command::Rmi(a) => done(images::rmi(root, a)),
         Command::Prune(a) => done(images::prune(root, a)),
+        Command::Image(c) => done(images::image(root, c)),
+        Command::Version => done(images::version()),
         Command::Run(a) => done(run::run(root, a)),
         Command::Volume(c) => done(run::volume(root, c)),
         Command::Network(c) => done(network::network(root, c)),

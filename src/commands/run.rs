@@ -1,5 +1,6 @@
 //! run, rm, volume: containers in the foreground, as `docker run` runs them. Turns docker's
-//! flag spellings (`-v`, `--mount`, `--tmpfs`, `-p`, `-e`, `--env-file`) into typed options,
+//! flag spellings (`-v`, `--mount`, `--tmpfs`, `-p`, `-P`, `-e`, `--env-file`, `--cap-add`,
+//! `--pid`, `--volumes-from`, ...) into typed options,
 //! forwards signals and the terminal, and exits with the container's status.
 
 use std::path::PathBuf;
@@ -7,14 +8,15 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kiln_runtime::container::{
-    self, log::LogConfig, volume, JoinRequest, MountRequest, RestartPolicy, RunOptions,
+    self, log::LogConfig, volume, JoinRequest, MountRequest, PidRequest, RestartPolicy, RunOptions,
+    VolumesFrom,
 };
 use kiln_runtime::sandbox::spec::{Port, Protocol};
 use kiln_runtime::sandbox::{tty, SandboxError, Streams};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
 use super::transfer::open_store;
-use crate::cli::{RmArgs, RunArgs, VolumeCommand};
+use crate::cli::{RmArgs, RunArgs, SecurityArgs, VolumeCommand};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 enum RunError {
@@ -343,6 +345,61 @@ fn parse_log_opts(opts: &[String]) -> Result<LogConfig, RunError> {
     Ok(config)
 }
 
+/// `--cap-add`, `--cap-drop`, `--privileged`, `--pid`, `--volumes-from`, `-P`, into the
+/// fields of `opts` they set.
+fn security_options(s: &SecurityArgs, opts: &mut RunOptions) -> Result<(), RunError> {
+    use kiln_runtime::sandbox::caps;
+    if s.privileged || !s.cap_add.is_empty() || !s.cap_drop.is_empty() {
+        let set = caps::tweak(&s.cap_add, &s.cap_drop, s.privileged, caps::all_available())
+            .map_err(|e| {
+                flag_error(
+                    "--cap-add/--cap-drop",
+                    &e.0,
+                    "unknown capability",
+                    "capability names are the kernel's, with or without CAP_ (CHOWN, NET_ADMIN, SYS_PTRACE, ...), or ALL",
+                )
+            })?;
+        opts.capabilities = Some(set);
+    }
+    opts.privileged = s.privileged;
+    opts.pid = match s.pid.as_deref() {
+        None | Some("") => PidRequest::Private,
+        Some("host") => PidRequest::Host,
+        Some(other) => match other.strip_prefix("container:") {
+            Some(c) if !c.is_empty() => PidRequest::Container(c.to_string()),
+            _ => {
+                return Err(flag_error(
+                    "--pid",
+                    other,
+                    "expected host or container:NAME",
+                    "write --pid host or --pid container:NAME",
+                ))
+            }
+        },
+    };
+    for v in &s.volumes_from {
+        let (container, readonly) = match v.rsplit_once(':') {
+            Some((c, "ro")) => (c, true),
+            Some((c, "rw")) => (c, false),
+            Some((_, other)) => {
+                return Err(flag_error(
+                    "--volumes-from",
+                    v,
+                    &format!("unknown mode {other:?}"),
+                    "write --volumes-from CONTAINER, CONTAINER:ro or CONTAINER:rw",
+                ))
+            }
+            None => (v.as_str(), false),
+        };
+        opts.volumes_from.push(VolumesFrom {
+            container: container.to_string(),
+            readonly,
+        });
+    }
+    opts.publish_all = s.publish_all;
+    Ok(())
+}
+
 pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     let mut env = Vec::new();
     for f in &a.env_files {
@@ -390,7 +447,7 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         .iter()
         .map(|p| parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(RunOptions {
+    let mut opts = RunOptions {
         args: a.image_and_args[1..].to_vec(),
         name: a.name.clone(),
         env,
@@ -409,7 +466,10 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         remove: a.rm,
         restart: parse_restart(&a.restart)?,
         log: parse_log_opts(&a.log_opts)?,
-    })
+        ..RunOptions::default()
+    };
+    security_options(&a.security, &mut opts)?;
+    Ok(opts)
 }
 
 /// `kiln create`: the container's record, nothing started; prints its ID.

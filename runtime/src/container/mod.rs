@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::Digest;
-use crate::sandbox::spec::{self, ContainerSpec, Mount, MountKind, Network, Port, Process, Rootfs};
+use crate::sandbox::spec::{
+    self, ContainerSpec, Mount, MountKind, Network, PidNamespace, Port, Process, Protocol, Rootfs,
+};
 use crate::sandbox::{caps, Exit, SandboxError};
 use crate::store::{Image, Store, StoreError};
 
@@ -158,6 +160,35 @@ pub struct RunOptions {
     pub remove: bool,
     pub restart: RestartPolicy,
     pub log: log::LogConfig,
+    /// Capabilities of a root payload (`--cap-add`, `--cap-drop` and `--privileged` as
+    /// `caps::tweak` reads them); `None` is docker's default set.
+    pub capabilities: Option<caps::CapabilitySet>,
+    /// `--privileged`: no seccomp filter, no masked /proc and /sys paths, /sys writable.
+    pub privileged: bool,
+    /// `--pid`.
+    pub pid: PidRequest,
+    /// `--volumes-from`: the binds and volumes of other containers, at the same paths.
+    pub volumes_from: Vec<VolumesFrom>,
+    /// `-P`: every port the image EXPOSEs published on a free port of 127.0.0.1.
+    pub publish_all: bool,
+}
+
+/// `--pid`: the pid namespace a new container gets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PidRequest {
+    #[default]
+    Private,
+    Host,
+    /// Another running container's (`container:NAME`).
+    Container(String),
+}
+
+/// `--volumes-from CONTAINER[:ro|:rw]`: with `:ro` every mount is read-only; `:rw` (the
+/// default) leaves each as the other container has it (docker's rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumesFrom {
+    pub container: String,
+    pub readonly: bool,
 }
 
 /// A namespace a new container joins.
@@ -325,6 +356,83 @@ pub fn parse_signal(text: &str) -> Option<nix::sys::signal::Signal> {
         format!("SIG{upper}")
     };
     name.parse().ok()
+}
+
+/// The nsfs file of namespace `ns` (`net`, `pid`, ...) of a running container's PID 1.
+pub fn container_ns(
+    store: &Store,
+    container: &str,
+    ns: &str,
+) -> Result<(Record, PathBuf), ContainerError> {
+    let record = find(store, container)?;
+    match (record.running(), record.init_pid) {
+        (true, Some(pid)) => {
+            let path = Path::new("/proc").join(pid.to_string()).join("ns").join(ns);
+            Ok((record, path))
+        }
+        _ => Err(ContainerError::NotRunning(record.name.clone())),
+    }
+}
+
+/// The files kiln makes for every container (`sandbox::net::etc_files`) or binds for a
+/// network's members: not volumes, so `--volumes-from` leaves them.
+const ETC_FILES: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+
+/// `--volumes-from`: the other containers' binds and volumes (not tmpfs, not kiln's own
+/// /etc files), in order, each read-only when it was or when `:ro` asks.
+fn mounts_from(store: &Store, from: &[VolumesFrom]) -> Result<Vec<Mount>, ContainerError> {
+    let mut out: Vec<Mount> = Vec::new();
+    for f in from {
+        let other = find(store, &f.container)?;
+        for m in &other.spec.mounts {
+            if !matches!(m.kind, MountKind::Bind { .. }) || ETC_FILES.contains(&m.target.as_str()) {
+                continue;
+            }
+            let mut m = m.clone();
+            m.readonly |= f.readonly;
+            out.retain(|o| o.target != m.target);
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// `-P`: each EXPOSEd port (`80`, `80/tcp`, `53/udp`) on a port of 127.0.0.1 that is free
+/// now (the kernel picks it), unless `-p` already publishes that container port.
+fn publish_all(
+    exposed: &std::collections::BTreeMap<String, crate::oci::Empty>,
+    ports: &mut Vec<Port>,
+) -> Result<(), ContainerError> {
+    for spec in exposed.keys() {
+        let (num, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+        let protocol = match proto {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => continue,
+        };
+        let Ok(container_port) = num.parse::<u16>() else {
+            continue;
+        };
+        if ports
+            .iter()
+            .any(|p| p.container_port == container_port && p.protocol == protocol)
+        {
+            continue;
+        }
+        let host_port =
+            crate::sandbox::net::free_port(protocol).map_err(|e| ContainerError::Io {
+                action: "find a free port on",
+                path: PathBuf::from("127.0.0.1"),
+                source: e,
+            })?;
+        ports.push(Port {
+            host_ip: "127.0.0.1".into(),
+            host_port,
+            container_port,
+            protocol,
+        });
+    }
+    Ok(())
 }
 
 fn containers_dir(store: &Store) -> PathBuf {
@@ -525,8 +633,28 @@ pub fn create(
         layers.push(empty);
     }
     let mut mounts = crate::sandbox::net::etc_files(&hostname, &network);
-    for m in &opts.mounts {
-        mounts.push(mount_for(store, m)?);
+    // `--volumes-from` first; a `-v`/`--mount` at the same path replaces it (docker's order).
+    let own: Vec<Mount> = opts
+        .mounts
+        .iter()
+        .map(|m| mount_for(store, m))
+        .collect::<Result<_, _>>()?;
+    for m in mounts_from(store, &opts.volumes_from)? {
+        if !own.iter().any(|o| o.target == m.target) {
+            mounts.push(m);
+        }
+    }
+    mounts.extend(own);
+    let pid = match &opts.pid {
+        PidRequest::Private => PidNamespace::Private,
+        PidRequest::Host => PidNamespace::Host,
+        PidRequest::Container(c) => PidNamespace::Join {
+            path: container_ns(store, c, "pid")?.1,
+        },
+    };
+    let mut ports = opts.ports.clone();
+    if opts.publish_all && network != Network::Host {
+        publish_all(&config.exposed_ports, &mut ports)?;
     }
     let cwd = opts
         .workdir
@@ -555,9 +683,13 @@ pub fn create(
         network,
         mounts,
         init: opts.init,
-        capabilities: caps::DOCKER_DEFAULT,
-        seccomp: true,
-        ports: opts.ports.clone(),
+        capabilities: opts
+            .capabilities
+            .map_or(caps::DOCKER_DEFAULT, caps::CapabilitySet::bits),
+        seccomp: !opts.privileged,
+        ports,
+        privileged: opts.privileged,
+        pid,
     };
     let mut record = Record {
         id,

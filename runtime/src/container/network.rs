@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -299,12 +299,5 @@ pub fn container_netns(
     store: &Store,
     container: &str,
 ) -> Result<(Record, PathBuf), ContainerError> {
-    let record = super::find(store, container)?;
-    match (record.running(), record.init_pid) {
-        (true, Some(pid)) => {
-            let path = Path::new("/proc").join(pid.to_string()).join("ns/net");
-            Ok((record, path))
-        }
-        _ => Err(ContainerError::NotRunning(record.name.clone())),
-    }
+    super::container_ns(store, container, "net")
 }

@@ -5,7 +5,9 @@
 //! [`keep_across_user_switch`] → setgroups, setgid, setuid → [`apply`]. A root payload ends with permitted = effective = bounding = the set; a non-root
 //! one keeps only the bounding set, the kernel clearing the others at exec (no file caps),
 //! exactly as under Docker. Raw `capset(2)`: two words of version 3, nothing a crate adds.
-//! Must not: decide the set (the spec carries it).
+//! Also the one reading of docker's `--cap-add`/`--cap-drop`/`--privileged` into a set
+//! ([`tweak`], moby's `TweakCapabilities`), over kiln's table of capability names.
+//! Must not: apply anything but the spec's set (the spec carries it).
 
 /// Capabilities kiln names (the numbers are the kernel's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,124 @@ pub enum Capability {
 
 /// The highest capability number kiln knows.
 const LAST_CAP: u8 = 40;
+
+/// Every capability kiln knows, with the kernel's name (without `CAP_`), in number order.
+const NAMES: [(&str, Capability); 41] = {
+    use Capability::*;
+    [
+        ("CHOWN", Chown),
+        ("DAC_OVERRIDE", DacOverride),
+        ("DAC_READ_SEARCH", DacReadSearch),
+        ("FOWNER", Fowner),
+        ("FSETID", Fsetid),
+        ("KILL", Kill),
+        ("SETGID", Setgid),
+        ("SETUID", Setuid),
+        ("SETPCAP", Setpcap),
+        ("LINUX_IMMUTABLE", LinuxImmutable),
+        ("NET_BIND_SERVICE", NetBindService),
+        ("NET_BROADCAST", NetBroadcast),
+        ("NET_ADMIN", NetAdmin),
+        ("NET_RAW", NetRaw),
+        ("IPC_LOCK", IpcLock),
+        ("IPC_OWNER", IpcOwner),
+        ("SYS_MODULE", SysModule),
+        ("SYS_RAWIO", SysRawio),
+        ("SYS_CHROOT", SysChroot),
+        ("SYS_PTRACE", SysPtrace),
+        ("SYS_PACCT", SysPacct),
+        ("SYS_ADMIN", SysAdmin),
+        ("SYS_BOOT", SysBoot),
+        ("SYS_NICE", SysNice),
+        ("SYS_RESOURCE", SysResource),
+        ("SYS_TIME", SysTime),
+        ("SYS_TTY_CONFIG", SysTtyConfig),
+        ("MKNOD", Mknod),
+        ("LEASE", Lease),
+        ("AUDIT_WRITE", AuditWrite),
+        ("AUDIT_CONTROL", AuditControl),
+        ("SETFCAP", Setfcap),
+        ("MAC_OVERRIDE", MacOverride),
+        ("MAC_ADMIN", MacAdmin),
+        ("SYSLOG", Syslog),
+        ("WAKE_ALARM", WakeAlarm),
+        ("BLOCK_SUSPEND", BlockSuspend),
+        ("AUDIT_READ", AuditRead),
+        ("PERFMON", Perfmon),
+        ("BPF", Bpf),
+        ("CHECKPOINT_RESTORE", CheckpointRestore),
+    ]
+};
+
+impl Capability {
+    /// A capability by docker's spelling: `chown`, `CHOWN` or `CAP_CHOWN`.
+    pub fn from_name(name: &str) -> Option<Capability> {
+        let upper = name.trim().to_ascii_uppercase();
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        NAMES.iter().find(|(n, _)| *n == bare).map(|(_, c)| *c)
+    }
+}
+
+/// A `--cap-add`/`--cap-drop` name kiln does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown capability: {0:?}")]
+pub struct UnknownCapability(pub String);
+
+/// `ALL` as kiln gives it: every capability the kernel has (up to
+/// `/proc/sys/kernel/cap_last_cap`) that kiln's own bounding set still holds. (Docker asks
+/// for every capability of the kernel and fails to start the container when its daemon
+/// lacks one.)
+pub fn all_available() -> CapabilitySet {
+    let mut set = CapabilitySet(0);
+    for (_, cap) in NAMES {
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as u8 as libc::c_ulong, 0, 0, 0) };
+        if rc == 1 {
+            set.insert(cap);
+        }
+    }
+    set
+}
+
+/// Docker's reading of `--privileged`, `--cap-add` and `--cap-drop` (moby's
+/// `TweakCapabilities`): privileged is `all`; `--cap-add ALL` is `all` less the drops;
+/// `--cap-drop ALL` is only the adds; otherwise the default less the drops plus the adds.
+/// Names with or without `CAP_`, any case; `ALL` in either list.
+pub fn tweak(
+    adds: &[String],
+    drops: &[String],
+    privileged: bool,
+    all: CapabilitySet,
+) -> Result<CapabilitySet, UnknownCapability> {
+    if privileged {
+        return Ok(all);
+    }
+    let default = CapabilitySet::docker_default();
+    if adds.is_empty() && drops.is_empty() {
+        return Ok(default);
+    }
+    let is_all = |n: &String| {
+        let u = n.trim().to_ascii_uppercase();
+        u == "ALL" || u == "CAP_ALL"
+    };
+    let set_of = |names: &[String]| -> Result<CapabilitySet, UnknownCapability> {
+        let mut s = CapabilitySet(0);
+        for n in names.iter().filter(|n| !is_all(n)) {
+            let bare = n.trim().to_ascii_uppercase();
+            let bare = bare.strip_prefix("CAP_").unwrap_or(&bare).to_string();
+            s.insert(Capability::from_name(n).ok_or(UnknownCapability(format!("CAP_{bare}")))?);
+        }
+        Ok(s)
+    };
+    let (add, drop) = (set_of(adds)?, set_of(drops)?);
+    Ok(if adds.iter().any(is_all) {
+        CapabilitySet(all.0 & !drop.0)
+    } else if drops.iter().any(is_all) {
+        add
+    } else {
+        CapabilitySet((default.0 & !drop.0) | add.0)
+    })
+}
 
 /// Docker's default set: CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP
 /// SETPCAP NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE (CapEff 00000000a80425fb).
@@ -214,5 +334,41 @@ mod tests {
         assert_eq!(s.bits(), DOCKER_DEFAULT);
         assert_eq!(format!("{:016x}", DOCKER_DEFAULT), "00000000a80425fb");
         assert!(!s.contains(SysAdmin));
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn names_table_is_in_number_order() {
+        for (i, (_, c)) in NAMES.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+        assert_eq!(
+            Capability::from_name("cap_sys_admin"),
+            Some(Capability::SysAdmin)
+        );
+        assert_eq!(
+            Capability::from_name("Net_Admin"),
+            Some(Capability::NetAdmin)
+        );
+        assert_eq!(Capability::from_name("FOO"), None);
+    }
+
+    #[test]
+    fn docker_tweak_rules() {
+        let all = CapabilitySet::from_bits((1 << 41) - 1);
+        let t = |a: &[&str], d: &[&str], p| tweak(&names(a), &names(d), p, all).unwrap().bits();
+        assert_eq!(t(&[], &[], false), DOCKER_DEFAULT);
+        assert_eq!(t(&[], &[], true), all.bits());
+        assert_eq!(t(&["SYS_ADMIN"], &["ALL"], true), all.bits());
+        assert_eq!(t(&[], &["chown"], false), DOCKER_DEFAULT & !1);
+        assert_eq!(t(&["CAP_SYS_ADMIN"], &[], false), DOCKER_DEFAULT | 1 << 21);
+        assert_eq!(t(&["chown"], &["ALL"], false), 1);
+        assert_eq!(t(&["ALL"], &["CAP_CHOWN"], false), all.bits() & !1);
+        assert_eq!(t(&["all"], &["all"], false), all.bits());
+        let e = tweak(&names(&["foo"]), &[], false, all).unwrap_err();
+        assert_eq!(e.to_string(), "unknown capability: \"CAP_FOO\"");
     }
 }

@@ -7,13 +7,16 @@
 //!   namespaces, forks PID 1, forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2/SIGWINCH
 //!   to it, relays published ports into the container's loopback, kills it when kiln goes
 //!   away (the liveness pipe closes, even when kiln is SIGKILLed), and exits with its status
-//!   (128+signal when it was killed).
+//!   (128+signal when it was killed). With `--pid host` it unshares no pid namespace, with
+//!   `--pid container:` it joins that one; in both it is the payload's subreaper and kills
+//!   what the payload leaves.
 //! - **PID 1**: mounts the root and everything in it (`rootfs`), pivots, then either becomes
 //!   the payload (Docker's default) or, with `--init`, stays as a minimal init that forwards
 //!   signals to the payload and reaps every zombie.
 //! - **exec monitor** (`kiln __kiln-sandbox-exec`, for `kiln exec`): joins the namespaces of
 //!   a running container's PID 1, forks the process into them and watches it as the monitor
-//!   watches PID 1; the process takes the payload's steps below.
+//!   watches PID 1 (reporting Started once it has exec'd); the process takes the payload's
+//!   steps below.
 //! - **payload**: closes every inherited descriptor, enters its working directory (resolved
 //!   inside the root, then checked, CVE-2024-21626), takes its identity, capabilities and
 //!   seccomp filter, and execs.
@@ -35,7 +38,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use super::channel::{self, Report, CONTROL_FD};
-use super::spec::{ContainerSpec, Network};
+use super::spec::{ContainerSpec, Network, PidNamespace};
 use super::syscall::{Create, Linux, Syscall};
 use super::{rootfs, security, user};
 
@@ -121,10 +124,19 @@ fn exec_monitor() -> i32 {
     {
         return fail("blocking signals".into(), 125);
     }
+    // The exec pipe, as the container's monitor has one: kiln learns that the process has
+    // exec'd (or why it could not) before `exec` returns.
+    let (exec_r, exec_w) =
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+            Ok(p) => p,
+            Err(e) => return fail(format!("pipe: {}", e.desc()), 125),
+        };
     // SAFETY: this process is single-threaded (a fresh exec).
     let child = match unsafe { fork() } {
         Err(e) => return fail(format!("fork: {}", e.desc()), 125),
         Ok(ForkResult::Child) => {
+            drop(exec_r);
+            EXEC_PIPE.store(exec_w.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             let _ = nix::unistd::setsid();
             let code = payload(&exec.spec, &old, true);
@@ -136,9 +148,10 @@ fn exec_monitor() -> i32 {
     report(&Report::Pid {
         pid: child.as_raw() as u32,
     });
+    drop(exec_w);
     // Nothing is mounted for an exec: set-up is done.
     report(&Report::Stubs { paths: Vec::new() });
-    watch(child, &mask, None, None)
+    watch(child, &mask, None, Some(exec_r))
 }
 
 fn report(r: &Report) {
@@ -196,11 +209,36 @@ fn monitor() -> i32 {
         Ok(r) => r,
         Err(e) => return fail(format!("starting the port relays: {}", e.desc()), 125),
     };
-    let flags = CloneFlags::CLONE_NEWNS
+    let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWCGROUP;
+    match &spec.pid {
+        PidNamespace::Private => flags |= CloneFlags::CLONE_NEWPID,
+        PidNamespace::Host => {}
+        PidNamespace::Join { path } => {
+            // The next fork lands in the other container's pid namespace.
+            let joined = std::fs::File::open(path)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    nix::sched::setns(&f, CloneFlags::CLONE_NEWPID).map_err(|e| e.desc().into())
+                });
+            if let Err(e) = joined {
+                return fail(
+                    format!(
+                        "joining the pid namespace {} (is that container running?): {e}",
+                        path.display()
+                    ),
+                    125,
+                );
+            }
+        }
+    }
+    if spec.pid != PidNamespace::Private {
+        // No pid namespace of its own ends the payload's children with it: the monitor
+        // adopts them (subreaper) and kills what is left when the payload ends.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
     if let Err(e) = Linux.unshare(flags) {
         return fail(format!("creating the namespaces: {}", e.desc()), 125);
     }
@@ -237,7 +275,42 @@ fn monitor() -> i32 {
     report(&Report::Pid {
         pid: pid1.as_raw() as u32,
     });
-    watch(pid1, &mask, relay, Some(exec_r))
+    let code = watch(pid1, &mask, relay, Some(exec_r));
+    if spec.pid != PidNamespace::Private {
+        kill_adopted();
+    }
+    code
+}
+
+/// Without a pid namespace of its own nothing ends the payload's children with it: kill
+/// and reap every process the monitor has adopted as their subreaper (the relay has been
+/// reaped by then), until none is left.
+fn kill_adopted() {
+    let me = std::process::id();
+    for _ in 0..100 {
+        let children: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|st| {
+                        let rest = &st[st.rfind(')')? + 1..];
+                        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                    })
+                    == Some(me)
+            })
+            .collect();
+        if children.is_empty() {
+            return;
+        }
+        for pid in children {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+    }
 }
 
 /// Whether the payload has exec'd: `Some(true)` when the exec pipe closed with nothing in it,

@@ -76,13 +76,14 @@ impl Launcher {
     }
 
     /// Run `exec.spec`'s process inside the running container whose PID 1 is
-    /// `exec.init_pid`, joining its namespaces (`kiln exec`). Returns once it is started.
+    /// `exec.init_pid`, joining its namespaces (`kiln exec`). Returns once it has exec'd; a
+    /// failure before (its command missing included) is an error with Docker's status.
     pub fn exec(&self, exec: &ExecSpec, streams: Streams) -> Result<Container, SandboxError> {
         self.launch(
             EXEC_ARG,
             streams,
             exec.spec.process.terminal,
-            false,
+            true,
             |sock| channel::write_exec(sock, exec),
         )
     }

@@ -15,6 +15,15 @@ pub enum Listener {
     Udp(UdpSocket, u16),
 }
 
+/// A port of 127.0.0.1 that is free now, as the kernel picks one for a bind to port 0
+/// (`-P`; docker picks from the same ephemeral range).
+pub fn free_port(protocol: Protocol) -> std::io::Result<u16> {
+    match protocol {
+        Protocol::Tcp => Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()),
+        Protocol::Udp => Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()),
+    }
+}
+
 /// Bind every published port on the host (before the monitor leaves the host's network).
 pub fn bind_ports(spec: &ContainerSpec) -> Result<Vec<Listener>, String> {
     if spec.network == Network::Host {

@@ -65,11 +65,14 @@ pub fn setup(sys: &dyn Syscall, spec: &ContainerSpec, files: &FileStage) -> Resu
         spec.rootfs.ephemeral,
     )?;
     let mut stubs = Vec::new();
-    standard_mounts(sys, root, &mut stubs)?;
+    standard_mounts(sys, root, spec.privileged, &mut stubs)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         user_mount(sys, root, m, files, i, &mut stubs)?;
     }
-    mask_paths(sys, root)?;
+    // `--privileged`, as docker's: no masked or read-only paths.
+    if !spec.privileged {
+        mask_paths(sys, root)?;
+    }
     if spec.rootfs.readonly {
         sys.remount_read_only(root)
             .map_err(at("making the root read-only"))?;
@@ -185,8 +188,18 @@ fn resolve(
     Ok(r)
 }
 
-/// Docker's standard mounts and device nodes.
-fn standard_mounts(sys: &dyn Syscall, root: &Path, stubs: &mut Vec<String>) -> Result<()> {
+/// Docker's standard mounts and device nodes (/sys writable when `privileged`, as docker's).
+fn standard_mounts(
+    sys: &dyn Syscall,
+    root: &Path,
+    privileged: bool,
+    stubs: &mut Vec<String>,
+) -> Result<()> {
+    let sys_flags = if privileged {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let table: [(&str, &str, MsFlags, &str); 6] = [
         ("/proc", "proc", nosuid_noexec_nodev, ""),
@@ -209,12 +222,7 @@ fn standard_mounts(sys: &dyn Syscall, root: &Path, stubs: &mut Vec<String>) -> R
             "mode=1777,size=65536k",
         ),
         ("/dev/mqueue", "mqueue", nosuid_noexec_nodev, ""),
-        (
-            "/sys",
-            "sysfs",
-            nosuid_noexec_nodev | MsFlags::MS_RDONLY,
-            "",
-        ),
+        ("/sys", "sysfs", nosuid_noexec_nodev | sys_flags, ""),
     ];
     for (target, fstype, flags, data) in table {
         let at_path = resolve(sys, root, target, Create::Dir, stubs)?;
@@ -487,6 +495,8 @@ mod tests {
             capabilities: 0,
             seccomp: true,
             ports: vec![],
+            privileged: false,
+            pid: Default::default(),
         }
     }
 

@@ -32,6 +32,27 @@ pub struct ContainerSpec {
     pub seccomp: bool,
     /// Ports published from the host into the container's own loopback.
     pub ports: Vec<Port>,
+    /// `--privileged`: /proc and /sys without docker's masked and read-only paths, /sys
+    /// writable (the capabilities and `seccomp: false` come separately).
+    #[serde(default)]
+    pub privileged: bool,
+    /// The pid namespace: a new one (PID 1 is the payload), the host's, or another
+    /// container's.
+    #[serde(default)]
+    pub pid: PidNamespace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PidNamespace {
+    /// A new pid namespace (docker's default).
+    #[default]
+    Private,
+    /// `--pid host`: the host's (kiln's) pid namespace; the payload is not PID 1.
+    Host,
+    /// `--pid container:NAME`: that container's, joined through its nsfs file
+    /// (`/proc/<its PID 1>/ns/pid`).
+    Join { path: PathBuf },
 }
 
 /// The root filesystem: an overlay of unpacked layers with a writable upper directory.
