@@ -114,6 +114,8 @@ pub enum Command {
     Restart(StopArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
+    /// Attach this terminal's input and output to a running container
+    Attach(AttachArgs),
     /// Block until containers stop, then print their exit codes
     Wait(ContainersArgs),
     /// List containers
@@ -466,6 +468,19 @@ pub struct StartArgs {
     /// Containers (name, id or unique id prefix)
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Do not attach stdin
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// The key sequence that detaches (a terminal's input only), as docker's: `ctrl-<key>`
+    /// or a character, comma-separated
+    #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// Container (name, id or unique id prefix)
+    pub container: String,
 }
 
 #[derive(Debug, Args)]

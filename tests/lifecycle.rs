@@ -1128,3 +1128,112 @@ fn run_d_with_a_relative_store_path_works() {
     ok(k.kiln(&["rm", "-f", &n]), "kiln rm -f");
     k.assert_no_supervisors();
 }
+
+/// `attach` against docker's: a `-i` container reads the attached input (its exit status
+/// becomes attach's), a container without `-i` gives its output from now on and its status,
+/// and a stopped one is refused with docker's message. (docker drops the output of the `-i`
+/// case when the input ends first, so only kiln's output is checked there.)
+#[test]
+fn attach_feeds_stdin_and_returns_the_status_like_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let k = Kiln::new();
+    let reader = "while read l; do [ \"$l\" = quit ] && exit 7; echo \"got $l\"; done";
+    let n = name("attach-i");
+    k.run_d(&n, &["-i"], &["sh", "-c", reader]);
+    let out = run_with_stdin(
+        kiln_cmd(&k, &["attach", &n]).stdin(Stdio::piped()),
+        b"hello\nquit\n",
+    );
+    let d = DockerContainer::run(&["-i"], &["sh", "-c", reader]);
+    let dout = run_with_stdin(
+        docker().args(["attach", &d.0]).stdin(Stdio::piped()),
+        b"hello\nquit\n",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    assert_eq!(out.status.code(), dout.status.code(), "{}", show(&dout));
+    assert_eq!(stdout_text(&out), "got hello\n", "{}", show(&out));
+
+    let script = "sleep 1; echo late; exit 3";
+    let n2 = name("attach-out");
+    k.run_d(&n2, &[], &["sh", "-c", script]);
+    let out = run(&mut kiln_cmd(&k, &["attach", &n2]));
+    let d2 = DockerContainer::run(&[], &["sh", "-c", script]);
+    let dout = d2.cmd(&["attach", "@"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert_eq!(out.status.code(), dout.status.code());
+    assert_eq!(stdout_text(&out), stdout_text(&dout));
+
+    let out = run(&mut kiln_cmd(&k, &["attach", &n2]));
+    let dout = d2.cmd(&["attach", "@"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), dout.status.code());
+    let want = stderr_text(&dout);
+    assert!(
+        stderr_text(&out).contains(want.trim()),
+        "{} vs {want}",
+        show(&out)
+    );
+    for c in [&n, &n2] {
+        ok(k.kiln(&["rm", "-f", c]), "rm -f");
+    }
+    k.assert_no_supervisors();
+}
+
+/// A `-t` container through a real terminal (`script`): typed input reaches its shell,
+/// ctrl-p ctrl-q detaches with docker's message and status, and the container keeps
+/// running; piped input to a terminal container is refused, as docker refuses it.
+#[test]
+fn attach_to_a_terminal_detaches_on_ctrl_p_ctrl_q_like_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    require_peer!("script");
+    let k = Kiln::new();
+    let n = name("attach-t");
+    k.run_d(&n, &["-i", "-t"], &["sh"]);
+    let d = DockerContainer::run(&["-i", "-t"], &["sh"]);
+    let typed = "sleep 1; printf 'echo hi-$((6*7))\\r'; sleep 1; printf '\\020\\021'; sleep 1";
+    let through_a_terminal = |attach: String| {
+        run(Command::new("sh").args([
+            "-c",
+            &format!("({typed}) | script -qfec '{attach}' /dev/null"),
+        ]))
+    };
+    let kiln = kiln_bin().display().to_string();
+    let root = k.store.root().display().to_string();
+    let out = through_a_terminal(format!("{kiln} --root {root} attach {n}"));
+    let dout = through_a_terminal(format!("{} attach {}", docker_bin().display(), d.0));
+    for (who, o) in [("kiln", &out), ("docker", &dout)] {
+        let text = stdout_text(o).replace('\r', "");
+        assert!(text.contains("hi-42"), "{who}: {}", show(o));
+        assert!(text.contains("read escape sequence"), "{who}: {}", show(o));
+        assert_eq!(o.status.code(), Some(1), "{who}: {}", show(o));
+    }
+    assert_eq!(k.inspect(&n)["State"]["Status"], "running");
+    assert_eq!(d.inspect()["State"]["Status"], "running");
+
+    let out = run_with_stdin(kiln_cmd(&k, &["attach", &n]).stdin(Stdio::piped()), b"x\n");
+    let dout = run_with_stdin(
+        docker().args(["attach", &d.0]).stdin(Stdio::piped()),
+        b"x\n",
+    );
+    assert_eq!(out.status.code(), dout.status.code(), "{}", show(&out));
+    assert!(
+        stderr_text(&out).contains(stderr_text(&dout).trim()),
+        "{} vs {}",
+        show(&out),
+        show(&dout)
+    );
+    ok(k.kiln(&["rm", "-f", &n]), "rm -f");
+    k.assert_no_supervisors();
+}
+
+fn kiln_cmd(k: &Kiln, args: &[&str]) -> Command {
+    let mut c = k.store.cmd();
+    c.args(args);
+    c
+}

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 
 use super::images::{human_duration, now, print_table};
 use super::transfer::open_store;
-use crate::cli::{ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, StartArgs, StopArgs};
+use crate::cli::{
+    AttachArgs, ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, StartArgs, StopArgs,
+};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 enum ContainersError {
@@ -451,32 +453,185 @@ pub fn start(root: Option<PathBuf>, a: StartArgs) -> miette::Result<ExitCode> {
             ));
         };
         let record = container::find(&store, name)?;
-        let path = record.log_path(&store);
         // Attach from the end of what earlier runs wrote, as docker shows only this run.
-        let mut follower =
-            log::Follower::at_end(&path).map_err(|e| miette::miette!("{}: {e}", path.display()))?;
+        let follower = follow_from_now(&store, &record)?;
         let record = start_one(&store, name)?;
-        loop {
-            let running = container::find(&store, &record.id).is_ok_and(|r| r.running());
-            for e in follower.poll().unwrap_or_default() {
-                print_entry(&e, false);
-            }
-            if !running {
-                for e in follower.poll().unwrap_or_default() {
-                    print_entry(&e, false);
-                }
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let code = container::wait(&store, &record)?;
-        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        return follow_to_the_end(&store, &record, follower, None);
     }
     for name in &a.containers {
         start_one(&store, name)?;
         println!("{name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A follower of `record`'s log from its current end.
+fn follow_from_now(store: &Store, record: &Record) -> miette::Result<log::Follower> {
+    let path = record.log_path(store);
+    log::Follower::at_end(&path).map_err(|e| miette::miette!("{}: {e}", path.display()))
+}
+
+/// Prints what the container writes until it ends (its status becomes ours), or until
+/// `detached` is set (docker's "read escape sequence", status 1).
+fn follow_to_the_end(
+    store: &Store,
+    record: &Record,
+    mut follower: log::Follower,
+    detached: Option<&std::sync::atomic::AtomicBool>,
+) -> miette::Result<ExitCode> {
+    use std::sync::atomic::Ordering;
+    loop {
+        let running = container::find(store, &record.id).is_ok_and(|r| r.running());
+        for e in follower.poll().unwrap_or_default() {
+            print_entry(&e, false);
+        }
+        if detached.is_some_and(|d| d.load(Ordering::SeqCst)) {
+            eprintln!("read escape sequence");
+            return Ok(ExitCode::from(1));
+        }
+        if !running {
+            for e in follower.poll().unwrap_or_default() {
+                print_entry(&e, false);
+            }
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let code = container::wait(store, record)?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// `kiln attach`: the container's output from now on, this process's stdin into its stdin
+/// (when it was started with `-i` or `-t`), until it ends or the detach keys are typed.
+pub fn attach(root: Option<PathBuf>, a: AttachArgs) -> miette::Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = open_store(root)?;
+    let record = container::find(&store, &a.container)?;
+    if !record.running() {
+        return Err(miette::miette!(
+            "You cannot attach to a stopped container, start it first"
+        ));
+    }
+    let keys = detach_keys(&a.detach_keys)?;
+    let follower = follow_from_now(&store, &record)?;
+    let detached = std::sync::Arc::new(AtomicBool::new(false));
+    let terminal = record.spec.process.terminal;
+    let mut raw_mode = None;
+    if !a.no_stdin && (record.open_stdin || terminal) {
+        let mut input = container::supervisor::attach_stdin(&record.dir(&store))
+            .map_err(|e| miette::miette!("attaching to {}: {e}", record.name))?
+            .map_err(|why| miette::miette!("attaching to {}: {why}", record.name))?;
+        if terminal {
+            // As docker: a terminal container's input comes from a terminal.
+            if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                return Err(miette::miette!(
+                    help = "attach from a terminal, or with --no-stdin to only watch its output",
+                    "the input device is not a TTY"
+                ));
+            }
+            raw_mode = kiln_runtime::sandbox::tty::RawMode::enter(0);
+        }
+        let detached = std::sync::Arc::clone(&detached);
+        std::thread::spawn(move || {
+            // Detach keys are read on a terminal's input only, as docker's daemon reads them.
+            let mut escape = terminal.then(|| EscapeWatch::new(keys));
+            let mut buf = [0u8; 4096];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let n = match std::io::Read::read(&mut stdin, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let (pass, hit) = match escape.as_mut() {
+                    Some(w) => w.feed(&buf[..n]),
+                    None => (buf[..n].to_vec(), false),
+                };
+                if input.write_all(&pass).is_err() {
+                    return;
+                }
+                if hit {
+                    detached.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+    }
+    let code = follow_to_the_end(&store, &record, follower, Some(&detached));
+    drop(raw_mode);
+    code
+}
+
+/// docker's `--detach-keys`: `ctrl-<a-z @ [ \ ] ^ _>` or one character, comma-separated.
+fn detach_keys(text: &str) -> miette::Result<Vec<u8>> {
+    text.split(',')
+        .map(|k| {
+            let k = k.trim();
+            let ctrl = k.strip_prefix("ctrl-");
+            match (ctrl, k.as_bytes()) {
+                (Some(c), _) if c.len() == 1 => {
+                    let b = c.as_bytes()[0].to_ascii_lowercase();
+                    match b {
+                        b'a'..=b'z' => Ok(b - b'a' + 1),
+                        b'@' => Ok(0),
+                        b'[' | b'\\' | b']' | b'^' | b'_' => Ok(b - b'@'),
+                        _ => Err(()),
+                    }
+                }
+                (None, [b]) => Ok(*b),
+                _ => Err(()),
+            }
+            .map_err(|()| {
+                miette::miette!(
+                    help = "keys are ctrl-<a-z, @, [, \\, ], ^ or _> or single characters, comma-separated (ctrl-p,ctrl-q)",
+                    "invalid detach key {k:?} in --detach-keys {text:?}"
+                )
+            })
+        })
+        .collect()
+}
+
+/// Finds the detach sequence in a stream of input: bytes that could start it are held back
+/// until the sequence completes (nothing of it is passed on) or breaks (they are passed on).
+struct EscapeWatch {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl EscapeWatch {
+    fn new(keys: Vec<u8>) -> EscapeWatch {
+        EscapeWatch { keys, matched: 0 }
+    }
+
+    /// The bytes to pass on, and whether the sequence was typed.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut pass = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.keys.is_empty() {
+                pass.push(b);
+                continue;
+            }
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    self.matched = 0;
+                    return (pass, true);
+                }
+                continue;
+            }
+            pass.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = 0;
+            if b == self.keys[0] {
+                self.matched = 1;
+                if self.keys.len() == 1 {
+                    self.matched = 0;
+                    return (pass, true);
+                }
+            } else {
+                pass.push(b);
+            }
+        }
+        (pass, false)
+    }
 }
 
 pub fn restart(root: Option<PathBuf>, a: StopArgs) -> miette::Result<()> {
@@ -1057,4 +1212,34 @@ pub fn top(root: Option<PathBuf>, a: crate::cli::TopArgs) -> miette::Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod attach_tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_as_docker_spells_them() {
+        assert_eq!(detach_keys("ctrl-p,ctrl-q").unwrap(), vec![0x10, 0x11]);
+        assert_eq!(detach_keys("a").unwrap(), vec![b'a']);
+        assert_eq!(detach_keys("ctrl-@,ctrl-_").unwrap(), vec![0, 0x1f]);
+        assert!(detach_keys("ctrl-1").is_err());
+        assert!(detach_keys("ab").is_err());
+    }
+
+    #[test]
+    fn the_sequence_is_held_back_and_a_broken_one_passed_on() {
+        let mut w = EscapeWatch::new(vec![0x10, 0x11]);
+        assert_eq!(w.feed(b"ls\r"), (b"ls\r".to_vec(), false));
+        // A ctrl-p then something else: both go through.
+        assert_eq!(w.feed(&[0x10]), (Vec::new(), false));
+        assert_eq!(w.feed(b"x"), (vec![0x10, b'x'], false));
+        // ctrl-p ctrl-p ctrl-q: the first ctrl-p goes through, the sequence detaches.
+        assert_eq!(
+            w.feed(&[b'a', 0x10, 0x10, 0x11, b'z']),
+            (vec![b'a', 0x10], true)
+        );
+        let mut one = EscapeWatch::new(vec![b'q']);
+        assert_eq!(one.feed(b"abq"), (b"ab".to_vec(), true));
+    }
 }

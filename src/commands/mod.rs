@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Stop(a) => done(containers::stop(root, a)),
         Command::Restart(a) => done(containers::restart(root, a)),
         Command::Kill(a) => done(containers::kill(root, a)),
+        Command::Attach(a) => containers::attach(root, a),
         Command::Wait(a) => containers::wait(root, a),
         Command::Ps(a) => done(containers::ps(root, a)),
         Command::Logs(a) => done(containers::logs(root, a)),

@@ -463,6 +463,7 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         hostname: a.hostname.clone(),
         init: a.init,
         tty: a.tty,
+        open_stdin: a.interactive,
         remove: a.rm,
         restart: parse_restart(&a.restart)?,
         log: parse_log_opts(&a.log_opts)?,

@@ -79,7 +79,7 @@ pub(crate) fn probe_peer(name: &str) -> Result<(), String> {
             probe(c)?;
             probe_peer("docker")
         }
-        "podman" | "skopeo" | "umoci" | "make" => {
+        "podman" | "skopeo" | "umoci" | "make" | "script" => {
             let mut c = Command::new(name);
             c.arg("--version");
             probe(c)

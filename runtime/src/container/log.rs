@@ -131,11 +131,15 @@ impl Writer {
 }
 
 /// Copy `from` into the log as `stream` until it ends: a message per line, or per 16 KiB of
-/// a longer line, the last one without its newline if the stream ended mid-line.
+/// a longer line, the last one without its newline if the stream ended mid-line. With
+/// `interactive` (a terminal), a line is also written whole as far as it has come when
+/// nothing more is waiting, so that a prompt reaches `attach` and `logs -f` before its
+/// newline does.
 pub fn copy_stream(
     from: impl Read,
     stream: &str,
     writer: &std::sync::Mutex<Writer>,
+    interactive: bool,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(MAX_MESSAGE, from);
     let mut pending: Vec<u8> = Vec::new();
@@ -159,7 +163,8 @@ pub fn copy_stream(
         };
         pending.extend_from_slice(&buf[..take]);
         reader.consume(take);
-        if pending.last() == Some(&b'\n') || pending.len() >= MAX_MESSAGE {
+        let idle = interactive && reader.buffer().is_empty();
+        if pending.last() == Some(&b'\n') || pending.len() >= MAX_MESSAGE || idle {
             lock(writer).write(stream, &pending)?;
             pending.clear();
         }
@@ -275,8 +280,8 @@ mod tests {
             .unwrap(),
         );
         let long = vec![b'x'; MAX_MESSAGE + 5];
-        copy_stream(&b"one\ntwo\nthree"[..], "stdout", &writer).unwrap();
-        copy_stream(&long[..], "stderr", &writer).unwrap();
+        copy_stream(&b"one\ntwo\nthree"[..], "stdout", &writer, false).unwrap();
+        copy_stream(&long[..], "stderr", &writer, false).unwrap();
         let all = read_all(&path).unwrap();
         let logs: Vec<(&str, usize)> = all
             .iter()

@@ -156,6 +156,8 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     pub init: bool,
     pub tty: bool,
+    /// `-i`: the container's stdin stays open (a pipe its supervisor holds), for `attach`.
+    pub open_stdin: bool,
     /// `--rm`: the container is removed when it ends.
     pub remove: bool,
     pub restart: RestartPolicy,
@@ -287,6 +289,9 @@ pub struct Record {
     pub stopped_by_user: bool,
     #[serde(default)]
     pub auto_remove: bool,
+    /// `-i`: stdin is a pipe that `kiln attach` writes to (else /dev/null).
+    #[serde(default)]
+    pub open_stdin: bool,
     #[serde(default)]
     pub log: log::LogConfig,
     /// The image's STOPSIGNAL (empty: SIGTERM).
@@ -710,6 +715,7 @@ pub fn create(
         restart_count: 0,
         stopped_by_user: false,
         auto_remove: opts.remove,
+        open_stdin: opts.open_stdin,
         log: opts.log,
         stop_signal: config.stop_signal.clone(),
         entrypoint,

@@ -51,6 +51,9 @@ pub enum Request {
     /// Answered when the current run ends (or at once with the last status when the
     /// supervisor is finishing).
     Wait,
+    /// `kiln attach`: answered at once; then every byte the client sends goes to the
+    /// container's stdin (its terminal, or the `-i` pipe) until the client closes.
+    AttachStdin,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -93,6 +96,26 @@ pub fn request(dir: &Path, req: &Request) -> std::io::Result<Response> {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
     serde_json::from_str(&answer).map_err(std::io::Error::other)
+}
+
+/// Ask for the container's stdin (`Request::AttachStdin`): the returned stream's writes go
+/// to it. `Err` with the supervisor's reason when the stdin is not open.
+pub fn attach_stdin(dir: &Path) -> std::io::Result<Result<UnixStream, String>> {
+    let mut stream = connect(dir)?;
+    let mut line = serde_json::to_vec(&Request::AttachStdin).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    // Read the answer a byte at a time: nothing after its newline belongs to it.
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while stream.read(&mut byte)? == 1 && byte[0] != b'\n' {
+        answer.push(byte[0]);
+    }
+    let response: Response = serde_json::from_slice(&answer).map_err(std::io::Error::other)?;
+    Ok(match response.error {
+        Some(why) => Err(why),
+        None => Ok(stream),
+    })
 }
 
 /// Start `record`'s container under a new supervisor; returns once it runs (or failed to
@@ -197,6 +220,18 @@ struct Shared {
     live: Mutex<Live>,
     changed: Condvar,
     stop_signal: Signal,
+    /// Where attached input goes during a run: the terminal's master or the write end of
+    /// the `-i` pipe; `None` when the container's stdin is /dev/null or no run is going.
+    stdin: Mutex<Option<Arc<File>>>,
+}
+
+impl Shared {
+    fn set_stdin(&self, to: Option<Arc<File>>) {
+        *self.stdin.lock().unwrap_or_else(|p| p.into_inner()) = to;
+    }
+    fn stdin(&self) -> Option<Arc<File>> {
+        self.stdin.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Shared {
@@ -274,6 +309,7 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         live: Mutex::new(Live::default()),
         changed: Condvar::new(),
         stop_signal: record.stop_signal(),
+        stdin: Mutex::new(None),
     });
     {
         let shared = Arc::clone(&shared);
@@ -309,8 +345,14 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         })?;
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
+        let (stdin, input) = if record.open_stdin && !record.spec.process.terminal {
+            let (in_r, in_w) = pipe()?;
+            (Stdio::from(in_r), Some(Arc::new(File::from(in_w))))
+        } else {
+            (Stdio::null(), None)
+        };
         let streams = Streams {
-            stdin: Stdio::null(),
+            stdin,
             stdout: Stdio::from(out_w),
             stderr: Stdio::from(err_w),
         };
@@ -335,6 +377,12 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         })?;
         tell(ready, None, 0);
         let mut copiers = Vec::new();
+        let input = match (&container.terminal, input) {
+            (Some(master), _) => master.try_clone().ok().map(|m| Arc::new(File::from(m))),
+            (None, input) => input,
+        };
+        shared.set_stdin(input);
+        let interactive = container.terminal.is_some();
         let streams: Vec<(OwnedFd, &str)> = match container.terminal.take() {
             Some(master) => vec![(master, "stdout")],
             None => vec![(out_r, "stdout"), (err_r, "stderr")],
@@ -342,7 +390,7 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         for (fd, name) in streams {
             let writer = Arc::clone(&writer);
             copiers.push(std::thread::spawn(move || {
-                let _ = log::copy_stream(File::from(fd), name, &writer);
+                let _ = log::copy_stream(File::from(fd), name, &writer, interactive);
             }));
         }
         // The healthcheck probes this run until it ends.
@@ -377,6 +425,8 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
             Err(SandboxError::Start { code, .. }) => code,
             Err(e) => return Err(e.into()),
         };
+        // The next run gets a new stdin; attached clients of this one see their writes fail.
+        shared.set_stdin(None);
         for c in copiers {
             let _ = c.join();
         }
@@ -462,19 +512,39 @@ fn answer(conn: UnixStream, shared: &Shared) {
     let Ok(mut writer) = conn.try_clone() else {
         return;
     };
-    if BufReader::new(conn).read_line(&mut line).is_err() {
+    // The reader is kept: after an AttachStdin line it holds the first input bytes.
+    let mut reader = BufReader::new(conn);
+    if reader.read_line(&mut line).is_err() {
         return;
     }
-    let response = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => carry_out(req, shared),
-        Err(e) => Response {
-            exit_code: None,
-            error: Some(format!("bad request: {e}")),
-        },
+    let reply = |writer: &mut UnixStream, response: &Response| {
+        let mut text = serde_json::to_vec(response).unwrap_or_default();
+        text.push(b'\n');
+        writer.write_all(&text)
     };
-    let mut text = serde_json::to_vec(&response).unwrap_or_default();
-    text.push(b'\n');
-    let _ = writer.write_all(&text);
+    match serde_json::from_str::<Request>(&line) {
+        Ok(Request::AttachStdin) => {
+            let Some(stdin) = shared.stdin() else {
+                let _ = reply(
+                    &mut writer,
+                    &error(
+                        "the container's stdin is not open (it was not started with -i or -t)"
+                            .into(),
+                    ),
+                );
+                return;
+            };
+            if reply(&mut writer, &Response::default()).is_ok() {
+                let _ = std::io::copy(&mut reader, &mut &*stdin);
+            }
+        }
+        Ok(req) => {
+            let _ = reply(&mut writer, &carry_out(req, shared));
+        }
+        Err(e) => {
+            let _ = reply(&mut writer, &error(format!("bad request: {e}")));
+        }
+    }
 }
 
 fn carry_out(req: Request, shared: &Shared) -> Response {
@@ -529,6 +599,8 @@ fn carry_out(req: Request, shared: &Shared) -> Response {
                 error: None,
             }
         }
+        // Answered by `answer`, which keeps the connection for the input.
+        Request::AttachStdin => error("attach is answered on its own connection".into()),
     }
 }
 
