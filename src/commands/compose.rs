@@ -185,6 +185,7 @@ fn run_args(p: &Project, s: &Service) -> RunArgs {
         detach: true,
         restart: s.restart.clone().unwrap_or_else(|| "no".into()),
         log_opts: Vec::new(),
+        resources: Default::default(),
         image_and_args,
     }
 }

@@ -42,10 +42,17 @@ fn status(r: &Record, now: i64) -> String {
     let since = |t: &Option<String>| t.as_deref().and_then(time::parse_rfc3339);
     match r.state {
         State::Created => "Created".into(),
-        State::Running => match since(&r.started_at) {
-            Some(t) => format!("Up {}", human_duration(now - t)),
-            None => "Up".into(),
-        },
+        State::Running => {
+            let up = match since(&r.started_at) {
+                Some(t) => format!("Up {}", human_duration(now - t)),
+                None => "Up".into(),
+            };
+            if r.paused() {
+                format!("{up} (Paused)")
+            } else {
+                up
+            }
+        }
         State::Exited | State::Restarting => {
             let code = r.exit_code.unwrap_or(0);
             let word = if r.state == State::Exited {
@@ -64,6 +71,7 @@ fn status(r: &Record, now: i64) -> String {
 fn state_name(r: &Record) -> &'static str {
     match r.state {
         State::Created => "created",
+        State::Running if r.paused() => "paused",
         State::Running => "running",
         State::Restarting => "restarting",
         State::Exited => "exited",
@@ -182,8 +190,8 @@ fn matches_filter(r: &Record, filter: &str) -> Result<bool, ContainersError> {
         .ok_or_else(|| ContainersError::Filter(filter.to_string()))?;
     Ok(match k {
         "status" => match v {
-            "created" | "running" | "restarting" | "exited" => state_name(r) == v,
-            "paused" | "removing" | "dead" => false,
+            "created" | "running" | "paused" | "restarting" | "exited" => state_name(r) == v,
+            "removing" | "dead" => false,
             _ => return Err(ContainersError::Filter(filter.to_string())),
         },
         "name" => r.name.contains(v),
@@ -510,6 +518,9 @@ pub fn exec(root: Option<PathBuf>, a: ExecArgs) -> miette::Result<ExitCode> {
     let Some(init_pid) = record.init_pid.filter(|_| record.running()) else {
         return Err(container::ContainerError::NotRunning(name.clone()).into());
     };
+    if record.paused() {
+        return Err(container::ContainerError::Paused(name.clone()).into());
+    }
     let mut spec = record.spec.clone();
     spec.process.args = a.container_and_command[1..].to_vec();
     let extra: Vec<String> = a
@@ -616,6 +627,7 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         })
         .collect();
     let args = &r.spec.process.args;
+    let res = &r.spec.resources;
     let max_retry = match r.restart {
         container::RestartPolicy::OnFailure { max } => max,
         _ => 0,
@@ -628,7 +640,7 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         "State": {
             "Status": state_name(r),
             "Running": r.held(),
-            "Paused": false,
+            "Paused": r.running() && r.paused(),
             "Restarting": r.state == State::Restarting,
             "OOMKilled": false,
             "Dead": false,
@@ -651,6 +663,18 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
                 (kiln_runtime::sandbox::spec::Network::Join { path }, None) => format!("container:{}", path.display()),
             },
             "ReadonlyRootfs": r.spec.rootfs.readonly,
+            "Memory": res.memory.unwrap_or(0),
+            // docker's default: as much swap as memory.
+            "MemorySwap": match (res.memory, res.memory_swap) {
+                (_, Some(s)) => s,
+                (Some(m), None) => 2 * m,
+                (None, None) => 0,
+            },
+            "NanoCpus": res.nano_cpus.unwrap_or(0),
+            "CpuShares": res.cpu_shares.unwrap_or(0),
+            "CpuQuota": res.cpu_quota.unwrap_or(0),
+            "CpuPeriod": res.cpu_period.unwrap_or(0),
+            "PidsLimit": res.pids_limit,
             "Init": r.spec.init,
             "RestartPolicy": {"Name": r.restart.name(), "MaximumRetryCount": max_retry},
             "LogConfig": {

@@ -165,6 +165,7 @@ impl Exec<'_> {
             capabilities: caps::DOCKER_DEFAULT,
             seccomp: true,
             ports: Vec::new(),
+            resources: Default::default(),
         };
         let mut tail: Vec<String> = Vec::new();
         let id = node.id.0;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::Digest;
+use crate::sandbox::cgroup::{Cgroup, RealFs};
 use crate::sandbox::spec::{self, ContainerSpec, Mount, MountKind, Network, Port, Process, Rootfs};
 use crate::sandbox::{caps, Exit, SandboxError};
 use crate::store::{Image, Store, StoreError};
@@ -62,6 +63,18 @@ pub enum ContainerError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is paused, unpause the container before exec")]
+    #[diagnostic(help("kiln unpause {0}"))]
+    Paused(String),
+    #[error("container {0} is already paused")]
+    AlreadyPaused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+    #[error("container {name}: {source}")]
+    Cgroup {
+        name: String,
+        source: crate::sandbox::cgroup::CgroupError,
+    },
     #[error("the supervisor of container {name}: {message}")]
     Supervisor { name: String, message: String },
     #[error("making the layer: {0}")]
@@ -156,6 +169,8 @@ pub struct RunOptions {
     pub remove: bool,
     pub restart: RestartPolicy,
     pub log: log::LogConfig,
+    /// `--memory`, `--cpus`, ...: carried out through the container's cgroup.
+    pub resources: spec::Resources,
 }
 
 /// A namespace a new container joins.
@@ -291,6 +306,19 @@ impl Record {
     /// Running, or between runs under a restart policy: a holder looks after it.
     pub fn held(&self) -> bool {
         matches!(self.state, State::Running | State::Restarting)
+    }
+
+    /// The container's cgroup while it runs (see `sandbox::cgroup`).
+    pub fn cgroup(&self) -> Option<Cgroup> {
+        let pid = self.init_pid.filter(|_| self.running())?;
+        Some(Cgroup::of_pid(&RealFs, pid))
+    }
+
+    /// Frozen by `kiln pause`: read from the cgroup, so it ends with the container.
+    pub fn paused(&self) -> bool {
+        self.cgroup()
+            .and_then(|c| c.frozen(&RealFs))
+            .unwrap_or(false)
     }
 
     /// The signal `kiln stop` sends first: the image's STOPSIGNAL, else SIGTERM.
@@ -544,6 +572,7 @@ pub fn create(
         capabilities: caps::DOCKER_DEFAULT,
         seccomp: true,
         ports: opts.ports.clone(),
+        resources: opts.resources.clone(),
     };
     let mut record = Record {
         id,
@@ -723,7 +752,31 @@ pub fn kill(
     }
     let pid = record.init_pid.or(record.pid).unwrap_or(0) as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-        .map_err(|_| ContainerError::NotRunning(record.name.clone()))
+        .map_err(|_| ContainerError::NotRunning(record.name.clone()))?;
+    if let Some(init) = record.init_pid {
+        Cgroup::thaw_after_signal(&RealFs, init);
+    }
+    Ok(())
+}
+
+/// `kiln pause` (`true`) and `unpause`: freeze or thaw every process of the container.
+pub fn set_paused(record: &Record, paused: bool) -> Result<(), ContainerError> {
+    let Some(cgroup) = record.cgroup().filter(|_| record.running()) else {
+        return Err(ContainerError::NotRunning(record.name.clone()));
+    };
+    match (cgroup.frozen(&RealFs), paused) {
+        (Some(true), true) => return Err(ContainerError::AlreadyPaused(record.name.clone())),
+        (Some(false), false) | (None, false) => {
+            return Err(ContainerError::NotPaused(record.name.clone()))
+        }
+        _ => {}
+    }
+    cgroup
+        .freeze(&RealFs, paused)
+        .map_err(|source| ContainerError::Cgroup {
+            name: record.name.clone(),
+            source,
+        })
 }
 
 fn supervisor_error(record: &Record, e: std::io::Error) -> ContainerError {

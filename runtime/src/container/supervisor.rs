@@ -204,8 +204,14 @@ impl Shared {
     }
 }
 
+/// Signal PID 1, and thaw a paused container so the signal is acted on (docker's way).
 fn signal_pid(pid: Option<u32>, sig: Signal) -> bool {
-    pid.is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), sig).is_ok())
+    let sent = pid
+        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), sig).is_ok());
+    if let (true, Some(p)) = (sent, pid) {
+        crate::sandbox::cgroup::Cgroup::thaw_after_signal(&crate::sandbox::cgroup::RealFs, p);
+    }
+    sent
 }
 
 fn record_path(root: &Path, id: &str) -> PathBuf {

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use nix::sys::signal::Signal;
 
+use super::cgroup::{self, Cgroup, Layout, RealFs};
 pub use super::channel::ExecSpec;
 use super::channel::{self, Report, Reports, CONTROL_FD};
 use super::init::{EXEC_ARG, INIT_ARG, LIVENESS_FD};
@@ -49,6 +50,17 @@ pub struct Container {
     pub terminal: Option<OwnedFd>,
     /// PID 1 of the container, in kiln's pid namespace (once the monitor has reported it).
     pub init_pid: Option<u32>,
+    /// The container's cgroup, removed when the container is dropped (a started container;
+    /// an exec joins its container's and leaves it be).
+    cgroup: Option<cgroup::Owned>,
+}
+
+/// Which cgroup the monitor goes in.
+enum Place<'a> {
+    /// A new one for the container, with its limits.
+    New(&'a ContainerSpec),
+    /// The running container's whose PID 1 this is.
+    Join(u32),
 }
 
 /// How a container ended.
@@ -70,9 +82,13 @@ impl Launcher {
     /// attached); a failure before that, its command missing included, is an error with
     /// Docker's status code (125, 126, 127).
     pub fn start(&self, spec: &ContainerSpec, streams: Streams) -> Result<Container, SandboxError> {
-        self.launch(INIT_ARG, streams, spec.process.terminal, true, |sock| {
-            channel::write_spec(sock, spec)
-        })
+        self.launch(
+            INIT_ARG,
+            streams,
+            spec.process.terminal,
+            Place::New(spec),
+            |sock| channel::write_spec(sock, spec),
+        )
     }
 
     /// Run `exec.spec`'s process inside the running container whose PID 1 is
@@ -82,7 +98,7 @@ impl Launcher {
             EXEC_ARG,
             streams,
             exec.spec.process.terminal,
-            false,
+            Place::Join(exec.init_pid),
             |sock| channel::write_exec(sock, exec),
         )
     }
@@ -92,7 +108,7 @@ impl Launcher {
         arg: &str,
         streams: Streams,
         terminal: bool,
-        until_started: bool,
+        place: Place<'_>,
         send: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
     ) -> Result<Container, SandboxError> {
         super::require_root()?;
@@ -145,7 +161,23 @@ impl Launcher {
             stubs: Vec::new(),
             terminal: None,
             init_pid: None,
+            cgroup: None,
         };
+        let until_started = matches!(place, Place::New(_));
+        // Into its cgroup before it is sent the spec, so everything it starts is in it.
+        let fs = RealFs;
+        let placed = match place {
+            Place::New(spec) => {
+                let cg = Cgroup::create(&fs, &Layout::current(&fs), &spec.id);
+                let applied = cg.apply(&fs, &spec.resources);
+                container.cgroup = Some(cgroup::Owned { cgroup: cg.clone() });
+                applied.and_then(|()| cg.add(&fs, container.child.id()))
+            }
+            Place::Join(pid) => Cgroup::of_pid(&fs, pid).add(&fs, container.child.id()),
+        };
+        if let Err(e) = placed {
+            return Err(container.abandon(format!("the container's cgroup: {e}")));
+        }
         // SAFETY: the socket is owned by `container.reports`; this File only borrows it.
         let sock = std::mem::ManuallyDrop::new(unsafe {
             std::fs::File::from_raw_fd(container.reports.raw())

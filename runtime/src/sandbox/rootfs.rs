@@ -487,6 +487,7 @@ mod tests {
             capabilities: 0,
             seccomp: true,
             ports: vec![],
+            resources: Default::default(),
         }
     }
 
