@@ -24,4 +24,5 @@ mod network;
 mod registry;
 mod repro_check;
 mod reproducible;
+mod resources;
 mod runner;

@@ -287,6 +287,9 @@ pub struct Record {
     pub network: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The cgroup directories of the current or last run (see `sandbox::cgroup`).
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl Record {
@@ -600,6 +603,7 @@ pub fn create(
         stubs: Vec::new(),
         network: None,
         aliases: opts.aliases.clone(),
+        cgroups: Vec::new(),
     };
     if let Some(net) = &joined {
         network::attach_spec(store, &mut record, net);
@@ -682,6 +686,7 @@ pub fn run_foreground(
     record.pid = Some(container.pid());
     record.init_pid = container.init_pid;
     record.stubs = container.stubs.clone();
+    record.cgroups = container.cgroup_dirs();
     record.started_at = Some(now_rfc3339_nanos());
     save(store, &record)?;
     on_start(&mut container);
@@ -701,6 +706,19 @@ pub fn run_foreground(
 
 /// Remove a container that is not running: its record and directories (the log too).
 pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
+    // Left by a holder that was killed: empty by now (its processes died with it).
+    Cgroup {
+        dirs: record
+            .cgroups
+            .iter()
+            .map(|p| crate::sandbox::cgroup::Dir {
+                path: p.clone(),
+                version: crate::sandbox::cgroup::Version::V1,
+                controllers: Vec::new(),
+            })
+            .collect(),
+    }
+    .remove(&RealFs, std::time::Duration::from_millis(200));
     let dir = record.dir(store);
     fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
     if let Some(net) = &record.network {

@@ -322,8 +322,10 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         let me = std::process::id();
         let init_pid = container.init_pid;
         let stubs = container.stubs.clone();
+        let cgroups = container.cgroup_dirs();
         update(root, id, |r| {
             r.stubs = stubs;
+            r.cgroups = cgroups;
             r.state = State::Running;
             r.supervised = true;
             r.pid = Some(me);

@@ -233,6 +233,15 @@ impl Container {
         SandboxError::Start { message, code: 125 }
     }
 
+    /// The directories of the container's cgroup (for a record: removed again by `rm` when
+    /// the holder died before it could remove them).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.cgroup.dirs.iter().map(|d| d.path.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The monitor's pid (signals sent to it reach the payload).
     pub fn pid(&self) -> u32 {
         self.child.id()
