@@ -542,7 +542,7 @@ pub struct PsArgs {
     #[arg(short = 's', long)]
     pub size: bool,
     /// Go-template fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}}
-    /// {{.Status}} {{.State}} {{.Ports}} {{.Names}}; a `table ` prefix prints a header
+    /// {{.Status}} {{.State}} {{.Ports}} {{.Names}} {{.Size}}; a `table ` prefix prints a header
     #[arg(long, value_name = "TEMPLATE")]
     pub format: Option<String>,
 }

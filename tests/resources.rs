@@ -267,3 +267,45 @@ fn stats_no_stream_has_dockers_shape() {
     assert_eq!(one, format!("{n} 1"));
     ok(k.kiln(&["rm", "-f", &n]), "rm -f");
 }
+
+#[test]
+fn ps_size_shows_the_writes_and_the_virtual_size_like_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let k = Kiln::new();
+    let n = name("size");
+    let payload = ["sh", "-c", "echo hello > /a; sleep 100"];
+    k.run_d(&n, &[], &payload);
+    let d = DockerContainer::run(&[], &payload);
+    let size = |out: std::process::Output, who: &str| {
+        let text = ok(out, who);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{who}: {text}");
+        assert!(lines[0].trim_end().ends_with("SIZE"), "{who}: {text}");
+        lines[1].to_string()
+    };
+    // The write lands before the table is read.
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        ok(k.kiln(&["exec", &n, "cat", "/a"]), "exec") == "hello"
+            && ok(d.cmd(&["exec", "@", "cat", "/a"]), "docker exec") == "hello"
+    }));
+    let kl = size(
+        k.kiln(&["ps", "-s", "-f", &format!("name={n}")]),
+        "kiln ps -s",
+    );
+    let dl = size(
+        d.cmd(&["ps", "-s", "-f", &format!("name={}", d.0)]),
+        "docker ps -s",
+    );
+    let tail = |l: &str| l[l.rfind("  ").map_or(0, |i| i + 2)..].trim().to_string();
+    assert_eq!(tail(&kl), tail(&dl));
+    assert!(tail(&kl).starts_with("6B (virtual "), "{kl}");
+    let formatted = ok(
+        k.kiln(&["ps", "--format", "{{.Size}}", "-f", &format!("name={n}")]),
+        "ps --format {{.Size}}",
+    );
+    assert_eq!(formatted, tail(&kl));
+    ok(k.kiln(&["rm", "-f", &n]), "rm -f");
+}

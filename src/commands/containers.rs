@@ -126,6 +126,43 @@ fn ports(r: &Record) -> String {
         .join(", ")
 }
 
+/// The bytes of the files under `dir` (not following symlinks, a hard-linked file once),
+/// as docker sums a layer's changes: directories count nothing.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else if meta.nlink() < 2 || seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// docker's SIZE column of `ps -s`: the container's writes, and with the image's files
+/// (`0B (virtual 1.98MB)`).
+fn size(r: &Record) -> String {
+    let rw = dir_size(&r.spec.rootfs.upper);
+    let image: u64 = r.spec.rootfs.layers.iter().map(|l| dir_size(l)).sum();
+    format!(
+        "{} (virtual {})",
+        super::images::human_size(rw),
+        super::images::human_size(rw + image)
+    )
+}
+
 /// One `{{.Field}}` of `ps --format`.
 fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<String> {
     let id = if full {
@@ -146,6 +183,7 @@ fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<String> {
         "State" => state_name(r).into(),
         "Ports" => ports(r),
         "Names" => r.name.clone(),
+        "Size" => size(r),
         _ => return None,
     })
 }
@@ -178,6 +216,7 @@ fn header_of(template: &str) -> String {
         ("State", "STATE"),
         ("Ports", "PORTS"),
         ("Names", "NAMES"),
+        ("Size", "SIZE"),
     ] {
         out = out.replace(&format!("{{{{.{f}}}}}"), h);
     }
@@ -247,7 +286,7 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
                     ContainersError::Value {
                         flag: "--format",
                         value: bad,
-                        help: "fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}} {{.Status}} {{.State}} {{.Ports}} {{.Names}}",
+                        help: "fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}} {{.Status}} {{.State}} {{.Ports}} {{.Names}} {{.Size}}",
                     }
                 })?,
             );
@@ -276,9 +315,12 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
     ]
     .map(str::to_string)
     .to_vec()];
+    if a.size {
+        rows[0].push("SIZE".into());
+    }
     for r in &shown {
         let f = |n: &str| field(r, n, now, a.no_trunc).unwrap_or_default();
-        rows.push(vec![
+        let mut row = vec![
             f("ID"),
             f("Image"),
             f("Command"),
@@ -286,7 +328,11 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
             f("Status"),
             f("Ports"),
             f("Names"),
-        ]);
+        ];
+        if a.size {
+            row.push(f("Size"));
+        }
+        rows.push(row);
     }
     print_table(&rows);
     Ok(())
