@@ -1,5 +1,6 @@
 //! A cgroup per container: created under a kiln-owned subtree (`kiln/<id>`) of the cgroup
-//! the starting kiln process sits in, in the cgroup v2 hierarchy and in each cgroup v1
+//! the starting kiln process sits in (in v2: of the hierarchy's root when kiln may write
+//! there, as the no-internal-processes rule allows controllers only there), in the cgroup v2 hierarchy and in each cgroup v1
 //! hierarchy that holds a controller kiln uses (a host may mix both: each controller is
 //! taken from v2 when the unified hierarchy offers it, else from its v1 hierarchy). The
 //! container's monitor is put in it before it sets anything up, so the container's every
@@ -78,6 +79,9 @@ pub struct Dir {
 pub struct Layout {
     /// The v2 hierarchy's directory for the process, and the controllers its root offers.
     pub unified: Option<(PathBuf, Vec<String>)>,
+    /// The v2 hierarchy's root (as this process sees it): kiln's subtree goes there when it
+    /// can (root, exempt from v2's no-processes-in-inner-cgroups rule).
+    pub unified_root: Option<PathBuf>,
     /// Each v1 hierarchy's directory for the process, and its controllers.
     pub v1: Vec<(PathBuf, Vec<String>)>,
 }
@@ -165,6 +169,7 @@ impl Layout {
                     .map(str::to_string)
                     .collect();
                 layout.unified = Some((join(&mount, path), controllers));
+                layout.unified_root = Some(mount);
             } else {
                 let controllers: Vec<String> = options
                     .into_iter()
@@ -402,39 +407,43 @@ impl Cgroup {
         let mut dirs = Vec::new();
         let leaf = [name.to_string(), format!("{name}-{}", std::process::id())];
         for d in layout.dirs() {
-            let parent = d.path.join(SUBTREE);
-            if d.version == Version::V2 {
-                let wanted: Vec<&str> = d
-                    .controllers
-                    .iter()
-                    .filter_map(|c| match *c {
-                        "memory" | "pids" => Some(*c),
-                        "cpu" => Some("cpu"),
-                        "blkio" => Some("io"),
-                        _ => None,
-                    })
-                    .collect();
-                let _ = fs.create_dir_all(&parent);
-                // Each on its own: one the kernel refuses leaves the others enabled.
-                for c in &wanted {
-                    for at in [&d.path, &parent] {
-                        let _ = fs.write(&at.join("cgroup.subtree_control"), &format!("+{c}"));
-                    }
-                }
-            }
-            let made = leaf.iter().find_map(|l| {
-                let path = parent.join(l);
-                // The subtree may be removed by another container's end in between: again.
-                for _ in 0..3 {
+            let make = |base: &Path| -> Option<PathBuf> {
+                let parent = base.join(SUBTREE);
+                if d.version == Version::V2 {
                     let _ = fs.create_dir_all(&parent);
-                    match fs.create_dir(&path) {
-                        Ok(()) => return Some(path),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(_) => return None,
+                    // Each on its own: one the kernel refuses leaves the others enabled.
+                    for c in &d.controllers {
+                        let name = match *c {
+                            "memory" | "pids" | "cpu" => *c,
+                            "blkio" => "io",
+                            _ => continue,
+                        };
+                        for at in [base, &parent] {
+                            let _ =
+                                fs.write(&at.join("cgroup.subtree_control"), &format!("+{name}"));
+                        }
                     }
                 }
-                None
-            });
+                leaf.iter().find_map(|l| {
+                    let path = parent.join(l);
+                    // The subtree may be removed by another container's end in between: again.
+                    for _ in 0..3 {
+                        let _ = fs.create_dir_all(&parent);
+                        match fs.create_dir(&path) {
+                            Ok(()) => return Some(path),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(_) => return None,
+                        }
+                    }
+                    None
+                })
+            };
+            // v2: the hierarchy's root first (writable as root), else this process's cgroup.
+            let bases: Vec<&Path> = match (&d.version, &layout.unified_root) {
+                (Version::V2, Some(root)) if root != &d.path => vec![root, &d.path],
+                _ => vec![&d.path],
+            };
+            let made = bases.into_iter().find_map(make);
             if let Some(path) = made {
                 let controllers = match d.version {
                     Version::V1 => d.controllers.clone(),
@@ -798,28 +807,23 @@ mod tests {
         );
         let cg = Cgroup::create(&fs, &layout, "abc");
         let writes = fs.writes.borrow().clone();
+        // The hierarchy's root takes kiln's subtree (writable here).
         assert!(writes.contains(&(
-            "/sys/fs/cgroup/user.slice/cgroup.subtree_control".into(),
+            "/sys/fs/cgroup/cgroup.subtree_control".into(),
             "+memory".into()
         )));
         assert!(writes.contains(&(
-            "/sys/fs/cgroup/user.slice/kiln/cgroup.subtree_control".into(),
+            "/sys/fs/cgroup/kiln/cgroup.subtree_control".into(),
             "+pids".into()
         )));
-        assert_eq!(
-            cg.dirs[0].path,
-            PathBuf::from("/sys/fs/cgroup/user.slice/kiln/abc")
-        );
+        assert_eq!(cg.dirs[0].path, PathBuf::from("/sys/fs/cgroup/kiln/abc"));
         // The fake's leaf lists no enabled controllers: only the freezer remains.
         assert_eq!(cg.dirs[0].controllers, vec!["freezer"]);
         // A name taken already: the pid is added.
         let again = Cgroup::create(&fs, &layout, "abc");
         assert_eq!(
             again.dirs[0].path,
-            PathBuf::from(format!(
-                "/sys/fs/cgroup/user.slice/kiln/abc-{}",
-                std::process::id()
-            ))
+            PathBuf::from(format!("/sys/fs/cgroup/kiln/abc-{}", std::process::id()))
         );
     }
 
