@@ -110,7 +110,7 @@ impl Kiln {
         serde_json::from_slice(&std::fs::read(path).expect("container record")).expect("JSON")
     }
 
-    fn supervisor_pid(&self, id: &str) -> u32 {
+    pub(crate) fn supervisor_pid(&self, id: &str) -> u32 {
         self.record(id)["pid"]
             .as_u64()
             .expect("a running record has a pid") as u32

@@ -27,6 +27,15 @@ const FILES: [&str; 11] = [
     "freezer.state",
 ];
 
+/// `kiln rm -f NAME` when dropped, so a failed assertion leaves no (paused) container.
+struct RemoveOnDrop<'a>(&'a Kiln, String);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kiln(&["rm", "-f", &self.1]);
+    }
+}
+
 #[test]
 fn a_payload_over_memory_is_oom_killed_with_137_like_docker() {
     if !can_run_containers() {
@@ -87,6 +96,7 @@ fn limit_files_and_inspect_match_dockers() {
     ] {
         let n = name("limits");
         k.run_d(&n, flags, &["sleep", "100"]);
+        let _cleanup = RemoveOnDrop(&k, n.clone());
         let d = DockerContainer::run(flags, &["sleep", "100"]);
         let (ki, di) = (k.inspect(&n), d.inspect());
         let (kp, dp) = (pid_of(&ki), pid_of(&di));
@@ -126,6 +136,7 @@ fn pause_and_unpause_like_docker() {
     let k = Kiln::new();
     let n = name("pause");
     let id = k.run_d(&n, &[], &["sleep", "100"]);
+    let _cleanup = RemoveOnDrop(&k, n.clone());
     let d = DockerContainer::run(&[], &["sleep", "100"]);
     let pid = pid_of(&k.inspect(&n));
     let cgroups: Vec<_> = cgroup_dirs(pid)
@@ -236,6 +247,7 @@ fn stats_no_stream_has_dockers_shape() {
     let k = Kiln::new();
     let n = name("stats");
     let id = k.run_d(&n, &["-m", "64m"], &["sleep", "100"]);
+    let _cleanup = RemoveOnDrop(&k, n.clone());
     let d = DockerContainer::run(&["-m", "64m"], &["sleep", "100"]);
     let kt = ok(k.kiln(&["stats", "--no-stream", &n]), "stats");
     let dt = ok(d.cmd(&["stats", "--no-stream", "@"]), "docker stats");
@@ -278,6 +290,7 @@ fn ps_size_shows_the_writes_and_the_virtual_size_like_docker() {
     let n = name("size");
     let payload = ["sh", "-c", "echo hello > /a; sleep 100"];
     k.run_d(&n, &[], &payload);
+    let _cleanup = RemoveOnDrop(&k, n.clone());
     let d = DockerContainer::run(&[], &payload);
     let size = |out: std::process::Output, who: &str| {
         let text = ok(out, who);
@@ -308,4 +321,37 @@ fn ps_size_shows_the_writes_and_the_virtual_size_like_docker() {
     );
     assert_eq!(formatted, tail(&kl));
     ok(k.kiln(&["rm", "-f", &n]), "rm -f");
+}
+
+#[test]
+fn a_paused_container_whose_supervisor_is_killed_ends_and_leaves_no_cgroup() {
+    if !can_run_containers() {
+        return;
+    }
+    let k = Kiln::new();
+    let n = name("pausedsup");
+    let id = k.run_d(&n, &[], &["sleep", "100"]);
+    let _cleanup = RemoveOnDrop(&k, n.clone());
+    let pid = pid_of(&k.inspect(&n));
+    let cgroups: Vec<_> = cgroup_dirs(pid)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.ends_with(&id))
+        .collect();
+    ok(k.kiln(&["pause", &n]), "pause");
+    let sup = k.supervisor_pid(&id);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sup as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The next reader records the failure and thaws the container, which then dies with
+    // its supervisor (frozen, it could not).
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        ok(k.kiln(&["ps", "-a", "--format", "{{.State}}"]), "ps") == "exited"
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }));
+    ok(k.kiln(&["rm", &n]), "rm");
+    let left: Vec<_> = cgroups.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
 }

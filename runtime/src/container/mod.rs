@@ -439,6 +439,8 @@ pub fn refresh(store: &Store, record: Record) -> Result<Record, ContainerError> 
     } else {
         "kiln process"
     };
+    // A paused container's processes can act on the end of their holder only once thawed.
+    Cgroup::thaw_dirs(&RealFs, &fresh.cgroups);
     fresh.error = Some(format!(
         "the container's {holder} (pid {}) ended without recording the container's end",
         fresh.pid.unwrap_or(0)
@@ -718,7 +720,7 @@ pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
             })
             .collect(),
     }
-    .remove(&RealFs, std::time::Duration::from_millis(200));
+    .remove(&RealFs, std::time::Duration::from_secs(2));
     let dir = record.dir(store);
     fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
     if let Some(net) = &record.network {

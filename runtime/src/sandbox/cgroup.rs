@@ -489,6 +489,19 @@ impl Cgroup {
         Cgroup { dirs }
     }
 
+    /// Thaw whatever freezer is in `dirs` (the recorded cgroup of a container whose holder
+    /// died: its processes can only die once thawed).
+    pub fn thaw_dirs(fs: &dyn CgroupFs, dirs: &[PathBuf]) {
+        for d in dirs {
+            for (file, value) in [("freezer.state", "THAWED"), ("cgroup.freeze", "0")] {
+                let path = d.join(file);
+                if fs.exists(&path) {
+                    let _ = fs.write(&path, value);
+                }
+            }
+        }
+    }
+
     /// Thaw a frozen container after a signal was sent to it, so the signal is acted on
     /// (docker's `kill` and `stop` of a paused container).
     pub fn thaw_after_signal(fs: &dyn CgroupFs, pid: u32) {
