@@ -171,9 +171,22 @@ impl Launcher {
                 let cg = Cgroup::create(&fs, &Layout::current(&fs), &spec.id);
                 let applied = cg.apply(&fs, &spec.resources);
                 container.cgroup = Some(cgroup::Owned { cgroup: cg.clone() });
-                applied.and_then(|()| cg.add(&fs, container.child.id()))
+                match applied.and_then(|()| cg.add(&fs, container.child.id())) {
+                    Err(e) if spec.resources.any() => Err(e),
+                    // No limits asked for: a cgroup kiln may not fill is only left out
+                    // (the container runs, `pause` and `stats` have nothing to work on).
+                    Err(_) => {
+                        container.cgroup = None;
+                        Ok(())
+                    }
+                    Ok(()) => Ok(()),
+                }
             }
-            Place::Join(pid) => Cgroup::of_pid(&fs, pid).add(&fs, container.child.id()),
+            // An exec outside its container's cgroup (one that has none) still runs.
+            Place::Join(pid) => {
+                let _ = Cgroup::of_pid(&fs, pid).add(&fs, container.child.id());
+                Ok(())
+            }
         };
         if let Err(e) = placed {
             return Err(container.abandon(format!("the container's cgroup: {e}")));
