@@ -134,6 +134,12 @@ pub enum Command {
     Port(PortArgs),
     /// Show a running container's processes (the host's `ps`, as docker runs it)
     Top(TopArgs),
+    /// Freeze every process of running containers (cgroup freezer)
+    Pause(PauseArgs),
+    /// Thaw paused containers
+    Unpause(PauseArgs),
+    /// Show containers' resource usage (CPU, memory, network, block I/O, processes)
+    Stats(StatsArgs),
     /// Manage containers (prune)
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -287,6 +293,8 @@ pub struct RunArgs {
     pub log_opts: Vec<String>,
     #[command(flatten)]
     pub security: SecurityArgs,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// The image, then the command and its arguments
     #[arg(
         required = true,
@@ -319,6 +327,59 @@ pub struct SecurityArgs {
     /// Publish every port the image EXPOSEs on a free port of 127.0.0.1
     #[arg(short = 'P', long)]
     pub publish_all: bool,
+}
+
+/// Resource limits of `run` and `create` (the container's cgroup).
+#[derive(Debug, Default, Args)]
+pub struct ResourceArgs {
+    /// Memory limit: N[b|k|m|g]
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Memory plus swap limit: N[b|k|m|g], -1 for unlimited swap
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs (a fraction: 1.5)
+    #[arg(long, value_name = "F")]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "N")]
+    pub cpu_shares: Option<u64>,
+    /// Limit the CPU CFS quota (microseconds per period)
+    #[arg(long = "cpu-quota", value_name = "N", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// Limit the CPU CFS period (microseconds)
+    #[arg(long = "cpu-period", value_name = "N")]
+    pub cpu_period: Option<u64>,
+    /// Limit the number of processes (-1 for unlimited)
+    #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+}
+
+/// `pause` and `unpause`.
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show all containers (the default shows running ones)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Print one sample and exit (the default refreshes every second)
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Go-template fields: {{.Container}} {{.ID}} {{.Name}} {{.CPUPerc}} {{.MemUsage}}
+    /// {{.MemPerc}} {{.NetIO}} {{.BlockIO}} {{.PIDs}}; a `table ` prefix prints a header
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// Containers (name, id or unique id prefix); all running ones when none
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -522,11 +583,14 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter: status=created|running|exited, name=TEXT, id=PREFIX
+    /// Filter: status=created|running|paused|exited, name=TEXT, id=PREFIX
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
+    /// Display total file sizes (the container's writes, and the image's with them)
+    #[arg(short = 's', long)]
+    pub size: bool,
     /// Go-template fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}}
-    /// {{.Status}} {{.State}} {{.Ports}} {{.Names}}; a `table ` prefix prints a header
+    /// {{.Status}} {{.State}} {{.Ports}} {{.Names}} {{.Size}}; a `table ` prefix prints a header
     #[arg(long, value_name = "TEMPLATE")]
     pub format: Option<String>,
 }

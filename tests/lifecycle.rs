@@ -4,7 +4,7 @@
 //! `--restart on-failure:3`, a killed supervisor recorded as a failure, `ps`/`inspect`
 //! shapes, `cp` (symlinks never lead out of the root), `commit` (twice the same layer, the
 //! same as a RUN step's), `diff CONTAINER`, `rename`/`port`/`top`/`container prune`, and 100 cycles of `run -d`/`exec`/`stop`/`rm`
-//! leaving nothing behind.
+//! leaving nothing behind (no cgroup either).
 //!
 //! Must not: start docker containers with a network (`--network none` only), or leave
 //! anything outside the scratch directory and the docker containers named `kiln-e2e-lc-*`
@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn ok(out: Output, what: &str) -> String {
+pub(crate) fn ok(out: Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {}", show(&out));
     stdout_text(&out).trim().to_string()
 }
 
 /// A unique name for containers of this test process.
-fn name(what: &str) -> String {
+pub(crate) fn name(what: &str) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     format!(
         "kiln-e2e-lc-{}-{}-{what}",
@@ -35,10 +35,10 @@ fn name(what: &str) -> String {
 }
 
 /// `docker run -d --network none busybox:test ARGS` with a name; removed on drop.
-struct DockerContainer(String);
+pub(crate) struct DockerContainer(pub(crate) String);
 
 impl DockerContainer {
-    fn run(extra: &[&str], args: &[&str]) -> DockerContainer {
+    pub(crate) fn run(extra: &[&str], args: &[&str]) -> DockerContainer {
         let image = docker_busybox();
         let n = name("docker");
         let mut c = docker();
@@ -48,7 +48,7 @@ impl DockerContainer {
         DockerContainer(n)
     }
 
-    fn cmd(&self, args: &[&str]) -> Output {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Output {
         let mut c = docker();
         c.args(
             args.iter()
@@ -57,7 +57,7 @@ impl DockerContainer {
         run(&mut c)
     }
 
-    fn inspect(&self) -> Value {
+    pub(crate) fn inspect(&self) -> Value {
         let v: Value = serde_json::from_str(&ok(self.cmd(&["inspect", "@"]), "docker inspect"))
             .expect("docker inspect JSON");
         v[0].clone()
@@ -70,23 +70,23 @@ impl Drop for DockerContainer {
     }
 }
 
-struct Kiln {
-    store: KilnStore,
+pub(crate) struct Kiln {
+    pub(crate) store: KilnStore,
 }
 
 impl Kiln {
-    fn new() -> Kiln {
+    pub(crate) fn new() -> Kiln {
         Kiln {
             store: KilnStore::with_busybox(),
         }
     }
 
-    fn kiln(&self, args: &[&str]) -> Output {
+    pub(crate) fn kiln(&self, args: &[&str]) -> Output {
         self.store.kiln(args)
     }
 
     /// `kiln run -d --name N busybox:test ARGS`: the ID it printed.
-    fn run_d(&self, n: &str, extra: &[&str], args: &[&str]) -> String {
+    pub(crate) fn run_d(&self, n: &str, extra: &[&str], args: &[&str]) -> String {
         let mut all = vec!["run", "-d", "--name", n];
         all.extend_from_slice(extra);
         all.push(BUSYBOX);
@@ -94,7 +94,7 @@ impl Kiln {
         ok(self.kiln(&all), "kiln run -d")
     }
 
-    fn inspect(&self, n: &str) -> Value {
+    pub(crate) fn inspect(&self, n: &str) -> Value {
         let v: Value = serde_json::from_str(&ok(self.kiln(&["inspect", n]), "kiln inspect"))
             .expect("kiln inspect JSON");
         v[0].clone()
@@ -110,7 +110,7 @@ impl Kiln {
         serde_json::from_slice(&std::fs::read(path).expect("container record")).expect("JSON")
     }
 
-    fn supervisor_pid(&self, id: &str) -> u32 {
+    pub(crate) fn supervisor_pid(&self, id: &str) -> u32 {
         self.record(id)["pid"]
             .as_u64()
             .expect("a running record has a pid") as u32
@@ -167,6 +167,13 @@ fn processes() -> Vec<(u32, u32, Vec<String>)> {
         out.push((pid, ppid, argv));
     }
     out
+}
+
+/// A running container's PID 1, from `inspect`.
+pub(crate) fn pid_of(v: &Value) -> u32 {
+    v["State"]["Pid"]
+        .as_u64()
+        .expect("a running container's pid") as u32
 }
 
 fn alive(pid: u32) -> bool {
@@ -484,6 +491,12 @@ fn killing_the_supervisor_records_a_failure() {
     );
     let sup = k.supervisor_pid(&id);
     assert!(!marked(&marker).is_empty());
+    let cgroups: Vec<_> = cgroup_dirs(pid_of(&k.inspect(&n)))
+        .into_iter()
+        .map(|(d, _)| d)
+        .filter(|d| d.ends_with(&id))
+        .collect();
+    assert!(!cgroups.is_empty(), "the container has no cgroup");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(sup as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -507,6 +520,9 @@ fn killing_the_supervisor_records_a_failure() {
     let ps = ok(k.kiln(&["ps", "-q"]), "ps");
     assert_eq!(ps, "");
     ok(k.kiln(&["rm", &n]), "rm");
+    // The supervisor could not remove the cgroup; rm did.
+    let left: Vec<_> = cgroups.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
 }
 
 #[test]
@@ -732,8 +748,19 @@ fn a_hundred_cycles_leave_nothing_behind() {
         );
         let out = ok(k.kiln(&["exec", &n, "sh", "-c", "echo $((6*7))"]), "exec");
         assert_eq!(out, "42");
+        let cgroups: Vec<_> = cgroup_dirs(pid_of(&k.inspect(&n)))
+            .into_iter()
+            .map(|(d, _)| d)
+            .filter(|d| d.ends_with(&id))
+            .collect();
+        assert!(
+            !cgroups.is_empty(),
+            "cycle {i}: the container has no cgroup"
+        );
         ok(k.kiln(&["stop", "-t", "5", &n]), "stop");
         ok(k.kiln(&["rm", &n]), "rm");
+        let left: Vec<_> = cgroups.iter().filter(|d| d.exists()).collect();
+        assert!(left.is_empty(), "cycle {i}: cgroups left: {left:?}");
         assert!(
             !containers.join(&id).exists(),
             "cycle {i}: the directory is left"

@@ -25,5 +25,6 @@ mod network;
 mod registry;
 mod repro_check;
 mod reproducible;
+mod resources;
 mod runflags;
 mod runner;

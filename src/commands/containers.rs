@@ -49,7 +49,10 @@ fn status(r: &Record, now: i64) -> String {
                 Some(t) => format!("Up {}", human_duration(now - t)),
                 None => "Up".into(),
             };
-            // docker's health suffix: (health: starting), (healthy), (unhealthy).
+            // docker's suffix: (Paused), else the health: (health: starting), (healthy).
+            if r.paused() {
+                return format!("{up} (Paused)");
+            }
             match r.health.as_deref() {
                 Some("starting") => format!("{up} (health: starting)"),
                 Some(h) => format!("{up} ({h})"),
@@ -74,6 +77,7 @@ fn status(r: &Record, now: i64) -> String {
 fn state_name(r: &Record) -> &'static str {
     match r.state {
         State::Created => "created",
+        State::Running if r.paused() => "paused",
         State::Running => "running",
         State::Restarting => "restarting",
         State::Exited => "exited",
@@ -128,6 +132,43 @@ fn ports(r: &Record) -> String {
         .join(", ")
 }
 
+/// The bytes of the files under `dir` (not following symlinks, a hard-linked file once),
+/// as docker sums a layer's changes: directories count nothing.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else if meta.nlink() < 2 || seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// docker's SIZE column of `ps -s`: the container's writes, and with the image's files
+/// (`0B (virtual 1.98MB)`).
+fn size(r: &Record) -> String {
+    let rw = dir_size(&r.spec.rootfs.upper);
+    let image: u64 = r.spec.rootfs.layers.iter().map(|l| dir_size(l)).sum();
+    format!(
+        "{} (virtual {})",
+        super::images::human_size(rw),
+        super::images::human_size(rw + image)
+    )
+}
+
 /// One `{{.Field}}` of `ps --format` (also `kiln compose ps`'s columns).
 pub(crate) fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<String> {
     let id = if full {
@@ -148,6 +189,7 @@ pub(crate) fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<Stri
         "State" => state_name(r).into(),
         "Ports" => ports(r),
         "Names" => r.name.clone(),
+        "Size" => size(r),
         _ => return None,
     })
 }
@@ -180,6 +222,7 @@ fn header_of(template: &str) -> String {
         ("State", "STATE"),
         ("Ports", "PORTS"),
         ("Names", "NAMES"),
+        ("Size", "SIZE"),
     ] {
         out = out.replace(&format!("{{{{.{f}}}}}"), h);
     }
@@ -192,8 +235,8 @@ fn matches_filter(r: &Record, filter: &str) -> Result<bool, ContainersError> {
         .ok_or_else(|| ContainersError::Filter(filter.to_string()))?;
     Ok(match k {
         "status" => match v {
-            "created" | "running" | "restarting" | "exited" => state_name(r) == v,
-            "paused" | "removing" | "dead" => false,
+            "created" | "running" | "paused" | "restarting" | "exited" => state_name(r) == v,
+            "removing" | "dead" => false,
             _ => return Err(ContainersError::Filter(filter.to_string())),
         },
         "name" => r.name.contains(v),
@@ -249,7 +292,7 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
                     ContainersError::Value {
                         flag: "--format",
                         value: bad,
-                        help: "fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}} {{.Status}} {{.State}} {{.Ports}} {{.Names}}",
+                        help: "fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}} {{.Status}} {{.State}} {{.Ports}} {{.Names}} {{.Size}}",
                     }
                 })?,
             );
@@ -278,9 +321,12 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
     ]
     .map(str::to_string)
     .to_vec()];
+    if a.size {
+        rows[0].push("SIZE".into());
+    }
     for r in &shown {
         let f = |n: &str| field(r, n, now, a.no_trunc).unwrap_or_default();
-        rows.push(vec![
+        let mut row = vec![
             f("ID"),
             f("Image"),
             f("Command"),
@@ -288,7 +334,11 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
             f("Status"),
             f("Ports"),
             f("Names"),
-        ]);
+        ];
+        if a.size {
+            row.push(f("Size"));
+        }
+        rows.push(row);
     }
     print_table(&rows);
     Ok(())
@@ -748,6 +798,9 @@ pub fn exec(root: Option<PathBuf>, a: ExecArgs) -> miette::Result<ExitCode> {
     let Some(init_pid) = record.init_pid.filter(|_| record.running()) else {
         return Err(container::ContainerError::NotRunning(name.clone()).into());
     };
+    if record.paused() {
+        return Err(container::ContainerError::Paused(name.clone()).into());
+    }
     if a.detach {
         return exec_detached(&store, &a);
     }
@@ -861,6 +914,7 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         })
         .collect();
     let args = &r.spec.process.args;
+    let res = &r.spec.resources;
     let max_retry = match r.restart {
         container::RestartPolicy::OnFailure { max } => max,
         _ => 0,
@@ -873,7 +927,7 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         "State": {
             "Status": state_name(r),
             "Running": r.held(),
-            "Paused": false,
+            "Paused": r.running() && r.paused(),
             "Restarting": r.state == State::Restarting,
             "OOMKilled": false,
             "Dead": false,
@@ -896,6 +950,18 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
                 (kiln_runtime::sandbox::spec::Network::Join { path }, None) => format!("container:{}", path.display()),
             },
             "ReadonlyRootfs": r.spec.rootfs.readonly,
+            "Memory": res.memory.unwrap_or(0),
+            // docker's default: as much swap as memory.
+            "MemorySwap": match (res.memory, res.memory_swap) {
+                (_, Some(s)) => s,
+                (Some(m), None) => 2 * m,
+                (None, None) => 0,
+            },
+            "NanoCpus": res.nano_cpus.unwrap_or(0),
+            "CpuShares": res.cpu_shares.unwrap_or(0),
+            "CpuQuota": res.cpu_quota.unwrap_or(0),
+            "CpuPeriod": res.cpu_period.unwrap_or(0),
+            "PidsLimit": res.pids_limit,
             "Init": r.spec.init,
             "RestartPolicy": {"Name": r.restart.name(), "MaximumRetryCount": max_retry},
             "LogConfig": {

@@ -47,7 +47,7 @@ pub fn version() -> miette::Result<()> {
 }
 
 /// Docker's size format: decimal units, three significant digits (`1.99MB`, `117MB`, `0B`).
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut size = bytes as f64;
     let mut unit = 0;

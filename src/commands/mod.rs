@@ -17,6 +17,7 @@ mod plan;
 mod progress;
 mod provenance;
 mod registry;
+mod resources;
 mod run;
 mod transfer;
 
@@ -73,6 +74,9 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Rename(a) => done(containers::rename(root, a)),
         Command::Port(a) => done(containers::port(root, a)),
         Command::Top(a) => done(containers::top(root, a)),
+        Command::Pause(a) => done(resources::pause(root, a, true)),
+        Command::Unpause(a) => done(resources::pause(root, a, false)),
+        Command::Stats(a) => done(resources::stats(root, a)),
         Command::Container(c) => done(containers::container(root, c)),
         Command::Push(a) => done(registry::push(root, a)),
         Command::Pull(a) => done(registry::pull(root, a)),

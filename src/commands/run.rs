@@ -447,6 +447,10 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         .iter()
         .map(|p| parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let resources = super::resources::resources(&a.resources)?;
+    if resources.any() {
+        super::resources::warn_unsupported(&resources);
+    }
     let mut opts = RunOptions {
         args: a.image_and_args[1..].to_vec(),
         name: a.name.clone(),
@@ -467,6 +471,7 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         remove: a.rm,
         restart: parse_restart(&a.restart)?,
         log: parse_log_opts(&a.log_opts)?,
+        resources,
         ..RunOptions::default()
     };
     security_options(&a.security, &mut opts)?;

@@ -36,6 +36,8 @@ mod tarball;
 pub use tarball::*;
 mod http;
 pub use http::*;
+mod cgroup;
+pub use cgroup::*;
 
 /// Skip the calling test (return from it) when a peer is missing; in CI, panic instead, so a
 /// skipped test is never reported as passing there.

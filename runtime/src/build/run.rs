@@ -167,6 +167,7 @@ impl Exec<'_> {
             ports: Vec::new(),
             privileged: false,
             pid: Default::default(),
+            resources: Default::default(),
         };
         let mut tail: Vec<String> = Vec::new();
         let id = node.id.0;

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::Digest;
+use crate::sandbox::cgroup::{Cgroup, RealFs};
 use crate::sandbox::spec::{
     self, ContainerSpec, Mount, MountKind, Network, PidNamespace, Port, Process, Protocol, Rootfs,
 };
@@ -66,6 +67,18 @@ pub enum ContainerError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is paused, unpause the container before exec")]
+    #[diagnostic(help("kiln unpause {0}"))]
+    Paused(String),
+    #[error("container {0} is already paused")]
+    AlreadyPaused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+    #[error("container {name}: {source}")]
+    Cgroup {
+        name: String,
+        source: crate::sandbox::cgroup::CgroupError,
+    },
     #[error("the supervisor of container {name}: {message}")]
     Supervisor { name: String, message: String },
     #[error("making the layer: {0}")]
@@ -173,6 +186,8 @@ pub struct RunOptions {
     pub volumes_from: Vec<VolumesFrom>,
     /// `-P`: every port the image EXPOSEs published on a free port of 127.0.0.1.
     pub publish_all: bool,
+    /// `--memory`, `--cpus`, ...: carried out through the container's cgroup.
+    pub resources: spec::Resources,
 }
 
 /// `--pid`: the pid namespace a new container gets.
@@ -318,6 +333,9 @@ pub struct Record {
     /// healthcheck, read from `health.json` by `list`/`find`; never stored in the record.
     #[serde(skip)]
     pub health: Option<String>,
+    /// The cgroup directories of the current or last run (see `sandbox::cgroup`).
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl Record {
@@ -337,6 +355,19 @@ impl Record {
     /// Running, or between runs under a restart policy: a holder looks after it.
     pub fn held(&self) -> bool {
         matches!(self.state, State::Running | State::Restarting)
+    }
+
+    /// The container's cgroup while it runs (see `sandbox::cgroup`).
+    pub fn cgroup(&self) -> Option<Cgroup> {
+        let pid = self.init_pid.filter(|_| self.running())?;
+        Some(Cgroup::of_pid(&RealFs, pid))
+    }
+
+    /// Frozen by `kiln pause`: read from the cgroup, so it ends with the container.
+    pub fn paused(&self) -> bool {
+        self.cgroup()
+            .and_then(|c| c.frozen(&RealFs))
+            .unwrap_or(false)
     }
 
     /// The signal `kiln stop` sends first: the image's STOPSIGNAL, else SIGTERM.
@@ -535,6 +566,8 @@ pub fn refresh(store: &Store, record: Record) -> Result<Record, ContainerError> 
     } else {
         "kiln process"
     };
+    // A paused container's processes can act on the end of their holder only once thawed.
+    Cgroup::thaw_dirs(&RealFs, &fresh.cgroups);
     fresh.error = Some(format!(
         "the container's {holder} (pid {}) ended without recording the container's end",
         fresh.pid.unwrap_or(0)
@@ -695,6 +728,7 @@ pub fn create(
         ports,
         privileged: opts.privileged,
         pid,
+        resources: opts.resources.clone(),
     };
     let mut record = Record {
         id,
@@ -728,6 +762,7 @@ pub fn create(
             .clone()
             .filter(|h| health::Settings::of(h).is_some()),
         health: None,
+        cgroups: Vec::new(),
     };
     if let Some(net) = &joined {
         network::attach_spec(store, &mut record, net);
@@ -810,6 +845,7 @@ pub fn run_foreground(
     record.pid = Some(container.pid());
     record.init_pid = container.init_pid;
     record.stubs = container.stubs.clone();
+    record.cgroups = container.cgroup_dirs();
     record.started_at = Some(now_rfc3339_nanos());
     save(store, &record)?;
     on_start(&mut container);
@@ -829,6 +865,19 @@ pub fn run_foreground(
 
 /// Remove a container that is not running: its record and directories (the log too).
 pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
+    // Left by a holder that was killed: empty by now (its processes died with it).
+    Cgroup {
+        dirs: record
+            .cgroups
+            .iter()
+            .map(|p| crate::sandbox::cgroup::Dir {
+                path: p.clone(),
+                version: crate::sandbox::cgroup::Version::V1,
+                controllers: Vec::new(),
+            })
+            .collect(),
+    }
+    .remove(&RealFs, std::time::Duration::from_secs(2));
     let dir = record.dir(store);
     fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
     if let Some(net) = &record.network {
@@ -880,7 +929,31 @@ pub fn kill(
     }
     let pid = record.init_pid.or(record.pid).unwrap_or(0) as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-        .map_err(|_| ContainerError::NotRunning(record.name.clone()))
+        .map_err(|_| ContainerError::NotRunning(record.name.clone()))?;
+    if let Some(init) = record.init_pid {
+        Cgroup::thaw_after_signal(&RealFs, init);
+    }
+    Ok(())
+}
+
+/// `kiln pause` (`true`) and `unpause`: freeze or thaw every process of the container.
+pub fn set_paused(record: &Record, paused: bool) -> Result<(), ContainerError> {
+    let Some(cgroup) = record.cgroup().filter(|_| record.running()) else {
+        return Err(ContainerError::NotRunning(record.name.clone()));
+    };
+    match (cgroup.frozen(&RealFs), paused) {
+        (Some(true), true) => return Err(ContainerError::AlreadyPaused(record.name.clone())),
+        (Some(false), false) | (None, false) => {
+            return Err(ContainerError::NotPaused(record.name.clone()))
+        }
+        _ => {}
+    }
+    cgroup
+        .freeze(&RealFs, paused)
+        .map_err(|source| ContainerError::Cgroup {
+            name: record.name.clone(),
+            source,
+        })
 }
 
 fn supervisor_error(record: &Record, e: std::io::Error) -> ContainerError {

@@ -240,8 +240,14 @@ impl Shared {
     }
 }
 
+/// Signal PID 1, and thaw a paused container so the signal is acted on (docker's way).
 fn signal_pid(pid: Option<u32>, sig: Signal) -> bool {
-    pid.is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), sig).is_ok())
+    let sent = pid
+        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), sig).is_ok());
+    if let (true, Some(p)) = (sent, pid) {
+        crate::sandbox::cgroup::Cgroup::thaw_after_signal(&crate::sandbox::cgroup::RealFs, p);
+    }
+    sent
 }
 
 fn record_path(root: &Path, id: &str) -> PathBuf {
@@ -366,8 +372,10 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         let me = std::process::id();
         let init_pid = container.init_pid;
         let stubs = container.stubs.clone();
+        let cgroups = container.cgroup_dirs();
         update(root, id, |r| {
             r.stubs = stubs;
+            r.cgroups = cgroups;
             r.state = State::Running;
             r.supervised = true;
             r.pid = Some(me);

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use nix::sys::signal::Signal;
 
+use super::cgroup::{self, Cgroup, Layout, RealFs};
 pub use super::channel::ExecSpec;
 use super::channel::{self, Report, Reports, CONTROL_FD};
 use super::init::{EXEC_ARG, INIT_ARG, LIVENESS_FD};
@@ -49,6 +50,17 @@ pub struct Container {
     pub terminal: Option<OwnedFd>,
     /// PID 1 of the container, in kiln's pid namespace (once the monitor has reported it).
     pub init_pid: Option<u32>,
+    /// The container's cgroup, removed when the container is dropped (a started container;
+    /// an exec joins its container's and leaves it be).
+    cgroup: Option<cgroup::Owned>,
+}
+
+/// Which cgroup the monitor goes in.
+enum Place<'a> {
+    /// A new one for the container, with its limits.
+    New(&'a ContainerSpec),
+    /// The running container's whose PID 1 this is.
+    Join(u32),
 }
 
 /// How a container ended.
@@ -70,9 +82,13 @@ impl Launcher {
     /// attached); a failure before that, its command missing included, is an error with
     /// Docker's status code (125, 126, 127).
     pub fn start(&self, spec: &ContainerSpec, streams: Streams) -> Result<Container, SandboxError> {
-        self.launch(INIT_ARG, streams, spec.process.terminal, true, |sock| {
-            channel::write_spec(sock, spec)
-        })
+        self.launch(
+            INIT_ARG,
+            streams,
+            spec.process.terminal,
+            Place::New(spec),
+            |sock| channel::write_spec(sock, spec),
+        )
     }
 
     /// Run `exec.spec`'s process inside the running container whose PID 1 is
@@ -83,7 +99,7 @@ impl Launcher {
             EXEC_ARG,
             streams,
             exec.spec.process.terminal,
-            true,
+            Place::Join(exec.init_pid),
             |sock| channel::write_exec(sock, exec),
         )
     }
@@ -93,7 +109,7 @@ impl Launcher {
         arg: &str,
         streams: Streams,
         terminal: bool,
-        until_started: bool,
+        place: Place<'_>,
         send: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
     ) -> Result<Container, SandboxError> {
         super::require_root()?;
@@ -146,7 +162,35 @@ impl Launcher {
             stubs: Vec::new(),
             terminal: None,
             init_pid: None,
+            cgroup: None,
         };
+        // Into its cgroup before it is sent the spec, so everything it starts is in it.
+        let fs = RealFs;
+        let placed = match place {
+            Place::New(spec) => {
+                let cg = Cgroup::create(&fs, &Layout::current(&fs), &spec.id);
+                let applied = cg.apply(&fs, &spec.resources);
+                container.cgroup = Some(cgroup::Owned { cgroup: cg.clone() });
+                match applied.and_then(|()| cg.add(&fs, container.child.id())) {
+                    Err(e) if spec.resources.any() => Err(e),
+                    // No limits asked for: a cgroup kiln may not fill is only left out
+                    // (the container runs, `pause` and `stats` have nothing to work on).
+                    Err(_) => {
+                        container.cgroup = None;
+                        Ok(())
+                    }
+                    Ok(()) => Ok(()),
+                }
+            }
+            // An exec outside its container's cgroup (one that has none) still runs.
+            Place::Join(pid) => {
+                let _ = Cgroup::of_pid(&fs, pid).add(&fs, container.child.id());
+                Ok(())
+            }
+        };
+        if let Err(e) = placed {
+            return Err(container.abandon(format!("the container's cgroup: {e}")));
+        }
         // SAFETY: the socket is owned by `container.reports`; this File only borrows it.
         let sock = std::mem::ManuallyDrop::new(unsafe {
             std::fs::File::from_raw_fd(container.reports.raw())
@@ -157,7 +201,7 @@ impl Launcher {
             return Err(SandboxError::Spawn(format!("sending the spec: {e}")));
         }
         let mut stubs_seen = false;
-        let mut started = !until_started;
+        let mut started = false;
         while !stubs_seen
             || !started
             || container.init_pid.is_none()
@@ -200,6 +244,15 @@ impl Container {
         let _ = self.child.kill();
         let _ = self.child.wait();
         SandboxError::Start { message, code: 125 }
+    }
+
+    /// The directories of the container's cgroup (for a record: removed again by `rm` when
+    /// the holder died before it could remove them).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.cgroup.dirs.iter().map(|d| d.path.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The monitor's pid (signals sent to it reach the payload).

@@ -7,10 +7,12 @@
 //! report, wait), `channel` (the control socket), `init` (the re-executed monitor, PID 1 and
 //! the payload's last steps; the exec monitor that joins a running container), `rootfs` (mounts and pivot_root), `syscall` (the kernel behind a
 //! trait), `user` (passwd/group), `security` (identity, capabilities, seccomp in order),
-//! `caps`, `seccomp`, `net` (loopback and published ports), `tty`.
+//! `caps`, `seccomp`, `net` (loopback and published ports), `tty`, `cgroup` (a cgroup per
+//! container: limits, freezer, usage).
 //! Must not: read plans or parse Dockerfiles; know the store's layout (callers give paths).
 
 pub mod caps;
+pub mod cgroup;
 mod channel;
 pub mod init;
 pub mod launch;

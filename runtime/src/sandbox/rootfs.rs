@@ -497,6 +497,7 @@ mod tests {
             ports: vec![],
             privileged: false,
             pid: Default::default(),
+            resources: Default::default(),
         }
     }
 

@@ -40,6 +40,9 @@ pub struct ContainerSpec {
     /// container's.
     #[serde(default)]
     pub pid: PidNamespace,
+    /// Resource limits, carried out through the container's cgroup (see `cgroup`).
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -53,6 +56,32 @@ pub enum PidNamespace {
     /// `--pid container:NAME`: that container's, joined through its nsfs file
     /// (`/proc/<its PID 1>/ns/pid`).
     Join { path: PathBuf },
+}
+
+/// Resource limits as docker's `HostConfig` holds them (`--memory`, `--cpus`, ...); `None`
+/// (or 0, as docker) means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// `--memory`: bytes.
+    pub memory: Option<i64>,
+    /// `--memory-swap`: memory plus swap, bytes; -1 unlimited swap.
+    pub memory_swap: Option<i64>,
+    /// `--cpus` as billionths of a CPU (docker's NanoCpus).
+    pub nano_cpus: Option<i64>,
+    /// `--cpu-shares`: relative weight (docker's default 1024).
+    pub cpu_shares: Option<u64>,
+    /// `--cpu-quota` / `--cpu-period`: microseconds of CPU time per period.
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    /// `--pids-limit`: at most this many tasks (-1 or 0: unlimited).
+    pub pids_limit: Option<i64>,
+}
+
+impl Resources {
+    /// Whether any limit was asked for.
+    pub fn any(&self) -> bool {
+        *self != Resources::default()
+    }
 }
 
 /// The root filesystem: an overlay of unpacked layers with a writable upper directory.
