@@ -495,3 +495,112 @@ fn a_pinned_networked_step_is_hermetic_and_fails_when_its_output_differs() {
         "{err}"
     );
 }
+
+/// `dockerfile(path, target:, args:)`: a program that takes one Dockerfile stage as its base
+/// and copies a file out of another stage (built with a build argument) gives the image the
+/// Dockerfile alone gives, and it runs.
+#[test]
+fn dockerfile_stages_as_values_build_the_dockerfiles_image() {
+    let store = KilnStore::with_busybox();
+    let ctx = pair(
+        "FROM busybox:test AS base\nRUN echo base > /base.txt\nENV A=1\n\nFROM base AS build\nARG GREETING=hi\nRUN mkdir /out && echo \"$GREETING from $A\" > /out/greeting\n\nFROM base\nCOPY --from=build /out/greeting /greeting\nCOPY app.txt /app/\nCMD [\"cat\", \"/greeting\", \"/app/app.txt\"]\n",
+        r#"let base = dockerfile("docker/../Dockerfile", target: "base")
+let build = dockerfile("Dockerfile", target: "build", args: {GREETING: "hello"})
+export app = base
+  |> copy(files(build, "/out/greeting"), to: "/greeting")
+  |> copy(context(".").only(["app.txt"]), to: "/app/")
+  |> cmd(["cat", "/greeting", "/app/app.txt"])
+"#,
+        &[("app.txt", b"app\n"), ("docker/.keep", b"")],
+    );
+    let iid = ctx.path().join("df.iid");
+    store.kiln_ok([
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "none",
+        "--build-arg",
+        "GREETING=hello",
+        "--iidfile",
+        &iid.display().to_string(),
+        &ctx.path().display().to_string(),
+    ]);
+    let a = std::fs::read_to_string(&iid).unwrap().trim().to_string();
+    std::fs::remove_file(&iid).unwrap();
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b, "the program and the Dockerfile give different images");
+    // The stage taken whole is the Dockerfile's target of that name.
+    write_file(
+        &ctx.path().join("stage.kiln"),
+        b"export s = dockerfile(\"Dockerfile\", target: \"build\", args: {GREETING: \"hello\"})\n",
+        0o644,
+    );
+    let s = build(&store, ctx.path(), "stage.kiln", None);
+    store.kiln_ok([
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "none",
+        "--target",
+        "build",
+        "--build-arg",
+        "GREETING=hello",
+        "--iidfile",
+        &iid.display().to_string(),
+        &ctx.path().display().to_string(),
+    ]);
+    let t = std::fs::read_to_string(&iid).unwrap().trim().to_string();
+    assert_eq!(s, t);
+    let out = store.kiln_ok(["run", "--rm", "--network", "none", b.as_str()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from 1\napp\n");
+}
+
+/// dockerfile() errors are diagnostics: a missing file and an unknown stage at the call,
+/// a Dockerfile's own error at its line in the Dockerfile; a Dockerfile outside the build
+/// context is refused by the build.
+#[test]
+fn dockerfile_errors_point_at_the_call_or_into_the_dockerfile() {
+    let store = KilnStore::new();
+    let ctx = pair(
+        "FROM scratch AS one\nCOPY a /a\n",
+        "export a = dockerfile(\"Dockerfile\", target: \"onee\")\nexport b = dockerfile(\"bad.Dockerfile\")\nexport c = dockerfile(\"nope/Dockerfile\")\n",
+        &[("a", b"a\n"), ("bad.Dockerfile", b"FROM scratch\nCOPY --frobnicate=1 a /a\n")],
+    );
+    let out = store.kiln(["check".as_ref(), ctx.path().join("build.kiln").as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("3 errors in the kiln program"), "{err}");
+    assert!(err.contains("could not be found"), "{err}");
+    assert!(err.contains("did you mean \"one\"?"), "{err}");
+    assert!(err.contains("frobnicate"), "{err}");
+    // The Dockerfile's error is shown in the Dockerfile's text.
+    assert!(err.contains("bad.Dockerfile:2:6"), "{err}");
+    assert!(err.contains("cannot read Dockerfile"), "{err}");
+
+    let outside = temp_dir();
+    write_file(&outside.path().join("Dockerfile"), b"FROM scratch\n", 0o644);
+    let inner = ctx.path().join("inner");
+    write_file(
+        &inner.join("build.kiln"),
+        format!(
+            "export a = dockerfile({:?})\n",
+            outside.path().join("Dockerfile").display().to_string()
+        )
+        .as_bytes(),
+        0o644,
+    );
+    let out = store.kiln([
+        "build".as_ref(),
+        "-f".as_ref(),
+        inner.join("build.kiln").as_os_str(),
+        inner.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_text(&out).contains("outside the build context: Dockerfile"),
+        "{}",
+        stderr_text(&out)
+    );
+}

@@ -22,7 +22,8 @@ use crate::plan::{
 use crate::syntax::Span;
 
 /// Which source file a span is in: 0 is the file the build started from (the Dockerfile or
-/// the `.kiln` program); a kiln program numbers its modules and stdlib files after it.
+/// the `.kiln` program); a kiln program numbers its modules and stdlib files after it, then
+/// the Dockerfiles its `dockerfile()` calls read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct FileId(pub u32);
