@@ -260,27 +260,119 @@ fn plan_json_shows_hermeticity_per_node_of_a_program() {
     assert_eq!(by_kind("image")["hermetic"], false);
 }
 
-/// examples/multi-stage (its base is the busybox one, no registry needed): its Dockerfile and
-/// its build.kiln build the same image ID, and the image runs.
+/// Every example under examples/ built from its Dockerfile and from its build.kiln to one
+/// image ID, then run. The base is examples/hello/make-base.sh's (the machine's busybox,
+/// `kiln-example/busybox:1`). The Node.js and Python examples name registry images
+/// (`node:20-alpine`, `node:14.16.1`, `python:3.12-slim`) and need node, npm and python:
+/// installing those (a Debian base and apt) would take the network and minutes, so here those
+/// names are that busybox base with stub `node`, `npm` and `python` scripts (each prints its
+/// arguments and the first line of the script it is given; the `npm install` stub writes
+/// node_modules/.installed). The build and the image's wiring (files, workdir, user,
+/// entrypoint and command, environment) are the examples' own; only the interpreter is a stub.
 #[test]
-fn the_multi_stage_example_builds_one_image_from_both_files_and_runs() {
-    let store = KilnStore::with_busybox();
-    store.kiln_ok(["tag", "busybox:test", "kiln-example/busybox:1"]);
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multi-stage");
-    // A copy, so the iidfiles are not written into the source tree.
-    let ctx = temp_dir();
-    for rel in ["Dockerfile", "build.kiln", ".dockerignore", "src/greet.sh"] {
-        let body = std::fs::read(src.join(rel)).unwrap();
-        write_file(&ctx.path().join(rel), &body, 0o755);
-    }
-    let a = build(&store, ctx.path(), "Dockerfile", None);
-    let b = build(&store, ctx.path(), "build.kiln", None);
-    assert_eq!(a, b, "the example's Dockerfile and build.kiln differ");
-    let out = store.kiln_ok(["run", "--rm", "--network", "none", a.as_str(), "kiln"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello, kiln (greet 1.0)\n"
+fn every_example_builds_one_image_from_both_files_and_runs() {
+    require_peer!("busybox");
+    let store = KilnStore::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut base = std::process::Command::new("sh");
+    base.arg(repo.join("examples/hello/make-base.sh"))
+        .env("KILN", common::kiln_bin())
+        .env("KILN_ROOT", store.root());
+    common::run_ok(&mut base);
+    let stubs = temp_dir();
+    let stub = "#!/bin/sh\necho \"$(basename \"$0\") stub in $(pwd) as $(id -u): $*\"\n[ -f \"$1\" ] && head -n 1 \"$1\"\ntrue\n";
+    write_file(
+        &stubs.path().join("Dockerfile"),
+        b"FROM kiln-example/busybox:1\nCOPY node npm python /usr/local/bin/\n",
+        0o644,
     );
+    for name in ["node", "python"] {
+        write_file(&stubs.path().join(name), stub.as_bytes(), 0o755);
+    }
+    write_file(
+        &stubs.path().join("npm"),
+        b"#!/bin/sh\nmkdir -p node_modules && echo \"$*\" > node_modules/.installed\n",
+        0o755,
+    );
+    store.kiln_ok([
+        "build".as_ref(),
+        "--network".as_ref(),
+        "none".as_ref(),
+        "-t".as_ref(),
+        "kiln-stub/interpreters:1".as_ref(),
+        stubs.path().as_os_str(),
+    ]);
+    for name in ["node:20-alpine", "node:14.16.1", "python:3.12-slim"] {
+        store.kiln_ok(["tag", "kiln-stub/interpreters:1", name]);
+    }
+    // (example, arguments to kiln run after the image, what it prints)
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "hello",
+            &[],
+            "hello from kiln: 2 files in /srv/www, checksummed at build time\n",
+        ),
+        ("multi-stage", &["kiln"], "hello, kiln (greet 1.0)\n"),
+        (
+            "node-web",
+            &[],
+            "node stub in /app as 0: server.js\n// A page on port 80 greeting WHO (default: World); no dependencies beyond Node itself.\n",
+        ),
+        (
+            "countdown",
+            &["timers/countdowntimer.js"],
+            "node stub in / as 0: timers/countdowntimer.js\n// Counts down once a second from 10 to COUNT_DOWN_TO (default 1), then exits.\n",
+        ),
+        (
+            "python-script",
+            &[],
+            "python stub in /app as 65534: rng.py\n\"\"\"Ask for a range and print a random number in it.\"\"\"\n",
+        ),
+    ];
+    let mut dirs: Vec<String> = std::fs::read_dir(repo.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("Dockerfile").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut tested: Vec<String> = cases.iter().map(|c| c.0.to_string()).collect();
+    tested.sort();
+    assert_eq!(dirs, tested, "an example without a case here");
+    for (name, args, want) in cases {
+        let src = repo.join("examples").join(name);
+        assert!(src.join("build.kiln").is_file(), "{name} has no build.kiln");
+        // A copy, so the iidfiles are not written into the source tree.
+        let ctx = temp_dir();
+        common::copy_fixture(&src, ctx.path());
+        let ignore = ctx.path().join(".dockerignore");
+        let mut rules = std::fs::read_to_string(&ignore).unwrap_or_default();
+        rules.push_str("\n*.iid\n");
+        write_file(&ignore, rules.as_bytes(), 0o644);
+        let a = build(&store, ctx.path(), "Dockerfile", None);
+        let b = build(&store, ctx.path(), "build.kiln", None);
+        assert_eq!(
+            a, b,
+            "{name}: the Dockerfile and build.kiln give different images"
+        );
+        let mut run: Vec<&str> = vec!["run", "--rm", "--network", "none", a.as_str()];
+        run.extend(args.iter());
+        let out = store.kiln_ok(&run);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), *want, "{name}");
+        if *name == "node-web" {
+            // The install step ran in the build, before the sources: its output is there.
+            let out = store.kiln_ok([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                a.as_str(),
+                "cat",
+                "/app/node_modules/.installed",
+            ]);
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "install\n");
+        }
+    }
 }
 
 #[test]

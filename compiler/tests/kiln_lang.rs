@@ -456,7 +456,13 @@ fn every_example_pair_plans_the_same_image() {
         );
         compared.push(dir.file_name().unwrap().to_string_lossy().into_owned());
     }
-    for want in ["countdown", "multi-stage", "node-web", "python-script"] {
+    for want in [
+        "countdown",
+        "hello",
+        "multi-stage",
+        "node-web",
+        "python-script",
+    ] {
         assert!(
             compared.iter().any(|c| c == want),
             "{want} not compared: {compared:?}"

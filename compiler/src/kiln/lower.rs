@@ -1117,13 +1117,14 @@ impl<'a> Eval<'a> {
             checksum = Some(c.clone());
         }
         let (sources, written, inline, excludes, source_node, from_context, selected) = match src {
+            // No stage input, as the Dockerfile's heredoc-only COPY: one op, one key.
             FilesVal::Text(content) => (
                 Vec::new(),
                 vec!["<<EOF".to_string()],
                 vec![("EOF".to_string(), content.clone())],
                 Excludes::default(),
                 None,
-                false,
+                true,
                 Vec::new(),
             ),
             FilesVal::Fetch { url, .. } => (
