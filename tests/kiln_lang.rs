@@ -696,3 +696,106 @@ fn dockerfile_errors_point_at_the_call_or_into_the_dockerfile() {
         stderr_text(&out)
     );
 }
+
+/// Twenty independent errors of different kinds, in the program and in a module it imports,
+/// are all reported by one `kiln check` (and no build step runs: check never builds).
+#[test]
+fn kiln_check_reports_twenty_independent_errors_at_once() {
+    let store = KilnStore::new();
+    let dir = temp_dir();
+    write_file(
+        &dir.path().join("lib.kiln"),
+        b"fn base(port: Int) -> Image { scratch() |> expose(port) }\nfn bad_return() -> Image { \"not an image\" }\n",
+        0o644,
+    );
+    let lines = [
+        (
+            "import std.nope",
+            "no standard-library module named std.nope",
+        ),
+        (
+            "let e1 = scratch() |> expose(\"80\")",
+            "argument port of expose: expected Int, found String",
+        ),
+        (
+            "let e2 = scratch() |> copy(context())",
+            "missing argument to: Path in this call of copy",
+        ),
+        (
+            "let e3 = scratch() |> cmd([\"x\"], shell: true)",
+            "cmd has no parameter shell",
+        ),
+        (
+            "let e4 = scratch() |> cmd([\"x\", 1])",
+            "list items must have one type: expected String, found Int",
+        ),
+        ("let e5 = bsae", "unknown name bsae"),
+        (
+            "let e6 = scratch() |> user(1000)",
+            "argument name of user: expected String, found Int",
+        ),
+        (
+            "let e7 = lib.base(\"80\")",
+            "argument port of base: expected Int, found String",
+        ),
+        (
+            "let e8 = lib.base()",
+            "missing argument port: Int in this call of base",
+        ),
+        ("let e9 = users.runtime_usr()", "has no runtime_usr"),
+        (
+            "let e10 = scratch() |> workdir(42)",
+            "argument path of workdir: expected Path, found Int",
+        ),
+        (
+            "let e11 = scratch() |> env(A: 1)",
+            "argument A of env: expected String, found Int",
+        ),
+        (
+            "let e12 = image([\"alpine\"])",
+            "argument ref of image: expected String, found [String]",
+        ),
+        (
+            "let e13 = scratch() |> run(\"true\", network: \"yes\")",
+            "argument network of run: expected Bool?, found String",
+        ),
+        (
+            "let e14 = context(\".\").only(\"a\")",
+            "argument patterns of only: expected [String], found String",
+        ),
+        (
+            "let e15 = scratch() |> label(a: true)",
+            "argument a of label: expected String?, found Bool",
+        ),
+        (
+            "let e16 = scratch() |> healthcheck(retries: \"3\")",
+            "argument retries of healthcheck: expected Int, found String",
+        ),
+        (
+            "let e17 = dockerfile(1)",
+            "argument path of dockerfile: expected Path, found Int",
+        ),
+        (
+            "let dup = scratch()\nlet dup = scratch()",
+            "dup is defined twice in this file",
+        ),
+    ];
+    let mut program = String::from("import std.users\nimport \"./lib.kiln\"\n");
+    for (line, _) in &lines {
+        program.push_str(line);
+        program.push('\n');
+    }
+    program.push_str("export app = scratch()\n");
+    write_file(&dir.path().join("build.kiln"), program.as_bytes(), 0o644);
+    let out = store.kiln(["check".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("20 errors in the kiln program"), "{err}");
+    for (_, message) in &lines {
+        assert!(err.contains(message), "{message:?} is not reported:\n{err}");
+    }
+    // The twentieth, in the imported module: its body is not its declared type.
+    assert!(err.contains("lib.kiln:2:"), "{err}");
+    assert!(err.contains("expected Image, found String"), "{err}");
+    assert!(err.contains("help: port takes an Int"), "{err}");
+}
