@@ -260,27 +260,130 @@ fn plan_json_shows_hermeticity_per_node_of_a_program() {
     assert_eq!(by_kind("image")["hermetic"], false);
 }
 
-/// examples/multi-stage (its base is the busybox one, no registry needed): its Dockerfile and
-/// its build.kiln build the same image ID, and the image runs.
+/// Every example under examples/ built from its Dockerfile and from its build.kiln to one
+/// image ID (hello: two, see below), then run. The base is examples/hello/make-base.sh's (the machine's busybox,
+/// `kiln-example/busybox:1`). The Node.js and Python examples name registry images
+/// (`node:20-alpine`, `node:14.16.1`, `python:3.12-slim`) and need node, npm and python:
+/// installing those (a Debian base and apt) would take the network and minutes, so here those
+/// names are that busybox base with stub `node`, `npm` and `python` scripts (each prints its
+/// arguments and the first line of the script it is given; the `npm install` stub writes
+/// node_modules/.installed). The build and the image's wiring (files, workdir, user,
+/// entrypoint and command, environment) are the examples' own; only the interpreter is a stub.
 #[test]
-fn the_multi_stage_example_builds_one_image_from_both_files_and_runs() {
-    let store = KilnStore::with_busybox();
-    store.kiln_ok(["tag", "busybox:test", "kiln-example/busybox:1"]);
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multi-stage");
-    // A copy, so the iidfiles are not written into the source tree.
-    let ctx = temp_dir();
-    for rel in ["Dockerfile", "build.kiln", ".dockerignore", "src/greet.sh"] {
-        let body = std::fs::read(src.join(rel)).unwrap();
-        write_file(&ctx.path().join(rel), &body, 0o755);
-    }
-    let a = build(&store, ctx.path(), "Dockerfile", None);
-    let b = build(&store, ctx.path(), "build.kiln", None);
-    assert_eq!(a, b, "the example's Dockerfile and build.kiln differ");
-    let out = store.kiln_ok(["run", "--rm", "--network", "none", a.as_str(), "kiln"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello, kiln (greet 1.0)\n"
+fn every_example_builds_one_image_from_both_files_and_runs() {
+    require_peer!("busybox");
+    let store = KilnStore::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut base = std::process::Command::new("sh");
+    base.arg(repo.join("examples/hello/make-base.sh"))
+        .env("KILN", common::kiln_bin())
+        .env("KILN_ROOT", store.root());
+    common::run_ok(&mut base);
+    let stubs = temp_dir();
+    let stub = "#!/bin/sh\necho \"$(basename \"$0\") stub in $(pwd) as $(id -u): $*\"\n[ -f \"$1\" ] && head -n 1 \"$1\"\ntrue\n";
+    write_file(
+        &stubs.path().join("Dockerfile"),
+        b"FROM kiln-example/busybox:1\nCOPY node npm python /usr/local/bin/\n",
+        0o644,
     );
+    for name in ["node", "python"] {
+        write_file(&stubs.path().join(name), stub.as_bytes(), 0o755);
+    }
+    write_file(
+        &stubs.path().join("npm"),
+        b"#!/bin/sh\nmkdir -p node_modules && echo \"$*\" > node_modules/.installed\n",
+        0o755,
+    );
+    store.kiln_ok([
+        "build".as_ref(),
+        "--network".as_ref(),
+        "none".as_ref(),
+        "-t".as_ref(),
+        "kiln-stub/interpreters:1".as_ref(),
+        stubs.path().as_os_str(),
+    ]);
+    for name in ["node:20-alpine", "node:14.16.1", "python:3.12-slim"] {
+        store.kiln_ok(["tag", "kiln-stub/interpreters:1", name]);
+    }
+    // (example, arguments to kiln run after the image, what it prints)
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "hello",
+            &[],
+            "hello from kiln: 2 files in /srv/www, checksummed at build time\n",
+        ),
+        ("multi-stage", &["kiln"], "hello, kiln (greet 1.0)\n"),
+        (
+            "node-web",
+            &[],
+            "node stub in /app as 0: server.js\n// A page on port 80 greeting WHO (default: World); no dependencies beyond Node itself.\n",
+        ),
+        (
+            "countdown",
+            &["timers/countdowntimer.js"],
+            "node stub in / as 0: timers/countdowntimer.js\n// Counts down once a second from 10 to COUNT_DOWN_TO (default 1), then exits.\n",
+        ),
+        (
+            "python-script",
+            &[],
+            "python stub in /app as 65534: rng.py\n\"\"\"Ask for a range and print a random number in it.\"\"\"\n",
+        ),
+    ];
+    let mut dirs: Vec<String> = std::fs::read_dir(repo.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("Dockerfile").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut tested: Vec<String> = cases.iter().map(|c| c.0.to_string()).collect();
+    tested.sort();
+    assert_eq!(dirs, tested, "an example without a case here");
+    for (name, args, want) in cases {
+        let src = repo.join("examples").join(name);
+        assert!(src.join("build.kiln").is_file(), "{name} has no build.kiln");
+        // A copy, so the iidfiles are not written into the source tree.
+        let ctx = temp_dir();
+        common::copy_fixture(&src, ctx.path());
+        let ignore = ctx.path().join(".dockerignore");
+        let mut rules = std::fs::read_to_string(&ignore).unwrap_or_default();
+        rules.push_str("\n*.iid\n");
+        write_file(&ignore, rules.as_bytes(), 0o644);
+        let a = build(&store, ctx.path(), "Dockerfile", None);
+        let b = build(&store, ctx.path(), "build.kiln", None);
+        if *name == "hello" {
+            // Its Dockerfile's `ARG VERSION` writes a history entry kiln has no step for
+            // (examples/hello/build.kiln says so): two images, which must both work.
+            assert_ne!(
+                a, b,
+                "hello: the ARG history entry should tell the images apart"
+            );
+        } else {
+            assert_eq!(
+                a, b,
+                "{name}: the Dockerfile and build.kiln give different images"
+            );
+        }
+        for id in [&a, &b] {
+            let mut run: Vec<&str> = vec!["run", "--rm", "--network", "none", id.as_str()];
+            run.extend(args.iter());
+            let out = store.kiln_ok(&run);
+            assert_eq!(String::from_utf8_lossy(&out.stdout), *want, "{name}");
+        }
+        if *name == "node-web" {
+            // The install step ran in the build, before the sources: its output is there.
+            let out = store.kiln_ok([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                a.as_str(),
+                "cat",
+                "/app/node_modules/.installed",
+            ]);
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "install\n");
+        }
+    }
 }
 
 #[test]
@@ -494,4 +597,216 @@ fn a_pinned_networked_step_is_hermetic_and_fails_when_its_output_differs() {
         err.contains("pinned step") && err.contains(&diff_id),
         "{err}"
     );
+}
+
+/// `dockerfile(path, target:, args:)`: a program that takes one Dockerfile stage as its base
+/// and copies a file out of another stage (built with a build argument) gives the image the
+/// Dockerfile alone gives, and it runs.
+#[test]
+fn dockerfile_stages_as_values_build_the_dockerfiles_image() {
+    let store = KilnStore::with_busybox();
+    let ctx = pair(
+        "FROM busybox:test AS base\nRUN echo base > /base.txt\nENV A=1\n\nFROM base AS build\nARG GREETING=hi\nRUN mkdir /out && echo \"$GREETING from $A\" > /out/greeting\n\nFROM base\nCOPY --from=build /out/greeting /greeting\nCOPY app.txt /app/\nCMD [\"cat\", \"/greeting\", \"/app/app.txt\"]\n",
+        r#"let base = dockerfile("docker/../Dockerfile", target: "base")
+let build = dockerfile("Dockerfile", target: "build", args: {GREETING: "hello"})
+export app = base
+  |> copy(files(build, "/out/greeting"), to: "/greeting")
+  |> copy(context(".").only(["app.txt"]), to: "/app/")
+  |> cmd(["cat", "/greeting", "/app/app.txt"])
+"#,
+        &[("app.txt", b"app\n"), ("docker/.keep", b"")],
+    );
+    let iid = ctx.path().join("df.iid");
+    store.kiln_ok([
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "none",
+        "--build-arg",
+        "GREETING=hello",
+        "--iidfile",
+        &iid.display().to_string(),
+        &ctx.path().display().to_string(),
+    ]);
+    let a = std::fs::read_to_string(&iid).unwrap().trim().to_string();
+    std::fs::remove_file(&iid).unwrap();
+    let b = build(&store, ctx.path(), "build.kiln", None);
+    assert_eq!(a, b, "the program and the Dockerfile give different images");
+    // The stage taken whole is the Dockerfile's target of that name.
+    write_file(
+        &ctx.path().join("stage.kiln"),
+        b"export s = dockerfile(\"Dockerfile\", target: \"build\", args: {GREETING: \"hello\"})\n",
+        0o644,
+    );
+    let s = build(&store, ctx.path(), "stage.kiln", None);
+    store.kiln_ok([
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "none",
+        "--target",
+        "build",
+        "--build-arg",
+        "GREETING=hello",
+        "--iidfile",
+        &iid.display().to_string(),
+        &ctx.path().display().to_string(),
+    ]);
+    let t = std::fs::read_to_string(&iid).unwrap().trim().to_string();
+    assert_eq!(s, t);
+    let out = store.kiln_ok(["run", "--rm", "--network", "none", b.as_str()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from 1\napp\n");
+}
+
+/// dockerfile() errors are diagnostics: a missing file and an unknown stage at the call,
+/// a Dockerfile's own error at its line in the Dockerfile; a Dockerfile outside the build
+/// context is refused by the build.
+#[test]
+fn dockerfile_errors_point_at_the_call_or_into_the_dockerfile() {
+    let store = KilnStore::new();
+    let ctx = pair(
+        "FROM scratch AS one\nCOPY a /a\n",
+        "export a = dockerfile(\"Dockerfile\", target: \"onee\")\nexport b = dockerfile(\"bad.Dockerfile\")\nexport c = dockerfile(\"nope/Dockerfile\")\n",
+        &[("a", b"a\n"), ("bad.Dockerfile", b"FROM scratch\nCOPY --frobnicate=1 a /a\n")],
+    );
+    let out = store.kiln(["check".as_ref(), ctx.path().join("build.kiln").as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("3 errors in the kiln program"), "{err}");
+    assert!(err.contains("could not be found"), "{err}");
+    assert!(err.contains("did you mean \"one\"?"), "{err}");
+    assert!(err.contains("frobnicate"), "{err}");
+    // The Dockerfile's error is shown in the Dockerfile's text.
+    assert!(err.contains("bad.Dockerfile:2:6"), "{err}");
+    assert!(err.contains("cannot read Dockerfile"), "{err}");
+
+    let outside = temp_dir();
+    write_file(&outside.path().join("Dockerfile"), b"FROM scratch\n", 0o644);
+    let inner = ctx.path().join("inner");
+    write_file(
+        &inner.join("build.kiln"),
+        format!(
+            "export a = dockerfile({:?})\n",
+            outside.path().join("Dockerfile").display().to_string()
+        )
+        .as_bytes(),
+        0o644,
+    );
+    let out = store.kiln([
+        "build".as_ref(),
+        "-f".as_ref(),
+        inner.join("build.kiln").as_os_str(),
+        inner.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_text(&out).contains("outside the build context: Dockerfile"),
+        "{}",
+        stderr_text(&out)
+    );
+}
+
+/// Twenty independent errors of different kinds, in the program and in a module it imports,
+/// are all reported by one `kiln check` (and no build step runs: check never builds).
+#[test]
+fn kiln_check_reports_twenty_independent_errors_at_once() {
+    let store = KilnStore::new();
+    let dir = temp_dir();
+    write_file(
+        &dir.path().join("lib.kiln"),
+        b"fn base(port: Int) -> Image { scratch() |> expose(port) }\nfn bad_return() -> Image { \"not an image\" }\n",
+        0o644,
+    );
+    let lines = [
+        (
+            "import std.nope",
+            "no standard-library module named std.nope",
+        ),
+        (
+            "let e1 = scratch() |> expose(\"80\")",
+            "argument port of expose: expected Int, found String",
+        ),
+        (
+            "let e2 = scratch() |> copy(context())",
+            "missing argument to: Path in this call of copy",
+        ),
+        (
+            "let e3 = scratch() |> cmd([\"x\"], shell: true)",
+            "cmd has no parameter shell",
+        ),
+        (
+            "let e4 = scratch() |> cmd([\"x\", 1])",
+            "list items must have one type: expected String, found Int",
+        ),
+        ("let e5 = bsae", "unknown name bsae"),
+        (
+            "let e6 = scratch() |> user(1000)",
+            "argument name of user: expected String, found Int",
+        ),
+        (
+            "let e7 = lib.base(\"80\")",
+            "argument port of base: expected Int, found String",
+        ),
+        (
+            "let e8 = lib.base()",
+            "missing argument port: Int in this call of base",
+        ),
+        ("let e9 = users.runtime_usr()", "has no runtime_usr"),
+        (
+            "let e10 = scratch() |> workdir(42)",
+            "argument path of workdir: expected Path, found Int",
+        ),
+        (
+            "let e11 = scratch() |> env(A: 1)",
+            "argument A of env: expected String, found Int",
+        ),
+        (
+            "let e12 = image([\"alpine\"])",
+            "argument ref of image: expected String, found [String]",
+        ),
+        (
+            "let e13 = scratch() |> run(\"true\", network: \"yes\")",
+            "argument network of run: expected Bool?, found String",
+        ),
+        (
+            "let e14 = context(\".\").only(\"a\")",
+            "argument patterns of only: expected [String], found String",
+        ),
+        (
+            "let e15 = scratch() |> label(a: true)",
+            "argument a of label: expected String?, found Bool",
+        ),
+        (
+            "let e16 = scratch() |> healthcheck(retries: \"3\")",
+            "argument retries of healthcheck: expected Int, found String",
+        ),
+        (
+            "let e17 = dockerfile(1)",
+            "argument path of dockerfile: expected Path, found Int",
+        ),
+        (
+            "let dup = scratch()\nlet dup = scratch()",
+            "dup is defined twice in this file",
+        ),
+    ];
+    let mut program = String::from("import std.users\nimport \"./lib.kiln\"\n");
+    for (line, _) in &lines {
+        program.push_str(line);
+        program.push('\n');
+    }
+    program.push_str("export app = scratch()\n");
+    write_file(&dir.path().join("build.kiln"), program.as_bytes(), 0o644);
+    let out = store.kiln(["check".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains("20 errors in the kiln program"), "{err}");
+    for (_, message) in &lines {
+        assert!(err.contains(message), "{message:?} is not reported:\n{err}");
+    }
+    // The twentieth, in the imported module: its body is not its declared type.
+    assert!(err.contains("lib.kiln:2:"), "{err}");
+    assert!(err.contains("expected Image, found String"), "{err}");
+    assert!(err.contains("help: port takes an Int"), "{err}");
 }

@@ -8,9 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use kiln_compiler::dockerfile::reference::{
-    tag_problem, valid_domain, valid_path_component, valid_tag,
-};
+use kiln_plan::reference::{tag_problem, valid_domain, valid_path_component, valid_tag};
 
 use crate::oci::digest::is_sha256_hex;
 use crate::oci::Digest;

@@ -1,6 +1,6 @@
 //! kiln-runtime: the image store, deterministic layers, OCI formats, save/load and the builder.
 //!
-//! Must not: parse Dockerfile text (it receives a `kiln_compiler::plan::Plan`).
+//! Must not: parse Dockerfile text (it receives a `kiln_plan::plan::Plan`).
 
 pub mod archive;
 pub mod build;

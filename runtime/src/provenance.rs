@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use kiln_compiler::plan::{Op, Plan};
+use kiln_plan::plan::{Op, Plan};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::Digest;
@@ -108,7 +108,7 @@ pub fn context_digest(plan: &Plan) -> Digest {
         }
     }
     let mut bytes = Vec::new();
-    for i in kiln_compiler::context::sorted_unique(&which) {
+    for i in kiln_plan::context::sorted_unique(&which) {
         plan.context.write_record(i, &mut bytes);
     }
     Digest::of_bytes(&bytes)
@@ -249,7 +249,7 @@ mod tests {
     fn members_in_the_documented_order() {
         let plan = Plan {
             nodes: vec![],
-            target: kiln_compiler::plan::NodeId(0),
+            target: kiln_plan::plan::NodeId(0),
             context: Default::default(),
         };
         let d = Digest::of_bytes(b"x");

@@ -86,11 +86,49 @@ pub fn lower(
     opts: &BuildOptions,
     images: &dyn ImageResolver,
 ) -> Result<Lowered, LowerError> {
-    let mut lw = Lowerer::new(df, source, context, opts, images)?;
+    let mut b = PlanBuilder::new(context, opts, images);
+    let mut lw = Lowerer::new(df, source, opts, FileId(0), &mut b)?;
     let target = lw.target_stage()?;
     let result = lw.lower_stage(target)?;
     let image = lw.image_node(target, result);
-    lw.finish(image, stat_cache)
+    let unused = lw.unused_build_args();
+    let mut lowered = b.finish(image, stat_cache)?;
+    lowered.warnings.extend(unused);
+    Ok(lowered)
+}
+
+/// Why [`lower_stage_into`] failed: the target stage is not in the Dockerfile, or lowering
+/// the Dockerfile failed (its diagnostic, with spans in the Dockerfile's text).
+#[derive(Debug)]
+pub enum StageIntoError {
+    NoTarget(DockerfileError),
+    Lower(LowerError),
+}
+
+/// Lower one stage of a Dockerfile (`opts.target`, or the last) into another front end's
+/// plan builder, and return its image state: what the kiln language's `dockerfile()` calls,
+/// so the stage's nodes are the ones building the Dockerfile gives. `opts` carries only
+/// the Dockerfile's build arguments and target; the network, SOURCE_DATE_EPOCH and the
+/// context are the builder's. Origins name `file`.
+pub fn lower_stage_into(
+    df: &Dockerfile,
+    source: &str,
+    opts: &BuildOptions,
+    file: FileId,
+    b: &mut PlanBuilder<'_>,
+) -> Result<Stage, StageIntoError> {
+    let mut lw =
+        Lowerer::new(df, source, opts, file, b).map_err(|e| StageIntoError::Lower(e.into()))?;
+    let target = lw.target_stage().map_err(StageIntoError::NoTarget)?;
+    let r = lw.lower_stage(target).map_err(StageIntoError::Lower)?;
+    let name = lw.stage_label(target);
+    lw.done.clear();
+    let r = Rc::try_unwrap(r).unwrap_or_else(|shared| StageResult {
+        last: shared.last,
+        config: shared.config.clone(),
+        history: shared.history.clone(),
+    });
+    Ok(Stage::new(&name, r.last, r.config, r.history))
 }
 
 /// Lower every stage (not only the target's chain), for `kiln check`: all errors and the
@@ -104,14 +142,18 @@ pub fn lower_all_stages(
         skip_context: true,
         ..opts.clone()
     };
-    let mut lw = Lowerer::new(df, source, ContextIndex::default(), &opts, &NoImages)?;
+    let mut b = PlanBuilder::new(ContextIndex::default(), &opts, &NoImages);
+    let mut lw = Lowerer::new(df, source, &opts, FileId(0), &mut b)?;
     for i in 0..lw.stages.len() {
         lw.lower_stage(i)?;
     }
     let last = lw.stages.len() - 1;
     let result = lw.lower_stage(last)?;
     let image = lw.image_node(last, result);
-    Ok(lw.finish(image, &StatCache::default())?.warnings)
+    let unused = lw.unused_build_args();
+    let mut warnings = b.finish(image, &StatCache::default())?.warnings;
+    warnings.extend(unused);
+    Ok(warnings)
 }
 
 /// One `FROM` and the instructions after it.
@@ -165,15 +207,17 @@ impl StageState {
 /// bound on what chained ARGs can make the planner allocate.
 pub const MAX_EXPANDED_TOTAL: usize = 64 << 20;
 
-struct Lowerer<'a> {
+struct Lowerer<'a, 'p> {
     source: &'a str,
+    /// The file origins name.
+    file: FileId,
     lexer: Lexer,
     /// Shared so an instruction can be read while `self` is lowered mutably.
     typed: Rc<Vec<Located<'a>>>,
     stages: Vec<StageDef>,
     global_args: Vec<(String, String)>,
     opts: &'a BuildOptions,
-    b: PlanBuilder<'a>,
+    b: &'a mut PlanBuilder<'p>,
     done: HashMap<usize, Rc<StageResult>>,
     in_progress: HashSet<usize>,
     consumed_args: HashSet<String>,
@@ -181,13 +225,13 @@ struct Lowerer<'a> {
     expanded: usize,
 }
 
-impl<'a> Lowerer<'a> {
+impl<'a, 'p> Lowerer<'a, 'p> {
     fn new(
         df: &'a Dockerfile,
         source: &'a str,
-        context: ContextIndex,
         opts: &'a BuildOptions,
-        images: &'a dyn ImageResolver,
+        file: FileId,
+        b: &'a mut PlanBuilder<'p>,
     ) -> Result<Self, DockerfileError> {
         let mut typed = Vec::with_capacity(df.instructions.len());
         for node in &df.instructions {
@@ -197,12 +241,13 @@ impl<'a> Lowerer<'a> {
         }
         let mut lw = Lowerer {
             source,
+            file,
             lexer: Lexer::new(df.escape),
             typed: Rc::new(typed),
             stages: Vec::new(),
             global_args: Vec::new(),
             opts,
-            b: PlanBuilder::new(context, opts, images),
+            b,
             done: HashMap::new(),
             in_progress: HashSet::new(),
             consumed_args: HashSet::new(),
@@ -391,7 +436,7 @@ impl<'a> Lowerer<'a> {
                     self.b.warnings.push(Warning {
                         rule: "UndefinedVar",
                         message: format!("Usage of undefined variable '${var}'"),
-                        file: FileId(0),
+                        file: self.file,
                         span,
                     });
                 }
@@ -404,7 +449,7 @@ impl<'a> Lowerer<'a> {
     fn origin(&self, stage: &str, instr: usize) -> Origin {
         let node = &self.typed[instr].node;
         Origin {
-            file: FileId(0),
+            file: self.file,
             span: node.span,
             stage: stage.to_string(),
             line: node.start_line,
@@ -1332,9 +1377,8 @@ impl<'a> Lowerer<'a> {
         self.b.image(st, origin)
     }
 
-    /// Keys and hermeticity (the builder's), then the build args nothing used.
-    fn finish(self, target: NodeId, stat_cache: &StatCache) -> Result<Lowered, LowerError> {
-        let mut lowered = self.b.finish(target, stat_cache)?;
+    /// The warning that build args nothing used were given (none when all were used).
+    fn unused_build_args(&self) -> Option<Warning> {
         let unused: BTreeMap<&str, ()> = self
             .opts
             .build_args
@@ -1342,18 +1386,15 @@ impl<'a> Lowerer<'a> {
             .filter(|(k, _)| !self.consumed_args.contains(k) && k != "SOURCE_DATE_EPOCH")
             .map(|(k, _)| (k.as_str(), ()))
             .collect();
-        if !unused.is_empty() {
-            lowered.warnings.push(Warning {
-                rule: "UnusedBuildArg",
-                message: format!(
-                    "One or more build-args [{}] were not consumed",
-                    unused.keys().copied().collect::<Vec<_>>().join(" ")
-                ),
-                file: FileId(0),
-                span: Span::default(),
-            });
-        }
-        Ok(lowered)
+        (!unused.is_empty()).then(|| Warning {
+            rule: "UnusedBuildArg",
+            message: format!(
+                "One or more build-args [{}] were not consumed",
+                unused.keys().copied().collect::<Vec<_>>().join(" ")
+            ),
+            file: self.file,
+            span: Span::default(),
+        })
     }
 }
 

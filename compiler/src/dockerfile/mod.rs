@@ -9,8 +9,7 @@ pub mod expose;
 pub mod instructions;
 pub mod lower;
 pub mod mounts;
-pub mod platforms;
-pub mod reference;
+pub use kiln_plan::{platforms, reference};
 
 pub use error::DockerfileError;
 pub use lower::{lower, LowerError};

@@ -690,7 +690,15 @@ impl<'p> Checker<'p> {
                     format!("argument {pname} of {fname}: expected {want}, found {t}"),
                     format!("this is {t}"),
                 )
-                .help(format!("{pname} takes a {want}")),
+                .help({
+                    let want = want.to_string();
+                    let article = if want.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    format!("{pname} takes {article} {want}")
+                }),
             );
         }
     }

@@ -40,6 +40,9 @@ pub struct Problem {
     pub span: Span,
     pub label: String,
     pub help: Option<String>,
+    /// A file outside the program the span is in (name, text): the Dockerfile a
+    /// `dockerfile()` call read. None: the span is in the program's file `file`.
+    pub outside: Option<Box<(String, String)>>,
 }
 
 impl Problem {
@@ -55,7 +58,14 @@ impl Problem {
             span,
             label: label.into(),
             help: None,
+            outside: None,
         }
+    }
+
+    /// The same problem, at a span of a file outside the program.
+    pub fn outside(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
+        self.outside = Some(Box::new((name.into(), text.into())));
+        self
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {

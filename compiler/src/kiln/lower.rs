@@ -14,6 +14,7 @@ use super::types::builtin;
 use super::{KilnErrors, Program};
 use crate::context::{ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
+use crate::dockerfile::lower::{lower_stage_into, StageIntoError};
 use crate::dockerfile::mounts;
 use crate::plan::builder::{run_created_by, Lowered, PlanBuilder, Stage};
 use crate::plan::{
@@ -139,6 +140,7 @@ pub fn plan(
         names: (0..prog.files.len()).map(|f| bindings(prog, f)).collect(),
         b: PlanBuilder::new(context, opts, images),
         memo: HashMap::new(),
+        dockerfiles: HashMap::new(),
     };
     let item = match ev.names[0].get(&target) {
         Some(Binding::Let(i)) => *i,
@@ -227,7 +229,11 @@ struct Eval<'a> {
     names: Vec<HashMap<String, Binding>>,
     b: PlanBuilder<'a>,
     memo: HashMap<(usize, usize), Value>,
+    /// The stages `dockerfile()` calls made: (Dockerfile, target, args) to the stage.
+    dockerfiles: HashMap<DockerfileCall, Rc<Stage>>,
 }
+
+type DockerfileCall = (std::path::PathBuf, Option<String>, Vec<(String, String)>);
 
 type Locals = Vec<(String, Value)>;
 
@@ -614,6 +620,15 @@ impl<'a> Eval<'a> {
                 })?;
                 Ok(Value::Files(Rc::new(FilesVal::Fetch { url, checksum })))
             }
+            "dockerfile" => {
+                let path = str_arg(&args, "path").unwrap_or_default();
+                let target = str_arg(&args, "target");
+                let build_args = match args.remove("args") {
+                    Some(Value::Record(r)) => string_pairs(r.into_iter().collect()),
+                    _ => Vec::new(),
+                };
+                self.dockerfile(file, span, &path, target, build_args)
+            }
             "text" => Ok(Value::Files(Rc::new(FilesVal::Text(
                 str_arg(&args, "content").unwrap_or_default(),
             )))),
@@ -976,6 +991,94 @@ impl<'a> Eval<'a> {
         }
     }
 
+    /// `dockerfile(path, target:, args:)`: one stage of a Dockerfile (the file is relative to
+    /// the calling `.kiln` file and must be in the build context), lowered by the Dockerfile
+    /// front end into this program's builder, so its nodes are those building the Dockerfile
+    /// gives. `args` are the Dockerfile's build arguments (the command line's are not passed
+    /// on: a program forwards one with `args: {V: arg("V")}`). Equal calls share one stage.
+    fn dockerfile(
+        &mut self,
+        file: usize,
+        span: Span,
+        path: &str,
+        target: Option<String>,
+        build_args: Vec<(String, String)>,
+    ) -> Res<Value> {
+        let err = |m: String| Problem::new(file, span, m, "in this dockerfile() call");
+        let Some(dir) = self.prog.files[file].path.as_ref().and_then(|p| p.parent()) else {
+            return Err(err(
+                "a standard-library module cannot read a Dockerfile".into()
+            ));
+        };
+        let full = dir.join(path);
+        let canonical = std::fs::canonicalize(&full).map_err(|e| {
+            err(format!("cannot read Dockerfile {}: {e}", full.display()))
+                .help("the path is relative to the .kiln file that calls dockerfile()")
+        })?;
+        if !self.b.opts.skip_context {
+            let root = &self.b.context().root;
+            let inside = std::fs::canonicalize(root).is_ok_and(|r| canonical.starts_with(r));
+            if !inside {
+                return Err(err(format!(
+                    "outside the build context: Dockerfile {path} (the context is {})",
+                    root.display()
+                ))
+                .help("a Dockerfile dockerfile() reads must be in the build context, like its COPY sources"));
+            }
+        }
+        let key = (canonical.clone(), target.clone(), build_args.clone());
+        if let Some(st) = self.dockerfiles.get(&key) {
+            return Ok(Value::Image(Rc::clone(st)));
+        }
+        let source = crate::source::read_dockerfile(&full).map_err(|e| {
+            err(e.to_string())
+                .help("the path is relative to the .kiln file that calls dockerfile()")
+        })?;
+        let name = source.name.clone();
+        let outside = |d: &dyn miette::Diagnostic| -> Problem {
+            let (span, label) = d
+                .labels()
+                .and_then(|mut l| l.next())
+                .map(|l| {
+                    (
+                        Span::new(l.offset(), l.offset() + l.len()),
+                        l.label().unwrap_or("here").to_string(),
+                    )
+                })
+                .unwrap_or_else(|| (Span::default(), "here".to_string()));
+            let mut p = Problem::new(file, span, d.to_string(), label)
+                .outside(name.clone(), source.text.clone());
+            if let Some(h) = d.help() {
+                p = p.help(h.to_string());
+            }
+            p
+        };
+        let tree = crate::syntax::parse(&source.text).map_err(|e| outside(&e))?;
+        let opts = BuildOptions {
+            build_args,
+            target,
+            ..Default::default()
+        };
+        // Origins of the Dockerfile's nodes name it by a file id after the program's files.
+        let distinct: std::collections::HashSet<&std::path::PathBuf> =
+            self.dockerfiles.keys().map(|(p, _, _)| p).collect();
+        let id = FileId((self.prog.files.len() + distinct.len()) as u32);
+        let st =
+            lower_stage_into(&tree, &source.text, &opts, id, &mut self.b).map_err(|e| match e {
+                StageIntoError::NoTarget(e) => {
+                    let mut p = err(format!("{path}: {e}"));
+                    if let Some(h) = miette::Diagnostic::help(&e) {
+                        p = p.help(h.to_string());
+                    }
+                    p
+                }
+                StageIntoError::Lower(e) => outside(&e),
+            })?;
+        let st = Rc::new(st);
+        self.dockerfiles.insert(key, Rc::clone(&st));
+        Ok(Value::Image(st))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn copy(
         &mut self,
@@ -1014,13 +1117,14 @@ impl<'a> Eval<'a> {
             checksum = Some(c.clone());
         }
         let (sources, written, inline, excludes, source_node, from_context, selected) = match src {
+            // No stage input, as the Dockerfile's heredoc-only COPY: one op, one key.
             FilesVal::Text(content) => (
                 Vec::new(),
                 vec!["<<EOF".to_string()],
                 vec![("EOF".to_string(), content.clone())],
                 Excludes::default(),
                 None,
-                false,
+                true,
                 Vec::new(),
             ),
             FilesVal::Fetch { url, .. } => (

@@ -57,9 +57,13 @@ impl Program {
             .into_iter()
             .map(|p| {
                 let f = &self.files[p.file.min(self.files.len().saturating_sub(1))];
+                let src = match p.outside.as_deref() {
+                    Some((name, text)) => crate::source::diagnostic_source(name, text),
+                    None => crate::source::diagnostic_source(&f.name, &f.text),
+                };
                 KilnError {
                     message: p.message,
-                    src: crate::source::diagnostic_source(&f.name, &f.text),
+                    src,
                     span: p.span,
                     label: p.label,
                     help: p.help,

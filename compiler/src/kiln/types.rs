@@ -160,6 +160,7 @@ pub const BUILTINS: &[&str] = &[
     "arg",
     "join",
     "fetch",
+    "dockerfile",
 ];
 
 /// A builtin's signature.
@@ -267,6 +268,14 @@ pub fn builtin(name: &str) -> Option<Sig> {
         ),
         "arg" => sig(vec![p("name", Ty::Str), opt("default", Ty::Str)], Ty::Str),
         "fetch" => sig(vec![p("url", Ty::Str), p("sha256", Ty::Str)], Ty::Files),
+        "dockerfile" => sig(
+            vec![
+                p("path", Ty::Path),
+                opt("target", o(Ty::Str)),
+                opt("args", o(Ty::Env)),
+            ],
+            Ty::Image,
+        ),
         "join" => sig(
             vec![p("items", list(Ty::Str)), opt("sep", Ty::Str)],
             Ty::Str,

@@ -54,7 +54,7 @@ pub enum ImportError {
 
 /// Makes a one-layer image from `source` and tags it `reference` (untagged when `None`).
 /// `created` is the image's timestamp in seconds (the caller reads SOURCE_DATE_EPOCH with
-/// `kiln_compiler::source_date_epoch`).
+/// `kiln_plan::source_date_epoch`).
 pub fn import(
     store: &Store,
     source: &Path,

@@ -2,9 +2,9 @@
 //! `oci::ImageConfig`), and the store as the planner's `ImageResolver`.
 //! Must not: decide config contents (the plan already did).
 
-use kiln_compiler::dockerfile::platforms::Platform;
-use kiln_compiler::plan::{HistoryEntry, RunConfig};
-use kiln_compiler::plan::{ImageLookupError, ImageResolver, ResolvedImage};
+use kiln_plan::plan::{HistoryEntry, RunConfig};
+use kiln_plan::plan::{ImageLookupError, ImageResolver, ResolvedImage};
+use kiln_plan::platforms::Platform;
 
 use crate::oci::{self, Digest, History, RootFs};
 use crate::store::{Store, StoreError};

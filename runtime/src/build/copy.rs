@@ -2,7 +2,7 @@
 //!
 //! Owns: walking selected sources (the build context or a stage's filesystem, both behind
 //! [`FsTree`]), mapping them under the destination with the compiler's shared rules
-//! (`kiln_compiler::copy`), applying owners (`--chown`), modes (`--chmod`) and `--exclude`
+//! (`kiln_plan::copy`), applying owners (`--chown`), modes (`--chmod`) and `--exclude`
 //! as the plan carries them parsed, parent directories, heredoc files, and ADD's unpacking
 //! of local archives. Must not: parse flag values or sources (the plan holds them parsed).
 //! Must not: write layers or touch the store (the executor does).
@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kiln_compiler::context::ContextIndex;
-use kiln_compiler::copy::{self, SourceKind, SourceTree};
-use kiln_compiler::plan::{CopyOp, SourcePath};
+use kiln_plan::context::ContextIndex;
+use kiln_plan::copy::{self, SourceKind, SourceTree};
+use kiln_plan::plan::{CopyOp, SourcePath};
 
 use super::users::Owner;
 use super::BuildError;

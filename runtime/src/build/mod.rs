@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kiln_compiler::copy::SourceKind;
-use kiln_compiler::plan::{CopyOp, ImageOp, Node, NodeId, Op, Plan};
+use kiln_plan::copy::SourceKind;
+use kiln_plan::plan::{CopyOp, ImageOp, Node, NodeId, Op, Plan};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +52,7 @@ pub enum BuildError {
     /// A COPY/ADD source selection failed (a missing literal source, a bad wildcard).
     #[error("{0}")]
     #[diagnostic(code(kiln::build::copy_source))]
-    CopySource(kiln_compiler::copy::CopyError),
+    CopySource(kiln_plan::copy::CopyError),
     #[error("\"/{path}\": not found")]
     #[diagnostic(
         code(kiln::build::copy_source_missing),
@@ -63,7 +63,7 @@ pub enum BuildError {
     #[diagnostic(code(kiln::build::exclude))]
     Exclude {
         #[source]
-        source: kiln_compiler::dockerignore::IgnoreError,
+        source: kiln_plan::dockerignore::IgnoreError,
     },
     #[error("cannot name the file downloaded from {url}: add a file name to the destination")]
     #[diagnostic(code(kiln::build::download_name))]
@@ -536,7 +536,7 @@ impl Exec<'_> {
 
     fn mkdir(&self, path: &str, mtime: u64, base: &Output) -> Result<Option<LayerRef>, BuildError> {
         let dest = self.tree(&base.layers)?;
-        let rel = kiln_compiler::copy::clean(path);
+        let rel = kiln_plan::copy::clean(path);
         if rel.is_empty() || dest.meta(&rel).is_some_and(|m| m.kind == SourceKind::Dir) {
             return Ok(None);
         }

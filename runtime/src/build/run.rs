@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use kiln_compiler::plan::{MountKind as PlanMount, MountSource, Node, RunMount, RunNetwork, RunOp};
+use kiln_plan::plan::{MountKind as PlanMount, MountSource, Node, RunMount, RunNetwork, RunOp};
 
 use super::{BuildError, Exec, LayerRef, Output};
 use crate::layer::{self, Entry};
@@ -332,7 +332,7 @@ impl Exec<'_> {
                 Ok(dirs)
             }
             MountSource::Context { input } => {
-                let Some(kiln_compiler::plan::Op::Context(sel)) =
+                let Some(kiln_plan::plan::Op::Context(sel)) =
                     node.inputs.get(input).map(|id| &self.plan.node(*id).op)
                 else {
                     return Err(BuildError::Run(

@@ -2,7 +2,7 @@
 //! the image's own /etc/passwd and /etc/group (never the host's).
 //! Must not: read host files, or parse the flag's text (the planner did).
 
-use kiln_compiler::plan::{Chown, OwnerId};
+use kiln_plan::plan::{Chown, OwnerId};
 
 /// Numeric owner for COPY/ADD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

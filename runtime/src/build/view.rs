@@ -2,7 +2,7 @@
 //! uncompressed layers, seen through the compiler's `SourceTree` and the builder's `FsTree`.
 //! Must not: write layers.
 
-use kiln_compiler::copy::{SourceKind, SourceTree};
+use kiln_plan::copy::{SourceKind, SourceTree};
 
 use super::copy::{FsTree, Meta, ROOT_META};
 use super::{BuildError, LayerRef};

@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use kiln_compiler::plan::RunConfig;
+use kiln_plan::plan::RunConfig;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::Mode;
 

@@ -142,9 +142,9 @@ pub struct Platform {
 
 impl Platform {
     /// The platform kiln runs on, in OCI terms (`linux`/`amd64`, `linux`/`arm64`/`v8`, ...),
-    /// from the compiler's one table (`kiln_compiler::platform`).
+    /// from the compiler's one table (`kiln_plan::platform`).
     pub fn host() -> Platform {
-        let host = kiln_compiler::platform::host();
+        let host = kiln_plan::platform::host();
         Platform {
             architecture: host.architecture.to_string(),
             os: host.os.to_string(),
@@ -305,8 +305,8 @@ impl Index {
 }
 
 /// The image config's `config` object (how a container runs) is the planner's model.
-pub use kiln_compiler::plan::config::Empty;
-pub use kiln_compiler::plan::{HealthConfig, RunConfig};
+pub use kiln_plan::plan::config::Empty;
+pub use kiln_plan::plan::{HealthConfig, RunConfig};
 
 /// `rootfs`: the layers' diff_ids, bottom first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

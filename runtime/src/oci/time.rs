@@ -2,7 +2,7 @@
 //!
 //! Owns formatting whole seconds as `YYYY-MM-DDTHH:MM:SSZ` and reading them back (any RFC 3339
 //! form other tools write). SOURCE_DATE_EPOCH itself is parsed in one place,
-//! `kiln_compiler::source_date_epoch`. Must not: read the clock for anything that ends up in
+//! `kiln_plan::source_date_epoch`. Must not: read the clock for anything that ends up in
 //! an image.
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).

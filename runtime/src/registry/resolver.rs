@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use kiln_compiler::plan::{ImageLookupError, ImageResolver, ResolvedImage};
+use kiln_plan::plan::{ImageLookupError, ImageResolver, ResolvedImage};
 
 use super::{pull, PullOptions, RegistryError, RegistryOptions, TransferProgress};
 use crate::image::ImageRef;

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use kiln_compiler::plan::{NodeId, Plan};
+use kiln_plan::plan::{NodeId, Plan};
 use serde::{Deserialize, Serialize};
 
 use crate::build::{is_cacheable_step, CacheRecord};

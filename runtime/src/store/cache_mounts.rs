@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use kiln_compiler::plan::Sharing;
+use kiln_plan::plan::Sharing;
 
 use super::{io_err, Result, Store};
 

@@ -11,7 +11,7 @@
 //! its name is treated as missing). `prune` removes records older than its limit
 //! (never a target's two newest, which `kiln explain` compares), then the chunks no
 //! remaining record names.
-//! Must not: interpret records beyond the chunks they name (`kiln_compiler::plan::record`
+//! Must not: interpret records beyond the chunks they name (`kiln_plan::plan::record`
 //! owns the model).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +20,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kiln_compiler::plan::record::BuildRecord;
+use kiln_plan::plan::record::BuildRecord;
 
 use super::{io_err, Result, Store, StoreError};
 
@@ -228,7 +228,7 @@ fn read_record(path: &Path) -> Result<Option<BuildRecord>> {
     };
     Ok(serde_json::from_slice::<BuildRecord>(&json)
         .ok()
-        .filter(|r| r.v == kiln_compiler::plan::record::RECORD_VERSION))
+        .filter(|r| r.v == kiln_plan::plan::record::RECORD_VERSION))
 }
 
 fn remove(path: &Path) -> Result<()> {

@@ -65,7 +65,7 @@ pub struct Origin {
     pub file: FileId,
     /// Byte range of the instruction or expression in that file (empty for implicit nodes).
     #[serde(skip)]
-    pub span: crate::syntax::Span,
+    pub span: crate::span::Span,
     pub stage: String,
     /// 1-based line of the instruction, 0 for implicit nodes.
     pub line: usize,

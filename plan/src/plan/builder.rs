@@ -14,15 +14,16 @@ use std::collections::HashMap;
 
 use crate::context::{ContextError, ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
-use crate::dockerfile::platforms::Platform;
 use crate::plan::{
     ConfigChange, ContextSelection, CopyOp, Excludes, HistoryEntry, ImageOp, Key, MountKind, Node,
     NodeId, Op, Origin, Plan, RunConfig, RunNetwork, RunOp, SourcePath,
 };
-use crate::syntax::Span;
+use crate::platforms::Platform;
+use crate::span::Span;
 
 /// Which source file a span is in: 0 is the file the build started from (the Dockerfile or
-/// the `.kiln` program); a kiln program numbers its modules and stdlib files after it.
+/// the `.kiln` program); a kiln program numbers its modules and stdlib files after it, then
+/// the Dockerfiles its `dockerfile()` calls read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct FileId(pub u32);
