@@ -25,6 +25,8 @@ pub trait CgroupFs {
     fn create_dir(&self, path: &Path) -> std::io::Result<()>;
     fn remove_dir(&self, path: &Path) -> std::io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+    /// The child directories of `dir` last changed longer than `age` ago.
+    fn old_children(&self, dir: &Path, age: Duration) -> Vec<PathBuf>;
 }
 
 /// The kernel's cgroup filesystems.
@@ -53,6 +55,24 @@ impl CgroupFs for RealFs {
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+    fn old_children(&self, dir: &Path, age: Duration) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                e.metadata().is_ok_and(|m| {
+                    m.is_dir()
+                        && m.modified()
+                            .ok()
+                            .and_then(|t| t.elapsed().ok())
+                            .is_some_and(|e| e > age)
+                })
+            })
+            .map(|e| e.path())
+            .collect()
     }
 }
 
@@ -438,6 +458,20 @@ impl Cgroup {
                     None
                 })
             };
+            // Empty cgroups a killed holder left (none is that old while being filled).
+            for base in [Some(&d.path), layout.unified_root.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                for old in fs.old_children(&base.join(SUBTREE), Duration::from_secs(60)) {
+                    if fs
+                        .read(&old.join("cgroup.procs"))
+                        .is_ok_and(|p| p.trim().is_empty())
+                    {
+                        let _ = fs.remove_dir(&old);
+                    }
+                }
+            }
             // v2: the hierarchy's root first (writable as root), else this process's cgroup.
             let bases: Vec<&Path> = match (&d.version, &layout.unified_root) {
                 (Version::V2, Some(root)) if root != &d.path => vec![root, &d.path],
@@ -753,6 +787,13 @@ mod tests {
         fn exists(&self, path: &Path) -> bool {
             self.files.borrow().contains_key(path)
         }
+        fn old_children(&self, dir: &Path, _age: Duration) -> Vec<PathBuf> {
+            let dirs = self.dirs.borrow();
+            dirs.iter()
+                .filter(|d| d.parent() == Some(dir))
+                .cloned()
+                .collect()
+        }
     }
 
     const HYBRID: &str = "\
@@ -838,6 +879,18 @@ mod tests {
             again.dirs[0].path,
             PathBuf::from(format!("/sys/fs/cgroup/kiln/abc-{}", std::process::id()))
         );
+        // An old, empty cgroup (its holder killed) is swept by the next create; a filled
+        // one stays.
+        fs.files
+            .borrow_mut()
+            .insert("/sys/fs/cgroup/kiln/abc/cgroup.procs".into(), String::new());
+        fs.files
+            .borrow_mut()
+            .insert(again.dirs[0].path.join("cgroup.procs"), "42\n".into());
+        Cgroup::create(&fs, &layout, "xyz");
+        let dirs = fs.dirs.borrow();
+        assert!(!dirs.contains(&PathBuf::from("/sys/fs/cgroup/kiln/abc")));
+        assert!(dirs.contains(&again.dirs[0].path));
     }
 
     #[test]
