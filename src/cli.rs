@@ -970,10 +970,11 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct ComposeArgs {
-    /// The compose file (default: compose.yaml, compose.yml, docker-compose.yml or
-    /// docker-compose.yaml in the project directory)
+    /// A compose file; several are merged in order, later over earlier (default:
+    /// COMPOSE_FILE, else compose.yaml, compose.yml, docker-compose.yml or
+    /// docker-compose.yaml in the project directory, with its *.override.yml if present)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
     /// The project name (default: COMPOSE_PROJECT_NAME, the file's name:, the directory's name)
     #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,

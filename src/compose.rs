@@ -9,6 +9,16 @@ use std::path::{Path, PathBuf};
 use serde_norway::{Mapping, Value};
 
 pub mod kubernetes;
+mod merge;
+
+/// Override files read after the default file when no file is named, in docker compose's
+/// order (the first that exists).
+pub const OVERRIDE_FILES: &[&str] = &[
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
 
 /// File names looked for in the project directory, in docker compose's order.
 pub const DEFAULT_FILES: &[&str] = &[
@@ -133,6 +143,9 @@ pub struct Service {
     /// `expose:` container ports (never published; `convert` gives them a Service).
     pub expose: Vec<PortSpec>,
     pub volumes: Vec<Mount>,
+    /// `tmpfs:` mounts and `type: tmpfs` volumes, as `kiln run --tmpfs` spells them
+    /// (`/run`, `/tmp:size=65536`).
+    pub tmpfs: Vec<String>,
     /// `None` also for `disable: true` and `test: [NONE]`.
     pub healthcheck: Option<Healthcheck>,
     /// Service name and condition (`service_started`, `service_healthy`, ...).
@@ -187,7 +200,8 @@ impl NetworkMode {
 pub struct Project {
     pub name: String,
     pub directory: PathBuf,
-    pub file: PathBuf,
+    /// The files read, in order (later ones merged over earlier ones); at least one.
+    pub files: Vec<PathBuf>,
     /// In depends_on order (a service after the ones it depends on; ties by name).
     pub services: Vec<Service>,
     /// Top-level volume names (as written; created as `<project>_<name>`).
@@ -217,16 +231,24 @@ impl Project {
     }
 }
 
-/// Finds the file: `file` (relative to the cwd), else a default name in `dir`.
-pub fn find_file(file: Option<&Path>, dir: &Path) -> Result<PathBuf, ComposeError> {
-    if let Some(f) = file {
-        return Ok(f.to_path_buf());
+/// The files to read: `files` (relative to the cwd), else `COMPOSE_FILE` (split at
+/// `COMPOSE_PATH_SEPARATOR`, default `:`), else a default name in `dir` and the first
+/// override file there, as docker compose looks for them.
+pub fn find_files(files: &[PathBuf], dir: &Path) -> Result<Vec<PathBuf>, ComposeError> {
+    if !files.is_empty() {
+        return Ok(files.to_vec());
     }
-    DEFAULT_FILES
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-        .ok_or_else(|| ComposeError::NoFile(dir.to_path_buf()))
+    if let Some(list) = std::env::var("COMPOSE_FILE").ok().filter(|l| !l.is_empty()) {
+        let sep = std::env::var("COMPOSE_PATH_SEPARATOR").unwrap_or_else(|_| ":".into());
+        return Ok(list
+            .split(sep.as_str())
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from)
+            .collect());
+    }
+    let first = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    let main = first(DEFAULT_FILES).ok_or_else(|| ComposeError::NoFile(dir.to_path_buf()))?;
+    Ok(std::iter::once(main).chain(first(OVERRIDE_FILES)).collect())
 }
 
 /// `K=V` lines of a `.env` file (`#` comments, optional quotes); absent file: empty.
@@ -388,7 +410,7 @@ pub fn normalise_name(name: &str) -> String {
 /// Loads the project. `dir` is the project directory (`--project-directory`, else the file's
 /// directory), `name` the `-p` flag.
 pub fn load(
-    file: Option<&Path>,
+    files: &[PathBuf],
     dir: Option<&Path>,
     name: Option<&str>,
 ) -> Result<Project, ComposeError> {
@@ -396,11 +418,12 @@ pub fn load(
         path: PathBuf::from("."),
         source,
     })?;
-    let file = find_file(file, dir.unwrap_or(&cwd))?;
-    let file = if file.is_absolute() {
-        file
-    } else {
-        cwd.join(file)
+    let files: Vec<PathBuf> = find_files(files, dir.unwrap_or(&cwd))?
+        .into_iter()
+        .map(|f| if f.is_absolute() { f } else { cwd.join(f) })
+        .collect();
+    let Some(file) = files.first().cloned() else {
+        return Err(ComposeError::NoFile(dir.unwrap_or(&cwd).to_path_buf()));
     };
     let directory = match dir {
         Some(d) if d.is_absolute() => d.to_path_buf(),
@@ -409,19 +432,41 @@ pub fn load(
     };
     let dotenv = read_dotenv(&directory.join(".env"))?;
     let lookup = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned());
-    let text = std::fs::read_to_string(&file).map_err(|source| ComposeError::Read {
-        path: file.clone(),
-        source,
-    })?;
-    let mut doc: Value = serde_norway::from_str(&text).map_err(|source| ComposeError::Yaml {
-        path: file.clone(),
-        source,
-    })?;
-    interpolate_value(&mut doc, &lookup).map_err(|(var, message)| ComposeError::Required {
-        path: file.clone(),
-        var,
-        message,
-    })?;
+    let mut doc = Value::Null;
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|source| ComposeError::Read {
+            path: f.clone(),
+            source,
+        })?;
+        let mut this: Value =
+            serde_norway::from_str(&text).map_err(|source| ComposeError::Yaml {
+                path: f.clone(),
+                source,
+            })?;
+        interpolate_value(&mut this, &lookup).map_err(|(var, message)| ComposeError::Required {
+            path: f.clone(),
+            var,
+            message,
+        })?;
+        if !matches!(this, Value::Mapping(_)) {
+            return Err(ComposeError::Invalid {
+                path: f.clone(),
+                message: "the file is not a mapping".into(),
+            });
+        }
+        merge::documents(&mut doc, this);
+    }
+    // Errors in the merged model name the first file (and the others after it).
+    let file = match files.len() {
+        1 => file,
+        _ => PathBuf::from(
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
+        ),
+    };
     let invalid = |message: String| ComposeError::Invalid {
         path: file.clone(),
         message,
@@ -491,7 +536,7 @@ pub fn load(
     Ok(Project {
         name,
         directory,
-        file,
+        files,
         services,
         volumes,
     })
@@ -660,20 +705,34 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
         return Err("has neither image: nor build:".into());
     }
     let mut volumes = Vec::new();
+    let mut tmpfs = match get("tmpfs") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => string_list(v, "tmpfs")?,
+    };
     match get("volumes") {
         None | Some(Value::Null) => {}
         Some(Value::Sequence(items)) => {
             for i in items {
-                volumes.push(match i {
-                    Value::Mapping(m) => long_mount(m, dir)?,
-                    i => mount(
+                match i {
+                    Value::Mapping(m)
+                        if m.get("type").and_then(scalar).as_deref() == Some("tmpfs") =>
+                    {
+                        tmpfs.push(long_tmpfs(m)?)
+                    }
+                    Value::Mapping(m) => volumes.push(long_mount(m, dir)?),
+                    i => volumes.push(mount(
                         &scalar(i).ok_or("volumes: an item is a string or a mapping")?,
                         dir,
-                    )?,
-                });
+                    )?),
+                }
             }
         }
         Some(_) => return Err("volumes: must be a list".into()),
+    }
+    for t in &tmpfs {
+        if !t.starts_with('/') {
+            return Err(format!("tmpfs: {t}: the target is an absolute path"));
+        }
     }
     let depends_on = match get("depends_on") {
         None | Some(Value::Null) => BTreeMap::new(),
@@ -714,28 +773,37 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
     }
     let ports = match get("ports") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .map(|i| match i {
-                Value::Mapping(m) => long_port(m),
-                i => short_port(&scalar(i).ok_or("ports: an item is a string or a mapping")?),
-            })
-            .collect::<Result<_, _>>()?,
+        Some(Value::Sequence(items)) => {
+            let mut ports = Vec::new();
+            for i in items {
+                match i {
+                    Value::Mapping(m) => ports.push(long_port(m)?),
+                    i => ports.extend(short_port(
+                        &scalar(i).ok_or("ports: an item is a string or a mapping")?,
+                    )?),
+                }
+            }
+            ports
+        }
         Some(_) => return Err("ports: must be a list".into()),
     };
     let expose = match get("expose") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .map(|i| {
+        Some(Value::Sequence(items)) => {
+            let mut ports = Vec::new();
+            for i in items {
                 let text = scalar(i).ok_or("expose: items are ports")?;
-                let p = short_port(&text).map_err(|e| e.replacen("ports:", "expose:", 1))?;
-                if p.published.is_some() || p.host_ip.is_some() {
+                let these = short_port(&text).map_err(|e| e.replacen("ports:", "expose:", 1))?;
+                if these
+                    .iter()
+                    .any(|p| p.published.is_some() || p.host_ip.is_some())
+                {
                     return Err(format!("expose: {text}: only a container port[/protocol]"));
                 }
-                Ok(p)
-            })
-            .collect::<Result<_, String>>()?,
+                ports.extend(these);
+            }
+            ports
+        }
         Some(_) => return Err("expose: must be a list".into()),
     };
     // env_file first, environment: over it, as compose merges them.
@@ -788,6 +856,7 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
         ports,
         expose,
         volumes,
+        tmpfs,
         healthcheck,
         depends_on,
         working_dir: text("working_dir")?,
@@ -797,8 +866,10 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
     })
 }
 
-/// `[IP:][HOST:]CONTAINER[/PROTO]`, IPv6 addresses in brackets.
-fn short_port(s: &str) -> Result<PortSpec, String> {
+/// `[IP:][HOST:]CONTAINER[/PROTO]`, IPv6 addresses in brackets; `HOST` and `CONTAINER` may be
+/// ranges (`8000-8002:9000-9002`, or `9000-9002` alone), one entry per port as compose expands
+/// them.
+fn short_port(s: &str) -> Result<Vec<PortSpec>, String> {
     let bad = |why: &str| format!("ports: {s}: {why}");
     let (spec, protocol) = match s.rsplit_once('/') {
         Some((p, proto @ ("tcp" | "udp"))) => (p, proto.to_string()),
@@ -806,26 +877,55 @@ fn short_port(s: &str) -> Result<PortSpec, String> {
         None => (s, "tcp".to_string()),
     };
     let num = |p: &str| {
-        p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
-            bad("ports are single numbers from 1 to 65535 (ranges are not supported)")
-        })
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("ports are numbers from 1 to 65535, or ranges of them (A-B)"))
+    };
+    // An inclusive range (a single port is a range of one).
+    let range = |p: &str| -> Result<(u16, u16), String> {
+        match p.split_once('-') {
+            None => num(p).map(|n| (n, n)),
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if b < a {
+                    return Err(bad("a range's end is below its start"));
+                }
+                Ok((a, b))
+            }
+        }
     };
     let (ip, published, target) = match spec.rsplitn(3, ':').collect::<Vec<_>>().as_slice() {
-        [t] => (None, None, num(t)?),
-        [t, h] => (None, Some(num(h)?), num(t)?),
+        [t] => (None, None, range(t)?),
+        [t, h] => (None, Some(range(h)?), range(t)?),
         [t, h, ip] => {
             let ip = ip.trim_matches(['[', ']']);
-            let published = if h.is_empty() { None } else { Some(num(h)?) };
-            ((!ip.is_empty()).then(|| ip.to_string()), published, num(t)?)
+            let published = if h.is_empty() { None } else { Some(range(h)?) };
+            (
+                (!ip.is_empty()).then(|| ip.to_string()),
+                published,
+                range(t)?,
+            )
         }
         _ => return Err(bad("cannot read it")),
     };
-    Ok(PortSpec {
-        target,
-        published,
-        host_ip: ip,
-        protocol,
-    })
+    let count = target.1 - target.0;
+    if let Some(h) = published {
+        if h.1 - h.0 != count {
+            return Err(bad(
+                "the host and container ranges differ in length (kiln publishes each container \
+                 port on one host port of its own)",
+            ));
+        }
+    }
+    Ok((0..=count)
+        .map(|i| PortSpec {
+            target: target.0 + i,
+            published: published.map(|h| h.0 + i),
+            host_ip: ip.clone(),
+            protocol: protocol.clone(),
+        })
+        .collect())
 }
 
 /// `target`, `published`, `host_ip`, `protocol` (`mode` and `name` are accepted and ignored).
@@ -884,6 +984,27 @@ fn long_mount(m: &Mapping, dir: &Path) -> Result<Mount, String> {
             "volumes: {target}: type {t} is not supported (volume and bind are)"
         )),
     }
+}
+
+/// A `type: tmpfs` volume (`target`, `tmpfs: {size, mode}`) as a `--tmpfs` value.
+fn long_tmpfs(m: &Mapping) -> Result<String, String> {
+    let target = m
+        .get("target")
+        .and_then(scalar)
+        .ok_or("volumes: the long syntax needs target:")?;
+    let mut options = Vec::new();
+    if let Some(Value::Mapping(t)) = m.get("tmpfs") {
+        if let Some(size) = t.get("size").and_then(scalar) {
+            options.push(format!("size={size}"));
+        }
+        if let Some(mode) = t.get("mode").and_then(scalar) {
+            options.push(format!("mode={mode}"));
+        }
+    }
+    Ok(match options.is_empty() {
+        true => target,
+        false => format!("{target}:{}", options.join(",")),
+    })
 }
 
 fn bind_source(source: &str, dir: &Path) -> String {
@@ -1181,6 +1302,9 @@ fn model(p: &Project) -> Value {
                 .collect();
             m.insert(s("volumes"), Value::Sequence(vols));
         }
+        if !svc.tmpfs.is_empty() {
+            m.insert(s("tmpfs"), list(&svc.tmpfs));
+        }
         if let Some(w) = &svc.working_dir {
             m.insert(s("working_dir"), s(w));
         }
@@ -1250,7 +1374,12 @@ mod tests {
 
     #[test]
     fn short_ports() {
-        let p = short_port("127.0.0.1:8080:80/udp").unwrap();
+        let one = |s: &str| {
+            let mut p = short_port(s).unwrap();
+            assert_eq!(p.len(), 1, "{s}");
+            p.remove(0)
+        };
+        let p = one("127.0.0.1:8080:80/udp");
         assert_eq!(
             (
                 p.host_ip.as_deref(),
@@ -1261,13 +1390,39 @@ mod tests {
             (Some("127.0.0.1"), Some(8080), 80, "udp")
         );
         assert_eq!(p.publish_flag().as_deref(), Some("127.0.0.1:8080:80/udp"));
-        let p = short_port("80").unwrap();
+        let p = one("80");
         assert_eq!((p.published, p.publish_flag()), (None, None));
-        let p = short_port("[::1]:53:53").unwrap();
+        let p = one("[::1]:53:53");
         assert_eq!(p.host_ip.as_deref(), Some("::1"));
-        let p = short_port("127.0.0.1::80").unwrap();
+        let p = one("127.0.0.1::80");
         assert_eq!((p.published, p.target), (None, 80));
-        for bad in ["8000-8010:80", "0:80", "80/sctp", "a:b"] {
+        let flags: Vec<_> = short_port("127.0.0.1:8000-8002:9000-9002/udp")
+            .unwrap()
+            .iter()
+            .map(|p| p.publish_flag().unwrap())
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                "127.0.0.1:8000:9000/udp",
+                "127.0.0.1:8001:9001/udp",
+                "127.0.0.1:8002:9002/udp"
+            ]
+        );
+        let targets: Vec<_> = short_port("3000-3002")
+            .unwrap()
+            .iter()
+            .map(|p| p.target)
+            .collect();
+        assert_eq!(targets, [3000, 3001, 3002]);
+        for bad in [
+            "8000-8010:80",
+            "0:80",
+            "80/sctp",
+            "a:b",
+            "9-8:9-8",
+            "1-3:1-2",
+        ] {
             assert!(short_port(bad).is_err(), "{bad}");
         }
     }

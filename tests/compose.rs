@@ -373,7 +373,7 @@ volumes:
         ("healthcheck:\n      test: [\"WHAT\"]", "CMD"),
         (
             "ports:\n      - \"8000-8010:80\"",
-            "ranges are not supported",
+            "the host and container ranges differ in length",
         ),
         (
             "depends_on:\n      b:\n        condition: service_ready",
@@ -1087,6 +1087,12 @@ fn normal_list(v: &Json) -> Json {
     }
 }
 
+fn sorted(items: impl Iterator<Item = Json>) -> Vec<Json> {
+    let mut v: Vec<Json> = items.collect();
+    v.sort_by_key(|j| j.to_string());
+    v
+}
+
 /// The model both outputs mean.
 fn normal_model(yaml: &str) -> Json {
     let v: Json = serde_norway::from_str(yaml).expect("config output is YAML");
@@ -1103,18 +1109,9 @@ fn normal_model(yaml: &str) -> Json {
                     .iter()
                     .map(|(k, v)| (k.clone(), json!(text(v))))
                     .collect::<serde_json::Map<_, _>>()),
-                "ports" => json!(field
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(normal_port)
-                    .collect::<Vec<_>>()),
-                "volumes" => json!(field
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(normal_volume)
-                    .collect::<Vec<_>>()),
+                // docker-compose 1 prints ports and mounts sorted; their order means nothing.
+                "ports" => json!(sorted(field.as_array().unwrap().iter().map(normal_port))),
+                "volumes" => json!(sorted(field.as_array().unwrap().iter().map(normal_volume))),
                 "depends_on" => json!(field
                     .as_object()
                     .unwrap()
@@ -1153,7 +1150,7 @@ fn normal_model(yaml: &str) -> Json {
 #[test]
 fn config_matches_recorded_docker_compose_v1_output() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose");
-    for case in ["todo", "long", "interp"] {
+    for case in ["todo", "long", "interp", "override"] {
         let dir = fixtures.join(case);
         let recorded = std::fs::read_to_string(dir.join("docker-compose-v1-config.yaml"))
             .unwrap()
@@ -1171,6 +1168,50 @@ fn config_matches_recorded_docker_compose_v1_output() {
             "{case}: kiln's model (left) differs from docker-compose's (right)\n--- kiln\n{ours}\n--- docker-compose\n{recorded}"
         );
     }
+}
+
+/// Several files: `-f a -f b`, `COMPOSE_FILE=a:b` and the default file with its override
+/// beside it give one model; a file named alone is read alone.
+#[test]
+fn several_files_merge_in_order() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose/override");
+    let default = config(&dir, &[]);
+    let named = config(
+        &dir,
+        &[
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "docker-compose.override.yml",
+        ],
+    );
+    assert_eq!(default, named);
+    let store = shared_store();
+    let out = run(store
+        .cmd()
+        .args(["compose", "config"])
+        .current_dir(&dir)
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .env(
+            "COMPOSE_FILE",
+            "docker-compose.yml:docker-compose.override.yml",
+        ));
+    assert_eq!(ok(out, "COMPOSE_FILE config"), default);
+    let base_only = config(&dir, &["-f", "docker-compose.yml"]);
+    assert!(!base_only.contains("cache:"), "{base_only}");
+    assert!(base_only.contains("- '9000'\n"), "{base_only}");
+    assert!(default.contains("- '9001'\n"), "{default}");
+    // The other order: the base file's command wins.
+    let reversed = config(
+        &dir,
+        &[
+            "-f",
+            "docker-compose.override.yml",
+            "-f",
+            "docker-compose.yml",
+        ],
+    );
+    assert!(reversed.contains("- '9000'\n"), "{reversed}");
 }
 
 /// `compose build`, `compose push` to a loopback registry, `compose pull` into an empty

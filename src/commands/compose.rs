@@ -79,7 +79,7 @@ enum ComposeRunError {
 
 pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode> {
     let project = compose::load(
-        a.file.as_deref(),
+        &a.file,
         a.project_directory.as_deref(),
         a.project_name.as_deref(),
     )?;
@@ -855,6 +855,9 @@ fn run_args(
         };
         let ro = if m.read_only { ":ro" } else { "" };
         flag("--volume", &format!("{source}:{}{ro}", m.target));
+    }
+    for t in &s.tmpfs {
+        flag("--tmpfs", t);
     }
     for port in &s.ports {
         let Some(f) = port.publish_flag() else {

@@ -194,7 +194,12 @@ fn parse_mount(v: &str) -> Result<MountRequest, RunError> {
             "a volume mount needs source=NAME",
             MOUNT_HELP,
         )),
-        ("tmpfs", _) => Ok(MountRequest::Tmpfs { target, size, mode }),
+        ("tmpfs", _) => Ok(MountRequest::Tmpfs {
+            target,
+            size,
+            mode,
+            noexec: true,
+        }),
         (other, _) => Err(flag_error(
             "--mount",
             v,
@@ -227,24 +232,30 @@ fn parse_tmpfs(v: &str) -> Result<MountRequest, RunError> {
             help,
         ));
     }
-    let (mut size, mut mode) = (None, 0o1777);
+    let (mut size, mut mode, mut noexec) = (None, 0o1777, true);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o.split_once('=') {
-            Some(("size", s)) => {
-                size =
-                    Some(parse_size(s).ok_or_else(|| flag_error("--tmpfs", v, "bad size", help))?)
-            }
-            Some(("mode", m)) => {
-                mode = u32::from_str_radix(m, 8)
-                    .map_err(|_| flag_error("--tmpfs", v, "bad mode", help))?
-            }
-            _ => {}
+        match (o, o.split_once('=')) {
+            ("exec", _) => noexec = false,
+            ("noexec", _) => noexec = true,
+            (_, split) => match split {
+                Some(("size", s)) => {
+                    size = Some(
+                        parse_size(s).ok_or_else(|| flag_error("--tmpfs", v, "bad size", help))?,
+                    )
+                }
+                Some(("mode", m)) => {
+                    mode = u32::from_str_radix(m, 8)
+                        .map_err(|_| flag_error("--tmpfs", v, "bad mode", help))?
+                }
+                _ => {}
+            },
         }
     }
     Ok(MountRequest::Tmpfs {
         target: target.to_string(),
         size,
         mode,
+        noexec,
     })
 }
 
@@ -696,9 +707,24 @@ mod tests {
             MountRequest::Tmpfs {
                 target: "/t".into(),
                 size: Some(64 << 20),
-                mode: 0o1777
+                mode: 0o1777,
+                noexec: true,
             }
         );
+        // docker's --tmpfs is noexec unless `exec` is given.
+        assert_eq!(
+            parse_tmpfs("/t:exec,size=1m").unwrap(),
+            MountRequest::Tmpfs {
+                target: "/t".into(),
+                size: Some(1 << 20),
+                mode: 0o1777,
+                noexec: false,
+            }
+        );
+        assert!(matches!(
+            parse_tmpfs("/t").unwrap(),
+            MountRequest::Tmpfs { noexec: true, .. }
+        ));
         assert_eq!(
             parse_mount("type=bind,src=/a,dst=/b,readonly").unwrap(),
             MountRequest::Bind {

@@ -194,6 +194,20 @@ fn deployment(p: &Project, svc: &Service, image: &str, notes: &mut Vec<String>) 
         };
         volumes.push(map(vec![("name", s(&vol_name)), source]));
     }
+    // A tmpfs is memory-backed scratch space: an emptyDir in memory, its size as the limit.
+    for (i, t) in svc.tmpfs.iter().enumerate() {
+        let (target, options) = t.split_once(':').unwrap_or((t, ""));
+        let vol_name = format!("tmpfs-{i}");
+        mounts.push(map(vec![("name", s(&vol_name)), ("mountPath", s(target))]));
+        let mut empty_dir = vec![("medium", s("Memory"))];
+        if let Some(size) = options.split(',').find_map(|o| o.strip_prefix("size=")) {
+            empty_dir.push(("sizeLimit", s(&quantity(size))));
+        }
+        volumes.push(map(vec![
+            ("name", s(&vol_name)),
+            ("emptyDir", map(empty_dir)),
+        ]));
+    }
     if !mounts.is_empty() {
         c.insert(s("volumeMounts"), Value::Sequence(mounts));
     }
@@ -281,6 +295,19 @@ fn deployment(p: &Project, svc: &Service, image: &str, notes: &mut Vec<String>) 
 }
 
 /// The pod volume a mount uses: the top-level volume's name, `bind-N` for a bind.
+/// A docker size (`64m`: binary units, lower-case) as a Kubernetes quantity (`64Mi`; a
+/// lower-case `m` there means thousandths).
+fn quantity(size: &str) -> String {
+    let lower = size.to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    for (suffix, unit) in [("k", "Ki"), ("m", "Mi"), ("g", "Gi")] {
+        if let Some(n) = lower.strip_suffix(suffix) {
+            return format!("{n}{unit}");
+        }
+    }
+    lower.to_string()
+}
+
 fn volume_name(m: &Mount, i: usize) -> String {
     if m.kind == "volume" {
         dns_label(&m.source)

@@ -437,7 +437,8 @@ impl<'a> PlanBuilder<'a> {
                 [
                     "RUN has network access (--network=",
                     op.network.as_str(),
-                    "); use --network=none",
+                    "); without the network (Dockerfile --network=none, kiln network: false), \
+                     or pinned by its output's digest (kiln pin:), it would count as hermetic",
                 ]
                 .concat(),
             );

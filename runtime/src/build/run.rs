@@ -266,6 +266,7 @@ impl Exec<'_> {
                     kind: MountKind::Tmpfs {
                         size: *size,
                         mode: 0o1777,
+                        noexec: false,
                     },
                     readonly: *readonly,
                 }))

@@ -145,6 +145,8 @@ pub enum MountRequest {
         target: String,
         size: Option<u64>,
         mode: u32,
+        /// docker's `noexec` default; the `exec` option lifts it.
+        noexec: bool,
     },
 }
 
@@ -809,11 +811,17 @@ fn mount_for(store: &Store, m: &MountRequest) -> Result<Mount, ContainerError> {
                 readonly: *readonly,
             }
         }
-        MountRequest::Tmpfs { target, size, mode } => Mount {
+        MountRequest::Tmpfs {
+            target,
+            size,
+            mode,
+            noexec,
+        } => Mount {
             target: target.clone(),
             kind: MountKind::Tmpfs {
                 size: *size,
                 mode: *mode,
+                noexec: *noexec,
             },
             readonly: false,
         },

@@ -304,13 +304,16 @@ fn user_mount(
             }
             bind_into_root(sys, root, source, &m.target, stubs)?;
         }
-        MountKind::Tmpfs { size, mode } => {
+        MountKind::Tmpfs { size, mode, noexec } => {
             let target = resolve(sys, root, &m.target, Create::Dir, stubs)?;
             let mut data = format!("mode={mode:o}");
             if let Some(size) = size {
                 data.push_str(&format!(",size={size}"));
             }
             let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            if *noexec {
+                flags |= MsFlags::MS_NOEXEC;
+            }
             if m.readonly {
                 flags |= MsFlags::MS_RDONLY;
                 readonly_remount = false;
@@ -583,6 +586,7 @@ mod tests {
                 kind: MountKind::Tmpfs {
                     size: Some(1024),
                     mode: 0o1777,
+                    noexec: false,
                 },
                 readonly: false,
             },

@@ -152,6 +152,9 @@ pub enum MountKind {
     Tmpfs {
         size: Option<u64>,
         mode: u32,
+        /// Mounted `noexec` (docker's default for `--tmpfs`; RUN's tmpfs mounts allow exec).
+        #[serde(default)]
+        noexec: bool,
     },
     /// A file made for this container in a private tmpfs (secrets, /etc/hosts, heredoc
     /// scripts): its bytes never touch a disk.
