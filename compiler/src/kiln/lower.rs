@@ -16,11 +16,11 @@ use crate::context::{ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
 use crate::dockerfile::lower::{lower_stage_into, StageIntoError};
 use crate::dockerfile::mounts;
-use crate::plan::builder::{run_created_by, Lowered, PlanBuilder, Stage};
+use crate::plan::builder::{run_created_by, ArgUse, Lowered, PlanBuilder, Stage};
 use crate::plan::{
     BuildOptions, Chmod, Chown, ConfigChange, CopyOp, CopySource, Excludes, FileId, HealthConfig,
-    ImageResolver, MountKind, MountSource, NodeId, Origin, RunMount, RunNetwork, RunOp, Sharing,
-    SourcePath,
+    ImageResolver, MountKind, MountSource, NodeId, Origin, RunConfig, RunMount, RunNetwork, RunOp,
+    Sharing, SourcePath,
 };
 use crate::syntax::Span;
 
@@ -663,7 +663,14 @@ impl<'a> Eval<'a> {
                         .collect(),
                     _ => return Err(err("run() needs cmd".into())),
                 };
-                let mut env = st.config.clone();
+                // The stage's build_arg()s are in the environment and the history text, as
+                // a Dockerfile's stage ARGs; the step's own `env` goes over them.
+                self.b.arg_use = ArgUse::default();
+                let (stage_env, prefix) = self.b.run_args(&st);
+                let mut env = RunConfig {
+                    env: stage_env,
+                    ..Default::default()
+                };
                 if let Some(Value::Record(r)) = args.get("env") {
                     for (k, v) in r {
                         if let Value::Str(v) = v {
@@ -694,7 +701,7 @@ impl<'a> Eval<'a> {
                             .help("build the step once unpinned; its layer's diff_id is in kiln inspect (RootFS.Layers)")
                     })?),
                 };
-                let created_by = run_created_by("", &argv);
+                let created_by = run_created_by(&prefix, &argv);
                 // A bind mount's source is an input of the step: input 0 is the stage, the
                 // mount sources follow, each once.
                 let mut mount_inputs: Vec<NodeId> = Vec::new();
@@ -734,6 +741,7 @@ impl<'a> Eval<'a> {
                 let origin = self.origin(file, span, &st.name, text);
                 self.b
                     .run(&mut st, op, mount_inputs, vec![], created_by, origin);
+                self.b.arg_use = ArgUse::default();
                 Ok(Value::Image(Rc::new(st)))
             }
             "bind" => {
@@ -877,6 +885,34 @@ impl<'a> Eval<'a> {
                 };
                 let (kind, target) = kind_and_target;
                 Ok(Value::Mount(RunMount { target, kind }, None))
+            }
+            "build_arg" => {
+                let mut st = image(&mut args)?;
+                let arg_name = str_arg(&args, "name").unwrap_or_default();
+                if arg_name.is_empty()
+                    || arg_name.contains('=')
+                    || arg_name.chars().any(char::is_whitespace)
+                {
+                    return Err(err(format!("invalid build argument name {arg_name:?}"))
+                        .help("a build argument's name is a word without spaces or '='"));
+                }
+                let default = str_arg(&args, "default");
+                // Dockerfile ARG's order: the --build-arg, else the default written here,
+                // else the global ARG's value.
+                let value = self
+                    .b
+                    .opts
+                    .build_arg(&arg_name)
+                    .map(str::to_string)
+                    .or_else(|| default.clone())
+                    .or_else(|| str_arg(&args, "global"));
+                st.declare_arg(&arg_name, value);
+                let change = ConfigChange::Arg {
+                    args: vec![(arg_name, default)],
+                };
+                let origin = self.origin(file, span, &st.name, change.created_by());
+                self.b.config(&mut st, change, origin);
+                Ok(Value::Image(Rc::new(st)))
             }
             "workdir" => {
                 let mut st = image(&mut args)?;
