@@ -700,6 +700,68 @@ export app = base
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from 1\napp\n");
 }
 
+/// The build checks of a Dockerfile that `dockerfile()` reads are printed as building the
+/// Dockerfile prints them (the rule, its message, the Dockerfile's file and line): its
+/// syntax rules and what lowering the stage found; its `# check=error=true` fails the build.
+#[test]
+fn dockerfile_stage_warnings_are_printed_as_the_dockerfiles_build_prints_them() {
+    let store = KilnStore::new();
+    let ctx = pair(
+        "FROM scratch AS base\nENV A 1\nLABEL x=$NOPE\n\nfrom scratch\n",
+        "export app = dockerfile(\"Dockerfile\", target: \"base\") |> env(B: \"2\")\n",
+        &[(
+            "strict.Dockerfile",
+            b"# check=error=true\nFROM scratch\nENV A 1\n",
+        )],
+    );
+    let warnings = |args: &[&str]| {
+        let mut full: Vec<String> = ["build", "--progress", "plain"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        full.extend(args.iter().map(|a| a.to_string()));
+        full.push(ctx.path().display().to_string());
+        let out = store.kiln(&full);
+        let err = stderr_text(&out);
+        // The checks come before the build's progress lines.
+        let checks: String = err
+            .lines()
+            .take_while(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (out.status.code(), checks, err)
+    };
+    let dockerfile = ctx.path().join("Dockerfile").display().to_string();
+    let (code, from_dockerfile, err) = warnings(&["-f", &dockerfile, "--target", "base"]);
+    assert_eq!(code, Some(0), "{err}");
+    let program = ctx.path().join("build.kiln").display().to_string();
+    let (code, from_program, err) = warnings(&["-f", &program]);
+    assert_eq!(code, Some(0), "{err}");
+    for rule in [
+        "LegacyKeyValueFormat",
+        "UndefinedVar",
+        "ConsistentInstructionCasing",
+    ] {
+        assert!(from_program.contains(rule), "{rule} is not printed:\n{err}");
+    }
+    assert!(
+        from_program.contains(&format!("{dockerfile}:3:10")),
+        "{from_program}"
+    );
+    assert_eq!(from_program, from_dockerfile);
+
+    write_file(
+        &ctx.path().join("strict.kiln"),
+        b"export app = dockerfile(\"strict.Dockerfile\")\n",
+        0o644,
+    );
+    let strict = ctx.path().join("strict.kiln").display().to_string();
+    let (code, _, err) = warnings(&["-f", &strict]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("LegacyKeyValueFormat"), "{err}");
+    assert!(err.contains("strict.Dockerfile:1:"), "{err}");
+}
+
 /// dockerfile() errors are diagnostics: a missing file and an unknown stage at the call,
 /// a Dockerfile's own error at its line in the Dockerfile; a Dockerfile outside the build
 /// context is refused by the build.

@@ -62,7 +62,7 @@ fn kiln_plan_with(dir: &Path, program: &str, o: &BuildOptions) -> Plan {
         &StatCache::default(),
         &NoImages,
     ) {
-        Ok(l) => l.plan,
+        Ok((l, _)) => l.plan,
         Err(e) => panic!("kiln plan failed: {e:?}"),
     }
 }
@@ -536,7 +536,7 @@ fn every_example_pair_plans_the_same_image() {
             &StatCache::default(),
             &NoImages,
         ) {
-            Ok(l) => l.plan,
+            Ok((l, _)) => l.plan,
             Err(e) => panic!("{}: build.kiln: {e:?}", dir.display()),
         };
         let (a, b) = (df.target_image().1, kl.target_image().1);
