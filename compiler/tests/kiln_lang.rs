@@ -886,3 +886,90 @@ export app = f(8080)
     assert_eq!(keys(&a), keys(&b), "formatting changed the plan");
     assert_eq!(a.target_image().1, b.target_image().1);
 }
+
+/// Every ```kiln block of docs/language.md and docs/stdlib/*.md passes what `kiln check`
+/// does for a program: loading and checking every file, then evaluating each export. The
+/// doc's last ```dockerfile block before it is the `Dockerfile` beside it (for
+/// `dockerfile()`), and `lib/common.kiln` is the module the language page's modules section
+/// describes. Every fence names its language, so no program is left out unchecked.
+#[test]
+fn every_program_in_the_docs_checks() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut pages = vec![docs.join("language.md")];
+    let mut stdlib: Vec<_> = fs::read_dir(docs.join("stdlib"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    stdlib.sort();
+    pages.extend(stdlib);
+    let mut checked = 0;
+    for page in pages {
+        let text = fs::read_to_string(&page).unwrap();
+        let mut dockerfile: Option<String> = None;
+        let mut block: Option<(String, usize, String)> = None;
+        for (n, line) in text.lines().enumerate() {
+            match (&mut block, line.strip_prefix("```")) {
+                (None, Some(lang)) => {
+                    assert!(
+                        !lang.is_empty(),
+                        "{}:{}: a code block without a language",
+                        page.display(),
+                        n + 1
+                    );
+                    block = Some((lang.to_string(), n + 1, String::new()));
+                }
+                (Some(_), Some("")) => {
+                    let (lang, at, body) = block.take().unwrap();
+                    match lang.as_str() {
+                        "dockerfile" => dockerfile = Some(body),
+                        "kiln" => {
+                            let d = tempfile::tempdir().unwrap();
+                            write(d.path(), "build.kiln", &body);
+                            write(
+                                d.path(),
+                                "lib/common.kiln",
+                                "fn base() -> Image { image(\"alpine:3.20\") }\n",
+                            );
+                            if let Some(df) = &dockerfile {
+                                write(d.path(), "Dockerfile", df);
+                            }
+                            let render = |e: kiln::KilnErrors| -> String {
+                                let handler = miette::GraphicalReportHandler::new_themed(
+                                    miette::GraphicalTheme::unicode_nocolor(),
+                                );
+                                let mut out = String::new();
+                                for err in &e.errors {
+                                    handler.render_report(&mut out, err).unwrap();
+                                }
+                                format!(
+                                    "{}:{at}: the program does not check:\n{out}\n{body}",
+                                    page.display()
+                                )
+                            };
+                            let checked_prog = kiln::check_file(&d.path().join("build.kiln"))
+                                .and_then(|prog| {
+                                    kiln::lower::check_exports(&prog, &BuildOptions::default())
+                                });
+                            if let Err(e) = checked_prog {
+                                panic!("{}", render(e));
+                            }
+                            checked += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                (Some((_, _, body)), _) => {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+                (None, None) => {}
+            }
+        }
+        assert!(
+            block.is_none(),
+            "{}: an unclosed code block",
+            page.display()
+        );
+    }
+    assert!(checked >= 15, "only {checked} programs found in the docs");
+}
