@@ -69,7 +69,7 @@ fn main() {
         let (_, a) = frontend::plan(&input, &opts, &StatCache::default(), &NoImages).unwrap();
         tdf.push(start.elapsed());
         let start = Instant::now();
-        let b = frontend::plan_kiln(
+        let (b, _) = frontend::plan_kiln(
             &ctx.join("build.kiln"),
             &ctx,
             &opts,

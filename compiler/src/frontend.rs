@@ -147,20 +147,46 @@ pub fn kiln_program(input: &FrontendInput) -> Option<PathBuf> {
 /// The kiln front end as one call: load the program and its imports, check all of it
 /// (every error at once, before anything is planned), scan the context (its
 /// `.dockerignore` applies), and lower the target (`opts.target`, or the only export).
+/// With the plan come the build checks of each Dockerfile its `dockerfile()` calls read,
+/// as [`check`] makes them for a Dockerfile built on its own: the syntax rules and what
+/// lowering its stages found, under its `check` directive, each with its text.
 pub fn plan_kiln(
     program: &Path,
     context: &Path,
     opts: &BuildOptions,
     stat_cache: &StatCache,
     images: &dyn ImageResolver,
-) -> Result<Lowered, Report> {
+) -> Result<(Lowered, Vec<(Parsed, CheckReport)>), Report> {
     let prog = crate::kiln::check_file(program).map_err(Report::new)?;
     let ignore = read_ignore(&FrontendInput {
         context: context.to_path_buf(),
         dockerfile: Some(context.join("build.kiln")),
     })?;
     let index = ContextIndex::scan(context, &ignore).map_err(Report::new)?;
-    crate::kiln::lower::plan(&prog, index, stat_cache, opts, images).map_err(Report::new)
+    let (lowered, read) =
+        crate::kiln::lower::plan(&prog, index, stat_cache, opts, images).map_err(Report::new)?;
+    let mut checks = Vec::with_capacity(read.len());
+    for df in read {
+        let found = lowered
+            .warnings
+            .iter()
+            .filter(|w| w.file == df.file)
+            .cloned()
+            .collect();
+        let report = check(&df.parsed, Some(&ignore), &df.build_args, found)?;
+        checks.push((df.parsed, report));
+    }
+    Ok((lowered, checks))
+}
+
+/// What planning a build's input gives: the plan, and what its build checks need.
+pub struct Planned {
+    pub lowered: Lowered,
+    /// The Dockerfile planned (None for a kiln program), for [`check`].
+    pub parsed: Option<Parsed>,
+    /// A kiln program's build checks: those of each Dockerfile its `dockerfile()` calls read
+    /// (see [`plan_kiln`]).
+    pub checks: Vec<(Parsed, CheckReport)>,
 }
 
 /// Plan with the front end the input names: its kiln program (see [`kiln_program`]), else
@@ -170,10 +196,19 @@ pub fn plan_input(
     opts: &BuildOptions,
     stat_cache: &StatCache,
     images: &dyn ImageResolver,
-) -> Result<(Option<Parsed>, Lowered), Report> {
+) -> Result<Planned, Report> {
     match kiln_program(input) {
-        Some(program) => plan_kiln(&program, &input.context, opts, stat_cache, images)
-            .map(|lowered| (None, lowered)),
-        None => plan(input, opts, stat_cache, images).map(|(p, l)| (Some(p), l)),
+        Some(program) => plan_kiln(&program, &input.context, opts, stat_cache, images).map(
+            |(lowered, checks)| Planned {
+                lowered,
+                parsed: None,
+                checks,
+            },
+        ),
+        None => plan(input, opts, stat_cache, images).map(|(parsed, lowered)| Planned {
+            lowered,
+            parsed: Some(parsed),
+            checks: Vec::new(),
+        }),
     }
 }

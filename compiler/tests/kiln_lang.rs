@@ -34,27 +34,35 @@ fn opts(target: Option<&str>) -> BuildOptions {
 }
 
 fn dockerfile_plan(dir: &Path, dockerfile: &str) -> Plan {
+    dockerfile_plan_with(dir, dockerfile, &opts(None))
+}
+
+fn dockerfile_plan_with(dir: &Path, dockerfile: &str, o: &BuildOptions) -> Plan {
     write(dir, "Dockerfile", dockerfile);
     let input = FrontendInput {
         context: dir.to_path_buf(),
         dockerfile: Some(dir.join("Dockerfile")),
     };
-    match frontend::plan(&input, &opts(None), &StatCache::default(), &NoImages) {
+    match frontend::plan(&input, o, &StatCache::default(), &NoImages) {
         Ok((_, l)) => l.plan,
         Err(e) => panic!("Dockerfile plan failed: {e:?}"),
     }
 }
 
 fn kiln_plan(dir: &Path, program: &str, target: Option<&str>) -> Plan {
+    kiln_plan_with(dir, program, &opts(target))
+}
+
+fn kiln_plan_with(dir: &Path, program: &str, o: &BuildOptions) -> Plan {
     write(dir, "build.kiln", program);
     match frontend::plan_kiln(
         &dir.join("build.kiln"),
         dir,
-        &opts(target),
+        o,
         &StatCache::default(),
         &NoImages,
     ) {
-        Ok(l) => l.plan,
+        Ok((l, _)) => l.plan,
         Err(e) => panic!("kiln plan failed: {e:?}"),
     }
 }
@@ -82,6 +90,91 @@ fn assert_same_plan(dockerfile: &str, program: &str, target: Option<&str>) {
     let b = kiln_plan(d.path(), program, target);
     assert_eq!(keys(&a), keys(&b), "plans differ");
     assert_eq!(a.target_image().1, b.target_image().1);
+}
+
+/// A stage's build arguments: `build_arg()` and a stage `ARG` give one ARG history entry,
+/// the same RUN environment and `|N K=V` history prefix, so equal keys and history, with
+/// the arguments' defaults and with `--build-arg` values.
+#[test]
+fn build_arg_pair_has_equal_keys_env_and_history() {
+    let dockerfile = "ARG VERSION=1.0\nFROM scratch\nARG VERSION\nARG FLAVOR=plain\nENV FLAVOR=env-wins\nRUN echo \"v$VERSION $FLAVOR\" > /v\nARG UNSET\nRUN [\"/bin/sh\", \"-c\", \"true\"]\n";
+    let program = r#"
+let version = arg("VERSION", default: "1.0")
+export app = scratch()
+  |> build_arg("VERSION", global: version)
+  |> build_arg("FLAVOR", default: "plain")
+  |> env(FLAVOR: "env-wins")
+  |> run("echo \"v$VERSION $FLAVOR\" > /v")
+  |> build_arg("UNSET")
+  |> run(["/bin/sh", "-c", "true"])
+"#;
+    for (build_args, version) in [
+        (vec![], "1.0"),
+        (vec![("VERSION", "2.5"), ("UNSET", "u")], "2.5"),
+    ] {
+        let o = BuildOptions {
+            build_args: build_args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..opts(None)
+        };
+        let d = tempfile::tempdir().unwrap();
+        context(d.path());
+        write(d.path(), "build.kiln", program);
+        let a = dockerfile_plan_with(d.path(), dockerfile, &o);
+        let b = kiln_plan_with(d.path(), program, &o);
+        assert_eq!(keys(&a), keys(&b), "plans differ ({build_args:?})");
+        let (ia, ib) = (a.target_image().1, b.target_image().1);
+        assert_eq!(
+            serde_json::to_value(ia).unwrap(),
+            serde_json::to_value(ib).unwrap(),
+            "config or history differ ({build_args:?})"
+        );
+        let history: Vec<&str> = ib.history.iter().map(|h| h.created_by.as_str()).collect();
+        let unset = if build_args.is_empty() { "" } else { "u" };
+        assert_eq!(
+            history,
+            [
+                "ARG VERSION",
+                "ARG FLAVOR=plain",
+                "ENV FLAVOR=env-wins",
+                &format!("RUN |2 VERSION={version} FLAVOR=env-wins /bin/sh -c echo \"v$VERSION $FLAVOR\" > /v # buildkit"),
+                "ARG UNSET",
+                &format!("RUN |3 VERSION={version} FLAVOR=env-wins UNSET={unset} /bin/sh -c true # buildkit"),
+            ]
+        );
+        // The arguments are in the RUN steps' environment (an ENV of the same name wins),
+        // never in the image's.
+        let run = b
+            .nodes
+            .iter()
+            .find_map(|n| match &n.op {
+                Op::Run(r) => Some(r),
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            run.env.contains(&format!("VERSION={version}")),
+            "{:?}",
+            run.env
+        );
+        assert!(
+            run.env.contains(&"FLAVOR=env-wins".to_string()),
+            "{:?}",
+            run.env
+        );
+        assert!(
+            !run.env.iter().any(|e| e.starts_with("FLAVOR=plain")),
+            "{:?}",
+            run.env
+        );
+        assert!(
+            !ib.config.env.iter().any(|e| e.starts_with("VERSION=")),
+            "{:?}",
+            ib.config.env
+        );
+    }
 }
 
 #[test]
@@ -443,21 +536,10 @@ fn every_example_pair_plans_the_same_image() {
             &StatCache::default(),
             &NoImages,
         ) {
-            Ok(l) => l.plan,
+            Ok((l, _)) => l.plan,
             Err(e) => panic!("{}: build.kiln: {e:?}", dir.display()),
         };
         let (a, b) = (df.target_image().1, kl.target_image().1);
-        if dir.ends_with("hello") {
-            // Its Dockerfile's final stage declares `ARG VERSION`, a plan node and a
-            // history entry kiln has no step for: the configs are equal, the rest is not.
-            assert_eq!(
-                serde_json::to_value(&a.config).unwrap(),
-                serde_json::to_value(&b.config).unwrap(),
-                "hello: image config differs"
-            );
-            compared.push("hello".to_string());
-            continue;
-        }
         assert_eq!(keys(&df), keys(&kl), "{}: plans differ", dir.display());
         assert_eq!(
             serde_json::to_value(a).unwrap(),
@@ -803,4 +885,91 @@ export app = f(8080)
     let b = kiln_plan(d.path(), &once, None);
     assert_eq!(keys(&a), keys(&b), "formatting changed the plan");
     assert_eq!(a.target_image().1, b.target_image().1);
+}
+
+/// Every ```kiln block of docs/language.md and docs/stdlib/*.md passes what `kiln check`
+/// does for a program: loading and checking every file, then evaluating each export. The
+/// doc's last ```dockerfile block before it is the `Dockerfile` beside it (for
+/// `dockerfile()`), and `lib/common.kiln` is the module the language page's modules section
+/// describes. Every fence names its language, so no program is left out unchecked.
+#[test]
+fn every_program_in_the_docs_checks() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut pages = vec![docs.join("language.md")];
+    let mut stdlib: Vec<_> = fs::read_dir(docs.join("stdlib"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    stdlib.sort();
+    pages.extend(stdlib);
+    let mut checked = 0;
+    for page in pages {
+        let text = fs::read_to_string(&page).unwrap();
+        let mut dockerfile: Option<String> = None;
+        let mut block: Option<(String, usize, String)> = None;
+        for (n, line) in text.lines().enumerate() {
+            match (&mut block, line.strip_prefix("```")) {
+                (None, Some(lang)) => {
+                    assert!(
+                        !lang.is_empty(),
+                        "{}:{}: a code block without a language",
+                        page.display(),
+                        n + 1
+                    );
+                    block = Some((lang.to_string(), n + 1, String::new()));
+                }
+                (Some(_), Some("")) => {
+                    let (lang, at, body) = block.take().unwrap();
+                    match lang.as_str() {
+                        "dockerfile" => dockerfile = Some(body),
+                        "kiln" => {
+                            let d = tempfile::tempdir().unwrap();
+                            write(d.path(), "build.kiln", &body);
+                            write(
+                                d.path(),
+                                "lib/common.kiln",
+                                "fn base() -> Image { image(\"alpine:3.20\") }\n",
+                            );
+                            if let Some(df) = &dockerfile {
+                                write(d.path(), "Dockerfile", df);
+                            }
+                            let render = |e: kiln::KilnErrors| -> String {
+                                let handler = miette::GraphicalReportHandler::new_themed(
+                                    miette::GraphicalTheme::unicode_nocolor(),
+                                );
+                                let mut out = String::new();
+                                for err in &e.errors {
+                                    handler.render_report(&mut out, err).unwrap();
+                                }
+                                format!(
+                                    "{}:{at}: the program does not check:\n{out}\n{body}",
+                                    page.display()
+                                )
+                            };
+                            let checked_prog = kiln::check_file(&d.path().join("build.kiln"))
+                                .and_then(|prog| {
+                                    kiln::lower::check_exports(&prog, &BuildOptions::default())
+                                });
+                            if let Err(e) = checked_prog {
+                                panic!("{}", render(e));
+                            }
+                            checked += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                (Some((_, _, body)), _) => {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+                (None, None) => {}
+            }
+        }
+        assert!(
+            block.is_none(),
+            "{}: an unclosed code block",
+            page.display()
+        );
+    }
+    assert!(checked >= 15, "only {checked} programs found in the docs");
 }

@@ -63,22 +63,40 @@ pub fn run(root: Option<PathBuf>, args: BuildArgs) -> Result<()> {
     if let Some((_, e)) = failures.pop().filter(|_| args.pull) {
         return Err(e.into());
     }
-    let (parsed, lowered) = planned?;
-    // The build checks are the Dockerfile's (a kiln program was checked whole already).
-    if let Some(parsed) = &parsed {
-        let ignore = kiln_compiler::frontend::read_ignore(&input)?;
-        let checks = kiln_compiler::frontend::check(
-            parsed,
-            Some(&ignore),
-            &opts.build_args,
-            lowered.warnings.clone(),
-        )?;
-        for w in &checks.warnings {
+    let kiln_compiler::frontend::Planned {
+        lowered,
+        parsed,
+        checks,
+    } = planned?;
+    // The build checks are the Dockerfile's, or those of the Dockerfiles a kiln program's
+    // dockerfile() calls read (the program itself was checked whole already).
+    let own = match &parsed {
+        Some(parsed) => {
+            let ignore = kiln_compiler::frontend::read_ignore(&input)?;
+            let report = kiln_compiler::frontend::check(
+                parsed,
+                Some(&ignore),
+                &opts.build_args,
+                lowered.warnings.clone(),
+            )?;
+            Some((parsed, report))
+        }
+        None => None,
+    };
+    let all: Vec<_> = own
+        .iter()
+        .map(|(p, r)| (*p, r))
+        .chain(checks.iter().map(|(p, r)| (p, r)))
+        .collect();
+    for (parsed, report) in &all {
+        for w in &report.warnings {
             let diag = kiln_compiler::dockerfile::checks::CheckWarning::from(w.clone());
             eprintln!("{:?}", parsed.report(diag));
         }
-        // BuildKit fails a build whose Dockerfile sets `# check=error=true` before running it.
-        if let Some(violation) = checks.violation() {
+    }
+    // BuildKit fails a build whose Dockerfile sets `# check=error=true` before running it.
+    for (parsed, report) in &all {
+        if let Some(violation) = report.violation() {
             return Err(parsed.report(violation));
         }
     }

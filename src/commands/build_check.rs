@@ -193,8 +193,8 @@ fn one_build(
     runner: &build::SandboxRunner,
     printer: &Printer,
 ) -> Result<(Plan, Built)> {
-    let (_, lowered) =
-        kiln_compiler::frontend::plan_input(input, opts, &StatCache::default(), store)?;
+    let lowered =
+        kiln_compiler::frontend::plan_input(input, opts, &StatCache::default(), store)?.lowered;
     let built = build::build(store, &lowered.plan, settings, runner, printer)?;
     Ok((lowered.plan, built))
 }

@@ -13,8 +13,9 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
         &args.context,
         kiln_compiler::plan::RunNetwork::Default,
     )?;
-    let (_, lowered) =
-        kiln_compiler::frontend::plan_input(&input, &opts, &StatCache::default(), &NoImages)?;
+    let lowered =
+        kiln_compiler::frontend::plan_input(&input, &opts, &StatCache::default(), &NoImages)?
+            .lowered;
     if args.json {
         let json = serde_json::to_string_pretty(&lowered.plan.to_json())
             .map_err(|e| miette::miette!("{e}"))?;

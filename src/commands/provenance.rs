@@ -164,8 +164,9 @@ fn verify_inner(root: Option<PathBuf>, args: VerifyProvenanceArgs) -> Result<boo
             .collect(),
         skip_context: false,
     };
-    let (parsed, lowered) =
-        kiln_compiler::frontend::plan_input(&input, &opts, &StatCache::default(), &temp)?;
+    let kiln_compiler::frontend::Planned {
+        lowered, parsed, ..
+    } = kiln_compiler::frontend::plan_input(&input, &opts, &StatCache::default(), &temp)?;
     let dockerfile = build_file_digest(&input, parsed.as_ref())?.to_string();
     let context = provenance::context_digest(&lowered.plan).to_string();
     let recorded = |role| st.dependency(role).first().and_then(|(_, d)| d.clone());

@@ -173,9 +173,8 @@ struct StageResult {
 /// Per-stage state while its instructions are lowered: the builder's image state and the
 /// Dockerfile's scopes.
 struct StageState {
+    /// The builder's image state; its `args` are the stage's declared ARGs.
     img: Stage,
-    /// Declared ARGs in order; None = declared without a value.
-    args: Vec<(String, Option<String>)>,
     /// The last expansion snapshot, until ARG or ENV changes `args` or `config.env`.
     env_snapshot: Option<Rc<Vec<(String, String)>>>,
 }
@@ -188,6 +187,7 @@ impl StageState {
             return Rc::clone(env);
         }
         let mut v: Vec<(String, String)> = self
+            .img
             .args
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
@@ -556,7 +556,6 @@ impl<'a, 'p> Lowerer<'a, 'p> {
         };
         let mut st = StageState {
             img: Stage::new(&label, prev, config, history),
-            args: Vec::new(),
             env_snapshot: None,
         };
         for trigger in triggers {
@@ -650,7 +649,7 @@ impl<'a, 'p> Lowerer<'a, 'p> {
         self.b.arg_use.used.clear();
         self.b.arg_use.scope.clear();
         if expands || matches!(instr, Instruction::Arg(_)) {
-            for (k, v) in &st.args {
+            for (k, v) in &st.img.args {
                 let hidden = st
                     .img
                     .config
@@ -704,8 +703,7 @@ impl<'a, 'p> Lowerer<'a, 'p> {
                             .map(|(_, v)| v.clone())
                     };
                     declared.push((name.clone(), expanded_default));
-                    st.args.retain(|(k, _)| k != name);
-                    st.args.push((name.clone(), value));
+                    st.img.declare_arg(name, value);
                     st.env_snapshot = None;
                 }
                 self.config_node(st, idx, ConfigChange::Arg { args: declared });
@@ -817,22 +815,7 @@ impl<'a, 'p> Lowerer<'a, 'p> {
                 st.img.shell_argv(&script)
             }
         };
-        let mut env_list = st.img.config.env.clone();
-        for (k, v) in &st.args {
-            if let Some(v) = v {
-                let in_env = st
-                    .img
-                    .config
-                    .env
-                    .iter()
-                    .any(|kv| kv.split('=').next() == Some(k.as_str()));
-                if !in_env {
-                    env_list.push([k.as_str(), "=", v.as_str()].concat());
-                    self.b.arg_use.scope.push((k.clone(), v.clone()));
-                    self.b.arg_use.note(k);
-                }
-            }
-        }
+        let (mut env_list, prefix) = self.b.run_args(&st.img);
         for p in PROXY_ARGS {
             if let Some(v) = self.build_arg(p) {
                 self.consumed_args.insert(p.to_string());
@@ -856,24 +839,6 @@ impl<'a, 'p> Lowerer<'a, 'p> {
             run_mounts.push(mount);
         }
         run_mounts.extend(script_file);
-        // BuildKit's runCommandString: `|N K=V ...` for the stage's ARGs (an ENV of the same
-        // name shows its value instead), then the command.
-        let mut prefix = String::new();
-        if !st.args.is_empty() {
-            prefix.push('|');
-            prefix.push_str(&st.args.len().to_string());
-            for (k, v) in &st.args {
-                let env_value = st.img.config.env.iter().find_map(|kv| {
-                    kv.strip_prefix(k.as_str())
-                        .and_then(|r| r.strip_prefix('='))
-                });
-                prefix.push(' ');
-                prefix.push_str(k);
-                prefix.push('=');
-                prefix.push_str(env_value.or(v.as_deref()).unwrap_or(""));
-            }
-            prefix.push(' ');
-        }
         let created_by = builder::run_created_by(&prefix, &argv);
         let op = RunOp {
             argv,
@@ -1373,6 +1338,7 @@ impl<'a, 'p> Lowerer<'a, 'p> {
             config,
             history,
             cmd_set: false,
+            args: Vec::new(),
         };
         self.b.image(st, origin)
     }

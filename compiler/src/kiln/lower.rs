@@ -16,11 +16,11 @@ use crate::context::{ContextIndex, StatCache};
 use crate::copy::{self, CopyError};
 use crate::dockerfile::lower::{lower_stage_into, StageIntoError};
 use crate::dockerfile::mounts;
-use crate::plan::builder::{run_created_by, Lowered, PlanBuilder, Stage};
+use crate::plan::builder::{run_created_by, ArgUse, Lowered, PlanBuilder, Stage};
 use crate::plan::{
     BuildOptions, Chmod, Chown, ConfigChange, CopyOp, CopySource, Excludes, FileId, HealthConfig,
-    ImageResolver, MountKind, MountSource, NodeId, Origin, RunMount, RunNetwork, RunOp, Sharing,
-    SourcePath,
+    ImageResolver, MountKind, MountSource, NodeId, Origin, RunConfig, RunMount, RunNetwork, RunOp,
+    Sharing, SourcePath,
 };
 use crate::syntax::Span;
 
@@ -102,14 +102,15 @@ pub fn exports(prog: &Program) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Plan one exported target of a checked program (`opts.target`, or the only export).
+/// Plan one exported target of a checked program (`opts.target`, or the only export), with
+/// the Dockerfiles its `dockerfile()` calls read (the plan's warnings name them by file id).
 pub fn plan(
     prog: &Program,
     context: ContextIndex,
     stat_cache: &StatCache,
     opts: &BuildOptions,
     images: &dyn ImageResolver,
-) -> Result<Lowered, KilnErrors> {
+) -> Result<(Lowered, Vec<DockerfileRead>), KilnErrors> {
     let names = exports(prog);
     let target = match (&opts.target, names.as_slice()) {
         (Some(t), _) if names.contains(t) => t.clone(),
@@ -141,6 +142,7 @@ pub fn plan(
         b: PlanBuilder::new(context, opts, images),
         memo: HashMap::new(),
         dockerfiles: HashMap::new(),
+        read: Vec::new(),
     };
     let item = match ev.names[0].get(&target) {
         Some(Binding::Let(i)) => *i,
@@ -170,14 +172,21 @@ pub fn plan(
         ..Default::default()
     };
     let image = ev.b.image(st, origin);
-    ev.b.finish(image, stat_cache).map_err(|e| {
+    let read = std::mem::take(&mut ev.read);
+    let mut lowered = ev.b.finish(image, stat_cache).map_err(|e| {
         prog.report(vec![Problem::new(
             0,
             Span::default(),
             e.to_string(),
             "while hashing the context",
         )])
-    })
+    })?;
+    // Two calls lowering one stage of a Dockerfile find its warnings twice.
+    let mut seen = std::collections::HashSet::new();
+    lowered
+        .warnings
+        .retain(|w| seen.insert((w.file, w.span, w.rule, w.message.clone())));
+    Ok((lowered, read))
 }
 
 /// What `kiln check` learns by lowering every export without a context or a store: the
@@ -203,7 +212,7 @@ pub fn check_exports(
             &opts,
             &crate::plan::NoImages,
         ) {
-            Ok(lowered) => {
+            Ok((lowered, _)) => {
                 let reasons = lowered
                     .plan
                     .impure_chain()
@@ -231,6 +240,18 @@ struct Eval<'a> {
     memo: HashMap<(usize, usize), Value>,
     /// The stages `dockerfile()` calls made: (Dockerfile, target, args) to the stage.
     dockerfiles: HashMap<DockerfileCall, Rc<Stage>>,
+    /// Each Dockerfile read, once: its file id is the program's file count plus its index.
+    read: Vec<DockerfileRead>,
+}
+
+/// A Dockerfile a program's `dockerfile()` calls read: its text and tree, the file id its
+/// nodes' origins and warnings name, its canonical path and the build arguments of the
+/// first call that read it (what its build checks see).
+pub struct DockerfileRead {
+    pub file: FileId,
+    pub parsed: crate::frontend::Parsed,
+    pub build_args: Vec<(String, String)>,
+    canonical: std::path::PathBuf,
 }
 
 type DockerfileCall = (std::path::PathBuf, Option<String>, Vec<(String, String)>);
@@ -248,6 +269,31 @@ fn string_pairs(pairs: Vec<(String, Value)>) -> Vec<(String, String)> {
             _ => None,
         })
         .collect()
+}
+
+/// A Dockerfile's diagnostic as a problem of the `dockerfile()` call in `file`, shown at its
+/// span in the Dockerfile's text.
+fn outside_problem(
+    file: usize,
+    source: &crate::source::SourceText,
+    d: &dyn miette::Diagnostic,
+) -> Problem {
+    let (span, label) = d
+        .labels()
+        .and_then(|mut l| l.next())
+        .map(|l| {
+            (
+                Span::new(l.offset(), l.offset() + l.len()),
+                l.label().unwrap_or("here").to_string(),
+            )
+        })
+        .unwrap_or_else(|| (Span::default(), "here".to_string()));
+    let mut p = Problem::new(file, span, d.to_string(), label)
+        .outside(source.name.clone(), source.text.clone());
+    if let Some(h) = d.help() {
+        p = p.help(h.to_string());
+    }
+    p
 }
 
 fn named(v: Value, name: &str) -> Value {
@@ -663,7 +709,14 @@ impl<'a> Eval<'a> {
                         .collect(),
                     _ => return Err(err("run() needs cmd".into())),
                 };
-                let mut env = st.config.clone();
+                // The stage's build_arg()s are in the environment and the history text, as
+                // a Dockerfile's stage ARGs; the step's own `env` goes over them.
+                self.b.arg_use = ArgUse::default();
+                let (stage_env, prefix) = self.b.run_args(&st);
+                let mut env = RunConfig {
+                    env: stage_env,
+                    ..Default::default()
+                };
                 if let Some(Value::Record(r)) = args.get("env") {
                     for (k, v) in r {
                         if let Value::Str(v) = v {
@@ -694,7 +747,7 @@ impl<'a> Eval<'a> {
                             .help("build the step once unpinned; its layer's diff_id is in kiln inspect (RootFS.Layers)")
                     })?),
                 };
-                let created_by = run_created_by("", &argv);
+                let created_by = run_created_by(&prefix, &argv);
                 // A bind mount's source is an input of the step: input 0 is the stage, the
                 // mount sources follow, each once.
                 let mut mount_inputs: Vec<NodeId> = Vec::new();
@@ -734,6 +787,7 @@ impl<'a> Eval<'a> {
                 let origin = self.origin(file, span, &st.name, text);
                 self.b
                     .run(&mut st, op, mount_inputs, vec![], created_by, origin);
+                self.b.arg_use = ArgUse::default();
                 Ok(Value::Image(Rc::new(st)))
             }
             "bind" => {
@@ -877,6 +931,34 @@ impl<'a> Eval<'a> {
                 };
                 let (kind, target) = kind_and_target;
                 Ok(Value::Mount(RunMount { target, kind }, None))
+            }
+            "build_arg" => {
+                let mut st = image(&mut args)?;
+                let arg_name = str_arg(&args, "name").unwrap_or_default();
+                if arg_name.is_empty()
+                    || arg_name.contains('=')
+                    || arg_name.chars().any(char::is_whitespace)
+                {
+                    return Err(err(format!("invalid build argument name {arg_name:?}"))
+                        .help("a build argument's name is a word without spaces or '='"));
+                }
+                let default = str_arg(&args, "default");
+                // Dockerfile ARG's order: the --build-arg, else the default written here,
+                // else the global ARG's value.
+                let value = self
+                    .b
+                    .opts
+                    .build_arg(&arg_name)
+                    .map(str::to_string)
+                    .or_else(|| default.clone())
+                    .or_else(|| str_arg(&args, "global"));
+                st.declare_arg(&arg_name, value);
+                let change = ConfigChange::Arg {
+                    args: vec![(arg_name, default)],
+                };
+                let origin = self.origin(file, span, &st.name, change.created_by());
+                self.b.config(&mut st, change, origin);
+                Ok(Value::Image(Rc::new(st)))
             }
             "workdir" => {
                 let mut st = image(&mut args)?;
@@ -1030,41 +1112,34 @@ impl<'a> Eval<'a> {
         if let Some(st) = self.dockerfiles.get(&key) {
             return Ok(Value::Image(Rc::clone(st)));
         }
-        let source = crate::source::read_dockerfile(&full).map_err(|e| {
-            err(e.to_string())
-                .help("the path is relative to the .kiln file that calls dockerfile()")
-        })?;
-        let name = source.name.clone();
-        let outside = |d: &dyn miette::Diagnostic| -> Problem {
-            let (span, label) = d
-                .labels()
-                .and_then(|mut l| l.next())
-                .map(|l| {
-                    (
-                        Span::new(l.offset(), l.offset() + l.len()),
-                        l.label().unwrap_or("here").to_string(),
-                    )
-                })
-                .unwrap_or_else(|| (Span::default(), "here".to_string()));
-            let mut p = Problem::new(file, span, d.to_string(), label)
-                .outside(name.clone(), source.text.clone());
-            if let Some(h) = d.help() {
-                p = p.help(h.to_string());
+        let index = match self.read.iter().position(|r| r.canonical == canonical) {
+            Some(i) => i,
+            None => {
+                let source = crate::source::read_dockerfile(&full).map_err(|e| {
+                    err(e.to_string())
+                        .help("the path is relative to the .kiln file that calls dockerfile()")
+                })?;
+                let tree = crate::syntax::parse(&source.text)
+                    .map_err(|e| outside_problem(file, &source, &e))?;
+                self.read.push(DockerfileRead {
+                    file: FileId((self.prog.files.len() + self.read.len()) as u32),
+                    parsed: crate::frontend::Parsed { source, tree },
+                    build_args: build_args.clone(),
+                    canonical: canonical.clone(),
+                });
+                self.read.len() - 1
             }
-            p
         };
-        let tree = crate::syntax::parse(&source.text).map_err(|e| outside(&e))?;
+        let read = &self.read[index];
+        let (id, source, tree) = (read.file, &read.parsed.source, &read.parsed.tree);
         let opts = BuildOptions {
             build_args,
             target,
             ..Default::default()
         };
         // Origins of the Dockerfile's nodes name it by a file id after the program's files.
-        let distinct: std::collections::HashSet<&std::path::PathBuf> =
-            self.dockerfiles.keys().map(|(p, _, _)| p).collect();
-        let id = FileId((self.prog.files.len() + distinct.len()) as u32);
         let st =
-            lower_stage_into(&tree, &source.text, &opts, id, &mut self.b).map_err(|e| match e {
+            lower_stage_into(tree, &source.text, &opts, id, &mut self.b).map_err(|e| match e {
                 StageIntoError::NoTarget(e) => {
                     let mut p = err(format!("{path}: {e}"));
                     if let Some(h) = miette::Diagnostic::help(&e) {
@@ -1072,7 +1147,7 @@ impl<'a> Eval<'a> {
                     }
                     p
                 }
-                StageIntoError::Lower(e) => outside(&e),
+                StageIntoError::Lower(e) => outside_problem(file, source, &e),
             })?;
         let st = Rc::new(st);
         self.dockerfiles.insert(key, Rc::clone(&st));

@@ -158,6 +158,7 @@ pub const BUILTINS: &[&str] = &[
     "tmpfs",
     "secret",
     "arg",
+    "build_arg",
     "join",
     "fetch",
     "dockerfile",
@@ -267,6 +268,15 @@ pub fn builtin(name: &str) -> Option<Sig> {
             Ty::Mount,
         ),
         "arg" => sig(vec![p("name", Ty::Str), opt("default", Ty::Str)], Ty::Str),
+        "build_arg" => sig(
+            vec![
+                img(),
+                p("name", Ty::Str),
+                opt("default", o(Ty::Str)),
+                opt("global", o(Ty::Str)),
+            ],
+            Ty::Image,
+        ),
         "fetch" => sig(vec![p("url", Ty::Str), p("sha256", Ty::Str)], Ty::Files),
         "dockerfile" => sig(
             vec![

@@ -138,9 +138,21 @@ pub struct Stage {
     pub history: Vec<HistoryEntry>,
     /// Whether this stage set CMD itself (ENTRYPOINT then keeps it).
     pub cmd_set: bool,
+    /// The stage's build arguments (its ARGs), in declaration order: name and value (None:
+    /// declared without one). They are in the environment of the stage's later RUN steps,
+    /// never in its config, and a stage built on this one does not inherit them.
+    pub args: Vec<(String, Option<String>)>,
 }
 
 impl Stage {
+    /// Declare a build argument (ARG) with its value (None: declared without one); a name
+    /// declared again moves to the end. The ARG's `config` node and history entry are the
+    /// [`ConfigChange::Arg`] its front end makes after declaring each of its names.
+    pub fn declare_arg(&mut self, name: &str, value: Option<String>) {
+        self.args.retain(|(k, _)| k != name);
+        self.args.push((name.to_string(), value));
+    }
+
     /// The working directory RUN and relative destinations use (`/` when unset).
     pub fn workdir(&self) -> &str {
         if self.config.working_dir.is_empty() {
@@ -383,6 +395,47 @@ impl<'a> PlanBuilder<'a> {
         });
     }
 
+    /// What the stage's build arguments give a RUN step, as BuildKit's dispatchRun does:
+    /// the environment (the config's, then each argument with a value that no ENV of the
+    /// same name hides) and the history text's prefix (runCommandString's `|N K=V ... `,
+    /// every argument, an ENV of the same name showing its value; empty without arguments).
+    /// The arguments put in the environment are noted as read ([`ArgUse`]).
+    pub fn run_args(&mut self, st: &Stage) -> (Vec<String>, String) {
+        let env_value = |k: &str| {
+            st.config
+                .env
+                .iter()
+                .find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+        };
+        let hidden = |k: &str| {
+            st.config
+                .env
+                .iter()
+                .any(|kv| kv.split('=').next() == Some(k))
+        };
+        let mut env = st.config.env.clone();
+        for (k, v) in &st.args {
+            if let (Some(v), false) = (v, hidden(k)) {
+                env.push([k.as_str(), "=", v.as_str()].concat());
+                self.arg_use.scope.push((k.clone(), v.clone()));
+                self.arg_use.note(k);
+            }
+        }
+        let mut prefix = String::new();
+        if !st.args.is_empty() {
+            prefix.push('|');
+            prefix.push_str(&st.args.len().to_string());
+            for (k, v) in &st.args {
+                prefix.push(' ');
+                prefix.push_str(k);
+                prefix.push('=');
+                prefix.push_str(env_value(k).or(v.as_deref()).unwrap_or(""));
+            }
+            prefix.push(' ');
+        }
+        (env, prefix)
+    }
+
     /// WORKDIR: `path` (absolute or relative to the current one) becomes the working
     /// directory and is created.
     pub fn workdir(&mut self, st: &mut Stage, path: &str, origin: Origin) {
@@ -579,6 +632,7 @@ impl Stage {
             config,
             history,
             cmd_set: false,
+            args: Vec::new(),
         }
     }
 }
