@@ -151,6 +151,8 @@ pub enum Command {
     Login(LoginArgs),
     /// Log out from a registry
     Logout(LogoutArgs),
+    /// Search a registry for images: refused, as no registry kiln speaks to offers search
+    Search(SearchArgs),
 }
 
 /// How to reach registries: shared by push, pull, login and build.
@@ -223,6 +225,25 @@ pub struct LogoutArgs {
     pub authfile: Option<PathBuf>,
     /// The registry host (default: docker.io)
     pub server: Option<String>,
+}
+
+/// docker search's flags: checked as docker checks them, then refused (kiln has no search).
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Filter the results: stars=N, is-official=BOOL, is-automated=BOOL
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Format the results with a Go template
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// The most results to show (1 to 100; 0 is docker's default, 25)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub limit: u32,
+    /// Do not truncate the descriptions
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// What to search for: TERM or REGISTRY/TERM
+    pub term: String,
 }
 
 #[derive(Debug, Args)]
