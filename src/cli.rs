@@ -283,7 +283,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
     /// Network: none (a private loopback), host, a kiln network's NAME, or container:NAME
-    #[arg(long, value_name = "MODE", default_value = "none")]
+    #[arg(
+        long,
+        visible_alias = "net",
+        value_name = "MODE",
+        default_value = "none"
+    )]
     pub network: String,
     /// More names for the container on its network (resolving to 127.0.0.1)
     #[arg(long = "network-alias", value_name = "ALIAS")]
@@ -462,7 +467,7 @@ pub struct RmArgs {
     /// Kill a running container first
     #[arg(short = 'f', long)]
     pub force: bool,
-    /// Remove the container's anonymous volumes (kiln creates none: named volumes stay)
+    /// Remove the container's anonymous volumes (`-v /dst`); named volumes stay
     #[arg(short = 'v', long)]
     pub volumes: bool,
     /// Containers (name, id or unique id prefix)
@@ -885,7 +890,8 @@ pub enum ImageCommand {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A container (name, ID or unique ID prefix), else an image (NAME[:TAG], ID or digest)
+    /// A container (name, ID or unique ID prefix), else an image (NAME[:TAG], ID or digest),
+    /// else a volume, else a network
     pub image: String,
 }
 

@@ -18,7 +18,7 @@ mod progress;
 mod provenance;
 mod registry;
 mod resources;
-mod run;
+pub(crate) mod run;
 mod transfer;
 
 use std::process::ExitCode;
