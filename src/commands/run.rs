@@ -663,14 +663,21 @@ pub fn volume(root: Option<PathBuf>, c: VolumeCommand) -> miette::Result<()> {
         }
         VolumeCommand::Ls { quiet } => {
             let all = volume::list_volumes(&store)?;
+            // docker's tabwriter: the widest cell plus 3, at least 10.
+            let width = all
+                .iter()
+                .map(|v| v.driver.len())
+                .chain(["DRIVER".len()])
+                .max()
+                .map_or(10, |w| (w + 3).max(10));
             if !quiet {
-                println!("{:<15} VOLUME NAME", "DRIVER");
+                println!("{:<width$}VOLUME NAME", "DRIVER");
             }
             for v in all {
                 if quiet {
                     println!("{}", v.name);
                 } else {
-                    println!("{:<15} {}", v.driver, v.name);
+                    println!("{:<width$}{}", v.driver, v.name);
                 }
             }
         }
