@@ -151,6 +151,8 @@ pub enum Command {
     Login(LoginArgs),
     /// Log out from a registry
     Logout(LogoutArgs),
+    /// Search a registry for images: refused, as no registry kiln speaks to offers search
+    Search(SearchArgs),
 }
 
 /// How to reach registries: shared by push, pull, login and build.
@@ -225,6 +227,25 @@ pub struct LogoutArgs {
     pub server: Option<String>,
 }
 
+/// docker search's flags: checked as docker checks them, then refused (kiln has no search).
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Filter the results: stars=N, is-official=BOOL, is-automated=BOOL
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Format the results with a Go template
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// The most results to show (1 to 100; 0 is docker's default, 25)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub limit: u32,
+    /// Do not truncate the descriptions
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// What to search for: TERM or REGISTRY/TERM
+    pub term: String,
+}
+
 #[derive(Debug, Args)]
 #[command(trailing_var_arg = true)]
 pub struct RunArgs {
@@ -262,7 +283,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
     /// Network: none (a private loopback), host, a kiln network's NAME, or container:NAME
-    #[arg(long, value_name = "MODE", default_value = "none")]
+    #[arg(
+        long,
+        visible_alias = "net",
+        value_name = "MODE",
+        default_value = "none"
+    )]
     pub network: String,
     /// More names for the container on its network (resolving to 127.0.0.1)
     #[arg(long = "network-alias", value_name = "ALIAS")]
@@ -441,7 +467,7 @@ pub struct RmArgs {
     /// Kill a running container first
     #[arg(short = 'f', long)]
     pub force: bool,
-    /// Remove the container's anonymous volumes (kiln creates none: named volumes stay)
+    /// Remove the container's anonymous volumes (`-v /dst`); named volumes stay
     #[arg(short = 'v', long)]
     pub volumes: bool,
     /// Containers (name, id or unique id prefix)
@@ -864,7 +890,8 @@ pub enum ImageCommand {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A container (name, ID or unique ID prefix), else an image (NAME[:TAG], ID or digest)
+    /// A container (name, ID or unique ID prefix), else an image (NAME[:TAG], ID or digest),
+    /// else a volume, else a network
     pub image: String,
 }
 

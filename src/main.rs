@@ -8,6 +8,8 @@
 mod cli;
 mod commands;
 mod compose;
+#[cfg(test)]
+mod seed_commands;
 
 use clap::Parser;
 

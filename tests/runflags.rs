@@ -31,28 +31,6 @@ fn name(what: &str) -> String {
     )
 }
 
-/// Docker objects this test made, removed on drop (also when an assertion fails).
-#[derive(Default)]
-struct DockerCleanup {
-    containers: Vec<String>,
-    volumes: Vec<String>,
-    images: Vec<String>,
-}
-
-impl Drop for DockerCleanup {
-    fn drop(&mut self) {
-        for c in &self.containers {
-            let _ = run(docker().args(["rm", "-f", c]));
-        }
-        for v in &self.volumes {
-            let _ = run(docker().args(["volume", "rm", "-f", v]));
-        }
-        for i in &self.images {
-            docker_rmi(i);
-        }
-    }
-}
-
 /// `docker run --rm --network none FLAGS busybox:test ARGS`.
 fn docker_run(flags: &[&str], args: &[&str]) -> Output {
     let mut c = docker();

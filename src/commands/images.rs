@@ -237,13 +237,28 @@ pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
 
 pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
     let store = open_store(root)?;
-    // As `docker inspect`: a container of that name or ID first, else an image.
-    if let Ok(record) = kiln_runtime::container::find(&store, &a.image) {
-        let out = json!([super::containers::inspect_json(&store, &record)]);
-        let text = serde_json::to_string_pretty(&out)
+    // As `docker inspect`: a container of that name or ID first, else an image, else a
+    // volume, else a network.
+    let print = |out: serde_json::Value| -> miette::Result<()> {
+        let text = serde_json::to_string_pretty(&json!([out]))
             .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
         println!("{text}");
-        return Ok(());
+        Ok(())
+    };
+    if let Ok(record) = kiln_runtime::container::find(&store, &a.image) {
+        return print(super::containers::inspect_json(&store, &record));
+    }
+    let image_missing = match ImageRef::parse(&a.image) {
+        Ok(r) => store.lookup(&r).is_err(),
+        Err(_) => true,
+    };
+    if image_missing {
+        if let Ok(v) = kiln_runtime::container::volume::inspect(&store, &a.image) {
+            return print(super::run::volume_json(&v));
+        }
+        if let Ok(n) = super::network::network_json(&store, &a.image) {
+            return print(n);
+        }
     }
     inspect_in(&store, a)
 }

@@ -18,7 +18,7 @@ mod progress;
 mod provenance;
 mod registry;
 mod resources;
-mod run;
+pub(crate) mod run;
 mod transfer;
 
 use std::process::ExitCode;
@@ -82,5 +82,6 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Pull(a) => done(registry::pull(root, a)),
         Command::Login(a) => done(registry::login(a)),
         Command::Logout(a) => done(registry::logout(a)),
+        Command::Search(a) => done(registry::search(a)),
     }
 }

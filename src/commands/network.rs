@@ -9,6 +9,39 @@ use kiln_runtime::container::network;
 use super::transfer::open_store;
 use crate::cli::NetworkCommand;
 
+/// A network as `docker network inspect` prints it (and `docker inspect NETWORK`).
+pub(crate) fn network_json(
+    store: &kiln_runtime::store::Store,
+    name: &str,
+) -> miette::Result<serde_json::Value> {
+    let net = network::inspect(store, name)?;
+    let mut containers = serde_json::Map::new();
+    for m in net.members(store)? {
+        containers.insert(
+            m.id.clone(),
+            serde_json::json!({
+                "Name": m.name,
+                "Aliases": network::member_names(&m),
+                "IPv4Address": "127.0.0.1/8",
+                "IPv6Address": "",
+            }),
+        );
+    }
+    Ok(serde_json::json!({
+        "Name": net.name,
+        "Id": net.id,
+        "Created": net.created,
+        "Scope": "local",
+        "Driver": "loopback",
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "none", "Config": []},
+        "Internal": true,
+        "Containers": containers,
+        "Options": {"kiln.netns": net.netns(store), "kiln.hosts": net.hosts(store)},
+        "Labels": {},
+    }))
+}
+
 pub fn network(root: Option<PathBuf>, c: NetworkCommand) -> miette::Result<()> {
     let store = open_store(root)?;
     match c {
@@ -32,32 +65,7 @@ pub fn network(root: Option<PathBuf>, c: NetworkCommand) -> miette::Result<()> {
         NetworkCommand::Inspect { names } => {
             let mut out = Vec::new();
             for n in &names {
-                let net = network::inspect(&store, n)?;
-                let mut containers = serde_json::Map::new();
-                for m in net.members(&store)? {
-                    containers.insert(
-                        m.id.clone(),
-                        serde_json::json!({
-                            "Name": m.name,
-                            "Aliases": network::member_names(&m),
-                            "IPv4Address": "127.0.0.1/8",
-                            "IPv6Address": "",
-                        }),
-                    );
-                }
-                out.push(serde_json::json!({
-                    "Name": net.name,
-                    "Id": net.id,
-                    "Created": net.created,
-                    "Scope": "local",
-                    "Driver": "loopback",
-                    "EnableIPv6": false,
-                    "IPAM": {"Driver": "none", "Config": []},
-                    "Internal": true,
-                    "Containers": containers,
-                    "Options": {"kiln.netns": net.netns(&store), "kiln.hosts": net.hosts(&store)},
-                    "Labels": {},
-                }));
+                out.push(network_json(&store, n)?);
             }
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }

@@ -13,7 +13,7 @@ use miette::IntoDiagnostic;
 
 use super::progress::TransferPrinter;
 use super::transfer::open_store;
-use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PushArgs, RegistryArgs};
+use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PushArgs, RegistryArgs, SearchArgs};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 enum RegistryCommandError {
@@ -31,6 +31,20 @@ enum RegistryCommandError {
     #[error("`{0}` is not a registry host")]
     #[diagnostic(help("give HOST[:PORT], e.g. 127.0.0.1:5000 or registry.example.com"))]
     BadServer(String),
+    #[error("limit {0} is outside the range of [1, 100]")]
+    SearchLimit(u32),
+    #[error("invalid filter '{0}'")]
+    #[diagnostic(help(
+        "docker search's filters are stars=N, is-official=BOOL and is-automated=BOOL"
+    ))]
+    SearchFilter(String),
+    #[error("{host} cannot be searched for `{term}`: kiln speaks the registry (distribution) API, which has no search")]
+    #[diagnostic(help("{hint}"))]
+    SearchRefused {
+        host: String,
+        term: String,
+        hint: String,
+    },
     #[error("no repository {0} tags in the store")]
     #[diagnostic(help("`kiln images` lists them; tag one with `kiln tag`"))]
     NoTags(String),
@@ -238,6 +252,47 @@ pub fn logout(args: LogoutArgs) -> miette::Result<()> {
     Ok(())
 }
 
+/// `kiln search`: the flags are checked as docker checks them, then the search is refused with
+/// status 1, as docker answers when a registry refuses it (docker's search is the v1 index API
+/// of Docker Hub, which no distribution registry serves). Nothing is printed on stdout.
+pub fn search(args: SearchArgs) -> miette::Result<()> {
+    if args.limit > 100 {
+        return Err(RegistryCommandError::SearchLimit(args.limit).into());
+    }
+    for f in &args.filter {
+        let (key, value) = f.split_once('=').unwrap_or((f.as_str(), ""));
+        let valid = match key {
+            "stars" => value.parse::<u32>().is_ok(),
+            "is-official" | "is-automated" => matches!(value, "true" | "false"),
+            _ => false,
+        };
+        if !valid {
+            return Err(RegistryCommandError::SearchFilter(f.clone()).into());
+        }
+    }
+    let (host, term) = search_target(&args.term);
+    let hint = if host == "docker.io" {
+        format!("Docker Hub's search is on the web: https://hub.docker.com/search?q={term}; `kiln pull NAME` then fetches an image by name")
+    } else {
+        "`kiln pull REGISTRY/NAME[:TAG]` fetches an image by name".to_string()
+    };
+    Err(RegistryCommandError::SearchRefused {
+        host: host.to_string(),
+        term: term.to_string(),
+        hint,
+    }
+    .into())
+}
+
+/// The registry and the term of `docker search [REGISTRY/]TERM`: the part before the first
+/// `/` is a registry when it looks like a host (a `.` or `:`, or `localhost`), as docker reads it.
+fn search_target(term: &str) -> (&str, &str) {
+    match term.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => (host, rest),
+        _ => ("docker.io", term),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +325,19 @@ mod tests {
             "127.0.0.1:5000"
         );
         assert!(server_host(Some("bad host")).is_err());
+    }
+
+    #[test]
+    fn search_targets() {
+        assert_eq!(search_target("webdriver"), ("docker.io", "webdriver"));
+        assert_eq!(
+            search_target("selenium/webdriver"),
+            ("docker.io", "selenium/webdriver")
+        );
+        assert_eq!(
+            search_target("127.0.0.1:5000/webdriver"),
+            ("127.0.0.1:5000", "webdriver")
+        );
+        assert_eq!(search_target("localhost/x"), ("localhost", "x"));
     }
 }

@@ -19,7 +19,7 @@ use super::transfer::open_store;
 use crate::cli::{RmArgs, RunArgs, SecurityArgs, VolumeCommand};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-enum RunError {
+pub(crate) enum RunError {
     #[error("invalid {flag} value {value:?}: {why}")]
     #[diagnostic(help("{help}"))]
     Flag {
@@ -71,19 +71,26 @@ fn env_file(path: &PathBuf) -> Result<Vec<String>, RunError> {
         .collect())
 }
 
-const VOLUME_HELP: &str = "write -v /host/path:/container/path[:ro] or -v VOLUME:/container/path";
+const VOLUME_HELP: &str =
+    "write -v /host/path:/container/path[:ro], -v VOLUME:/container/path or -v /container/path";
 
-/// `-v SRC:DST[:OPTS]`: an absolute SRC is a host path, anything else a volume name.
+/// `-v SRC:DST[:OPTS]`: an absolute SRC is a host path, anything else a volume name; `-v DST`
+/// alone is a new anonymous volume.
 fn parse_volume(v: &str) -> Result<MountRequest, RunError> {
     let parts: Vec<&str> = v.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
+        [dst] if dst.starts_with('/') => {
+            return Ok(MountRequest::Anonymous {
+                target: dst.to_string(),
+            })
+        }
         [src, dst] => (*src, *dst, ""),
         [src, dst, opts] => (*src, *dst, *opts),
         _ => {
             return Err(flag_error(
                 "-v",
                 v,
-                "expected SRC:DST[:OPTIONS]",
+                "expected SRC:DST[:OPTIONS] or an absolute DST (an anonymous volume)",
                 VOLUME_HELP,
             ))
         }
@@ -262,7 +269,7 @@ fn parse_tmpfs(v: &str) -> Result<MountRequest, RunError> {
 const PUBLISH_HELP: &str =
     "write -p HOST_PORT:CONTAINER_PORT, -p 127.0.0.1:8080:80 or -p 53:53/udp";
 
-fn parse_publish(v: &str) -> Result<Port, RunError> {
+pub(crate) fn parse_publish(v: &str) -> Result<Port, RunError> {
     let (spec, protocol) = match v.rsplit_once('/') {
         Some((s, "tcp")) => (s, Protocol::Tcp),
         Some((s, "udp")) => (s, Protocol::Udp),
@@ -618,6 +625,7 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
     };
     if a.rm {
         container::remove(&store, &record)?;
+        container::remove_anonymous_volumes(&store, &record)?;
     }
     if let Err(e) = result {
         eprintln!("{:?}", miette::Report::new(e));
@@ -636,9 +644,25 @@ pub fn rm(root: Option<PathBuf>, a: RmArgs) -> miette::Result<()> {
             return Err(container::ContainerError::Running(name.clone()).into());
         }
         container::remove(&store, &record)?;
+        if a.volumes {
+            container::remove_anonymous_volumes(&store, &record)?;
+        }
         println!("{name}");
     }
     Ok(())
+}
+
+/// A volume as `docker volume inspect` prints it (and `docker inspect VOLUME`).
+pub(crate) fn volume_json(v: &volume::Volume) -> serde_json::Value {
+    serde_json::json!({
+        "CreatedAt": v.created,
+        "Driver": v.driver,
+        "Labels": null,
+        "Mountpoint": v.mountpoint,
+        "Name": v.name,
+        "Options": null,
+        "Scope": "local",
+    })
 }
 
 pub fn volume(root: Option<PathBuf>, c: VolumeCommand) -> miette::Result<()> {
@@ -650,21 +674,28 @@ pub fn volume(root: Option<PathBuf>, c: VolumeCommand) -> miette::Result<()> {
         }
         VolumeCommand::Ls { quiet } => {
             let all = volume::list_volumes(&store)?;
+            // docker's tabwriter: the widest cell plus 3, at least 10.
+            let width = all
+                .iter()
+                .map(|v| v.driver.len())
+                .chain(["DRIVER".len()])
+                .max()
+                .map_or(10, |w| (w + 3).max(10));
             if !quiet {
-                println!("{:<15} VOLUME NAME", "DRIVER");
+                println!("{:<width$}VOLUME NAME", "DRIVER");
             }
             for v in all {
                 if quiet {
                     println!("{}", v.name);
                 } else {
-                    println!("{:<15} {}", v.driver, v.name);
+                    println!("{:<width$}{}", v.driver, v.name);
                 }
             }
         }
         VolumeCommand::Inspect { names } => {
             let mut out = Vec::new();
             for n in &names {
-                out.push(volume::inspect(&store, n)?);
+                out.push(volume_json(&volume::inspect(&store, n)?));
             }
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }

@@ -67,3 +67,25 @@ pub fn docker_save(image: &str, dest: &Path) {
 pub fn docker_rmi(image: &str) {
     let _ = run(docker().args(["rmi", "-f", image]));
 }
+
+/// Docker objects this test made, removed on drop (also when an assertion fails).
+#[derive(Default)]
+pub struct DockerCleanup {
+    pub containers: Vec<String>,
+    pub volumes: Vec<String>,
+    pub images: Vec<String>,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = run(docker().args(["rm", "-f", c]));
+        }
+        for v in &self.volumes {
+            let _ = run(docker().args(["volume", "rm", "-f", v]));
+        }
+        for i in &self.images {
+            docker_rmi(i);
+        }
+    }
+}

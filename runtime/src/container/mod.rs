@@ -141,6 +141,9 @@ pub enum MountRequest {
         target: String,
         readonly: bool,
     },
+    /// `-v /dst`: a new volume with a random 64-hex name, recorded in the container's
+    /// `anonymous_volumes` (removed with it by `--rm` and `rm -v`).
+    Anonymous { target: String },
     Tmpfs {
         target: String,
         size: Option<u64>,
@@ -338,6 +341,9 @@ pub struct Record {
     /// The cgroup directories of the current or last run (see `sandbox::cgroup`).
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// The volumes created for `-v /dst` (docker's anonymous volumes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anonymous_volumes: Vec<String>,
 }
 
 impl Record {
@@ -674,10 +680,11 @@ pub fn create(
     }
     let mut mounts = crate::sandbox::net::etc_files(&hostname, &network);
     // `--volumes-from` first; a `-v`/`--mount` at the same path replaces it (docker's order).
+    let mut anonymous_volumes = Vec::new();
     let own: Vec<Mount> = opts
         .mounts
         .iter()
-        .map(|m| mount_for(store, m))
+        .map(|m| mount_for(store, m, &mut anonymous_volumes))
         .collect::<Result<_, _>>()?;
     for m in mounts_from(store, &opts.volumes_from)? {
         if !own.iter().any(|o| o.target == m.target) {
@@ -765,6 +772,7 @@ pub fn create(
             .filter(|h| health::Settings::of(h).is_some()),
         health: None,
         cgroups: Vec::new(),
+        anonymous_volumes,
     };
     if let Some(net) = &joined {
         network::attach_spec(store, &mut record, net);
@@ -776,8 +784,26 @@ pub fn create(
     Ok(record)
 }
 
-fn mount_for(store: &Store, m: &MountRequest) -> Result<Mount, ContainerError> {
+/// The mount a request makes; an anonymous volume's new name goes to `anonymous`.
+fn mount_for(
+    store: &Store,
+    m: &MountRequest,
+    anonymous: &mut Vec<String>,
+) -> Result<Mount, ContainerError> {
     Ok(match m {
+        MountRequest::Anonymous { target } => {
+            let name = new_id();
+            let data = volume::create(store, &name)?.mountpoint;
+            anonymous.push(name);
+            Mount {
+                target: target.clone(),
+                kind: MountKind::Bind {
+                    source: data,
+                    fill: true,
+                },
+                readonly: false,
+            }
+        }
         MountRequest::Bind {
             source,
             target,
@@ -890,6 +916,18 @@ pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
     fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
     if let Some(net) = &record.network {
         network::refresh_hosts(store, net)?;
+    }
+    Ok(())
+}
+
+/// After `remove`: the container's anonymous volumes (`--rm`, `rm -v`), as docker removes
+/// them; one still mounted by another container (`--volumes-from`) stays, as in docker.
+pub fn remove_anonymous_volumes(store: &Store, record: &Record) -> Result<(), ContainerError> {
+    for name in &record.anonymous_volumes {
+        match volume::remove(store, name) {
+            Ok(()) | Err(ContainerError::VolumeInUse { .. } | ContainerError::NoVolume(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -506,6 +506,7 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
     if record.auto_remove {
         let store = Store::open(root)?;
         super::remove(&store, &record)?;
+        super::remove_anonymous_volumes(&store, &record)?;
     }
     Ok(code)
 }
