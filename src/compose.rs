@@ -124,7 +124,8 @@ impl Healthcheck {
 /// A `volumes:` entry of a service (short or long syntax).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mount {
-    /// `volume` (source is the top-level name), `bind` (source an absolute path).
+    /// `volume` (source is the top-level name; empty for an anonymous volume, one per
+    /// container), `bind` (source an absolute path).
     pub kind: &'static str,
     pub source: String,
     pub target: String,
@@ -511,7 +512,7 @@ pub fn load(
     };
     for s in &services {
         for m in &s.volumes {
-            if m.kind == "volume" && !volumes.contains(&m.source) {
+            if m.kind == "volume" && !m.source.is_empty() && !volumes.contains(&m.source) {
                 return Err(ComposeError::Service {
                     path: file.clone(),
                     service: s.name.clone(),
@@ -963,9 +964,11 @@ fn long_port(m: &Mapping) -> Result<PortSpec, String> {
 fn long_mount(m: &Mapping, dir: &Path) -> Result<Mount, String> {
     let field = |k: &str| m.get(k).and_then(scalar);
     let target = field("target").ok_or("volumes: the long syntax needs target:")?;
-    let source = field("source").ok_or_else(|| {
-        format!("volumes: {target}: anonymous volumes (no source:) are not supported")
-    })?;
+    // No source: an anonymous volume (a bind needs one).
+    let source = field("source").unwrap_or_default();
+    if source.is_empty() && field("type").as_deref() == Some("bind") {
+        return Err(format!("volumes: {target}: a bind mount needs source:"));
+    }
     let read_only = m.get("read_only").and_then(Value::as_bool).unwrap_or(false);
     match field("type").as_deref() {
         Some("volume") | None => Ok(Mount {
@@ -1123,7 +1126,19 @@ fn healthcheck(h: &Mapping) -> Result<Option<Healthcheck>, String> {
 fn mount(s: &str, dir: &Path) -> Result<Mount, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let (source, target, mode) = match parts.as_slice() {
-        [t] => return Err(format!("volumes: anonymous volume {t} is not supported")),
+        [t] if t.starts_with('/') => {
+            return Ok(Mount {
+                kind: "volume",
+                source: String::new(),
+                target: t.to_string(),
+                read_only: false,
+            })
+        }
+        [t] => {
+            return Err(format!(
+                "volumes: {t}: an anonymous volume's target is an absolute path"
+            ))
+        }
         [s, t] => (*s, *t, ""),
         [s, t, m] => (*s, *t, *m),
         _ => return Err(format!("volumes: cannot read {s}")),
@@ -1292,7 +1307,9 @@ fn model(p: &Project) -> Value {
                 .map(|v| {
                     let mut vm = Mapping::new();
                     vm.insert(s("type"), s(v.kind));
-                    vm.insert(s("source"), s(&v.source));
+                    if !v.source.is_empty() {
+                        vm.insert(s("source"), s(&v.source));
+                    }
                     vm.insert(s("target"), s(&v.target));
                     if v.read_only {
                         vm.insert(s("read_only"), Value::Bool(true));

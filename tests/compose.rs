@@ -1065,6 +1065,9 @@ fn normal_port(p: &Json) -> Json {
 fn normal_volume(v: &Json) -> Json {
     if let Some(s) = v.as_str() {
         let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() == 1 {
+            return json!({"type": "volume", "source": "", "target": parts[0], "read_only": false});
+        }
         return json!({
             "type": if parts[0].starts_with('/') { "bind" } else { "volume" },
             "source": parts[0],
@@ -1168,6 +1171,117 @@ fn config_matches_recorded_docker_compose_v1_output() {
             "{case}: kiln's model (left) differs from docker-compose's (right)\n--- kiln\n{ours}\n--- docker-compose\n{recorded}"
         );
     }
+}
+
+/// Two consecutive free loopback ports (for a port range).
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = first.local_addr().unwrap().port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(c, "GET {path} HTTP/1.0\r\n\r\n");
+            let mut body = String::new();
+            if c.read_to_string(&mut body).is_ok() && body.starts_with("HTTP/1.") {
+                return body;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answered on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A port range published one port each, an anonymous volume (one per container, removed by
+/// `down -v`), and tmpfs mounts noexec as docker's.
+#[test]
+fn port_ranges_anonymous_volumes_and_tmpfs() {
+    if !running_as_root() {
+        skip_or_fail("root", "containers need root");
+        return;
+    }
+    if let Err(why) = peer_status("busybox") {
+        skip_or_fail("busybox", &why);
+        return;
+    }
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("ranges");
+    std::fs::create_dir(&proj).unwrap();
+    let port = free_port_pair();
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            r#"services:
+  web:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "mount > /anon/mounts; exec httpd -f -p 9001 -h /anon"]
+    ports:
+      - "127.0.0.1:{port}-{next}:9000-9001"
+    volumes:
+      - /anon
+    tmpfs:
+      - /run
+      - /scratch:size=64k,exec
+"#,
+            next = port + 1
+        ),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.arg("compose").args(args).current_dir(&proj);
+        cmd.env_remove("COMPOSE_PROJECT_NAME");
+        run(&mut cmd)
+    };
+    struct Down<'a>(&'a KilnStore, &'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = run(self
+                .0
+                .cmd()
+                .args(["compose", "down", "-v"])
+                .current_dir(self.1));
+        }
+    }
+    let _down = Down(&store, &proj);
+    ok(compose(&["up", "-d"]), "compose up -d");
+    // The container's 9001 is the range's second host port.
+    let page = http_get(port + 1, "/mounts");
+    let mount_line = |dst: &str| {
+        page.lines()
+            .find(|l| l.contains(&format!(" on {dst} ")))
+            .unwrap_or_else(|| panic!("no mount on {dst}:\n{page}"))
+            .to_string()
+    };
+    let run_line = mount_line("/run");
+    assert!(
+        run_line.contains("tmpfs") && run_line.contains("noexec"),
+        "{run_line}"
+    );
+    let scratch = mount_line("/scratch");
+    assert!(
+        scratch.contains("size=64k") && !scratch.contains("noexec"),
+        "{scratch}"
+    );
+    let volumes = ok(store.kiln(["volume", "ls", "-q"]), "volume ls");
+    assert_eq!(
+        volumes.lines().count(),
+        1,
+        "one anonymous volume: {volumes}"
+    );
+    ok(compose(&["down", "-v"]), "compose down -v");
+    let volumes = ok(store.kiln(["volume", "ls", "-q"]), "volume ls");
+    assert!(volumes.trim().is_empty(), "down -v removes it: {volumes}");
 }
 
 /// Several files: `-f a -f b`, `COMPOSE_FILE=a:b` and the default file with its override

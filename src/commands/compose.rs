@@ -854,6 +854,11 @@ fn run_args(
             m.source.clone()
         };
         let ro = if m.read_only { ":ro" } else { "" };
+        if m.source.is_empty() {
+            // Anonymous: `run -v /dst` makes the container's own volume.
+            flag("--volume", &m.target);
+            continue;
+        }
         flag("--volume", &format!("{source}:{}{ro}", m.target));
     }
     for t in &s.tmpfs {
@@ -995,6 +1000,9 @@ fn down(root: Option<PathBuf>, p: &Project, volumes: bool, timeout: u64) -> miet
                 r
             };
             container::remove(&store, &r)?;
+            if volumes {
+                container::remove_anonymous_volumes(&store, &r)?;
+            }
             eprintln!("Container {} Removed", r.name);
         }
     }

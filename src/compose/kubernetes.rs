@@ -180,7 +180,10 @@ fn deployment(p: &Project, svc: &Service, image: &str, notes: &mut Vec<String>) 
             vm.insert(s("readOnly"), Value::Bool(true));
         }
         mounts.push(Value::Mapping(vm));
-        let source = if m.kind == "volume" {
+        let source = if m.kind == "volume" && m.source.is_empty() {
+            // An anonymous volume lives and dies with its container: the pod's emptyDir.
+            ("emptyDir", Value::Mapping(Mapping::new()))
+        } else if m.kind == "volume" {
             (
                 "persistentVolumeClaim",
                 map(vec![("claimName", s(&claim_name(p, &m.source)))]),
@@ -268,7 +271,11 @@ fn deployment(p: &Project, svc: &Service, image: &str, notes: &mut Vec<String>) 
         s("selector"),
         map(vec![("matchLabels", labels(p, &svc.name))]),
     );
-    if svc.volumes.iter().any(|m| m.kind == "volume") {
+    if svc
+        .volumes
+        .iter()
+        .any(|m| m.kind == "volume" && !m.source.is_empty())
+    {
         // A ReadWriteOnce claim cannot be mounted by the old and the new pod at once.
         spec.insert(s("strategy"), map(vec![("type", s("Recreate"))]));
     }
@@ -309,7 +316,9 @@ fn quantity(size: &str) -> String {
 }
 
 fn volume_name(m: &Mount, i: usize) -> String {
-    if m.kind == "volume" {
+    if m.kind == "volume" && m.source.is_empty() {
+        format!("anon-{i}")
+    } else if m.kind == "volume" {
         dns_label(&m.source)
     } else {
         format!("bind-{i}")
