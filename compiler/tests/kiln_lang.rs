@@ -973,3 +973,42 @@ fn every_program_in_the_docs_checks() {
     }
     assert!(checked >= 15, "only {checked} programs found in the docs");
 }
+
+/// A step that fails inside a standard-library function names the user's call too: the
+/// error is at the step in `<stdlib>/node.kiln`, and a "called from" advice points at the
+/// line of build.kiln that called `node.app`.
+#[test]
+fn an_error_inside_the_stdlib_names_the_users_call() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "package.json", "{}\n");
+    write(
+        d.path(),
+        "build.kiln",
+        "import std.node\n\nexport app = node.app(image(\"node:20\"), context(\".\"))\n",
+    );
+    let err = match frontend::plan_kiln(
+        &d.path().join("build.kiln"),
+        d.path(),
+        &opts(None),
+        &StatCache::default(),
+        &NoImages,
+    ) {
+        Ok(_) => panic!("planned without package-lock.json"),
+        Err(e) => e,
+    };
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(200)
+        .render_report(&mut out, err.as_ref())
+        .unwrap();
+    assert!(
+        out.contains("\"package-lock.json\" is not in the build context"),
+        "{out}"
+    );
+    assert!(out.contains("<stdlib>/node.kiln"), "{out}");
+    assert!(
+        out.contains("called from ") && out.contains("this call"),
+        "{out}"
+    );
+    assert!(out.contains("build.kiln:3:14"), "the user's call: {out}");
+}

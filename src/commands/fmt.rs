@@ -42,6 +42,7 @@ pub fn run(args: FmtArgs) -> miette::Result<()> {
                 span: p.span,
                 label: p.label,
                 help: Some("kiln fmt formats only a file that parses".into()),
+                called_from: Vec::new(),
             }],
         }
     })?;

@@ -18,6 +18,22 @@ pub struct KilnError {
     pub label: String,
     #[help]
     pub help: Option<String>,
+    /// The calls in other files that led here (innermost first): where a user's program called
+    /// the standard-library or module function whose step failed.
+    #[related]
+    pub called_from: Vec<CallSite>,
+}
+
+/// A call that led to an error in another file.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("called from {file_name}")]
+#[diagnostic(severity(Advice))]
+pub struct CallSite {
+    pub file_name: String,
+    #[source_code]
+    pub src: miette::NamedSource<ClippedSource>,
+    #[label("this call")]
+    pub span: Span,
 }
 
 /// Every error a check found, reported at once.
@@ -43,6 +59,9 @@ pub struct Problem {
     /// A file outside the program the span is in (name, text): the Dockerfile a
     /// `dockerfile()` call read. None: the span is in the program's file `file`.
     pub outside: Option<Box<(String, String)>>,
+    /// Call sites (file, span) in files other than the problem's, innermost first (boxed:
+    /// most problems have none, and every lowering result carries this type).
+    pub called_from: Option<Box<Vec<(usize, Span)>>>,
 }
 
 impl Problem {
@@ -59,7 +78,19 @@ impl Problem {
             label: label.into(),
             help: None,
             outside: None,
+            called_from: None,
         }
+    }
+
+    /// Records the call at `span` of `file` that led to the problem, when the problem is in
+    /// another file (a module's or the standard library's function failed in a step it made).
+    pub fn called_from(mut self, file: usize, span: Span) -> Self {
+        let calls = self.called_from.get_or_insert_with(Default::default);
+        let innermost_file = calls.last().map_or(self.file, |(f, _)| *f);
+        if innermost_file != file || self.outside.is_some() {
+            calls.push((file, span));
+        }
+        self
     }
 
     /// The same problem, at a span of a file outside the program.

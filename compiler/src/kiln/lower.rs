@@ -422,7 +422,9 @@ impl<'a> Eval<'a> {
                     }
                 }
                 match f {
-                    Value::Fn(m, i) => self.call_fn(m, i, pos, named_args, e.span)?,
+                    Value::Fn(m, i) => self
+                        .call_fn(m, i, pos, named_args, e.span)
+                        .map_err(|p| p.called_from(file, e.span))?,
                     Value::Builtin(name) => {
                         self.call_builtin(file, &name, pos, named_args, e.span)?
                     }

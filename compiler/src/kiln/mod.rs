@@ -61,12 +61,26 @@ impl Program {
                     Some((name, text)) => crate::source::diagnostic_source(name, text),
                     None => crate::source::diagnostic_source(&f.name, &f.text),
                 };
+                let called_from = p
+                    .called_from
+                    .iter()
+                    .flat_map(|calls| calls.iter())
+                    .filter_map(|(file, span)| {
+                        let f = self.files.get(*file)?;
+                        Some(error::CallSite {
+                            file_name: f.name.clone(),
+                            src: crate::source::diagnostic_source(&f.name, &f.text),
+                            span: *span,
+                        })
+                    })
+                    .collect();
                 KilnError {
                     message: p.message,
                     src,
                     span: p.span,
                     label: p.label,
                     help: p.help,
+                    called_from,
                 }
             })
             .collect();
