@@ -28,3 +28,4 @@ mod reproducible;
 mod resources;
 mod runflags;
 mod runner;
+mod runtimes;
