@@ -1185,22 +1185,6 @@ fn free_port_pair() -> u16 {
     panic!("no two consecutive free ports");
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(c, "GET {path} HTTP/1.0\r\n\r\n");
-            let mut body = String::new();
-            if c.read_to_string(&mut body).is_ok() && body.starts_with("HTTP/1.") {
-                return body;
-            }
-        }
-        assert!(Instant::now() < deadline, "nothing answered on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A port range published one port each, an anonymous volume (one per container, removed by
 /// `down -v`), and tmpfs mounts noexec as docker's.
 #[test]
@@ -1256,7 +1240,8 @@ fn port_ranges_anonymous_volumes_and_tmpfs() {
     let _down = Down(&store, &proj);
     ok(compose(&["up", "-d"]), "compose up -d");
     // The container's 9001 is the range's second host port.
-    let page = http_get(port + 1, "/mounts");
+    let page = http_get(port + 1, "/mounts", Duration::from_secs(10));
+    assert!(page.contains("200 OK"), "{page}");
     let mount_line = |dst: &str| {
         page.lines()
             .find(|l| l.contains(&format!(" on {dst} ")))

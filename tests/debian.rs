@@ -26,7 +26,7 @@ fn cached_tarball() -> PathBuf {
 }
 
 /// Skip (locally) or fail (in CI) with a reason.
-fn unavailable(why: &str) {
+pub(crate) fn unavailable(why: &str) {
     if in_ci() {
         panic!("the Debian test cannot run in CI (CI=true): {why}");
     }

@@ -365,6 +365,8 @@ fn plan_json_shows_hermeticity_per_node_of_a_program() {
 /// arguments and the first line of the script it is given; the `npm install` stub writes
 /// node_modules/.installed). The build and the image's wiring (files, workdir, user,
 /// entrypoint and command, environment) are the examples' own; only the interpreter is a stub.
+/// tests/runtimes.rs runs the Node.js and Python examples on real interpreters (a Debian
+/// base, with the network).
 #[test]
 fn every_example_builds_one_image_from_both_files_and_runs() {
     require_peer!("busybox");

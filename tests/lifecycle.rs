@@ -994,12 +994,7 @@ fn rename_port_and_container_prune() {
     }
     let k = Kiln::new();
     let n = name("ports");
-    // A free port: bind port 0, note it, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
     let id = k.run_d(&n, &["-p", &publish], &["sleep", "1000"]);
     assert_eq!(

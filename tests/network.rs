@@ -9,7 +9,6 @@
 
 use crate::common;
 
-use std::io::{Read, Write};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -57,13 +56,6 @@ fn fetch(store: &KilnStore, network: &str, port: u16, path: &str) -> Output {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn mounts_under(dir: &std::path::Path) -> Vec<String> {
@@ -278,19 +270,7 @@ fn ports_publish_from_any_member_and_twice_is_refused() {
         ]),
         "run -d door",
     );
-    let start = Instant::now();
-    let reply = loop {
-        let mut text = String::new();
-        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s.write_all(b"GET /hostname HTTP/1.0\r\n\r\n")?;
-            s.read_to_string(&mut text)
-        });
-        if (got.is_ok() && text.contains("200 OK")) || start.elapsed() > Duration::from_secs(10) {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let reply = http_get(port, "/hostname", Duration::from_secs(10));
     assert!(
         reply.contains("200 OK"),
         "through the published port: {reply:?}"

@@ -46,13 +46,6 @@ pub(crate) fn require_tools(tools: &[&str]) -> bool {
     true
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
 /// A running `docker-registry serve`, killed when dropped.
 pub(crate) struct Registry {
     child: Child,

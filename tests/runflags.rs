@@ -10,9 +10,8 @@
 
 use crate::common;
 
-use std::io::{Read, Write};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -359,17 +358,7 @@ fn publish_all_publishes_every_exposed_port_on_loopback() {
         lines.contains(&format!("80/tcp -> {tcp}").as_str()),
         "{ports}"
     );
-    let mut reply = String::new();
-    let start = Instant::now();
-    while !reply.contains("200 OK") && start.elapsed() < Duration::from_secs(10) {
-        reply.clear();
-        let _ = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s.write_all(b"GET /hostname HTTP/1.0\r\n\r\n")?;
-            s.read_to_string(&mut reply)
-        });
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let reply = http_get(port, "/hostname", Duration::from_secs(10));
     assert!(reply.contains("200 OK"), "through the -P port: {reply:?}");
     ok(store.kiln(["rm", "-f", &n]), "kiln rm -f");
 }

@@ -204,14 +204,6 @@ fn new_mounts(
         .collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
 /// The busybox root filesystem copied into a new directory, to make hostile images of.
 fn rootfs_copy(dir: &Path, name: &str) -> PathBuf {
     let dst = dir.join(name);

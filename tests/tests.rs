@@ -28,4 +28,5 @@ mod reproducible;
 mod resources;
 mod runflags;
 mod runner;
+mod runtimes;
 mod seeds;

@@ -1,7 +1,35 @@
-//! A one-file http server on loopback, for ADD of URLs and `fetch()`.
+//! Loopback http for the tests: a one-file server (for ADD of URLs and `fetch()`), a free
+//! port, and a GET that waits for a container's published port to answer.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A port free on 127.0.0.1 now (bound to port 0, noted, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// `GET PATH HTTP/1.0` to 127.0.0.1:PORT, retried every 100 ms until a reply says `200 OK`
+/// or `limit` has passed; the whole last reply (status line, headers, body), maybe empty.
+pub fn http_get(port: u16, path: &str, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let mut text = String::new();
+        let got = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+            s.read_to_string(&mut text)
+        });
+        if (got.is_ok() && text.contains("200 OK")) || start.elapsed() > limit {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// Serve `body` once per connection, for `requests` connections, on 127.0.0.1; returns the
 /// URL base (`http://127.0.0.1:PORT`).
