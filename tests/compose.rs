@@ -1173,18 +1173,6 @@ fn config_matches_recorded_docker_compose_v1_output() {
     }
 }
 
-/// Two consecutive free loopback ports (for a port range).
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = first.local_addr().unwrap().port();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no two consecutive free ports");
-}
-
 /// A port range published one port each, an anonymous volume (one per container, removed by
 /// `down -v`), and tmpfs mounts noexec as docker's.
 #[test]
@@ -1264,7 +1252,8 @@ fn port_ranges_anonymous_volumes_and_tmpfs() {
         1,
         "one anonymous volume: {volumes}"
     );
-    ok(compose(&["down", "-v"]), "compose down -v");
+    // httpd as PID 1 ignores TERM: -t 1 kills it after a second.
+    ok(compose(&["down", "-v", "-t", "1"]), "compose down -v");
     let volumes = ok(store.kiln(["volume", "ls", "-q"]), "volume ls");
     assert!(volumes.trim().is_empty(), "down -v removes it: {volumes}");
 }

@@ -13,6 +13,18 @@ pub fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
+/// Two consecutive free loopback ports (for a port range).
+pub fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = first.local_addr().unwrap().port();
+        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
 /// `GET PATH HTTP/1.0` to 127.0.0.1:PORT, retried every 100 ms until a reply says `200 OK`
 /// or `limit` has passed; the whole last reply (status line, headers, body), maybe empty.
 pub fn http_get(port: u16, path: &str, limit: Duration) -> String {
