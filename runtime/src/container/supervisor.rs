@@ -242,12 +242,7 @@ impl Shared {
 
 /// Signal PID 1, and thaw a paused container so the signal is acted on (docker's way).
 fn signal_pid(pid: Option<u32>, sig: Signal) -> bool {
-    let sent = pid
-        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), sig).is_ok());
-    if let (true, Some(p)) = (sent, pid) {
-        crate::sandbox::cgroup::Cgroup::thaw_after_signal(&crate::sandbox::cgroup::RealFs, p);
-    }
-    sent
+    pid.is_some_and(|p| super::signal_init(p, sig))
 }
 
 fn record_path(root: &Path, id: &str) -> PathBuf {
@@ -381,6 +376,7 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
             r.pid = Some(me);
             r.init_pid = init_pid;
             r.exit_code = None;
+            r.oom_killed = false;
             r.started_at = Some(now_rfc3339_nanos());
         })?;
         tell(ready, None, 0);
@@ -428,9 +424,9 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         };
         // Everything is set up: from here on it waits, so its start-up's pages can go.
         super::idle::release_idle_memory();
-        let code = match container.wait() {
-            Ok(exit) => exit.code,
-            Err(SandboxError::Start { code, .. }) => code,
+        let (code, oom_killed) = match container.wait() {
+            Ok(exit) => (exit.code, exit.oom_killed),
+            Err(SandboxError::Start { code, .. }) => (code, false),
             Err(e) => return Err(e.into()),
         };
         // The next run gets a new stdin; attached clients of this one see their writes fail.
@@ -462,6 +458,7 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
                 State::Exited
             };
             r.exit_code = Some(code);
+            r.oom_killed = oom_killed;
             r.pid = if again { Some(me) } else { None };
             r.init_pid = None;
             r.stopped_by_user = stopped;
