@@ -359,6 +359,13 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         };
         let mut container = launcher.start(&record.spec, streams)?;
         let started = std::time::Instant::now();
+        // Before the start is reported: a client attaching right after it (`start -i`)
+        // finds the stdin open.
+        let input = match (&container.terminal, input) {
+            (Some(master), _) => master.try_clone().ok().map(|m| Arc::new(File::from(m))),
+            (None, input) => input,
+        };
+        shared.set_stdin(input);
         {
             let mut live = shared.lock();
             live.running = true;
@@ -381,11 +388,6 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         })?;
         tell(ready, None, 0);
         let mut copiers = Vec::new();
-        let input = match (&container.terminal, input) {
-            (Some(master), _) => master.try_clone().ok().map(|m| Arc::new(File::from(m))),
-            (None, input) => input,
-        };
-        shared.set_stdin(input);
         let interactive = container.terminal.is_some();
         let streams: Vec<(OwnedFd, &str)> = match container.terminal.take() {
             Some(master) => vec![(master, "stdout")],
