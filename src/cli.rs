@@ -311,6 +311,11 @@ pub struct RunArgs {
     /// Run in the background under a supervisor and print the container ID
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Pass the signals kiln receives on to the container's PID 1 (not with a terminal, as
+    /// docker)
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
     /// Restart policy: no, on-failure[:MAX], always, unless-stopped
     #[arg(long, value_name = "POLICY", default_value = "no")]
     pub restart: String,
@@ -552,6 +557,13 @@ pub struct StartArgs {
     /// Follow the container's output and exit with its status
     #[arg(short = 'a', long)]
     pub attach: bool,
+    /// Attach the container's stdin (it was created with -i or -t)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// The key sequence that detaches (a terminal's input only), as docker's: `ctrl-<key>`
+    /// or a character, comma-separated
+    #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// Containers (name, id or unique id prefix)
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -566,6 +578,11 @@ pub struct AttachArgs {
     /// or a character, comma-separated
     #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
     pub detach_keys: String,
+    /// Pass the signals kiln receives on to the container's PID 1 (not with a terminal, as
+    /// docker)
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
     /// Container (name, id or unique id prefix)
     pub container: String,
 }

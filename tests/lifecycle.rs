@@ -1259,3 +1259,133 @@ fn kiln_cmd(k: &Kiln, args: &[&str]) -> Command {
     c.args(args);
     c
 }
+
+/// `--sig-proxy` (the default) against docker's: SIGUSR1 sent to an attached `kiln attach`,
+/// a foreground `kiln run` and `kiln start -a` reaches the payload, whose trap prints and
+/// exits 5; `attach --sig-proxy=false` passes nothing on (the container keeps running).
+#[test]
+fn attached_clients_proxy_signals_like_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let k = Kiln::new();
+    let trap = "trap 'echo got-usr1; exit 5' USR1; echo ready; while :; do sleep 0.1; done";
+    // The client's output and status after SIGUSR1, sent once the payload said "ready".
+    let usr1 = |mut c: Command| {
+        let child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = run(Command::new("kill").args(["-USR1", &child.id().to_string()]));
+        child.wait_with_output().expect("wait")
+    };
+    let expect = |who: &str, o: &Output| {
+        assert_eq!(o.status.code(), Some(5), "{who}: {}", show(o));
+        assert!(stdout_text(o).contains("got-usr1"), "{who}: {}", show(o));
+    };
+
+    let n = name("sigproxy-attach");
+    k.run_d(&n, &[], &["sh", "-c", trap]);
+    let d = DockerContainer::run(&[], &["sh", "-c", trap]);
+    // Not proxied: the client ends, the container does not.
+    let quiet = usr1(kiln_cmd(&k, &["attach", "--sig-proxy=false", &n]));
+    assert_ne!(quiet.status.code(), Some(5), "{}", show(&quiet));
+    assert_eq!(k.inspect(&n)["State"]["Status"], "running");
+    expect("kiln attach", &usr1(kiln_cmd(&k, &["attach", &n])));
+    let mut c = docker();
+    c.args(["attach", &d.0]);
+    expect("docker attach", &usr1(c));
+
+    let n2 = name("sigproxy-run");
+    expect(
+        "kiln run",
+        &usr1(kiln_cmd(
+            &k,
+            &["run", "--name", &n2, BUSYBOX, "sh", "-c", trap],
+        )),
+    );
+    let d2 = name("docker-sigproxy-run");
+    let mut c = docker();
+    c.args(["run", "--network", "none", "--name", &d2, docker_busybox()]);
+    c.args(["sh", "-c", trap]);
+    expect("docker run", &usr1(c));
+    let _ = run(docker().args(["rm", "-f", &d2]));
+
+    // start -a: the same container again, proxied from its start.
+    expect("kiln start -a", &usr1(kiln_cmd(&k, &["start", "-a", &n2])));
+    let mut c = docker();
+    c.args(["start", "-a", &d.0]);
+    expect("docker start -a", &usr1(c));
+    for c in [&n, &n2] {
+        ok(k.kiln(&["rm", "-f", c]), "rm -f");
+    }
+    k.assert_no_supervisors();
+}
+
+/// `start -i` (and `-ai`) against docker's: the input reaches a `-i` container's payload,
+/// whose output and status become the client's; a container made without `-i` gets none
+/// of it; `--detach-keys` is checked as attach checks it.
+#[test]
+fn start_interactive_feeds_stdin_like_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let k = Kiln::new();
+    let reader = "read l; echo \"got $l\"; exit 4";
+    for (flags, start) in [(&["-i"][..], "-i"), (&["-i"][..], "-ai"), (&[][..], "-ai")] {
+        let n = name("start-i");
+        let mut create = vec!["create", "--name", &n];
+        create.extend_from_slice(flags);
+        create.extend_from_slice(&[BUSYBOX, "sh", "-c", reader]);
+        ok(k.kiln(&create), "kiln create");
+        let out = run_with_stdin(
+            kiln_cmd(&k, &["start", start, &n]).stdin(Stdio::piped()),
+            b"hello\n",
+        );
+        let d = name("docker-start-i");
+        let mut c = docker();
+        c.args(["create", "--network", "none", "--name", &d]);
+        c.args(flags)
+            .arg(docker_busybox())
+            .args(["sh", "-c", reader]);
+        ok(run(&mut c), "docker create");
+        let dout = run_with_stdin(
+            docker().args(["start", start, &d]).stdin(Stdio::piped()),
+            b"hello\n",
+        );
+        let _ = run(docker().args(["rm", "-f", &d]));
+        let want = if flags.is_empty() {
+            "got \n"
+        } else {
+            "got hello\n"
+        };
+        let what = format!(
+            "{flags:?} {start}\n--- kiln: {}\n--- docker: {}",
+            show(&out),
+            show(&dout)
+        );
+        assert_eq!(out.status.code(), Some(4), "{what}");
+        assert_eq!(stdout_text(&out), want, "{what}");
+        assert_eq!(out.status.code(), dout.status.code(), "{what}");
+        assert_eq!(stdout_text(&out), stdout_text(&dout), "{what}");
+        ok(k.kiln(&["rm", "-f", &n]), "rm -f");
+    }
+    let n = name("start-keys");
+    ok(
+        k.kiln(&["create", "--name", &n, BUSYBOX, "true"]),
+        "kiln create",
+    );
+    let bad = k.kiln(&["start", "-ai", "--detach-keys", "ctrl-1", &n]);
+    assert!(!bad.status.success(), "{}", show(&bad));
+    assert!(
+        stderr_text(&bad).contains("invalid detach key"),
+        "{}",
+        show(&bad)
+    );
+    ok(k.kiln(&["rm", "-f", &n]), "rm -f");
+    k.assert_no_supervisors();
+}

@@ -1,5 +1,5 @@
 //! Resource limits and the freezer end to end, against docker on the busybox base: a payload
-//! over `--memory` is OOM-killed with 137; the cgroup files for `--memory`, `--cpus`,
+//! over `--memory` is OOM-killed with 137 and `inspect` says `OOMKilled`; the cgroup files for `--memory`, `--cpus`,
 //! `--cpu-shares`, `--cpu-quota`/`--cpu-period` and `--pids-limit` hold what docker's hold,
 //! and `inspect` shows the same HostConfig; `pause`/`unpause` (`ps` status, exec refused,
 //! kill and stop of a paused container); `stats --no-stream`'s table; `ps -s`.
@@ -63,6 +63,57 @@ fn a_payload_over_memory_is_oom_killed_with_137_like_docker() {
     // Without the limit the same payload runs to its end.
     let free = k.kiln(&["run", "--rm", BUSYBOX, "sh", "-c", eat]);
     ok(free, "the same payload without the limit");
+}
+
+/// `State.OOMKilled` and the exit code in `inspect` after an OOM kill, against docker's, for
+/// a detached and a foreground container; a payload killed by SIGKILL otherwise (137 too)
+/// is not OOM-killed, in either.
+#[test]
+fn inspect_shows_oom_killed_like_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let k = Kiln::new();
+    let eat = "head -c 100m /dev/zero | tail > /dev/null";
+    // A child killed by SIGKILL (PID 1 cannot be, from inside), its status the shell's.
+    let sigkill = "sh -c 'kill -9 $$'; exit $?";
+    for (payload, oom) in [(eat, true), (sigkill, false)] {
+        let state = |v: &serde_json::Value| {
+            (
+                v["State"]["OOMKilled"].clone(),
+                v["State"]["ExitCode"].clone(),
+            )
+        };
+        let d = DockerContainer::run(&["-m", "16m"], &["sh", "-c", payload]);
+        ok(d.cmd(&["wait", "@"]), "docker wait");
+        let want = state(&d.inspect());
+        assert_eq!(
+            want,
+            (serde_json::json!(oom), serde_json::json!(137)),
+            "docker: {payload}"
+        );
+
+        let n = name("oom-d");
+        let _gone = RemoveOnDrop(&k, n.clone());
+        k.run_d(&n, &["-m", "16m"], &["sh", "-c", payload]);
+        ok(k.kiln(&["wait", &n]), "kiln wait");
+        assert_eq!(state(&k.inspect(&n)), want, "kiln run -d: {payload}");
+        // The next run starts afresh.
+        if oom {
+            ok(k.kiln(&["start", &n]), "kiln start");
+            ok(k.kiln(&["wait", &n]), "kiln wait");
+            assert_eq!(state(&k.inspect(&n)), want, "kiln start: {payload}");
+        }
+
+        let n = name("oom-fg");
+        let _gone = RemoveOnDrop(&k, n.clone());
+        let out = k.kiln(&[
+            "run", "--name", &n, "-m", "16m", BUSYBOX, "sh", "-c", payload,
+        ]);
+        assert_eq!(out.status.code(), Some(137), "{}", show(&out));
+        assert_eq!(state(&k.inspect(&n)), want, "kiln run: {payload}");
+    }
 }
 
 #[test]

@@ -496,23 +496,43 @@ fn start_one(store: &Store, name: &str) -> miette::Result<Record> {
 
 pub fn start(root: Option<PathBuf>, a: StartArgs) -> miette::Result<ExitCode> {
     let store = open_store(root)?;
-    if a.attach {
+    if a.attach || a.interactive {
         let [name] = a.containers.as_slice() else {
             return Err(miette::miette!(
                 "you cannot start and attach multiple containers at once"
             ));
         };
+        let keys = detach_keys(&a.detach_keys)?;
         let record = container::find(&store, name)?;
         // Attach from the end of what earlier runs wrote, as docker shows only this run.
         let follower = follow_from_now(&store, &record)?;
+        // Signals are blocked before the supervisor or any thread is started (the
+        // supervisor starts with none blocked).
+        let proxy = !record.spec.process.terminal;
+        let store = std::sync::Arc::new(store);
+        if proxy {
+            proxy_signals(&store, &record);
+        }
         let record = start_one(&store, name)?;
-        return follow_to_the_end(&store, &record, follower, None);
+        // As docker: `-i` passes stdin on, and only to a container made with -i or -t; a
+        // terminal's input need not be a terminal (docker's start does not ask).
+        return attached(&store, &record, follower, a.interactive, keys, false);
     }
     for name in &a.containers {
         start_one(&store, name)?;
         println!("{name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--sig-proxy`: every signal docker's CLI passes on goes to `record`'s PID 1 (`kill`).
+fn proxy_signals(store: &std::sync::Arc<Store>, record: &Record) {
+    let (store, record) = (std::sync::Arc::clone(store), record.clone());
+    super::sigproxy::take(super::sigproxy::proxied(), move |sig| {
+        if let Ok(now) = container::find(&store, &record.id) {
+            let _ = container::kill(&store, &now, sig);
+        }
+    });
 }
 
 /// A follower of `record`'s log from its current end.
@@ -554,8 +574,7 @@ fn follow_to_the_end(
 /// `kiln attach`: the container's output from now on, this process's stdin into its stdin
 /// (when it was started with `-i` or `-t`), until it ends or the detach keys are typed.
 pub fn attach(root: Option<PathBuf>, a: AttachArgs) -> miette::Result<ExitCode> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let store = open_store(root)?;
+    let store = std::sync::Arc::new(open_store(root)?);
     let record = container::find(&store, &a.container)?;
     if !record.running() {
         return Err(miette::miette!(
@@ -563,22 +582,43 @@ pub fn attach(root: Option<PathBuf>, a: AttachArgs) -> miette::Result<ExitCode> 
         ));
     }
     let keys = detach_keys(&a.detach_keys)?;
+    // As docker: no proxy for a terminal's container (the terminal sends its own signals).
+    if a.sig_proxy && !record.spec.process.terminal {
+        proxy_signals(&store, &record);
+    }
     let follower = follow_from_now(&store, &record)?;
+    attached(&store, &record, follower, !a.no_stdin, keys, true)
+}
+
+/// A client attached to a running container (`attach`, `start -a/-i`): prints its output
+/// from `follower` until it ends (its status is returned) or the detach keys are typed on
+/// a terminal (docker's "read escape sequence", status 1); with `stdin`, passes this
+/// process's input on to a container that takes input (made with `-i` or `-t`), from a
+/// terminal only when `only_a_terminal` and the container has one.
+fn attached(
+    store: &Store,
+    record: &Record,
+    follower: log::Follower,
+    stdin: bool,
+    keys: Vec<u8>,
+    only_a_terminal: bool,
+) -> miette::Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let detached = std::sync::Arc::new(AtomicBool::new(false));
     let terminal = record.spec.process.terminal;
     let mut raw_mode = None;
-    if !a.no_stdin && (record.open_stdin || terminal) {
-        let mut input = container::supervisor::attach_stdin(&record.dir(&store))
+    if stdin && (record.open_stdin || terminal) {
+        if only_a_terminal && terminal && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            // As docker's attach: a terminal container's input comes from a terminal.
+            return Err(miette::miette!(
+                help = "attach from a terminal, or with --no-stdin to only watch its output",
+                "the input device is not a TTY"
+            ));
+        }
+        let mut input = container::supervisor::attach_stdin(&record.dir(store))
             .map_err(|e| miette::miette!("attaching to {}: {e}", record.name))?
             .map_err(|why| miette::miette!("attaching to {}: {why}", record.name))?;
         if terminal {
-            // As docker: a terminal container's input comes from a terminal.
-            if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                return Err(miette::miette!(
-                    help = "attach from a terminal, or with --no-stdin to only watch its output",
-                    "the input device is not a TTY"
-                ));
-            }
             raw_mode = kiln_runtime::sandbox::tty::RawMode::enter(0);
         }
         let detached = std::sync::Arc::clone(&detached);
@@ -606,7 +646,7 @@ pub fn attach(root: Option<PathBuf>, a: AttachArgs) -> miette::Result<ExitCode> 
             }
         });
     }
-    let code = follow_to_the_end(&store, &record, follower, Some(&detached));
+    let code = follow_to_the_end(store, record, follower, Some(&detached));
     drop(raw_mode);
     code
 }
@@ -929,7 +969,7 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
             "Running": r.held(),
             "Paused": r.running() && r.paused(),
             "Restarting": r.state == State::Restarting,
-            "OOMKilled": false,
+            "OOMKilled": r.oom_killed,
             "Dead": false,
             "Pid": if r.running() { r.init_pid.unwrap_or(0) } else { 0 },
             "ExitCode": r.exit_code.unwrap_or(0),

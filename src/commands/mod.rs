@@ -19,6 +19,7 @@ mod provenance;
 mod registry;
 mod resources;
 pub(crate) mod run;
+mod sigproxy;
 mod transfer;
 
 use std::process::ExitCode;

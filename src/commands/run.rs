@@ -13,7 +13,7 @@ use kiln_runtime::container::{
 };
 use kiln_runtime::sandbox::spec::{Port, Protocol};
 use kiln_runtime::sandbox::{tty, SandboxError, Streams};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, Signal};
 
 use super::transfer::open_store;
 use crate::cli::{RmArgs, RunArgs, SecurityArgs, VolumeCommand};
@@ -539,37 +539,51 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
         return run_detached(root, a);
     }
     // Signals are taken by one thread (they are blocked here, before any other thread exists,
-    // so every later thread inherits the mask) and passed to the container.
-    let mut mask = SigSet::empty();
-    for s in kiln_runtime::sandbox::init::FORWARDED {
-        mask.add(s);
-    }
-    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
-    let monitor = Arc::new(AtomicU32::new(0));
+    // so every later thread inherits the mask). Without a terminal they are passed to the
+    // container's PID 1 (`--sig-proxy`, docker's default). With one, as docker, none is (the
+    // terminal sends the payload its own): SIGWINCH resizes it, and SIGHUP, SIGINT, SIGTERM
+    // or SIGQUIT, which end docker's CLI and so a container held by kiln, kill the container
+    // (SIGKILL), so kiln still restores the terminal, records the end and honours --rm.
+    let init = Arc::new(AtomicU32::new(0));
     let terminal = Arc::new(AtomicI32::new(-1));
-    // Signals that arrive before the monitor's pid is known wait here (the payload may
-    // already run when they come), delivered once it is.
+    // Signals that arrive before PID 1's pid is known wait here (the payload may already
+    // run when they come), delivered once it is.
     let pending: Arc<Mutex<Vec<Signal>>> = Arc::new(Mutex::new(Vec::new()));
-    {
-        let (monitor, terminal) = (Arc::clone(&monitor), Arc::clone(&terminal));
-        let pending = Arc::clone(&pending);
-        std::thread::spawn(move || loop {
-            let Ok(sig) = mask.wait() else { continue };
-            if sig == Signal::SIGWINCH {
-                let fd = terminal.load(Ordering::SeqCst);
-                if fd >= 0 {
-                    tty::copy_window_size(0, fd);
-                }
-                continue;
-            }
+    let deliver = {
+        let (init, pending) = (Arc::clone(&init), Arc::clone(&pending));
+        move |sig: Signal| {
             let mut waiting = pending.lock().unwrap_or_else(|p| p.into_inner());
-            let pid = monitor.load(Ordering::SeqCst);
-            if pid != 0 {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
-            } else {
-                waiting.push(sig);
+            match init.load(Ordering::SeqCst) {
+                0 => waiting.push(sig),
+                pid => {
+                    container::signal_init(pid, sig);
+                }
+            }
+        }
+    };
+    if a.tty {
+        let terminal = Arc::clone(&terminal);
+        let mut set = SigSet::empty();
+        for s in [
+            Signal::SIGWINCH,
+            Signal::SIGHUP,
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGQUIT,
+        ] {
+            set.add(s);
+        }
+        super::sigproxy::take(set, move |sig| {
+            if sig != Signal::SIGWINCH {
+                return deliver(Signal::SIGKILL);
+            }
+            let fd = terminal.load(Ordering::SeqCst);
+            if fd >= 0 {
+                tty::copy_window_size(0, fd);
             }
         });
+    } else if a.sig_proxy {
+        super::sigproxy::take(super::sigproxy::proxied(), deliver);
     }
     let store = open_store(root)?;
     let reference = &a.image_and_args[0];
@@ -598,11 +612,11 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
     let mut relay = None;
     let mut raw = None;
     let result = container::run_foreground(&store, record.clone(), streams, |c| {
-        {
+        if let Some(pid) = c.init_pid {
             let mut waiting = pending.lock().unwrap_or_else(|p| p.into_inner());
-            monitor.store(c.pid(), Ordering::SeqCst);
+            init.store(pid, Ordering::SeqCst);
             for sig in waiting.drain(..) {
-                c.signal(sig);
+                container::signal_init(pid, sig);
             }
         }
         if let Some(master) = c.terminal.take() {

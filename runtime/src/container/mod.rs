@@ -283,6 +283,9 @@ pub struct Record {
     pub created: String,
     pub state: State,
     pub exit_code: Option<i32>,
+    /// The last run ended with an OOM kill in its memory cgroup (docker's `OOMKilled`).
+    #[serde(default)]
+    pub oom_killed: bool,
     /// While running: the monitor's pid (foreground), or the supervisor's (detached).
     pub pid: Option<u32>,
     pub spec: ContainerSpec,
@@ -747,6 +750,7 @@ pub fn create(
         created: crate::oci::time::format_rfc3339(now_secs()),
         state: State::Created,
         exit_code: None,
+        oom_killed: false,
         pid: None,
         spec,
         supervised: false,
@@ -876,6 +880,7 @@ pub fn run_foreground(
         }
     };
     record.state = State::Running;
+    record.oom_killed = false;
     record.pid = Some(container.pid());
     record.init_pid = container.init_pid;
     record.stubs = container.stubs.clone();
@@ -888,6 +893,7 @@ pub fn run_foreground(
     record.pid = None;
     record.init_pid = None;
     record.finished_at = Some(now_rfc3339_nanos());
+    record.oom_killed = result.as_ref().is_ok_and(|e| e.oom_killed);
     record.exit_code = Some(match &result {
         Ok(exit) => exit.code,
         Err(SandboxError::Start { code, .. }) => *code,
@@ -973,13 +979,22 @@ pub fn kill(
             None => Ok(()),
         };
     }
-    let pid = record.init_pid.or(record.pid).unwrap_or(0) as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-        .map_err(|_| ContainerError::NotRunning(record.name.clone()))?;
-    if let Some(init) = record.init_pid {
-        Cgroup::thaw_after_signal(&RealFs, init);
+    let pid = record.init_pid.or(record.pid).unwrap_or(0);
+    if !signal_init(pid, sig) {
+        return Err(ContainerError::NotRunning(record.name.clone()));
     }
     Ok(())
+}
+
+/// Send `sig` to a container's PID 1 (pid in kiln's namespace), thawing the container when
+/// it is paused so the signal is acted on (docker's behaviour); false when there is no such
+/// process. The one way every holder and `kill` signal a container.
+pub fn signal_init(pid: u32, sig: nix::sys::signal::Signal) -> bool {
+    if pid == 0 || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).is_err() {
+        return false;
+    }
+    Cgroup::thaw_after_signal(&RealFs, pid);
+    true
 }
 
 /// `kiln pause` (`true`) and `unpause`: freeze or thaw every process of the container.

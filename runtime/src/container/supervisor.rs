@@ -242,12 +242,7 @@ impl Shared {
 
 /// Signal PID 1, and thaw a paused container so the signal is acted on (docker's way).
 fn signal_pid(pid: Option<u32>, sig: Signal) -> bool {
-    let sent = pid
-        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), sig).is_ok());
-    if let (true, Some(p)) = (sent, pid) {
-        crate::sandbox::cgroup::Cgroup::thaw_after_signal(&crate::sandbox::cgroup::RealFs, p);
-    }
-    sent
+    pid.is_some_and(|p| super::signal_init(p, sig))
 }
 
 fn record_path(root: &Path, id: &str) -> PathBuf {
@@ -364,6 +359,13 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         };
         let mut container = launcher.start(&record.spec, streams)?;
         let started = std::time::Instant::now();
+        // Before the start is reported: a client attaching right after it (`start -i`)
+        // finds the stdin open.
+        let input = match (&container.terminal, input) {
+            (Some(master), _) => master.try_clone().ok().map(|m| Arc::new(File::from(m))),
+            (None, input) => input,
+        };
+        shared.set_stdin(input);
         {
             let mut live = shared.lock();
             live.running = true;
@@ -381,15 +383,11 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
             r.pid = Some(me);
             r.init_pid = init_pid;
             r.exit_code = None;
+            r.oom_killed = false;
             r.started_at = Some(now_rfc3339_nanos());
         })?;
         tell(ready, None, 0);
         let mut copiers = Vec::new();
-        let input = match (&container.terminal, input) {
-            (Some(master), _) => master.try_clone().ok().map(|m| Arc::new(File::from(m))),
-            (None, input) => input,
-        };
-        shared.set_stdin(input);
         let interactive = container.terminal.is_some();
         let streams: Vec<(OwnedFd, &str)> = match container.terminal.take() {
             Some(master) => vec![(master, "stdout")],
@@ -428,9 +426,9 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
         };
         // Everything is set up: from here on it waits, so its start-up's pages can go.
         super::idle::release_idle_memory();
-        let code = match container.wait() {
-            Ok(exit) => exit.code,
-            Err(SandboxError::Start { code, .. }) => code,
+        let (code, oom_killed) = match container.wait() {
+            Ok(exit) => (exit.code, exit.oom_killed),
+            Err(SandboxError::Start { code, .. }) => (code, false),
             Err(e) => return Err(e.into()),
         };
         // The next run gets a new stdin; attached clients of this one see their writes fail.
@@ -462,6 +460,7 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
                 State::Exited
             };
             r.exit_code = Some(code);
+            r.oom_killed = oom_killed;
             r.pid = if again { Some(me) } else { None };
             r.init_pid = None;
             r.stopped_by_user = stopped;

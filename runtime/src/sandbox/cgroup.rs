@@ -638,6 +638,40 @@ impl Cgroup {
         }
     }
 
+    /// Whether the kernel's OOM killer killed a process of the container (docker's
+    /// `State.OOMKilled`): v2 `memory.events` `oom_kill`; v1 `memory.oom_control`
+    /// `oom_kill` (kernels since 4.13), else, on older kernels, the limit having been hit
+    /// (`memory.failcnt`) when the container ended by SIGKILL (`killed`). Read before the
+    /// cgroup is removed.
+    pub fn oom_killed(&self, fs: &dyn CgroupFs, killed: bool) -> bool {
+        let Some(d) = self.dir_of("memory") else {
+            return false;
+        };
+        let count = |file: &str| {
+            let text = fs.read(&d.path.join(file)).ok()?;
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == "oom_kill")
+                    .then(|| v.trim().parse::<u64>().ok())
+                    .flatten()
+            })
+        };
+        match d.version {
+            Version::V2 => count("memory.events").is_some_and(|n| n > 0),
+            Version::V1 => match count("memory.oom_control") {
+                Some(n) => n > 0,
+                None => {
+                    killed
+                        && fs
+                            .read(&d.path.join("memory.failcnt"))
+                            .ok()
+                            .and_then(|s| s.trim().parse::<u64>().ok())
+                            .is_some_and(|n| n > 0)
+                }
+            },
+        }
+    }
+
     /// What `kiln stats` shows, read from the controllers' files.
     pub fn usage(&self, fs: &dyn CgroupFs) -> Usage {
         let mut u = Usage::default();
@@ -1047,6 +1081,53 @@ mod tests {
         assert_eq!(u.cpu_ns, Some(123456));
         assert_eq!(u.pids, Some(3));
         assert_eq!((u.block_read, u.block_write), (101, 50));
+    }
+
+    #[test]
+    fn oom_kills_from_v1_and_v2_files() {
+        let fs = Fake::default();
+        let one = |p: &str, v: Version| Cgroup {
+            dirs: vec![Dir {
+                path: p.into(),
+                version: v,
+                controllers: vec!["memory"],
+            }],
+        };
+        let (v1, v2, old) = (
+            one("/m1", Version::V1),
+            one("/u", Version::V2),
+            one("/m0", Version::V1),
+        );
+        let set = |f: &str, v: &str| fs.files.borrow_mut().insert(f.into(), v.into());
+        set(
+            "/m1/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+        );
+        set(
+            "/u/memory.events",
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n",
+        );
+        assert!(!v1.oom_killed(&fs, true));
+        assert!(!v2.oom_killed(&fs, true));
+        set(
+            "/m1/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        );
+        set(
+            "/u/memory.events",
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n",
+        );
+        assert!(v1.oom_killed(&fs, false));
+        assert!(v2.oom_killed(&fs, false));
+        // A kernel without the oom_kill count: the limit was hit and the end was SIGKILL.
+        set(
+            "/m0/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\n",
+        );
+        set("/m0/memory.failcnt", "12\n");
+        assert!(old.oom_killed(&fs, true));
+        assert!(!old.oom_killed(&fs, false));
+        assert!(!Cgroup { dirs: Vec::new() }.oom_killed(&fs, true));
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct Exit {
     /// Docker's status: the payload's exit code, or 128+signal.
     pub code: i32,
     pub signal: Option<i32>,
+    /// The kernel's OOM killer killed a process of the container (docker's
+    /// `State.OOMKilled`), read from its memory cgroup as it ended.
+    pub oom_killed: bool,
 }
 
 fn dup_high(fd: RawFd) -> RawFd {
@@ -273,7 +276,11 @@ impl Container {
         loop {
             match self.reports.next() {
                 Ok(Some((Report::Exited { code, signal }, _))) => {
-                    exit = Some(Exit { code, signal })
+                    exit = Some(Exit {
+                        code,
+                        signal,
+                        oom_killed: false,
+                    })
                 }
                 Ok(Some((Report::Failed { message, code }, _))) => failed = Some((message, code)),
                 Ok(Some(_)) => {}
@@ -288,11 +295,18 @@ impl Container {
             return Err(SandboxError::Start { message, code });
         }
         use std::os::unix::process::ExitStatusExt;
-        Ok(exit.unwrap_or(Exit {
+        let mut exit = exit.unwrap_or(Exit {
             code: status
                 .code()
                 .unwrap_or_else(|| 128 + status.signal().unwrap_or(9)),
             signal: None,
-        }))
+            oom_killed: false,
+        });
+        // Before `self` (and with it the cgroup) goes.
+        exit.oom_killed = self.cgroup.as_ref().is_some_and(|c| {
+            c.cgroup
+                .oom_killed(&RealFs, exit.code == 128 + Signal::SIGKILL as i32)
+        });
+        Ok(exit)
     }
 }
