@@ -161,12 +161,21 @@ fn marked(marker: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Monitors of this test binary's kiln still alive.
+/// Monitors of this test binary's kiln still alive that no kiln process holds: a leaked one
+/// outlives its `kiln run` and is reparented away. Those whose parent is a live kiln (a
+/// foreground run, a build's RUN step, a detached container's supervisor) belong to tests
+/// running beside this one, and are left out.
 fn our_monitors() -> Vec<(u32, Vec<String>)> {
     let bin = kiln_bin().to_string_lossy().into_owned();
-    processes()
-        .into_iter()
+    let all = processes();
+    let kiln_pids: BTreeSet<u32> = all
+        .iter()
+        .filter(|p| p.3.first() == Some(&bin) && p.2 != 'Z')
+        .map(|p| p.0)
+        .collect();
+    all.into_iter()
         .filter(|p| p.3.len() >= 2 && p.3[1] == INIT_ARG && p.3[0] == bin && p.2 != 'Z')
+        .filter(|p| !kiln_pids.contains(&p.1))
         .map(|p| (p.0, p.3))
         .collect()
 }
