@@ -276,25 +276,33 @@ fn dockerfiles(dir: &Path) -> std::io::Result<Vec<(String, usize, String)>> {
 mod tests {
     use super::*;
 
+    /// What the seeds hold, or `None` after a skip (locally) or a failure (in CI, where
+    /// the seeds must be there).
+    fn found_or_skip<T, E: std::fmt::Display>(
+        dir: &Path,
+        found: Result<Vec<T>, E>,
+        none: &str,
+    ) -> Option<Vec<T>> {
+        let why = match found {
+            Ok(found) if !found.is_empty() => return Some(found),
+            Ok(_) => none.to_string(),
+            Err(e) => e.to_string(),
+        };
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("the seeds at {} are required in CI: {why}", dir.display());
+        }
+        eprintln!(
+            "SKIPPED: the seeds at {} are not readable ({why}); with CI=true this fails",
+            dir.display()
+        );
+        None
+    }
+
     #[test]
     fn every_tutorial_dockerfile_parses_and_lowers() {
         let dir = seeds_dir();
-        let found = match dockerfiles(&dir) {
-            Ok(found) if !found.is_empty() => found,
-            other => {
-                let why = match other {
-                    Ok(_) => "no Dockerfiles found".to_string(),
-                    Err(e) => e.to_string(),
-                };
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("the seeds at {} are required in CI: {why}", dir.display());
-                }
-                eprintln!(
-                    "SKIPPED: the seeds at {} are not readable ({why}); with CI=true this fails",
-                    dir.display()
-                );
-                return;
-            }
+        let Some(found) = found_or_skip(&dir, dockerfiles(&dir), "no Dockerfiles found") else {
+            return;
         };
         let (mut ok, mut refused_as_docker, mut failures) = (0, 0, Vec::new());
         for (file, line, text) in &found {
@@ -367,22 +375,8 @@ mod tests {
     #[test]
     fn every_tutorial_command_line_parses() {
         let dir = seeds_dir();
-        let found = match find_all(&dir) {
-            Ok(found) if !found.is_empty() => found,
-            other => {
-                let why = match other {
-                    Ok(_) => "no command lines found".to_string(),
-                    Err(e) => e.to_string(),
-                };
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("the seeds at {} are required in CI: {why}", dir.display());
-                }
-                eprintln!(
-                    "SKIPPED: the seeds at {} are not readable ({why}); with CI=true this fails",
-                    dir.display()
-                );
-                return;
-            }
+        let Some(found) = found_or_skip(&dir, find_all(&dir), "no command lines found") else {
+            return;
         };
         let mut accepted = 0;
         let mut excluded = 0;

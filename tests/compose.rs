@@ -32,6 +32,20 @@ fn ok(out: Output, what: &str) -> String {
     stdout_text(&out)
 }
 
+/// Takes a project down (`compose down -v`) when dropped, so a failed assertion does not
+/// leave its containers running past the test.
+struct TakeDown<'a>(&'a KilnStore, &'a Path);
+
+impl Drop for TakeDown<'_> {
+    fn drop(&mut self) {
+        let _ = run(self
+            .0
+            .cmd()
+            .args(["compose", "down", "-v"])
+            .current_dir(self.1));
+    }
+}
+
 fn config(dir: &Path, extra: &[&str]) -> String {
     let store = shared_store();
     let mut cmd = store.cmd();
@@ -228,17 +242,7 @@ volumes:
         run(&mut cmd)
     };
     // A failed assertion still takes the project down (its containers outlive the test).
-    struct Down<'a>(&'a KilnStore, &'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = run(self
-                .0
-                .cmd()
-                .args(["compose", "down", "-v"])
-                .current_dir(self.1));
-        }
-    }
-    let _down = Down(&store, &proj);
+    let _down = TakeDown(&store, &proj);
     ok(compose(&["up", "-d"]), "compose up -d");
     let ps = ok(compose(&["ps"]), "compose ps");
     let lines: Vec<&str> = ps.lines().collect();
@@ -706,17 +710,7 @@ volumes:
         cmd
     };
     let compose = |args: &[&str]| run(&mut compose_cmd(args));
-    struct Down<'a>(&'a KilnStore, &'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = run(self
-                .0
-                .cmd()
-                .args(["compose", "down", "-v"])
-                .current_dir(self.1));
-        }
-    }
-    let _down = Down(&store, &proj);
+    let _down = TakeDown(&store, &proj);
     let app_log = |want: &str| {
         let mut last = String::new();
         let seen = wait_until(Duration::from_secs(20), || {
@@ -1215,17 +1209,7 @@ fn port_ranges_anonymous_volumes_and_tmpfs() {
         cmd.env_remove("COMPOSE_PROJECT_NAME");
         run(&mut cmd)
     };
-    struct Down<'a>(&'a KilnStore, &'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = run(self
-                .0
-                .cmd()
-                .args(["compose", "down", "-v"])
-                .current_dir(self.1));
-        }
-    }
-    let _down = Down(&store, &proj);
+    let _down = TakeDown(&store, &proj);
     ok(compose(&["up", "-d"]), "compose up -d");
     // The container's 9001 is the range's second host port.
     let page = http_get(port + 1, "/mounts", Duration::from_secs(10));

@@ -85,10 +85,11 @@ impl Problem {
     /// Records the call at `span` of `file` that led to the problem, when the problem is in
     /// another file (a module's or the standard library's function failed in a step it made).
     pub fn called_from(mut self, file: usize, span: Span) -> Self {
-        let calls = self.called_from.get_or_insert_with(Default::default);
-        let innermost_file = calls.last().map_or(self.file, |(f, _)| *f);
-        if innermost_file != file || self.outside.is_some() {
-            calls.push((file, span));
+        let innermost = self.called_from.as_ref().and_then(|c| c.last());
+        if innermost.map_or(self.file, |(f, _)| *f) != file || self.outside.is_some() {
+            self.called_from
+                .get_or_insert_with(Default::default)
+                .push((file, span));
         }
         self
     }
