@@ -9,7 +9,9 @@ K = os.path.abspath(sys.argv[1]); ROOTFS = sys.argv[2]; R = "/tmp/kiln-container
 subprocess.run(["rm","-rf",R]); subprocess.run([K,"--root",R,"import",ROOTFS,"bb:1"],check=True,capture_output=True)
 kiln=lambda *a: [K,"--root",R,*a]
 dock=lambda *a: ["docker",*a]
-TERM="trap 'exit 0' TERM; while true; do sleep 0.1; done"
+# The TERM handler runs as soon as the signal arrives (`wait` is interrupted; a foreground
+# `sleep` would delay it by up to its length, for both tools alike).
+TERM="trap 'exit 0' TERM; sleep 1000 & wait"
 def t(cmd, cwd=None):
     s=time.perf_counter(); subprocess.run(cmd,check=True,capture_output=True,cwd=cwd); return time.perf_counter()-s
 def med(f,n=5): return statistics.median([f(i) for i in range(n)])

@@ -193,22 +193,29 @@ fn concurrent_tagging_keeps_every_tag() {
 }
 
 #[test]
-fn stale_tmp_sessions_are_removed_on_open() {
+fn stale_tmp_sessions_are_removed_when_the_next_session_is_made() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
+    let tmp = dir.path().join("tmp");
+    // A Store that only reads makes no session.
+    let reader = Store::open(dir.path()).unwrap();
+    assert!(reader.list_refs().unwrap().is_empty());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    drop(reader);
     // What a killed kiln leaves: a session lock nobody holds and its directory with a
     // half-written blob.
-    let tmp = dir.path().join("tmp");
     std::fs::create_dir(tmp.join("4242-1")).unwrap();
     std::fs::write(tmp.join("4242-1/t-half"), vec![1u8; 1000]).unwrap();
     std::fs::write(tmp.join("4242-1.lock"), b"").unwrap();
     let live = Store::open(dir.path()).unwrap();
+    assert!(tmp.join("4242-1.lock").exists());
+    let mut w = live.blob_writer().unwrap();
     assert!(!tmp.join("4242-1").exists());
     assert!(!tmp.join("4242-1.lock").exists());
-    // A live session is never removed by another open.
-    let mut w = live.blob_writer().unwrap();
+    // A live session is never removed by another session's birth.
     w.write_all(b"in progress").unwrap();
     let other = Store::open(dir.path()).unwrap();
+    other.put_blob(b"another writer").unwrap();
     let (d, _) = w.commit(None).unwrap();
     assert!(other.has_blob(&d));
 }

@@ -44,12 +44,13 @@ pub const SOCKET: &str = "supervisor.sock";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    /// The stop signal, then SIGKILL after `timeout` seconds; answered once it has ended.
+    /// The stop signal, then SIGKILL after `timeout` seconds; answered once the record
+    /// shows the end.
     Stop { timeout: u64 },
     /// Send `signal` to the container's PID 1.
     Kill { signal: i32 },
-    /// Answered when the current run ends (or at once with the last status when the
-    /// supervisor is finishing).
+    /// Answered when the record shows the current run's end (or at once with the last
+    /// status when the supervisor is finishing).
     Wait,
     /// `kiln attach`: answered at once; then every byte the client sends goes to the
     /// container's stdin (its terminal, or the `-i` pipe) until the client closes.
@@ -208,6 +209,9 @@ struct Live {
     init_pid: Option<u32>,
     /// Runs that have ended so far.
     ended: u64,
+    /// Runs whose end the record shows (`ended` counts it a moment before): `stop` and
+    /// `wait` answer once it has moved, so their callers read the end without polling.
+    recorded: u64,
     last_code: Option<i32>,
     stopped_by_user: bool,
     /// Set when no restart follows.
@@ -466,6 +470,8 @@ fn supervise_inner(root: &Path, id: &str, ready: &mut Option<File>) -> Result<i3
             r.stopped_by_user = stopped;
             r.finished_at = Some(now_rfc3339_nanos());
         })?;
+        shared.lock().recorded += 1;
+        shared.changed.notify_all();
         if !again {
             break code;
         }
@@ -576,7 +582,7 @@ fn carry_out(req: Request, shared: &Shared) -> Response {
             live.stopped_by_user = true;
             shared.changed.notify_all();
             if live.running {
-                let ended = live.ended;
+                let (ended, recorded) = (live.ended, live.recorded);
                 signal_pid(live.init_pid, shared.stop_signal);
                 let (l, waited) = shared
                     .changed
@@ -585,11 +591,11 @@ fn carry_out(req: Request, shared: &Shared) -> Response {
                 live = l;
                 if waited.timed_out() {
                     signal_pid(live.init_pid, Signal::SIGKILL);
-                    live = shared
-                        .changed
-                        .wait_while(live, |l| l.ended == ended)
-                        .unwrap_or_else(|p| p.into_inner());
                 }
+                live = shared
+                    .changed
+                    .wait_while(live, |l| l.recorded == recorded)
+                    .unwrap_or_else(|p| p.into_inner());
             }
             Response {
                 exit_code: live.last_code,
@@ -597,10 +603,10 @@ fn carry_out(req: Request, shared: &Shared) -> Response {
             }
         }
         Request::Wait => {
-            let ended = live.ended;
+            let recorded = live.recorded;
             let live = shared
                 .changed
-                .wait_while(live, |l| l.ended == ended && !l.finished)
+                .wait_while(live, |l| l.recorded == recorded && !l.finished)
                 .unwrap_or_else(|p| p.into_inner());
             Response {
                 exit_code: live.last_code,

@@ -159,6 +159,7 @@ pub enum MountKind {
     /// A file made for this container in a private tmpfs (secrets, /etc/hosts, heredoc
     /// scripts): its bytes never touch a disk.
     File {
+        #[serde(with = "hex_bytes")]
         content: Vec<u8>,
         mode: u32,
         uid: u32,
@@ -240,6 +241,26 @@ mod tests {
     }
 
     #[test]
+    fn file_content_is_one_hex_string_and_the_old_array_still_reads() {
+        let kind = MountKind::File {
+            content: b"127.0.0.1\tlocalhost\n".to_vec(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        };
+        let json = serde_json::to_string(&kind).unwrap();
+        assert!(json.contains(r#""content":"3132372e"#), "{json}");
+        assert_eq!(serde_json::from_str::<MountKind>(&json).unwrap(), kind);
+        let old = r#"{"type":"file","content":[104,105],"mode":420,"uid":0,"gid":0}"#;
+        let MountKind::File { content, .. } = serde_json::from_str(old).unwrap() else {
+            panic!("not a file mount");
+        };
+        assert_eq!(content, b"hi");
+        let bad = r#"{"type":"file","content":"zz","mode":420,"uid":0,"gid":0}"#;
+        assert!(serde_json::from_str::<MountKind>(bad).is_err());
+    }
+
+    #[test]
     fn env_defaults_and_overrides() {
         let env = container_env(&v(&["A=1", "B=2"]), &v(&["B=3", "C=4"]), "h");
         assert_eq!(
@@ -272,5 +293,38 @@ mod tests {
         );
         assert_eq!(command_line(&ep, &cmd, Some(""), &v(&["sh"])), v(&["sh"]));
         assert_eq!(command_line(&[], &cmd, None, &[]), v(&["a", "b"]));
+    }
+}
+
+/// A file's bytes in JSON as one hex string: a tenth of the size of serde's array of numbers
+/// and parsed without buffering each number (records are read by every `ps`). Records written
+/// before, with the array, still read.
+mod hex_bytes {
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct HexOrArray;
+        impl<'de> Visitor<'de> for HexOrArray {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a hex string or an array of bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                hex::decode(v).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(HexOrArray)
     }
 }

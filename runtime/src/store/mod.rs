@@ -21,12 +21,14 @@
 //! <root>/records/chunks/<hex>.zst     context listing chunks the records share
 //! <root>/lock                    flock: held exclusively while index.json is rewritten
 //! <root>/gc.lock                 flock: shared by every open Store, exclusive for prune
-//! <root>/tmp/<session>/          each open Store's temporary files; <session>.lock is held
-//!                                while the Store lives, so stale sessions are recognised
+//! <root>/tmp/<session>/          an open Store's temporary files, made at its first write;
+//!                                <session>.lock is held while the Store lives, so stale
+//!                                sessions are recognised
 //! ```
 //! Every file is written to the session's tmp directory, fsynced and renamed into place (then
 //! the directory is fsynced): killing kiln at any moment leaves a store the next command uses
-//! without repair; what a dead process left in tmp/ is removed by the next `Store::open`.
+//! without repair; what a dead process left in tmp/ is removed when the next session is made.
+//! A Store that only reads (`ps`, `images`, `inspect`) makes no session and writes nothing.
 //!
 //! Must not: know tar, Dockerfiles or the builder; write anything outside its root.
 
@@ -214,10 +216,17 @@ pub struct Store {
     root: PathBuf,
     /// Shared flock on `gc.lock` for the life of this Store (prune needs it exclusively).
     gc_lock: File,
-    /// This Store's private directory under tmp/ and the lock file that marks it alive.
-    session_dir: PathBuf,
-    session_lock_path: PathBuf,
-    _session_lock: File,
+    /// This Store's private directory under tmp/, made at the first write.
+    session: std::sync::OnceLock<Session>,
+    /// Held while the session is made, so two threads make one.
+    session_birth: std::sync::Mutex<()>,
+}
+
+/// A Store's private directory under tmp/ and the lock file that marks it alive.
+struct Session {
+    dir: PathBuf,
+    lock_path: PathBuf,
+    _lock: File,
 }
 
 impl std::fmt::Debug for Store {
@@ -271,16 +280,31 @@ impl Store {
         let gc_path = root.join("gc.lock");
         let gc_lock = open_lock_file(&gc_path)?;
         gc_lock.lock_shared().map_err(io_err("lock", &gc_path))?;
-        let tmp = root.join("tmp");
-        remove_stale_sessions(&tmp);
-        let (session_dir, session_lock_path, session_lock) = new_session(&tmp)?;
         Ok(Store {
             root,
             gc_lock,
-            session_dir,
-            session_lock_path,
-            _session_lock: session_lock,
+            session: std::sync::OnceLock::new(),
+            session_birth: std::sync::Mutex::new(()),
         })
+    }
+
+    /// This Store's session directory, made (after removing what dead processes left in
+    /// tmp/) the first time anything is staged.
+    fn session_dir(&self) -> Result<&Path> {
+        if let Some(session) = self.session.get() {
+            return Ok(&session.dir);
+        }
+        let _birth = self
+            .session_birth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(session) = self.session.get() {
+            return Ok(&session.dir);
+        }
+        let tmp = self.root.join("tmp");
+        remove_stale_sessions(&tmp);
+        let session = new_session(&tmp)?;
+        Ok(&self.session.get_or_init(|| session).dir)
     }
 
     pub fn root(&self) -> &Path {
@@ -294,20 +318,22 @@ impl Store {
 
     /// A new temporary file in this Store's session directory, deleted when dropped.
     pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
+        let dir = self.session_dir()?;
         tempfile::Builder::new()
             .prefix("t")
-            .tempfile_in(&self.session_dir)
-            .map_err(io_err("create a temporary file in", &self.session_dir))
+            .tempfile_in(dir)
+            .map_err(io_err("create a temporary file in", dir))
     }
 
     /// A private scratch directory for this process (in the Store's tmp session), deleted
     /// when dropped; if the process dies, the next `Store::open` removes it. Nothing else in
     /// tmp/ is safe from that cleanup.
     pub fn scratch_dir(&self) -> Result<tempfile::TempDir> {
+        let dir = self.session_dir()?;
         tempfile::Builder::new()
             .prefix("scratch")
-            .tempdir_in(&self.session_dir)
-            .map_err(io_err("create a scratch directory in", &self.session_dir))
+            .tempdir_in(dir)
+            .map_err(io_err("create a scratch directory in", dir))
     }
 
     /// Writes `bytes` to `dest` atomically (temp file, rename) but without waiting for the
@@ -346,9 +372,11 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // Best effort: a failure here leaves a stale session the next open removes.
-        let _ = fs::remove_dir_all(&self.session_dir);
-        let _ = fs::remove_file(&self.session_lock_path);
+        // Best effort: a failure here leaves a stale session the next one removes.
+        if let Some(session) = self.session.get() {
+            let _ = fs::remove_dir_all(&session.dir);
+            let _ = fs::remove_file(&session.lock_path);
+        }
     }
 }
 
@@ -426,7 +454,7 @@ pub(crate) fn sync_parent(path: &Path) -> Result<()> {
 /// Creates `tmp/<id>/` and `tmp/<id>.lock`, the lock held by the returned file.
 /// The lock file is locked under a name the cleaner ignores, then renamed, so no other
 /// process can mistake a session being born for a dead one.
-fn new_session(tmp: &Path) -> Result<(PathBuf, PathBuf, File)> {
+fn new_session(tmp: &Path) -> Result<Session> {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -454,7 +482,11 @@ fn new_session(tmp: &Path) -> Result<(PathBuf, PathBuf, File)> {
         .persist(&lock_path)
         .map_err(|e| io_err("rename a session lock to", &lock_path)(e.error))?;
     fs::create_dir(&dir).map_err(io_err("create", &dir))?;
-    Ok((dir, lock_path, file))
+    Ok(Session {
+        dir,
+        lock_path,
+        _lock: file,
+    })
 }
 
 /// Removes what dead processes left in tmp/: sessions whose lock nobody holds, and leftovers

@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(store.unpacked_layer(&digest).unwrap(), path);
         assert!(path.join("marker").exists());
         // Nothing left in the session's tmp directory.
-        assert_eq!(fs::read_dir(&store.session_dir).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(store.session_dir().unwrap()).unwrap().count(),
+            0
+        );
     }
 
     #[test]
@@ -161,7 +164,10 @@ mod tests {
         if let Ok(listing) = fs::read_dir(&unpacked) {
             assert_eq!(listing.count(), 0, "something was left in layers/unpacked");
         }
-        assert_eq!(fs::read_dir(&store.session_dir).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(store.session_dir().unwrap()).unwrap().count(),
+            0
+        );
         assert!(!root.path().join("evil").exists());
     }
 
@@ -199,6 +205,9 @@ mod tests {
         let report = store.prune().unwrap();
         assert_eq!(report.unpacked_removed, 2);
         assert_eq!(fs::read_dir(&unpacked).unwrap().count(), 0);
-        assert_eq!(fs::read_dir(&store.session_dir).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(store.session_dir().unwrap()).unwrap().count(),
+            0
+        );
     }
 }

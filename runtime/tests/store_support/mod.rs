@@ -108,12 +108,18 @@ pub fn make_image(store: &Store, layers: &[&[(&str, &[u8])]], cmd: &str, tags: &
 }
 
 /// Every file under `root` with its size and sha256 (directories listed with no content),
-/// to compare a store before and after an operation.
+/// to compare a store before and after an operation. A Store's session (its directory and
+/// lock under tmp/, made at its first write) is left out; anything staged in one is not.
 pub fn listing(root: &Path) -> BTreeMap<PathBuf, Option<(u64, Digest)>> {
     let mut out = BTreeMap::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.unwrap();
         let rel = entry.path().strip_prefix(root).unwrap().to_path_buf();
+        let session = rel.parent() == Some(Path::new("tmp"))
+            && (entry.file_type().is_dir() || rel.extension() == Some("lock".as_ref()));
+        if session {
+            continue;
+        }
         if entry.file_type().is_file() {
             let bytes = std::fs::read(entry.path()).unwrap();
             out.insert(rel, Some((bytes.len() as u64, Digest::of_bytes(&bytes))));
