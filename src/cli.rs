@@ -293,6 +293,9 @@ pub struct RunArgs {
     /// More names for the container on its network (resolving to 127.0.0.1)
     #[arg(long = "network-alias", value_name = "ALIAS")]
     pub network_alias: Vec<String>,
+    /// Set metadata on the container (K=V, or K for an empty value)
+    #[arg(short = 'l', long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
     /// Publish a container port on the host: [IP:]HOST:CONTAINER[/udp]
     #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CONTAINER")]
     pub publish: Vec<String>,
@@ -1071,6 +1074,20 @@ pub enum ComposeCommand {
         /// Run N containers of SERVICE (<project>-<service>-1 ... -N)
         #[arg(long = "scale", value_name = "SERVICE=N")]
         scale: Vec<String>,
+        /// Recreate every container, even when its configuration and image are unchanged
+        #[arg(long, conflicts_with = "no_recreate")]
+        force_recreate: bool,
+        /// Keep existing containers, even when their configuration or image changed
+        #[arg(long)]
+        no_recreate: bool,
+        /// Seconds to wait for a container being replaced or removed to stop before SIGKILL
+        #[arg(
+            short = 't',
+            long = "timeout",
+            value_name = "SECONDS",
+            default_value_t = 10
+        )]
+        timeout: u64,
         /// Only these services (and the ones they depend on)
         services: Vec<String>,
     },

@@ -1692,3 +1692,130 @@ fn network_mode_none_and_service_share_a_namespace_and_make_no_network() {
     );
     ok(compose(&["down", "-t", "1"]), "compose down");
 }
+
+/// `up` on a project already up, as docker-compose 1.29 converges it: an unchanged running
+/// container is kept, a stopped one is started again (its files kept), a changed one is
+/// recreated with its anonymous volume's data, `--force-recreate` always and `--no-recreate`
+/// never replaces it. Each step is checked on both tools by container ID and by the files seen.
+#[test]
+fn up_recreates_only_changed_containers_as_docker_compose_does() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker-compose");
+    docker_busybox();
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("converge");
+    std::fs::create_dir(&proj).unwrap();
+    let name = format!("kilnrc{}", std::process::id());
+    let write = |x: &str| {
+        std::fs::write(
+            proj.join("compose.yaml"),
+            format!(
+                "services:\n  app:\n    image: {BUSYBOX}\n    network_mode: none\n    \
+                 command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 120 & wait\"]\n    \
+                 environment:\n      X: \"{x}\"\n    volumes:\n      - /data\n"
+            ),
+        )
+        .unwrap()
+    };
+    let kiln = |args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.args(["compose", "-p", &name])
+            .args(args)
+            .current_dir(&proj);
+        run(&mut cmd)
+    };
+    let docker_compose = |args: &[&str]| {
+        run(std::process::Command::new("docker-compose")
+            .args(["-p", &name, "--no-ansi"])
+            .args(args)
+            .current_dir(&proj)
+            .stdin(std::process::Stdio::null()))
+    };
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-v", "-t", "1"]);
+        }
+    }
+    let _docker_down = Down(&docker_compose);
+    let _kiln_down = Down(&kiln);
+    let both = |args: &[&str]| {
+        for (who, out) in [
+            ("kiln", kiln(args)),
+            ("docker-compose", docker_compose(args)),
+        ] {
+            assert!(out.status.success(), "{who} {args:?}: {}", show(&out));
+        }
+    };
+    // The app container's ID, and what `sh -c script` prints in it, on each tool.
+    let ids = || {
+        let k = ok(
+            store.kiln([
+                "ps",
+                "-aq",
+                "--no-trunc",
+                "--filter",
+                &format!("name={name}-app-1"),
+            ]),
+            "ps",
+        );
+        let d = stdout_text(&docker_compose(&["ps", "-q", "app"]));
+        (k.trim().to_string(), d.trim().to_string())
+    };
+    let sh = |script: &str| {
+        let k = kiln(&["exec", "app", "sh", "-c", script]);
+        let d = docker_compose(&["exec", "-T", "app", "sh", "-c", script]);
+        (stdout_text(&k), stdout_text(&d).replace("\r\n", "\n"))
+    };
+    write("1");
+    both(&["up", "-d"]);
+    let first = ids();
+    assert!(!first.0.is_empty() && !first.1.is_empty(), "{first:?}");
+    sh("echo kept > /data/f; echo layer > /tmp/f");
+    // Unchanged and running: kept.
+    both(&["up", "-d"]);
+    assert_eq!(ids(), first, "an unchanged running container is kept");
+    // Stopped, unchanged: the same container started again, its own files still there.
+    both(&["stop", "-t", "1"]);
+    both(&["up", "-d"]);
+    assert_eq!(
+        ids(),
+        first,
+        "a stopped unchanged container is started, not recreated"
+    );
+    let seen = sh("cat /tmp/f");
+    assert_eq!(seen, ("layer\n".to_string(), "layer\n".to_string()));
+    // Changed: recreated; the anonymous volume's data goes along, the old layer does not.
+    write("2");
+    both(&["up", "-d", "-t", "1"]);
+    let changed = ids();
+    assert!(
+        changed.0 != first.0 && changed.1 != first.1,
+        "{first:?} {changed:?}"
+    );
+    let seen = sh("cat /data/f; cat /tmp/f 2>/dev/null || echo gone; echo $X");
+    assert_eq!(seen.0, "kept\ngone\n2\n");
+    assert_eq!(seen.1, seen.0);
+    // --force-recreate replaces it; --no-recreate keeps it even when changed.
+    both(&["up", "-d", "-t", "1", "--force-recreate"]);
+    let forced = ids();
+    assert!(
+        forced.0 != changed.0 && forced.1 != changed.1,
+        "{changed:?} {forced:?}"
+    );
+    write("3");
+    both(&["up", "-d", "--no-recreate"]);
+    assert_eq!(ids(), forced, "--no-recreate keeps the container");
+    assert_eq!(sh("cat /data/f; echo $X").0, "kept\n2\n");
+    // One anonymous volume all along: down -v removes it.
+    let vols = ok(store.kiln(["volume", "ls", "-q"]), "volume ls");
+    assert_eq!(vols.lines().count(), 1, "{vols}");
+    both(&["down", "-v", "-t", "1"]);
+    assert_eq!(
+        ok(store.kiln(["volume", "ls", "-q"]), "volume ls").trim(),
+        ""
+    );
+}

@@ -592,8 +592,42 @@ fn ps_and_inspect_have_dockers_shape() {
     let k = Kiln::new();
     let n = name("shape");
     let long = "echo a long command line; sleep 1000";
-    k.run_d(&n, &["-w", "/tmp", "-e", "A=1"], &["sh", "-c", long]);
-    let d = DockerContainer::run(&["-w", "/tmp", "-e", "A=1"], &["sh", "-c", long]);
+    let flags = [
+        "-w", "/tmp", "-e", "A=1", "-l", "tier=web", "--label", "empty",
+    ];
+    k.run_d(&n, &flags, &["sh", "-c", long]);
+    let d = DockerContainer::run(&flags, &["sh", "-c", long]);
+    // Label filters: a key, a key and its value; a wrong value matches nothing.
+    for (filter, shown) in [
+        ("label=tier", true),
+        ("label=tier=web", true),
+        ("label=tier=db", false),
+        ("label=empty=", true),
+    ] {
+        let kq = ok(
+            k.kiln(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("name={n}"),
+                "--filter",
+                filter,
+            ]),
+            "kiln ps",
+        );
+        let dq = ok(
+            d.cmd(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("name={}", d.0),
+                "--filter",
+                filter,
+            ]),
+            "docker ps",
+        );
+        assert_eq!((!kq.is_empty(), !dq.is_empty()), (shown, shown), "{filter}");
+    }
     let header = |s: &str| {
         s.lines()
             .next()
@@ -627,6 +661,7 @@ fn ps_and_inspect_have_dockers_shape() {
         &["Config", "Entrypoint"],
         &["Config", "WorkingDir"],
         &["Config", "Image"],
+        &["Config", "Labels"],
         &["RestartCount"],
         &["HostConfig", "NetworkMode"],
         &["Mounts"],

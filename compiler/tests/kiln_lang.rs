@@ -92,6 +92,55 @@ fn assert_same_plan(dockerfile: &str, program: &str, target: Option<&str>) {
     assert_eq!(a.target_image().1, b.target_image().1);
 }
 
+/// An ARG declared again keeps its first place in a RUN's `|N` prefix and environment and
+/// takes the new value; declared again without one, it keeps the old (current BuildKit's
+/// dispatchArg and runCommandString), in both front ends.
+#[test]
+fn a_redeclared_arg_keeps_its_place_and_takes_the_new_value() {
+    let dockerfile = "FROM scratch\nARG A=1\nARG B=2\nARG A=3\nARG B\nRUN true\n";
+    let program = r#"
+export app = scratch()
+  |> build_arg("A", default: "1")
+  |> build_arg("B", default: "2")
+  |> build_arg("A", default: "3")
+  |> build_arg("B")
+  |> run("true")
+"#;
+    let d = tempfile::tempdir().unwrap();
+    context(d.path());
+    write(d.path(), "build.kiln", program);
+    let a = dockerfile_plan_with(d.path(), dockerfile, &opts(None));
+    let b = kiln_plan_with(d.path(), program, &opts(None));
+    assert_eq!(keys(&a), keys(&b), "plans differ");
+    for plan in [&a, &b] {
+        let history: Vec<&str> = plan
+            .target_image()
+            .1
+            .history
+            .iter()
+            .map(|h| h.created_by.as_str())
+            .collect();
+        assert_eq!(
+            history.last(),
+            Some(&"RUN |2 A=3 B=2 /bin/sh -c true # buildkit")
+        );
+        let run = plan
+            .nodes
+            .iter()
+            .find_map(|n| match &n.op {
+                Op::Run(r) => Some(r),
+                _ => None,
+            })
+            .unwrap();
+        let args: Vec<&String> = run
+            .env
+            .iter()
+            .filter(|kv| kv.starts_with("A=") || kv.starts_with("B="))
+            .collect();
+        assert_eq!(args, ["A=3", "B=2"]);
+    }
+}
+
 /// A stage's build arguments: `build_arg()` and a stage `ARG` give one ARG history entry,
 /// the same RUN environment and `|N K=V` history prefix, so equal keys and history, with
 /// the arguments' defaults and with `--build-arg` values.

@@ -122,6 +122,9 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
             detach,
             build,
             scale,
+            force_recreate,
+            no_recreate,
+            timeout,
             services,
         } => {
             if !detach {
@@ -131,7 +134,12 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
             }
             let scale = parse_scale(p, &scale)?;
             let chosen = with_dependencies(p, &selected(p, &services)?);
-            up(root.clone(), p, &chosen, build, &scale)?;
+            let recreate = match (force_recreate, no_recreate) {
+                (true, _) => Recreate::Always(timeout),
+                (_, true) => Recreate::Never,
+                _ => Recreate::Changed(timeout),
+            };
+            up(root.clone(), p, &chosen, build, &scale, recreate)?;
             if detach {
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -237,7 +245,15 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
                 .filter(|d| s.depends_on.contains_key(&d.name))
                 .collect();
             let deps = with_dependencies(p, &direct);
-            up(root.clone(), p, &deps, false, &BTreeMap::new())?;
+            // As docker-compose 1.29: running dependencies are kept as they are.
+            up(
+                root.clone(),
+                p,
+                &deps,
+                false,
+                &BTreeMap::new(),
+                Recreate::Never,
+            )?;
             ensure_images(root.clone(), p, &[s], Images::Missing)?;
             let mut extra: Vec<String> = Vec::new();
             if rm {
@@ -527,12 +543,51 @@ fn rm(root: Option<PathBuf>, p: &Project, services: &[&Service]) -> miette::Resu
     Ok(())
 }
 
+/// When `up` replaces a service's existing container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recreate {
+    /// When its configuration hash differs (docker-compose's default), stopping it with
+    /// this timeout.
+    Changed(u64),
+    /// `--force-recreate`.
+    Always(u64),
+    /// `--no-recreate`.
+    Never,
+}
+
+impl Recreate {
+    fn timeout(self) -> u64 {
+        match self {
+            Recreate::Changed(t) | Recreate::Always(t) => t,
+            Recreate::Never => 10,
+        }
+    }
+}
+
+/// The label holding what a service's container was made from: a hash of its `kiln run`
+/// command line, its healthcheck and its image's ID (docker-compose's config-hash), so
+/// `up` recreates the container when any of them changes.
+const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+
+fn config_hash(argv: &[String], s: &Service, image: &kiln_runtime::store::Image) -> String {
+    let mut h = blake3::Hasher::new();
+    for a in argv {
+        h.update(a.as_bytes());
+        h.update(b"\0");
+    }
+    h.update(format!("{:?}", s.healthcheck).as_bytes());
+    h.update(b"\0");
+    h.update(image.id().to_string().as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
 fn up(
     root: Option<PathBuf>,
     p: &Project,
     chosen: &[&Service],
     rebuild: bool,
     scale: &BTreeMap<String, u32>,
+    recreate: Recreate,
 ) -> miette::Result<()> {
     // Every image first, so a missing one fails before anything is created: a service with
     // `build:` is built (as `kiln build` would) when its image is missing or with --build.
@@ -559,7 +614,7 @@ fn up(
             if *n > want {
                 let r = container::refresh(&store, r.clone())?;
                 let r = if r.held() {
-                    container::stop(&store, &r, 10)?
+                    container::stop(&store, &r, recreate.timeout())?
                 } else {
                     r
                 };
@@ -567,26 +622,55 @@ fn up(
                 eprintln!("Container {} Removed", r.name);
             }
         }
+        let reference = p.image(s);
+        let image = store
+            .image(&reference)
+            .map_err(|_| ComposeRunError::NoImage {
+                service: s.name.clone(),
+                image: reference.clone(),
+            })?;
         for n in 1..=want {
             let name = p.container(&s.name, n);
+            let mut extra = vec![
+                "-d".to_string(),
+                format!("--label=com.docker.compose.project={}", p.name),
+                format!("--label=com.docker.compose.service={}", s.name),
+                format!("--label=com.docker.compose.container-number={n}"),
+            ];
+            let hash = config_hash(&run_argv(p, s, &name, &extra, None)?, s, &image);
+            extra.push(format!("--label={CONFIG_HASH}={hash}"));
+            let mut reuse = BTreeMap::new();
             if let Some((_, r)) = existing.iter().find(|(i, _)| *i == n) {
                 let r = container::refresh(&store, r.clone())?;
-                if r.held() {
+                let current = match recreate {
+                    Recreate::Changed(_) => r.labels.get(CONFIG_HASH) == Some(&hash),
+                    Recreate::Always(_) => false,
+                    Recreate::Never => true,
+                };
+                if current && r.held() {
                     eprintln!("Container {name} Running");
                     continue;
                 }
+                if current {
+                    // As docker-compose: the same container again, its files kept.
+                    container::supervisor::start(&store, &r)?;
+                    eprintln!("Container {name} Started");
+                    continue;
+                }
+                let r = if r.held() {
+                    container::stop(&store, &r, recreate.timeout())?
+                } else {
+                    r
+                };
+                // Its anonymous volumes go to the new container, as docker-compose keeps them.
+                reuse = container::anonymous_volumes_by_target(&store, &r);
                 container::remove(&store, &r)?;
+                eprintln!("Container {name} Recreate");
             }
-            let args = run_args(p, s, &name, &["-d".to_string()], None)?;
-            let opts = super::run::options(&args)?;
-            let reference = &args.image_and_args[0];
-            let image = store
-                .image(reference)
-                .map_err(|_| ComposeRunError::NoImage {
-                    service: s.name.clone(),
-                    image: reference.clone(),
-                })?;
-            let mut record = container::create(&store, reference, &image, &opts)?;
+            let args = run_args(p, s, &name, &extra, None)?;
+            let mut opts = super::run::options(&args)?;
+            opts.reuse_anonymous = reuse;
+            let mut record = container::create(&store, &reference, &image, &opts)?;
             if let Some(h) = &s.healthcheck {
                 // The service's healthcheck replaces the image's, probed by the supervisor.
                 record.healthcheck = Some(health_config(h));
@@ -828,6 +912,18 @@ fn run_args(
     extra: &[String],
     command: Option<&[String]>,
 ) -> miette::Result<RunArgs> {
+    parse_run_argv(s, run_argv(p, s, name, extra, command)?)
+}
+
+/// The `kiln run` command line that makes a container of `s`: `extra` flags go before the
+/// image, `command` replaces the service's.
+fn run_argv(
+    p: &Project,
+    s: &Service,
+    name: &str,
+    extra: &[String],
+    command: Option<&[String]>,
+) -> miette::Result<Vec<String>> {
     let mut argv: Vec<String> = vec!["kiln".into(), "run".into()];
     // `--flag=value`, so a value that starts with `-` is still the flag's value.
     let mut flag = |f: &str, v: &str| argv.push(format!("{f}={v}"));
@@ -898,6 +994,10 @@ fn run_args(
         Some(c) => argv.extend(c.iter().cloned()),
         None => argv.extend(s.command.iter().flatten().cloned()),
     }
+    Ok(argv)
+}
+
+fn parse_run_argv(s: &Service, argv: Vec<String>) -> miette::Result<RunArgs> {
     match Cli::try_parse_from(&argv) {
         Ok(Cli {
             command: Command::Run(a),

@@ -25,7 +25,7 @@ enum ContainersError {
     Signal(String),
     #[error("invalid filter {0:?}")]
     #[diagnostic(help(
-        "kiln ps filters by status=created|running|exited, name=TEXT or id=PREFIX"
+        "kiln ps filters by status=created|running|exited, name=TEXT, id=PREFIX, label=KEY or label=KEY=VALUE"
     ))]
     Filter(String),
     #[error("invalid {flag} value {value:?}")]
@@ -241,6 +241,11 @@ fn matches_filter(r: &Record, filter: &str) -> Result<bool, ContainersError> {
         },
         "name" => r.name.contains(v),
         "id" => r.id.starts_with(v),
+        // docker's `label=K` (set, any value) and `label=K=V`.
+        "label" => match v.split_once('=') {
+            Some((k, want)) => r.labels.get(k).is_some_and(|have| have == want),
+            None => r.labels.contains_key(v),
+        },
         _ => return Err(ContainersError::Filter(filter.to_string())),
     })
 }
@@ -1023,6 +1028,7 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
             "WorkingDir": r.spec.process.cwd,
             "Entrypoint": if r.entrypoint.is_empty() { Value::Null } else { json!(r.entrypoint) },
             "StopSignal": if r.stop_signal.is_empty() { Value::Null } else { json!(r.stop_signal) },
+            "Labels": r.labels,
         },
     });
     if let Some(h) = &r.healthcheck {

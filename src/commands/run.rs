@@ -490,6 +490,9 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         restart: parse_restart(&a.restart)?,
         log: parse_log_opts(&a.log_opts)?,
         resources,
+        labels: super::frontend::key_values(&a.labels, "--label")?
+            .into_iter()
+            .collect(),
         ..RunOptions::default()
     };
     security_options(&a.security, &mut opts)?;

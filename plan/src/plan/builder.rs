@@ -146,11 +146,20 @@ pub struct Stage {
 
 impl Stage {
     /// Declare a build argument (ARG) with its value (None: declared without one); a name
-    /// declared again moves to the end. The ARG's `config` node and history entry are the
-    /// [`ConfigChange::Arg`] its front end makes after declaring each of its names.
+    /// declared again keeps its first place and takes the new value, if any (current BuildKit's
+    /// runCommandString; the BuildKit of docker 20.10 listed it twice in a RUN's `|N`
+    /// prefix). The ARG's `config` node and history entry are the [`ConfigChange::Arg`] its
+    /// front end makes after declaring each of its names.
     pub fn declare_arg(&mut self, name: &str, value: Option<String>) {
-        self.args.retain(|(k, _)| k != name);
-        self.args.push((name.to_string(), value));
+        match self.args.iter_mut().find(|(k, _)| k == name) {
+            // Without a value it changes nothing (BuildKit adds no environment for it).
+            Some(slot) => {
+                if value.is_some() {
+                    slot.1 = value;
+                }
+            }
+            None => self.args.push((name.to_string(), value)),
+        }
     }
 
     /// The working directory RUN and relative destinations use (`/` when unset).

@@ -19,6 +19,7 @@ pub mod network;
 pub mod supervisor;
 pub mod volume;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -193,6 +194,13 @@ pub struct RunOptions {
     pub publish_all: bool,
     /// `--memory`, `--cpus`, ...: carried out through the container's cgroup.
     pub resources: spec::Resources,
+    /// `--label`: metadata kept in the record (`inspect`'s Config.Labels, `ps --filter
+    /// label=`); compose keeps its project, service and configuration hash here.
+    pub labels: BTreeMap<String, String>,
+    /// Anonymous volumes to use again, by target: a `-v /DST` whose target is here mounts
+    /// this volume instead of a new one (compose recreating a container keeps its data, as
+    /// docker-compose does); it is still the new container's anonymous volume.
+    pub reuse_anonymous: BTreeMap<String, String>,
 }
 
 /// `--pid`: the pid namespace a new container gets.
@@ -347,6 +355,9 @@ pub struct Record {
     /// The volumes created for `-v /dst` (docker's anonymous volumes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anonymous_volumes: Vec<String>,
+    /// `--label` metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -687,7 +698,7 @@ pub fn create(
     let own: Vec<Mount> = opts
         .mounts
         .iter()
-        .map(|m| mount_for(store, m, &mut anonymous_volumes))
+        .map(|m| mount_for(store, m, &opts.reuse_anonymous, &mut anonymous_volumes))
         .collect::<Result<_, _>>()?;
     for m in mounts_from(store, &opts.volumes_from)? {
         if !own.iter().any(|o| o.target == m.target) {
@@ -777,6 +788,7 @@ pub fn create(
         health: None,
         cgroups: Vec::new(),
         anonymous_volumes,
+        labels: opts.labels.clone(),
     };
     if let Some(net) = &joined {
         network::attach_spec(store, &mut record, net);
@@ -788,15 +800,17 @@ pub fn create(
     Ok(record)
 }
 
-/// The mount a request makes; an anonymous volume's new name goes to `anonymous`.
+/// The mount a request makes; an anonymous volume's name (a new one, or the one `reuse`
+/// gives for its target) goes to `anonymous`.
 fn mount_for(
     store: &Store,
     m: &MountRequest,
+    reuse: &BTreeMap<String, String>,
     anonymous: &mut Vec<String>,
 ) -> Result<Mount, ContainerError> {
     Ok(match m {
         MountRequest::Anonymous { target } => {
-            let name = new_id();
+            let name = reuse.get(target).cloned().unwrap_or_else(new_id);
             let data = volume::create(store, &name)?.mountpoint;
             anonymous.push(name);
             Mount {
@@ -924,6 +938,25 @@ pub fn remove(store: &Store, record: &Record) -> Result<(), ContainerError> {
         network::refresh_hosts(store, net)?;
     }
     Ok(())
+}
+
+/// A container's anonymous volumes by the target they are mounted at (for
+/// [`RunOptions::reuse_anonymous`]); one that is gone is left out.
+pub fn anonymous_volumes_by_target(store: &Store, record: &Record) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for name in &record.anonymous_volumes {
+        let Ok(v) = volume::inspect(store, name) else {
+            continue;
+        };
+        let at =
+            record.spec.mounts.iter().find(
+                |m| matches!(&m.kind, MountKind::Bind { source, .. } if *source == v.mountpoint),
+            );
+        if let Some(m) = at {
+            out.insert(m.target.clone(), name.clone());
+        }
+    }
+    out
 }
 
 /// After `remove`: the container's anonymous volumes (`--rm`, `rm -v`), as docker removes
