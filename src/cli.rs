@@ -408,8 +408,9 @@ pub struct StatsArgs {
     /// Don't truncate output
     #[arg(long)]
     pub no_trunc: bool,
-    /// Go-template fields: {{.Container}} {{.ID}} {{.Name}} {{.CPUPerc}} {{.MemUsage}}
-    /// {{.MemPerc}} {{.NetIO}} {{.BlockIO}} {{.PIDs}}; a `table ` prefix prints a header
+    /// A Go template over {{.Container}} {{.ID}} {{.Name}} {{.CPUPerc}} {{.MemUsage}}
+    /// {{.MemPerc}} {{.NetIO}} {{.BlockIO}} {{.PIDs}} ({{json .}}: all); a `table ` prefix
+    /// prints a header
     #[arg(long, value_name = "TEMPLATE")]
     pub format: Option<String>,
     /// Containers (name, id or unique id prefix); all running ones when none
@@ -635,8 +636,9 @@ pub struct PsArgs {
     /// Display total file sizes (the container's writes, and the image's with them)
     #[arg(short = 's', long)]
     pub size: bool,
-    /// Go-template fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}}
-    /// {{.Status}} {{.State}} {{.Ports}} {{.Names}} {{.Size}}; a `table ` prefix prints a header
+    /// A Go template over {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}}
+    /// {{.Status}} {{.State}} {{.Ports}} {{.Names}} {{.Labels}} {{.Size}} ({{json .}}: all);
+    /// a `table ` prefix prints a header
     #[arg(long, value_name = "TEMPLATE")]
     pub format: Option<String>,
 }
@@ -910,9 +912,13 @@ pub enum ImageCommand {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A container (name, ID or unique ID prefix), else an image (NAME[:TAG], ID or digest),
-    /// else a volume, else a network
-    pub image: String,
+    /// Each a container (name, ID or unique ID prefix), else an image (NAME[:TAG], ID or
+    /// digest), else a volume, else a network
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Print each object through a Go template (`{{.State.Status}}`, `{{json .Config}}`)
+    #[arg(short = 'f', long = "format", value_name = "TEMPLATE")]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -642,13 +642,28 @@ fn ps_and_inspect_have_dockers_shape() {
         "docker ps",
     );
     assert_eq!(header(&kps), header(&dps));
-    let fmt = "{{.Command}}|{{.State}}|{{.Image}}";
+    let fmt = "{{.Command}}|{{.State}}|{{.Image}}|{{.Labels}}";
     let kf = ok(k.kiln(&["ps", "--format", fmt]), "kiln ps --format");
     let df = ok(
         d.cmd(&["ps", "--filter", &format!("name={}", d.0), "--format", fmt]),
         "docker ps --format",
     );
     assert_eq!(kf, df);
+    // inspect --format: Go templates over the same objects give the same text.
+    for template in [
+        "{{.State.Status}} {{.State.Running}} {{.State.ExitCode}}",
+        "{{json .Config.Labels}} {{index .Config.Labels \"tier\"}}",
+        "{{.Config.Cmd}} {{len .Config.Cmd}} {{.Config.WorkingDir}}",
+        "{{range .Config.Cmd}}<{{.}}>{{end}}",
+        "{{if .State.Running}}up{{else}}down{{end}} {{.HostConfig.NetworkMode | upper}}",
+    ] {
+        let kt = ok(k.kiln(&["inspect", "-f", template, &n]), "kiln inspect -f");
+        let dt = ok(
+            d.cmd(&["inspect", "-f", template, "@"]),
+            "docker inspect -f",
+        );
+        assert_eq!(kt, dt, "{template}");
+    }
     let (ki, di) = (k.inspect(&n), d.inspect());
     for path in [
         &["Path"][..],

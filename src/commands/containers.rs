@@ -13,6 +13,7 @@ use kiln_runtime::store::Store;
 use serde_json::{json, Value};
 
 use super::images::{human_duration, now, print_table};
+use super::template::{Format, Template};
 use super::transfer::open_store;
 use crate::cli::{
     AttachArgs, ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, StartArgs, StopArgs,
@@ -190,43 +191,58 @@ pub(crate) fn field(r: &Record, name: &str, now: i64, full: bool) -> Option<Stri
         "Ports" => ports(r),
         "Names" => r.name.clone(),
         "Size" => size(r),
+        // docker's K=V,K=V (sorted here).
+        "Labels" => r
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
         _ => return None,
     })
 }
 
-/// `{{.A}}`-style templates, as far as `ps --format` fields go (text, `\t`, fields).
-fn render_template(template: &str, r: &Record, now: i64, full: bool) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| template.to_string())?;
-        let name = after[..end].trim().trim_start_matches('.');
-        out.push_str(&field(r, name, now, full).ok_or_else(|| after[..end].to_string())?);
-        rest = &after[end + 2..];
+/// The fields `ps --format` can name, as one object for the template (Size only when the
+/// template reads it: it walks the container's upper directory).
+const PS_FIELDS: [&str; 11] = [
+    "ID",
+    "Image",
+    "Command",
+    "CreatedAt",
+    "RunningFor",
+    "Status",
+    "State",
+    "Ports",
+    "Names",
+    "Labels",
+    "Size",
+];
+
+fn ps_row(r: &Record, template: &Template, now: i64, full: bool) -> Value {
+    let mut row = serde_json::Map::new();
+    for name in PS_FIELDS {
+        if name != "Size" || template.mentions("Size") {
+            row.insert(name.into(), json!(field(r, name, now, full)));
+        }
     }
-    out.push_str(rest);
-    Ok(out.replace("\\t", "\t").replace("\\n", "\n"))
+    Value::Object(row)
 }
 
-fn header_of(template: &str) -> String {
-    let mut out = template.to_string();
-    for (f, h) in [
-        ("ID", "CONTAINER ID"),
-        ("Image", "IMAGE"),
-        ("Command", "COMMAND"),
-        ("CreatedAt", "CREATED AT"),
-        ("RunningFor", "CREATED"),
-        ("Status", "STATUS"),
-        ("State", "STATE"),
-        ("Ports", "PORTS"),
-        ("Names", "NAMES"),
-        ("Size", "SIZE"),
-    ] {
-        out = out.replace(&format!("{{{{.{f}}}}}"), h);
-    }
-    out.replace("\\t", "\t")
+/// Each `ps --format` field's column title, as docker's table header shows it.
+fn ps_headers() -> Value {
+    json!({
+        "ID": "CONTAINER ID",
+        "Image": "IMAGE",
+        "Command": "COMMAND",
+        "CreatedAt": "CREATED AT",
+        "RunningFor": "CREATED",
+        "Status": "STATUS",
+        "State": "STATE",
+        "Ports": "PORTS",
+        "Names": "NAMES",
+        "Size": "SIZE",
+        "Labels": "LABELS",
+    })
 }
 
 fn matches_filter(r: &Record, filter: &str) -> Result<bool, ContainersError> {
@@ -283,37 +299,12 @@ pub fn ps(root: Option<PathBuf>, a: PsArgs) -> miette::Result<()> {
         return Ok(());
     }
     if let Some(format) = &a.format {
-        let (table, template) = match format.strip_prefix("table") {
-            Some(t) => (true, t.trim_start()),
-            None => (false, format.as_str()),
-        };
-        let mut rows = Vec::new();
-        if table {
-            rows.push(header_of(template));
-        }
-        for r in &shown {
-            rows.push(
-                render_template(template, r, now, a.no_trunc).map_err(|bad| {
-                    ContainersError::Value {
-                        flag: "--format",
-                        value: bad,
-                        help: "fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.RunningFor}} {{.Status}} {{.State}} {{.Ports}} {{.Names}} {{.Size}}",
-                    }
-                })?,
-            );
-        }
-        if table {
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|l| l.split('\t').map(str::to_string).collect())
-                .collect();
-            print_table(&cells);
-        } else {
-            for l in rows {
-                let _ = writeln!(out, "{l}");
-            }
-        }
-        return Ok(());
+        let format = Format::parse(format)?;
+        let rows: Vec<Value> = shown
+            .iter()
+            .map(|r| ps_row(r, format.template(), now, a.no_trunc))
+            .collect();
+        return format.print(&ps_headers(), &rows);
     }
     let mut rows = vec![[
         "CONTAINER ID",

@@ -237,40 +237,78 @@ pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
 
 pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
     let store = open_store(root)?;
-    // As `docker inspect`: a container of that name or ID first, else an image, else a
-    // volume, else a network.
-    let print = |out: serde_json::Value| -> miette::Result<()> {
-        let text = serde_json::to_string_pretty(&json!([out]))
-            .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
-        println!("{text}");
-        Ok(())
-    };
-    if let Ok(record) = kiln_runtime::container::find(&store, &a.image) {
-        return print(super::containers::inspect_json(&store, &record));
-    }
-    let image_missing = match ImageRef::parse(&a.image) {
-        Ok(r) => store.lookup(&r).is_err(),
-        Err(_) => true,
-    };
-    if image_missing {
-        if let Ok(v) = kiln_runtime::container::volume::inspect(&store, &a.image) {
-            return print(super::run::volume_json(&v));
-        }
-        if let Ok(n) = super::network::network_json(&store, &a.image) {
-            return print(n);
-        }
-    }
-    inspect_in(&store, a)
+    print_objects(&a, |name| object_json(&store, name))
 }
 
 /// `kiln image inspect`: images only.
 fn inspect_image(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
     let store = open_store(root)?;
-    inspect_in(&store, a)
+    print_objects(&a, |name| image_json(&store, name))
 }
 
-fn inspect_in(store: &Store, a: InspectArgs) -> miette::Result<()> {
-    let (image, index) = match store.lookup(&ImageRef::parse(&a.image)?)? {
+/// `inspect`'s output for every name: one JSON array of the objects, or each object through
+/// `--format`. As docker: a name that finds nothing is reported and the others still
+/// printed, and the command then fails.
+fn print_objects(
+    a: &InspectArgs,
+    find: impl Fn(&str) -> miette::Result<serde_json::Value>,
+) -> miette::Result<()> {
+    let format = match &a.format {
+        Some(f) => Some(super::template::Format::parse(f)?),
+        None => None,
+    };
+    let (mut found, mut missing) = (Vec::new(), 0);
+    for name in &a.names {
+        match find(name) {
+            Ok(v) => found.push(v),
+            Err(e) if a.names.len() == 1 => return Err(e),
+            Err(e) => {
+                eprintln!("{e:?}");
+                missing += 1;
+            }
+        }
+    }
+    match &format {
+        Some(f) => {
+            for v in &found {
+                println!("{}", f.render(v)?);
+            }
+        }
+        None => {
+            let text = serde_json::to_string_pretty(&found)
+                .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
+            println!("{text}");
+        }
+    }
+    if missing > 0 {
+        miette::bail!("{missing} of {} names found nothing", a.names.len());
+    }
+    Ok(())
+}
+
+/// As `docker inspect`: a container of that name or ID first, else an image, else a volume,
+/// else a network.
+fn object_json(store: &Store, name: &str) -> miette::Result<serde_json::Value> {
+    if let Ok(record) = kiln_runtime::container::find(store, name) {
+        return Ok(super::containers::inspect_json(store, &record));
+    }
+    let image_missing = match ImageRef::parse(name) {
+        Ok(r) => store.lookup(&r).is_err(),
+        Err(_) => true,
+    };
+    if image_missing {
+        if let Ok(v) = kiln_runtime::container::volume::inspect(store, name) {
+            return Ok(super::run::volume_json(&v));
+        }
+        if let Ok(n) = super::network::network_json(store, name) {
+            return Ok(n);
+        }
+    }
+    image_json(store, name)
+}
+
+fn image_json(store: &Store, name: &str) -> miette::Result<serde_json::Value> {
+    let (image, index) = match store.lookup(&ImageRef::parse(name)?)? {
         Stored::Image(image) => (*image, None),
         Stored::Index(index) => (
             store.index_image(&index, &Platform::host_default())?,
@@ -284,7 +322,7 @@ fn inspect_in(store: &Store, a: InspectArgs) -> miette::Result<()> {
         .zip(&image.config.rootfs.diff_ids)
         .map(|(l, diff_id)| json!({"Digest": l.digest, "DiffID": diff_id, "MediaType": l.media_type, "Size": l.size}))
         .collect();
-    let out = json!([{
+    let mut out = json!({
         "Id": image.id(),
         "RepoTags": image.tags.iter().map(ImageName::familiar).collect::<Vec<_>>(),
         "ManifestDigest": image.manifest_digest,
@@ -298,15 +336,11 @@ fn inspect_in(store: &Store, a: InspectArgs) -> miette::Result<()> {
         "History": image.config.history,
         "Layers": layers,
         "Manifest": image.manifest,
-    }]);
-    let mut out = out;
-    if let (Some(variant), Some(obj)) = (
-        &image.config.variant,
-        out.get_mut(0).and_then(|o| o.as_object_mut()),
-    ) {
+    });
+    if let (Some(variant), Some(obj)) = (&image.config.variant, out.as_object_mut()) {
         obj.insert("Variant".to_string(), json!(variant));
     }
-    if let (Some(index), Some(obj)) = (&index, out.get_mut(0).and_then(|o| o.as_object_mut())) {
+    if let (Some(index), Some(obj)) = (&index, out.as_object_mut()) {
         obj.insert(
             "Index".to_string(),
             json!({
@@ -317,10 +351,7 @@ fn inspect_in(store: &Store, a: InspectArgs) -> miette::Result<()> {
             }),
         );
     }
-    let text = serde_json::to_string_pretty(&out)
-        .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
-    println!("{text}");
-    Ok(())
+    Ok(out)
 }
 
 /// `…`-shortened text of at most `max` characters, as docker truncates CREATED BY.

@@ -20,6 +20,7 @@ mod registry;
 mod resources;
 pub(crate) mod run;
 mod sigproxy;
+mod template;
 mod transfer;
 
 use std::process::ExitCode;

@@ -11,7 +11,8 @@ use kiln_runtime::container::{self, Record};
 use kiln_runtime::sandbox::cgroup::{self, Layout, RealFs, Usage};
 use kiln_runtime::sandbox::spec::Resources;
 
-use super::images::{human_size, print_table};
+use super::images::human_size;
+use super::template::Format;
 use super::transfer::open_store;
 use crate::cli::{PauseArgs, ResourceArgs, StatsArgs};
 
@@ -27,11 +28,6 @@ enum ResourceError {
     },
     #[error("{0}")]
     Conflict(&'static str),
-    #[error("invalid --format template: no field {0:?}")]
-    #[diagnostic(help(
-        "fields: {{.Container}} {{.ID}} {{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.MemPerc}} {{.NetIO}} {{.BlockIO}} {{.PIDs}}"
-    ))]
-    Format(String),
 }
 
 const SIZE_HELP: &str = "a number with an optional unit: 512m, 1g, 64k, 1048576";
@@ -273,27 +269,28 @@ struct Row {
 }
 
 impl Row {
-    fn field(&self, name: &str, no_trunc: bool) -> Option<String> {
+    /// The fields `stats --format` can name.
+    fn fields(&self, no_trunc: bool) -> serde_json::Value {
         let mem_perc = if self.limit == 0 {
             0.0
         } else {
             self.mem as f64 * 100.0 / self.limit as f64
         };
-        Some(match name {
-            "Container" | "ID" if no_trunc => self.id.clone(),
-            "Container" | "ID" => self.id[..12.min(self.id.len())].to_string(),
-            "Name" => self.name.clone(),
-            "CPUPerc" => format!("{:.2}%", self.cpu),
-            "MemUsage" => format!("{} / {}", bytes_size(self.mem), bytes_size(self.limit)),
-            "MemPerc" => format!("{mem_perc:.2}%"),
-            "NetIO" => format!("{} / {}", human_size(self.net.0), human_size(self.net.1)),
-            "BlockIO" => format!(
-                "{} / {}",
-                human_size(self.block.0),
-                human_size(self.block.1)
-            ),
-            "PIDs" => self.pids.to_string(),
-            _ => return None,
+        let id = if no_trunc {
+            self.id.clone()
+        } else {
+            self.id[..12.min(self.id.len())].to_string()
+        };
+        serde_json::json!({
+            "Container": id,
+            "ID": id,
+            "Name": self.name,
+            "CPUPerc": format!("{:.2}%", self.cpu),
+            "MemUsage": format!("{} / {}", bytes_size(self.mem), bytes_size(self.limit)),
+            "MemPerc": format!("{mem_perc:.2}%"),
+            "NetIO": format!("{} / {}", human_size(self.net.0), human_size(self.net.1)),
+            "BlockIO": format!("{} / {}", human_size(self.block.0), human_size(self.block.1)),
+            "PIDs": self.pids.to_string(),
         })
     }
 }
@@ -301,37 +298,19 @@ impl Row {
 const DEFAULT_FORMAT: &str =
     "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
 
-fn header(field: &str) -> &str {
-    match field {
-        "Container" => "CONTAINER",
-        "ID" => "CONTAINER ID",
-        "Name" => "NAME",
-        "CPUPerc" => "CPU %",
-        "MemUsage" => "MEM USAGE / LIMIT",
-        "MemPerc" => "MEM %",
-        "NetIO" => "NET I/O",
-        "BlockIO" => "BLOCK I/O",
-        "PIDs" => "PIDS",
-        other => other,
-    }
-}
-
-/// Fill `{{.Field}}`s with `f(field)`; `\t` as a tab.
-fn render(template: &str, f: &dyn Fn(&str) -> Option<String>) -> Result<String, ResourceError> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| ResourceError::Format(after.to_string()))?;
-        let name = after[..end].trim().trim_start_matches('.');
-        out.push_str(&f(name).ok_or_else(|| ResourceError::Format(name.to_string()))?);
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out.replace("\\t", "\t"))
+/// Each field's column title, as docker's table header shows it.
+fn headers() -> serde_json::Value {
+    serde_json::json!({
+        "Container": "CONTAINER",
+        "ID": "CONTAINER ID",
+        "Name": "NAME",
+        "CPUPerc": "CPU %",
+        "MemUsage": "MEM USAGE / LIMIT",
+        "MemPerc": "MEM %",
+        "NetIO": "NET I/O",
+        "BlockIO": "BLOCK I/O",
+        "PIDs": "PIDS",
+    })
 }
 
 /// Usage of each container (zero for one that is not running), CPU % over `interval`.
@@ -386,11 +365,7 @@ fn sample(records: &[Record], interval: Duration) -> Vec<Row> {
 /// used over the sampling interval (100% is one CPU busy, as docker's).
 pub fn stats(root: Option<PathBuf>, a: StatsArgs) -> miette::Result<()> {
     let store = open_store(root)?;
-    let format = a.format.clone().unwrap_or_else(|| DEFAULT_FORMAT.into());
-    let (table, template) = match format.strip_prefix("table") {
-        Some(t) => (true, t.trim_start().to_string()),
-        None => (false, format.clone()),
-    };
+    let format = Format::parse(a.format.as_deref().unwrap_or(DEFAULT_FORMAT))?;
     let named: Vec<String> = a.containers.clone();
     let mut first = true;
     loop {
@@ -412,30 +387,13 @@ pub fn stats(root: Option<PathBuf>, a: StatsArgs) -> miette::Result<()> {
         };
         first = false;
         let rows = sample(&records, interval);
-        let mut lines: Vec<String> = Vec::new();
-        if table {
-            lines.push(render(&template, &|f| Some(header(f).to_string()))?);
-        }
-        for row in &rows {
-            lines.push(render(&template, &|f| row.field(f, a.no_trunc))?);
-        }
-        let mut out = std::io::stdout().lock();
+        let rows: Vec<serde_json::Value> = rows.iter().map(|r| r.fields(a.no_trunc)).collect();
         if !a.no_stream {
             // Clear the screen and go home, as docker's streaming display does.
+            let mut out = std::io::stdout().lock();
             let _ = write!(out, "\x1b[2J\x1b[H");
         }
-        if table {
-            let cells: Vec<Vec<String>> = lines
-                .iter()
-                .map(|l| l.split('\t').map(str::to_string).collect())
-                .collect();
-            drop(out);
-            print_table(&cells);
-        } else {
-            for l in &lines {
-                let _ = writeln!(out, "{l}");
-            }
-        }
+        format.print(&headers(), &rows)?;
         if a.no_stream {
             return Ok(());
         }
