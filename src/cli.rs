@@ -431,6 +431,9 @@ pub enum NetworkCommand {
     Inspect {
         #[arg(required = true)]
         names: Vec<String>,
+        /// Print each network through a Go template (`{{.Name}}`, `{{json .Containers}}`)
+        #[arg(short = 'f', long = "format", value_name = "TEMPLATE")]
+        format: Option<String>,
     },
     /// Put a stopped container on a network (it joins at its next start)
     Connect {
@@ -463,6 +466,9 @@ pub enum VolumeCommand {
     Inspect {
         #[arg(required = true)]
         names: Vec<String>,
+        /// Print each volume through a Go template (`{{.Mountpoint}}`)
+        #[arg(short = 'f', long = "format", value_name = "TEMPLATE")]
+        format: Option<String>,
     },
     /// Remove volumes
     Rm {

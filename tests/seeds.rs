@@ -123,6 +123,14 @@ fn volume_walkthrough_matches_docker() {
             keys(&by_inspect[0]),
             "{who}: inspect VOLUME and volume inspect differ"
         );
+        let formatted = side.ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+            &vol,
+        ]);
+        assert_eq!(formatted, format!("{vol} local local"), "{who}");
         let ls = side.ok(&["volume", "ls"]);
         let header = ls.lines().next().unwrap_or_default().to_string();
         let row = ls

@@ -237,31 +237,36 @@ pub fn images(root: Option<PathBuf>, a: ImagesArgs) -> miette::Result<()> {
 
 pub fn inspect(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
     let store = open_store(root)?;
-    print_objects(&a, |name| object_json(&store, name))
+    print_objects(&a.names, a.format.as_deref(), |name| {
+        object_json(&store, name)
+    })
 }
 
 /// `kiln image inspect`: images only.
 fn inspect_image(root: Option<PathBuf>, a: InspectArgs) -> miette::Result<()> {
     let store = open_store(root)?;
-    print_objects(&a, |name| image_json(&store, name))
+    print_objects(&a.names, a.format.as_deref(), |name| {
+        image_json(&store, name)
+    })
 }
 
-/// `inspect`'s output for every name: one JSON array of the objects, or each object through
-/// `--format`. As docker: a name that finds nothing is reported and the others still
-/// printed, and the command then fails.
-fn print_objects(
-    a: &InspectArgs,
+/// `inspect`'s output for every name (of every kind: containers, images, volumes, networks):
+/// one JSON array of the objects, or each object through `--format`. As docker: a name that
+/// finds nothing is reported and the others still printed, and the command then fails.
+pub(crate) fn print_objects(
+    names: &[String],
+    format: Option<&str>,
     find: impl Fn(&str) -> miette::Result<serde_json::Value>,
 ) -> miette::Result<()> {
-    let format = match &a.format {
+    let format = match format {
         Some(f) => Some(super::template::Format::parse(f)?),
         None => None,
     };
     let (mut found, mut missing) = (Vec::new(), 0);
-    for name in &a.names {
+    for name in names {
         match find(name) {
             Ok(v) => found.push(v),
-            Err(e) if a.names.len() == 1 => return Err(e),
+            Err(e) if names.len() == 1 => return Err(e),
             Err(e) => {
                 eprintln!("{e:?}");
                 missing += 1;
@@ -281,7 +286,7 @@ fn print_objects(
         }
     }
     if missing > 0 {
-        miette::bail!("{missing} of {} names found nothing", a.names.len());
+        miette::bail!("{missing} of {} names found nothing", names.len());
     }
     Ok(())
 }

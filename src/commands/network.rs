@@ -62,12 +62,8 @@ pub fn network(root: Option<PathBuf>, c: NetworkCommand) -> miette::Result<()> {
                 }
             }
         }
-        NetworkCommand::Inspect { names } => {
-            let mut out = Vec::new();
-            for n in &names {
-                out.push(network_json(&store, n)?);
-            }
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        NetworkCommand::Inspect { names, format } => {
+            super::images::print_objects(&names, format.as_deref(), |n| network_json(&store, n))?;
         }
         NetworkCommand::Connect {
             network: net,

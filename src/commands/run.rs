@@ -709,12 +709,10 @@ pub fn volume(root: Option<PathBuf>, c: VolumeCommand) -> miette::Result<()> {
                 }
             }
         }
-        VolumeCommand::Inspect { names } => {
-            let mut out = Vec::new();
-            for n in &names {
-                out.push(volume_json(&volume::inspect(&store, n)?));
-            }
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        VolumeCommand::Inspect { names, format } => {
+            super::images::print_objects(&names, format.as_deref(), |n| {
+                Ok(volume_json(&volume::inspect(&store, n)?))
+            })?;
         }
         VolumeCommand::Rm { names } => {
             for n in &names {
