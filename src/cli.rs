@@ -24,6 +24,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Print a Dockerfile's syntax tree
     Parse(ParseArgs),
@@ -418,6 +419,7 @@ pub struct StatsArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Create a network: a new network namespace with only a loopback interface
     Create { name: String },
@@ -453,6 +455,7 @@ pub enum NetworkCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCommand {
     /// Create a volume
     Create { name: String },
@@ -524,6 +527,7 @@ pub struct PortArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ContainerCommand {
     /// Remove every container that is not running
     Prune {
@@ -899,6 +903,7 @@ pub struct ImagesArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// List images (kiln images)
     #[command(visible_alias = "list")]
@@ -1051,6 +1056,7 @@ pub enum ConvertFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ComposeCommand {
     /// Print the normalised project as YAML (interpolated, defaults filled in)
     Config {
