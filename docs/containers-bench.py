@@ -14,22 +14,23 @@ dock=lambda *a: ["docker",*a]
 TERM="trap 'exit 0' TERM; sleep 1000 & wait"
 def t(cmd, cwd=None):
     s=time.perf_counter(); subprocess.run(cmd,check=True,capture_output=True,cwd=cwd); return time.perf_counter()-s
-def med(f,n=5): return statistics.median([f(i) for i in range(n)])
+N=9  # samples per figure (the first container of run -d stays up for exec)
+def med(f,n=N): return statistics.median([f(i) for i in range(n)])
 res={}
 for who,c,img,extra in [("kiln",kiln,"bb:1",[]),("docker",dock,"busybox:test",["--network","none"])]:
     def rund(i):
         name=f"lcb-{who}-{i}"
         d=t(c("run","-d",*extra,"--name",name,img,"sh","-c",TERM))
         return d
-    r=[rund(i) for i in range(5)]
+    r=[rund(i) for i in range(N)]
     e=med(lambda i: t(c("exec",f"lcb-{who}-0","true")))
-    st=statistics.median([t(c("stop",f"lcb-{who}-{i}")) for i in range(1,5)])
+    st=statistics.median([t(c("stop",f"lcb-{who}-{i}")) for i in range(1,N)])
     if who=="kiln":
         pid=int(subprocess.run(["pgrep","-f","__kiln-supervise "+R],capture_output=True,text=True).stdout.split()[0])
         time.sleep(1)
         res["rss"]=", ".join(l.split()[0] + " " + l.split()[1] + " kB" for l in open(f"/proc/{pid}/status")
                             if l.startswith(("VmRSS", "RssAnon", "RssFile")))
-    for i in range(5): subprocess.run(c("rm","-f",f"lcb-{who}-{i}"),capture_output=True)
+    for i in range(N): subprocess.run(c("rm","-f",f"lcb-{who}-{i}"),capture_output=True)
     for i in range(50): subprocess.run(c("create",*extra,"--name",f"lcp-{who}-{i}",img,"true"),check=True,capture_output=True)
     p=med(lambda i: t(c("ps","-a")))
     for i in range(50): subprocess.run(c("rm","-f",f"lcp-{who}-{i}"),capture_output=True)

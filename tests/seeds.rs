@@ -223,6 +223,91 @@ fn anonymous_volumes_and_volumes_from_match_docker() {
     }
 }
 
+/// An image's `VOLUME`: `run` mounts a new anonymous volume there, filled from the image;
+/// `--volumes-from` shares it, a named volume at that path takes its place, and `rm -v` and
+/// `--rm` remove it, as docker does. kiln builds the image; docker loads kiln's tarball.
+#[test]
+fn image_volumes_become_anonymous_volumes_as_in_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let store = KilnStore::with_busybox();
+    let ctx = temp_dir();
+    write_file(&ctx.path().join("seed"), b"from the image\n", 0o644);
+    write_file(
+        &ctx.path().join("Dockerfile"),
+        format!("FROM {BUSYBOX}\nCOPY seed /data/seed\nVOLUME /data\n").as_bytes(),
+        0o644,
+    );
+    let image = format!("{}:1", name("volimg"));
+    store.kiln_ok(["build", "-t", &image, ctx.path().to_str().unwrap()]);
+    let tarball = ctx.path().join("image.tar");
+    store.save(&image, &tarball);
+    let mut cleanup = DockerCleanup::default();
+    cleanup.images.push(image.clone());
+    run_ok(docker().args(["load", "-i"]).arg(&tarball));
+    for side in sides(&store) {
+        let who = side.label();
+        let v = name("v");
+        let named = name("named");
+        let r = name("r");
+        cleanup.containers.extend([v.clone(), r.clone()]);
+        cleanup.volumes.push(named.clone());
+        let script = "cat /data/seed; echo written > /data/new";
+        assert_eq!(
+            side.ok(&["run", "--name", &v, &image, "sh", "-c", script]),
+            "from the image",
+            "{who}"
+        );
+        let mounts = side.json(&["inspect", &v])[0]["Mounts"].clone();
+        let [m] = mounts.as_array().unwrap().as_slice() else {
+            panic!("{who}: one mount expected: {mounts}");
+        };
+        assert_eq!(m["Type"], "volume", "{who}: {m}");
+        assert_eq!(m["Destination"], "/data", "{who}: {m}");
+        let vol = m["Name"].as_str().unwrap().to_string();
+        cleanup.volumes.push(vol.clone());
+        assert_eq!(vol.len(), 64, "{who}: anonymous volume name {vol}");
+        let from = [
+            "run",
+            "--rm",
+            "--volumes-from",
+            &v,
+            &image,
+            "cat",
+            "/data/new",
+        ];
+        assert_eq!(side.ok(&from), "written", "{who}: --volumes-from");
+
+        // A named volume at the image's VOLUME path replaces the anonymous one.
+        let at = format!("{named}:/data");
+        let script = "cat /data/seed; ls /data";
+        let out = side.ok(&["run", "--rm", "-v", &at, &image, "sh", "-c", script]);
+        assert_eq!(out, "from the image\nseed", "{who}: named volume");
+
+        // `--rm` removes the image's volume with the container.
+        let args = ["run", "-d", "--rm", "--name", &r, &image, "sleep", "1"];
+        side.ok(&args);
+        let mounts = side.json(&["inspect", &r])[0]["Mounts"].clone();
+        let gone = mounts[0]["Name"].as_str().unwrap().to_string();
+        cleanup.volumes.push(gone.clone());
+        assert!(
+            wait_until(Duration::from_secs(20), || side
+                .cmd(&["volume", "inspect", &gone])
+                .status
+                .code()
+                == Some(1)),
+            "{who}: --rm kept the image's volume {gone}"
+        );
+
+        assert_eq!(side.ok(&["rm", "-v", &v]), v, "{who}");
+        let kept = side.cmd(&["volume", "inspect", &vol]);
+        assert_eq!(kept.status.code(), Some(1), "{who}: rm -v kept {vol}");
+        side.ok(&["volume", "rm", &named]);
+    }
+}
+
 /// 001: `docker search webdriver`. kiln has no registry search; docker's search fails here
 /// too (a registry that cannot answer; flags docker refuses). Both: status 1, nothing on
 /// stdout.

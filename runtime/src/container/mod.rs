@@ -706,6 +706,22 @@ pub fn create(
         }
     }
     mounts.extend(own);
+    // The image's VOLUMEs: an anonymous volume for each path nothing above mounts, filled
+    // from the image, as docker makes them (the binds and `--volumes-from` come first).
+    for target in config.volumes.keys() {
+        if !mounts.iter().any(|m| same_path(&m.target, target)) {
+            let request = MountRequest::Anonymous {
+                target: target.clone(),
+            };
+            let m = mount_for(
+                store,
+                &request,
+                &opts.reuse_anonymous,
+                &mut anonymous_volumes,
+            )?;
+            mounts.push(m);
+        }
+    }
     let pid = match &opts.pid {
         PidRequest::Private => PidNamespace::Private,
         PidRequest::Host => PidNamespace::Host,
@@ -802,6 +818,11 @@ pub fn create(
 
 /// The mount a request makes; an anonymous volume's name (a new one, or the one `reuse`
 /// gives for its target) goes to `anonymous`.
+/// Whether two container paths name one place (`/data`, `/data/` and `//data` do).
+fn same_path(a: &str, b: &str) -> bool {
+    Path::new(a).components().eq(Path::new(b).components())
+}
+
 fn mount_for(
     store: &Store,
     m: &MountRequest,
