@@ -1045,6 +1045,9 @@ pub struct ComposeArgs {
     /// The project directory (default: the compose file's directory)
     #[arg(long = "project-directory", value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
+    /// Enable the services of a profile (repeatable; default: COMPOSE_PROFILES, comma-separated)
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profile: Vec<String>,
     #[command(subcommand)]
     pub command: ComposeCommand,
 }

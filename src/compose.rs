@@ -156,6 +156,16 @@ pub struct Service {
     pub restart: Option<String>,
     /// `network_mode:`; `None` puts the service on the project's network.
     pub network_mode: Option<NetworkMode>,
+    /// `profiles:`: when not empty, the service is enabled only by one of these profiles
+    /// being active (or by being named on the command line).
+    pub profiles: Vec<String>,
+}
+
+impl Service {
+    /// Whether these active profiles enable the service (one without `profiles:` always is).
+    pub fn enabled_by(&self, active: &[String]) -> bool {
+        self.profiles.is_empty() || self.profiles.iter().any(|p| active.contains(p))
+    }
 }
 
 /// A service's `network_mode:`, in the forms kiln can give without a bridge.
@@ -207,6 +217,8 @@ pub struct Project {
     pub services: Vec<Service>,
     /// Top-level volume names (as written; created as `<project>_<name>`).
     pub volumes: Vec<String>,
+    /// The active profiles: `--profile` flags, else `COMPOSE_PROFILES` (comma-separated).
+    pub profiles: Vec<String>,
 }
 
 impl Project {
@@ -414,6 +426,7 @@ pub fn load(
     files: &[PathBuf],
     dir: Option<&Path>,
     name: Option<&str>,
+    profiles: &[String],
 ) -> Result<Project, ComposeError> {
     let cwd = std::env::current_dir().map_err(|source| ComposeError::Read {
         path: PathBuf::from("."),
@@ -534,12 +547,26 @@ pub fn load(
         path: file.clone(),
         service,
     })?;
+    // As docker compose: the flags, else the variable (from the environment or .env).
+    let profiles = match profiles {
+        [] => lookup("COMPOSE_PROFILES")
+            .map(|l| {
+                l.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        flags => flags.to_vec(),
+    };
     Ok(Project {
         name,
         directory,
         files,
         services,
         volumes,
+        profiles,
     })
 }
 
@@ -864,6 +891,14 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
         user: text("user")?,
         restart: text("restart")?,
         network_mode,
+        profiles: match get("profiles") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .map(|i| scalar(i).ok_or("profiles: items are profile names"))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("profiles: must be a list of profile names".into()),
+        },
     })
 }
 
@@ -1293,6 +1328,9 @@ fn model(p: &Project) -> Value {
                 })
                 .collect();
             m.insert(s("ports"), Value::Sequence(ports));
+        }
+        if !svc.profiles.is_empty() {
+            m.insert(s("profiles"), list(&svc.profiles));
         }
         if let Some(r) = &svc.restart {
             m.insert(s("restart"), s(r));

@@ -1147,7 +1147,7 @@ fn normal_model(yaml: &str) -> Json {
 #[test]
 fn config_matches_recorded_docker_compose_v1_output() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose");
-    for case in ["todo", "long", "interp", "override"] {
+    for case in ["todo", "long", "interp", "override", "profiles"] {
         let dir = fixtures.join(case);
         let recorded = std::fs::read_to_string(dir.join("docker-compose-v1-config.yaml"))
             .unwrap()
@@ -1155,7 +1155,14 @@ fn config_matches_recorded_docker_compose_v1_output() {
         let store = shared_store();
         let mut cmd = store.cmd();
         cmd.args(["compose", "config"]).current_dir(&dir);
-        for var in ["COMPOSE_PROJECT_NAME", "GREETING", "TAG", "PORT", "EMPTY"] {
+        for var in [
+            "COMPOSE_PROJECT_NAME",
+            "COMPOSE_PROFILES",
+            "GREETING",
+            "TAG",
+            "PORT",
+            "EMPTY",
+        ] {
             cmd.env_remove(var);
         }
         let ours = ok(run(&mut cmd), "compose config");
@@ -1818,4 +1825,129 @@ fn up_recreates_only_changed_containers_as_docker_compose_does() {
         ok(store.kiln(["volume", "ls", "-q"]), "volume ls").trim(),
         ""
     );
+}
+
+/// `profiles:` as docker-compose 1.29 reads them: `up -d` runs only the services without a
+/// profile, `--profile` (or `COMPOSE_PROFILES`) adds a profile's, a service named on the
+/// command line runs whatever its profiles, and `up` refuses to pull in a dependency the
+/// active profiles leave out. `stop` and `down` reach every container of the project.
+#[test]
+fn profiles_choose_the_services_as_docker_compose_does() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker-compose");
+    docker_busybox();
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("profiles");
+    std::fs::create_dir(&proj).unwrap();
+    let name = format!("kilnpf{}", std::process::id());
+    let svc = |extra: &str| {
+        format!(
+            "    image: {BUSYBOX}\n    network_mode: none\n    \
+             command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 120 & wait\"]\n{extra}"
+        )
+    };
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            "services:\n  web:\n{}  debug:\n{}  tool:\n{}",
+            svc(""),
+            svc("    profiles: [debug, tools]\n"),
+            svc("    profiles: [tools]\n    depends_on: [debug]\n"),
+        ),
+    )
+    .unwrap();
+    let kiln = |env: Option<&str>, args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.args(["compose", "-p", &name])
+            .args(args)
+            .current_dir(&proj);
+        match env {
+            Some(p) => cmd.env("COMPOSE_PROFILES", p),
+            None => cmd.env_remove("COMPOSE_PROFILES"),
+        };
+        run(&mut cmd)
+    };
+    let docker_compose = |env: Option<&str>, args: &[&str]| {
+        let mut cmd = std::process::Command::new("docker-compose");
+        cmd.args(["-p", &name, "--no-ansi"])
+            .args(args)
+            .current_dir(&proj)
+            .stdin(std::process::Stdio::null());
+        match env {
+            Some(p) => cmd.env("COMPOSE_PROFILES", p),
+            None => cmd.env_remove("COMPOSE_PROFILES"),
+        };
+        run(&mut cmd)
+    };
+    struct Down<'a>(&'a dyn Fn(Option<&str>, &[&str]) -> std::process::Output);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(None, &["down", "-v", "-t", "1"]);
+        }
+    }
+    let _docker_down = Down(&docker_compose);
+    let _kiln_down = Down(&kiln);
+    // The services with a running container, on each tool.
+    let running = || {
+        let k = stdout_text(&store.kiln(["ps", "--format", "{{.Names}}"]));
+        let mut d = stdout_text(&run(docker().args(["ps", "--format", "{{.Names}}"])))
+            .lines()
+            .filter_map(|n| n.strip_prefix(&format!("{name}_")))
+            .map(|n| n.trim_end_matches("_1").to_string())
+            .collect::<Vec<_>>();
+        let mut k = k
+            .lines()
+            .filter_map(|n| n.strip_prefix(&format!("{name}-")))
+            .map(|n| n.trim_end_matches("-1").to_string())
+            .collect::<Vec<_>>();
+        k.sort();
+        d.sort();
+        (k, d)
+    };
+    let both = |env: Option<&str>, args: &[&str], running_after: &[&str]| {
+        for (who, out) in [
+            ("kiln", kiln(env, args)),
+            ("docker-compose", docker_compose(env, args)),
+        ] {
+            assert!(out.status.success(), "{who} {args:?}: {}", show(&out));
+        }
+        let (k, d) = running();
+        assert_eq!(
+            k, running_after,
+            "kiln after {args:?} (COMPOSE_PROFILES={env:?})"
+        );
+        assert_eq!(d, running_after, "docker-compose after {args:?}");
+    };
+    both(None, &["up", "-d"], &["web"]);
+    both(None, &["--profile", "debug", "up", "-d"], &["debug", "web"]);
+    both(None, &["stop", "-t", "1"], &[]);
+    both(None, &["up", "-d", "debug"], &["debug"]);
+    both(Some("tools"), &["up", "-d"], &["debug", "tool", "web"]);
+    both(None, &["down", "-t", "1"], &[]);
+    // Naming tool activates its profile, tools, which enables its dependency debug.
+    both(None, &["up", "-d", "tool"], &["debug", "tool"]);
+    both(None, &["down", "-t", "1"], &[]);
+    // web depends on debug in an override, and no active profile enables debug: both
+    // refuse, naming the dependency.
+    std::fs::write(
+        proj.join("compose.override.yaml"),
+        "services:\n  web:\n    depends_on: [debug]\n",
+    )
+    .unwrap();
+    for (who, out) in [
+        ("kiln", kiln(None, &["up", "-d"])),
+        ("docker-compose", docker_compose(None, &["up", "-d"])),
+    ] {
+        assert_eq!(out.status.code(), Some(1), "{who}: {}", show(&out));
+        let err = stderr_text(&out);
+        assert!(
+            err.contains("\"debug\" was pulled in as a dependency of service \"web\"")
+                || err.contains("debug was pulled in as a dependency of service web"),
+            "{who}: {err}"
+        );
+    }
+    assert_eq!(running(), (vec![], vec![]), "a refused up starts nothing");
 }

@@ -72,6 +72,15 @@ enum ComposeRunError {
     },
     #[error("service {0} has no healthcheck, so depends_on cannot wait for it to be healthy")]
     NoHealthcheck(String),
+    #[error(
+        "service {dependency} was pulled in as a dependency of service {service} but is not \
+         enabled by the active profiles"
+    )]
+    #[diagnostic(help(
+        "give {dependency} and {service} a common profile, activate one of {dependency}'s \
+         with --profile, or name {dependency} on the command line"
+    ))]
+    DisabledDependency { service: String, dependency: String },
     #[error("service {service} has no container {index}")]
     #[diagnostic(help("kiln compose up -d {service}"))]
     NoContainer { service: String, index: u32 },
@@ -82,6 +91,7 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
         &a.file,
         a.project_directory.as_deref(),
         a.project_name.as_deref(),
+        &a.profile,
     )?;
     let p = &project;
     let done = |r: miette::Result<()>| r.map(|()| ExitCode::SUCCESS);
@@ -133,7 +143,7 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
                 stop_signals();
             }
             let scale = parse_scale(p, &scale)?;
-            let chosen = with_dependencies(p, &selected(p, &services)?);
+            let chosen = enabled(p, &services)?;
             let recreate = match (force_recreate, no_recreate) {
                 (true, _) => Recreate::Always(timeout),
                 (_, true) => Recreate::Never,
@@ -149,16 +159,16 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
         ComposeCommand::Build { services } => done(ensure_images(
             root,
             p,
-            &selected(p, &services)?,
+            &enabled(p, &services)?,
             Images::Build,
         )),
         ComposeCommand::Pull { services } => done(ensure_images(
             root,
             p,
-            &selected(p, &services)?,
+            &enabled(p, &services)?,
             Images::Pull,
         )),
-        ComposeCommand::Push { services } => done(push(root, p, &selected(p, &services)?)),
+        ComposeCommand::Push { services } => done(push(root, p, &enabled(p, &services)?)),
         ComposeCommand::Stop { timeout, services } => {
             done(stop(root, p, &selected(p, &services)?, timeout))
         }
@@ -239,12 +249,11 @@ pub fn compose(root: Option<PathBuf>, a: ComposeArgs) -> miette::Result<ExitCode
                 .split_first()
                 .ok_or_else(|| ComposeRunError::NoService(String::new()))?;
             let s = service_of(p, service)?;
-            let direct: Vec<&Service> = p
-                .services
-                .iter()
-                .filter(|d| s.depends_on.contains_key(&d.name))
+            // The service and its dependencies, which the active profiles must enable.
+            let deps: Vec<&Service> = enabled(p, std::slice::from_ref(service))?
+                .into_iter()
+                .filter(|d| d.name != s.name)
                 .collect();
-            let deps = with_dependencies(p, &direct);
             // As docker-compose 1.29: running dependencies are kept as they are.
             up(
                 root.clone(),
@@ -328,6 +337,38 @@ fn selected<'a>(p: &'a Project, names: &[String]) -> Result<Vec<&'a Service>, Co
         .iter()
         .filter(|s| names.is_empty() || names.contains(&s.name))
         .collect())
+}
+
+/// The services `up`, `build`, `pull`, `push` and `convert` act on: the ones named, else
+/// every one the active profiles enable; then, transitively, their dependencies, each of
+/// which must be enabled, as docker compose requires. Naming a service activates its
+/// profiles (so a named service runs whatever its profiles, and so do dependencies that
+/// share one of them). In depends_on order.
+fn enabled<'a>(p: &'a Project, names: &[String]) -> Result<Vec<&'a Service>, ComposeRunError> {
+    let chosen: Vec<&Service> = match names {
+        [] => p
+            .services
+            .iter()
+            .filter(|s| s.enabled_by(&p.profiles))
+            .collect(),
+        names => selected(p, names)?,
+    };
+    let mut active = p.profiles.clone();
+    for s in chosen.iter().filter(|s| names.contains(&s.name)) {
+        active.extend(s.profiles.iter().cloned());
+    }
+    let all = with_dependencies(p, &chosen);
+    for s in &all {
+        for d in s.depends_on.keys() {
+            if !service_of(p, d)?.enabled_by(&active) {
+                return Err(ComposeRunError::DisabledDependency {
+                    service: s.name.clone(),
+                    dependency: d.clone(),
+                });
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// The services and, transitively, the ones they depend on, in depends_on order.
@@ -1178,8 +1219,13 @@ fn convert_kubernetes(
     p: &Project,
     out: Option<&Path>,
 ) -> miette::Result<()> {
-    let images = pinned_images(root, p)?;
-    let (objects, notes) = compose::kubernetes::convert(p, &images);
+    // What `up` would run: the services the active profiles enable.
+    let active = Project {
+        services: enabled(p, &[])?.into_iter().cloned().collect(),
+        ..p.clone()
+    };
+    let images = pinned_images(root, &active)?;
+    let (objects, notes) = compose::kubernetes::convert(&active, &images);
     for n in &notes {
         eprintln!("note: {n}");
     }
