@@ -665,6 +665,9 @@ fn ps_and_inspect_have_dockers_shape() {
         "{{.Config.Cmd}} {{len .Config.Cmd}} {{.Config.WorkingDir}}",
         "{{range .Config.Cmd}}<{{.}}>{{end}}",
         "{{if .State.Running}}up{{else}}down{{end}} {{.HostConfig.NetworkMode | upper}}",
+        "{{json .Config.ExposedPorts}} {{json .Config.Volumes}} {{.Config.OpenStdin}}",
+        "{{json .HostConfig.PortBindings}} {{.HostConfig.Privileged}} {{.HostConfig.PidMode}}",
+        "{{json .NetworkSettings.Ports}} {{.NetworkSettings.IPAddress}} {{len .NetworkSettings.Networks}}",
     ] {
         let kt = ok(k.kiln(&["inspect", "-f", template, &n]), "kiln inspect -f");
         let dt = ok(
@@ -688,7 +691,11 @@ fn ps_and_inspect_have_dockers_shape() {
         &["Config", "Labels"],
         &["RestartCount"],
         &["HostConfig", "NetworkMode"],
+        &["HostConfig", "PortBindings"],
         &["Mounts"],
+        &["NetworkSettings", "Ports"],
+        &["NetworkSettings", "Networks", "none", "Aliases"],
+        &["NetworkSettings", "Networks", "none", "IPAddress"],
     ] {
         let get = |v: &Value| path.iter().fold(v.clone(), |v, k| v[*k].clone());
         let (kv, dv) = (get(&ki), get(&di));
@@ -698,6 +705,15 @@ fn ps_and_inspect_have_dockers_shape() {
         }
         assert_eq!(kv, dv, "{path:?}");
     }
+    // docker's field names in NetworkSettings and in its one network's entry.
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let none = |v: &Value| v["NetworkSettings"]["Networks"]["none"].clone();
+    assert_eq!(keys(&ki["NetworkSettings"]), keys(&di["NetworkSettings"]));
+    assert_eq!(keys(&none(&ki)), keys(&none(&di)));
     assert!(ki["State"]["Pid"].as_u64().unwrap() > 1);
     assert_eq!(ki["Id"].as_str().unwrap().len(), 64);
     // docker's field set for the common fields.

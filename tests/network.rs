@@ -275,6 +275,32 @@ fn ports_publish_from_any_member_and_twice_is_refused() {
         reply.contains("200 OK"),
         "through the published port: {reply:?}"
     );
+    // inspect shows the member on its network, reached at 127.0.0.1 by its short ID, and
+    // the port it publishes, in docker's shapes.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(store.kiln(["inspect", "door"]), "inspect door")).unwrap();
+    let settings = &inspect[0]["NetworkSettings"];
+    let id = inspect[0]["Id"].as_str().unwrap();
+    let entry = &settings["Networks"][&net];
+    let net_id = ok(
+        store.kiln(["network", "inspect", "-f", "{{.Id}}", &net]),
+        "network inspect",
+    );
+    assert_eq!(entry["NetworkID"], net_id.as_str(), "{settings}");
+    assert_eq!(entry["IPAddress"], "127.0.0.1", "{settings}");
+    assert_eq!(
+        entry["Aliases"],
+        serde_json::json!([&id[..12]]),
+        "{settings}"
+    );
+    let bound =
+        serde_json::json!({"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": port.to_string()}]});
+    assert_eq!(settings["Ports"], bound, "{settings}");
+    assert_eq!(inspect[0]["HostConfig"]["PortBindings"], bound);
+    assert_eq!(
+        inspect[0]["Config"]["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}})
+    );
 
     // The same container port published by a second member: a clear error naming both.
     let other = format!("127.0.0.1:{}:8080", free_port());

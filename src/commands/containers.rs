@@ -118,16 +118,8 @@ fn ports(r: &Record) -> String {
         .ports
         .iter()
         .map(|p| {
-            let ip = if p.host_ip.is_empty() {
-                "0.0.0.0"
-            } else {
-                p.host_ip.as_str()
-            };
-            let proto = match p.protocol {
-                kiln_runtime::sandbox::spec::Protocol::Tcp => "tcp",
-                kiln_runtime::sandbox::spec::Protocol::Udp => "udp",
-            };
-            format!("{ip}:{}->{}/{proto}", p.host_port, p.container_port)
+            let ip = p.shown_host_ip();
+            format!("{ip}:{}->{}", p.host_port, p.container_key())
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -1022,6 +1014,17 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
             "Labels": r.labels,
         },
     });
+    v["NetworkSettings"] = network_settings(store, r);
+    v["HostConfig"]["PortBindings"] = port_map(r, |p| json!(p.host_ip));
+    v["HostConfig"]["Privileged"] = json!(r.spec.privileged);
+    v["HostConfig"]["PidMode"] = json!(match &r.spec.pid {
+        kiln_runtime::sandbox::spec::PidNamespace::Private => String::new(),
+        kiln_runtime::sandbox::spec::PidNamespace::Host => "host".into(),
+        kiln_runtime::sandbox::spec::PidNamespace::Join { path } => pid_owner(store, path),
+    });
+    v["Config"]["ExposedPorts"] = exposed_ports(store, r);
+    v["Config"]["Volumes"] = anonymous_targets(store, r);
+    v["Config"]["OpenStdin"] = json!(r.open_stdin);
     if let Some(h) = &r.healthcheck {
         v["Config"]["Healthcheck"] = json!(h);
     }
@@ -1034,6 +1037,122 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
         v["State"]["Health"] = json!(h);
     }
     v
+}
+
+/// `container:ID` for `--pid container:NAME`: the container whose init's namespace `path` is
+/// (`/proc/PID/ns/pid`, as the run was given it); the path itself once that one is gone.
+fn pid_owner(store: &Store, path: &std::path::Path) -> String {
+    let owner = container::list(store).ok().and_then(|all| {
+        all.into_iter().find(|o| {
+            o.init_pid
+                .is_some_and(|pid| path == std::path::Path::new(&format!("/proc/{pid}/ns/pid")))
+        })
+    });
+    match owner {
+        Some(o) => format!("container:{}", o.id),
+        None => format!("container:{}", path.display()),
+    }
+}
+
+/// Published ports keyed as docker keys them (`80/tcp`), each with its bindings; `host_ip`
+/// is how a binding shows its address (given, for PortBindings; shown, for Ports).
+fn port_map(r: &Record, host_ip: impl Fn(&kiln_runtime::sandbox::spec::Port) -> Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for p in &r.spec.ports {
+        let binding = json!({"HostIp": host_ip(p), "HostPort": p.host_port.to_string()});
+        match out.entry(p.container_key()).or_insert_with(|| json!([])) {
+            Value::Array(list) => list.push(binding),
+            other => *other = json!([binding]),
+        }
+    }
+    Value::Object(out)
+}
+
+/// docker's NetworkSettings, for kiln's networks: one entry under Networks for the
+/// container's network (`none` for its own loopback, `host`, or a kiln network, on which
+/// a member is reached at 127.0.0.1 by its aliases and short ID); nothing for
+/// `container:NAME`, as docker. Ports while it runs (its relays live only then).
+fn network_settings(store: &Store, r: &Record) -> Value {
+    use kiln_runtime::sandbox::spec::Network;
+    let running = r.running();
+    let endpoint = |id: &str, address: &str, prefix: u32, aliases: Value| {
+        json!({
+            "IPAMConfig": null, "Links": null, "Aliases": aliases, "NetworkID": id,
+            "EndpointID": "", "Gateway": "", "IPAddress": address, "IPPrefixLen": prefix,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": "", "DriverOpts": null,
+        })
+    };
+    let mut networks = serde_json::Map::new();
+    let mut sandbox_key = String::new();
+    match (&r.spec.network, &r.network) {
+        (_, Some(name)) => {
+            let net = container::network::inspect(store, name).ok();
+            let mut aliases = r.aliases.clone();
+            aliases.push(r.id[..12].to_string());
+            let id = net.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+            networks.insert(name.clone(), endpoint(&id, "127.0.0.1", 8, json!(aliases)));
+            if let (true, Some(net)) = (running, net) {
+                sandbox_key = net.netns(store).display().to_string();
+            }
+        }
+        (Network::Host, None) => {
+            networks.insert("host".into(), endpoint("", "", 0, Value::Null));
+        }
+        (Network::None, None) => {
+            networks.insert("none".into(), endpoint("", "", 0, Value::Null));
+            if let (true, Some(pid)) = (running, r.init_pid) {
+                sandbox_key = format!("/proc/{pid}/ns/net");
+            }
+        }
+        (Network::Join { .. }, None) => {}
+    }
+    json!({
+        "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": if running { port_map(r, |p| json!(p.shown_host_ip())) } else { json!({}) },
+        "SandboxKey": sandbox_key, "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": networks,
+    })
+}
+
+/// docker's Config.ExposedPorts: the image's EXPOSEd ports and the published ones (null
+/// when there are none, as docker's).
+fn exposed_ports(store: &Store, r: &Record) -> Value {
+    let mut out = serde_json::Map::new();
+    let config = std::fs::read(store.blob_path(&r.image_id))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    if let Some(Value::Object(ports)) = config.as_ref().map(|c| &c["config"]["ExposedPorts"]) {
+        for k in ports.keys() {
+            let key = if k.contains('/') {
+                k.clone()
+            } else {
+                format!("{k}/tcp")
+            };
+            out.insert(key, json!({}));
+        }
+    }
+    for p in &r.spec.ports {
+        out.insert(p.container_key(), json!({}));
+    }
+    if out.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(out)
+    }
+}
+
+/// docker's Config.Volumes: the targets of the container's anonymous volumes (`-v /DST` and
+/// the image's VOLUMEs); null when there are none.
+fn anonymous_targets(store: &Store, r: &Record) -> Value {
+    let targets = container::anonymous_volumes_by_target(store, r);
+    if targets.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(targets.into_keys().map(|t| (t, json!({}))).collect())
 }
 
 /// `kiln diff CONTAINER`: the container's changes, docker's `A|C|D PATH` lines.
@@ -1201,16 +1320,8 @@ pub fn port(root: Option<PathBuf>, a: crate::cli::PortArgs) -> miette::Result<()
     let mut out = std::io::stdout().lock();
     let mut found = false;
     for p in &record.spec.ports {
-        let proto = match p.protocol {
-            kiln_runtime::sandbox::spec::Protocol::Tcp => "tcp",
-            kiln_runtime::sandbox::spec::Protocol::Udp => "udp",
-        };
-        let ip = if p.host_ip.is_empty() {
-            "0.0.0.0"
-        } else {
-            p.host_ip.as_str()
-        };
-        let inner = format!("{}/{proto}", p.container_port);
+        let ip = p.shown_host_ip();
+        let inner = p.container_key();
         match &a.port {
             Some(want) => {
                 let want = if want.contains('/') {

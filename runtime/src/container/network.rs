@@ -194,14 +194,7 @@ pub fn check_ports(
             if clash {
                 return Err(ContainerError::PortTaken {
                     network: net.to_string(),
-                    port: format!(
-                        "{}/{}",
-                        p.container_port,
-                        match p.protocol {
-                            crate::sandbox::spec::Protocol::Tcp => "tcp",
-                            crate::sandbox::spec::Protocol::Udp => "udp",
-                        }
-                    ),
+                    port: p.container_key(),
                     holder: o.name.clone(),
                     wanted: name.to_string(),
                 });

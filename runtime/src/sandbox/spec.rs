@@ -190,6 +190,31 @@ pub struct Port {
     pub protocol: Protocol,
 }
 
+impl Protocol {
+    /// `tcp` or `udp`, as docker writes a port's protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl Port {
+    /// The container port as docker keys it: `80/tcp`.
+    pub fn container_key(&self) -> String {
+        format!("{}/{}", self.container_port, self.protocol.name())
+    }
+    /// The host address as docker shows it: `0.0.0.0` for every address.
+    pub fn shown_host_ip(&self) -> &str {
+        if self.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host_ip
+        }
+    }
+}
+
 /// The environment a container starts with: the image's (or step's) variables, then
 /// `overrides` replacing or adding by name; PATH defaults to Docker's, HOSTNAME is the
 /// container's, and HOME is filled in by the init from the user's passwd entry when unset.
