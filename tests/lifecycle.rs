@@ -668,6 +668,15 @@ fn ps_and_inspect_have_dockers_shape() {
         "{{json .Config.ExposedPorts}} {{json .Config.Volumes}} {{.Config.OpenStdin}}",
         "{{json .HostConfig.PortBindings}} {{.HostConfig.Privileged}} {{.HostConfig.PidMode}}",
         "{{json .NetworkSettings.Ports}} {{.NetworkSettings.IPAddress}} {{len .NetworkSettings.Networks}}",
+        "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}",
+        "{{with .State}}{{.Status}}/{{.ExitCode}}{{end}} {{with .State.Error}}e{{else}}none{{end}}",
+        r#"{{if eq .State.Status "exited"}}e{{else if eq .State.Status "running"}}r{{end}}"#,
+        r#"{{printf "%s|%-8s|%3d|%q|%v" .Config.WorkingDir .State.Status .State.ExitCode .Config.Image .State.Running}}"#,
+        "{{(index .Config.Cmd 0) | upper}} {{len (index .Config.Cmd 2)}} {{$.Config.WorkingDir}}",
+        "{{$w := .Config.WorkingDir}}{{range $i, $c := .Config.Cmd}}{{$i}}{{$w}}{{end}}",
+        r#"{{split .Config.WorkingDir "/"}} {{title .State.Status}} {{truncate .State.Status 3}}|{{pad .State.Status 1 2}}|"#,
+        r#"{{if and .State.Running (not .State.Paused) (gt .State.Pid 1)}}live{{end}} {{or .State.Error "-"}}"#,
+        "{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{$e.IPAddress}}{{end}}",
     ] {
         let kt = ok(k.kiln(&["inspect", "-f", template, &n]), "kiln inspect -f");
         let dt = ok(
