@@ -1,6 +1,7 @@
 //! Build features docker's differential cases cannot cover here: `--squash` (dockerd 20.10
-//! needs experimental mode for it), `ADD` of an http URL (served on loopback by the test), and
-//! a failing `RUN` step reported with its command, exit code and output.
+//! needs experimental mode for it), `ADD` of an http URL (served on loopback by the test), a
+//! failing `RUN` step reported with its command, exit code and output, and a stack of more
+//! layers than docker's 125.
 
 use crate::common;
 
@@ -176,4 +177,46 @@ fn a_cached_rebuild_with_another_source_date_epoch_matches_a_fresh_build() {
     reused.save("sde:1", &a);
     fresh.save("sde:1", &b);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+/// 150 layers (docker refuses more than 125): more than the mount data holds by path, so the
+/// sandbox names them by descriptor. A RUN on top of them sees every layer, and so does a
+/// container of the image; no descriptor of theirs reaches the payload.
+#[test]
+fn a_stack_of_150_layers_builds_and_runs() {
+    if !common::can_run_containers() {
+        return;
+    }
+    let store = KilnStore::with_busybox();
+    let ctx = temp_dir();
+    let mut df = String::from("FROM busybox:test\n");
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 1..150 {
+        df.push_str(&format!("COPY f{i} /layers/f{i}\n"));
+        files.push((format!("f{i}"), format!("{i}\n").into_bytes()));
+    }
+    df.push_str("RUN cat /layers/f1 /layers/f149 > /seen && ls /proc/self/fd | wc -l > /fds\n");
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    context(ctx.path(), &df, &files);
+    store.kiln_ok(["build", "-t", "deep:1", ctx.path().to_str().unwrap()]);
+    let layers = store.kiln_ok(["image", "inspect", "-f", "{{len .RootFS.Layers}}", "deep:1"]);
+    assert_eq!(String::from_utf8_lossy(&layers.stdout).trim(), "151");
+    let out = store.kiln_ok([
+        "run",
+        "--rm",
+        "deep:1",
+        "sh",
+        "-c",
+        "cat /seen; cat /fds; ls /layers | wc -l; ls /proc/self/fd | wc -l",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    // /seen, then the RUN's descriptor count (0, 1, 2 and the one ls opened), the files,
+    // and the container's count.
+    assert_eq!(text, ["1", "149", "4", "149", "4"], "{}", stderr_text(&out));
 }

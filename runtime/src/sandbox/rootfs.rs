@@ -43,6 +43,8 @@ pub struct FileStage {
 const OVERLAY_OPTIONS: &str = "index=off,metacopy=off,redirect_dir=off";
 /// The kernel's limit on mount data is a page; stay below it with room for the other options.
 const MAX_LOWERDIR: usize = 3500;
+/// overlayfs stacks at most this many lower layers (the kernel's OVL_MAX_STACK).
+const MAX_LAYERS: usize = 500;
 
 /// Mount the overlay root at `spec.rootfs.merged` and everything inside it, then pivot into
 /// it. Returns the paths (inside the root) that set-up had to create as mount points, so a
@@ -107,7 +109,8 @@ fn mount_overlay(
         .map_err(at(format!("mounting {} at {}", src, target.display())))?;
         return Ok(true);
     }
-    let lower = lowerdir(sys, layers)?;
+    // `_open` holds the layers' descriptors when the names are theirs, until the mount is made.
+    let (lower, _open) = lowerdir(sys, layers)?;
     let mut data = format!("lowerdir={lower}");
     if let Some((upper, work)) = upper {
         data.push_str(&format!(
@@ -133,9 +136,26 @@ fn mount_overlay(
     Ok(false)
 }
 
-/// The `lowerdir=` value, topmost layer first. Long stacks are named relative to their common
-/// directory (the store's unpacked-layer directory), which set-up makes the working directory.
-fn lowerdir(sys: &dyn Syscall, layers: &[PathBuf]) -> Result<String> {
+/// The `lowerdir=` value, topmost layer first, and the descriptors it names, if any. A stack
+/// whose paths do not fit in the mount data is named relative to its common directory (the
+/// store's unpacked-layer directory), which becomes the working directory; one that does not
+/// fit that way either, by descriptors: each layer opened `O_PATH`, the working directory
+/// `/proc/self/fd`, the names the descriptors' numbers (up to overlayfs's 500 layers; docker
+/// stops at 125).
+fn lowerdir(
+    sys: &dyn Syscall,
+    layers: &[PathBuf],
+) -> Result<(String, Vec<super::syscall::Resolved>)> {
+    let too_many = || SetupFailure {
+        step: format!(
+            "stacking {} layers (overlayfs takes at most {MAX_LAYERS} in one mount)",
+            layers.len()
+        ),
+        errno: nix::errno::Errno::E2BIG,
+    };
+    if layers.len() > MAX_LAYERS {
+        return Err(too_many());
+    }
     let join = |names: Vec<String>| names.join(":");
     let absolute = join(
         layers
@@ -145,15 +165,13 @@ fn lowerdir(sys: &dyn Syscall, layers: &[PathBuf]) -> Result<String> {
             .collect(),
     );
     if absolute.len() <= MAX_LOWERDIR {
-        return Ok(absolute);
+        return Ok((absolute, Vec::new()));
     }
     let parent = layers
         .first()
         .and_then(|p| p.parent())
         .unwrap_or(Path::new("/"));
     if layers.iter().all(|p| p.parent() == Some(parent)) {
-        sys.chdir(parent)
-            .map_err(at("entering the layer directory"))?;
         let relative = join(
             layers
                 .iter()
@@ -162,16 +180,26 @@ fn lowerdir(sys: &dyn Syscall, layers: &[PathBuf]) -> Result<String> {
                 .collect(),
         );
         if relative.len() <= MAX_LOWERDIR {
-            return Ok(relative);
+            sys.chdir(parent)
+                .map_err(at("entering the layer directory"))?;
+            return Ok((relative, Vec::new()));
         }
     }
-    Err(SetupFailure {
-        step: format!(
-            "stacking {} layers (more than overlayfs takes in one mount)",
-            layers.len()
-        ),
-        errno: nix::errno::Errno::E2BIG,
-    })
+    let open = layers
+        .iter()
+        .rev()
+        .map(|p| {
+            sys.open_dir(p)
+                .map_err(at(format!("opening the layer {}", p.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let names = join(open.iter().map(|d| d.fd_name()).collect());
+    if names.len() > MAX_LOWERDIR {
+        return Err(too_many());
+    }
+    sys.chdir(Path::new("/proc/self/fd"))
+        .map_err(at("entering /proc/self/fd"))?;
+    Ok((names, open))
 }
 
 fn resolve(
@@ -609,7 +637,7 @@ mod tests {
     }
 
     #[test]
-    fn long_layer_stacks_are_named_relative_to_their_directory() {
+    fn long_layer_stacks_are_named_relative_to_their_directory_then_by_descriptors() {
         let mut s = spec(vec![], false);
         s.rootfs.layers = (0..50)
             .map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}")))
@@ -617,7 +645,22 @@ mod tests {
         let l = lines(&s);
         assert_eq!(l[1], "chdir /store/layers/unpacked");
         assert!(l[2].contains(&format!("lowerdir={:064}:", 49)), "{}", l[2]);
+        // Past what names fit: the layers' descriptors, from /proc/self/fd.
         s.rootfs.layers = (0..200)
+            .map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}")))
+            .collect();
+        let l = lines(&s);
+        assert_eq!(l[1], format!("open /store/layers/unpacked/{:064}", 199));
+        assert_eq!(l[201], "chdir /proc/self/fd");
+        let lower = l[202]
+            .split("lowerdir=")
+            .nth(1)
+            .and_then(|d| d.split(',').next())
+            .unwrap_or_default();
+        let names: Vec<&str> = lower.split(':').collect();
+        assert_eq!(names.len(), 200, "{}", l[202]);
+        assert!(names.iter().all(|n| n.parse::<u32>().is_ok()), "{lower}");
+        s.rootfs.layers = (0..501)
             .map(|i| PathBuf::from(format!("/store/layers/unpacked/{i:064}")))
             .collect();
         let rec = Recorder::default();

@@ -28,6 +28,14 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The descriptor's number, as `/proc/self/fd` names it (the path for the recorder).
+    pub fn fd_name(&self) -> String {
+        match &self.fd {
+            Some(fd) => fd.as_raw_fd().to_string(),
+            None => self.inside.clone(),
+        }
+    }
+
     /// The magic link naming the resolved object (`/proc/self/fd/N`).
     pub fn proc_path(&self) -> PathBuf {
         match &self.fd {
@@ -76,6 +84,9 @@ pub trait Syscall {
     /// Copy the tree at `from` into `to` when `to` is an empty directory (modes, owners and
     /// symlinks kept; symlinks are never followed).
     fn fill_empty_dir(&self, from: &Path, to: &Path) -> nix::Result<()>;
+    /// Open a directory of kiln's own (a layer) as an `O_PATH` descriptor, closed on exec and
+    /// when dropped, so a mount can name it by `/proc/self/fd/N`.
+    fn open_dir(&self, path: &Path) -> nix::Result<Resolved>;
     /// Open `inside` (absolute, inside `root`) without leaving `root`, creating the last
     /// component (and missing parents, as directories) when asked. Returns the created paths
     /// too, outermost first, so a build can remove the stubs it made.
@@ -136,6 +147,13 @@ impl Syscall for Linux {
         nix::unistd::pivot_root(".", ".")?;
         nix::mount::umount2(".", MntFlags::MNT_DETACH)?;
         nix::unistd::chdir("/")
+    }
+
+    fn open_dir(&self, path: &Path) -> nix::Result<Resolved> {
+        Ok(Resolved {
+            fd: Some(open_dir(path)?),
+            inside: path.display().to_string(),
+        })
     }
 
     fn chdir(&self, path: &Path) -> nix::Result<()> {
@@ -413,6 +431,15 @@ impl Syscall for Recorder {
 
     fn chdir(&self, path: &Path) -> nix::Result<()> {
         self.log(format!("chdir {}", path.display()))
+    }
+
+    /// A real descriptor (of `/`), so the names a caller builds from it are real numbers.
+    fn open_dir(&self, path: &Path) -> nix::Result<Resolved> {
+        self.log(format!("open {}", path.display()))?;
+        Ok(Resolved {
+            fd: Some(open_dir(Path::new("/"))?),
+            inside: path.display().to_string(),
+        })
     }
 
     fn sethostname(&self, name: &str) -> nix::Result<()> {
