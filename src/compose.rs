@@ -1402,6 +1402,26 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The string readers of the model (interpolation, command words, ports, volumes,
+    /// durations) on text made of the characters they care about: a value or an error,
+    /// never a panic.
+    #[test]
+    fn the_string_readers_take_any_text() {
+        let text = "[-$:{}?/0-9a-z.\\[\\]\"' \\\\é]{0,40}";
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(&text, |t| {
+                let _ = interpolate(&t, &|k| (k == "a").then(|| "x".to_string()));
+                let _ = split_words(&t);
+                let _ = short_port(&t);
+                let _ = mount(&t, Path::new("/p"));
+                let _ = parse_duration(&t);
+                let _ = NetworkMode::parse(&t);
+                Ok(())
+            })
+            .unwrap();
+    }
+
     #[test]
     fn durations_read_and_print_as_go_spells_them() {
         for (text, ms) in [

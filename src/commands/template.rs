@@ -60,6 +60,12 @@ enum Operand {
     Sub(Box<Pipeline>, Vec<String>),
 }
 
+/// The deepest nesting of parentheses, and of if, with and range, a template may have.
+const MAX_NESTING: usize = 100;
+
+/// The most padding `pad` and a printf width give (a larger one is a mistake, not a layout).
+const MAX_PAD: usize = 4096;
+
 const FUNCTIONS: [&str; 23] = [
     "and", "eq", "ge", "gt", "index", "join", "json", "le", "len", "lower", "lt", "ne", "not",
     "or", "pad", "print", "printf", "println", "split", "title", "truncate", "upper", "slice",
@@ -68,7 +74,7 @@ const FUNCTIONS: [&str; 23] = [
 impl Template {
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let mut tokens = split_actions(text)?.into_iter().peekable();
-        let (nodes, end) = parse_list(&mut tokens)?;
+        let (nodes, end) = parse_list(&mut tokens, 0)?;
         match end {
             ListEnd::Eof => Ok(Template { nodes }),
             ListEnd::End => Err(TemplateError::Parse("unexpected {{end}}".into())),
@@ -250,7 +256,7 @@ enum ListEnd {
     ElseChain(String, String),
 }
 
-fn parse_list(chunks: &mut Chunks) -> Result<(Vec<Node>, ListEnd), TemplateError> {
+fn parse_list(chunks: &mut Chunks, depth: usize) -> Result<(Vec<Node>, ListEnd), TemplateError> {
     let mut nodes = Vec::new();
     while let Some(chunk) = chunks.next() {
         let action = match chunk {
@@ -279,7 +285,7 @@ fn parse_list(chunks: &mut Chunks) -> Result<(Vec<Node>, ListEnd), TemplateError
                 }
                 return Ok((nodes, ListEnd::ElseChain(kw.into(), more.trim().into())));
             }
-            "range" | "if" | "with" => nodes.push(control(word, rest, chunks)?),
+            "range" | "if" | "with" => nodes.push(control(word, rest, chunks, depth)?),
             _ => nodes.push(Node::Action(pipeline(&action)?)),
         }
     }
@@ -287,21 +293,33 @@ fn parse_list(chunks: &mut Chunks) -> Result<(Vec<Node>, ListEnd), TemplateError
 }
 
 /// `{{if|with|range PIPELINE}}` up to and with its `{{end}}`.
-fn control(word: &str, rest: &str, chunks: &mut Chunks) -> Result<Node, TemplateError> {
+fn control(
+    word: &str,
+    rest: &str,
+    chunks: &mut Chunks,
+    depth: usize,
+) -> Result<Node, TemplateError> {
+    if depth >= MAX_NESTING {
+        return Err(TemplateError::Parse(format!(
+            "more than {MAX_NESTING} nested if, with and range"
+        )));
+    }
     let pipe = pipeline(rest)?;
     if !pipe.decl.is_empty() && word != "range" && pipe.decl.len() > 1 {
         return Err(TemplateError::Parse(format!(
             "too many declarations in {word}"
         )));
     }
-    let (body, end) = parse_list(chunks)?;
+    let (body, end) = parse_list(chunks, depth + 1)?;
     let otherwise = match end {
         ListEnd::End => Vec::new(),
-        ListEnd::Else => match parse_list(chunks)? {
+        ListEnd::Else => match parse_list(chunks, depth + 1)? {
             (other, ListEnd::End) => other,
             _ => return Err(TemplateError::Parse(format!("{word} without end"))),
         },
-        ListEnd::ElseChain(kw, more) if word != "range" => vec![control(&kw, &more, chunks)?],
+        ListEnd::ElseChain(kw, more) if word != "range" => {
+            vec![control(&kw, &more, chunks, depth + 1)?]
+        }
         ListEnd::ElseChain(..) => {
             return Err(TemplateError::Parse("range has no else if".into()));
         }
@@ -477,6 +495,20 @@ fn lex(text: &str) -> Result<Vec<Tok>, TemplateError> {
 
 fn pipeline(text: &str) -> Result<Pipeline, TemplateError> {
     let toks = lex(text)?;
+    let mut open = 0usize;
+    for t in &toks {
+        match t {
+            Tok::Open => open += 1,
+            Tok::Close => open = open.saturating_sub(1),
+            _ => {}
+        }
+        if open > MAX_NESTING {
+            return Err(parse_error(
+                text,
+                &format!("more than {MAX_NESTING} nested parentheses"),
+            ));
+        }
+    }
     let mut pos = 0;
     let p = parse_pipeline(text, &toks, &mut pos)?;
     if pos != toks.len() {
@@ -767,8 +799,15 @@ fn call(p: &Pipeline, f: &str, args: Vec<Value>) -> Result<Value, TemplateError>
     let count = |i: usize| -> Result<usize, TemplateError> {
         args[i]
             .as_u64()
-            .map(|n| n as usize)
+            .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| exec(p, format!("{f}: {} is not a count", go_text(&args[i]))))
+    };
+    let pad_count = |i: usize| -> Result<usize, TemplateError> {
+        let n = count(i)?;
+        if n > MAX_PAD {
+            return Err(exec(p, format!("{f}: {n} is more padding than {MAX_PAD}")));
+        }
+        Ok(n)
     };
     Ok(match f {
         "json" => {
@@ -785,7 +824,7 @@ fn call(p: &Pipeline, f: &str, args: Vec<Value>) -> Result<Value, TemplateError>
         }
         "pad" => {
             want(3)?;
-            let (before, after) = (count(1)?, count(2)?);
+            let (before, after) = (pad_count(1)?, pad_count(2)?);
             Value::String(format!(
                 "{}{}{}",
                 " ".repeat(before),
@@ -1011,7 +1050,12 @@ fn printf(format: &str, args: &[Value]) -> String {
         let number = |chars: &mut std::iter::Peekable<std::str::Chars>| {
             let mut n: Option<usize> = None;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = Some(n.unwrap_or(0) * 10 + d as usize);
+                n = Some(
+                    n.unwrap_or(0)
+                        .saturating_mul(10)
+                        .saturating_add(d as usize)
+                        .min(MAX_PAD),
+                );
                 chars.next();
             }
             n
@@ -1252,6 +1296,96 @@ mod tests {
         ] {
             assert_eq!(render(t, &v).as_deref(), Ok(want), "{t}");
         }
+    }
+
+    /// Templates made of the pieces users type, in any order: parsing and running them
+    /// returns a result, never a panic (a bad one is an error naming what is wrong).
+    #[test]
+    fn any_template_parses_and_runs_or_says_why() {
+        use proptest::prelude::*;
+        assert!(render("{{pad \"x\" 99999999999 1}}", &json!({})).is_err());
+        let deep = format!("{{{{{}.{}}}}}", "(".repeat(5000), ")".repeat(5000));
+        assert!(Template::parse(&deep).is_err());
+        let deep = format!("{}x{}", "{{if 1}}".repeat(5000), "{{end}}".repeat(5000));
+        assert!(Template::parse(&deep).is_err());
+        let chain = format!("{{{{if 0}}}}{}{{{{end}}}}", "{{else if 0}}".repeat(5000));
+        assert!(Template::parse(&chain).is_err());
+        let fine = format!("{{{{{}.{}}}}}", "(".repeat(99), ")".repeat(99));
+        assert_eq!(render(&fine, &json!(7)).as_deref(), Ok("7"));
+        let wide = render("{{printf \"%99999999999999999999d\" 1}}", &json!({})).unwrap();
+        assert_eq!(wide.len(), MAX_PAD);
+        let piece = prop::sample::select(vec![
+            "{{",
+            "}}",
+            "{{-",
+            "-}}",
+            " ",
+            ".",
+            ".Name",
+            ".State.Status",
+            ".Ports",
+            "$",
+            "$x",
+            "$x :=",
+            "$i, $e :=",
+            "=",
+            ",",
+            "(",
+            ")",
+            ").HostPort",
+            "|",
+            "\"",
+            "\"a\"",
+            "`r`",
+            "0",
+            "1",
+            "-2",
+            "3.5",
+            "true",
+            "nil",
+            "range",
+            "if",
+            "with",
+            "else",
+            "else if",
+            "end",
+            "index",
+            "printf",
+            "\"%d %s %q %x %-5v %05.1f %\"",
+            "eq",
+            "lt",
+            "and",
+            "or",
+            "not",
+            "len",
+            "slice",
+            "json",
+            "split",
+            "join",
+            "pad",
+            "truncate",
+            "title",
+            "/*",
+            "*/",
+            "text",
+            "\\",
+            "é",
+        ]);
+        let data = json!({
+            "Name": "/web", "State": {"Status": "up", "Pid": 3}, "List": [1, "a", null],
+            "Ports": {"80/tcp": [{"HostPort": "8080"}]}, "Nothing": null
+        });
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(&prop::collection::vec(piece, 0..24), |pieces| {
+                let text = pieces.concat();
+                if let Ok(t) = Template::parse(&text) {
+                    let _ = t.render(&data);
+                    let _ = t.mentions("Size");
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]
