@@ -326,6 +326,17 @@ pub struct RunArgs {
     /// Log options of a detached container: max-size=SIZE (10m), max-file=N
     #[arg(long = "log-opt", value_name = "K=V")]
     pub log_opts: Vec<String>,
+    /// The signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits after the stop signal before SIGKILL (default 10)
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Write the container's ID to FILE (which must not exist yet)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub health: HealthArgs,
     #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
@@ -362,6 +373,29 @@ pub struct SecurityArgs {
     /// Publish every port the image EXPOSEs on a free port of 127.0.0.1
     #[arg(short = 'P', long)]
     pub publish_all: bool,
+}
+
+/// A container's healthcheck, over the image's HEALTHCHECK field by field (docker's flags).
+#[derive(Debug, Default, Args)]
+pub struct HealthArgs {
+    /// The command to check health with (run by /bin/sh -c in the container)
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between checks (ms|s|m|h; default 30s)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Longest time a check may run (default 30s)
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Time to start up before failed checks count (default 0s)
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Consecutive failures that make the container unhealthy (default 3)
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<i64>,
+    /// Disable any HEALTHCHECK the image has
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
 }
 
 /// Resource limits of `run` and `create` (the container's cgroup).
@@ -603,14 +637,10 @@ pub struct AttachArgs {
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// Seconds to wait after the stop signal before SIGKILL
-    #[arg(
-        short = 't',
-        long = "time",
-        value_name = "SECONDS",
-        default_value_t = 10
-    )]
-    pub time: u64,
+    /// Seconds to wait after the stop signal before SIGKILL (default: the container's
+    /// --stop-timeout, else 10)
+    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    pub time: Option<u64>,
     /// Containers (name, id or unique id prefix)
     #[arg(required = true)]
     pub containers: Vec<String>,

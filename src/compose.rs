@@ -1081,7 +1081,7 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
         total += value * unit;
         rest = &rest[u..];
     }
-    Some(std::time::Duration::from_secs_f64(total))
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 /// Go's duration spelling, as docker compose config prints it: `1m30s`, `500ms`, `10s`.
@@ -1437,7 +1437,7 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["", "10", "5x", "s"] {
+        for bad in ["", "10", "5x", "s", "99999999999999999999h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");

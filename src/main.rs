@@ -2,7 +2,8 @@
 //! `commands/`; all real work is in kiln-compiler and kiln-runtime.
 //!
 //! Exit codes: 0 success; 1 a failed build or a user error (bad Dockerfile, missing image, ...);
-//! 2 bad usage (unknown flag, missing argument), as clap reports it. `kiln diff`: 0 equal,
+//! 2 bad usage (unknown flag, missing argument), as clap reports it; `kiln run` ends with its
+//! container's status, or 125 when kiln could not run it (as docker). `kiln diff`: 0 equal,
 //! 1 different, 2 error; `kiln build --check`: 1 also when the two builds differ.
 
 mod cli;

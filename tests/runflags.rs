@@ -602,3 +602,123 @@ fn rmi_and_image_commands_match_docker() {
     assert!(v.starts_with("Client:\n Version:"), "{v}");
     assert_eq!(os_arch(&v), os_arch(&dv), "{v}\n{dv}");
 }
+
+/// `--health-cmd` and its siblings, `--stop-signal`, `--stop-timeout` and `--cidfile`, as
+/// docker reads them: the same Config.Healthcheck, StopSignal and StopTimeout, a container
+/// that turns healthy, a plain `stop` that sends the signal chosen (the payload's handler
+/// sets the exit code), the ID in the file, and a second run refused while the file is there.
+#[test]
+fn health_stop_and_cidfile_flags_match_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let script = "trap 'exit 3' USR1; touch /tmp/ok; sleep 1000 & wait";
+    let mut docker_names = Vec::new();
+    for who in ["kiln", "docker"] {
+        let n = name("health");
+        let cidfile = dir.path().join(format!("{who}.cid"));
+        let cid = cidfile.to_str().unwrap();
+        let flags = [
+            "-d",
+            "--name",
+            &n,
+            "--health-cmd",
+            "test -e /tmp/ok",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "2",
+            "--stop-signal",
+            "USR1",
+            "--stop-timeout",
+            "20",
+            "--cidfile",
+            cid,
+        ];
+        let cmd = |args: &[&str]| match who {
+            "kiln" => store.kiln(args),
+            _ => run(docker().args(args)),
+        };
+        let mut run_args = vec!["run"];
+        if who == "docker" {
+            run_args.extend(["--network", "none"]);
+            docker_names.push(n.clone());
+        }
+        run_args.extend(flags);
+        let image = if who == "kiln" {
+            BUSYBOX
+        } else {
+            docker_busybox()
+        };
+        run_args.extend([image, "sh", "-c", script]);
+        let id = ok(cmd(&run_args), &format!("{who} run"));
+        assert_eq!(
+            std::fs::read_to_string(&cidfile).unwrap(),
+            id,
+            "{who}: cidfile"
+        );
+        let config = ok(
+            cmd(&[
+                "inspect",
+                "-f",
+                "{{.Config.StopSignal}} {{.Config.StopTimeout}} {{json .Config.Healthcheck}}",
+                &n,
+            ]),
+            "inspect",
+        );
+        // kiln's json sorts an object's keys; docker keeps its struct's order.
+        let (stop, health) = config.split_at(8);
+        assert_eq!(stop, "USR1 20 ", "{who}");
+        let health: serde_json::Value = serde_json::from_str(health).unwrap();
+        assert_eq!(
+            health,
+            serde_json::json!({"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 1000000000u64, "Retries": 2}),
+            "{who}"
+        );
+        let healthy = || {
+            stdout_text(&cmd(&["inspect", "-f", "{{.State.Health.Status}}", &n])).trim()
+                == "healthy"
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), healthy),
+            "{who}: never healthy"
+        );
+        // Refused while the file is there: nothing is created.
+        let again = cmd(&run_args);
+        assert_eq!(again.status.code(), Some(125), "{who}: {}", show(&again));
+        assert!(
+            stderr_text(&again).contains("container ID file found"),
+            "{who}: {}",
+            show(&again)
+        );
+        let started = std::time::Instant::now();
+        ok(cmd(&["stop", &n]), "stop");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{who}: stop waited for the timeout, so USR1 did not end the payload"
+        );
+        let code = ok(
+            cmd(&["inspect", "-f", "{{.State.ExitCode}}", &n]),
+            "inspect",
+        );
+        assert_eq!(code, "3", "{who}: the USR1 handler's exit code");
+        ok(cmd(&["rm", &n]), "rm");
+    }
+    // Bad values are refused before anything is made.
+    for bad in [
+        &["--health-interval", "soon"][..],
+        &["--stop-signal", "SIGNOPE"],
+        &["--no-healthcheck", "--health-cmd", "true"],
+    ] {
+        let out = kiln_run(&store, bad, &["true"]);
+        assert!(!out.status.success(), "{bad:?} was taken");
+        let d = docker_run(bad, &["true"]);
+        assert!(!d.status.success(), "docker took {bad:?}");
+    }
+    for n in docker_names {
+        let _ = run(docker().args(["rm", "-f", &n]));
+    }
+}

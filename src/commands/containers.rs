@@ -468,7 +468,7 @@ pub fn stop(root: Option<PathBuf>, a: StopArgs) -> miette::Result<()> {
     let store = open_store(root)?;
     for name in &a.containers {
         let record = container::find(&store, name)?;
-        container::stop(&store, &record, a.time)?;
+        container::stop(&store, &record, record.stop_timeout(a.time))?;
         println!("{name}");
     }
     Ok(())
@@ -716,7 +716,7 @@ pub fn restart(root: Option<PathBuf>, a: StopArgs) -> miette::Result<()> {
     let store = open_store(root)?;
     for name in &a.containers {
         let record = container::find(&store, name)?;
-        container::stop(&store, &record, a.time)?;
+        container::stop(&store, &record, record.stop_timeout(a.time))?;
         start_one(&store, name)?;
         println!("{name}");
     }
@@ -1025,6 +1025,9 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
     v["Config"]["ExposedPorts"] = exposed_ports(store, r);
     v["Config"]["Volumes"] = anonymous_targets(store, r);
     v["Config"]["OpenStdin"] = json!(r.open_stdin);
+    if let Some(t) = r.stop_timeout {
+        v["Config"]["StopTimeout"] = json!(t);
+    }
     if let Some(h) = &r.healthcheck {
         v["Config"]["Healthcheck"] = json!(h);
     }

@@ -56,7 +56,15 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Prune(a) => done(images::prune(root, a)),
         Command::Image(c) => done(images::image(root, c)),
         Command::Version => done(images::version()),
-        Command::Run(a) => done(run::run(root, a)),
+        // As `docker run`: kiln's own failure to run the container is status 125 (the
+        // payload's status is the run's otherwise; 126 and 127 when it cannot be executed).
+        Command::Run(a) => Ok(match run::run(root, a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(report) => {
+                eprintln!("{report:?}");
+                ExitCode::from(125)
+            }
+        }),
         Command::Volume(c) => done(run::volume(root, c)),
         Command::Network(c) => done(network::network(root, c)),
         Command::Compose(a) => compose::compose(root, a),

@@ -495,8 +495,88 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
             .collect(),
         ..RunOptions::default()
     };
+    if let Some(sig) = &a.stop_signal {
+        if container::parse_signal(sig).is_none() {
+            return Err(flag_error(
+                "--stop-signal",
+                sig,
+                "not a signal",
+                "name one as SIGTERM, TERM or 15",
+            )
+            .into());
+        }
+    }
+    opts.stop_signal = a.stop_signal.clone();
+    opts.stop_timeout = a.stop_timeout;
+    opts.healthcheck = health_flags(&a.health)?;
     security_options(&a.security, &mut opts)?;
     Ok(opts)
+}
+
+/// The `--health-*` flags as docker's container Healthcheck (None: the image's stands).
+fn health_flags(
+    h: &crate::cli::HealthArgs,
+) -> miette::Result<Option<kiln_runtime::oci::HealthConfig>> {
+    let durations = [
+        ("--health-interval", &h.health_interval),
+        ("--health-timeout", &h.health_timeout),
+        ("--health-start-period", &h.health_start_period),
+    ];
+    let any = h.health_cmd.is_some()
+        || h.health_retries.is_some()
+        || durations.iter().any(|(_, v)| v.is_some());
+    if h.no_healthcheck {
+        if any {
+            return Err(miette::miette!(
+                "--no-healthcheck conflicts with --health-* options"
+            ));
+        }
+        return Ok(Some(kiln_runtime::oci::HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        }));
+    }
+    if !any {
+        return Ok(None);
+    }
+    let mut ns = [0i64; 3];
+    for ((flag, value), slot) in durations.iter().zip(ns.iter_mut()) {
+        let Some(text) = value else { continue };
+        let d = crate::compose::parse_duration(text)
+            .filter(|d| d.is_zero() || *d >= std::time::Duration::from_millis(1))
+            .and_then(|d| i64::try_from(d.as_nanos()).ok())
+            .ok_or_else(|| {
+                flag_error(
+                    flag,
+                    text,
+                    "not a duration of 1ms or more",
+                    "write it as 30s, 1m30s or 500ms",
+                )
+            })?;
+        *slot = d;
+    }
+    let retries = h.health_retries.unwrap_or(0);
+    if retries < 0 {
+        return Err(flag_error(
+            "--health-retries",
+            &retries.to_string(),
+            "cannot be negative",
+            "give a count, 3 by default",
+        )
+        .into());
+    }
+    Ok(Some(kiln_runtime::oci::HealthConfig {
+        test: h
+            .health_cmd
+            .iter()
+            .flat_map(|c| ["CMD-SHELL".to_string(), c.clone()])
+            .collect(),
+        interval: ns[0],
+        timeout: ns[1],
+        start_period: ns[2],
+        retries,
+        ..Default::default()
+    }))
 }
 
 /// `kiln create`: the container's record, nothing started; prints its ID.
@@ -507,8 +587,31 @@ pub fn create(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
         .image(reference)
         .map_err(|_| RunError::NoImage(reference.clone()))?;
     let opts = options(&a)?;
+    check_cidfile(&a)?;
     let record = container::create(&store, reference, &image, &opts)?;
+    write_cidfile(&a, &record.id)?;
     println!("{}", record.id);
+    Ok(())
+}
+
+/// `--cidfile`: docker refuses a file that is already there (another container's, perhaps).
+fn check_cidfile(a: &RunArgs) -> miette::Result<()> {
+    match &a.cidfile {
+        Some(f) if f.exists() => Err(miette::miette!(
+            help = "remove it, or name another file",
+            "container ID file found, make sure the other container isn't running or delete {}",
+            f.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn write_cidfile(a: &RunArgs, id: &str) -> miette::Result<()> {
+    if let Some(f) = &a.cidfile {
+        std::fs::write(f, id).map_err(|e| {
+            miette::miette!("cannot write the container ID file {}: {e}", f.display())
+        })?;
+    }
     Ok(())
 }
 
@@ -520,7 +623,9 @@ fn run_detached(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
         .image(reference)
         .map_err(|_| RunError::NoImage(reference.clone()))?;
     let opts = options(&a)?;
+    check_cidfile(&a)?;
     let record = container::create(&store, reference, &image, &opts)?;
+    write_cidfile(&a, &record.id)?;
     match container::supervisor::start(&store, &record) {
         Ok(()) => {
             println!("{}", record.id);
@@ -594,7 +699,9 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
         .image(reference)
         .map_err(|_| RunError::NoImage(reference.clone()))?;
     let opts = options(&a)?;
+    check_cidfile(&a)?;
     let record = container::create(&store, reference, &image, &opts)?;
+    write_cidfile(&a, &record.id)?;
     let streams = if a.tty {
         Streams {
             stdin: std::process::Stdio::null(),

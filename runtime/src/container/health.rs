@@ -45,6 +45,34 @@ pub struct Probe {
     pub output: String,
 }
 
+/// docker's merge of a container's Healthcheck (`run --health-*`) over the image's: a test
+/// given replaces the image's (`["NONE"]` disables the check), and each zero duration or
+/// count takes the image's value.
+pub fn merged(
+    container: Option<&HealthConfig>,
+    image: Option<&HealthConfig>,
+) -> Option<HealthConfig> {
+    let Some(c) = container else {
+        return image.cloned();
+    };
+    let Some(i) = image else {
+        return Some(c.clone());
+    };
+    let pick = |a: i64, b: i64| if a != 0 { a } else { b };
+    Some(HealthConfig {
+        test: if c.test.is_empty() {
+            i.test.clone()
+        } else {
+            c.test.clone()
+        },
+        interval: pick(c.interval, i.interval),
+        timeout: pick(c.timeout, i.timeout),
+        start_period: pick(c.start_period, i.start_period),
+        start_interval: pick(c.start_interval, i.start_interval),
+        retries: pick(c.retries, i.retries),
+    })
+}
+
 /// The settings a probe loop runs with: docker's defaults for the zero fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {

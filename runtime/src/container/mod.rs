@@ -201,6 +201,13 @@ pub struct RunOptions {
     /// this volume instead of a new one (compose recreating a container keeps its data, as
     /// docker-compose does); it is still the new container's anonymous volume.
     pub reuse_anonymous: BTreeMap<String, String>,
+    /// `--stop-signal` (None: the image's STOPSIGNAL).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u64>,
+    /// The `--health-*` flags as docker's container Healthcheck: set fields replace the
+    /// image's, zero ones keep them (`["NONE"]` disables it).
+    pub healthcheck: Option<crate::oci::HealthConfig>,
 }
 
 /// `--pid`: the pid namespace a new container gets.
@@ -325,9 +332,12 @@ pub struct Record {
     pub open_stdin: bool,
     #[serde(default)]
     pub log: log::LogConfig,
-    /// The image's STOPSIGNAL (empty: SIGTERM).
+    /// `--stop-signal`, else the image's STOPSIGNAL (empty: SIGTERM).
     #[serde(default)]
     pub stop_signal: String,
+    /// `--stop-timeout`: the seconds `stop` waits by default (None: 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
     /// The ENTRYPOINT and CMD in effect (docker's `Config.Entrypoint` and `Config.Cmd`).
     #[serde(default)]
     pub entrypoint: Vec<String>,
@@ -393,6 +403,12 @@ impl Record {
     }
 
     /// The signal `kiln stop` sends first: the image's STOPSIGNAL, else SIGTERM.
+    /// The seconds a stop waits before SIGKILL: `asked` (`stop -t`), else the container's
+    /// `--stop-timeout`, else docker's 10.
+    pub fn stop_timeout(&self, asked: Option<u64>) -> u64 {
+        asked.or(self.stop_timeout).unwrap_or(10)
+    }
+
     pub fn stop_signal(&self) -> nix::sys::signal::Signal {
         parse_signal(&self.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM)
     }
@@ -791,15 +807,17 @@ pub fn create(
         auto_remove: opts.remove,
         open_stdin: opts.open_stdin,
         log: opts.log,
-        stop_signal: config.stop_signal.clone(),
+        stop_signal: opts
+            .stop_signal
+            .clone()
+            .unwrap_or_else(|| config.stop_signal.clone()),
+        stop_timeout: opts.stop_timeout,
         entrypoint,
         cmd,
         stubs: Vec::new(),
         network: None,
         aliases: opts.aliases.clone(),
-        healthcheck: config
-            .healthcheck
-            .clone()
+        healthcheck: health::merged(opts.healthcheck.as_ref(), config.healthcheck.as_ref())
             .filter(|h| health::Settings::of(h).is_some()),
         health: None,
         cgroups: Vec::new(),
