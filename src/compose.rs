@@ -159,6 +159,28 @@ pub struct Service {
     /// `profiles:`: when not empty, the service is enabled only by one of these profiles
     /// being active (or by being named on the command line).
     pub profiles: Vec<String>,
+    /// The keys that are `kiln run` flags as they are (`--name`, `--label`, ...).
+    pub run: RunKeys,
+}
+
+/// A service's keys that `kiln run` takes as flags.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunKeys {
+    /// `container_name:`: the one container's name (the service cannot scale).
+    pub container_name: Option<String>,
+    /// `labels:` (a bare list item is an empty label, as compose reads it).
+    pub labels: BTreeMap<String, String>,
+    pub hostname: Option<String>,
+    pub init: bool,
+    pub stop_signal: Option<String>,
+    /// `stop_grace_period:`: what `stop` waits before SIGKILL (`--stop-timeout`, seconds).
+    pub stop_grace_period: Option<std::time::Duration>,
+    pub read_only: bool,
+    pub tty: bool,
+    pub stdin_open: bool,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
 }
 
 impl Service {
@@ -232,9 +254,15 @@ impl Project {
     pub fn volume(&self, name: &str) -> String {
         format!("{}_{name}", self.name)
     }
-    /// The name of a service's container number `index` (from 1), as docker compose's.
+    /// The name of a service's container number `index` (from 1), as docker compose's: its
+    /// `container_name:` when it has one.
     pub fn container(&self, service: &str, index: u32) -> String {
-        format!("{}-{service}-{index}", self.name)
+        let fixed = self
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .and_then(|s| s.run.container_name.clone());
+        fixed.unwrap_or_else(|| format!("{}-{service}-{index}", self.name))
     }
     /// The image a service runs: `image:`, else `<project>-<service>` for a built one.
     pub fn image(&self, s: &Service) -> String {
@@ -891,6 +919,7 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
         user: text("user")?,
         restart: text("restart")?,
         network_mode,
+        run: run_keys(m)?,
         profiles: match get("profiles") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Sequence(items)) => items
@@ -899,6 +928,70 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err("profiles: must be a list of profile names".into()),
         },
+    })
+}
+
+/// The keys that are `kiln run` flags.
+fn run_keys(m: &Mapping) -> Result<RunKeys, String> {
+    let text = |k: &str| -> Result<Option<String>, String> {
+        match m.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => scalar(v)
+                .map(Some)
+                .ok_or_else(|| format!("{k}: must be a string")),
+        }
+    };
+    let flag = |k: &str| -> Result<bool, String> {
+        match m.get(k) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(format!("{k}: must be true or false")),
+        }
+    };
+    let names = |k: &str| -> Result<Vec<String>, String> {
+        match m.get(k) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .map(|i| scalar(i).ok_or_else(|| format!("{k}: items are names")))
+                .collect(),
+            Some(_) => Err(format!("{k}: must be a list")),
+        }
+    };
+    let labels = match m.get("labels") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| {
+                let s = scalar(i).ok_or("labels: items must be K=V")?;
+                Ok(match s.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (s, String::new()),
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        Some(v) => string_map(v, "labels")?,
+    };
+    let stop_grace_period = text("stop_grace_period")?
+        .map(|t| {
+            parse_duration(&t).ok_or_else(|| {
+                format!("stop_grace_period: {t} is not a duration (write it as 10s or 1m30s)")
+            })
+        })
+        .transpose()?;
+    Ok(RunKeys {
+        container_name: text("container_name")?,
+        labels,
+        hostname: text("hostname")?,
+        init: flag("init")?,
+        stop_signal: text("stop_signal")?,
+        stop_grace_period,
+        read_only: flag("read_only")?,
+        tty: flag("tty")?,
+        stdin_open: flag("stdin_open")?,
+        privileged: flag("privileged")?,
+        cap_add: names("cap_add")?,
+        cap_drop: names("cap_drop")?,
     })
 }
 
@@ -1331,6 +1424,38 @@ fn model(p: &Project) -> Value {
         }
         if !svc.profiles.is_empty() {
             m.insert(s("profiles"), list(&svc.profiles));
+        }
+        let r = &svc.run;
+        for (k, v) in [("cap_add", &r.cap_add), ("cap_drop", &r.cap_drop)] {
+            if !v.is_empty() {
+                m.insert(s(k), list(v));
+            }
+        }
+        for (k, v) in [
+            ("container_name", &r.container_name),
+            ("hostname", &r.hostname),
+            ("stop_signal", &r.stop_signal),
+        ] {
+            if let Some(v) = v {
+                m.insert(s(k), s(v));
+            }
+        }
+        for (k, v) in [
+            ("init", r.init),
+            ("read_only", r.read_only),
+            ("tty", r.tty),
+            ("stdin_open", r.stdin_open),
+            ("privileged", r.privileged),
+        ] {
+            if v {
+                m.insert(s(k), Value::Bool(true));
+            }
+        }
+        if !r.labels.is_empty() {
+            m.insert(s("labels"), str_map(&r.labels));
+        }
+        if let Some(d) = r.stop_grace_period {
+            m.insert(s("stop_grace_period"), s(&format_duration(d)));
         }
         if let Some(r) = &svc.restart {
             m.insert(s("restart"), s(r));

@@ -1147,7 +1147,7 @@ fn normal_model(yaml: &str) -> Json {
 #[test]
 fn config_matches_recorded_docker_compose_v1_output() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose");
-    for case in ["todo", "long", "interp", "override", "profiles"] {
+    for case in ["todo", "long", "interp", "override", "profiles", "runflags"] {
         let dir = fixtures.join(case);
         let recorded = std::fs::read_to_string(dir.join("docker-compose-v1-config.yaml"))
             .unwrap()
@@ -1950,4 +1950,105 @@ fn profiles_choose_the_services_as_docker_compose_does() {
         );
     }
     assert_eq!(running(), (vec![], vec![]), "a refused up starts nothing");
+}
+
+/// The service keys that are `kiln run` flags, on both tools: a fixed container_name (found
+/// again by `stop`, `ps` and `down`), labels, hostname, init, stop_signal and
+/// stop_grace_period, read_only, tty, stdin_open; and a container_name cannot scale.
+#[test]
+fn run_keys_of_a_service_match_docker_compose() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker-compose");
+    docker_busybox();
+    let store = KilnStore::with_busybox();
+    let dir = temp_dir();
+    let proj = dir.path().join("runkeys");
+    std::fs::create_dir(&proj).unwrap();
+    let name = format!("kilnrk{}", std::process::id());
+    let fixed = format!("{name}-fixed");
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!(
+            "services:\n  web:\n    image: {BUSYBOX}\n    network_mode: none\n    \
+             container_name: {fixed}\n    labels: [tier=web, empty]\n    hostname: webhost\n    \
+             init: true\n    stop_signal: SIGUSR1\n    stop_grace_period: 1m30s\n    \
+             read_only: true\n    tty: true\n    stdin_open: true\n    \
+             command: [\"sh\", \"-c\", \"trap 'exit 0' USR1; sleep 120 & wait\"]\n"
+        ),
+    )
+    .unwrap();
+    let kiln = |args: &[&str]| {
+        let mut cmd = store.cmd();
+        cmd.args(["compose", "-p", &name])
+            .args(args)
+            .current_dir(&proj);
+        run(&mut cmd)
+    };
+    let docker_compose = |args: &[&str]| {
+        run(std::process::Command::new("docker-compose")
+            .args(["-p", &name, "--no-ansi"])
+            .args(args)
+            .current_dir(&proj)
+            .stdin(std::process::Stdio::null()))
+    };
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-t", "1"]);
+        }
+    }
+    let _docker_down = Down(&docker_compose);
+    let _kiln_down = Down(&kiln);
+    for (who, out) in [
+        ("kiln", kiln(&["up", "-d"])),
+        ("docker-compose", docker_compose(&["up", "-d"])),
+    ] {
+        assert!(out.status.success(), "{who} up: {}", show(&out));
+    }
+    let template = "{{.Name}} {{.Config.Hostname}} {{index .Config.Labels \"tier\"}}|{{index .Config.Labels \"empty\"}}| \
+                    {{.Config.StopSignal}} {{.Config.StopTimeout}} {{.HostConfig.ReadonlyRootfs}} \
+                    {{.Config.Tty}} {{.Config.OpenStdin}} {{.HostConfig.Init}}";
+    let k = ok(
+        store.kiln(["inspect", "-f", template, &fixed]),
+        "kiln inspect",
+    );
+    let d = ok(
+        run(docker().args(["inspect", "-f", template, &fixed])),
+        "docker inspect",
+    );
+    assert_eq!(k, d);
+    assert_eq!(
+        k.trim(),
+        format!("/{fixed} webhost web|| SIGUSR1 90 true true true true")
+    );
+    // Found again by its labels: ps lists it, stop sends SIGUSR1 (the trap ends it at once).
+    let ps = ok(kiln(&["ps", "-q"]), "compose ps -q");
+    assert_eq!(ps.lines().count(), 1, "{ps}");
+    let started = std::time::Instant::now();
+    let out = kiln(&["stop"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stop waited for the grace period"
+    );
+    let state = ok(
+        store.kiln(["inspect", "-f", "{{.State.Status}}", &fixed]),
+        "inspect",
+    );
+    assert_eq!(state.trim(), "exited");
+    let out = kiln(&["up", "-d", "--scale", "web=2"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_text(&out).contains("container name"),
+        "{}",
+        show(&out)
+    );
+    let out = kiln(&["down", "-t", "1"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        !store.kiln(["inspect", &fixed]).status.success(),
+        "down left {fixed}"
+    );
 }

@@ -70,6 +70,9 @@ enum ComposeRunError {
         dependency: String,
         condition: String,
     },
+    #[error("service {service} uses the container name {name}, so it cannot run more than one container")]
+    #[diagnostic(help("remove container_name: from {service} to scale it"))]
+    ScaleName { service: String, name: String },
     #[error("service {0} has no healthcheck, so depends_on cannot wait for it to be healthy")]
     NoHealthcheck(String),
     #[error(
@@ -400,6 +403,13 @@ fn parse_scale(p: &Project, specs: &[String]) -> miette::Result<BTreeMap<String,
             .ok_or_else(|| ComposeRunError::Scale(spec.clone()))?;
         let s = service_of(p, name)?;
         if n > 1 {
+            if let Some(fixed) = &s.run.container_name {
+                return Err(ComposeRunError::ScaleName {
+                    service: s.name.clone(),
+                    name: fixed.clone(),
+                }
+                .into());
+            }
             if let Some(port) = s.ports.iter().find_map(|p| p.published) {
                 return Err(ComposeRunError::ScalePort {
                     service: s.name.clone(),
@@ -414,13 +424,26 @@ fn parse_scale(p: &Project, specs: &[String]) -> miette::Result<BTreeMap<String,
     Ok(out)
 }
 
-/// The service's containers `<project>-<service>-N`, by N (not `compose run` ones).
+/// The service's containers, by number (not `compose run` ones): those labelled with the
+/// project, the service and a container number, as `up` labels them (a `container_name:`
+/// one too), and unlabelled ones named `<project>-<service>-N`.
 fn instances(store: &Store, p: &Project, service: &str) -> miette::Result<Vec<(u32, Record)>> {
     let prefix = format!("{}-{service}-", p.name);
+    let label = |r: &Record, k: &str| r.labels.get(&format!("com.docker.compose.{k}")).cloned();
     let mut out: Vec<(u32, Record)> = container::list(store)?
         .into_iter()
         .filter_map(|r| {
-            let n = r.name.strip_prefix(&prefix)?.parse::<u32>().ok()?;
+            let n = match label(&r, "container-number") {
+                Some(n) => {
+                    let ours = label(&r, "project").as_deref() == Some(p.name.as_str())
+                        && label(&r, "service").as_deref() == Some(service);
+                    if !ours {
+                        return None;
+                    }
+                    n.parse::<u32>().ok()?
+                }
+                None => r.name.strip_prefix(&prefix)?.parse::<u32>().ok()?,
+            };
             Some((n, r))
         })
         .collect();
@@ -1020,6 +1043,32 @@ fn run_argv(
     if let Some(r) = &s.restart {
         flag("--restart", r);
     }
+    let keys = &s.run;
+    for (k, v) in &keys.labels {
+        flag("--label", &format!("{k}={v}"));
+    }
+    if let Some(h) = &keys.hostname {
+        flag("--hostname", h);
+    }
+    if let Some(sig) = &keys.stop_signal {
+        flag("--stop-signal", sig);
+    }
+    if let Some(d) = keys.stop_grace_period {
+        flag("--stop-timeout", &d.as_secs().to_string());
+    }
+    for c in &keys.cap_add {
+        flag("--cap-add", c);
+    }
+    for c in &keys.cap_drop {
+        flag("--cap-drop", c);
+    }
+    let switches = [
+        (keys.init, "--init"),
+        (keys.read_only, "--read-only"),
+        (keys.tty, "--tty"),
+        (keys.stdin_open, "--interactive"),
+        (keys.privileged, "--privileged"),
+    ];
     let mut rest: Vec<String> = Vec::new();
     if let Some(e) = &s.entrypoint {
         let mut e = e.iter();
@@ -1028,6 +1077,12 @@ fn run_argv(
         flag("--entrypoint", e.next().map_or("", String::as_str));
         rest.extend(e.cloned());
     }
+    argv.extend(
+        switches
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, f)| f.to_string()),
+    );
     argv.extend(extra.iter().cloned());
     argv.push(p.image(s));
     argv.extend(rest);
