@@ -335,6 +335,16 @@ pub struct RunArgs {
     /// Write the container's ID to FILE (which must not exist yet)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
+    /// A process limit: NAME=SOFT[:HARD] (nofile, nproc, core, stack, ...; -1 unlimited)
+    #[arg(
+        long = "ulimit",
+        value_name = "NAME=SOFT[:HARD]",
+        allow_hyphen_values = true
+    )]
+    pub ulimits: Vec<String>,
+    /// The size of /dev/shm: N[b|k|m|g] (default 64m)
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    pub shm_size: Option<String>,
     #[command(flatten)]
     pub health: HealthArgs,
     #[command(flatten)]

@@ -722,3 +722,78 @@ fn health_stop_and_cidfile_flags_match_docker() {
         let _ = run(docker().args(["rm", "-f", &n]));
     }
 }
+
+/// `--ulimit` and `--shm-size` as docker's: the limits the payload sees, the size of its
+/// /dev/shm, inspect's HostConfig.Ulimits and ShmSize (and their defaults), and docker's
+/// refusals of a bad limit.
+#[test]
+fn ulimits_and_shm_size_match_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let store = KilnStore::with_busybox();
+    let flags = [
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "nproc=100",
+        "--ulimit",
+        "core=-1",
+        "--shm-size",
+        "16m",
+    ];
+    let script =
+        "ulimit -Sn; ulimit -Hn; ulimit -u; ulimit -c; df -k /dev/shm | tail -1 | awk '{print $2}'";
+    let k = ok(kiln_run(&store, &flags, &["sh", "-c", script]), "kiln run");
+    let d = ok(docker_run(&flags, &["sh", "-c", script]), "docker run");
+    assert_eq!(k, d);
+    assert_eq!(
+        k.split_whitespace().collect::<Vec<_>>(),
+        ["1024", "2048", "100", "unlimited", "16384"]
+    );
+    let template = "{{.HostConfig.ShmSize}} {{json .HostConfig.Ulimits}}";
+    let shown = |with: &[&str]| {
+        let (kn, dn) = (name("ul"), name("ul"));
+        let mut kargs = vec!["create", "--name", &kn];
+        kargs.extend_from_slice(with);
+        kargs.extend([BUSYBOX, "true"]);
+        ok(store.kiln(&kargs), "kiln create");
+        let mut dargs = vec!["create", "--network", "none", "--name", &dn];
+        dargs.extend_from_slice(with);
+        dargs.extend([docker_busybox(), "true"]);
+        ok(run(docker().args(&dargs)), "docker create");
+        let kt = ok(store.kiln(["inspect", "-f", template, &kn]), "kiln inspect");
+        let dt = ok(
+            run(docker().args(["inspect", "-f", template, &dn])),
+            "docker inspect",
+        );
+        let _ = run(docker().args(["rm", &dn]));
+        let parse = |t: &str| {
+            let (size, limits) = t.split_once(' ').unwrap();
+            (
+                size.to_string(),
+                serde_json::from_str::<serde_json::Value>(limits).unwrap(),
+            )
+        };
+        (parse(&kt), parse(&dt))
+    };
+    let (k, d) = shown(&flags);
+    assert_eq!(k, d);
+    assert_eq!(k.0, "16777216");
+    let (k, d) = shown(&[]);
+    assert_eq!(k, d);
+    assert_eq!(k, ("67108864".to_string(), serde_json::Value::Null));
+    for bad in ["nofile=3:2", "bogus=1", "nofile"] {
+        let k = kiln_run(&store, &["--ulimit", bad], &["true"]);
+        let d = docker_run(&["--ulimit", bad], &["true"]);
+        assert_eq!(
+            k.status.code(),
+            d.status.code(),
+            "{bad}: {} / {}",
+            show(&k),
+            show(&d)
+        );
+        assert_eq!(k.status.code(), Some(125), "{bad}");
+    }
+}

@@ -1017,6 +1017,12 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
     v["NetworkSettings"] = network_settings(store, r);
     v["HostConfig"]["PortBindings"] = port_map(r, |p| json!(p.host_ip));
     v["HostConfig"]["Privileged"] = json!(r.spec.privileged);
+    v["HostConfig"]["ShmSize"] = json!(r.spec.limits.shm_bytes());
+    v["HostConfig"]["Ulimits"] = if r.spec.limits.ulimits.is_empty() {
+        Value::Null
+    } else {
+        json!(r.spec.limits.ulimits)
+    };
     v["HostConfig"]["PidMode"] = json!(match &r.spec.pid {
         kiln_runtime::sandbox::spec::PidNamespace::Private => String::new(),
         kiln_runtime::sandbox::spec::PidNamespace::Host => "host".into(),

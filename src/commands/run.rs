@@ -509,6 +509,34 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     opts.stop_signal = a.stop_signal.clone();
     opts.stop_timeout = a.stop_timeout;
     opts.healthcheck = health_flags(&a.health)?;
+    for u in &a.ulimits {
+        let limit = kiln_runtime::sandbox::spec::Ulimit::parse(u).map_err(|why| {
+            flag_error(
+                "--ulimit",
+                u,
+                &why,
+                "write NAME=SOFT[:HARD], as nofile=1024:4096",
+            )
+        })?;
+        // As docker keeps them: one per name (the last given), in name order.
+        opts.limits.ulimits.retain(|l| l.name != limit.name);
+        opts.limits.ulimits.push(limit);
+    }
+    opts.limits.ulimits.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(size) = &a.shm_size {
+        let bytes = super::resources::ram_in_bytes(size)
+            .and_then(|b| u64::try_from(b).ok())
+            .filter(|b| *b > 0)
+            .ok_or_else(|| {
+                flag_error(
+                    "--shm-size",
+                    size,
+                    "not a size",
+                    "write it as 64m, 1g or a number of bytes",
+                )
+            })?;
+        opts.limits.shm_size = Some(bytes);
+    }
     security_options(&a.security, &mut opts)?;
     Ok(opts)
 }

@@ -168,6 +168,7 @@ impl Exec<'_> {
             privileged: false,
             pid: Default::default(),
             resources: Default::default(),
+            limits: Default::default(),
         };
         let mut tail: Vec<String> = Vec::new();
         let id = node.id.0;

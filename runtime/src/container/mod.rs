@@ -194,6 +194,8 @@ pub struct RunOptions {
     pub publish_all: bool,
     /// `--memory`, `--cpus`, ...: carried out through the container's cgroup.
     pub resources: spec::Resources,
+    /// `--ulimit` and `--shm-size`.
+    pub limits: spec::ProcessLimits,
     /// `--label`: metadata kept in the record (`inspect`'s Config.Labels, `ps --filter
     /// label=`); compose keeps its project, service and configuration hash here.
     pub labels: BTreeMap<String, String>,
@@ -784,6 +786,7 @@ pub fn create(
         privileged: opts.privileged,
         pid,
         resources: opts.resources.clone(),
+        limits: opts.limits.clone(),
     };
     let mut record = Record {
         id,

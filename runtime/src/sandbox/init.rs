@@ -621,6 +621,20 @@ fn prepare_and_exec(
         }
     }
     let exe = find_executable(&p.args, &env)?;
+    // `--ulimit`, while the process may still raise hard limits (before it drops privileges).
+    for u in &spec.limits.ulimits {
+        if let Some((resource, soft, hard)) = u.rlimit() {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit reads the struct it is given.
+            if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err((format!("setting --ulimit {}: {e}", u.name), 125));
+            }
+        }
+    }
     if confine {
         security::confine(spec, &id).map_err(|e| (e, 125))?;
     } else {

@@ -67,7 +67,7 @@ pub fn setup(sys: &dyn Syscall, spec: &ContainerSpec, files: &FileStage) -> Resu
         spec.rootfs.ephemeral,
     )?;
     let mut stubs = Vec::new();
-    standard_mounts(sys, root, spec.privileged, &mut stubs)?;
+    standard_mounts(sys, root, spec, &mut stubs)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         user_mount(sys, root, m, files, i, &mut stubs)?;
     }
@@ -220,9 +220,11 @@ fn resolve(
 fn standard_mounts(
     sys: &dyn Syscall,
     root: &Path,
-    privileged: bool,
+    spec: &ContainerSpec,
     stubs: &mut Vec<String>,
 ) -> Result<()> {
+    let privileged = spec.privileged;
+    let shm = format!("mode=1777,size={}", spec.limits.shm_bytes());
     let sys_flags = if privileged {
         MsFlags::empty()
     } else {
@@ -243,12 +245,7 @@ fn standard_mounts(
             MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
             "newinstance,ptmxmode=0666,mode=0620,gid=5",
         ),
-        (
-            "/dev/shm",
-            "tmpfs",
-            nosuid_noexec_nodev,
-            "mode=1777,size=65536k",
-        ),
+        ("/dev/shm", "tmpfs", nosuid_noexec_nodev, shm.as_str()),
         ("/dev/mqueue", "mqueue", nosuid_noexec_nodev, ""),
         ("/sys", "sysfs", nosuid_noexec_nodev | sys_flags, ""),
     ];
@@ -529,6 +526,7 @@ mod tests {
             privileged: false,
             pid: Default::default(),
             resources: Default::default(),
+            limits: Default::default(),
         }
     }
 

@@ -43,6 +43,98 @@ pub struct ContainerSpec {
     /// Resource limits, carried out through the container's cgroup (see `cgroup`).
     #[serde(default)]
     pub resources: Resources,
+    /// Limits of the payload's process and its /dev/shm (`--ulimit`, `--shm-size`).
+    #[serde(default)]
+    pub limits: ProcessLimits,
+}
+
+/// `--ulimit` and `--shm-size`: what the init sets before the payload starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessLimits {
+    /// setrlimit(2) values, one per resource.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// The /dev/shm tmpfs's size in bytes (None: docker's 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+}
+
+impl ProcessLimits {
+    /// docker's default /dev/shm size.
+    pub const DEFAULT_SHM: u64 = 64 << 20;
+
+    pub fn shm_bytes(&self) -> u64 {
+        self.shm_size.unwrap_or(Self::DEFAULT_SHM)
+    }
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]` (docker's names; -1 is unlimited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// docker's ulimit names and the resources they are.
+pub const ULIMITS: [(&str, libc::__rlimit_resource_t); 15] = [
+    ("core", libc::RLIMIT_CORE),
+    ("cpu", libc::RLIMIT_CPU),
+    ("data", libc::RLIMIT_DATA),
+    ("fsize", libc::RLIMIT_FSIZE),
+    ("locks", libc::RLIMIT_LOCKS),
+    ("memlock", libc::RLIMIT_MEMLOCK),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE),
+    ("nice", libc::RLIMIT_NICE),
+    ("nofile", libc::RLIMIT_NOFILE),
+    ("nproc", libc::RLIMIT_NPROC),
+    ("rss", libc::RLIMIT_RSS),
+    ("rtprio", libc::RLIMIT_RTPRIO),
+    ("rttime", libc::RLIMIT_RTTIME),
+    ("sigpending", libc::RLIMIT_SIGPENDING),
+    ("stack", libc::RLIMIT_STACK),
+];
+
+impl Ulimit {
+    /// `NAME=SOFT[:HARD]`, as docker reads it (HARD defaults to SOFT; SOFT may not exceed it).
+    pub fn parse(text: &str) -> Result<Ulimit, String> {
+        let (name, values) = text
+            .split_once('=')
+            .ok_or_else(|| format!("invalid ulimit argument: {text}"))?;
+        if !ULIMITS.iter().any(|(n, _)| *n == name) {
+            return Err(format!("invalid ulimit type: {name}"));
+        }
+        let number = |v: &str| {
+            v.parse::<i64>()
+                .map_err(|_| format!("invalid ulimit value: {v}"))
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((s, h)) => (number(s)?, number(h)?),
+            None => {
+                let v = number(values)?;
+                (v, v)
+            }
+        };
+        let unlimited = |v: i64| v < 0;
+        if !unlimited(hard) && (unlimited(soft) || soft > hard) {
+            return Err(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            ));
+        }
+        Ok(Ulimit {
+            name: name.to_string(),
+            soft,
+            hard,
+        })
+    }
+
+    /// The resource and the two values as setrlimit(2) takes them.
+    pub fn rlimit(&self) -> Option<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)> {
+        let (_, resource) = ULIMITS.iter().find(|(n, _)| *n == self.name)?;
+        let value = |v: i64| u64::try_from(v).unwrap_or(libc::RLIM_INFINITY);
+        Some((*resource, value(self.soft), value(self.hard)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
