@@ -335,6 +335,9 @@ pub struct RunArgs {
     /// Write the container's ID to FILE (which must not exist yet)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
+    /// Add a line to /etc/hosts: NAME:IP
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
     /// A process limit: NAME=SOFT[:HARD] (nofile, nproc, core, stack, ...; -1 unlimited)
     #[arg(
         long = "ulimit",

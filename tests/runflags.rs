@@ -797,3 +797,62 @@ fn ulimits_and_shm_size_match_docker() {
         assert_eq!(k.status.code(), Some(125), "{bad}");
     }
 }
+
+/// `--add-host NAME:IP` as docker's: the lines after the loopback names of /etc/hosts (kiln
+/// adds the container's own hostname after them, docker does not on `--network none`),
+/// HostConfig.ExtraHosts, and docker's refusals; kiln refuses `host-gateway` (there is no
+/// bridge) and a kiln network (its members share one /etc/hosts).
+#[test]
+fn add_host_matches_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    require_peer!("docker");
+    let store = KilnStore::with_busybox();
+    let flags = [
+        "--add-host",
+        "db:10.1.2.3",
+        "--add-host",
+        "six:::1",
+        "--hostname",
+        "hh",
+    ];
+    let k = ok(kiln_run(&store, &flags, &["cat", "/etc/hosts"]), "kiln run");
+    let d = ok(docker_run(&flags, &["cat", "/etc/hosts"]), "docker run");
+    let k: Vec<&str> = k.lines().filter(|l| *l != "127.0.0.1\thh").collect();
+    assert_eq!(k, d.lines().collect::<Vec<_>>());
+    assert!(d.contains("10.1.2.3\tdb\n::1\tsix"), "{d}");
+    let n = name("hosts");
+    let mut args = vec!["create", "--name", &n];
+    args.extend(flags);
+    args.extend([BUSYBOX, "true"]);
+    ok(store.kiln(&args), "create");
+    let shown = ok(
+        store.kiln(["inspect", "-f", "{{json .HostConfig.ExtraHosts}}", &n]),
+        "inspect",
+    );
+    assert_eq!(shown, r#"["db:10.1.2.3","six:::1"]"#);
+    for bad in ["nocolon", "db:notanip", ":1.2.3.4"] {
+        let k = kiln_run(&store, &["--add-host", bad], &["true"]);
+        let d = docker_run(&["--add-host", bad], &["true"]);
+        assert_eq!(k.status.code(), Some(125), "{bad}: {}", show(&k));
+        assert_eq!(d.status.code(), Some(125), "{bad}: {}", show(&d));
+    }
+    let out = kiln_run(&store, &["--add-host", "h:host-gateway"], &["true"]);
+    assert!(stderr_text(&out).contains("no bridge"), "{}", show(&out));
+    ok(
+        store.kiln(["network", "create", "hostsnet"]),
+        "network create",
+    );
+    let out = kiln_run(
+        &store,
+        &["--network", "hostsnet", "--add-host", "a:1.2.3.4"],
+        &["true"],
+    );
+    assert!(
+        stderr_text(&out).contains("share one /etc/hosts"),
+        "{}",
+        show(&out)
+    );
+    ok(store.kiln(["network", "rm", "hostsnet"]), "network rm");
+}

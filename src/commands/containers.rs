@@ -1018,6 +1018,11 @@ pub fn inspect_json(store: &Store, r: &Record) -> Value {
     v["HostConfig"]["PortBindings"] = port_map(r, |p| json!(p.host_ip));
     v["HostConfig"]["Privileged"] = json!(r.spec.privileged);
     v["HostConfig"]["ShmSize"] = json!(r.spec.limits.shm_bytes());
+    v["HostConfig"]["ExtraHosts"] = if r.extra_hosts.is_empty() {
+        Value::Null
+    } else {
+        json!(r.extra_hosts)
+    };
     v["HostConfig"]["Ulimits"] = if r.spec.limits.ulimits.is_empty() {
         Value::Null
     } else {

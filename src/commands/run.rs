@@ -509,6 +509,18 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     opts.stop_signal = a.stop_signal.clone();
     opts.stop_timeout = a.stop_timeout;
     opts.healthcheck = health_flags(&a.health)?;
+    for entry in &a.add_hosts {
+        opts.extra_hosts.push(add_host(entry)?);
+    }
+    if !opts.extra_hosts.is_empty() && matches!(opts.join, Some(JoinRequest::Network(_))) {
+        return Err(flag_error(
+            "--add-host",
+            &a.add_hosts.join(","),
+            "the members of a kiln network share one /etc/hosts",
+            "name the host with --network-alias on a member, or use --network none or host",
+        )
+        .into());
+    }
     for u in &a.ulimits {
         let limit = kiln_runtime::sandbox::spec::Ulimit::parse(u).map_err(|why| {
             flag_error(
@@ -539,6 +551,38 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     }
     security_options(&a.security, &mut opts)?;
     Ok(opts)
+}
+
+/// `--add-host NAME:IP` (split at the first `:`, so `NAME:::1` is IPv6), as docker reads it.
+fn add_host(entry: &str) -> miette::Result<(String, String)> {
+    let Some((name, ip)) = entry.split_once(':').filter(|(n, _)| !n.is_empty()) else {
+        return Err(flag_error(
+            "--add-host",
+            entry,
+            "bad format for add-host",
+            "write NAME:IP, as db:127.0.0.1",
+        )
+        .into());
+    };
+    if ip == "host-gateway" {
+        return Err(flag_error(
+            "--add-host",
+            entry,
+            "kiln makes no bridge, so the host has no gateway address in a container",
+            "use --network host, where the host is 127.0.0.1, or publish the host's port with -p",
+        )
+        .into());
+    }
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(flag_error(
+            "--add-host",
+            entry,
+            "invalid IP address in add-host",
+            "write NAME:IP, as db:127.0.0.1",
+        )
+        .into());
+    }
+    Ok((name.to_string(), ip.to_string()))
 }
 
 /// The `--health-*` flags as docker's container Healthcheck (None: the image's stands).

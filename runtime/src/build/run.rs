@@ -124,7 +124,7 @@ impl Exec<'_> {
             RunNetwork::Host | RunNetwork::Default => Network::Host,
         };
         let mut env = op.env.clone();
-        let mut mounts = crate::sandbox::net::etc_files(HOSTNAME, &network);
+        let mut mounts = crate::sandbox::net::etc_files(HOSTNAME, &network, &[]);
         let mut cache_locks = Vec::new();
         for (i, m) in op.mounts.iter().enumerate() {
             if let Some(mount) =

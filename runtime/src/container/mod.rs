@@ -196,6 +196,8 @@ pub struct RunOptions {
     pub resources: spec::Resources,
     /// `--ulimit` and `--shm-size`.
     pub limits: spec::ProcessLimits,
+    /// `--add-host NAME:IP`, in order (not on a kiln network, whose /etc/hosts is shared).
+    pub extra_hosts: Vec<(String, String)>,
     /// `--label`: metadata kept in the record (`inspect`'s Config.Labels, `ps --filter
     /// label=`); compose keeps its project, service and configuration hash here.
     pub labels: BTreeMap<String, String>,
@@ -370,6 +372,9 @@ pub struct Record {
     /// `--label` metadata.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// `--add-host` entries as given (`NAME:IP`), for inspect's HostConfig.ExtraHosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
 }
 
 impl Record {
@@ -710,7 +715,7 @@ pub fn create(
         fs::create_dir_all(&empty).map_err(io("create", &empty))?;
         layers.push(empty);
     }
-    let mut mounts = crate::sandbox::net::etc_files(&hostname, &network);
+    let mut mounts = crate::sandbox::net::etc_files(&hostname, &network, &opts.extra_hosts);
     // `--volumes-from` first; a `-v`/`--mount` at the same path replaces it (docker's order).
     let mut anonymous_volumes = Vec::new();
     let own: Vec<Mount> = opts
@@ -826,6 +831,11 @@ pub fn create(
         cgroups: Vec::new(),
         anonymous_volumes,
         labels: opts.labels.clone(),
+        extra_hosts: opts
+            .extra_hosts
+            .iter()
+            .map(|(name, ip)| format!("{name}:{ip}"))
+            .collect(),
     };
     if let Some(net) = &joined {
         network::attach_spec(store, &mut record, net);

@@ -278,7 +278,7 @@ pub fn disconnect(store: &Store, name: &str, container: &str) -> Result<Record, 
     record.network = None;
     record.aliases.clear();
     record.spec.network = NetMode::None;
-    let own = crate::sandbox::net::etc_files(&record.spec.hostname, &NetMode::None);
+    let own = crate::sandbox::net::etc_files(&record.spec.hostname, &NetMode::None, &[]);
     if let Some(hosts) = own.into_iter().find(|m| m.target == "/etc/hosts") {
         set_hosts_mount(&mut record.spec.mounts, hosts);
     }

@@ -217,12 +217,26 @@ pub const LOOPBACK_HOSTS: &str =
 
 /// The /etc/hosts, /etc/hostname and /etc/resolv.conf a container gets (as Docker writes
 /// them: loopback names, the hostname, the host's resolver configuration).
-pub fn etc_files(hostname: &str, network: &Network) -> Vec<super::spec::Mount> {
+/// `extra_hosts` (`--add-host NAME:IP`) follow the loopback names, as in docker's.
+pub fn etc_files(
+    hostname: &str,
+    network: &Network,
+    extra_hosts: &[(String, String)],
+) -> Vec<super::spec::Mount> {
     use super::spec::{Mount, MountKind};
+    let extra: String = extra_hosts
+        .iter()
+        .map(|(name, ip)| format!("{ip}\t{name}\n"))
+        .collect();
     let hosts = match network {
-        Network::Host => std::fs::read("/etc/hosts").unwrap_or_default(),
+        Network::Host => {
+            let mut h = std::fs::read("/etc/hosts").unwrap_or_default();
+            h.extend_from_slice(extra.as_bytes());
+            h
+        }
         Network::None | Network::Join { .. } => {
             let mut h = String::from(LOOPBACK_HOSTS);
+            h.push_str(&extra);
             if !hostname.is_empty() {
                 h.push_str(&format!("127.0.0.1\t{hostname}\n"));
             }
