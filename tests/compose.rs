@@ -46,6 +46,58 @@ impl Drop for TakeDown<'_> {
     }
 }
 
+/// One compose project run side by side by kiln (`kiln compose -p NAME`) and docker-compose
+/// 1.29 (`docker-compose -p NAME`, stdin closed), in `dir`; both are taken down (`down -v -t
+/// 1`) when this is dropped. `COMPOSE_PROFILES` is removed unless a call sets it.
+struct SideBySide<'a> {
+    store: &'a KilnStore,
+    dir: std::path::PathBuf,
+    name: String,
+}
+
+impl SideBySide<'_> {
+    fn kiln(&self, args: &[&str]) -> Output {
+        self.kiln_with(None, args)
+    }
+
+    fn docker_compose(&self, args: &[&str]) -> Output {
+        self.docker_compose_with(None, args)
+    }
+
+    fn kiln_with(&self, profiles: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = self.store.cmd();
+        cmd.args(["compose", "-p", &self.name])
+            .args(args)
+            .current_dir(&self.dir);
+        with_profiles(&mut cmd, profiles);
+        run(&mut cmd)
+    }
+
+    fn docker_compose_with(&self, profiles: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = std::process::Command::new("docker-compose");
+        cmd.args(["-p", &self.name, "--no-ansi"])
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(std::process::Stdio::null());
+        with_profiles(&mut cmd, profiles);
+        run(&mut cmd)
+    }
+}
+
+fn with_profiles(cmd: &mut std::process::Command, profiles: Option<&str>) {
+    match profiles {
+        Some(p) => cmd.env("COMPOSE_PROFILES", p),
+        None => cmd.env_remove("COMPOSE_PROFILES"),
+    };
+}
+
+impl Drop for SideBySide<'_> {
+    fn drop(&mut self) {
+        let _ = self.docker_compose(&["down", "-v", "-t", "1"]);
+        let _ = self.kiln(&["down", "-v", "-t", "1"]);
+    }
+}
+
 fn config(dir: &Path, extra: &[&str]) -> String {
     let store = shared_store();
     let mut cmd = store.cmd();
@@ -1523,28 +1575,13 @@ volumes:
         ),
     )
     .unwrap();
-    let kiln = |args: &[&str]| {
-        let mut cmd = store.cmd();
-        cmd.args(["compose", "-p", &name])
-            .args(args)
-            .current_dir(&proj);
-        run(&mut cmd)
+    let both_tools = SideBySide {
+        store: &store,
+        dir: proj.clone(),
+        name: name.clone(),
     };
-    let docker_compose = |args: &[&str]| {
-        run(std::process::Command::new("docker-compose")
-            .args(["-p", &name, "--no-ansi"])
-            .args(args)
-            .current_dir(&proj)
-            .stdin(std::process::Stdio::null()))
-    };
-    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["down", "-v", "-t", "1"]);
-        }
-    }
-    let _docker_down = Down(&docker_compose);
-    let _kiln_down = Down(&kiln);
+    let kiln = |args: &[&str]| both_tools.kiln(args);
+    let docker_compose = |args: &[&str]| both_tools.docker_compose(args);
     // The message of each log line, without the `container  | ` prefix both put there.
     let messages = |out: std::process::Output| -> Vec<String> {
         assert!(out.status.success(), "{}", show(&out));
@@ -1727,28 +1764,13 @@ fn up_recreates_only_changed_containers_as_docker_compose_does() {
         )
         .unwrap()
     };
-    let kiln = |args: &[&str]| {
-        let mut cmd = store.cmd();
-        cmd.args(["compose", "-p", &name])
-            .args(args)
-            .current_dir(&proj);
-        run(&mut cmd)
+    let both_tools = SideBySide {
+        store: &store,
+        dir: proj.clone(),
+        name: name.clone(),
     };
-    let docker_compose = |args: &[&str]| {
-        run(std::process::Command::new("docker-compose")
-            .args(["-p", &name, "--no-ansi"])
-            .args(args)
-            .current_dir(&proj)
-            .stdin(std::process::Stdio::null()))
-    };
-    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["down", "-v", "-t", "1"]);
-        }
-    }
-    let _docker_down = Down(&docker_compose);
-    let _kiln_down = Down(&kiln);
+    let kiln = |args: &[&str]| both_tools.kiln(args);
+    let docker_compose = |args: &[&str]| both_tools.docker_compose(args);
     let both = |args: &[&str]| {
         for (who, out) in [
             ("kiln", kiln(args)),
@@ -1859,37 +1881,14 @@ fn profiles_choose_the_services_as_docker_compose_does() {
         ),
     )
     .unwrap();
-    let kiln = |env: Option<&str>, args: &[&str]| {
-        let mut cmd = store.cmd();
-        cmd.args(["compose", "-p", &name])
-            .args(args)
-            .current_dir(&proj);
-        match env {
-            Some(p) => cmd.env("COMPOSE_PROFILES", p),
-            None => cmd.env_remove("COMPOSE_PROFILES"),
-        };
-        run(&mut cmd)
+    let both_tools = SideBySide {
+        store: &store,
+        dir: proj.clone(),
+        name: name.clone(),
     };
-    let docker_compose = |env: Option<&str>, args: &[&str]| {
-        let mut cmd = std::process::Command::new("docker-compose");
-        cmd.args(["-p", &name, "--no-ansi"])
-            .args(args)
-            .current_dir(&proj)
-            .stdin(std::process::Stdio::null());
-        match env {
-            Some(p) => cmd.env("COMPOSE_PROFILES", p),
-            None => cmd.env_remove("COMPOSE_PROFILES"),
-        };
-        run(&mut cmd)
-    };
-    struct Down<'a>(&'a dyn Fn(Option<&str>, &[&str]) -> std::process::Output);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(None, &["down", "-v", "-t", "1"]);
-        }
-    }
-    let _docker_down = Down(&docker_compose);
-    let _kiln_down = Down(&kiln);
+    let kiln = |env: Option<&str>, args: &[&str]| both_tools.kiln_with(env, args);
+    let docker_compose =
+        |env: Option<&str>, args: &[&str]| both_tools.docker_compose_with(env, args);
     // The services with a running container, on each tool.
     let running = || {
         let k = stdout_text(&store.kiln(["ps", "--format", "{{.Names}}"]));
@@ -1979,28 +1978,13 @@ fn run_keys_of_a_service_match_docker_compose() {
         ),
     )
     .unwrap();
-    let kiln = |args: &[&str]| {
-        let mut cmd = store.cmd();
-        cmd.args(["compose", "-p", &name])
-            .args(args)
-            .current_dir(&proj);
-        run(&mut cmd)
+    let both_tools = SideBySide {
+        store: &store,
+        dir: proj.clone(),
+        name: name.clone(),
     };
-    let docker_compose = |args: &[&str]| {
-        run(std::process::Command::new("docker-compose")
-            .args(["-p", &name, "--no-ansi"])
-            .args(args)
-            .current_dir(&proj)
-            .stdin(std::process::Stdio::null()))
-    };
-    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["down", "-t", "1"]);
-        }
-    }
-    let _docker_down = Down(&docker_compose);
-    let _kiln_down = Down(&kiln);
+    let kiln = |args: &[&str]| both_tools.kiln(args);
+    let docker_compose = |args: &[&str]| both_tools.docker_compose(args);
     for (who, out) in [
         ("kiln", kiln(&["up", "-d"])),
         ("docker-compose", docker_compose(&["up", "-d"])),
