@@ -720,14 +720,7 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
         return Err("must be a mapping".into());
     };
     let get = |k: &str| m.get(k);
-    let text = |k: &str| -> Result<Option<String>, String> {
-        match get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => scalar(v)
-                .map(Some)
-                .ok_or_else(|| format!("{k}: must be a string")),
-        }
-    };
+    let text = |k: &str| text_at(m, k);
     let build = match get("build") {
         None | Some(Value::Null) => None,
         Some(Value::String(c)) => Some(Build {
@@ -931,16 +924,20 @@ fn service(name: &str, v: &Value, dir: &Path) -> Result<Service, String> {
     })
 }
 
+/// A service key holding a string (or a number or boolean, read as text); absent or null:
+/// None.
+fn text_at(m: &Mapping, k: &str) -> Result<Option<String>, String> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => scalar(v)
+            .map(Some)
+            .ok_or_else(|| format!("{k}: must be a string")),
+    }
+}
+
 /// The keys that are `kiln run` flags.
 fn run_keys(m: &Mapping) -> Result<RunKeys, String> {
-    let text = |k: &str| -> Result<Option<String>, String> {
-        match m.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => scalar(v)
-                .map(Some)
-                .ok_or_else(|| format!("{k}: must be a string")),
-        }
-    };
+    let text = |k: &str| text_at(m, k);
     let flag = |k: &str| -> Result<bool, String> {
         match m.get(k) {
             None | Some(Value::Null) => Ok(false),

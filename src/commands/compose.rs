@@ -429,14 +429,14 @@ fn parse_scale(p: &Project, specs: &[String]) -> miette::Result<BTreeMap<String,
 /// one too), and unlabelled ones named `<project>-<service>-N`.
 fn instances(store: &Store, p: &Project, service: &str) -> miette::Result<Vec<(u32, Record)>> {
     let prefix = format!("{}-{service}-", p.name);
-    let label = |r: &Record, k: &str| r.labels.get(&format!("com.docker.compose.{k}")).cloned();
+    let label = |r: &Record, k: &str| r.labels.get(k).cloned();
     let mut out: Vec<(u32, Record)> = container::list(store)?
         .into_iter()
         .filter_map(|r| {
-            let n = match label(&r, "container-number") {
+            let n = match label(&r, NUMBER_LABEL) {
                 Some(n) => {
-                    let ours = label(&r, "project").as_deref() == Some(p.name.as_str())
-                        && label(&r, "service").as_deref() == Some(service);
+                    let ours = label(&r, PROJECT_LABEL).as_deref() == Some(p.name.as_str())
+                        && label(&r, SERVICE_LABEL).as_deref() == Some(service);
                     if !ours {
                         return None;
                     }
@@ -632,6 +632,11 @@ impl Recreate {
 /// command line, its healthcheck and its image's ID (docker-compose's config-hash), so
 /// `up` recreates the container when any of them changes.
 const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+/// The labels naming a service's container: its project, service and number (docker
+/// compose's), by which `up`, `stop`, `ps`, ... find it again.
+const PROJECT_LABEL: &str = "com.docker.compose.project";
+const SERVICE_LABEL: &str = "com.docker.compose.service";
+const NUMBER_LABEL: &str = "com.docker.compose.container-number";
 
 fn config_hash(argv: &[String], s: &Service, image: &kiln_runtime::store::Image) -> String {
     let mut h = blake3::Hasher::new();
@@ -697,9 +702,9 @@ fn up(
             let name = p.container(&s.name, n);
             let mut extra = vec![
                 "-d".to_string(),
-                format!("--label=com.docker.compose.project={}", p.name),
-                format!("--label=com.docker.compose.service={}", s.name),
-                format!("--label=com.docker.compose.container-number={n}"),
+                format!("--label={PROJECT_LABEL}={}", p.name),
+                format!("--label={SERVICE_LABEL}={}", s.name),
+                format!("--label={NUMBER_LABEL}={n}"),
             ];
             let hash = config_hash(&run_argv(p, s, &name, &extra, None)?, s, &image);
             extra.push(format!("--label={CONFIG_HASH}={hash}"));

@@ -1136,11 +1136,13 @@ fn network_settings(store: &Store, r: &Record) -> Value {
 /// when there are none, as docker's).
 fn exposed_ports(store: &Store, r: &Record) -> Value {
     let mut out = serde_json::Map::new();
-    let config = std::fs::read(store.blob_path(&r.image_id))
+    // The image may have been removed since; then only the published ports are known.
+    let config = store
+        .read_blob(&r.image_id)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-    if let Some(Value::Object(ports)) = config.as_ref().map(|c| &c["config"]["ExposedPorts"]) {
-        for k in ports.keys() {
+        .and_then(|b| serde_json::from_slice::<kiln_runtime::oci::ImageConfig>(&b).ok());
+    if let Some(config) = config {
+        for k in config.config.exposed_ports.keys() {
             let key = if k.contains('/') {
                 k.clone()
             } else {

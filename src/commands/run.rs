@@ -11,7 +11,7 @@ use kiln_runtime::container::{
     self, log::LogConfig, volume, JoinRequest, MountRequest, PidRequest, RestartPolicy, RunOptions,
     VolumesFrom,
 };
-use kiln_runtime::sandbox::spec::{Port, Protocol};
+use kiln_runtime::sandbox::spec::{Port, Protocol, Ulimit, ULIMITS};
 use kiln_runtime::sandbox::{tty, SandboxError, Streams};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -522,7 +522,7 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
         .into());
     }
     for u in &a.ulimits {
-        let limit = kiln_runtime::sandbox::spec::Ulimit::parse(u).map_err(|why| {
+        let limit = parse_ulimit(u).map_err(|why| {
             flag_error(
                 "--ulimit",
                 u,
@@ -551,6 +551,38 @@ pub(crate) fn options(a: &RunArgs) -> miette::Result<RunOptions> {
     }
     security_options(&a.security, &mut opts)?;
     Ok(opts)
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`, as docker reads it: one of docker's names, HARD defaulting to
+/// SOFT, -1 (any negative) unlimited, SOFT no more than HARD.
+fn parse_ulimit(text: &str) -> Result<Ulimit, String> {
+    let (name, values) = text
+        .split_once('=')
+        .ok_or_else(|| format!("invalid ulimit argument: {text}"))?;
+    if !ULIMITS.iter().any(|(n, _)| *n == name) {
+        return Err(format!("invalid ulimit type: {name}"));
+    }
+    let number = |v: &str| {
+        v.parse::<i64>()
+            .map_err(|_| format!("invalid ulimit value: {v}"))
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (number(s)?, number(h)?),
+        None => {
+            let v = number(values)?;
+            (v, v)
+        }
+    };
+    if hard >= 0 && (soft < 0 || soft > hard) {
+        return Err(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        ));
+    }
+    Ok(Ulimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
 }
 
 /// `--add-host NAME:IP` (split at the first `:`, so `NAME:::1` is IPv6), as docker reads it.
@@ -599,9 +631,13 @@ fn health_flags(
         || durations.iter().any(|(_, v)| v.is_some());
     if h.no_healthcheck {
         if any {
-            return Err(miette::miette!(
-                "--no-healthcheck conflicts with --health-* options"
-            ));
+            return Err(flag_error(
+                "--no-healthcheck",
+                "true",
+                "it conflicts with the --health-* options",
+                "give either --no-healthcheck or the --health-* flags",
+            )
+            .into());
         }
         return Ok(Some(kiln_runtime::oci::HealthConfig {
             test: vec!["NONE".into()],
@@ -651,17 +687,27 @@ fn health_flags(
     }))
 }
 
-/// `kiln create`: the container's record, nothing started; prints its ID.
-pub fn create(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
-    let store = open_store(root)?;
+/// The container `run`/`create` ask for, recorded (nothing started): the image resolved, the
+/// flags read, and `--cidfile` refused when it exists, else written with the new ID.
+fn create_record(
+    store: &kiln_runtime::store::Store,
+    a: &RunArgs,
+) -> miette::Result<container::Record> {
     let reference = &a.image_and_args[0];
     let image = store
         .image(reference)
         .map_err(|_| RunError::NoImage(reference.clone()))?;
-    let opts = options(&a)?;
-    check_cidfile(&a)?;
-    let record = container::create(&store, reference, &image, &opts)?;
-    write_cidfile(&a, &record.id)?;
+    let opts = options(a)?;
+    check_cidfile(a)?;
+    let record = container::create(store, reference, &image, &opts)?;
+    write_cidfile(a, &record.id)?;
+    Ok(record)
+}
+
+/// `kiln create`: the container's record, nothing started; prints its ID.
+pub fn create(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
+    let store = open_store(root)?;
+    let record = create_record(&store, &a)?;
     println!("{}", record.id);
     Ok(())
 }
@@ -690,14 +736,7 @@ fn write_cidfile(a: &RunArgs, id: &str) -> miette::Result<()> {
 /// `kiln run -d`: create, hand the container to a supervisor, print its ID.
 fn run_detached(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
     let store = open_store(root)?;
-    let reference = &a.image_and_args[0];
-    let image = store
-        .image(reference)
-        .map_err(|_| RunError::NoImage(reference.clone()))?;
-    let opts = options(&a)?;
-    check_cidfile(&a)?;
-    let record = container::create(&store, reference, &image, &opts)?;
-    write_cidfile(&a, &record.id)?;
+    let record = create_record(&store, &a)?;
     match container::supervisor::start(&store, &record) {
         Ok(()) => {
             println!("{}", record.id);
@@ -766,14 +805,7 @@ pub fn run(root: Option<PathBuf>, a: RunArgs) -> miette::Result<()> {
         super::sigproxy::take(super::sigproxy::proxied(), deliver);
     }
     let store = open_store(root)?;
-    let reference = &a.image_and_args[0];
-    let image = store
-        .image(reference)
-        .map_err(|_| RunError::NoImage(reference.clone()))?;
-    let opts = options(&a)?;
-    check_cidfile(&a)?;
-    let record = container::create(&store, reference, &image, &opts)?;
-    write_cidfile(&a, &record.id)?;
+    let record = create_record(&store, &a)?;
     let streams = if a.tty {
         Streams {
             stdin: std::process::Stdio::null(),

@@ -630,26 +630,17 @@ fn run_nodes(
                     set_var(vars, p, &p.decl[0], v)?;
                 }
             }
-            Node::If(p, then, otherwise) => {
+            // `with` is an `if` whose body sees the value as `.`.
+            Node::If(p, then, otherwise) | Node::With(p, then, otherwise) => {
                 let v = eval(p, dot, vars)?;
                 let inner = vars.len();
                 if let Some(name) = p.decl.first() {
                     vars.push((name.clone(), v.clone()));
                 }
-                let branch = if truthy(&v) { then } else { otherwise };
-                run_nodes(branch, dot, vars, out)?;
-                vars.truncate(inner);
-            }
-            Node::With(p, body, otherwise) => {
-                let v = eval(p, dot, vars)?;
-                let inner = vars.len();
-                if let Some(name) = p.decl.first() {
-                    vars.push((name.clone(), v.clone()));
-                }
-                if truthy(&v) {
-                    run_nodes(body, &v, vars, out)?;
-                } else {
-                    run_nodes(otherwise, dot, vars, out)?;
+                match (truthy(&v), matches!(node, Node::With(..))) {
+                    (true, true) => run_nodes(then, &v, vars, out)?,
+                    (true, false) => run_nodes(then, dot, vars, out)?,
+                    (false, _) => run_nodes(otherwise, dot, vars, out)?,
                 }
                 vars.truncate(inner);
             }

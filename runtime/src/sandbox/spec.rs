@@ -97,38 +97,6 @@ pub const ULIMITS: [(&str, libc::__rlimit_resource_t); 15] = [
 ];
 
 impl Ulimit {
-    /// `NAME=SOFT[:HARD]`, as docker reads it (HARD defaults to SOFT; SOFT may not exceed it).
-    pub fn parse(text: &str) -> Result<Ulimit, String> {
-        let (name, values) = text
-            .split_once('=')
-            .ok_or_else(|| format!("invalid ulimit argument: {text}"))?;
-        if !ULIMITS.iter().any(|(n, _)| *n == name) {
-            return Err(format!("invalid ulimit type: {name}"));
-        }
-        let number = |v: &str| {
-            v.parse::<i64>()
-                .map_err(|_| format!("invalid ulimit value: {v}"))
-        };
-        let (soft, hard) = match values.split_once(':') {
-            Some((s, h)) => (number(s)?, number(h)?),
-            None => {
-                let v = number(values)?;
-                (v, v)
-            }
-        };
-        let unlimited = |v: i64| v < 0;
-        if !unlimited(hard) && (unlimited(soft) || soft > hard) {
-            return Err(format!(
-                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
-            ));
-        }
-        Ok(Ulimit {
-            name: name.to_string(),
-            soft,
-            hard,
-        })
-    }
-
     /// The resource and the two values as setrlimit(2) takes them.
     pub fn rlimit(&self) -> Option<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)> {
         let (_, resource) = ULIMITS.iter().find(|(n, _)| *n == self.name)?;
